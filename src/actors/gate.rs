@@ -1,0 +1,139 @@
+//! One gate actor per chain: L0-L3 decision, L4 signature and chain link, then publish.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use hdrhistogram::Histogram;
+
+use super::publisher::{Publish, PublisherActor};
+use super::PipelineError;
+use crate::audit::wire::{DecisionRecord, Payload, RunProvenance};
+use crate::audit::ChainSigner;
+use crate::elf::{ActionRequest, ElfGate, Layer, ReasonCode, Verdict};
+use crate::metrics::Metrics;
+use crate::var::ModelFigures;
+
+#[derive(Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub struct GateRequest {
+    pub req: ActionRequest,
+    pub figures: Arc<ModelFigures>,
+}
+
+/// Counts and latencies of one gate, for the run summary.
+#[derive(Debug, Clone)]
+pub struct GateStats {
+    pub chain: String,
+    pub by_verdict: BTreeMap<&'static str, u64>,
+    pub blocks_by_reason: BTreeMap<(Layer, ReasonCode), u64>,
+    /// L0-L3 decision time, nanoseconds.
+    pub decide_ns: Histogram<u64>,
+    /// Decision plus L4 signing, nanoseconds.
+    pub gate_ns: Histogram<u64>,
+    pub next_seq: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "GateStats")]
+pub struct GetGateStats;
+
+pub struct GateActor {
+    gate: ElfGate,
+    signer: ChainSigner,
+    provenance: RunProvenance,
+    publisher: Addr<PublisherActor>,
+    metrics: Arc<Metrics>,
+    stats: GateStats,
+    mailbox_capacity: usize,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+impl GateActor {
+    pub fn new(
+        gate: ElfGate,
+        signer: ChainSigner,
+        provenance: RunProvenance,
+        publisher: Addr<PublisherActor>,
+        metrics: Arc<Metrics>,
+        mailbox_capacity: usize,
+    ) -> Self {
+        let stats = GateStats {
+            chain: signer.chain().to_string(),
+            by_verdict: BTreeMap::new(),
+            blocks_by_reason: BTreeMap::new(),
+            decide_ns: histogram(),
+            gate_ns: histogram(),
+            next_seq: signer.head().next_seq,
+        };
+        Self { gate, signer, provenance, publisher, metrics, stats, mailbox_capacity }
+    }
+
+    fn record_metrics(&mut self, verdict: Verdict, layer: Option<Layer>, reasons: &[ReasonCode]) {
+        let m = &self.metrics;
+        // A request reaches each layer up to the one that stopped it.
+        let reached = match layer {
+            Some(Layer::L0) => 1,
+            Some(Layer::L1) => 2,
+            _ => 4,
+        };
+        for l in &[Layer::L0, Layer::L1, Layer::L2, Layer::L3][..reached] {
+            m.elf_requests_total.with_label_values(&[l.as_str()]).inc();
+        }
+        m.elf_requests_total.with_label_values(&[Layer::L4.as_str()]).inc();
+        *self.stats.by_verdict.entry(verdict.as_str()).or_default() += 1;
+        if let Some(layer) = layer {
+            for r in reasons {
+                m.elf_blocks_total.with_label_values(&[layer.as_str(), r.as_str()]).inc();
+                *self.stats.blocks_by_reason.entry((layer, *r)).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl Actor for GateActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<GateRequest> for GateActor {
+    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
+
+    fn handle(&mut self, msg: GateRequest, _: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let decision = self.gate.decide(&msg.req);
+        let decided = started.elapsed();
+        let record = DecisionRecord::new(&msg.req, &decision, &msg.figures, &self.provenance);
+        let signed = self.signer.sign(msg.req.decided_at_ms, &msg.req.symbol, Payload::RiskDecision(Box::new(record)));
+        let total = started.elapsed();
+
+        self.record_metrics(decision.verdict, decision.layer, &decision.reasons);
+        let _ = self.stats.decide_ns.record(decided.as_nanos().max(1) as u64);
+        let _ = self.stats.gate_ns.record(total.as_nanos().max(1) as u64);
+        self.metrics.elf_latency_seconds.with_label_values(&["L0_L3"]).observe(decided.as_secs_f64());
+        self.metrics.elf_latency_seconds.with_label_values(&["L4"]).observe((total - decided).as_secs_f64());
+        self.stats.next_seq = self.signer.head().next_seq;
+
+        let publisher = self.publisher.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let signed = signed?;
+                publisher.send(Publish(signed)).await?
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<GetGateStats> for GateActor {
+    type Result = MessageResult<GetGateStats>;
+    fn handle(&mut self, _: GetGateStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats.clone())
+    }
+}

@@ -1,0 +1,173 @@
+//! Ingest: one Binance combined-stream connection, typed parsing, routing to symbol actors.
+//! A bad frame is counted and logged with its reason; it never stops the stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::symbol::{SymbolActor, Tick};
+use super::PipelineError;
+use crate::clock::Clock;
+use crate::config::{FeedConfig, OnServerClose};
+use crate::market::{parse_combined, MarketDataError, MarketEvent};
+use crate::metrics::Metrics;
+
+/// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
+/// rejected and counted, so the connection survives them.
+const WS_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub connections: u32,
+    pub frames: u64,
+    pub accepted: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub elapsed: Duration,
+    pub ended_by: String,
+}
+
+/// Run until the server closes (with `on_server_close = stop`) or a stage fails.
+#[derive(Message)]
+#[rtype(result = "Result<IngestReport, PipelineError>")]
+pub struct RunIngest;
+
+pub struct IngestActor {
+    feed: FeedConfig,
+    url: String,
+    routes: Arc<HashMap<String, Addr<SymbolActor>>>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+}
+
+impl IngestActor {
+    pub fn new(feed: FeedConfig, symbols: &[String], routes: HashMap<String, Addr<SymbolActor>>, clock: Clock, metrics: Arc<Metrics>) -> Self {
+        let url = stream_url(&feed.url, symbols, &feed.streams);
+        Self { feed, url, routes: Arc::new(routes), clock, metrics }
+    }
+}
+
+/// `<base>/stream?streams=btcusdt@trade/btcusdt@bookTicker/...`
+pub fn stream_url(base: &str, symbols: &[String], streams: &[String]) -> String {
+    let names: Vec<String> = symbols
+        .iter()
+        .flat_map(|s| streams.iter().map(move |k| format!("{}@{}", s.to_lowercase(), k)))
+        .collect();
+    format!("{}/stream?streams={}", base.trim_end_matches('/'), names.join("/"))
+}
+
+impl Actor for IngestActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<RunIngest> for IngestActor {
+    type Result = ResponseFuture<Result<IngestReport, PipelineError>>;
+
+    fn handle(&mut self, _: RunIngest, _: &mut Self::Context) -> Self::Result {
+        let feed = self.feed.clone();
+        let url = self.url.clone();
+        let routes = self.routes.clone();
+        let clock = self.clock;
+        let metrics = self.metrics.clone();
+        Box::pin(async move { run(feed, url, routes, clock, metrics).await })
+    }
+}
+
+async fn run(
+    feed: FeedConfig,
+    url: String,
+    routes: Arc<HashMap<String, Addr<SymbolActor>>>,
+    mut clock: Clock,
+    metrics: Arc<Metrics>,
+) -> Result<IngestReport, PipelineError> {
+    let started = Instant::now();
+    let mut report = IngestReport::default();
+    let mut backoff = Duration::from_millis(feed.reconnect_initial_backoff_ms);
+    let max_backoff = Duration::from_millis(feed.reconnect_max_backoff_ms);
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.max_message_size = Some(WS_MAX_MESSAGE_BYTES);
+    ws_config.max_frame_size = Some(WS_MAX_MESSAGE_BYTES);
+
+    loop {
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true);
+        let ws = match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect).await {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => {
+                tracing::warn!(url = %url, error = %e, backoff_ms = backoff.as_millis() as u64, "connect failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(url = %url, "connect timed out");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+                continue;
+            }
+        };
+        report.connections += 1;
+        backoff = Duration::from_millis(feed.reconnect_initial_backoff_ms);
+        tracing::info!(url = %url, "market data connected");
+        let (_write, mut read) = ws.split();
+        let ended_by = loop {
+            let msg = match read.next().await {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => break format!("error: {e}"),
+                None => break "eof".to_string(),
+            };
+            let text = match msg {
+                Message::Text(t) => t,
+                Message::Binary(b) => {
+                    report.frames += 1;
+                    reject(&mut report, &metrics, &MarketDataError::BinaryFrame, b.len());
+                    continue;
+                }
+                Message::Close(frame) => break format!("server close: {}", frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+                // Pings are answered by the WebSocket layer with the same payload.
+                _ => continue,
+            };
+            report.frames += 1;
+            if text.len() > feed.max_frame_bytes {
+                reject(&mut report, &metrics, &MarketDataError::Oversized { size: text.len(), limit: feed.max_frame_bytes }, text.len());
+                continue;
+            }
+            let event = match parse_combined(text.as_str()) {
+                Ok(e) => e,
+                Err(e) => {
+                    reject(&mut report, &metrics, &e, text.len());
+                    continue;
+                }
+            };
+            let Some(route) = routes.get(event.symbol()) else {
+                reject(&mut report, &metrics, &MarketDataError::UnknownSymbol(event.symbol().to_string()), text.len());
+                continue;
+            };
+            if let MarketEvent::Trade(t) = &event {
+                clock.observe(t.event_time_ms);
+            }
+            let kind = event.kind().as_str();
+            *report.accepted.entry(kind).or_default() += 1;
+            metrics.ingest_frames_total.with_label_values(&[kind]).inc();
+            route.send(Tick { event, received_at_ms: clock.now_ms(), feed_healthy: true }).await??;
+        };
+        tracing::info!(reason = %ended_by, "market data connection ended");
+        report.ended_by = ended_by;
+        if feed.on_server_close == OnServerClose::Stop {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max_backoff);
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn reject(report: &mut IngestReport, metrics: &Metrics, err: &MarketDataError, len: usize) {
+    *report.rejected.entry(err.code()).or_default() += 1;
+    metrics.ingest_rejected_total.with_label_values(&[err.code()]).inc();
+    tracing::warn!(reason = err.code(), bytes = len, error = %err, "market data frame rejected");
+}

@@ -1,0 +1,22 @@
+//! Thin actors: they move messages, hold state and do I/O; the maths and the gate live in
+//! the pure modules. Every data-path message is sent with `send().await` into a bounded
+//! mailbox, so a slow stage slows its producers instead of growing a queue.
+
+pub mod gate;
+pub mod ingest;
+pub mod portfolio;
+pub mod publisher;
+pub mod symbol;
+
+use crate::audit::AuditError;
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("actor mailbox closed: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("signing: {0}")]
+    Audit(#[from] AuditError),
+}

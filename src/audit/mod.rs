@@ -1,0 +1,18 @@
+//! L4 proof of integrity: Ed25519 signatures over canonical bytes, hash-chained per chain,
+//! and the verifier auditors run. `wire` is the only module that knows the signed format.
+
+mod chain;
+pub mod keys;
+pub mod verify;
+pub mod wire;
+
+pub use chain::{head_after, ChainHead, ChainSigner, SignedEvent};
+pub use verify::{FailureReason, VerifyFailure, VerifyReport, Verifier};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("canonical encoding failed: {0}")]
+    Encode(String),
+    #[error("key file {path}: {message}")]
+    Key { path: String, message: String },
+}

@@ -1,0 +1,408 @@
+//! The signed wire format, version 1 (documented in docs/audit-format.md).
+//!
+//! A record is one line: `{"event":EVENT,"sig":"<128 hex>"}` where EVENT is the RFC 8785
+//! canonical JSON of [`Event`]. The signature and the chain hash both cover
+//! `SIGNING_DOMAIN || EVENT`, so a signature cannot be replayed in another context.
+//! Non-finite numbers, which JSON cannot carry, appear as the strings "NaN", "Infinity"
+//! and "-Infinity" so that blocked bad input is still recorded exactly.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::elf::{ActionRequest, Decision, Layer, ReasonCode, Verdict};
+use crate::risk::RiskAction;
+use crate::var::ModelFigures;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const SIGNING_DOMAIN: &[u8] = b"BIZRA-RISK/EVENT/V1\0";
+/// `prev` of the first event of a chain.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A float that survives JSON: finite values as numbers, others as strings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = self.0;
+        if x.is_finite() {
+            // RFC 8785 has no negative zero.
+            s.serialize_f64(if x == 0.0 { 0.0 } else { x })
+        } else if x.is_nan() {
+            s.serialize_str("NaN")
+        } else if x > 0.0 {
+            s.serialize_str("Infinity")
+        } else {
+            s.serialize_str("-Infinity")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            N(f64),
+            S(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::N(x) => Ok(Num(x)),
+            Repr::S(s) => match s.as_str() {
+                "NaN" => Ok(Num(f64::NAN)),
+                "Infinity" => Ok(Num(f64::INFINITY)),
+                "-Infinity" => Ok(Num(f64::NEG_INFINITY)),
+                _ => Err(serde::de::Error::custom(format!("bad number {s:?}"))),
+            },
+        }
+    }
+}
+
+/// The signed part of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub v: u32,
+    pub chain: String,
+    pub seq: u64,
+    /// Hex SHA-256 of the previous event's signing input; zeros for seq 0.
+    pub prev: String,
+    pub key_id: String,
+    pub ts_ms: i64,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum Payload {
+    RiskDecision(Box<DecisionRecord>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRecord {
+    pub action_id: String,
+    pub symbol: String,
+    pub action: ActionRecord,
+    pub verdict: Verdict,
+    pub layer: Option<Layer>,
+    pub reasons: Vec<ReasonCode>,
+    pub rules_fired: Vec<RuleFired>,
+    pub compliance: Option<ComplianceRecord>,
+    pub data_time_ms: i64,
+    pub feed_healthy: bool,
+    pub evidence: EvidenceRecord,
+    pub model: ModelRecord,
+    pub input: InputRecord,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum ActionRecord {
+    PublishRiskSnapshot,
+    LimitBreach { var_usd: Num, limit_usd: Num },
+    ReduceExposure { current_qty: Num, target_qty: Num },
+    Halt,
+    Resume,
+    SetLimit { new_limit_usd: Num },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFired {
+    pub id: String,
+    pub enforce: crate::elf::Enforcement,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceRecord {
+    pub score: Num,
+    pub threshold: Num,
+    pub freshness: Num,
+    pub sample: Num,
+    pub mc_agreement: Num,
+    pub backtest: Num,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceRecord {
+    pub level: Num,
+    pub var_usd: Num,
+    pub es_usd: Num,
+    pub limit_usd: Num,
+    pub limit_cap_usd: Num,
+    pub var_ci_low_usd: Num,
+    pub var_ci_high_usd: Num,
+    pub position_qty: Num,
+    pub price: Num,
+    pub ess: Num,
+    pub mc_z: Num,
+    pub exceedances: Num,
+    pub expected_exceedances: Num,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelRecord {
+    pub level: Num,
+    pub var: Num,
+    pub es: Num,
+    pub var_ci_low: Num,
+    pub var_ci_high: Num,
+    pub mc_var: Num,
+    pub mc_std_error: Num,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum ModelRecord {
+    /// Returns as fractions; multiply by notional for USDT.
+    NigStudentT {
+        m: Num,
+        k: Num,
+        a: Num,
+        b: Num,
+        lambda: Num,
+        levels: Vec<LevelRecord>,
+        mc_draws: u64,
+        mc_seed: u64,
+        /// Decimal string: ChaCha8 word position (u128) before the draws.
+        mc_stream_pos: String,
+    },
+    NiwMultivariateT {
+        level: Num,
+        var_usd: Num,
+        es_usd: Num,
+        symbols: Vec<String>,
+        notionals_usd: Vec<Num>,
+        component_var_usd: Vec<Num>,
+        regularised: bool,
+        lambda: Num,
+        observations: u64,
+    },
+    WarmingUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRecord {
+    pub first_trade_id: Option<u64>,
+    pub last_trade_id: Option<u64>,
+    pub bar_start_ms: i64,
+    pub bar_end_ms: i64,
+    pub returns_seen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub build: String,
+    pub config_sha256: String,
+    pub rules_sha256: String,
+}
+
+/// Provenance shared by every event of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunProvenance {
+    pub config_sha256: String,
+    pub rules_sha256: String,
+}
+
+impl DecisionRecord {
+    pub fn new(req: &ActionRequest, decision: &Decision, figures: &ModelFigures, prov: &RunProvenance) -> Self {
+        let e = &req.evidence;
+        Self {
+            action_id: req.action_id.clone(),
+            symbol: req.symbol.clone(),
+            action: action_record(&req.action),
+            verdict: decision.verdict,
+            layer: decision.layer,
+            reasons: decision.reasons.clone(),
+            rules_fired: decision
+                .rules_fired
+                .iter()
+                .map(|h| RuleFired { id: h.rule_id.to_string(), enforce: h.enforce })
+                .collect(),
+            compliance: decision.compliance.map(|c| ComplianceRecord {
+                score: Num(c.score),
+                threshold: Num(c.threshold),
+                freshness: Num(c.components.freshness),
+                sample: Num(c.components.sample),
+                mc_agreement: Num(c.components.mc_agreement),
+                backtest: Num(c.components.backtest),
+            }),
+            data_time_ms: req.data_time_ms,
+            feed_healthy: req.feed_healthy,
+            evidence: EvidenceRecord {
+                level: Num(e.level),
+                var_usd: Num(e.var_usd),
+                es_usd: Num(e.es_usd),
+                limit_usd: Num(e.limit_usd),
+                limit_cap_usd: Num(e.limit_cap_usd),
+                var_ci_low_usd: Num(e.var_ci_low_usd),
+                var_ci_high_usd: Num(e.var_ci_high_usd),
+                position_qty: Num(e.position_qty),
+                price: Num(e.price),
+                ess: Num(e.ess),
+                mc_z: Num(e.mc_z),
+                exceedances: Num(e.exceedances),
+                expected_exceedances: Num(e.expected_exceedances),
+            },
+            model: model_record(figures),
+            input: InputRecord {
+                first_trade_id: req.input.first_trade_id,
+                last_trade_id: req.input.last_trade_id,
+                bar_start_ms: req.input.bar_start_ms,
+                bar_end_ms: req.input.bar_end_ms,
+                returns_seen: req.input.returns_seen,
+            },
+            provenance: Provenance {
+                build: env!("CARGO_PKG_VERSION").to_string(),
+                config_sha256: prov.config_sha256.clone(),
+                rules_sha256: prov.rules_sha256.clone(),
+            },
+        }
+    }
+}
+
+fn action_record(a: &RiskAction) -> ActionRecord {
+    match *a {
+        RiskAction::PublishRiskSnapshot => ActionRecord::PublishRiskSnapshot,
+        RiskAction::LimitBreach { var_usd, limit_usd } => {
+            ActionRecord::LimitBreach { var_usd: Num(var_usd), limit_usd: Num(limit_usd) }
+        }
+        RiskAction::ReduceExposure { current_qty, target_qty } => {
+            ActionRecord::ReduceExposure { current_qty: Num(current_qty), target_qty: Num(target_qty) }
+        }
+        RiskAction::Halt => ActionRecord::Halt,
+        RiskAction::Resume => ActionRecord::Resume,
+        RiskAction::SetLimit { new_limit_usd } => ActionRecord::SetLimit { new_limit_usd: Num(new_limit_usd) },
+    }
+}
+
+fn model_record(f: &ModelFigures) -> ModelRecord {
+    match f {
+        ModelFigures::Nig { params, lambda, levels, mc_draws, mc_seed, mc_stream_pos } => ModelRecord::NigStudentT {
+            m: Num(params.m),
+            k: Num(params.k),
+            a: Num(params.a),
+            b: Num(params.b),
+            lambda: Num(*lambda),
+            levels: levels
+                .iter()
+                .map(|l| LevelRecord {
+                    level: Num(l.level),
+                    var: Num(l.var),
+                    es: Num(l.es),
+                    var_ci_low: Num(l.var_ci_low),
+                    var_ci_high: Num(l.var_ci_high),
+                    mc_var: Num(l.mc_var),
+                    mc_std_error: Num(l.mc_std_error),
+                })
+                .collect(),
+            mc_draws: *mc_draws as u64,
+            mc_seed: *mc_seed,
+            mc_stream_pos: mc_stream_pos.to_string(),
+        },
+        ModelFigures::Niw { risk, symbols, notionals_usd, lambda, observations } => ModelRecord::NiwMultivariateT {
+            level: Num(risk.level),
+            var_usd: Num(risk.var_usd),
+            es_usd: Num(risk.es_usd),
+            symbols: symbols.clone(),
+            notionals_usd: notionals_usd.iter().map(|x| Num(*x)).collect(),
+            component_var_usd: risk.component_var_usd.iter().map(|x| Num(*x)).collect(),
+            regularised: risk.regularised,
+            lambda: Num(*lambda),
+            observations: *observations,
+        },
+        ModelFigures::None => ModelRecord::WarmingUp,
+    }
+}
+
+/// RFC 8785 canonical bytes of an event.
+pub fn canonical_event(event: &Event) -> Result<Vec<u8>, String> {
+    serde_json_canonicalizer::to_vec(event).map_err(|e| e.to_string())
+}
+
+/// The bytes that are signed and hashed.
+pub fn signing_input(canonical_event: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SIGNING_DOMAIN.len() + canonical_event.len());
+    v.extend_from_slice(SIGNING_DOMAIN);
+    v.extend_from_slice(canonical_event);
+    v
+}
+
+/// A full record line without the trailing newline.
+pub fn record_line(canonical_event: &[u8], sig: &[u8; 64]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(canonical_event.len() + 150);
+    line.extend_from_slice(b"{\"event\":");
+    line.extend_from_slice(canonical_event);
+    line.extend_from_slice(b",\"sig\":\"");
+    line.extend_from_slice(hex::encode(sig).as_bytes());
+    line.extend_from_slice(b"\"}");
+    line
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRepr<'a> {
+    #[serde(borrow)]
+    event: &'a RawValue,
+    sig: &'a str,
+}
+
+/// A record split into its parts; `event_bytes` are exactly the signed bytes.
+pub struct ParsedRecord<'a> {
+    pub event_bytes: &'a [u8],
+    pub event: Event,
+    pub sig: [u8; 64],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseFailure {
+    /// Not a record at all (bad JSON, wrong fields, bad signature encoding).
+    Malformed(String),
+    /// Valid content, but not in canonical form: the bytes were altered.
+    NonCanonical,
+    UnsupportedVersion(u32),
+}
+
+/// Parse one record line (without newline) and check that it is byte-for-byte canonical.
+pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
+    let text = std::str::from_utf8(line).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    let repr: RecordRepr<'_> = serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    let event: Event = serde_json::from_str(repr.event.get()).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    if event.v != FORMAT_VERSION {
+        return Err(ParseFailure::UnsupportedVersion(event.v));
+    }
+    let sig: [u8; 64] = hex::decode(repr.sig)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ParseFailure::Malformed("sig is not 128 hex digits".into()))?;
+    let canonical = canonical_event(&event).map_err(ParseFailure::Malformed)?;
+    if canonical.as_slice() != repr.event.get().as_bytes() || record_line(&canonical, &sig) != line {
+        return Err(ParseFailure::NonCanonical);
+    }
+    let prefix = b"{\"event\":".len();
+    let event_bytes = &line[prefix..prefix + canonical.len()];
+    Ok(ParsedRecord { event_bytes, event, sig })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn num_roundtrips_non_finite() {
+        for x in [1.5, 0.0, -2.0e-9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let s = serde_json_canonicalizer::to_string(&Num(x)).unwrap();
+            let back: Num = serde_json::from_str(&s).unwrap();
+            assert!(back.0 == x || (x.is_nan() && back.0.is_nan()), "{x} -> {s}");
+        }
+        assert_eq!(serde_json_canonicalizer::to_string(&Num(-0.0)).unwrap(), "0");
+        assert_eq!(serde_json_canonicalizer::to_string(&Num(1.0)).unwrap(), "1");
+    }
+}

@@ -1,0 +1,424 @@
+//! Engine configuration: embedded defaults, an optional file, environment overrides,
+//! and one `validate()` that lists every problem at once.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The configuration compiled into the binary (`config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Environment prefix: `BIZRA_KAFKA__BROKERS` sets `kafka.brokers`.
+pub const ENV_PREFIX: &str = "BIZRA_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration ({} problem(s)):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub feed: FeedConfig,
+    pub bars: BarsConfig,
+    pub var: VarConfig,
+    pub portfolio: PortfolioConfig,
+    pub limits: LimitsConfig,
+    pub instruments: Vec<InstrumentConfig>,
+    pub elf: ElfConfig,
+    pub signing: SigningConfig,
+    pub sink: SinkConfig,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMode {
+    /// Wall clock: live trading.
+    System,
+    /// Time advances with the exchange timestamps of the data: deterministic replays.
+    EventTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub engine_id: String,
+    pub seed: u64,
+    pub clock: ClockMode,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnServerClose {
+    Reconnect,
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    pub url: String,
+    pub streams: Vec<String>,
+    pub max_frame_bytes: usize,
+    pub connect_timeout_ms: u64,
+    pub reconnect_initial_backoff_ms: u64,
+    pub reconnect_max_backoff_ms: u64,
+    pub on_server_close: OnServerClose,
+    pub mailbox_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BarsConfig {
+    pub interval_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VarConfig {
+    pub levels: Vec<f64>,
+    pub lambda: f64,
+    pub prior_m0: f64,
+    pub prior_k0: f64,
+    pub prior_a0: f64,
+    pub prior_b0: f64,
+    pub min_returns: u32,
+    pub mc_draws: usize,
+    pub credible_level: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioConfig {
+    pub enabled: bool,
+    pub lambda: f64,
+    pub var_limit_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub reduce_ratio: f64,
+    pub halt_ratio: f64,
+    pub resume_ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentConfig {
+    pub symbol: String,
+    pub position_qty: f64,
+    pub var_limit_usd: f64,
+    pub limit_cap_usd: f64,
+}
+
+/// ELF gate settings. The first six keys keep the names of the ELF v1.1 reference.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ElfConfig {
+    pub constitutional_compliance: f64,
+    pub enable_decision_cache: bool,
+    pub decision_cache_ttl_s: u64,
+    pub decision_cache_size: u64,
+    pub parallelize_l2_l3: bool,
+    pub input_validation_guardrail: bool,
+    pub max_data_age_ms: i64,
+    pub max_future_skew_ms: i64,
+    pub duplicate_window: usize,
+    pub weight_freshness: f64,
+    pub weight_sample: f64,
+    pub weight_mc_agreement: f64,
+    pub weight_backtest: f64,
+    pub ess_target: f64,
+    pub throttle_max_actions: u32,
+    pub throttle_window_ms: i64,
+    pub rules_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic_decisions: String,
+    pub message_timeout_ms: u64,
+}
+
+impl Config {
+    /// Embedded defaults, then `file` (if any), then `BIZRA_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!("{} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::extract(figment)
+    }
+
+    /// Embedded defaults only (no file, no environment): used by tests and benches.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|err| {
+            ConfigError::Invalid(err.into_iter().map(|e| e.to_string()).collect())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every semantic problem, not only the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                errors.push(msg);
+            }
+        };
+        let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
+
+        check(
+            !self.engine.engine_id.is_empty()
+                && self
+                    .engine
+                    .engine_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            format!(
+                "engine.engine_id must be non-empty [A-Za-z0-9_-], got {:?}",
+                self.engine.engine_id
+            ),
+        );
+        check(
+            self.feed.url.starts_with("ws://") || self.feed.url.starts_with("wss://"),
+            format!("feed.url must start with ws:// or wss://, got {:?}", self.feed.url),
+        );
+        check(!self.feed.streams.is_empty(), "feed.streams must not be empty".into());
+        for s in &self.feed.streams {
+            check(
+                crate::market::StreamKind::from_suffix(s).is_some(),
+                format!("feed.streams: unsupported stream {s:?} (supported: trade, bookTicker)"),
+            );
+        }
+        check(
+            self.feed.streams.iter().any(|s| s == "trade"),
+            "feed.streams must include \"trade\" (VaR is computed from trades)".into(),
+        );
+        check(
+            (256..=16 * 1024 * 1024).contains(&self.feed.max_frame_bytes),
+            format!("feed.max_frame_bytes must be in 256..=16777216, got {}", self.feed.max_frame_bytes),
+        );
+        check(self.feed.connect_timeout_ms > 0, "feed.connect_timeout_ms must be > 0".into());
+        check(
+            self.feed.reconnect_initial_backoff_ms > 0
+                && self.feed.reconnect_initial_backoff_ms <= self.feed.reconnect_max_backoff_ms,
+            "feed.reconnect_initial_backoff_ms must be > 0 and <= feed.reconnect_max_backoff_ms".into(),
+        );
+        check(
+            (1..=1_000_000).contains(&self.feed.mailbox_capacity),
+            format!("feed.mailbox_capacity must be in 1..=1000000, got {}", self.feed.mailbox_capacity),
+        );
+        check(
+            self.bars.interval_ms >= 100,
+            format!("bars.interval_ms must be >= 100, got {}", self.bars.interval_ms),
+        );
+
+        let v = &self.var;
+        check(!v.levels.is_empty(), "var.levels must not be empty".into());
+        for l in &v.levels {
+            check(
+                l.is_finite() && *l >= 0.5 && *l < 1.0,
+                format!("var.levels: {l} must be a confidence level in [0.5, 1)"),
+            );
+        }
+        check(
+            v.lambda > 0.0 && v.lambda <= 1.0,
+            format!("var.lambda must be in (0, 1], got {}", v.lambda),
+        );
+        check(v.prior_m0.is_finite(), "var.prior_m0 must be finite".into());
+        check(v.prior_k0 > 0.0 && v.prior_k0.is_finite(), "var.prior_k0 must be > 0".into());
+        check(v.prior_a0 > 0.0 && v.prior_a0.is_finite(), "var.prior_a0 must be > 0".into());
+        check(v.prior_b0 > 0.0 && v.prior_b0.is_finite(), "var.prior_b0 must be > 0".into());
+        check(v.min_returns >= 2, "var.min_returns must be >= 2".into());
+        check(
+            (100..=1_000_000).contains(&v.mc_draws),
+            format!("var.mc_draws must be in 100..=1000000, got {}", v.mc_draws),
+        );
+        check(
+            in_open_unit(v.credible_level),
+            format!("var.credible_level must be in (0, 1), got {}", v.credible_level),
+        );
+
+        check(
+            self.portfolio.lambda > 0.0 && self.portfolio.lambda <= 1.0,
+            format!("portfolio.lambda must be in (0, 1], got {}", self.portfolio.lambda),
+        );
+        check(
+            self.portfolio.var_limit_usd > 0.0 && self.portfolio.var_limit_usd.is_finite(),
+            "portfolio.var_limit_usd must be > 0".into(),
+        );
+
+        let l = &self.limits;
+        check(
+            l.resume_ratio > 0.0 && l.resume_ratio < l.reduce_ratio && l.reduce_ratio <= l.halt_ratio,
+            format!(
+                "limits must satisfy 0 < resume_ratio < reduce_ratio <= halt_ratio, got {} / {} / {}",
+                l.resume_ratio, l.reduce_ratio, l.halt_ratio
+            ),
+        );
+
+        check(!self.instruments.is_empty(), "instruments must not be empty".into());
+        let mut seen = HashSet::new();
+        for inst in &self.instruments {
+            let s = &inst.symbol;
+            check(
+                !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+                format!("instruments: symbol {s:?} must be upper-case letters and digits"),
+            );
+            check(seen.insert(s.clone()), format!("instruments: symbol {s} listed twice"));
+            check(
+                s != crate::PORTFOLIO_CHAIN,
+                format!("instruments: symbol {s} is reserved"),
+            );
+            check(
+                inst.position_qty.is_finite() && inst.position_qty >= 0.0,
+                format!("instruments.{s}.position_qty must be finite and >= 0 (long positions)"),
+            );
+            check(
+                inst.var_limit_usd > 0.0 && inst.var_limit_usd <= inst.limit_cap_usd,
+                format!("instruments.{s}: need 0 < var_limit_usd <= limit_cap_usd"),
+            );
+            check(
+                inst.limit_cap_usd.is_finite(),
+                format!("instruments.{s}.limit_cap_usd must be finite"),
+            );
+        }
+
+        let e = &self.elf;
+        check(
+            (0.0..=1.0).contains(&e.constitutional_compliance),
+            format!("elf.constitutional_compliance must be in [0, 1], got {}", e.constitutional_compliance),
+        );
+        check(e.decision_cache_size > 0, "elf.decision_cache_size must be > 0".into());
+        check(e.decision_cache_ttl_s > 0, "elf.decision_cache_ttl_s must be > 0".into());
+        check(e.max_data_age_ms > 0, "elf.max_data_age_ms must be > 0".into());
+        check(e.max_future_skew_ms >= 0, "elf.max_future_skew_ms must be >= 0".into());
+        check(
+            (1..=1_000_000).contains(&e.duplicate_window),
+            "elf.duplicate_window must be in 1..=1000000".into(),
+        );
+        let weights = [e.weight_freshness, e.weight_sample, e.weight_mc_agreement, e.weight_backtest];
+        check(
+            weights.iter().all(|w| (0.0..=1.0).contains(w))
+                && (weights.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            format!("elf.weight_* must be in [0, 1] and sum to 1, got {weights:?}"),
+        );
+        check(e.ess_target > 0.0, "elf.ess_target must be > 0".into());
+        check(e.throttle_max_actions > 0, "elf.throttle_max_actions must be > 0".into());
+        check(e.throttle_window_ms > 0, "elf.throttle_window_ms must be > 0".into());
+
+        check(
+            !self.kafka.topic_decisions.is_empty(),
+            "kafka.topic_decisions must not be empty".into(),
+        );
+        check(self.kafka.message_timeout_ms > 0, "kafka.message_timeout_ms must be > 0".into());
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// SHA-256 of the canonical JSON of the effective configuration (hex).
+    pub fn hash_hex(&self) -> String {
+        let bytes = serde_json_canonicalizer::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    pub fn symbols(&self) -> Vec<String> {
+        self.instruments.iter().map(|i| i.symbol.clone()).collect()
+    }
+
+    pub fn instrument(&self, symbol: &str) -> Option<&InstrumentConfig> {
+        self.instruments.iter().find(|i| i.symbol == symbol)
+    }
+
+    pub fn kafka_enabled(&self) -> bool {
+        !self.kafka.brokers.trim().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.elf.constitutional_compliance, 0.90);
+        assert_eq!(c.elf.decision_cache_size, 2048);
+        assert_eq!(c.elf.decision_cache_ttl_s, 120);
+        assert!(!c.kafka_enabled());
+    }
+
+    #[test]
+    fn validate_lists_every_problem() {
+        let mut c = Config::embedded().unwrap();
+        c.var.lambda = 1.5;
+        c.elf.constitutional_compliance = 2.0;
+        c.instruments[0].position_qty = -1.0;
+        c.feed.url = "http://x".into();
+        match c.validate() {
+            Err(ConfigError::Invalid(errs)) => {
+                assert_eq!(errs.len(), 4, "{errs:?}");
+                let text = ConfigError::Invalid(errs).to_string();
+                assert!(text.contains("var.lambda"));
+                assert!(text.contains("constitutional_compliance"));
+                assert!(text.contains("position_qty"));
+                assert!(text.contains("feed.url"));
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let f = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[elf]\nno_such_key = 1\n"));
+        let err = Config::extract(f).unwrap_err().to_string();
+        assert!(err.contains("no_such_key"), "{err}");
+    }
+
+    #[test]
+    fn config_hash_is_stable_and_sensitive() {
+        let a = Config::embedded().unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.hash_hex(), b.hash_hex());
+        b.engine.seed += 1;
+        assert_ne!(a.hash_hex(), b.hash_hex());
+    }
+}

@@ -1,0 +1,52 @@
+use crate::risk::RiskAction;
+
+/// The bars and trades an action was derived from, so a replay can re-derive it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InputRange {
+    pub first_trade_id: Option<u64>,
+    pub last_trade_id: Option<u64>,
+    pub bar_start_ms: i64,
+    pub bar_end_ms: i64,
+    /// Returns absorbed by the model so far.
+    pub returns_seen: u64,
+}
+
+/// Figures the gate checks and the L1 score is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Evidence {
+    /// Confidence level of the VaR that drives limits (0.99).
+    pub level: f64,
+    pub var_usd: f64,
+    pub es_usd: f64,
+    pub limit_usd: f64,
+    /// Hard cap no limit may be raised above.
+    pub limit_cap_usd: f64,
+    pub var_ci_low_usd: f64,
+    pub var_ci_high_usd: f64,
+    pub position_qty: f64,
+    pub price: f64,
+    /// Effective sample size of the posterior.
+    pub ess: f64,
+    /// |MC - closed form| / MC standard error.
+    pub mc_z: f64,
+    /// Recent exceedances of the forecast VaR, and how many were expected.
+    pub exceedances: f64,
+    pub expected_exceedances: f64,
+}
+
+/// One risk action with its context, ready for the gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRequest {
+    /// Unique per chain: `<chain>/<n>`.
+    pub action_id: String,
+    pub symbol: String,
+    pub action: RiskAction,
+    /// Exchange time of the newest input behind the action.
+    pub data_time_ms: i64,
+    /// The injected clock's time when the action was proposed ("now" for the gate).
+    pub decided_at_ms: i64,
+    /// False when the feed for the symbol is stale, gappy or resyncing.
+    pub feed_healthy: bool,
+    pub evidence: Evidence,
+    pub input: InputRange,
+}

@@ -1,0 +1,22 @@
+//! bizra-risk: Binance market data -> Bayesian VaR / ES -> ELF gate -> signed,
+//! hash-chained risk events on Kafka or append-only files.
+//!
+//! The pure core (`var`, `risk`, `elf`, `audit`, `market`) has no I/O and reads no clock;
+//! `actors`, `replay`, `sink` and `pipeline` do the moving. See ARCHITECTURE.md.
+
+pub mod actors;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod elf;
+pub mod market;
+pub mod metrics;
+pub mod pipeline;
+pub mod replay;
+pub mod report;
+pub mod risk;
+pub mod sink;
+pub mod var;
+
+/// Chain and pseudo-symbol of portfolio-level actions.
+pub const PORTFOLIO_CHAIN: &str = "PORTFOLIO";

@@ -1,0 +1,268 @@
+//! Typed Binance spot WebSocket events and a parser that never panics.
+//!
+//! Only the combined-stream envelope `{"stream": "...", "data": {...}}` is parsed here;
+//! the stream suffix picks the typed payload.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Streams the engine understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    Trade,
+    BookTicker,
+}
+
+impl StreamKind {
+    /// From the part after `@` in a stream name (`btcusdt@trade` -> `trade`).
+    pub fn from_suffix(suffix: &str) -> Option<Self> {
+        match suffix {
+            "trade" => Some(Self::Trade),
+            "bookTicker" => Some(Self::BookTicker),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trade => "trade",
+            Self::BookTicker => "bookTicker",
+        }
+    }
+}
+
+/// One executed trade (`<symbol>@trade`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Trade {
+    #[serde(rename = "E")]
+    pub event_time_ms: i64,
+    #[serde(rename = "s")]
+    pub symbol: String,
+    #[serde(rename = "t")]
+    pub trade_id: u64,
+    #[serde(rename = "p", deserialize_with = "decimal_str")]
+    pub price: f64,
+    #[serde(rename = "q", deserialize_with = "decimal_str")]
+    pub qty: f64,
+    #[serde(rename = "T")]
+    pub trade_time_ms: i64,
+    #[serde(rename = "m")]
+    pub buyer_is_maker: bool,
+}
+
+/// Best bid and offer (`<symbol>@bookTicker`). This stream carries no event time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BookTicker {
+    #[serde(rename = "u")]
+    pub update_id: u64,
+    #[serde(rename = "s")]
+    pub symbol: String,
+    #[serde(rename = "b", deserialize_with = "decimal_str")]
+    pub bid_price: f64,
+    #[serde(rename = "B", deserialize_with = "decimal_str")]
+    pub bid_qty: f64,
+    #[serde(rename = "a", deserialize_with = "decimal_str")]
+    pub ask_price: f64,
+    #[serde(rename = "A", deserialize_with = "decimal_str")]
+    pub ask_qty: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarketEvent {
+    Trade(Trade),
+    BookTicker(BookTicker),
+}
+
+impl MarketEvent {
+    pub fn symbol(&self) -> &str {
+        match self {
+            Self::Trade(t) => &t.symbol,
+            Self::BookTicker(b) => &b.symbol,
+        }
+    }
+
+    pub fn kind(&self) -> StreamKind {
+        match self {
+            Self::Trade(_) => StreamKind::Trade,
+            Self::BookTicker(_) => StreamKind::BookTicker,
+        }
+    }
+}
+
+/// Why a frame was rejected. `code()` is the stable label used in logs and metrics.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MarketDataError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("unsupported stream {0:?}")]
+    UnknownStream(String),
+    #[error("unknown symbol {0:?}")]
+    UnknownSymbol(String),
+    #[error("stream {stream:?} does not match symbol {symbol:?}")]
+    SymbolMismatch { stream: String, symbol: String },
+    #[error("non-finite number in field {0}")]
+    NonFinite(&'static str),
+    #[error("non-positive price in field {0}")]
+    NonPositivePrice(&'static str),
+    #[error("negative quantity in field {0}")]
+    NegativeQuantity(&'static str),
+    #[error("crossed book: bid {bid} >= ask {ask}")]
+    CrossedBook { bid: f64, ask: f64 },
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    Oversized { size: usize, limit: usize },
+    #[error("binary frame where text was expected")]
+    BinaryFrame,
+}
+
+impl MarketDataError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "MALFORMED_JSON",
+            Self::UnknownStream(_) => "UNKNOWN_STREAM",
+            Self::UnknownSymbol(_) => "UNKNOWN_SYMBOL",
+            Self::SymbolMismatch { .. } => "SYMBOL_MISMATCH",
+            Self::NonFinite(_) => "NON_FINITE_NUMBER",
+            Self::NonPositivePrice(_) => "NON_POSITIVE_PRICE",
+            Self::NegativeQuantity(_) => "NEGATIVE_QUANTITY",
+            Self::CrossedBook { .. } => "CROSSED_BOOK",
+            Self::Oversized { .. } => "OVERSIZED_FRAME",
+            Self::BinaryFrame => "BINARY_FRAME",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// Parse one combined-stream frame into a validated, typed event.
+pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
+    let env: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+    let (stream_symbol, suffix) = env
+        .stream
+        .split_once('@')
+        .ok_or_else(|| MarketDataError::UnknownStream(env.stream.to_string()))?;
+    let kind = StreamKind::from_suffix(suffix)
+        .ok_or_else(|| MarketDataError::UnknownStream(env.stream.to_string()))?;
+    let raw = env.data.get();
+    let event = match kind {
+        StreamKind::Trade => {
+            let t: Trade =
+                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            validate_trade(&t)?;
+            MarketEvent::Trade(t)
+        }
+        StreamKind::BookTicker => {
+            let b: BookTicker =
+                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            validate_book_ticker(&b)?;
+            MarketEvent::BookTicker(b)
+        }
+    };
+    if !event.symbol().eq_ignore_ascii_case(stream_symbol) {
+        return Err(MarketDataError::SymbolMismatch {
+            stream: env.stream.to_string(),
+            symbol: event.symbol().to_string(),
+        });
+    }
+    Ok(event)
+}
+
+fn validate_trade(t: &Trade) -> Result<(), MarketDataError> {
+    positive_price(t.price, "p")?;
+    non_negative_qty(t.qty, "q")
+}
+
+fn validate_book_ticker(b: &BookTicker) -> Result<(), MarketDataError> {
+    positive_price(b.bid_price, "b")?;
+    positive_price(b.ask_price, "a")?;
+    non_negative_qty(b.bid_qty, "B")?;
+    non_negative_qty(b.ask_qty, "A")?;
+    if b.bid_price >= b.ask_price {
+        return Err(MarketDataError::CrossedBook { bid: b.bid_price, ask: b.ask_price });
+    }
+    Ok(())
+}
+
+fn positive_price(x: f64, field: &'static str) -> Result<(), MarketDataError> {
+    if !x.is_finite() {
+        Err(MarketDataError::NonFinite(field))
+    } else if x <= 0.0 {
+        Err(MarketDataError::NonPositivePrice(field))
+    } else {
+        Ok(())
+    }
+}
+
+fn non_negative_qty(x: f64, field: &'static str) -> Result<(), MarketDataError> {
+    if !x.is_finite() {
+        Err(MarketDataError::NonFinite(field))
+    } else if x < 0.0 {
+        Err(MarketDataError::NegativeQuantity(field))
+    } else {
+        Ok(())
+    }
+}
+
+/// Binance sends prices and quantities as decimal strings ("61556.04000000").
+/// Rust's parser also accepts "NaN" and "inf"; the validators above reject those.
+fn decimal_str<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let s: &str = Deserialize::deserialize(d)?;
+    s.parse::<f64>()
+        .map_err(|_| de::Error::invalid_value(de::Unexpected::Str(s), &"a decimal string"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRADE: &str = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253900,"s":"BTCUSDT","t":3735683259,"p":"61556.04000000","q":"0.00100000","T":1723161253899,"m":true,"M":true}}"#;
+    const BOOK: &str = r#"{"stream":"ethusdt@bookTicker","data":{"u":35346513512,"s":"ETHUSDT","b":"2673.60000000","B":"1.00000000","a":"2673.61000000","A":"2.50000000"}}"#;
+
+    #[test]
+    fn parses_trade_and_book_ticker() {
+        match parse_combined(TRADE).unwrap() {
+            MarketEvent::Trade(t) => {
+                assert_eq!(t.trade_id, 3735683259);
+                assert_eq!(t.price, 61556.04);
+                assert_eq!(t.qty, 0.001);
+                assert_eq!(t.trade_time_ms, 1723161253899);
+                assert!(t.buyer_is_maker);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_combined(BOOK).unwrap() {
+            MarketEvent::BookTicker(b) => {
+                assert_eq!(b.bid_price, 2673.6);
+                assert_eq!(b.ask_qty, 2.5);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input_with_codes() {
+        let cases = [
+            ("{not json", "MALFORMED_JSON"),
+            (&TRADE[..TRADE.len() - 5], "MALFORMED_JSON"),
+            (&TRADE.replace("\"61556.04000000\"", "\"NaN\""), "NON_FINITE_NUMBER"),
+            (&TRADE.replace("\"61556.04000000\"", "\"-1.0\""), "NON_POSITIVE_PRICE"),
+            (&TRADE.replace("\"0.00100000\"", "\"-0.5\""), "NEGATIVE_QUANTITY"),
+            (&TRADE.replace("\"0.00100000\"", "\"inf\""), "NON_FINITE_NUMBER"),
+            (&TRADE.replace("btcusdt@trade", "btcusdt@kline_1m"), "UNKNOWN_STREAM"),
+            (&TRADE.replace("btcusdt@trade", "ethusdt@trade"), "SYMBOL_MISMATCH"),
+            (&BOOK.replace("\"2673.61000000\"", "\"2600.0\""), "CROSSED_BOOK"),
+            (r#"{"lastUpdateId":1,"bids":[],"asks":[]}"#, "MALFORMED_JSON"),
+        ];
+        for (input, code) in cases {
+            let err = parse_combined(input).unwrap_err();
+            assert_eq!(err.code(), code, "{input}: {err}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Capture files: one `<local_timestamp_ns> <combined-stream JSON>` per line, optionally gzip.
+//!
+//! `CaptureMerge` streams several files in local-timestamp order with one line per file in
+//! memory, so replaying a day of data never loads it whole.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}: {reason}")]
+    BadLine { path: String, line: u64, reason: &'static str },
+}
+
+/// One captured line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureLine {
+    pub local_ns: u64,
+    pub json: String,
+}
+
+impl CaptureLine {
+    /// The `stream` name of a combined-stream message, or `None` (e.g. a REST snapshot).
+    pub fn stream(&self) -> Option<&str> {
+        let rest = self.json.strip_prefix("{\"stream\":\"")?;
+        rest.split_once('"').map(|(name, _)| name)
+    }
+}
+
+/// Split `<ns> <json>`.
+pub fn parse_line(line: &str) -> Result<CaptureLine, &'static str> {
+    let (ns, json) = line.split_once(' ').ok_or("missing space between timestamp and JSON")?;
+    let local_ns = ns.parse::<u64>().map_err(|_| "timestamp is not a decimal integer")?;
+    if !json.starts_with('{') {
+        return Err("payload is not a JSON object");
+    }
+    Ok(CaptureLine { local_ns, json: json.to_string() })
+}
+
+/// Lines of one file (gzip when the name ends in `.gz`).
+pub struct CaptureReader {
+    path: String,
+    reader: Box<dyn BufRead + Send>,
+    line_no: u64,
+    buf: String,
+}
+
+impl CaptureReader {
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        let file = File::open(path)
+            .map_err(|source| CaptureError::Io { path: path.display().to_string(), source })?;
+        let reader: Box<dyn BufRead + Send> =
+            if path.extension().is_some_and(|e| e == "gz") {
+                Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+            } else {
+                Box::new(BufReader::with_capacity(1 << 16, file))
+            };
+        Ok(Self { path: path.display().to_string(), reader, line_no: 0, buf: String::new() })
+    }
+
+    pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_line(&mut self.buf)
+                .map_err(|source| CaptureError::Io { path: self.path.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let line = self.buf.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                continue;
+            }
+            return parse_line(line).map(Some).map_err(|reason| CaptureError::BadLine {
+                path: self.path.clone(),
+                line: self.line_no,
+                reason,
+            });
+        }
+    }
+}
+
+/// Several files merged by local timestamp; files with equal timestamps keep argument order.
+pub struct CaptureMerge {
+    readers: Vec<CaptureReader>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    pending: Vec<Option<CaptureLine>>,
+}
+
+impl CaptureMerge {
+    /// Files of one instrument split by day should be passed as one group (`groups`), so they
+    /// are read one after the other; groups are merged with each other.
+    pub fn open(groups: &[Vec<PathBuf>]) -> Result<Self, CaptureError> {
+        let mut merge = Self { readers: Vec::new(), heap: BinaryHeap::new(), pending: Vec::new() };
+        for group in groups {
+            merge.readers.push(CaptureReader::chain(group)?);
+            merge.pending.push(None);
+        }
+        for i in 0..merge.readers.len() {
+            merge.refill(i)?;
+        }
+        Ok(merge)
+    }
+
+    fn refill(&mut self, i: usize) -> Result<(), CaptureError> {
+        if let Some(line) = self.readers[i].next_line()? {
+            self.heap.push(Reverse((line.local_ns, i)));
+            self.pending[i] = Some(line);
+        }
+        Ok(())
+    }
+
+    pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
+        let Some(Reverse((_, i))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let line = self.pending[i].take();
+        self.refill(i)?;
+        Ok(line)
+    }
+}
+
+impl CaptureReader {
+    /// Reads the files of `group` back to back.
+    fn chain(group: &[PathBuf]) -> Result<Self, CaptureError> {
+        let mut readers = Vec::with_capacity(group.len());
+        for p in group {
+            readers.push(Self::open(p)?);
+        }
+        let path = group.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+");
+        let chained = readers
+            .into_iter()
+            .map(|r| r.reader)
+            .reduce(|a, b| Box::new(std::io::Read::chain(a, b)) as Box<dyn BufRead + Send>)
+            .ok_or(CaptureError::BadLine { path: path.clone(), line: 0, reason: "empty file group" })?;
+        Ok(Self { path, reader: chained, line_no: 0, buf: String::new() })
+    }
+}
+
+/// Groups capture files by the instrument prefix of their name (`btcusdt_20240808.gz`),
+/// each group sorted by name (i.e. by day).
+pub fn group_by_instrument(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    let mut sorted = files.to_vec();
+    sorted.sort();
+    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for f in sorted {
+        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let key = name.split('_').next().unwrap_or_default().to_string();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(f),
+            None => groups.push((key, vec![f])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The capture files (`*.gz`, `*.txt`) in a directory.
+pub fn list_capture_files(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
+    let io = |source| CaptureError::Io { path: dir.display().to_string(), source };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let p = entry.map_err(io)?.path();
+        if p.extension().is_some_and(|e| e == "gz" || e == "txt") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn parses_lines_and_stream_names() {
+        let l = parse_line(r#"17 {"stream":"btcusdt@trade","data":{}}"#).unwrap();
+        assert_eq!(l.local_ns, 17);
+        assert_eq!(l.stream(), Some("btcusdt@trade"));
+        let snap = parse_line(r#"18 {"lastUpdateId":1}"#).unwrap();
+        assert_eq!(snap.stream(), None);
+        assert!(parse_line("abc {}").is_err());
+        assert!(parse_line("12").is_err());
+    }
+
+    #[test]
+    fn merges_groups_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, lines: &[u64]| {
+            let p = dir.path().join(name);
+            let mut f = File::create(&p).unwrap();
+            for ns in lines {
+                writeln!(f, r#"{ns} {{"stream":"{name}","data":{{}}}}"#).unwrap();
+            }
+            p
+        };
+        let a1 = write("aaa_1.txt", &[1, 4]);
+        let a2 = write("aaa_2.txt", &[6]);
+        let b = write("bbb_1.txt", &[2, 3, 5, 7]);
+        let groups = group_by_instrument(&[b, a2, a1]);
+        assert_eq!(groups.len(), 2);
+        let mut m = CaptureMerge::open(&groups).unwrap();
+        let mut seen = Vec::new();
+        while let Some(l) = m.next_line().unwrap() {
+            seen.push(l.local_ns);
+        }
+        assert_eq!(seen, vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+}

@@ -1,0 +1,6 @@
+//! Market data: Binance wire types (`binance`) and capture files (`capture`).
+
+pub mod binance;
+pub mod capture;
+
+pub use binance::{parse_combined, BookTicker, MarketEvent, MarketDataError, StreamKind, Trade};

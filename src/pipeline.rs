@@ -1,0 +1,147 @@
+//! Wires the actors for one run: ingest -> symbol (VaR) actors -> gate actors -> publisher,
+//! with bar returns also flowing to the portfolio actor and its gate.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::gate::{GateActor, GateStats, GetGateStats};
+use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
+use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
+use crate::actors::publisher::{Flush, PublisherActor};
+use crate::actors::symbol::{GetSymbolReport, SymbolActor, SymbolReport};
+use crate::actors::PipelineError;
+use crate::audit::wire::RunProvenance;
+use crate::audit::{keys, ChainHead, ChainSigner};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleSet};
+use crate::metrics::Metrics;
+use crate::sink::{FileSink, KafkaSink, Sink, SinkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Rules(#[from] crate::elf::RuleError),
+    #[error(transparent)]
+    Key(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub ingest: IngestReport,
+    pub symbols: Vec<SymbolReport>,
+    pub portfolio: Option<PortfolioReport>,
+    pub gates: Vec<GateStats>,
+    pub sink: String,
+    pub verifying_key_hex: String,
+    pub config_sha256: String,
+    pub rules_sha256: String,
+}
+
+pub fn chain_id(engine_id: &str, symbol: &str) -> String {
+    format!("{engine_id}.{symbol}")
+}
+
+/// Build the sink: Kafka when brokers are configured, else the file directory.
+fn open_sink(config: &Config) -> Result<Sink, SinkError> {
+    if config.kafka_enabled() {
+        Ok(Sink::Kafka(KafkaSink::new(&config.kafka.brokers, &config.kafka.topic_decisions, config.kafka.message_timeout_ms)?))
+    } else {
+        Ok(Sink::File(FileSink::open(&config.sink.dir)?))
+    }
+}
+
+/// Where each chain continues from: the file sink's last record, or genesis.
+fn chain_head(config: &Config, chain: &str) -> Result<ChainHead, SinkError> {
+    if config.kafka_enabled() {
+        Ok(ChainHead::genesis())
+    } else {
+        FileSink::recover_head(&config.sink.dir, chain)
+    }
+}
+
+/// Run the whole pipeline inside the current actix system until ingest ends.
+pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>) -> Result<RunSummary, anyhow::Error> {
+    let rules = Arc::new(RuleSet::load(&config.elf.rules_file).map_err(StartError::from)?);
+    let signing_key = keys::load_signing_key(&config.signing.key_file).map_err(StartError::from)?;
+    let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
+    tracing::info!(
+        verifying_key = %verifying_key_hex,
+        key_id = %keys::key_id(&signing_key.verifying_key()),
+        "PoI signer ready"
+    );
+    let provenance = RunProvenance { config_sha256: config.hash_hex(), rules_sha256: rules.hash_hex().to_string() };
+    let sink = open_sink(&config).map_err(StartError::from)?;
+    let sink_label = sink.describe();
+    let cap = config.feed.mailbox_capacity;
+    let publisher = PublisherActor::new(sink, cap, metrics.clone()).start();
+    let settings = GateSettings::from_config(&config.elf);
+    let symbols = config.symbols();
+
+    let make_gate = |chain: String, known: HashSet<String>| -> Result<Addr<GateActor>, StartError> {
+        let head = chain_head(&config, &chain)?;
+        if head.next_seq > 0 {
+            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
+        }
+        let gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+        let signer = ChainSigner::new(signing_key.clone(), chain, head);
+        Ok(GateActor::new(gate, signer, provenance.clone(), publisher.clone(), metrics.clone(), cap).start())
+    };
+
+    let mut gates = Vec::new();
+    let portfolio = if config.portfolio.enabled {
+        let chain = chain_id(&config.engine.engine_id, crate::PORTFOLIO_CHAIN);
+        let gate = make_gate(chain.clone(), [crate::PORTFOLIO_CHAIN.to_string()].into())?;
+        gates.push(gate.clone());
+        Some(PortfolioActor::new(&config, chain, gate).start())
+    } else {
+        None
+    };
+    let mut routes = HashMap::new();
+    let mut symbol_actors = Vec::new();
+    for (i, sym) in symbols.iter().enumerate() {
+        let chain = chain_id(&config.engine.engine_id, sym);
+        let gate = make_gate(chain.clone(), [sym.clone()].into())?;
+        gates.push(gate.clone());
+        let Some(actor) = SymbolActor::new(&config, i, chain, gate, portfolio.clone()) else {
+            continue;
+        };
+        let addr = actor.start();
+        routes.insert(sym.clone(), addr.clone());
+        symbol_actors.push(addr);
+    }
+
+    let ingest = IngestActor::new(config.feed.clone(), &symbols, routes, Clock::from_mode(config.engine.clock), metrics.clone()).start();
+    let ingest_report = ingest.send(RunIngest).await.map_err(PipelineError::from)??;
+    publisher.send(Flush).await.map_err(PipelineError::from)??;
+
+    let mut symbol_reports = Vec::new();
+    for a in &symbol_actors {
+        symbol_reports.push(a.send(GetSymbolReport).await.map_err(PipelineError::from)?);
+    }
+    let portfolio_report = match &portfolio {
+        Some(p) => Some(p.send(GetPortfolioReport).await.map_err(PipelineError::from)?),
+        None => None,
+    };
+    let mut gate_stats = Vec::new();
+    for g in &gates {
+        gate_stats.push(g.send(GetGateStats).await.map_err(PipelineError::from)?);
+    }
+    Ok(RunSummary {
+        ingest: ingest_report,
+        symbols: symbol_reports,
+        portfolio: portfolio_report,
+        gates: gate_stats,
+        sink: sink_label,
+        verifying_key_hex,
+        config_sha256: provenance.config_sha256,
+        rules_sha256: provenance.rules_sha256,
+    })
+}

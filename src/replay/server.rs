@@ -1,0 +1,364 @@
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::market::capture::{group_by_instrument, CaptureLine, CaptureMerge};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("capture: {0}")]
+    Capture(#[from] crate::market::capture::CaptureError),
+    #[error("no capture files given")]
+    NoFiles,
+    #[error("replay server thread: {0}")]
+    Thread(String),
+}
+
+/// How fast captured time passes on replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as the client reads.
+    Max,
+    /// `1.0` is real time, `10.0` ten times faster.
+    Factor(f64),
+}
+
+impl FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Self::Max);
+        }
+        let f: f64 = s
+            .trim_end_matches(['x', 'X'])
+            .parse()
+            .map_err(|_| format!("speed must be \"max\" or a positive factor like 1, 10x; got {s:?}"))?;
+        if f.is_finite() && f > 0.0 {
+            Ok(Self::Factor(f))
+        } else {
+            Err(format!("speed factor must be > 0, got {s:?}"))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub files: Vec<PathBuf>,
+    pub speed: Speed,
+    /// Binance pings every 20 s ...
+    pub ping_interval: Duration,
+    /// ... and drops a client that has not answered within a minute.
+    pub pong_timeout: Duration,
+    pub max_clients: usize,
+}
+
+impl ReplayOptions {
+    pub fn new(files: Vec<PathBuf>, speed: Speed) -> Self {
+        Self {
+            files,
+            speed,
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(60),
+            max_clients: 64,
+        }
+    }
+}
+
+/// What a client asked for through its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// `/stream?streams=...` wraps each message in `{"stream","data"}`; `/ws/...` sends `data`.
+    pub combined: bool,
+    pub streams: HashSet<String>,
+}
+
+impl Subscription {
+    /// Binance's URL forms: `/ws/<stream>[/<stream>...]` and `/stream?streams=<a>/<b>`.
+    pub fn from_uri(path: &str, query: Option<&str>) -> Option<Self> {
+        let (combined, list) = if let Some(rest) = path.strip_prefix("/ws/") {
+            (false, rest.to_string())
+        } else if path == "/stream" || path == "/stream/" {
+            let q = query?;
+            let v = q.split('&').find_map(|kv| kv.strip_prefix("streams="))?;
+            (true, v.to_string())
+        } else {
+            return None;
+        };
+        let streams: HashSet<String> =
+            list.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        (!streams.is_empty()).then_some(Self { combined, streams })
+    }
+}
+
+/// A replay server running on its own thread and runtime.
+pub struct RunningReplay {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningReplay {
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for RunningReplay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bind `bind` and serve on a dedicated thread until the returned handle is dropped.
+pub fn spawn_in_thread(bind: SocketAddr, opts: ReplayOptions) -> Result<RunningReplay, ReplayError> {
+    if opts.files.is_empty() {
+        return Err(ReplayError::NoFiles);
+    }
+    let std_listener =
+        std::net::TcpListener::bind(bind).map_err(|source| ReplayError::Bind { addr: bind, source })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| ReplayError::Bind { addr: bind, source })?;
+    let addr = std_listener.local_addr().map_err(|source| ReplayError::Bind { addr: bind, source })?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("replay-server".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "replay server runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "replay server listener");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = serve(listener, opts) => {}
+                    _ = stop_rx => {}
+                }
+            });
+        })
+        .map_err(|e| ReplayError::Thread(e.to_string()))?;
+    Ok(RunningReplay { addr, stop: Some(stop_tx), thread: Some(thread) })
+}
+
+/// Accept clients forever; each gets its own pass over the capture.
+pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
+    let opts = Arc::new(opts);
+    let slots = Arc::new(Semaphore::new(opts.max_clients));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "replay server full, refusing client");
+            continue;
+        };
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(tcp, &opts).await {
+                tracing::info!(%peer, error = %e, "replay client ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("websocket: {0}")]
+    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("capture: {0}")]
+    Capture(#[from] crate::market::capture::CaptureError),
+    #[error("client did not answer pings for {0:?}")]
+    PongTimeout(Duration),
+}
+
+async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), ClientError> {
+    let _ = tcp.set_nodelay(true);
+    let mut subscription = None;
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
+        match Subscription::from_uri(req.uri().path(), req.uri().query()) {
+            Some(s) => {
+                subscription = Some(s);
+                Ok(resp)
+            }
+            None => {
+                let mut err = ErrorResponse::new(Some(
+                    "expected /ws/<stream> or /stream?streams=<a>/<b>".to_string(),
+                ));
+                *err.status_mut() = StatusCode::NOT_FOUND;
+                Err(err)
+            }
+        }
+    })
+    .await?;
+    let Some(subscription) = subscription else {
+        return Ok(());
+    };
+    tracing::info!(streams = subscription.streams.len(), combined = subscription.combined, "replay client subscribed");
+
+    // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
+    let (tx, mut rx) = mpsc::channel::<CaptureLine>(4096);
+    let groups = group_by_instrument(&opts.files);
+    let mut merge = CaptureMerge::open(&groups)?;
+    let wanted = subscription.streams.clone();
+    std::thread::spawn(move || loop {
+        match merge.next_line() {
+            Ok(Some(line)) => {
+                if line.stream().is_some_and(|s| wanted.contains(s)) && tx.blocking_send(line).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "replay capture read failed");
+                return;
+            }
+        }
+    });
+
+    let (mut sink, mut incoming) = ws.split();
+    let mut ping = tokio::time::interval(opts.ping_interval);
+    ping.tick().await;
+    let mut last_pong = Instant::now();
+    let mut ping_seq: u64 = 0;
+    let started = Instant::now();
+    let mut first_ns: Option<u64> = None;
+    let mut next: Option<CaptureLine> = None;
+    let mut unflushed = 0usize;
+    let mut capture_done = false;
+
+    loop {
+        let due = match (&next, opts.speed, first_ns) {
+            (Some(line), Speed::Factor(f), Some(t0)) => {
+                started + Duration::from_secs_f64(line.local_ns.saturating_sub(t0) as f64 / 1e9 / f)
+            }
+            _ => Instant::now(),
+        };
+        tokio::select! {
+            biased;
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > opts.pong_timeout {
+                    let frame = CloseFrame { code: CloseCode::Policy, reason: "pong timeout".into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return Err(ClientError::PongTimeout(opts.pong_timeout));
+                }
+                ping_seq += 1;
+                sink.send(Message::Ping(ping_seq.to_be_bytes().to_vec().into())).await?;
+            }
+            line = rx.recv(), if next.is_none() && !capture_done => match line {
+                Some(l) => {
+                    first_ns.get_or_insert(l.local_ns);
+                    next = Some(l);
+                }
+                None => {
+                    capture_done = true;
+                    sink.flush().await?;
+                    let frame = CloseFrame { code: CloseCode::Normal, reason: "end of capture".into() };
+                    sink.send(Message::Close(Some(frame))).await?;
+                }
+            },
+            _ = sleep_until(due), if next.is_some() => {
+                if let Some(line) = next.take() {
+                    sink.feed(Message::text(frame_text(&line, subscription.combined))).await?;
+                    unflushed += 1;
+                    if unflushed >= 256 || rx.is_empty() || !matches!(opts.speed, Speed::Max) {
+                        sink.flush().await?;
+                        unflushed = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The combined envelope as captured, or only its `data` for `/ws/` clients.
+fn frame_text(line: &CaptureLine, combined: bool) -> String {
+    if combined {
+        return line.json.clone();
+    }
+    match serde_json::from_str::<Envelope<'_>>(&line.json) {
+        Ok(env) => env.data.get().to_string(),
+        Err(_) => line.json.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binance_url_forms() {
+        let s = Subscription::from_uri("/stream", Some("streams=btcusdt@trade/ethusdt@bookTicker")).unwrap();
+        assert!(s.combined);
+        assert!(s.streams.contains("btcusdt@trade") && s.streams.contains("ethusdt@bookTicker"));
+        let w = Subscription::from_uri("/ws/btcusdt@trade", None).unwrap();
+        assert!(!w.combined);
+        assert_eq!(w.streams.len(), 1);
+        assert!(Subscription::from_uri("/other", None).is_none());
+        assert!(Subscription::from_uri("/stream", None).is_none());
+        assert!(Subscription::from_uri("/stream", Some("streams=")).is_none());
+    }
+
+    #[test]
+    fn parses_speed() {
+        assert_eq!("max".parse::<Speed>().unwrap(), Speed::Max);
+        assert_eq!("10x".parse::<Speed>().unwrap(), Speed::Factor(10.0));
+        assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
+        assert!("0".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+    }
+
+    #[test]
+    fn raw_clients_get_data_only() {
+        let line = CaptureLine { local_ns: 1, json: r#"{"stream":"a@trade","data":{"x":1}}"#.into() };
+        assert_eq!(frame_text(&line, false), r#"{"x":1}"#);
+        assert_eq!(frame_text(&line, true), line.json);
+    }
+}

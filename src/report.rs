@@ -1,0 +1,135 @@
+//! Human-readable run summaries and verification of the file sink.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::audit::{VerifyReport, Verifier};
+use crate::pipeline::RunSummary;
+
+/// Verify every `*.jsonl` file under `path` (or `path` itself when it is a file).
+pub fn verify_path(path: &Path, keys: &[VerifyingKey]) -> std::io::Result<VerifyReport> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            let p = entry?.path();
+            if p.extension().is_some_and(|e| e == "jsonl") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut v = Verifier::new(keys);
+    for f in files {
+        let bytes = std::fs::read(&f)?;
+        v.push_stream(&f.display().to_string(), &bytes);
+    }
+    Ok(v.finish())
+}
+
+pub fn render_verify(report: &VerifyReport) -> String {
+    let mut s = String::new();
+    let verdict = if report.ok() { "OK" } else { "FAILED" };
+    let _ = writeln!(s, "verification: {verdict}: {} records, {} chains, {} failures", report.records, report.chains.len(), report.failures.len());
+    for (chain, c) in &report.chains {
+        let _ = writeln!(s, "  chain {chain}: {} events, seq {}..{}, head {}", c.events, c.first_seq, c.last_seq, &c.head_sha256.get(..16).unwrap_or(""));
+    }
+    for f in report.failures.iter().take(20) {
+        let _ = writeln!(s, "  FAIL {} {:?} chain={} seq={}: {}", f.position, f.reason, f.chain.as_deref().unwrap_or("?"), f.seq.map_or("?".into(), |x| x.to_string()), f.detail);
+    }
+    if report.failures.len() > 20 {
+        let _ = writeln!(s, "  ... {} more failures", report.failures.len() - 20);
+    }
+    s
+}
+
+fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "bizra-risk run summary");
+    let _ = writeln!(s, "======================");
+    let ing = &run.ingest;
+    let accepted: u64 = ing.accepted.values().sum();
+    let secs = ing.elapsed.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        s,
+        "market data: {} frames in {:.2} s ({:.0} frames/s), accepted {:?}, rejected {:?}, connection ended by {}",
+        ing.frames, secs, ing.frames as f64 / secs, ing.accepted, ing.rejected, ing.ended_by
+    );
+    let _ = writeln!(s, "\nper-symbol VaR / ES (latest bar, USDT on the configured position):");
+    for r in &run.symbols {
+        let notional = r.position_qty * r.price;
+        let _ = writeln!(s, "  {} qty {} @ {:.2}: {} trades, {} bars, {} returns, backtest {}/{:.1} exceedances", r.symbol, r.position_qty, r.price, r.trades, r.bars, r.returns, r.exceedances, r.expected_exceedances);
+        for l in &r.latest {
+            let _ = writeln!(
+                s,
+                "    {:>5.1}%  VaR {:>9.2}  ES {:>9.2}  90% credible VaR [{:.2}, {:.2}]  MC VaR {:.2} (z {:.2})",
+                l.level * 100.0,
+                l.var * notional,
+                l.es * notional,
+                l.var_ci_low * notional,
+                l.var_ci_high * notional,
+                l.mc_var * notional,
+                l.mc_z()
+            );
+        }
+    }
+    if let Some(p) = &run.portfolio {
+        match &p.latest {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "  PORTFOLIO ({} aligned bars): {:.1}% VaR {:.2}  ES {:.2}  components {:?}",
+                    p.aligned_bars,
+                    r.level * 100.0,
+                    r.var_usd,
+                    r.es_usd,
+                    r.component_var_usd.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  PORTFOLIO: no aligned bars");
+            }
+        }
+    }
+    let _ = writeln!(s, "\nELF gate decisions:");
+    let mut total = 0u64;
+    let mut decide = hdrhistogram::Histogram::<u64>::new(3).ok();
+    let mut gate = hdrhistogram::Histogram::<u64>::new(3).ok();
+    for g in &run.gates {
+        let n: u64 = g.by_verdict.values().sum();
+        total += n;
+        let _ = writeln!(s, "  {}: {} events {:?}", g.chain, n, g.by_verdict);
+        for ((layer, reason), c) in &g.blocks_by_reason {
+            let _ = writeln!(s, "      {} {}: {}", layer.as_str(), reason.as_str(), c);
+        }
+        if let Some(h) = decide.as_mut() {
+            let _ = h.add(&g.decide_ns);
+        }
+        if let Some(h) = gate.as_mut() {
+            let _ = h.add(&g.gate_ns);
+        }
+    }
+    if let (Some(d), Some(g)) = (&decide, &gate) {
+        let _ = writeln!(s, "ELF latency, L0-L3 decision (us): p50 {:.2}  p95 {:.2}  p99 {:.2}", pct(d, 0.5), pct(d, 0.95), pct(d, 0.99));
+        let _ = writeln!(s, "ELF latency, L0-L4 incl. signing (us): p50 {:.2}  p95 {:.2}  p99 {:.2}", pct(g, 0.5), pct(g, 0.95), pct(g, 0.99));
+    }
+    let _ = writeln!(
+        s,
+        "\nthroughput: {accepted} market events and {total} signed events in {:.2} s wall ({:.0} market events/s)",
+        wall.as_secs_f64(),
+        accepted as f64 / wall.as_secs_f64().max(1e-9)
+    );
+    let _ = writeln!(s, "sink: {}", run.sink);
+    let _ = writeln!(s, "verifying key: {}", run.verifying_key_hex);
+    let _ = writeln!(s, "config sha256: {}\nrules sha256:  {}", run.config_sha256, run.rules_sha256);
+    s.push_str(&render_verify(verify));
+    s
+}

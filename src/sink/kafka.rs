@@ -1,0 +1,163 @@
+//! Kafka: an idempotent producer (acks=all) with many sends in flight, and a reader for
+//! `verify`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::SinkError;
+use crate::audit::wire::FORMAT_VERSION;
+use crate::audit::SignedEvent;
+
+/// Deliveries awaited at most in flight before a send waits for the oldest.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    in_flight: VecDeque<(u64, DeliveryFuture)>,
+    timeout: Duration,
+}
+
+fn kerr(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Kafka(e.to_string())
+}
+
+impl KafkaSink {
+    pub fn new(brokers: &str, topic: &str, message_timeout_ms: u64) -> Result<Self, SinkError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", message_timeout_ms.to_string())
+            .create()
+            .map_err(kerr)?;
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+            in_flight: VecDeque::new(),
+            timeout: Duration::from_millis(message_timeout_ms),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub async fn send(&mut self, event: SignedEvent) -> Result<(), SinkError> {
+        let version = FORMAT_VERSION.to_string();
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "content-type", value: Some("application/json") })
+                .insert(Header { key: "schema-version", value: Some(version.as_str()) })
+                .insert(Header { key: "key-id", value: Some(event.key_id.as_str()) })
+                .insert(Header { key: "chain", value: Some(event.chain.as_str()) });
+            let record = FutureRecord::to(&self.topic).key(&event.partition_key).payload(&event.line).headers(headers);
+            match self.producer.send_result(record) {
+                Ok(fut) => {
+                    self.in_flight.push_back((event.seq, fut));
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Backpressure: wait for the oldest delivery before queueing more.
+                    if !self.await_oldest().await? {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                Err((e, _)) => return Err(kerr(e)),
+            }
+        }
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest pending delivery; false if nothing was pending.
+    async fn await_oldest(&mut self) -> Result<bool, SinkError> {
+        let Some((seq, fut)) = self.in_flight.pop_front() else {
+            return Ok(false);
+        };
+        match fut.await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err((e, _))) => Err(SinkError::Kafka(format!("delivery of seq {seq} failed: {e}"))),
+            Err(_) => Err(SinkError::Kafka(format!("delivery of seq {seq} cancelled"))),
+        }
+    }
+
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
+        while self.await_oldest().await? {}
+        self.producer.flush(self.timeout).map_err(kerr)
+    }
+}
+
+/// Reads every record of a topic from the beginning to the current end.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl KafkaSource {
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "bizra-risk-verify")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(kerr)?;
+        Ok(Self { consumer, topic: topic.to_string() })
+    }
+
+    /// Calls `f(position, payload)` for each record, partition by partition in offset order.
+    pub fn read_all(&self, timeout: Duration, mut f: impl FnMut(&str, &[u8])) -> Result<u64, SinkError> {
+        let md = self.consumer.fetch_metadata(Some(&self.topic), timeout).map_err(kerr)?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(SinkError::Kafka(format!("topic {} not found or has no partitions", self.topic)));
+        }
+        let mut count = 0;
+        for p in partitions {
+            let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout).map_err(kerr)?;
+            if high <= low {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(low)).map_err(kerr)?;
+            self.consumer.assign(&tpl).map_err(kerr)?;
+            let deadline = std::time::Instant::now() + timeout;
+            let mut next = low;
+            while next < high {
+                if std::time::Instant::now() > deadline {
+                    return Err(SinkError::Kafka(format!("timed out reading {}/{p} at offset {next}", self.topic)));
+                }
+                match self.consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        next = m.offset() + 1;
+                        let position = format!("{}/{}@{}", self.topic, p, m.offset());
+                        f(&position, m.payload().unwrap_or_default());
+                        count += 1;
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) => return Err(kerr(e)),
+                    None => {}
+                }
+            }
+        }
+        Ok(count)
+    }
+}
