@@ -97,9 +97,10 @@ enum NumField {
     TargetQty,
     NewLimitUsd,
     NewLimitRatio,
+    ExceedanceRatio,
 }
 
-const NUM_FIELDS: [(&str, NumField); 19] = [
+const NUM_FIELDS: [(&str, NumField); 20] = [
     ("var_usd", NumField::VarUsd),
     ("es_usd", NumField::EsUsd),
     ("limit_usd", NumField::LimitUsd),
@@ -119,6 +120,7 @@ const NUM_FIELDS: [(&str, NumField); 19] = [
     ("target_qty", NumField::TargetQty),
     ("new_limit_usd", NumField::NewLimitUsd),
     ("new_limit_ratio", NumField::NewLimitRatio),
+    ("exceedance_ratio", NumField::ExceedanceRatio),
 ];
 
 impl NumField {
@@ -149,6 +151,7 @@ impl NumField {
                 RiskAction::SetLimit { new_limit_usd } => new_limit_usd,
                 _ => f64::NAN,
             },
+            Self::ExceedanceRatio => e.exceedances / e.expected_exceedances,
             Self::NewLimitRatio => match r.action {
                 RiskAction::SetLimit { new_limit_usd } => new_limit_usd / e.limit_usd,
                 _ => f64::NAN,

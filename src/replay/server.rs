@@ -298,7 +298,7 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
                     sink.send(Message::Close(Some(frame))).await?;
                 }
             },
-            _ = sleep_until(due), if next.is_some() => {
+            _ = async { if due > Instant::now() { sleep_until(due).await } }, if next.is_some() => {
                 if let Some(line) = next.take() {
                     sink.feed(Message::text(frame_text(&line, subscription.combined))).await?;
                     unflushed += 1;
