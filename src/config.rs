@@ -353,9 +353,17 @@ impl Config {
         }
     }
 
-    /// SHA-256 of the canonical JSON of the effective configuration (hex).
+    /// SHA-256 of the canonical JSON of the effective configuration (hex), with the
+    /// deployment-local fields blanked (feed URL, key file, sink directory, brokers): they
+    /// do not change any decision, and a replay on another machine must hash the same.
     pub fn hash_hex(&self) -> String {
-        let bytes = serde_json_canonicalizer::to_vec(self).unwrap_or_default();
+        let mut c = self.clone();
+        c.feed.url.clear();
+        c.signing.key_file = PathBuf::new();
+        c.sink.dir = PathBuf::new();
+        c.elf.rules_file = PathBuf::new();
+        c.kafka.brokers.clear();
+        let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }
 
@@ -418,6 +426,9 @@ mod tests {
         let a = Config::embedded().unwrap();
         let mut b = a.clone();
         assert_eq!(a.hash_hex(), b.hash_hex());
+        b.feed.url = "ws://127.0.0.1:1".into();
+        b.sink.dir = "/elsewhere".into();
+        assert_eq!(a.hash_hex(), b.hash_hex(), "deployment-local fields do not count");
         b.engine.seed += 1;
         assert_ne!(a.hash_hex(), b.hash_hex());
     }

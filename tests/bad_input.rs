@@ -1,0 +1,69 @@
+//! A real WebSocket server on loopback sends malformed, hostile and oversized frames between
+//! good ones: each bad frame is rejected with its reason and counted, and the stream goes on.
+
+mod common;
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+fn trade(symbol: &str, id: u64, t_ms: i64, price: &str) -> String {
+    format!(
+        r#"{{"stream":"{}@trade","data":{{"e":"trade","E":{t_ms},"s":"{symbol}","t":{id},"p":"{price}","q":"0.01000000","T":{t_ms},"m":false,"M":true}}}}"#,
+        symbol.to_lowercase()
+    )
+}
+
+#[test]
+fn bad_frames_are_counted_and_the_stream_continues() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let mut id = 1u64;
+        for i in 0..400i64 {
+            // one good trade per 250 ms, prices wobbling
+            let price = format!("{:.2}", 60_000.0 + ((i * 37) % 11) as f64 - 5.0);
+            ws.send(Message::text(trade("BTCUSDT", id, t0 + i * 250, &price))).await.unwrap();
+            id += 1;
+            let bad = match i % 8 {
+                0 => Message::text("{not json"),
+                1 => Message::text(trade("BTCUSDT", 0, t0, "NaN")),
+                2 => Message::text(trade("BTCUSDT", 0, t0, "-1.5")),
+                3 => Message::text(trade("XRPUSDT", 0, t0, "0.5")),
+                4 => Message::text(format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000))),
+                5 => Message::binary(vec![0u8, 159, 146, 150]),
+                6 => Message::text(r#"{"stream":"btcusdt@trade","data":{"e":"trade""#),
+                _ => Message::text(r#"{"stream":"btcusdt@kline_1m","data":{}}"#),
+            };
+            ws.send(bad).await.unwrap();
+        }
+        ws.close(None).await.unwrap();
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.portfolio.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+
+    let rej = &summary.ingest.rejected;
+    assert_eq!(summary.ingest.accepted.get("trade"), Some(&400), "every good trade got through");
+    for (code, n) in [
+        ("MALFORMED_JSON", 100),
+        ("NON_FINITE_NUMBER", 50),
+        ("NON_POSITIVE_PRICE", 50),
+        ("UNKNOWN_SYMBOL", 50),
+        ("OVERSIZED_FRAME", 50),
+        ("BINARY_FRAME", 50),
+        ("UNKNOWN_STREAM", 50),
+    ] {
+        assert_eq!(rej.get(code), Some(&n), "{code}: {rej:?}");
+    }
+    let report = bizra_risk::report::verify_path(&tmp.path().join("events"), &[common::verifying_key(&key)]).unwrap();
+    assert!(report.ok(), "{:?}", report.failures);
+    assert!(report.records >= 90, "bars kept closing: {}", report.records);
+}
