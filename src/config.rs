@@ -169,7 +169,10 @@ impl Config {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Load(format!("{} does not exist", path.display())));
+                return Err(ConfigError::Load(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -214,9 +217,15 @@ impl Config {
         );
         check(
             self.feed.url.starts_with("ws://") || self.feed.url.starts_with("wss://"),
-            format!("feed.url must start with ws:// or wss://, got {:?}", self.feed.url),
+            format!(
+                "feed.url must start with ws:// or wss://, got {:?}",
+                self.feed.url
+            ),
         );
-        check(!self.feed.streams.is_empty(), "feed.streams must not be empty".into());
+        check(
+            !self.feed.streams.is_empty(),
+            "feed.streams must not be empty".into(),
+        );
         for s in &self.feed.streams {
             check(
                 crate::market::StreamKind::from_suffix(s).is_some(),
@@ -229,21 +238,34 @@ impl Config {
         );
         check(
             (256..=16 * 1024 * 1024).contains(&self.feed.max_frame_bytes),
-            format!("feed.max_frame_bytes must be in 256..=16777216, got {}", self.feed.max_frame_bytes),
+            format!(
+                "feed.max_frame_bytes must be in 256..=16777216, got {}",
+                self.feed.max_frame_bytes
+            ),
         );
-        check(self.feed.connect_timeout_ms > 0, "feed.connect_timeout_ms must be > 0".into());
+        check(
+            self.feed.connect_timeout_ms > 0,
+            "feed.connect_timeout_ms must be > 0".into(),
+        );
         check(
             self.feed.reconnect_initial_backoff_ms > 0
                 && self.feed.reconnect_initial_backoff_ms <= self.feed.reconnect_max_backoff_ms,
-            "feed.reconnect_initial_backoff_ms must be > 0 and <= feed.reconnect_max_backoff_ms".into(),
+            "feed.reconnect_initial_backoff_ms must be > 0 and <= feed.reconnect_max_backoff_ms"
+                .into(),
         );
         check(
             (1..=1_000_000).contains(&self.feed.mailbox_capacity),
-            format!("feed.mailbox_capacity must be in 1..=1000000, got {}", self.feed.mailbox_capacity),
+            format!(
+                "feed.mailbox_capacity must be in 1..=1000000, got {}",
+                self.feed.mailbox_capacity
+            ),
         );
         check(
             self.bars.interval_ms >= 100,
-            format!("bars.interval_ms must be >= 100, got {}", self.bars.interval_ms),
+            format!(
+                "bars.interval_ms must be >= 100, got {}",
+                self.bars.interval_ms
+            ),
         );
 
         let v = &self.var;
@@ -259,9 +281,18 @@ impl Config {
             format!("var.lambda must be in (0, 1], got {}", v.lambda),
         );
         check(v.prior_m0.is_finite(), "var.prior_m0 must be finite".into());
-        check(v.prior_k0 > 0.0 && v.prior_k0.is_finite(), "var.prior_k0 must be > 0".into());
-        check(v.prior_a0 > 0.0 && v.prior_a0.is_finite(), "var.prior_a0 must be > 0".into());
-        check(v.prior_b0 > 0.0 && v.prior_b0.is_finite(), "var.prior_b0 must be > 0".into());
+        check(
+            v.prior_k0 > 0.0 && v.prior_k0.is_finite(),
+            "var.prior_k0 must be > 0".into(),
+        );
+        check(
+            v.prior_a0 > 0.0 && v.prior_a0.is_finite(),
+            "var.prior_a0 must be > 0".into(),
+        );
+        check(
+            v.prior_b0 > 0.0 && v.prior_b0.is_finite(),
+            "var.prior_b0 must be > 0".into(),
+        );
         check(v.min_returns >= 2, "var.min_returns must be >= 2".into());
         check(
             (100..=1_000_000).contains(&v.mc_draws),
@@ -269,12 +300,18 @@ impl Config {
         );
         check(
             in_open_unit(v.credible_level),
-            format!("var.credible_level must be in (0, 1), got {}", v.credible_level),
+            format!(
+                "var.credible_level must be in (0, 1), got {}",
+                v.credible_level
+            ),
         );
 
         check(
             self.portfolio.lambda > 0.0 && self.portfolio.lambda <= 1.0,
-            format!("portfolio.lambda must be in (0, 1], got {}", self.portfolio.lambda),
+            format!(
+                "portfolio.lambda must be in (0, 1], got {}",
+                self.portfolio.lambda
+            ),
         );
         check(
             self.portfolio.var_limit_usd > 0.0 && self.portfolio.var_limit_usd.is_finite(),
@@ -290,15 +327,23 @@ impl Config {
             ),
         );
 
-        check(!self.instruments.is_empty(), "instruments must not be empty".into());
+        check(
+            !self.instruments.is_empty(),
+            "instruments must not be empty".into(),
+        );
         let mut seen = HashSet::new();
         for inst in &self.instruments {
             let s = &inst.symbol;
             check(
-                !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
                 format!("instruments: symbol {s:?} must be upper-case letters and digits"),
             );
-            check(seen.insert(s.clone()), format!("instruments: symbol {s} listed twice"));
+            check(
+                seen.insert(s.clone()),
+                format!("instruments: symbol {s} listed twice"),
+            );
             check(
                 s != crate::PORTFOLIO_CHAIN,
                 format!("instruments: symbol {s} is reserved"),
@@ -320,31 +365,60 @@ impl Config {
         let e = &self.elf;
         check(
             (0.0..=1.0).contains(&e.constitutional_compliance),
-            format!("elf.constitutional_compliance must be in [0, 1], got {}", e.constitutional_compliance),
+            format!(
+                "elf.constitutional_compliance must be in [0, 1], got {}",
+                e.constitutional_compliance
+            ),
         );
-        check(e.decision_cache_size > 0, "elf.decision_cache_size must be > 0".into());
-        check(e.decision_cache_ttl_s > 0, "elf.decision_cache_ttl_s must be > 0".into());
-        check(e.max_data_age_ms > 0, "elf.max_data_age_ms must be > 0".into());
-        check(e.max_future_skew_ms >= 0, "elf.max_future_skew_ms must be >= 0".into());
+        check(
+            e.decision_cache_size > 0,
+            "elf.decision_cache_size must be > 0".into(),
+        );
+        check(
+            e.decision_cache_ttl_s > 0,
+            "elf.decision_cache_ttl_s must be > 0".into(),
+        );
+        check(
+            e.max_data_age_ms > 0,
+            "elf.max_data_age_ms must be > 0".into(),
+        );
+        check(
+            e.max_future_skew_ms >= 0,
+            "elf.max_future_skew_ms must be >= 0".into(),
+        );
         check(
             (1..=1_000_000).contains(&e.duplicate_window),
             "elf.duplicate_window must be in 1..=1000000".into(),
         );
-        let weights = [e.weight_freshness, e.weight_sample, e.weight_mc_agreement, e.weight_backtest];
+        let weights = [
+            e.weight_freshness,
+            e.weight_sample,
+            e.weight_mc_agreement,
+            e.weight_backtest,
+        ];
         check(
             weights.iter().all(|w| (0.0..=1.0).contains(w))
                 && (weights.iter().sum::<f64>() - 1.0).abs() < 1e-9,
             format!("elf.weight_* must be in [0, 1] and sum to 1, got {weights:?}"),
         );
         check(e.ess_target > 0.0, "elf.ess_target must be > 0".into());
-        check(e.throttle_max_actions > 0, "elf.throttle_max_actions must be > 0".into());
-        check(e.throttle_window_ms > 0, "elf.throttle_window_ms must be > 0".into());
+        check(
+            e.throttle_max_actions > 0,
+            "elf.throttle_max_actions must be > 0".into(),
+        );
+        check(
+            e.throttle_window_ms > 0,
+            "elf.throttle_window_ms must be > 0".into(),
+        );
 
         check(
             !self.kafka.topic_decisions.is_empty(),
             "kafka.topic_decisions must not be empty".into(),
         );
-        check(self.kafka.message_timeout_ms > 0, "kafka.message_timeout_ms must be > 0".into());
+        check(
+            self.kafka.message_timeout_ms > 0,
+            "kafka.message_timeout_ms must be > 0".into(),
+        );
 
         if errors.is_empty() {
             Ok(())
@@ -428,7 +502,11 @@ mod tests {
         assert_eq!(a.hash_hex(), b.hash_hex());
         b.feed.url = "ws://127.0.0.1:1".into();
         b.sink.dir = "/elsewhere".into();
-        assert_eq!(a.hash_hex(), b.hash_hex(), "deployment-local fields do not count");
+        assert_eq!(
+            a.hash_hex(),
+            b.hash_hex(),
+            "deployment-local fields do not count"
+        );
         b.engine.seed += 1;
         assert_ne!(a.hash_hex(), b.hash_hex());
     }

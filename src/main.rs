@@ -18,7 +18,11 @@ use bizra_risk::sink::KafkaSource;
 use bizra_risk::{pipeline, report};
 
 #[derive(Parser)]
-#[command(name = "bizra-risk", version, about = "Stream-processing risk engine: Binance ticks -> VaR/ES -> ELF gate -> signed events")]
+#[command(
+    name = "bizra-risk",
+    version,
+    about = "Stream-processing risk engine: Binance ticks -> VaR/ES -> ELF gate -> signed events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,7 +97,11 @@ enum Command {
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -114,11 +122,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::write_new(&out, &sk)?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "secret key: {} (mode 0600)", out.display())?;
-            writeln!(stdout, "verifying key: {}", hex::encode(sk.verifying_key().as_bytes()))?;
-            writeln!(stdout, "public key file: {}", keys::public_path(&out).display())?;
+            writeln!(
+                stdout,
+                "verifying key: {}",
+                hex::encode(sk.verifying_key().as_bytes())
+            )?;
+            writeln!(
+                stdout,
+                "public key file: {}",
+                keys::public_path(&out).display()
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ReplayServer { bind, data, speed, ping_interval_ms, pong_timeout_ms } => {
+        Command::ReplayServer {
+            bind,
+            data,
+            speed,
+            ping_interval_ms,
+            pong_timeout_ms,
+        } => {
             init_logging("info");
             let files = expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
@@ -126,7 +148,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.pong_timeout = Duration::from_millis(pong_timeout_ms);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("bind {bind}"))?;
+                let listener = tokio::net::TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("bind {bind}"))?;
                 tracing::info!(addr = %listener.local_addr()?, "replay server listening");
                 replay::serve(listener, opts).await;
                 anyhow::Ok(())
@@ -140,28 +164,54 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let verify = if config.kafka_enabled() {
                 None
             } else {
-                let vk = keys::parse_verifying_key(&summary.verifying_key_hex).map_err(anyhow::Error::msg)?;
+                let vk = keys::parse_verifying_key(&summary.verifying_key_hex)
+                    .map_err(anyhow::Error::msg)?;
                 Some(report::verify_path(&config.sink.dir, &[vk])?)
             };
             let mut out = std::io::stdout().lock();
             if let Some(v) = verify {
-                write!(out, "{}", report::render_summary(&summary, &v, summary.ingest.elapsed))?;
+                write!(
+                    out,
+                    "{}",
+                    report::render_summary(&summary, &v, summary.ingest.elapsed)
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { out, data, speed, config, key } => {
+        Command::Demo {
+            out,
+            data,
+            speed,
+            config,
+            key,
+        } => {
             init_logging("warn,bizra_risk::pipeline=info");
             demo(out, data, speed, config, key)
         }
-        Command::Verify { paths, pubkeys, pubkey_files, kafka_brokers, topic, timeout_ms, json } => {
+        Command::Verify {
+            paths,
+            pubkeys,
+            pubkey_files,
+            kafka_brokers,
+            topic,
+            timeout_ms,
+            json,
+        } => {
             init_logging("warn");
             let mut trusted = Vec::new();
             for k in &pubkeys {
-                trusted.push(keys::parse_verifying_key(k).map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?);
+                trusted.push(
+                    keys::parse_verifying_key(k)
+                        .map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?,
+                );
             }
             for f in &pubkey_files {
-                let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
-                trusted.push(keys::parse_verifying_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?);
+                let text =
+                    std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+                trusted.push(
+                    keys::parse_verifying_key(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+                );
             }
             if trusted.is_empty() {
                 bail!("give at least one trusted key with --pubkey or --pubkey-file");
@@ -170,14 +220,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             match (kafka_brokers, topic) {
                 (Some(brokers), Some(topic)) => {
                     let source = KafkaSource::new(&brokers, &topic)?;
-                    source.read_all(Duration::from_millis(timeout_ms), |pos, payload| verifier.push(pos, payload))?;
+                    source.read_all(Duration::from_millis(timeout_ms), |pos, payload| {
+                        verifier.push(pos, payload)
+                    })?;
                 }
                 (None, None) => {}
                 _ => bail!("--kafka-brokers and --topic go together"),
             }
             let mut report = verifier.finish();
             for p in &paths {
-                let r = report::verify_path(p, &trusted).with_context(|| format!("read {}", p.display()))?;
+                let r = report::verify_path(p, &trusted)
+                    .with_context(|| format!("read {}", p.display()))?;
                 report.records += r.records;
                 report.chains.extend(r.chains);
                 report.failures.extend(r.failures);
@@ -188,7 +241,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 write!(stdout, "{}", report::render_verify(&report))?;
             }
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -224,13 +281,20 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-fn demo(out: PathBuf, data: Option<PathBuf>, speed: Speed, config: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn demo(
+    out: PathBuf,
+    data: Option<PathBuf>,
+    speed: Speed,
+    config: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let wall = Instant::now();
     let data = data.unwrap_or_else(default_data_dir);
     let files = expand_capture_paths(&[data])?;
     let events_dir = out.join("events");
     if events_dir.exists() {
-        std::fs::remove_dir_all(&events_dir).with_context(|| format!("clear {}", events_dir.display()))?;
+        std::fs::remove_dir_all(&events_dir)
+            .with_context(|| format!("clear {}", events_dir.display()))?;
     }
     let key_file = key.unwrap_or_else(|| out.join("signing.key"));
     if !key_file.exists() {
@@ -258,7 +322,21 @@ fn demo(out: PathBuf, data: Option<PathBuf>, speed: Speed, config: Option<PathBu
     std::fs::write(out.join("verifying.key"), &summary.verifying_key_hex)?;
     let verify = report::verify_path(&events_dir, &[vk])?;
     let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", report::render_summary(&summary, &verify, wall.elapsed()))?;
-    writeln!(stdout, "signed events: {}/  (verify again: bizra-risk verify {} --pubkey-file {})", events_dir.display(), events_dir.display(), out.join("verifying.key").display())?;
-    Ok(if verify.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    write!(
+        stdout,
+        "{}",
+        report::render_summary(&summary, &verify, wall.elapsed())
+    )?;
+    writeln!(
+        stdout,
+        "signed events: {}/  (verify again: bizra-risk verify {} --pubkey-file {})",
+        events_dir.display(),
+        events_dir.display(),
+        out.join("verifying.key").display()
+    )?;
+    Ok(if verify.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

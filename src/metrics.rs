@@ -3,7 +3,9 @@
 //! ELF latency is `elf_latency_seconds{layer}` (a seconds-based histogram, as Prometheus
 //! recommends) rather than the reference's `elf_latency_ms`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -19,26 +21,46 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let ingest_frames_total = IntCounterVec::new(
-            Opts::new("bizra_ingest_frames_total", "Market-data frames accepted, by stream kind"),
+            Opts::new(
+                "bizra_ingest_frames_total",
+                "Market-data frames accepted, by stream kind",
+            ),
             &["stream"],
         )?;
         let ingest_rejected_total = IntCounterVec::new(
-            Opts::new("bizra_ingest_rejected_total", "Market-data frames rejected, by reason code"),
+            Opts::new(
+                "bizra_ingest_rejected_total",
+                "Market-data frames rejected, by reason code",
+            ),
             &["reason"],
         )?;
-        let elf_requests_total =
-            IntCounterVec::new(Opts::new("elf_requests_total", "Requests evaluated by each ELF layer"), &["layer"])?;
+        let elf_requests_total = IntCounterVec::new(
+            Opts::new("elf_requests_total", "Requests evaluated by each ELF layer"),
+            &["layer"],
+        )?;
         let elf_blocks_total = IntCounterVec::new(
-            Opts::new("elf_blocks_total", "Actions refused or held, by layer and reason code"),
+            Opts::new(
+                "elf_blocks_total",
+                "Actions refused or held, by layer and reason code",
+            ),
             &["layer", "reason"],
         )?;
-        let buckets = vec![1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2];
+        let buckets = vec![
+            1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2,
+        ];
         let elf_latency_seconds = HistogramVec::new(
-            HistogramOpts::new("elf_latency_seconds", "ELF latency per layer (L0_L3 decision, L4 signing)").buckets(buckets),
+            HistogramOpts::new(
+                "elf_latency_seconds",
+                "ELF latency per layer (L0_L3 decision, L4 signing)",
+            )
+            .buckets(buckets),
             &["layer"],
         )?;
         let events_published_total = IntCounterVec::new(
-            Opts::new("bizra_events_published_total", "Signed events handed to the sink"),
+            Opts::new(
+                "bizra_events_published_total",
+                "Signed events handed to the sink",
+            ),
             &["sink"],
         )?;
         registry.register(Box::new(ingest_frames_total.clone()))?;

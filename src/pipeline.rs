@@ -52,7 +52,11 @@ pub fn chain_id(engine_id: &str, symbol: &str) -> String {
 /// Build the sink: Kafka when brokers are configured, else the file directory.
 fn open_sink(config: &Config) -> Result<Sink, SinkError> {
     if config.kafka_enabled() {
-        Ok(Sink::Kafka(KafkaSink::new(&config.kafka.brokers, &config.kafka.topic_decisions, config.kafka.message_timeout_ms)?))
+        Ok(Sink::Kafka(KafkaSink::new(
+            &config.kafka.brokers,
+            &config.kafka.topic_decisions,
+            config.kafka.message_timeout_ms,
+        )?))
     } else {
         Ok(Sink::File(FileSink::open(&config.sink.dir)?))
     }
@@ -68,7 +72,11 @@ fn chain_head(config: &Config, chain: &str) -> Result<ChainHead, SinkError> {
 }
 
 /// Run the whole pipeline inside the current actix system until ingest ends.
-pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>) -> Result<RunSummary, anyhow::Error> {
+pub async fn run(
+    config: Config,
+    kill_switch: KillSwitch,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary, anyhow::Error> {
     let rules = Arc::new(RuleSet::load(&config.elf.rules_file).map_err(StartError::from)?);
     let signing_key = keys::load_signing_key(&config.signing.key_file).map_err(StartError::from)?;
     let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
@@ -77,7 +85,10 @@ pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>)
         key_id = %keys::key_id(&signing_key.verifying_key()),
         "PoI signer ready"
     );
-    let provenance = RunProvenance { config_sha256: config.hash_hex(), rules_sha256: rules.hash_hex().to_string() };
+    let provenance = RunProvenance {
+        config_sha256: config.hash_hex(),
+        rules_sha256: rules.hash_hex().to_string(),
+    };
     let sink = open_sink(&config).map_err(StartError::from)?;
     let sink_label = sink.describe();
     let cap = config.feed.mailbox_capacity;
@@ -85,15 +96,24 @@ pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>)
     let settings = GateSettings::from_config(&config.elf);
     let symbols = config.symbols();
 
-    let make_gate = |chain: String, known: HashSet<String>| -> Result<Addr<GateActor>, StartError> {
-        let head = chain_head(&config, &chain)?;
-        if head.next_seq > 0 {
-            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
-        }
-        let gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
-        let signer = ChainSigner::new(signing_key.clone(), chain, head);
-        Ok(GateActor::new(gate, signer, provenance.clone(), publisher.clone(), metrics.clone(), cap).start())
-    };
+    let make_gate =
+        |chain: String, known: HashSet<String>| -> Result<Addr<GateActor>, StartError> {
+            let head = chain_head(&config, &chain)?;
+            if head.next_seq > 0 {
+                tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
+            }
+            let gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+            let signer = ChainSigner::new(signing_key.clone(), chain, head);
+            Ok(GateActor::new(
+                gate,
+                signer,
+                provenance.clone(),
+                publisher.clone(),
+                metrics.clone(),
+                cap,
+            )
+            .start())
+        };
 
     let mut gates = Vec::new();
     let portfolio = if config.portfolio.enabled {
@@ -118,8 +138,18 @@ pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>)
         symbol_actors.push(addr);
     }
 
-    let ingest = IngestActor::new(config.feed.clone(), &symbols, routes, Clock::from_mode(config.engine.clock), metrics.clone()).start();
-    let ingest_report = ingest.send(RunIngest).await.map_err(PipelineError::from)??;
+    let ingest = IngestActor::new(
+        config.feed.clone(),
+        &symbols,
+        routes,
+        Clock::from_mode(config.engine.clock),
+        metrics.clone(),
+    )
+    .start();
+    let ingest_report = ingest
+        .send(RunIngest)
+        .await
+        .map_err(PipelineError::from)??;
     publisher.send(Flush).await.map_err(PipelineError::from)??;
 
     let mut symbol_reports = Vec::new();
@@ -127,7 +157,11 @@ pub async fn run(config: Config, kill_switch: KillSwitch, metrics: Arc<Metrics>)
         symbol_reports.push(a.send(GetSymbolReport).await.map_err(PipelineError::from)?);
     }
     let portfolio_report = match &portfolio {
-        Some(p) => Some(p.send(GetPortfolioReport).await.map_err(PipelineError::from)?),
+        Some(p) => Some(
+            p.send(GetPortfolioReport)
+                .await
+                .map_err(PipelineError::from)?,
+        ),
         None => None,
     };
     let mut gate_stats = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::audit::{VerifyReport, Verifier};
+use crate::audit::{Verifier, VerifyReport};
 use crate::pipeline::RunSummary;
 
 /// Verify every `*.jsonl` file under `path` (or `path` itself when it is a file).
@@ -34,12 +34,33 @@ pub fn verify_path(path: &Path, keys: &[VerifyingKey]) -> std::io::Result<Verify
 pub fn render_verify(report: &VerifyReport) -> String {
     let mut s = String::new();
     let verdict = if report.ok() { "OK" } else { "FAILED" };
-    let _ = writeln!(s, "verification: {verdict}: {} records, {} chains, {} failures", report.records, report.chains.len(), report.failures.len());
+    let _ = writeln!(
+        s,
+        "verification: {verdict}: {} records, {} chains, {} failures",
+        report.records,
+        report.chains.len(),
+        report.failures.len()
+    );
     for (chain, c) in &report.chains {
-        let _ = writeln!(s, "  chain {chain}: {} events, seq {}..{}, head {}", c.events, c.first_seq, c.last_seq, &c.head_sha256.get(..16).unwrap_or(""));
+        let _ = writeln!(
+            s,
+            "  chain {chain}: {} events, seq {}..{}, head {}",
+            c.events,
+            c.first_seq,
+            c.last_seq,
+            &c.head_sha256.get(..16).unwrap_or("")
+        );
     }
     for f in report.failures.iter().take(20) {
-        let _ = writeln!(s, "  FAIL {} {:?} chain={} seq={}: {}", f.position, f.reason, f.chain.as_deref().unwrap_or("?"), f.seq.map_or("?".into(), |x| x.to_string()), f.detail);
+        let _ = writeln!(
+            s,
+            "  FAIL {} {:?} chain={} seq={}: {}",
+            f.position,
+            f.reason,
+            f.chain.as_deref().unwrap_or("?"),
+            f.seq.map_or("?".into(), |x| x.to_string()),
+            f.detail
+        );
     }
     if report.failures.len() > 20 {
         let _ = writeln!(s, "  ... {} more failures", report.failures.len() - 20);
@@ -63,10 +84,24 @@ pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -
         "market data: {} frames in {:.2} s ({:.0} frames/s), accepted {:?}, rejected {:?}, connection ended by {}",
         ing.frames, secs, ing.frames as f64 / secs, ing.accepted, ing.rejected, ing.ended_by
     );
-    let _ = writeln!(s, "\nper-symbol VaR / ES (latest bar, USDT on the configured position):");
+    let _ = writeln!(
+        s,
+        "\nper-symbol VaR / ES (latest bar, USDT on the configured position):"
+    );
     for r in &run.symbols {
         let notional = r.position_qty * r.price;
-        let _ = writeln!(s, "  {} qty {} @ {:.2}: {} trades, {} bars, {} returns, backtest {}/{:.1} exceedances", r.symbol, r.position_qty, r.price, r.trades, r.bars, r.returns, r.exceedances, r.expected_exceedances);
+        let _ = writeln!(
+            s,
+            "  {} qty {} @ {:.2}: {} trades, {} bars, {} returns, backtest {}/{:.1} exceedances",
+            r.symbol,
+            r.position_qty,
+            r.price,
+            r.trades,
+            r.bars,
+            r.returns,
+            r.exceedances,
+            r.expected_exceedances
+        );
         for l in &r.latest {
             let _ = writeln!(
                 s,
@@ -91,7 +126,10 @@ pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -
                     r.level * 100.0,
                     r.var_usd,
                     r.es_usd,
-                    r.component_var_usd.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>()
+                    r.component_var_usd
+                        .iter()
+                        .map(|x| (x * 100.0).round() / 100.0)
+                        .collect::<Vec<_>>()
                 );
             }
             None => {
@@ -118,8 +156,20 @@ pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -
         }
     }
     if let (Some(d), Some(g)) = (&decide, &gate) {
-        let _ = writeln!(s, "ELF latency, L0-L3 decision (us): p50 {:.2}  p95 {:.2}  p99 {:.2}", pct(d, 0.5), pct(d, 0.95), pct(d, 0.99));
-        let _ = writeln!(s, "ELF latency, L0-L4 incl. signing (us): p50 {:.2}  p95 {:.2}  p99 {:.2}", pct(g, 0.5), pct(g, 0.95), pct(g, 0.99));
+        let _ = writeln!(
+            s,
+            "ELF latency, L0-L3 decision (us): p50 {:.2}  p95 {:.2}  p99 {:.2}",
+            pct(d, 0.5),
+            pct(d, 0.95),
+            pct(d, 0.99)
+        );
+        let _ = writeln!(
+            s,
+            "ELF latency, L0-L4 incl. signing (us): p50 {:.2}  p95 {:.2}  p99 {:.2}",
+            pct(g, 0.5),
+            pct(g, 0.95),
+            pct(g, 0.99)
+        );
     }
     let _ = writeln!(
         s,
@@ -129,7 +179,11 @@ pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -
     );
     let _ = writeln!(s, "sink: {}", run.sink);
     let _ = writeln!(s, "verifying key: {}", run.verifying_key_hex);
-    let _ = writeln!(s, "config sha256: {}\nrules sha256:  {}", run.config_sha256, run.rules_sha256);
+    let _ = writeln!(
+        s,
+        "config sha256: {}\nrules sha256:  {}",
+        run.config_sha256, run.rules_sha256
+    );
     s.push_str(&render_verify(verify));
     s
 }

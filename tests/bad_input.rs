@@ -16,18 +16,25 @@ fn trade(symbol: &str, id: u64, t_ms: i64, price: &str) -> String {
 #[test]
 fn bad_frames_are_counted_and_the_stream_continues() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let t0 = 1_723_161_600_000i64;
     let server = rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        let mut id = 1u64;
         for i in 0..400i64 {
             // one good trade per 250 ms, prices wobbling
             let price = format!("{:.2}", 60_000.0 + ((i * 37) % 11) as f64 - 5.0);
-            ws.send(Message::text(trade("BTCUSDT", id, t0 + i * 250, &price))).await.unwrap();
-            id += 1;
+            ws.send(Message::text(trade(
+                "BTCUSDT",
+                i as u64 + 1,
+                t0 + i * 250,
+                &price,
+            )))
+            .await
+            .unwrap();
             let bad = match i % 8 {
                 0 => Message::text("{not json"),
                 1 => Message::text(trade("BTCUSDT", 0, t0, "NaN")),
@@ -51,7 +58,11 @@ fn bad_frames_are_counted_and_the_stream_continues() {
     rt.block_on(server).unwrap();
 
     let rej = &summary.ingest.rejected;
-    assert_eq!(summary.ingest.accepted.get("trade"), Some(&400), "every good trade got through");
+    assert_eq!(
+        summary.ingest.accepted.get("trade"),
+        Some(&400),
+        "every good trade got through"
+    );
     for (code, n) in [
         ("MALFORMED_JSON", 100),
         ("NON_FINITE_NUMBER", 50),
@@ -63,7 +74,13 @@ fn bad_frames_are_counted_and_the_stream_continues() {
     ] {
         assert_eq!(rej.get(code), Some(&n), "{code}: {rej:?}");
     }
-    let report = bizra_risk::report::verify_path(&tmp.path().join("events"), &[common::verifying_key(&key)]).unwrap();
+    let report =
+        bizra_risk::report::verify_path(&tmp.path().join("events"), &[common::verifying_key(&key)])
+            .unwrap();
     assert!(report.ok(), "{:?}", report.failures);
-    assert!(report.records >= 90, "bars kept closing: {}", report.records);
+    assert!(
+        report.records >= 90,
+        "bars kept closing: {}",
+        report.records
+    );
 }

@@ -11,11 +11,20 @@ use bizra_risk::sink::KafkaSource;
 
 #[test]
 fn signed_events_reach_kafka_and_verify() {
-    let Some(brokers) = common::kafka_brokers() else { return };
+    let Some(brokers) = common::kafka_brokers() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
-    let files: Vec<_> = common::capture_files().into_iter().filter(|f| f.to_string_lossy().contains("20240808")).collect();
-    let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), ReplayOptions::new(files, Speed::Max)).unwrap();
+    let files: Vec<_> = common::capture_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("20240808"))
+        .collect();
+    let server = spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions::new(files, Speed::Max),
+    )
+    .unwrap();
     let mut config = common::test_config(&server.url(), tmp.path(), &key);
     let topic = format!("bizra-test-{}", std::process::id());
     config.kafka.brokers = brokers.clone();
@@ -27,9 +36,16 @@ fn signed_events_reach_kafka_and_verify() {
 
     let source = KafkaSource::new(&brokers, &topic).unwrap();
     let mut verifier = Verifier::new(&[common::verifying_key(&key)]);
-    let n = source.read_all(Duration::from_secs(60), |pos, payload| verifier.push(pos, payload)).unwrap();
+    let n = source
+        .read_all(Duration::from_secs(60), |pos, payload| {
+            verifier.push(pos, payload)
+        })
+        .unwrap();
     let report = verifier.finish();
-    assert_eq!(n, produced, "every signed event is on the topic exactly once");
+    assert_eq!(
+        n, produced,
+        "every signed event is on the topic exactly once"
+    );
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.chains.len(), 3);
 }

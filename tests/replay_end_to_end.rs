@@ -17,24 +17,48 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
 
     let mut outputs = Vec::new();
     for run in 0..2 {
-        let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), ReplayOptions::new(common::capture_files(), Speed::Max)).unwrap();
+        let server = spawn_in_thread(
+            "127.0.0.1:0".parse().unwrap(),
+            ReplayOptions::new(common::capture_files(), Speed::Max),
+        )
+        .unwrap();
         let dir = tmp.path().join(format!("run{run}"));
         let summary = common::run(common::test_config(&server.url(), &dir, &key));
-        assert_eq!(summary.ingest.accepted.get("trade"), Some(&34_419), "every trade of the capture arrives once");
+        assert_eq!(
+            summary.ingest.accepted.get("trade"),
+            Some(&34_419),
+            "every trade of the capture arrives once"
+        );
         assert_eq!(summary.ingest.accepted.get("bookTicker"), Some(&131_932));
-        assert!(summary.ingest.rejected.is_empty(), "{:?}", summary.ingest.rejected);
+        assert!(
+            summary.ingest.rejected.is_empty(),
+            "{:?}",
+            summary.ingest.rejected
+        );
         let report = verify_path(&dir.join("events"), &[vk]).unwrap();
         assert!(report.ok(), "{:?}", report.failures);
-        assert_eq!(report.chains.len(), 3, "BTCUSDT, ETHUSDT and PORTFOLIO chains");
+        assert_eq!(
+            report.chains.len(),
+            3,
+            "BTCUSDT, ETHUSDT and PORTFOLIO chains"
+        );
         assert!(report.records > 1500, "{}", report.records);
         // Blocks are signed and published too.
-        let blocks: u64 = summary.gates.iter().map(|g| g.by_verdict.get("BLOCK").copied().unwrap_or(0)).sum();
+        let blocks: u64 = summary
+            .gates
+            .iter()
+            .map(|g| g.by_verdict.get("BLOCK").copied().unwrap_or(0))
+            .sum();
         assert!(blocks > 0);
         outputs.push(dir.join("events"));
     }
 
     // Same capture + seed + key => byte-identical signed output.
-    for chain in ["bizra.BTCUSDT.jsonl", "bizra.ETHUSDT.jsonl", "bizra.PORTFOLIO.jsonl"] {
+    for chain in [
+        "bizra.BTCUSDT.jsonl",
+        "bizra.ETHUSDT.jsonl",
+        "bizra.PORTFOLIO.jsonl",
+    ] {
         let a = fs::read(outputs[0].join(chain)).unwrap();
         let b = fs::read(outputs[1].join(chain)).unwrap();
         assert!(a == b, "{chain} differs between identical runs");
@@ -53,11 +77,21 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
     // flip one byte inside a number of event 10
     let mut flipped = original.clone();
     let start: usize = lines[..10].iter().map(|l| l.len()).sum();
-    let pos = start + lines[10].windows(8).position(|w| w == b"\"price\":").unwrap() + 9;
+    let pos = start
+        + lines[10]
+            .windows(8)
+            .position(|w| w == b"\"price\":")
+            .unwrap()
+        + 9;
     flipped[pos] = if flipped[pos] == b'1' { b'2' } else { b'1' };
     check(flipped, FailureReason::BadSignature);
     // delete event 10
-    let deleted: Vec<u8> = lines.iter().enumerate().filter(|(i, _)| *i != 10).flat_map(|(_, l)| l.to_vec()).collect();
+    let deleted: Vec<u8> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 10)
+        .flat_map(|(_, l)| l.to_vec())
+        .collect();
     check(deleted, FailureReason::Gap);
     // swap events 10 and 11
     let mut swapped: Vec<&[u8]> = lines.clone();
@@ -68,7 +102,10 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
     dup.insert(11, lines[10]);
     check(dup.concat(), FailureReason::Duplicate);
     // cut the last record short
-    check(original[..original.len() - 20].to_vec(), FailureReason::Truncated);
+    check(
+        original[..original.len() - 20].to_vec(),
+        FailureReason::Truncated,
+    );
     // a key the auditor does not trust
     let other = bizra_risk::audit::keys::generate().unwrap().verifying_key();
     let r = verify_path(&outputs[0], &[other]).unwrap();
@@ -79,10 +116,20 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
 fn restart_continues_the_chain_without_a_fork() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
-    let files: Vec<_> = common::capture_files().into_iter().filter(|f| f.to_string_lossy().contains("20240808")).collect();
-    let second: Vec<_> = common::capture_files().into_iter().filter(|f| f.to_string_lossy().contains("20240809")).collect();
+    let files: Vec<_> = common::capture_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("20240808"))
+        .collect();
+    let second: Vec<_> = common::capture_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("20240809"))
+        .collect();
     for part in [files, second] {
-        let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), ReplayOptions::new(part, Speed::Max)).unwrap();
+        let server = spawn_in_thread(
+            "127.0.0.1:0".parse().unwrap(),
+            ReplayOptions::new(part, Speed::Max),
+        )
+        .unwrap();
         common::run(common::test_config(&server.url(), tmp.path(), &key));
     }
     let report = verify_path(&tmp.path().join("events"), &[common::verifying_key(&key)]).unwrap();

@@ -70,7 +70,15 @@ impl GateActor {
             gate_ns: histogram(),
             next_seq: signer.head().next_seq,
         };
-        Self { gate, signer, provenance, publisher, metrics, stats, mailbox_capacity }
+        Self {
+            gate,
+            signer,
+            provenance,
+            publisher,
+            metrics,
+            stats,
+            mailbox_capacity,
+        }
     }
 
     fn record_metrics(&mut self, verdict: Verdict, layer: Option<Layer>, reasons: &[ReasonCode]) {
@@ -84,11 +92,15 @@ impl GateActor {
         for l in &[Layer::L0, Layer::L1, Layer::L2, Layer::L3][..reached] {
             m.elf_requests_total.with_label_values(&[l.as_str()]).inc();
         }
-        m.elf_requests_total.with_label_values(&[Layer::L4.as_str()]).inc();
+        m.elf_requests_total
+            .with_label_values(&[Layer::L4.as_str()])
+            .inc();
         *self.stats.by_verdict.entry(verdict.as_str()).or_default() += 1;
         if let Some(layer) = layer {
             for r in reasons {
-                m.elf_blocks_total.with_label_values(&[layer.as_str(), r.as_str()]).inc();
+                m.elf_blocks_total
+                    .with_label_values(&[layer.as_str(), r.as_str()])
+                    .inc();
                 *self.stats.blocks_by_reason.entry((layer, *r)).or_default() += 1;
             }
         }
@@ -110,14 +122,27 @@ impl Handler<GateRequest> for GateActor {
         let decision = self.gate.decide(&msg.req);
         let decided = started.elapsed();
         let record = DecisionRecord::new(&msg.req, &decision, &msg.figures, &self.provenance);
-        let signed = self.signer.sign(msg.req.decided_at_ms, &msg.req.symbol, Payload::RiskDecision(Box::new(record)));
+        let signed = self.signer.sign(
+            msg.req.decided_at_ms,
+            &msg.req.symbol,
+            Payload::RiskDecision(Box::new(record)),
+        );
         let total = started.elapsed();
 
         self.record_metrics(decision.verdict, decision.layer, &decision.reasons);
-        let _ = self.stats.decide_ns.record(decided.as_nanos().max(1) as u64);
+        let _ = self
+            .stats
+            .decide_ns
+            .record(decided.as_nanos().max(1) as u64);
         let _ = self.stats.gate_ns.record(total.as_nanos().max(1) as u64);
-        self.metrics.elf_latency_seconds.with_label_values(&["L0_L3"]).observe(decided.as_secs_f64());
-        self.metrics.elf_latency_seconds.with_label_values(&["L4"]).observe((total - decided).as_secs_f64());
+        self.metrics
+            .elf_latency_seconds
+            .with_label_values(&["L0_L3"])
+            .observe(decided.as_secs_f64());
+        self.metrics
+            .elf_latency_seconds
+            .with_label_values(&["L4"])
+            .observe((total - decided).as_secs_f64());
         self.stats.next_seq = self.signer.head().next_seq;
 
         let publisher = self.publisher.clone();

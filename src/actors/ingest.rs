@@ -45,9 +45,21 @@ pub struct IngestActor {
 }
 
 impl IngestActor {
-    pub fn new(feed: FeedConfig, symbols: &[String], routes: HashMap<String, Addr<SymbolActor>>, clock: Clock, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        feed: FeedConfig,
+        symbols: &[String],
+        routes: HashMap<String, Addr<SymbolActor>>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let url = stream_url(&feed.url, symbols, &feed.streams);
-        Self { feed, url, routes: Arc::new(routes), clock, metrics }
+        Self {
+            feed,
+            url,
+            routes: Arc::new(routes),
+            clock,
+            metrics,
+        }
     }
 }
 
@@ -55,9 +67,17 @@ impl IngestActor {
 pub fn stream_url(base: &str, symbols: &[String], streams: &[String]) -> String {
     let names: Vec<String> = symbols
         .iter()
-        .flat_map(|s| streams.iter().map(move |k| format!("{}@{}", s.to_lowercase(), k)))
+        .flat_map(|s| {
+            streams
+                .iter()
+                .map(move |k| format!("{}@{}", s.to_lowercase(), k))
+        })
         .collect();
-    format!("{}/stream?streams={}", base.trim_end_matches('/'), names.join("/"))
+    format!(
+        "{}/stream?streams={}",
+        base.trim_end_matches('/'),
+        names.join("/")
+    )
 }
 
 impl Actor for IngestActor {
@@ -93,8 +113,11 @@ async fn run(
     ws_config.max_frame_size = Some(WS_MAX_MESSAGE_BYTES);
 
     loop {
-        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true);
-        let ws = match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect).await {
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true);
+        let ws = match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect)
+            .await
+        {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {
                 tracing::warn!(url = %url, error = %e, backoff_ms = backoff.as_millis() as u64, "connect failed");
@@ -123,16 +146,34 @@ async fn run(
                 Message::Text(t) => t,
                 Message::Binary(b) => {
                     report.frames += 1;
-                    reject(&mut report, &metrics, &MarketDataError::BinaryFrame, b.len());
+                    reject(
+                        &mut report,
+                        &metrics,
+                        &MarketDataError::BinaryFrame,
+                        b.len(),
+                    );
                     continue;
                 }
-                Message::Close(frame) => break format!("server close: {}", frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+                Message::Close(frame) => {
+                    break format!(
+                        "server close: {}",
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default()
+                    )
+                }
                 // Pings are answered by the WebSocket layer with the same payload.
                 _ => continue,
             };
             report.frames += 1;
             if text.len() > feed.max_frame_bytes {
-                reject(&mut report, &metrics, &MarketDataError::Oversized { size: text.len(), limit: feed.max_frame_bytes }, text.len());
+                reject(
+                    &mut report,
+                    &metrics,
+                    &MarketDataError::Oversized {
+                        size: text.len(),
+                        limit: feed.max_frame_bytes,
+                    },
+                    text.len(),
+                );
                 continue;
             }
             let event = match parse_combined(text.as_str()) {
@@ -143,7 +184,12 @@ async fn run(
                 }
             };
             let Some(route) = routes.get(event.symbol()) else {
-                reject(&mut report, &metrics, &MarketDataError::UnknownSymbol(event.symbol().to_string()), text.len());
+                reject(
+                    &mut report,
+                    &metrics,
+                    &MarketDataError::UnknownSymbol(event.symbol().to_string()),
+                    text.len(),
+                );
                 continue;
             };
             if let MarketEvent::Trade(t) = &event {
@@ -152,7 +198,13 @@ async fn run(
             let kind = event.kind().as_str();
             *report.accepted.entry(kind).or_default() += 1;
             metrics.ingest_frames_total.with_label_values(&[kind]).inc();
-            route.send(Tick { event, received_at_ms: clock.now_ms(), feed_healthy: true }).await??;
+            route
+                .send(Tick {
+                    event,
+                    received_at_ms: clock.now_ms(),
+                    feed_healthy: true,
+                })
+                .await??;
         };
         tracing::info!(reason = %ended_by, "market data connection ended");
         report.ended_by = ended_by;
@@ -168,6 +220,9 @@ async fn run(
 
 fn reject(report: &mut IngestReport, metrics: &Metrics, err: &MarketDataError, len: usize) {
     *report.rejected.entry(err.code()).or_default() += 1;
-    metrics.ingest_rejected_total.with_label_values(&[err.code()]).inc();
+    metrics
+        .ingest_rejected_total
+        .with_label_values(&[err.code()])
+        .inc();
     tracing::warn!(reason = err.code(), bytes = len, error = %err, "market data frame rejected");
 }

@@ -104,9 +104,22 @@ impl PortfolioActor {
             return;
         }
         self.ess = self.ess * self.lambda + 1.0;
-        let notionals: Vec<f64> = self.qty.iter().zip(&bars).map(|(q, b)| q * b.close).collect();
-        let now_ms = bars.iter().map(|b| b.received_at_ms).max().unwrap_or_default();
-        let data_time_ms = bars.iter().map(|b| b.data_time_ms).max().unwrap_or_default();
+        let notionals: Vec<f64> = self
+            .qty
+            .iter()
+            .zip(&bars)
+            .map(|(q, b)| q * b.close)
+            .collect();
+        let now_ms = bars
+            .iter()
+            .map(|b| b.received_at_ms)
+            .max()
+            .unwrap_or_default();
+        let data_time_ms = bars
+            .iter()
+            .map(|b| b.data_time_ms)
+            .max()
+            .unwrap_or_default();
         let bar_end_ms = bars.first().map_or(0, |b| b.bar_end_ms);
         let feed_healthy = bars.iter().all(|b| b.feed_healthy);
 
@@ -189,7 +202,10 @@ impl Handler<BarClosed> for PortfolioActor {
 
     fn handle(&mut self, msg: BarClosed, _: &mut Self::Context) -> Self::Result {
         let d = self.symbols.len();
-        let slot = self.pending.entry(msg.bar_end_ms).or_insert_with(|| vec![None; d]);
+        let slot = self
+            .pending
+            .entry(msg.bar_end_ms)
+            .or_insert_with(|| vec![None; d]);
         if let Some(s) = slot.get_mut(msg.index) {
             *s = Some(msg);
         }
@@ -200,10 +216,19 @@ impl Handler<BarClosed> for PortfolioActor {
         // Bars complete in time order per symbol, so complete entries are emitted oldest first.
         while let Some((&end, slots)) = self.pending.iter().next() {
             if slots.iter().all(Option::is_some) {
-                let bars: Vec<BarClosed> = self.pending.remove(&end).unwrap_or_default().into_iter().flatten().collect();
+                let bars: Vec<BarClosed> = self
+                    .pending
+                    .remove(&end)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 self.on_aligned(bars, &mut requests);
             } else if self.pending.len() > MAX_PENDING_BARS
-                || slots.iter().enumerate().any(|(j, s)| s.is_none() && self.last_end[j] > end)
+                || slots
+                    .iter()
+                    .enumerate()
+                    .any(|(j, s)| s.is_none() && self.last_end[j] > end)
             {
                 // A missing symbol has moved past this bar (it started later): it cannot align.
                 self.pending.remove(&end);

@@ -32,7 +32,12 @@ impl PublisherActor {
             Sink::Kafka(_) => "kafka",
         }
         .to_string();
-        Self { sink: Some(sink), label, mailbox_capacity, metrics }
+        Self {
+            sink: Some(sink),
+            label,
+            mailbox_capacity,
+            metrics,
+        }
     }
 
     /// Run `op` on the sink without holding `&mut self` across the await.
@@ -42,14 +47,16 @@ impl PublisherActor {
         Fut: std::future::Future<Output = (Sink, Result<(), SinkError>)> + 'static,
     {
         let Some(sink) = self.sink.take() else {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(PipelineError::Sink(SinkError::Kafka(
-                "sink unavailable after an earlier failure".into(),
-            ))))));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(PipelineError::Sink(
+                SinkError::Kafka("sink unavailable after an earlier failure".into()),
+            )))));
         };
-        AtomicResponse::new(Box::pin(op(sink).into_actor(self).map(|(sink, res), act, _| {
-            act.sink = Some(sink);
-            res.map_err(PipelineError::from)
-        })))
+        AtomicResponse::new(Box::pin(op(sink).into_actor(self).map(
+            |(sink, res), act, _| {
+                act.sink = Some(sink);
+                res.map_err(PipelineError::from)
+            },
+        )))
     }
 }
 
@@ -63,7 +70,10 @@ impl Actor for PublisherActor {
 impl Handler<Publish> for PublisherActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
-        self.metrics.events_published_total.with_label_values(&[self.label.as_str()]).inc();
+        self.metrics
+            .events_published_total
+            .with_label_values(&[self.label.as_str()])
+            .inc();
         self.with_sink(|mut sink| async move {
             let res = sink.publish(msg.0).await;
             (sink, res)

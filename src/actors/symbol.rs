@@ -104,7 +104,12 @@ impl SymbolActor {
             bars: BarBuilder::new(config.bars.interval_ms),
             closed: Vec::new(),
             posterior: NigPosterior::new(
-                NigParams { m: v.prior_m0, k: v.prior_k0, a: v.prior_a0, b: v.prior_b0 },
+                NigParams {
+                    m: v.prior_m0,
+                    k: v.prior_k0,
+                    a: v.prior_a0,
+                    b: v.prior_b0,
+                },
                 v.lambda,
             ),
             limits: LimitTracker::new(LimitPolicy {
@@ -118,7 +123,11 @@ impl SymbolActor {
             rng,
             scratch: McScratch::default(),
             next_action: 0,
-            report: SymbolReport { symbol: inst.symbol.clone(), position_qty: inst.position_qty, ..Default::default() },
+            report: SymbolReport {
+                symbol: inst.symbol.clone(),
+                position_qty: inst.position_qty,
+                ..Default::default()
+            },
             gate,
             portfolio,
             mailbox_capacity: config.feed.mailbox_capacity,
@@ -142,7 +151,13 @@ impl SymbolActor {
         self.posterior.update(r);
         self.report.returns = self.posterior.n;
         let stream_pos = self.rng.get_word_pos();
-        let figures = match self.posterior.risk(&self.levels, self.mc_draws, self.credible_level, &mut self.rng, &mut self.scratch) {
+        let figures = match self.posterior.risk(
+            &self.levels,
+            self.mc_draws,
+            self.credible_level,
+            &mut self.rng,
+            &mut self.scratch,
+        ) {
             Ok(levels) => {
                 self.last_forecast_var = levels.first().map(|l| l.var);
                 self.report.latest = levels.clone();
@@ -181,11 +196,20 @@ impl SymbolActor {
                     expected_exceedances: self.backtest.expected(),
                 }
             }
-            _ => Evidence { level: self.levels[0], limit_usd: self.limits.policy.limit_usd, limit_cap_usd: self.limit_cap_usd, position_qty: self.position_qty, price: bar.close, mc_z: f64::INFINITY, ..Default::default() },
+            _ => Evidence {
+                level: self.levels[0],
+                limit_usd: self.limits.policy.limit_usd,
+                limit_cap_usd: self.limit_cap_usd,
+                position_qty: self.position_qty,
+                price: bar.close,
+                mc_z: f64::INFINITY,
+                ..Default::default()
+            },
         };
         let mut actions = Vec::new();
         if self.posterior.n >= self.min_returns && matches!(figures, ModelFigures::Nig { .. }) {
-            self.limits.evaluate(evidence.var_usd, self.position_qty, &mut actions);
+            self.limits
+                .evaluate(evidence.var_usd, self.position_qty, &mut actions);
         } else {
             actions.push(RiskAction::PublishRiskSnapshot);
         }
@@ -242,7 +266,12 @@ impl Handler<Tick> for SymbolActor {
         };
         self.report.trades += 1;
         self.report.price = trade.price;
-        self.bars.push(trade.trade_time_ms, trade.price, trade.trade_id, &mut self.closed);
+        self.bars.push(
+            trade.trade_time_ms,
+            trade.price,
+            trade.trade_id,
+            &mut self.closed,
+        );
         if self.closed.is_empty() {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
@@ -250,7 +279,13 @@ impl Handler<Tick> for SymbolActor {
         let mut bar_msgs = Vec::new();
         let closed = std::mem::take(&mut self.closed);
         for bar in &closed {
-            if let Some(m) = self.on_bar(*bar, trade.trade_time_ms, msg.received_at_ms, msg.feed_healthy, &mut requests) {
+            if let Some(m) = self.on_bar(
+                *bar,
+                trade.trade_time_ms,
+                msg.received_at_ms,
+                msg.feed_healthy,
+                &mut requests,
+            ) {
                 bar_msgs.push(m);
             }
         }

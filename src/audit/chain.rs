@@ -15,7 +15,10 @@ pub struct ChainHead {
 
 impl ChainHead {
     pub fn genesis() -> Self {
-        Self { next_seq: 0, prev_hex: GENESIS_PREV.to_string() }
+        Self {
+            next_seq: 0,
+            prev_hex: GENESIS_PREV.to_string(),
+        }
     }
 }
 
@@ -42,7 +45,12 @@ pub struct ChainSigner {
 impl ChainSigner {
     pub fn new(key: SigningKey, chain: String, head: ChainHead) -> Self {
         let key_id = keys::key_id(&key.verifying_key());
-        Self { key, key_id, chain, head }
+        Self {
+            key,
+            key_id,
+            chain,
+            head,
+        }
     }
 
     pub fn chain(&self) -> &str {
@@ -53,7 +61,12 @@ impl ChainSigner {
         &self.head
     }
 
-    pub fn sign(&mut self, ts_ms: i64, partition_key: &str, payload: Payload) -> Result<SignedEvent, AuditError> {
+    pub fn sign(
+        &mut self,
+        ts_ms: i64,
+        partition_key: &str,
+        payload: Payload,
+    ) -> Result<SignedEvent, AuditError> {
         let event = Event {
             v: FORMAT_VERSION,
             chain: self.chain.clone(),
@@ -75,7 +88,10 @@ impl ChainSigner {
             hash_hex: hash_hex.clone(),
             line: wire::record_line(&canonical, &sig),
         };
-        self.head = ChainHead { next_seq: event.seq + 1, prev_hex: hash_hex };
+        self.head = ChainHead {
+            next_seq: event.seq + 1,
+            prev_hex: hash_hex,
+        };
         Ok(signed)
     }
 }
@@ -84,5 +100,8 @@ impl ChainSigner {
 pub fn head_after(line: &[u8]) -> Result<ChainHead, String> {
     let rec = wire::parse_record(line).map_err(|e| format!("{e:?}"))?;
     let input = wire::signing_input(rec.event_bytes);
-    Ok(ChainHead { next_seq: rec.event.seq + 1, prev_hex: hex::encode(Sha256::digest(&input)) })
+    Ok(ChainHead {
+        next_seq: rec.event.seq + 1,
+        prev_hex: hex::encode(Sha256::digest(&input)),
+    })
 }

@@ -10,7 +10,10 @@ use sha2::{Digest, Sha256};
 use super::AuditError;
 
 fn key_err(path: &Path, message: impl Into<String>) -> AuditError {
-    AuditError::Key { path: path.display().to_string(), message: message.into() }
+    AuditError::Key {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 /// Short, stable ID of a verifying key: first 16 hex digits of SHA-256 of its bytes.
@@ -21,7 +24,10 @@ pub fn key_id(vk: &VerifyingKey) -> String {
 /// A fresh key from the operating system's CSPRNG.
 pub fn generate() -> Result<SigningKey, AuditError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| AuditError::Key { path: "<os rng>".into(), message: e.to_string() })?;
+    getrandom::fill(&mut seed).map_err(|e| AuditError::Key {
+        path: "<os rng>".into(),
+        message: e.to_string(),
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -43,7 +49,8 @@ pub fn write_new(path: &Path, sk: &SigningKey) -> Result<(), AuditError> {
         .and_then(|_| f.sync_all())
         .map_err(|e| key_err(path, e.to_string()))?;
     let pub_path = public_path(path);
-    fs::write(&pub_path, hex::encode(sk.verifying_key().as_bytes())).map_err(|e| key_err(&pub_path, e.to_string()))
+    fs::write(&pub_path, hex::encode(sk.verifying_key().as_bytes()))
+        .map_err(|e| key_err(&pub_path, e.to_string()))
 }
 
 pub fn public_path(secret: &Path) -> std::path::PathBuf {
@@ -60,7 +67,10 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(key_err(path, format!("mode {mode:o} lets others read the secret key; run chmod 600")));
+            return Err(key_err(
+                path,
+                format!("mode {mode:o} lets others read the secret key; run chmod 600"),
+            ));
         }
     }
     #[cfg(not(unix))]
@@ -132,7 +142,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(load_signing_key(&path).unwrap_err().to_string().contains("chmod 600"));
+            assert!(load_signing_key(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600"));
         }
     }
 }

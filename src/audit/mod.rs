@@ -7,7 +7,7 @@ pub mod verify;
 pub mod wire;
 
 pub use chain::{head_after, ChainHead, ChainSigner, SignedEvent};
-pub use verify::{FailureReason, VerifyFailure, VerifyReport, Verifier};
+pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

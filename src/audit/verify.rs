@@ -86,10 +86,22 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(trusted: &[VerifyingKey]) -> Self {
         let keys = trusted.iter().map(|k| (keys::key_id(k), *k)).collect();
-        Self { keys, chains: HashMap::new(), failures: Vec::new(), records: 0 }
+        Self {
+            keys,
+            chains: HashMap::new(),
+            failures: Vec::new(),
+            records: 0,
+        }
     }
 
-    fn fail(&mut self, position: &str, chain: Option<&str>, seq: Option<u64>, reason: FailureReason, detail: String) {
+    fn fail(
+        &mut self,
+        position: &str,
+        chain: Option<&str>,
+        seq: Option<u64>,
+        reason: FailureReason,
+        detail: String,
+    ) {
         self.failures.push(VerifyFailure {
             position: position.to_string(),
             chain: chain.map(str::to_string),
@@ -101,7 +113,13 @@ impl Verifier {
 
     /// A record whose bytes ended before its newline.
     pub fn truncated(&mut self, position: &str, len: usize) {
-        self.fail(position, None, None, FailureReason::Truncated, format!("{len} bytes without a terminating newline"));
+        self.fail(
+            position,
+            None,
+            None,
+            FailureReason::Truncated,
+            format!("{len} bytes without a terminating newline"),
+        );
     }
 
     /// Check one record (without its newline).
@@ -109,12 +127,26 @@ impl Verifier {
         self.records += 1;
         let rec = match wire::parse_record(line) {
             Ok(r) => r,
-            Err(ParseFailure::Malformed(m)) => return self.fail(position, None, None, FailureReason::Malformed, m),
+            Err(ParseFailure::Malformed(m)) => {
+                return self.fail(position, None, None, FailureReason::Malformed, m)
+            }
             Err(ParseFailure::NonCanonical) => {
-                return self.fail(position, None, None, FailureReason::NonCanonical, "record is not in canonical form (altered bytes)".into())
+                return self.fail(
+                    position,
+                    None,
+                    None,
+                    FailureReason::NonCanonical,
+                    "record is not in canonical form (altered bytes)".into(),
+                )
             }
             Err(ParseFailure::UnsupportedVersion(v)) => {
-                return self.fail(position, None, None, FailureReason::UnsupportedVersion, format!("format version {v}"))
+                return self.fail(
+                    position,
+                    None,
+                    None,
+                    FailureReason::UnsupportedVersion,
+                    format!("format version {v}"),
+                )
             }
         };
         let chain = rec.event.chain.clone();
@@ -122,35 +154,66 @@ impl Verifier {
         let input = wire::signing_input(rec.event_bytes);
         let Some(vk) = self.keys.get(&rec.event.key_id) else {
             let detail = format!("key_id {} is not trusted", rec.event.key_id);
-            self.fail(position, Some(&chain), Some(seq), FailureReason::UnknownKey, detail);
+            self.fail(
+                position,
+                Some(&chain),
+                Some(seq),
+                FailureReason::UnknownKey,
+                detail,
+            );
             return self.untrusted(&chain, seq);
         };
-        if vk.verify_strict(&input, &Signature::from_bytes(&rec.sig)).is_err() {
-            self.fail(position, Some(&chain), Some(seq), FailureReason::BadSignature, "Ed25519 signature does not verify".into());
+        if vk
+            .verify_strict(&input, &Signature::from_bytes(&rec.sig))
+            .is_err()
+        {
+            self.fail(
+                position,
+                Some(&chain),
+                Some(seq),
+                FailureReason::BadSignature,
+                "Ed25519 signature does not verify".into(),
+            );
             return self.untrusted(&chain, seq);
         }
         let hash = hex::encode(Sha256::digest(&input));
         let prev = rec.event.prev;
 
-        let state = self.chains.entry(chain.clone()).or_insert_with(|| ChainState {
-            next_seq: 0,
-            last_hash: Some(GENESIS_PREV.to_string()),
-            recent: VecDeque::new(),
-            gaps: Vec::new(),
-            summary: ChainSummary { events: 0, first_seq: seq, last_seq: seq, head_sha256: String::new() },
-        });
+        let state = self
+            .chains
+            .entry(chain.clone())
+            .or_insert_with(|| ChainState {
+                next_seq: 0,
+                last_hash: Some(GENESIS_PREV.to_string()),
+                recent: VecDeque::new(),
+                gaps: Vec::new(),
+                summary: ChainSummary {
+                    events: 0,
+                    first_seq: seq,
+                    last_seq: seq,
+                    head_sha256: String::new(),
+                },
+            });
         let mut found: Vec<(FailureReason, String)> = Vec::new();
         if seq == 0 && prev != GENESIS_PREV {
-            found.push((FailureReason::BadGenesis, "seq 0 must link to the all-zero hash".into()));
+            found.push((
+                FailureReason::BadGenesis,
+                "seq 0 must link to the all-zero hash".into(),
+            ));
         }
         if seq >= state.next_seq {
             if seq > state.next_seq {
                 let detail = format!("seq {} to {} missing", state.next_seq, seq - 1);
-                state.gaps.push((state.next_seq, seq - 1, self.failures.len() + found.len()));
+                state
+                    .gaps
+                    .push((state.next_seq, seq - 1, self.failures.len() + found.len()));
                 found.push((FailureReason::Gap, detail));
             } else if let Some(expected) = &state.last_hash {
                 if *expected != prev && seq != 0 {
-                    found.push((FailureReason::BrokenLink, format!("prev {prev} but the previous record hashes to {expected}")));
+                    found.push((
+                        FailureReason::BrokenLink,
+                        format!("prev {prev} but the previous record hashes to {expected}"),
+                    ));
                 }
             }
             state.next_seq = seq + 1;
@@ -161,14 +224,29 @@ impl Verifier {
             if *h == hash {
                 found.push((FailureReason::Duplicate, format!("seq {seq} seen before")));
             } else {
-                found.push((FailureReason::Fork, format!("seq {seq} seen before with different content")));
+                found.push((
+                    FailureReason::Fork,
+                    format!("seq {seq} seen before with different content"),
+                ));
             }
-        } else if let Some(i) = state.gaps.iter().position(|(a, b, _)| (*a..=*b).contains(&seq)) {
+        } else if let Some(i) = state
+            .gaps
+            .iter()
+            .position(|(a, b, _)| (*a..=*b).contains(&seq))
+        {
             // A record that was missing arrives late: the gap was a reordering.
             let (a, b, idx) = state.gaps[i];
-            if let Some(linked) = state.recent.iter().find(|(s, _)| *s + 1 == seq).map(|(_, h)| h.clone()) {
+            if let Some(linked) = state
+                .recent
+                .iter()
+                .find(|(s, _)| *s + 1 == seq)
+                .map(|(_, h)| h.clone())
+            {
                 if linked != prev {
-                    found.push((FailureReason::BrokenLink, format!("late seq {seq} does not link to seq {}", seq - 1)));
+                    found.push((
+                        FailureReason::BrokenLink,
+                        format!("late seq {seq} does not link to seq {}", seq - 1),
+                    ));
                 }
             }
             if let Some(f) = self.failures.get_mut(idx) {
@@ -183,7 +261,10 @@ impl Verifier {
                 state.gaps.push((seq + 1, b, idx));
             }
         } else {
-            found.push((FailureReason::Fork, format!("seq {seq} is older than the remembered window")));
+            found.push((
+                FailureReason::Fork,
+                format!("seq {seq} is older than the remembered window"),
+            ));
         }
         state.summary.events += 1;
         state.summary.first_seq = state.summary.first_seq.min(seq);
@@ -230,7 +311,11 @@ impl Verifier {
     pub fn finish(self) -> VerifyReport {
         VerifyReport {
             records: self.records,
-            chains: self.chains.into_iter().map(|(k, v)| (k, v.summary)).collect(),
+            chains: self
+                .chains
+                .into_iter()
+                .map(|(k, v)| (k, v.summary))
+                .collect(),
             failures: self.failures,
         }
     }

@@ -212,7 +212,12 @@ pub struct RunProvenance {
 }
 
 impl DecisionRecord {
-    pub fn new(req: &ActionRequest, decision: &Decision, figures: &ModelFigures, prov: &RunProvenance) -> Self {
+    pub fn new(
+        req: &ActionRequest,
+        decision: &Decision,
+        figures: &ModelFigures,
+        prov: &RunProvenance,
+    ) -> Self {
         let e = &req.evidence;
         Self {
             action_id: req.action_id.clone(),
@@ -224,7 +229,10 @@ impl DecisionRecord {
             rules_fired: decision
                 .rules_fired
                 .iter()
-                .map(|h| RuleFired { id: h.rule_id.to_string(), enforce: h.enforce })
+                .map(|h| RuleFired {
+                    id: h.rule_id.to_string(),
+                    enforce: h.enforce,
+                })
                 .collect(),
             compliance: decision.compliance.map(|c| ComplianceRecord {
                 score: Num(c.score),
@@ -271,21 +279,35 @@ impl DecisionRecord {
 fn action_record(a: &RiskAction) -> ActionRecord {
     match *a {
         RiskAction::PublishRiskSnapshot => ActionRecord::PublishRiskSnapshot,
-        RiskAction::LimitBreach { var_usd, limit_usd } => {
-            ActionRecord::LimitBreach { var_usd: Num(var_usd), limit_usd: Num(limit_usd) }
-        }
-        RiskAction::ReduceExposure { current_qty, target_qty } => {
-            ActionRecord::ReduceExposure { current_qty: Num(current_qty), target_qty: Num(target_qty) }
-        }
+        RiskAction::LimitBreach { var_usd, limit_usd } => ActionRecord::LimitBreach {
+            var_usd: Num(var_usd),
+            limit_usd: Num(limit_usd),
+        },
+        RiskAction::ReduceExposure {
+            current_qty,
+            target_qty,
+        } => ActionRecord::ReduceExposure {
+            current_qty: Num(current_qty),
+            target_qty: Num(target_qty),
+        },
         RiskAction::Halt => ActionRecord::Halt,
         RiskAction::Resume => ActionRecord::Resume,
-        RiskAction::SetLimit { new_limit_usd } => ActionRecord::SetLimit { new_limit_usd: Num(new_limit_usd) },
+        RiskAction::SetLimit { new_limit_usd } => ActionRecord::SetLimit {
+            new_limit_usd: Num(new_limit_usd),
+        },
     }
 }
 
 fn model_record(f: &ModelFigures) -> ModelRecord {
     match f {
-        ModelFigures::Nig { params, lambda, levels, mc_draws, mc_seed, mc_stream_pos } => ModelRecord::NigStudentT {
+        ModelFigures::Nig {
+            params,
+            lambda,
+            levels,
+            mc_draws,
+            mc_seed,
+            mc_stream_pos,
+        } => ModelRecord::NigStudentT {
             m: Num(params.m),
             k: Num(params.k),
             a: Num(params.a),
@@ -307,7 +329,13 @@ fn model_record(f: &ModelFigures) -> ModelRecord {
             mc_seed: *mc_seed,
             mc_stream_pos: mc_stream_pos.to_string(),
         },
-        ModelFigures::Niw { risk, symbols, notionals_usd, lambda, observations } => ModelRecord::NiwMultivariateT {
+        ModelFigures::Niw {
+            risk,
+            symbols,
+            notionals_usd,
+            lambda,
+            observations,
+        } => ModelRecord::NiwMultivariateT {
             level: Num(risk.level),
             var_usd: Num(risk.var_usd),
             es_usd: Num(risk.es_usd),
@@ -372,9 +400,12 @@ pub enum ParseFailure {
 
 /// Parse one record line (without newline) and check that it is byte-for-byte canonical.
 pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
-    let text = std::str::from_utf8(line).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
-    let repr: RecordRepr<'_> = serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
-    let event: Event = serde_json::from_str(repr.event.get()).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    let text =
+        std::str::from_utf8(line).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    let repr: RecordRepr<'_> =
+        serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    let event: Event = serde_json::from_str(repr.event.get())
+        .map_err(|e| ParseFailure::Malformed(e.to_string()))?;
     if event.v != FORMAT_VERSION {
         return Err(ParseFailure::UnsupportedVersion(event.v));
     }
@@ -383,12 +414,17 @@ pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ParseFailure::Malformed("sig is not 128 hex digits".into()))?;
     let canonical = canonical_event(&event).map_err(ParseFailure::Malformed)?;
-    if canonical.as_slice() != repr.event.get().as_bytes() || record_line(&canonical, &sig) != line {
+    if canonical.as_slice() != repr.event.get().as_bytes() || record_line(&canonical, &sig) != line
+    {
         return Err(ParseFailure::NonCanonical);
     }
     let prefix = b"{\"event\":".len();
     let event_bytes = &line[prefix..prefix + canonical.len()];
-    Ok(ParsedRecord { event_bytes, event, sig })
+    Ok(ParsedRecord {
+        event_bytes,
+        event,
+        sig,
+    })
 }
 
 #[cfg(test)]
@@ -397,12 +433,22 @@ mod tests {
 
     #[test]
     fn num_roundtrips_non_finite() {
-        for x in [1.5, 0.0, -2.0e-9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for x in [
+            1.5,
+            0.0,
+            -2.0e-9,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
             let s = serde_json_canonicalizer::to_string(&Num(x)).unwrap();
             let back: Num = serde_json::from_str(&s).unwrap();
             assert!(back.0 == x || (x.is_nan() && back.0.is_nan()), "{x} -> {s}");
         }
-        assert_eq!(serde_json_canonicalizer::to_string(&Num(-0.0)).unwrap(), "0");
+        assert_eq!(
+            serde_json_canonicalizer::to_string(&Num(-0.0)).unwrap(),
+            "0"
+        );
         assert_eq!(serde_json_canonicalizer::to_string(&Num(1.0)).unwrap(), "1");
     }
 }

@@ -69,9 +69,24 @@ pub struct ElfGate {
 }
 
 impl ElfGate {
-    pub fn new(settings: GateSettings, known_symbols: HashSet<String>, rules: Arc<RuleSet>, kill_switch: KillSwitch) -> Self {
-        let guardrails = Guardrails::new(settings.throttle_max_actions, settings.throttle_window_ms, kill_switch);
-        Self { ids: DuplicateWindow::new(settings.duplicate_window), settings, known_symbols, guardrails, rules }
+    pub fn new(
+        settings: GateSettings,
+        known_symbols: HashSet<String>,
+        rules: Arc<RuleSet>,
+        kill_switch: KillSwitch,
+    ) -> Self {
+        let guardrails = Guardrails::new(
+            settings.throttle_max_actions,
+            settings.throttle_window_ms,
+            kill_switch,
+        );
+        Self {
+            ids: DuplicateWindow::new(settings.duplicate_window),
+            settings,
+            known_symbols,
+            guardrails,
+            rules,
+        }
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -101,11 +116,23 @@ impl ElfGate {
         // Even a refused ID is remembered, so a replayed request never gets a second chance.
         self.ids.insert(&req.action_id);
         if !reasons.is_empty() {
-            return Decision { verdict: Verdict::Block, layer: Some(Layer::L0), reasons, compliance: None, rules_fired: Vec::new() };
+            return Decision {
+                verdict: Verdict::Block,
+                layer: Some(Layer::L0),
+                reasons,
+                compliance: None,
+                rules_fired: Vec::new(),
+            };
         }
 
         let s = &self.settings;
-        let compliance = l1::score(req, &s.weights, s.compliance_threshold, s.max_data_age_ms, s.ess_target);
+        let compliance = l1::score(
+            req,
+            &s.weights,
+            s.compliance_threshold,
+            s.max_data_age_ms,
+            s.ess_target,
+        );
         if !compliance.passes() {
             return Decision {
                 verdict: Verdict::Block,
@@ -138,12 +165,22 @@ impl ElfGate {
         if verdict.allows() {
             self.guardrails.commit(req);
         }
-        Decision { verdict, layer, reasons, compliance: Some(compliance), rules_fired: hits }
+        Decision {
+            verdict,
+            layer,
+            reasons,
+            compliance: Some(compliance),
+            rules_fired: hits,
+        }
     }
 }
 
 /// L2 refusals outrank L3; among rules, block > require_review > allow_with_flag.
-fn combine(l2: &[ReasonCode], hits: &[RuleHit], reasons: &mut Vec<ReasonCode>) -> (Verdict, Option<Layer>) {
+fn combine(
+    l2: &[ReasonCode],
+    hits: &[RuleHit],
+    reasons: &mut Vec<ReasonCode>,
+) -> (Verdict, Option<Layer>) {
     reasons.extend_from_slice(l2);
     let has = |e: Enforcement| hits.iter().any(|h| h.enforce == e);
     for (e, code) in [
@@ -183,7 +220,12 @@ mod tests {
             "version: 1\nrules:\n  - id: wide\n    trigger: [HALT]\n    check: \"var_ci_rel_width > 2\"\n    enforce: block\n",
         )
         .unwrap();
-        ElfGate::new(s, ["BTCUSDT".to_string()].into(), Arc::new(rules), KillSwitch::default())
+        ElfGate::new(
+            s,
+            ["BTCUSDT".to_string()].into(),
+            Arc::new(rules),
+            KillSwitch::default(),
+        )
     }
 
     fn req(id: &str, action: RiskAction) -> ActionRequest {
@@ -231,10 +273,21 @@ mod tests {
             let mut r = req("c", RiskAction::Halt);
             r.evidence.ess = 1.0;
             let d = g.decide(&r);
-            assert_eq!((d.layer, d.reasons.clone()), (Some(Layer::L1), vec![ReasonCode::ComplianceBelowThreshold]));
+            assert_eq!(
+                (d.layer, d.reasons.clone()),
+                (Some(Layer::L1), vec![ReasonCode::ComplianceBelowThreshold])
+            );
             // halted -> only resume / alerts
-            let d = g.decide(&req("d", RiskAction::SetLimit { new_limit_usd: 80.0 }));
-            assert_eq!((d.layer, d.reasons), (Some(Layer::L2), vec![ReasonCode::TradingHalted]));
+            let d = g.decide(&req(
+                "d",
+                RiskAction::SetLimit {
+                    new_limit_usd: 80.0,
+                },
+            ));
+            assert_eq!(
+                (d.layer, d.reasons),
+                (Some(Layer::L2), vec![ReasonCode::TradingHalted])
+            );
             // L3 rule
             let mut r = req("e", RiskAction::Halt);
             r.evidence.var_ci_high_usd = 300.0;

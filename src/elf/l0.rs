@@ -14,7 +14,11 @@ pub struct DuplicateWindow {
 
 impl DuplicateWindow {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
+        Self {
+            capacity: capacity.max(1),
+            order: VecDeque::new(),
+            seen: HashSet::new(),
+        }
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -39,14 +43,33 @@ pub(crate) struct L0Limits<'a> {
     pub max_future_skew_ms: i64,
 }
 
-pub(crate) fn validate(req: &ActionRequest, limits: &L0Limits<'_>, ids: &DuplicateWindow, out: &mut Vec<ReasonCode>) {
+pub(crate) fn validate(
+    req: &ActionRequest,
+    limits: &L0Limits<'_>,
+    ids: &DuplicateWindow,
+    out: &mut Vec<ReasonCode>,
+) {
     let e = &req.evidence;
     let numbers = [
-        e.level, e.var_usd, e.es_usd, e.limit_usd, e.limit_cap_usd, e.var_ci_low_usd, e.var_ci_high_usd,
-        e.position_qty, e.price, e.ess, e.mc_z, e.exceedances, e.expected_exceedances,
+        e.level,
+        e.var_usd,
+        e.es_usd,
+        e.limit_usd,
+        e.limit_cap_usd,
+        e.var_ci_low_usd,
+        e.var_ci_high_usd,
+        e.position_qty,
+        e.price,
+        e.ess,
+        e.mc_z,
+        e.exceedances,
+        e.expected_exceedances,
     ];
     let action_numbers = req.action.numbers();
-    let all = numbers.iter().copied().chain(action_numbers.iter().map(|(_, v)| *v));
+    let all = numbers
+        .iter()
+        .copied()
+        .chain(action_numbers.iter().map(|(_, v)| *v));
     let mut non_finite = false;
     let mut negative = false;
     for v in all {

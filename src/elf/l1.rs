@@ -61,5 +61,9 @@ pub(crate) fn score(
         + weights.sample * components.sample
         + weights.mc_agreement * components.mc_agreement
         + weights.backtest * components.backtest;
-    Compliance { score, threshold, components }
+    Compliance {
+        score,
+        threshold,
+        components,
+    }
 }

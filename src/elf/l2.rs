@@ -64,7 +64,10 @@ impl Guardrails {
     }
 
     pub fn state(&self, symbol: &str) -> TradingState {
-        self.states.get(symbol).copied().unwrap_or(TradingState::Active)
+        self.states
+            .get(symbol)
+            .copied()
+            .unwrap_or(TradingState::Active)
     }
 
     /// The stricter of the symbol's and the global state.
@@ -94,7 +97,12 @@ impl Guardrails {
             }
         }
         match self.effective_state(&req.symbol) {
-            TradingState::Halted if !matches!(kind, ActionKind::Resume | ActionKind::LimitBreach | ActionKind::Halt) => {
+            TradingState::Halted
+                if !matches!(
+                    kind,
+                    ActionKind::Resume | ActionKind::LimitBreach | ActionKind::Halt
+                ) =>
+            {
                 out.push(ReasonCode::TradingHalted)
             }
             TradingState::Reducing if !kind.is_risk_reducing() && kind != ActionKind::Resume => {
@@ -103,7 +111,10 @@ impl Guardrails {
             _ => {}
         }
         if let Some(times) = self.recent.get(&req.symbol) {
-            let in_window = times.iter().filter(|t| req.decided_at_ms - **t < self.throttle_window_ms).count();
+            let in_window = times
+                .iter()
+                .filter(|t| req.decided_at_ms - **t < self.throttle_window_ms)
+                .count();
             if in_window >= self.throttle_max {
                 out.push(ReasonCode::Throttled);
             }

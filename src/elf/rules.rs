@@ -46,7 +46,11 @@ pub enum RuleError {
     #[error("rules file: {0}")]
     Yaml(String),
     #[error("rule {rule:?} (line {line}): {message}")]
-    Rule { rule: String, line: usize, message: String },
+    Rule {
+        rule: String,
+        line: usize,
+        message: String,
+    },
     #[error("rules file: unsupported version {0} (expected 1)")]
     Version(u32),
 }
@@ -241,17 +245,23 @@ pub struct RuleSet {
 
 impl RuleSet {
     pub fn load(path: &std::path::Path) -> Result<Self, RuleError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RuleError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| RuleError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::parse(&text)
     }
 
     pub fn empty() -> Self {
-        Self::parse("version: 1\nrules: []\n").unwrap_or(Self { rules: Vec::new(), hash_hex: String::new() })
+        Self::parse("version: 1\nrules: []\n").unwrap_or(Self {
+            rules: Vec::new(),
+            hash_hex: String::new(),
+        })
     }
 
     pub fn parse(text: &str) -> Result<Self, RuleError> {
-        let file: RulesFile = serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml(e.to_string()))?;
+        let file: RulesFile =
+            serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml(e.to_string()))?;
         if file.version != 1 {
             return Err(RuleError::Version(file.version));
         }
@@ -259,7 +269,11 @@ impl RuleSet {
         let mut ids = std::collections::HashSet::new();
         for spec in &file.rules {
             let line = line_of(text, &spec.id);
-            let err = |message: String| RuleError::Rule { rule: spec.id.clone(), line, message };
+            let err = |message: String| RuleError::Rule {
+                rule: spec.id.clone(),
+                line,
+                message,
+            };
             if spec.id.is_empty() || !ids.insert(spec.id.clone()) {
                 return Err(err("rule id must be non-empty and unique".into()));
             }
@@ -269,19 +283,35 @@ impl RuleSet {
                 let mut ks = Vec::new();
                 for t in &spec.trigger {
                     ks.push(ActionKind::parse(t).ok_or_else(|| {
-                        err(format!("unknown action kind {t:?} in trigger (expected ANY or one of {})", kinds_list()))
+                        err(format!(
+                            "unknown action kind {t:?} in trigger (expected ANY or one of {})",
+                            kinds_list()
+                        ))
                     })?);
                 }
                 if ks.is_empty() {
-                    return Err(err("trigger must list at least one action kind or ANY".into()));
+                    return Err(err(
+                        "trigger must list at least one action kind or ANY".into()
+                    ));
                 }
                 Some(ks)
             };
-            let check = Parser::new(&spec.check).parse_all().map_err(|m| err(format!("check: {m}")))?;
-            rules.push(CompiledRule { id: Arc::from(spec.id.as_str()), triggers, check, enforce: spec.enforce });
+            let check = Parser::new(&spec.check)
+                .parse_all()
+                .map_err(|m| err(format!("check: {m}")))?;
+            rules.push(CompiledRule {
+                id: Arc::from(spec.id.as_str()),
+                triggers,
+                check,
+                enforce: spec.enforce,
+            });
         }
-        let canonical = serde_json_canonicalizer::to_vec(&file).map_err(|e| RuleError::Yaml(e.to_string()))?;
-        Ok(Self { rules, hash_hex: hex::encode(Sha256::digest(canonical)) })
+        let canonical =
+            serde_json_canonicalizer::to_vec(&file).map_err(|e| RuleError::Yaml(e.to_string()))?;
+        Ok(Self {
+            rules,
+            hash_hex: hex::encode(Sha256::digest(canonical)),
+        })
     }
 
     pub fn hash_hex(&self) -> &str {
@@ -302,14 +332,21 @@ impl RuleSet {
         for rule in &self.rules {
             let triggered = rule.triggers.as_ref().is_none_or(|ks| ks.contains(&kind));
             if triggered && rule.check.eval(req) {
-                hits.push(RuleHit { rule_id: rule.id.clone(), enforce: rule.enforce });
+                hits.push(RuleHit {
+                    rule_id: rule.id.clone(),
+                    enforce: rule.enforce,
+                });
             }
         }
     }
 }
 
 fn kinds_list() -> String {
-    ActionKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    ActionKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// 1-based line of `id: <id>` in the source (0 when not found).
@@ -317,7 +354,8 @@ fn line_of(text: &str, id: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start().trim_start_matches("- ").trim();
-            l.strip_prefix("id:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == id)
+            l.strip_prefix("id:")
+                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == id)
         })
         .map_or(0, |i| i + 1)
 }
@@ -373,7 +411,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Op(op));
             i += n;
         } else if c == '"' || c == '\'' {
-            let end = s[i + 1..].find(c).ok_or_else(|| format!("unterminated string at column {}", i + 1))?;
+            let end = s[i + 1..]
+                .find(c)
+                .ok_or_else(|| format!("unterminated string at column {}", i + 1))?;
             out.push(Tok::Str(s[i + 1..i + 1 + end].to_string()));
             i += end + 2;
         } else if c.is_ascii_digit() || c == '-' || c == '.' {
@@ -389,7 +429,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 }
             }
             let lit = &s[start..i];
-            let x: f64 = lit.parse().map_err(|_| format!("bad number {lit:?} at column {}", start + 1))?;
+            let x: f64 = lit
+                .parse()
+                .map_err(|_| format!("bad number {lit:?} at column {}", start + 1))?;
             if !x.is_finite() {
                 return Err(format!("number {lit:?} is not finite"));
             }
@@ -416,8 +458,16 @@ struct Parser {
 impl Parser {
     fn new(src: &str) -> Self {
         match tokenize(src) {
-            Ok(toks) => Self { toks, pos: 0, err: None },
-            Err(e) => Self { toks: Vec::new(), pos: 0, err: Some(e) },
+            Ok(toks) => Self {
+                toks,
+                pos: 0,
+                err: None,
+            },
+            Err(e) => Self {
+                toks: Vec::new(),
+                pos: 0,
+                err: Some(e),
+            },
         }
     }
 
@@ -445,7 +495,11 @@ impl Parser {
             self.pos += 1;
             xs.push(self.and()?);
         }
-        Ok(if xs.len() == 1 { xs.remove(0) } else { Expr::Or(xs) })
+        Ok(if xs.len() == 1 {
+            xs.remove(0)
+        } else {
+            Expr::Or(xs)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, String> {
@@ -454,7 +508,11 @@ impl Parser {
             self.pos += 1;
             xs.push(self.not()?);
         }
-        Ok(if xs.len() == 1 { xs.remove(0) } else { Expr::And(xs) })
+        Ok(if xs.len() == 1 {
+            xs.remove(0)
+        } else {
+            Expr::And(xs)
+        })
     }
 
     fn not(&mut self) -> Result<Expr, String> {
@@ -487,8 +545,15 @@ impl Parser {
                 match self.next() {
                     Some(Tok::Ident(k)) => ActionKind::parse(&k)
                         .map(|k| Expr::ActionIs(k, eq))
-                        .ok_or_else(|| format!("type mismatch: action compared with {k:?}, expected one of {}", kinds_list())),
-                    Some(t) => Err(format!("type mismatch: action compared with {t}, expected an action kind")),
+                        .ok_or_else(|| {
+                            format!(
+                                "type mismatch: action compared with {k:?}, expected one of {}",
+                                kinds_list()
+                            )
+                        }),
+                    Some(t) => Err(format!(
+                        "type mismatch: action compared with {t}, expected an action kind"
+                    )),
                     None => Err("expected an action kind after the operator".into()),
                 }
             }
@@ -496,12 +561,16 @@ impl Parser {
                 let eq = self.eq_op("symbol")?;
                 match self.next() {
                     Some(Tok::Str(s)) => Ok(Expr::SymbolIs(s, eq)),
-                    Some(t) => Err(format!("type mismatch: symbol compared with {t}, expected a quoted string")),
+                    Some(t) => Err(format!(
+                        "type mismatch: symbol compared with {t}, expected a quoted string"
+                    )),
                     None => Err("expected a string after the operator".into()),
                 }
             }
             Some(Tok::Ident(w)) if w == "feed_healthy" => {
-                if let Some(Tok::Op(op @ (CmpOp::Eq | CmpOp::Ne))) = self.toks.get(self.pos).cloned() {
+                if let Some(Tok::Op(op @ (CmpOp::Eq | CmpOp::Ne))) =
+                    self.toks.get(self.pos).cloned()
+                {
                     self.pos += 1;
                     let v = match self.next() {
                         Some(Tok::Ident(b)) if b == "true" => true,
@@ -522,7 +591,9 @@ impl Parser {
                 let lhs = self.operand(t)?;
                 let op = match self.next() {
                     Some(Tok::Op(op)) => op,
-                    _ => return Err("expected a comparison operator after a numeric operand".into()),
+                    _ => {
+                        return Err("expected a comparison operator after a numeric operand".into())
+                    }
                 };
                 let rhs = match self.next() {
                     Some(t) => self.operand(t)?,
@@ -554,10 +625,15 @@ impl Parser {
                     if matches!(name.as_str(), "action" | "symbol" | "feed_healthy") {
                         format!("type mismatch: {name} is not numeric")
                     } else {
-                        format!("unknown field {name:?} (numeric fields: {})", NUM_FIELDS.map(|(n, _)| n).join(", "))
+                        format!(
+                            "unknown field {name:?} (numeric fields: {})",
+                            NUM_FIELDS.map(|(n, _)| n).join(", ")
+                        )
                     }
                 }),
-            Tok::Str(s) => Err(format!("type mismatch: string {s:?} where a number was expected")),
+            Tok::Str(s) => Err(format!(
+                "type mismatch: string {s:?} where a number was expected"
+            )),
             other => Err(format!("unexpected {other}")),
         }
     }
@@ -576,7 +652,14 @@ mod tests {
             data_time_ms: 1000,
             decided_at_ms: 1200,
             feed_healthy: true,
-            evidence: Evidence { var_usd, limit_usd: 100.0, var_ci_low_usd: 40.0, var_ci_high_usd: 80.0, ess: 50.0, ..Default::default() },
+            evidence: Evidence {
+                var_usd,
+                limit_usd: 100.0,
+                var_ci_low_usd: 40.0,
+                var_ci_high_usd: 80.0,
+                ess: 50.0,
+                ..Default::default()
+            },
             input: InputRange::default(),
         }
     }
@@ -604,7 +687,10 @@ rules:
         assert_eq!(hits[0].enforce, Enforcement::Block);
         hits.clear();
         rs.evaluate(&req(RiskAction::Halt, 120.0), &mut hits);
-        assert_eq!(hits.iter().map(|h| &*h.rule_id).collect::<Vec<_>>(), vec!["age"]);
+        assert_eq!(
+            hits.iter().map(|h| &*h.rule_id).collect::<Vec<_>>(),
+            vec!["age"]
+        );
         assert_eq!(rs.hash_hex().len(), 64);
     }
 
@@ -612,7 +698,11 @@ rules:
     fn errors_name_rule_and_line() {
         let src = "version: 1\nrules:\n  - id: ok\n    trigger: [ANY]\n    check: \"ess > 1\"\n    enforce: block\n  - id: bad\n    trigger: [ANY]\n    check: \"no_such_field > 1\"\n    enforce: block\n";
         match RuleSet::parse(src) {
-            Err(RuleError::Rule { rule, line, message }) => {
+            Err(RuleError::Rule {
+                rule,
+                line,
+                message,
+            }) => {
                 assert_eq!(rule, "bad");
                 assert_eq!(line, 7);
                 assert!(message.contains("unknown field"), "{message}");
@@ -633,6 +723,9 @@ rules:
             assert!(err.contains(want), "{check}: {err}");
         }
         let unknown_key = "version: 1\nrules:\n  - id: r\n    trigger: [ANY]\n    check: \"ess > 1\"\n    enforce: block\n    when: x\n";
-        assert!(RuleSet::parse(unknown_key).unwrap_err().to_string().contains("line"));
+        assert!(RuleSet::parse(unknown_key)
+            .unwrap_err()
+            .to_string()
+            .contains("line"));
     }
 }

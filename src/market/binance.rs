@@ -185,7 +185,10 @@ fn validate_book_ticker(b: &BookTicker) -> Result<(), MarketDataError> {
     non_negative_qty(b.bid_qty, "B")?;
     non_negative_qty(b.ask_qty, "A")?;
     if b.bid_price >= b.ask_price {
-        return Err(MarketDataError::CrossedBook { bid: b.bid_price, ask: b.ask_price });
+        return Err(MarketDataError::CrossedBook {
+            bid: b.bid_price,
+            ask: b.ask_price,
+        });
     }
     Ok(())
 }
@@ -251,14 +254,38 @@ mod tests {
         let cases = [
             ("{not json", "MALFORMED_JSON"),
             (&TRADE[..TRADE.len() - 5], "MALFORMED_JSON"),
-            (&TRADE.replace("\"61556.04000000\"", "\"NaN\""), "NON_FINITE_NUMBER"),
-            (&TRADE.replace("\"61556.04000000\"", "\"-1.0\""), "NON_POSITIVE_PRICE"),
-            (&TRADE.replace("\"0.00100000\"", "\"-0.5\""), "NEGATIVE_QUANTITY"),
-            (&TRADE.replace("\"0.00100000\"", "\"inf\""), "NON_FINITE_NUMBER"),
-            (&TRADE.replace("btcusdt@trade", "btcusdt@kline_1m"), "UNKNOWN_STREAM"),
-            (&TRADE.replace("btcusdt@trade", "ethusdt@trade"), "SYMBOL_MISMATCH"),
-            (&BOOK.replace("\"2673.61000000\"", "\"2600.0\""), "CROSSED_BOOK"),
-            (r#"{"lastUpdateId":1,"bids":[],"asks":[]}"#, "MALFORMED_JSON"),
+            (
+                &TRADE.replace("\"61556.04000000\"", "\"NaN\""),
+                "NON_FINITE_NUMBER",
+            ),
+            (
+                &TRADE.replace("\"61556.04000000\"", "\"-1.0\""),
+                "NON_POSITIVE_PRICE",
+            ),
+            (
+                &TRADE.replace("\"0.00100000\"", "\"-0.5\""),
+                "NEGATIVE_QUANTITY",
+            ),
+            (
+                &TRADE.replace("\"0.00100000\"", "\"inf\""),
+                "NON_FINITE_NUMBER",
+            ),
+            (
+                &TRADE.replace("btcusdt@trade", "btcusdt@kline_1m"),
+                "UNKNOWN_STREAM",
+            ),
+            (
+                &TRADE.replace("btcusdt@trade", "ethusdt@trade"),
+                "SYMBOL_MISMATCH",
+            ),
+            (
+                &BOOK.replace("\"2673.61000000\"", "\"2600.0\""),
+                "CROSSED_BOOK",
+            ),
+            (
+                r#"{"lastUpdateId":1,"bids":[],"asks":[]}"#,
+                "MALFORMED_JSON",
+            ),
         ];
         for (input, code) in cases {
             let err = parse_combined(input).unwrap_err();

@@ -3,8 +3,8 @@
 //! `CaptureMerge` streams several files in local-timestamp order with one line per file in
 //! memory, so replaying a day of data never loads it whole.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,9 +14,16 @@ use flate2::read::MultiGzDecoder;
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {reason}")]
-    BadLine { path: String, line: u64, reason: &'static str },
+    BadLine {
+        path: String,
+        line: u64,
+        reason: &'static str,
+    },
 }
 
 /// One captured line.
@@ -36,12 +43,19 @@ impl CaptureLine {
 
 /// Split `<ns> <json>`.
 pub fn parse_line(line: &str) -> Result<CaptureLine, &'static str> {
-    let (ns, json) = line.split_once(' ').ok_or("missing space between timestamp and JSON")?;
-    let local_ns = ns.parse::<u64>().map_err(|_| "timestamp is not a decimal integer")?;
+    let (ns, json) = line
+        .split_once(' ')
+        .ok_or("missing space between timestamp and JSON")?;
+    let local_ns = ns
+        .parse::<u64>()
+        .map_err(|_| "timestamp is not a decimal integer")?;
     if !json.starts_with('{') {
         return Err("payload is not a JSON object");
     }
-    Ok(CaptureLine { local_ns, json: json.to_string() })
+    Ok(CaptureLine {
+        local_ns,
+        json: json.to_string(),
+    })
 }
 
 /// Lines of one file (gzip when the name ends in `.gz`).
@@ -54,15 +68,21 @@ pub struct CaptureReader {
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path)
-            .map_err(|source| CaptureError::Io { path: path.display().to_string(), source })?;
-        let reader: Box<dyn BufRead + Send> =
-            if path.extension().is_some_and(|e| e == "gz") {
-                Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
-            } else {
-                Box::new(BufReader::with_capacity(1 << 16, file))
-            };
-        Ok(Self { path: path.display().to_string(), reader, line_no: 0, buf: String::new() })
+        let file = File::open(path).map_err(|source| CaptureError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let reader: Box<dyn BufRead + Send> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 16, file))
+        };
+        Ok(Self {
+            path: path.display().to_string(),
+            reader,
+            line_no: 0,
+            buf: String::new(),
+        })
     }
 
     pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
@@ -71,7 +91,10 @@ impl CaptureReader {
             let n = self
                 .reader
                 .read_line(&mut self.buf)
-                .map_err(|source| CaptureError::Io { path: self.path.clone(), source })?;
+                .map_err(|source| CaptureError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -80,11 +103,13 @@ impl CaptureReader {
             if line.is_empty() {
                 continue;
             }
-            return parse_line(line).map(Some).map_err(|reason| CaptureError::BadLine {
-                path: self.path.clone(),
-                line: self.line_no,
-                reason,
-            });
+            return parse_line(line)
+                .map(Some)
+                .map_err(|reason| CaptureError::BadLine {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                    reason,
+                });
         }
     }
 }
@@ -100,7 +125,11 @@ impl CaptureMerge {
     /// Files of one instrument split by day should be passed as one group (`groups`), so they
     /// are read one after the other; groups are merged with each other.
     pub fn open(groups: &[Vec<PathBuf>]) -> Result<Self, CaptureError> {
-        let mut merge = Self { readers: Vec::new(), heap: BinaryHeap::new(), pending: Vec::new() };
+        let mut merge = Self {
+            readers: Vec::new(),
+            heap: BinaryHeap::new(),
+            pending: Vec::new(),
+        };
         for group in groups {
             merge.readers.push(CaptureReader::chain(group)?);
             merge.pending.push(None);
@@ -136,13 +165,26 @@ impl CaptureReader {
         for p in group {
             readers.push(Self::open(p)?);
         }
-        let path = group.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("+");
+        let path = group
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join("+");
         let chained = readers
             .into_iter()
             .map(|r| r.reader)
             .reduce(|a, b| Box::new(std::io::Read::chain(a, b)) as Box<dyn BufRead + Send>)
-            .ok_or(CaptureError::BadLine { path: path.clone(), line: 0, reason: "empty file group" })?;
-        Ok(Self { path, reader: chained, line_no: 0, buf: String::new() })
+            .ok_or(CaptureError::BadLine {
+                path: path.clone(),
+                line: 0,
+                reason: "empty file group",
+            })?;
+        Ok(Self {
+            path,
+            reader: chained,
+            line_no: 0,
+            buf: String::new(),
+        })
     }
 }
 
@@ -153,7 +195,10 @@ pub fn group_by_instrument(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
     sorted.sort();
     let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
     for f in sorted {
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let key = name.split('_').next().unwrap_or_default().to_string();
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(f),
@@ -165,7 +210,10 @@ pub fn group_by_instrument(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
 
 /// The capture files (`*.gz`, `*.txt`) in a directory.
 pub fn list_capture_files(dir: &Path) -> Result<Vec<PathBuf>, CaptureError> {
-    let io = |source| CaptureError::Io { path: dir.display().to_string(), source };
+    let io = |source| CaptureError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let p = entry.map_err(io)?.path();

@@ -3,4 +3,4 @@
 pub mod binance;
 pub mod capture;
 
-pub use binance::{parse_combined, BookTicker, MarketEvent, MarketDataError, StreamKind, Trade};
+pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};

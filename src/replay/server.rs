@@ -22,7 +22,10 @@ use crate::market::capture::{group_by_instrument, CaptureLine, CaptureMerge};
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("capture: {0}")]
     Capture(#[from] crate::market::capture::CaptureError),
     #[error("no capture files given")]
@@ -46,10 +49,9 @@ impl FromStr for Speed {
         if s.eq_ignore_ascii_case("max") {
             return Ok(Self::Max);
         }
-        let f: f64 = s
-            .trim_end_matches(['x', 'X'])
-            .parse()
-            .map_err(|_| format!("speed must be \"max\" or a positive factor like 1, 10x; got {s:?}"))?;
+        let f: f64 = s.trim_end_matches(['x', 'X']).parse().map_err(|_| {
+            format!("speed must be \"max\" or a positive factor like 1, 10x; got {s:?}")
+        })?;
         if f.is_finite() && f > 0.0 {
             Ok(Self::Factor(f))
         } else {
@@ -101,8 +103,11 @@ impl Subscription {
         } else {
             return None;
         };
-        let streams: HashSet<String> =
-            list.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let streams: HashSet<String> = list
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
         (!streams.is_empty()).then_some(Self { combined, streams })
     }
 }
@@ -132,21 +137,29 @@ impl Drop for RunningReplay {
 }
 
 /// Bind `bind` and serve on a dedicated thread until the returned handle is dropped.
-pub fn spawn_in_thread(bind: SocketAddr, opts: ReplayOptions) -> Result<RunningReplay, ReplayError> {
+pub fn spawn_in_thread(
+    bind: SocketAddr,
+    opts: ReplayOptions,
+) -> Result<RunningReplay, ReplayError> {
     if opts.files.is_empty() {
         return Err(ReplayError::NoFiles);
     }
-    let std_listener =
-        std::net::TcpListener::bind(bind).map_err(|source| ReplayError::Bind { addr: bind, source })?;
+    let std_listener = std::net::TcpListener::bind(bind)
+        .map_err(|source| ReplayError::Bind { addr: bind, source })?;
     std_listener
         .set_nonblocking(true)
         .map_err(|source| ReplayError::Bind { addr: bind, source })?;
-    let addr = std_listener.local_addr().map_err(|source| ReplayError::Bind { addr: bind, source })?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|source| ReplayError::Bind { addr: bind, source })?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("replay-server".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "replay server runtime");
@@ -168,7 +181,11 @@ pub fn spawn_in_thread(bind: SocketAddr, opts: ReplayOptions) -> Result<RunningR
             });
         })
         .map_err(|e| ReplayError::Thread(e.to_string()))?;
-    Ok(RunningReplay { addr, stop: Some(stop_tx), thread: Some(thread) })
+    Ok(RunningReplay {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
 }
 
 /// Accept clients forever; each gets its own pass over the capture.
@@ -207,6 +224,8 @@ enum ClientError {
     PongTimeout(Duration),
 }
 
+// The handshake callback's error type is fixed by tungstenite.
+#[allow(clippy::result_large_err)]
 async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), ClientError> {
     let _ = tcp.set_nodelay(true);
     let mut subscription = None;
@@ -229,7 +248,11 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
     let Some(subscription) = subscription else {
         return Ok(());
     };
-    tracing::info!(streams = subscription.streams.len(), combined = subscription.combined, "replay client subscribed");
+    tracing::info!(
+        streams = subscription.streams.len(),
+        combined = subscription.combined,
+        "replay client subscribed"
+    );
 
     // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
     let (tx, mut rx) = mpsc::channel::<CaptureLine>(4096);
@@ -239,7 +262,9 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
     std::thread::spawn(move || loop {
         match merge.next_line() {
             Ok(Some(line)) => {
-                if line.stream().is_some_and(|s| wanted.contains(s)) && tx.blocking_send(line).is_err() {
+                if line.stream().is_some_and(|s| wanted.contains(s))
+                    && tx.blocking_send(line).is_err()
+                {
                     return;
                 }
             }
@@ -335,7 +360,8 @@ mod tests {
 
     #[test]
     fn parses_binance_url_forms() {
-        let s = Subscription::from_uri("/stream", Some("streams=btcusdt@trade/ethusdt@bookTicker")).unwrap();
+        let s = Subscription::from_uri("/stream", Some("streams=btcusdt@trade/ethusdt@bookTicker"))
+            .unwrap();
         assert!(s.combined);
         assert!(s.streams.contains("btcusdt@trade") && s.streams.contains("ethusdt@bookTicker"));
         let w = Subscription::from_uri("/ws/btcusdt@trade", None).unwrap();
@@ -357,7 +383,10 @@ mod tests {
 
     #[test]
     fn raw_clients_get_data_only() {
-        let line = CaptureLine { local_ns: 1, json: r#"{"stream":"a@trade","data":{"x":1}}"#.into() };
+        let line = CaptureLine {
+            local_ns: 1,
+            json: r#"{"stream":"a@trade","data":{"x":1}}"#.into(),
+        };
         assert_eq!(frame_text(&line, false), r#"{"x":1}"#);
         assert_eq!(frame_text(&line, true), line.json);
     }

@@ -56,7 +56,10 @@ impl ActionKind {
 
     /// Actions that only lower risk; the only ones allowed while REDUCING.
     pub fn is_risk_reducing(self) -> bool {
-        matches!(self, Self::PublishRiskSnapshot | Self::LimitBreach | Self::ReduceExposure | Self::Halt)
+        matches!(
+            self,
+            Self::PublishRiskSnapshot | Self::LimitBreach | Self::ReduceExposure | Self::Halt
+        )
     }
 }
 
@@ -75,8 +78,13 @@ impl RiskAction {
     /// Named numeric fields, for validation and signing.
     pub fn numbers(&self) -> Vec<(&'static str, f64)> {
         match *self {
-            Self::LimitBreach { var_usd, limit_usd } => vec![("var_usd", var_usd), ("limit_usd", limit_usd)],
-            Self::ReduceExposure { current_qty, target_qty } => {
+            Self::LimitBreach { var_usd, limit_usd } => {
+                vec![("var_usd", var_usd), ("limit_usd", limit_usd)]
+            }
+            Self::ReduceExposure {
+                current_qty,
+                target_qty,
+            } => {
                 vec![("current_qty", current_qty), ("target_qty", target_qty)]
             }
             Self::SetLimit { new_limit_usd } => vec![("new_limit_usd", new_limit_usd)],

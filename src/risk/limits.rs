@@ -26,7 +26,10 @@ pub struct LimitTracker {
 
 impl LimitTracker {
     pub fn new(policy: LimitPolicy) -> Self {
-        Self { policy, posture: Posture::Normal }
+        Self {
+            policy,
+            posture: Posture::Normal,
+        }
     }
 
     /// Actions for a new VaR figure (USDT) on a position of `qty`.
@@ -38,14 +41,20 @@ impl LimitTracker {
         }
         let ratio = var_usd / p.limit_usd;
         if ratio > 1.0 {
-            out.push(RiskAction::LimitBreach { var_usd, limit_usd: p.limit_usd });
+            out.push(RiskAction::LimitBreach {
+                var_usd,
+                limit_usd: p.limit_usd,
+            });
         }
         if ratio > p.halt_ratio && self.posture != Posture::Halted {
             out.push(RiskAction::Halt);
             self.posture = Posture::Halted;
         } else if ratio > p.reduce_ratio && self.posture == Posture::Normal {
             let target = if ratio > 0.0 { qty / ratio } else { qty };
-            out.push(RiskAction::ReduceExposure { current_qty: qty, target_qty: target });
+            out.push(RiskAction::ReduceExposure {
+                current_qty: qty,
+                target_qty: target,
+            });
             self.posture = Posture::Reducing;
         } else if ratio < p.resume_ratio && self.posture != Posture::Normal {
             out.push(RiskAction::Resume);
@@ -68,11 +77,22 @@ mod tests {
     #[test]
     fn escalates_once_and_resumes() {
         use ActionKind::*;
-        let mut t = LimitTracker::new(LimitPolicy { limit_usd: 100.0, reduce_ratio: 1.0, halt_ratio: 1.5, resume_ratio: 0.8 });
+        let mut t = LimitTracker::new(LimitPolicy {
+            limit_usd: 100.0,
+            reduce_ratio: 1.0,
+            halt_ratio: 1.5,
+            resume_ratio: 0.8,
+        });
         assert_eq!(kinds(&mut t, 50.0), vec![PublishRiskSnapshot]);
-        assert_eq!(kinds(&mut t, 110.0), vec![PublishRiskSnapshot, LimitBreach, ReduceExposure]);
+        assert_eq!(
+            kinds(&mut t, 110.0),
+            vec![PublishRiskSnapshot, LimitBreach, ReduceExposure]
+        );
         assert_eq!(kinds(&mut t, 120.0), vec![PublishRiskSnapshot, LimitBreach]);
-        assert_eq!(kinds(&mut t, 160.0), vec![PublishRiskSnapshot, LimitBreach, Halt]);
+        assert_eq!(
+            kinds(&mut t, 160.0),
+            vec![PublishRiskSnapshot, LimitBreach, Halt]
+        );
         assert_eq!(kinds(&mut t, 90.0), vec![PublishRiskSnapshot]);
         assert_eq!(kinds(&mut t, 70.0), vec![PublishRiskSnapshot, Resume]);
         assert_eq!(t.posture, Posture::Normal);
@@ -80,9 +100,17 @@ mod tests {
 
     #[test]
     fn reduce_target_brings_var_to_limit() {
-        let mut t = LimitTracker::new(LimitPolicy { limit_usd: 100.0, reduce_ratio: 1.0, halt_ratio: 1.5, resume_ratio: 0.8 });
+        let mut t = LimitTracker::new(LimitPolicy {
+            limit_usd: 100.0,
+            reduce_ratio: 1.0,
+            halt_ratio: 1.5,
+            resume_ratio: 0.8,
+        });
         let mut out = Vec::new();
         t.evaluate(125.0, 2.0, &mut out);
-        assert!(out.contains(&RiskAction::ReduceExposure { current_qty: 2.0, target_qty: 1.6 }));
+        assert!(out.contains(&RiskAction::ReduceExposure {
+            current_qty: 2.0,
+            target_qty: 1.6
+        }));
     }
 }

@@ -15,8 +15,14 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn open(dir: &Path) -> Result<Self, SinkError> {
-        fs::create_dir_all(dir).map_err(|source| SinkError::Io { path: dir.display().to_string(), source })?;
-        Ok(Self { dir: dir.to_path_buf(), files: HashMap::new() })
+        fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files: HashMap::new(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -29,13 +35,23 @@ impl FileSink {
 
     pub fn append(&mut self, event: &SignedEvent) -> Result<(), SinkError> {
         let path = Self::path_for(&self.dir, &event.chain);
-        let io = |source| SinkError::Io { path: path.display().to_string(), source };
+        let io = |source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if !self.files.contains_key(&event.chain) {
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
-            self.files.insert(event.chain.clone(), BufWriter::with_capacity(1 << 16, f));
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io)?;
+            self.files
+                .insert(event.chain.clone(), BufWriter::with_capacity(1 << 16, f));
         }
         if let Some(w) = self.files.get_mut(&event.chain) {
-            w.write_all(&event.line).and_then(|_| w.write_all(b"\n")).map_err(io)?;
+            w.write_all(&event.line)
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(io)?;
         }
         Ok(())
     }
@@ -45,7 +61,10 @@ impl FileSink {
             let path = Self::path_for(&self.dir, chain);
             w.flush()
                 .and_then(|_| w.get_ref().sync_data())
-                .map_err(|source| SinkError::Io { path: path.display().to_string(), source })?;
+                .map_err(|source| SinkError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -54,13 +73,27 @@ impl FileSink {
     /// forking it. A file whose last record is cut short is refused (see README, Recovery).
     pub fn recover_head(dir: &Path, chain: &str) -> Result<ChainHead, SinkError> {
         let path = Self::path_for(dir, chain);
-        let damaged = |reason: String| SinkError::Damaged { path: path.display().to_string(), reason };
+        let damaged = |reason: String| SinkError::Damaged {
+            path: path.display().to_string(),
+            reason,
+        };
         let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ChainHead::genesis()),
-            Err(source) => return Err(SinkError::Io { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(SinkError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         };
-        let len = f.metadata().map_err(|source| SinkError::Io { path: path.display().to_string(), source })?.len();
+        let len = f
+            .metadata()
+            .map_err(|source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
         if len == 0 {
             return Ok(ChainHead::genesis());
         }
@@ -69,9 +102,14 @@ impl FileSink {
         let mut tail = vec![0u8; tail_len as usize];
         f.seek(SeekFrom::Start(len - tail_len))
             .and_then(|_| f.read_exact(&mut tail))
-            .map_err(|source| SinkError::Io { path: path.display().to_string(), source })?;
+            .map_err(|source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         if tail.last() != Some(&b'\n') {
-            return Err(damaged("last record has no terminating newline (truncated write)".into()));
+            return Err(damaged(
+                "last record has no terminating newline (truncated write)".into(),
+            ));
         }
         let body = &tail[..tail.len() - 1];
         let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);

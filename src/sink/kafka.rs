@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::SinkError;
@@ -56,11 +56,26 @@ impl KafkaSink {
         let version = FORMAT_VERSION.to_string();
         loop {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "content-type", value: Some("application/json") })
-                .insert(Header { key: "schema-version", value: Some(version.as_str()) })
-                .insert(Header { key: "key-id", value: Some(event.key_id.as_str()) })
-                .insert(Header { key: "chain", value: Some(event.chain.as_str()) });
-            let record = FutureRecord::to(&self.topic).key(&event.partition_key).payload(&event.line).headers(headers);
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                })
+                .insert(Header {
+                    key: "schema-version",
+                    value: Some(version.as_str()),
+                })
+                .insert(Header {
+                    key: "key-id",
+                    value: Some(event.key_id.as_str()),
+                })
+                .insert(Header {
+                    key: "chain",
+                    value: Some(event.chain.as_str()),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(&event.partition_key)
+                .payload(&event.line)
+                .headers(headers);
             match self.producer.send_result(record) {
                 Ok(fut) => {
                     self.in_flight.push_back((event.seq, fut));
@@ -88,7 +103,9 @@ impl KafkaSink {
         };
         match fut.await {
             Ok(Ok(_)) => Ok(true),
-            Ok(Err((e, _))) => Err(SinkError::Kafka(format!("delivery of seq {seq} failed: {e}"))),
+            Ok(Err((e, _))) => Err(SinkError::Kafka(format!(
+                "delivery of seq {seq} failed: {e}"
+            ))),
             Err(_) => Err(SinkError::Kafka(format!("delivery of seq {seq} cancelled"))),
         }
     }
@@ -115,12 +132,22 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(kerr)?;
-        Ok(Self { consumer, topic: topic.to_string() })
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+        })
     }
 
     /// Calls `f(position, payload)` for each record, partition by partition in offset order.
-    pub fn read_all(&self, timeout: Duration, mut f: impl FnMut(&str, &[u8])) -> Result<u64, SinkError> {
-        let md = self.consumer.fetch_metadata(Some(&self.topic), timeout).map_err(kerr)?;
+    pub fn read_all(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&str, &[u8]),
+    ) -> Result<u64, SinkError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(kerr)?;
         let partitions: Vec<i32> = md
             .topics()
             .iter()
@@ -128,22 +155,32 @@ impl KafkaSource {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(SinkError::Kafka(format!("topic {} not found or has no partitions", self.topic)));
+            return Err(SinkError::Kafka(format!(
+                "topic {} not found or has no partitions",
+                self.topic
+            )));
         }
         let mut count = 0;
         for p in partitions {
-            let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout).map_err(kerr)?;
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p, timeout)
+                .map_err(kerr)?;
             if high <= low {
                 continue;
             }
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.topic, p, Offset::Offset(low)).map_err(kerr)?;
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(low))
+                .map_err(kerr)?;
             self.consumer.assign(&tpl).map_err(kerr)?;
             let deadline = std::time::Instant::now() + timeout;
             let mut next = low;
             while next < high {
                 if std::time::Instant::now() > deadline {
-                    return Err(SinkError::Kafka(format!("timed out reading {}/{p} at offset {next}", self.topic)));
+                    return Err(SinkError::Kafka(format!(
+                        "timed out reading {}/{p} at offset {next}",
+                        self.topic
+                    )));
                 }
                 match self.consumer.poll(Duration::from_millis(200)) {
                     Some(Ok(m)) => {

@@ -11,7 +11,10 @@ use crate::audit::SignedEvent;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("damaged trail {path}: {reason}")]
     Damaged { path: String, reason: String },
     #[error("kafka: {0}")]

@@ -13,7 +13,12 @@ pub struct ExceedanceWindow {
 impl ExceedanceWindow {
     /// `level` is the VaR confidence level; the last `window` forecasts are kept.
     pub fn new(level: f64, window: usize) -> Self {
-        Self { window: window.max(1), alpha: 1.0 - level, hits: VecDeque::new(), count: 0 }
+        Self {
+            window: window.max(1),
+            alpha: 1.0 - level,
+            hits: VecDeque::new(),
+            count: 0,
+        }
     }
 
     /// Record whether the realised loss exceeded the VaR forecast made for it.

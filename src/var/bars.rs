@@ -37,7 +37,11 @@ pub struct BarBuilder {
 
 impl BarBuilder {
     pub fn new(interval_ms: i64) -> Self {
-        Self { interval_ms: interval_ms.max(1), open: None, last_close: None }
+        Self {
+            interval_ms: interval_ms.max(1),
+            open: None,
+            last_close: None,
+        }
     }
 
     pub fn interval_ms(&self) -> i64 {
@@ -57,7 +61,8 @@ impl BarBuilder {
                 if let Some(bar) = self.open.take() {
                     let prev_start = bar.start_ms;
                     self.close_bar(bar, out);
-                    let missing = ((start - prev_start) / self.interval_ms - 1).min(MAX_FILLED_BARS);
+                    let missing =
+                        ((start - prev_start) / self.interval_ms - 1).min(MAX_FILLED_BARS);
                     let first_missing = start - missing * self.interval_ms;
                     for i in 0..missing {
                         let s = first_missing + i * self.interval_ms;
@@ -73,10 +78,22 @@ impl BarBuilder {
                         });
                     }
                 }
-                self.open = Some(OpenBar { start_ms: start, close: price, first_trade_id: trade_id, last_trade_id: trade_id, trades: 1 });
+                self.open = Some(OpenBar {
+                    start_ms: start,
+                    close: price,
+                    first_trade_id: trade_id,
+                    last_trade_id: trade_id,
+                    trades: 1,
+                });
             }
             None => {
-                self.open = Some(OpenBar { start_ms: start, close: price, first_trade_id: trade_id, last_trade_id: trade_id, trades: 1 });
+                self.open = Some(OpenBar {
+                    start_ms: start,
+                    close: price,
+                    first_trade_id: trade_id,
+                    last_trade_id: trade_id,
+                    trades: 1,
+                });
             }
         }
     }
@@ -111,7 +128,10 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].close, 101.0);
         assert_eq!(out[0].log_return, None);
-        assert_eq!((out[0].first_trade_id, out[0].last_trade_id), (Some(1), Some(2)));
+        assert_eq!(
+            (out[0].first_trade_id, out[0].last_trade_id),
+            (Some(1), Some(2))
+        );
         out.clear();
         b.push(4_000, 103.0, 4, &mut out);
         // bar [1000,2000) closes with a return, then [2000,3000) and [3000,4000) are empty

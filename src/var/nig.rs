@@ -32,7 +32,12 @@ pub struct NigPosterior {
 
 impl NigPosterior {
     pub fn new(prior: NigParams, lambda: f64) -> Self {
-        Self { params: prior, lambda, n: 0, ess: 0.0 }
+        Self {
+            params: prior,
+            lambda,
+            n: 0,
+            ess: 0.0,
+        }
     }
 
     /// Forget, then absorb one return. Non-finite returns are ignored (the caller reports them).
@@ -65,7 +70,12 @@ impl NigPosterior {
 
     /// Closed-form posterior-predictive (VaR, ES) at `level`.
     pub fn var_es(&self, level: f64) -> Result<(f64, f64), TailError> {
-        t_var_es(self.predictive_df(), self.params.m, self.predictive_scale(), level)
+        t_var_es(
+            self.predictive_df(),
+            self.params.m,
+            self.predictive_scale(),
+            level,
+        )
     }
 
     /// Closed form plus Monte-Carlo evidence at each level.
@@ -107,9 +117,13 @@ impl NigPosterior {
             let alpha = 1.0 - level;
             let z = normal_quantile(alpha);
             scratch.cond.clear();
-            scratch
-                .cond
-                .extend(scratch.mu.iter().zip(&scratch.sigma).map(|(mu, s)| -(mu + s * z)));
+            scratch.cond.extend(
+                scratch
+                    .mu
+                    .iter()
+                    .zip(&scratch.sigma)
+                    .map(|(mu, s)| -(mu + s * z)),
+            );
             scratch.cond.sort_unstable_by(f64::total_cmp);
             let mc_var = -sorted_quantile(&scratch.sim, alpha);
             let density = t_pdf(df, m, scale, -var);
@@ -169,15 +183,36 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn prior() -> NigParams {
-        NigParams { m: 0.0, k: 0.01, a: 1.0, b: 1e-6 }
+        NigParams {
+            m: 0.0,
+            k: 0.01,
+            a: 1.0,
+            b: 1e-6,
+        }
     }
 
     #[test]
     fn single_update_by_hand() {
-        let mut p = NigPosterior::new(NigParams { m: 0.0, k: 1.0, a: 1.0, b: 1.0 }, 1.0);
+        let mut p = NigPosterior::new(
+            NigParams {
+                m: 0.0,
+                k: 1.0,
+                a: 1.0,
+                b: 1.0,
+            },
+            1.0,
+        );
         p.update(2.0);
         // k = 2, m = 1, a = 1.5, b = 1 + 1*4/(2*2) = 2
-        assert_eq!(p.params, NigParams { m: 1.0, k: 2.0, a: 1.5, b: 2.0 });
+        assert_eq!(
+            p.params,
+            NigParams {
+                m: 1.0,
+                k: 2.0,
+                a: 1.5,
+                b: 2.0
+            }
+        );
         // scale^2 = b(k+1)/(a k) = 2*3/(1.5*2) = 2
         assert!((p.predictive_scale() - 2f64.sqrt()).abs() < 1e-15);
         assert_eq!(p.predictive_df(), 3.0);
@@ -185,10 +220,26 @@ mod tests {
 
     #[test]
     fn forgetting_scales_k_a_b_not_m() {
-        let mut p = NigPosterior::new(NigParams { m: 0.5, k: 2.0, a: 3.0, b: 4.0 }, 0.5);
+        let mut p = NigPosterior::new(
+            NigParams {
+                m: 0.5,
+                k: 2.0,
+                a: 3.0,
+                b: 4.0,
+            },
+            0.5,
+        );
         p.update(0.5);
         // k = 1 + 1, a = 1.5 + 0.5, b = 2 + 0 (x == m)
-        assert_eq!(p.params, NigParams { m: 0.5, k: 2.0, a: 2.0, b: 2.0 });
+        assert_eq!(
+            p.params,
+            NigParams {
+                m: 0.5,
+                k: 2.0,
+                a: 2.0,
+                b: 2.0
+            }
+        );
         assert_eq!(p.ess, 1.0);
     }
 
@@ -234,7 +285,9 @@ mod tests {
             p.update(normal.sample(&mut rng));
         }
         let mut scratch = McScratch::default();
-        let risk = p.risk(&[0.99, 0.975], 20_000, 0.9, &mut rng, &mut scratch).unwrap();
+        let risk = p
+            .risk(&[0.99, 0.975], 20_000, 0.9, &mut rng, &mut scratch)
+            .unwrap();
         for r in &risk {
             assert!(r.mc_z() < 4.0, "{r:?}");
             assert!(r.var_ci_low <= r.var_ci_high);

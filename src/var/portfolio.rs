@@ -60,7 +60,10 @@ impl NiwPosterior {
     pub fn update(&mut self, x: &[f64]) -> Result<(), PortfolioError> {
         let d = self.dim();
         if x.len() != d {
-            return Err(PortfolioError::Dimension { expected: d, got: x.len() });
+            return Err(PortfolioError::Dimension {
+                expected: d,
+                got: x.len(),
+            });
         }
         if x.iter().any(|v| !v.is_finite()) {
             return Err(PortfolioError::NonFinite);
@@ -85,7 +88,10 @@ impl NiwPosterior {
     pub fn risk(&self, weights: &[f64], level: f64) -> Result<PortfolioRisk, PortfolioError> {
         let d = self.dim();
         if weights.len() != d {
-            return Err(PortfolioError::Dimension { expected: d, got: weights.len() });
+            return Err(PortfolioError::Dimension {
+                expected: d,
+                got: weights.len(),
+            });
         }
         let df = self.nu - d as f64 + 1.0;
         let mut shape = &self.psi * ((self.kappa + 1.0) / (self.kappa * df));
@@ -108,9 +114,16 @@ impl NiwPosterior {
         let scale = variance.sqrt();
         let (var_usd, es_usd) = t_var_es(df, loc, scale, level)?;
         let k = t_var_multiplier(df, level)?;
-        let component_var_usd =
-            (0..d).map(|i| w[i] * (-self.m[i] + k * sw[i] / scale)).collect();
-        Ok(PortfolioRisk { level, var_usd, es_usd, component_var_usd, regularised })
+        let component_var_usd = (0..d)
+            .map(|i| w[i] * (-self.m[i] + k * sw[i] / scale))
+            .collect();
+        Ok(PortfolioRisk {
+            level,
+            var_usd,
+            es_usd,
+            component_var_usd,
+            regularised,
+        })
     }
 }
 
@@ -121,13 +134,18 @@ mod tests {
     #[test]
     fn components_sum_to_total_and_diversify() {
         let mut p = NiwPosterior::new(2, 0.01, 1e-8, 1.0);
-        let xs = [0.001, -0.002, 0.0015, -0.0005, 0.0007, -0.0011, 0.0002, 0.0009];
+        let xs = [
+            0.001, -0.002, 0.0015, -0.0005, 0.0007, -0.0011, 0.0002, 0.0009,
+        ];
         for (i, x) in xs.iter().enumerate() {
             p.update(&[*x, xs[(i + 3) % xs.len()] * 0.5]).unwrap();
         }
         let r = p.risk(&[1000.0, 2000.0], 0.99).unwrap();
         let sum: f64 = r.component_var_usd.iter().sum();
-        assert!((sum - r.var_usd).abs() < 1e-9 * r.var_usd.abs().max(1.0), "{r:?}");
+        assert!(
+            (sum - r.var_usd).abs() < 1e-9 * r.var_usd.abs().max(1.0),
+            "{r:?}"
+        );
         assert!(r.es_usd > r.var_usd);
         let single_a = p.risk(&[1000.0, 0.0], 0.99).unwrap().var_usd;
         let single_b = p.risk(&[0.0, 2000.0], 0.99).unwrap().var_usd;
@@ -137,7 +155,13 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let mut p = NiwPosterior::new(2, 0.01, 1e-8, 0.99);
-        assert_eq!(p.update(&[1.0]), Err(PortfolioError::Dimension { expected: 2, got: 1 }));
+        assert_eq!(
+            p.update(&[1.0]),
+            Err(PortfolioError::Dimension {
+                expected: 2,
+                got: 1
+            })
+        );
         assert_eq!(p.update(&[f64::NAN, 0.0]), Err(PortfolioError::NonFinite));
         assert!(p.risk(&[1.0], 0.99).is_err());
     }

@@ -43,7 +43,11 @@ pub fn t_var_es(df: f64, loc: f64, scale: f64, level: f64) -> Result<(f64, f64),
     let (q, pdf) = standard_tail(df, alpha)?;
     let var = -(loc + scale * q);
     // E[T | T < q] = -(df + q^2) / (df - 1) * pdf(q) / alpha for the standard t.
-    let tail_factor = if df > NORMAL_DF { 1.0 } else { (df + q * q) / (df - 1.0) };
+    let tail_factor = if df > NORMAL_DF {
+        1.0
+    } else {
+        (df + q * q) / (df - 1.0)
+    };
     let es = -loc + scale * tail_factor * pdf / alpha;
     Ok((var, es))
 }
@@ -55,7 +59,9 @@ pub fn t_var_multiplier(df: f64, level: f64) -> Result<f64, TailError> {
 
 /// Density of the location-scale t at x (for the standard error of a quantile).
 pub fn t_pdf(df: f64, loc: f64, scale: f64, x: f64) -> f64 {
-    StudentsT::new(loc, scale, df).map(|t| t.pdf(x)).unwrap_or(0.0)
+    StudentsT::new(loc, scale, df)
+        .map(|t| t.pdf(x))
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn capture_files() -> Vec<PathBuf> {
-    bizra_risk::market::capture::list_capture_files(&repo().join("data/binance")).expect("bundled capture")
+    bizra_risk::market::capture::list_capture_files(&repo().join("data/binance"))
+        .expect("bundled capture")
 }
 
 /// Embedded defaults pointed at `url`, writing into `dir`, signing with `key`.
@@ -40,7 +41,9 @@ pub fn new_key(dir: &Path) -> PathBuf {
 
 pub fn run(config: Config) -> RunSummary {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    actix::System::new().block_on(pipeline::run(config, KillSwitch::default(), metrics)).expect("pipeline run")
+    actix::System::new()
+        .block_on(pipeline::run(config, KillSwitch::default(), metrics))
+        .expect("pipeline run")
 }
 
 pub fn verifying_key(key: &Path) -> ed25519_dalek::VerifyingKey {
