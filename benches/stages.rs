@@ -30,8 +30,9 @@ fn request(i: u64) -> ActionRequest {
             var_usd: 60.0,
             limit_usd: 50.0,
         },
-        data_time_ms: 1_000_000,
-        decided_at_ms: 1_000_050,
+        // 20 s apart: under the default throttle (6 per minute), every request passes L2.
+        data_time_ms: i as i64 * 20_000 - 50,
+        decided_at_ms: i as i64 * 20_000,
         feed_healthy: true,
         evidence: Evidence {
             level: 0.99,
@@ -62,7 +63,6 @@ fn gate(parallel: bool) -> ElfGate {
     let config = Config::embedded().expect("defaults");
     let mut settings = GateSettings::from_config(&config.elf);
     settings.parallelize_l2_l3 = parallel;
-    settings.throttle_max_actions = u32::MAX;
     let rules = RuleSet::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/rules.yaml"

@@ -53,11 +53,13 @@ pub struct Guardrails {
 
 impl Guardrails {
     pub fn new(throttle_max: u32, throttle_window_ms: i64, kill_switch: KillSwitch) -> Self {
+        // Bounded by construction: a throttle above this many actions per window is no throttle.
+        let throttle_max = throttle_max.clamp(1, 100_000);
         Self {
             global_state: TradingState::Active,
             states: HashMap::new(),
             recent: HashMap::new(),
-            throttle_max: throttle_max.max(1) as usize,
+            throttle_max: throttle_max as usize,
             throttle_window_ms,
             kill_switch,
         }
@@ -111,11 +113,13 @@ impl Guardrails {
             _ => {}
         }
         if let Some(times) = self.recent.get(&req.symbol) {
-            let in_window = times
-                .iter()
-                .filter(|t| req.decided_at_ms - **t < self.throttle_window_ms)
-                .count();
-            if in_window >= self.throttle_max {
+            // `times` holds at most `throttle_max` entries, newest last: the window is full
+            // when it holds that many and the oldest is still inside it.
+            let full = times.len() >= self.throttle_max
+                && times
+                    .front()
+                    .is_some_and(|t| req.decided_at_ms - *t < self.throttle_window_ms);
+            if full {
                 out.push(ReasonCode::Throttled);
             }
         }
@@ -138,8 +142,72 @@ impl Guardrails {
         }
         let times = self.recent.entry(req.symbol.clone()).or_default();
         times.push_back(req.decided_at_ms);
-        while times.len() > self.throttle_max {
+        while times.len() > self.throttle_max
+            || times
+                .front()
+                .is_some_and(|t| req.decided_at_ms - *t >= self.throttle_window_ms)
+        {
             times.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::{Evidence, InputRange};
+
+    fn req(t: i64) -> ActionRequest {
+        ActionRequest {
+            action_id: format!("x/{t}"),
+            symbol: "BTCUSDT".into(),
+            action: RiskAction::LimitBreach {
+                var_usd: 2.0,
+                limit_usd: 1.0,
+            },
+            data_time_ms: t,
+            decided_at_ms: t,
+            feed_healthy: true,
+            evidence: Evidence::default(),
+            input: InputRange::default(),
+        }
+    }
+
+    #[test]
+    fn throttle_counts_only_the_window_and_stays_bounded() {
+        let mut g = Guardrails::new(2, 1_000, KillSwitch::default());
+        let mut out = Vec::new();
+        for t in [0, 100] {
+            g.check(&req(t), &mut out);
+            assert!(out.is_empty());
+            g.commit(&req(t));
+        }
+        g.check(&req(500), &mut out);
+        assert_eq!(out, vec![ReasonCode::Throttled]);
+        out.clear();
+        g.check(&req(1_050), &mut out);
+        assert!(out.is_empty(), "the first action left the window");
+        for t in 0..10_000 {
+            g.commit(&req(2_000 + t));
+        }
+        assert!(g.recent["BTCUSDT"].len() <= 2);
+    }
+
+    #[test]
+    fn kill_switch_blocks_all_but_snapshots() {
+        let ks = KillSwitch::default();
+        let g = Guardrails::new(10, 1_000, ks.clone());
+        ks.engage();
+        let mut out = Vec::new();
+        g.check(&req(0), &mut out);
+        assert_eq!(out, vec![ReasonCode::KillSwitch]);
+        out.clear();
+        let mut snap = req(0);
+        snap.action = RiskAction::PublishRiskSnapshot;
+        g.check(&snap, &mut out);
+        assert!(out.is_empty());
+        ks.release();
+        g.check(&req(0), &mut out);
+        assert!(out.is_empty());
     }
 }
