@@ -1,0 +1,97 @@
+//! The replay server behaves like Binance towards clients: URL forms, envelopes, pings, and
+//! dropping a client that stops answering them.
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
+
+fn server(speed: Speed, ping_ms: u64, pong_timeout_ms: u64) -> bizra_risk::replay::RunningReplay {
+    let mut opts = ReplayOptions::new(common::capture_files(), speed);
+    opts.ping_interval = Duration::from_millis(ping_ms);
+    opts.pong_timeout = Duration::from_millis(pong_timeout_ms);
+    spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap()
+}
+
+#[tokio::test]
+async fn serves_raw_and_combined_forms() {
+    let s = server(Speed::Max, 20_000, 60_000);
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("{}/ws/ethusdt@trade", s.url()))
+        .await
+        .unwrap();
+    let first = loop {
+        match raw.next().await.unwrap().unwrap() {
+            Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    assert!(
+        first.starts_with("{\"e\":\"trade\""),
+        "raw form sends data only: {first}"
+    );
+
+    let url = format!(
+        "{}/stream?streams=btcusdt@trade/btcusdt@bookTicker",
+        s.url()
+    );
+    let (mut combined, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut seen_trade = false;
+    let mut seen_book = false;
+    while !(seen_trade && seen_book) {
+        if let Message::Text(t) = combined.next().await.unwrap().unwrap() {
+            assert!(!t.contains("ethusdt"));
+            seen_trade |= t.starts_with("{\"stream\":\"btcusdt@trade\"");
+            seen_book |= t.starts_with("{\"stream\":\"btcusdt@bookTicker\"");
+        }
+    }
+    let bad = tokio_tungstenite::connect_async(format!("{}/nope", s.url())).await;
+    assert!(bad.is_err(), "unknown paths are refused");
+}
+
+#[tokio::test]
+async fn drops_clients_that_do_not_answer_pings() {
+    let s = server(Speed::Factor(1.0), 50, 300);
+    // A client that keeps reading answers pings automatically and stays connected.
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("{}/ws/btcusdt@trade", s.url()))
+        .await
+        .unwrap();
+    // A client that never reads never answers.
+    let (mut silent, _) = tokio_tungstenite::connect_async(format!("{}/ws/btcusdt@trade", s.url()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1_200);
+    let mut pings = 0;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), live.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(f)))) => panic!("live client was dropped: {f:?}"),
+            Ok(Some(Err(e))) => panic!("live client error: {e}"),
+            _ => {}
+        }
+    }
+    assert!(pings >= 5, "server pings regularly: {pings}");
+    // The silent client finds its connection closed by the server: either the close frame
+    // ("pong timeout") or, when its own queued pongs hit the closed socket first, an error.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the silent client was not dropped"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => {
+                assert_eq!(f.code, CloseCode::Policy);
+                assert_eq!(f.reason.as_str(), "pong timeout");
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_))) | Ok(None) => break,
+            Err(_) => panic!("the silent client was not dropped"),
+        }
+    }
+}
