@@ -16,10 +16,7 @@ fn signed_events_reach_kafka_and_verify() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
-    let files: Vec<_> = common::capture_files()
-        .into_iter()
-        .filter(|f| f.to_string_lossy().contains("20240808"))
-        .collect();
+    let files: Vec<_> = common::capture_files_of_day("20240808");
     let server = spawn_in_thread(
         "127.0.0.1:0".parse().unwrap(),
         ReplayOptions::new(files, Speed::Max),

@@ -116,14 +116,8 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
 fn restart_continues_the_chain_without_a_fork() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
-    let files: Vec<_> = common::capture_files()
-        .into_iter()
-        .filter(|f| f.to_string_lossy().contains("20240808"))
-        .collect();
-    let second: Vec<_> = common::capture_files()
-        .into_iter()
-        .filter(|f| f.to_string_lossy().contains("20240809"))
-        .collect();
+    let files: Vec<_> = common::capture_files_of_day("20240808");
+    let second: Vec<_> = common::capture_files_of_day("20240809");
     for part in [files, second] {
         let server = spawn_in_thread(
             "127.0.0.1:0".parse().unwrap(),

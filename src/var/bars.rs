@@ -51,51 +51,38 @@ impl BarBuilder {
     /// Add a trade; closed bars (including empty bars during a silence) go to `out`.
     pub fn push(&mut self, time_ms: i64, price: f64, trade_id: u64, out: &mut Vec<ClosedBar>) {
         let start = time_ms.div_euclid(self.interval_ms) * self.interval_ms;
-        match &mut self.open {
-            Some(bar) if start <= bar.start_ms => {
-                bar.close = price;
-                bar.last_trade_id = trade_id;
-                bar.trades += 1;
-            }
-            Some(_) => {
-                if let Some(bar) = self.open.take() {
-                    let prev_start = bar.start_ms;
-                    self.close_bar(bar, out);
-                    let missing =
-                        ((start - prev_start) / self.interval_ms - 1).min(MAX_FILLED_BARS);
-                    let first_missing = start - missing * self.interval_ms;
-                    for i in 0..missing {
-                        let s = first_missing + i * self.interval_ms;
-                        let close = self.last_close.unwrap_or(price);
-                        out.push(ClosedBar {
-                            start_ms: s,
-                            end_ms: s + self.interval_ms,
-                            close,
-                            log_return: Some(0.0),
-                            first_trade_id: None,
-                            last_trade_id: None,
-                            trades: 0,
-                        });
-                    }
-                }
-                self.open = Some(OpenBar {
-                    start_ms: start,
-                    close: price,
-                    first_trade_id: trade_id,
-                    last_trade_id: trade_id,
-                    trades: 1,
-                });
-            }
-            None => {
-                self.open = Some(OpenBar {
-                    start_ms: start,
-                    close: price,
-                    first_trade_id: trade_id,
-                    last_trade_id: trade_id,
-                    trades: 1,
+        if let Some(bar) = self.open.as_mut().filter(|b| start <= b.start_ms) {
+            bar.close = price;
+            bar.last_trade_id = trade_id;
+            bar.trades += 1;
+            return;
+        }
+        if let Some(bar) = self.open.take() {
+            let prev_start = bar.start_ms;
+            self.close_bar(bar, out);
+            let missing = ((start - prev_start) / self.interval_ms - 1).min(MAX_FILLED_BARS);
+            let first_missing = start - missing * self.interval_ms;
+            let close = self.last_close.unwrap_or(price);
+            for i in 0..missing {
+                let s = first_missing + i * self.interval_ms;
+                out.push(ClosedBar {
+                    start_ms: s,
+                    end_ms: s + self.interval_ms,
+                    close,
+                    log_return: Some(0.0),
+                    first_trade_id: None,
+                    last_trade_id: None,
+                    trades: 0,
                 });
             }
         }
+        self.open = Some(OpenBar {
+            start_ms: start,
+            close: price,
+            first_trade_id: trade_id,
+            last_trade_id: trade_id,
+            trades: 1,
+        });
     }
 
     fn close_bar(&mut self, bar: OpenBar, out: &mut Vec<ClosedBar>) {

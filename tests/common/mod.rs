@@ -18,6 +18,14 @@ pub fn capture_files() -> Vec<PathBuf> {
         .expect("bundled capture")
 }
 
+/// The bundled files of one capture day (`20240808` or `20240809`).
+pub fn capture_files_of_day(day: &str) -> Vec<PathBuf> {
+    capture_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains(day))
+        .collect()
+}
+
 /// Embedded defaults pointed at `url`, writing into `dir`, signing with `key`.
 pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     let mut c = Config::embedded().expect("defaults");
