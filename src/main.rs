@@ -169,14 +169,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(report::verify_path(&config.sink.dir, &[vk])?)
             };
             let mut out = std::io::stdout().lock();
-            if let Some(v) = verify {
-                write!(
-                    out,
-                    "{}",
-                    report::render_summary(&summary, &v, summary.ingest.elapsed)
-                )?;
-            }
-            Ok(ExitCode::SUCCESS)
+            let text = report::render_summary(&summary, verify.as_ref(), summary.ingest.elapsed);
+            write!(out, "{text}")?;
+            Ok(if verify.is_none_or(|v| v.ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Demo {
             out,
@@ -325,7 +324,7 @@ fn demo(
     write!(
         stdout,
         "{}",
-        report::render_summary(&summary, &verify, wall.elapsed())
+        report::render_summary(&summary, Some(&verify), wall.elapsed())
     )?;
     writeln!(
         stdout,

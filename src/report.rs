@@ -72,7 +72,8 @@ fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -> String {
+/// `verify` is `None` when the events went to Kafka (verify the topic with `verify --topic`).
+pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "bizra-risk run summary");
     let _ = writeln!(s, "======================");
@@ -184,6 +185,9 @@ pub fn render_summary(run: &RunSummary, verify: &VerifyReport, wall: Duration) -
         "config sha256: {}\nrules sha256:  {}",
         run.config_sha256, run.rules_sha256
     );
-    s.push_str(&render_verify(verify));
+    match verify {
+        Some(v) => s.push_str(&render_verify(v)),
+        None => s.push_str("verification: run `bizra-risk verify --kafka-brokers … --topic …`\n"),
+    }
     s
 }
