@@ -7,6 +7,7 @@
 
 pub mod backtest;
 pub mod bars;
+pub mod fhs;
 pub mod nig;
 pub mod portfolio;
 pub mod student;

@@ -9,6 +9,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+pub use super::student::normal_quantile;
 use super::student::{t_pdf, t_var_es, TailError};
 use super::LevelRisk;
 
@@ -169,11 +170,6 @@ pub fn sorted_quantile(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
-/// Standard normal quantile.
-pub fn normal_quantile(p: f64) -> f64 {
-    use statrs::distribution::{ContinuousCDF, Normal};
-    Normal::standard().inverse_cdf(p)
-}
 
 #[cfg(test)]
 mod tests {
