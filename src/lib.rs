@@ -6,6 +6,7 @@
 
 pub mod actors;
 pub mod audit;
+pub mod backtest;
 pub mod clock;
 pub mod config;
 pub mod elf;

@@ -11,7 +11,7 @@ use super::PipelineError;
 use crate::config::Config;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
-use crate::var::backtest::ExceedanceWindow;
+use crate::var::exceedance::ExceedanceWindow;
 use crate::var::portfolio::{NiwPosterior, PortfolioRisk};
 use crate::var::ModelFigures;
 

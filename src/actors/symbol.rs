@@ -14,8 +14,8 @@ use crate::config::Config;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::market::MarketEvent;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
-use crate::var::backtest::ExceedanceWindow;
 use crate::var::bars::{BarBuilder, ClosedBar};
+use crate::var::exceedance::ExceedanceWindow;
 use crate::var::nig::{McScratch, NigParams, NigPosterior};
 use crate::var::{LevelRisk, ModelFigures};
 

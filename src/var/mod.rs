@@ -5,8 +5,8 @@
 //! losses of a long position as fractions of its value (multiply by notional for USDT);
 //! `level` is a confidence level (0.99 means the 1 % lower tail).
 
-pub mod backtest;
 pub mod bars;
+pub mod exceedance;
 pub mod fhs;
 pub mod nig;
 pub mod portfolio;

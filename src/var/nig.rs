@@ -170,7 +170,6 @@ pub fn sorted_quantile(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
