@@ -48,6 +48,7 @@ fn request(i: u64) -> ActionRequest {
             mc_z: 0.4,
             exceedances: 2.0,
             expected_exceedances: 2.0,
+            model_warming_up: false,
         },
         input: InputRange {
             first_trade_id: Some(1),

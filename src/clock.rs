@@ -30,10 +30,15 @@ impl Clock {
 
     pub fn now_ms(&self) -> i64 {
         match self {
-            Self::System => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            Self::System => system_now_ms(),
             Self::EventTime { now_ms } | Self::Manual { now_ms } => *now_ms,
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

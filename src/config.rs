@@ -9,6 +9,36 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::var::fhs::FhsParams;
+use crate::var::nig::NigParams;
+use crate::var::portfolio_risk::PortfolioModelSettings;
+use crate::var::symbol_risk::SymbolModelSettings;
+pub use crate::var::PrimaryModel;
+
+fn errors_push(check: &mut impl FnMut(bool, String), message: String) {
+    check(false, message);
+}
+
+fn nig_problems(n: &NigConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if !(n.lambda > 0.0 && n.lambda <= 1.0) {
+        out.push(format!("lambda must be in (0, 1], got {}", n.lambda));
+    }
+    if !n.prior_m0.is_finite() {
+        out.push("prior_m0 must be finite".into());
+    }
+    for (name, value) in [
+        ("prior_k0", n.prior_k0),
+        ("prior_a0", n.prior_a0),
+        ("prior_b0", n.prior_b0),
+    ] {
+        if !(value > 0.0 && value.is_finite()) {
+            out.push(format!("{name} must be finite and > 0, got {value}"));
+        }
+    }
+    out
+}
+
 /// The configuration compiled into the binary (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment prefix: `BIZRA_KAFKA__BROKERS` sets `kafka.brokers`.
@@ -85,14 +115,83 @@ pub struct BarsConfig {
 #[serde(deny_unknown_fields)]
 pub struct VarConfig {
     pub levels: Vec<f64>,
+    pub primary_model: PrimaryModel,
+    /// Bars summed by the simulated multi-bar NIG VaR (1 disables it).
+    pub horizon_bars: u32,
+    pub mc_draws: usize,
+    pub credible_level: f64,
+    /// Bayesian-bootstrap draws of the FHS credible interval.
+    pub bootstrap_draws: usize,
+    pub nig: NigConfig,
+    pub fhs: FhsConfig,
+    pub warm_start: WarmStartConfig,
+    pub snapshot: SnapshotConfig,
+}
+
+/// Normal-Inverse-Gamma prior and forgetting; see docs/var.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NigConfig {
     pub lambda: f64,
     pub prior_m0: f64,
     pub prior_k0: f64,
     pub prior_a0: f64,
     pub prior_b0: f64,
+    /// Returns absorbed before the NIG VaR may drive actions.
     pub min_returns: u32,
-    pub mc_draws: usize,
-    pub credible_level: f64,
+}
+
+/// Filtered historical simulation; see docs/var.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FhsConfig {
+    pub lambda: f64,
+    pub kappa: f64,
+    pub window: usize,
+    pub aci_step: f64,
+    pub init_returns: usize,
+    pub z_start: usize,
+    pub t0: usize,
+}
+
+/// Per-instrument NIG overrides (unset keys fall back to `[var.nig]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NigOverride {
+    pub lambda: Option<f64>,
+    pub prior_m0: Option<f64>,
+    pub prior_k0: Option<f64>,
+    pub prior_a0: Option<f64>,
+    pub prior_b0: Option<f64>,
+}
+
+/// Per-instrument FHS overrides (unset keys fall back to `[var.fhs]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FhsOverride {
+    pub lambda: Option<f64>,
+    pub kappa: Option<f64>,
+    pub window: Option<usize>,
+    pub aci_step: Option<f64>,
+}
+
+/// History fetched from the REST klines endpoint at start so VaR exists from the first bar.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WarmStartConfig {
+    pub enabled: bool,
+    /// REST base URL (live: https://api.binance.com); empty derives it from feed.url.
+    pub rest_url: String,
+    pub timeout_ms: u64,
+}
+
+/// Model state persisted so a restart continues without a warm-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Empty disables snapshots.
+    pub dir: PathBuf,
+    pub every_bars: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -118,6 +217,10 @@ pub struct InstrumentConfig {
     pub position_qty: f64,
     pub var_limit_usd: f64,
     pub limit_cap_usd: f64,
+    #[serde(default)]
+    pub nig: NigOverride,
+    #[serde(default)]
+    pub fhs: FhsOverride,
 }
 
 /// ELF gate settings. The first six keys keep the names of the ELF v1.1 reference.
@@ -271,29 +374,19 @@ impl Config {
         let v = &self.var;
         check(!v.levels.is_empty(), "var.levels must not be empty".into());
         for l in &v.levels {
+            // FHS calibration moves the tail probability up to 3 alpha, which must stay < 1.
             check(
-                l.is_finite() && *l >= 0.5 && *l < 1.0,
-                format!("var.levels: {l} must be a confidence level in [0.5, 1)"),
+                l.is_finite() && *l > 2.0 / 3.0 && *l < 1.0,
+                format!("var.levels: {l} must be a confidence level in (2/3, 1)"),
             );
         }
         check(
-            v.lambda > 0.0 && v.lambda <= 1.0,
-            format!("var.lambda must be in (0, 1], got {}", v.lambda),
+            (1..=100_000).contains(&v.horizon_bars),
+            format!(
+                "var.horizon_bars must be in 1..=100000, got {}",
+                v.horizon_bars
+            ),
         );
-        check(v.prior_m0.is_finite(), "var.prior_m0 must be finite".into());
-        check(
-            v.prior_k0 > 0.0 && v.prior_k0.is_finite(),
-            "var.prior_k0 must be > 0".into(),
-        );
-        check(
-            v.prior_a0 > 0.0 && v.prior_a0.is_finite(),
-            "var.prior_a0 must be > 0".into(),
-        );
-        check(
-            v.prior_b0 > 0.0 && v.prior_b0.is_finite(),
-            "var.prior_b0 must be > 0".into(),
-        );
-        check(v.min_returns >= 2, "var.min_returns must be >= 2".into());
         check(
             (100..=1_000_000).contains(&v.mc_draws),
             format!("var.mc_draws must be in 100..=1000000, got {}", v.mc_draws),
@@ -305,6 +398,51 @@ impl Config {
                 v.credible_level
             ),
         );
+        check(
+            (20..=100_000).contains(&v.bootstrap_draws),
+            format!(
+                "var.bootstrap_draws must be in 20..=100000, got {}",
+                v.bootstrap_draws
+            ),
+        );
+        check(
+            v.nig.min_returns >= 2,
+            "var.nig.min_returns must be >= 2".into(),
+        );
+        check(
+            v.warm_start.timeout_ms > 0,
+            "var.warm_start.timeout_ms must be > 0".into(),
+        );
+        check(
+            v.warm_start.rest_url.is_empty()
+                || v.warm_start.rest_url.starts_with("http://")
+                || v.warm_start.rest_url.starts_with("https://"),
+            format!(
+                "var.warm_start.rest_url must be empty or start with http:// or https://, got {:?}",
+                v.warm_start.rest_url
+            ),
+        );
+        check(
+            !v.warm_start.enabled || crate::market::rest::kline_interval(self.bars.interval_ms).is_some(),
+            format!(
+                "var.warm_start needs bars.interval_ms to be a Binance kline interval (1s, 1m, 3m, 5m, 15m, 30m, 1h, ...), got {} ms",
+                self.bars.interval_ms
+            ),
+        );
+        check(
+            v.snapshot.every_bars > 0,
+            "var.snapshot.every_bars must be > 0".into(),
+        );
+        for (name, nig) in self.nig_settings_all() {
+            for p in nig_problems(&nig) {
+                errors_push(&mut check, format!("{name}: {p}"));
+            }
+        }
+        for (name, fhs) in self.fhs_settings_all() {
+            for p in fhs.problems() {
+                errors_push(&mut check, format!("{name}: {p}"));
+            }
+        }
 
         check(
             self.portfolio.lambda > 0.0 && self.portfolio.lambda <= 1.0,
@@ -428,17 +566,118 @@ impl Config {
     }
 
     /// SHA-256 of the canonical JSON of the effective configuration (hex), with the
-    /// deployment-local fields blanked (feed URL, key file, sink directory, brokers): they
+    /// deployment-local fields blanked (feed and REST URLs, key file, sink and snapshot
+    /// directories, rules path, brokers): they
     /// do not change any decision, and a replay on another machine must hash the same.
     pub fn hash_hex(&self) -> String {
         let mut c = self.clone();
         c.feed.url.clear();
         c.signing.key_file = PathBuf::new();
         c.sink.dir = PathBuf::new();
+        c.var.snapshot.dir = PathBuf::new();
+        c.var.warm_start.rest_url.clear();
         c.elf.rules_file = PathBuf::new();
         c.kafka.brokers.clear();
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
+    }
+
+    /// NIG settings of instrument `index` (its overrides over `[var.nig]`).
+    pub fn nig_settings(&self, index: usize) -> NigConfig {
+        let mut n = self.var.nig.clone();
+        if let Some(o) = self.instruments.get(index).map(|i| &i.nig) {
+            n.lambda = o.lambda.unwrap_or(n.lambda);
+            n.prior_m0 = o.prior_m0.unwrap_or(n.prior_m0);
+            n.prior_k0 = o.prior_k0.unwrap_or(n.prior_k0);
+            n.prior_a0 = o.prior_a0.unwrap_or(n.prior_a0);
+            n.prior_b0 = o.prior_b0.unwrap_or(n.prior_b0);
+        }
+        n
+    }
+
+    /// FHS parameters of instrument `index`; tail probabilities are 1 - `var.levels`.
+    pub fn fhs_params(&self, index: usize) -> FhsParams {
+        let f = &self.var.fhs;
+        let o = self
+            .instruments
+            .get(index)
+            .map(|i| i.fhs.clone())
+            .unwrap_or_default();
+        FhsParams {
+            lambda: o.lambda.unwrap_or(f.lambda),
+            kappa: o.kappa.unwrap_or(f.kappa),
+            window: o.window.unwrap_or(f.window),
+            aci_step: o.aci_step.unwrap_or(f.aci_step),
+            alphas: self.var.levels.iter().map(|l| 1.0 - l).collect(),
+            init_returns: f.init_returns,
+            z_start: f.z_start,
+            t0: f.t0,
+        }
+    }
+
+    /// Settings of both per-symbol models of instrument `index`.
+    pub fn symbol_model(&self, index: usize) -> SymbolModelSettings {
+        let n = self.nig_settings(index);
+        SymbolModelSettings {
+            levels: self.var.levels.clone(),
+            primary: self.var.primary_model,
+            nig_prior: NigParams {
+                m: n.prior_m0,
+                k: n.prior_k0,
+                a: n.prior_a0,
+                b: n.prior_b0,
+            },
+            nig_lambda: n.lambda,
+            nig_min_returns: u64::from(n.min_returns),
+            fhs: self.fhs_params(index),
+            horizon_bars: self.var.horizon_bars,
+            mc_draws: self.var.mc_draws,
+            credible_level: self.var.credible_level,
+            bootstrap_draws: self.var.bootstrap_draws,
+            seed: self.engine.seed,
+            stream: index as u64,
+        }
+    }
+
+    /// Settings of both portfolio models (the first level drives the portfolio limit).
+    pub fn portfolio_model(&self) -> PortfolioModelSettings {
+        let n = &self.var.nig;
+        PortfolioModelSettings {
+            symbols: self.symbols(),
+            level: self.var.levels[0],
+            primary: self.var.primary_model,
+            niw_lambda: self.portfolio.lambda,
+            niw_k0: n.prior_k0,
+            niw_psi0: n.prior_b0,
+            min_returns: u64::from(n.min_returns),
+            fhs: self.fhs_params(usize::MAX),
+        }
+    }
+
+    fn nig_settings_all(&self) -> Vec<(String, NigConfig)> {
+        let mut out = vec![("var.nig".to_string(), self.var.nig.clone())];
+        for (i, inst) in self.instruments.iter().enumerate() {
+            if inst.nig != NigOverride::default() {
+                out.push((
+                    format!("instruments.{}.nig", inst.symbol),
+                    self.nig_settings(i),
+                ));
+            }
+        }
+        out
+    }
+
+    fn fhs_settings_all(&self) -> Vec<(String, FhsParams)> {
+        let mut out = vec![("var.fhs".to_string(), self.fhs_params(usize::MAX))];
+        for (i, inst) in self.instruments.iter().enumerate() {
+            if inst.fhs != FhsOverride::default() {
+                out.push((
+                    format!("instruments.{}.fhs", inst.symbol),
+                    self.fhs_params(i),
+                ));
+            }
+        }
+        out
     }
 
     pub fn symbols(&self) -> Vec<String> {
@@ -470,21 +709,37 @@ mod tests {
     #[test]
     fn validate_lists_every_problem() {
         let mut c = Config::embedded().unwrap();
-        c.var.lambda = 1.5;
+        c.var.nig.lambda = 1.5;
         c.elf.constitutional_compliance = 2.0;
         c.instruments[0].position_qty = -1.0;
+        c.instruments[1].fhs.kappa = Some(2.0);
         c.feed.url = "http://x".into();
         match c.validate() {
             Err(ConfigError::Invalid(errs)) => {
-                assert_eq!(errs.len(), 4, "{errs:?}");
+                assert_eq!(errs.len(), 5, "{errs:?}");
                 let text = ConfigError::Invalid(errs).to_string();
-                assert!(text.contains("var.lambda"));
+                assert!(text.contains("var.nig: lambda"));
+                assert!(text.contains("instruments.ETHUSDT.fhs: kappa"));
                 assert!(text.contains("constitutional_compliance"));
                 assert!(text.contains("position_qty"));
                 assert!(text.contains("feed.url"));
             }
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn per_symbol_overrides_fall_back_to_the_defaults() {
+        let mut c = Config::embedded().unwrap();
+        c.instruments[1].nig.lambda = Some(0.97);
+        c.instruments[1].fhs.window = Some(500);
+        assert_eq!(c.nig_settings(0).lambda, c.var.nig.lambda);
+        assert_eq!(c.nig_settings(1).lambda, 0.97);
+        assert_eq!(c.nig_settings(1).prior_b0, c.var.nig.prior_b0);
+        assert_eq!(c.fhs_params(1).window, 500);
+        assert_eq!(c.fhs_params(1).kappa, c.var.fhs.kappa);
+        assert_eq!(c.fhs_params(0).alphas.len(), c.var.levels.len());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

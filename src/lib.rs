@@ -17,7 +17,9 @@ pub mod replay;
 pub mod report;
 pub mod risk;
 pub mod sink;
+pub mod snapshot;
 pub mod var;
+pub mod warm_start;
 
 /// Chain and pseudo-symbol of portfolio-level actions.
 pub const PORTFOLIO_CHAIN: &str = "PORTFOLIO";

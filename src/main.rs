@@ -17,7 +17,7 @@ use bizra_risk::backtest::{
 };
 use bizra_risk::config::{ClockMode, Config, OnServerClose};
 use bizra_risk::elf::KillSwitch;
-use bizra_risk::market::capture::list_capture_files;
+use bizra_risk::market::capture::{group_by_instrument, list_capture_files};
 use bizra_risk::metrics::Metrics;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
 use bizra_risk::sink::KafkaSource;
@@ -53,6 +53,10 @@ enum Command {
         /// Signing key (created in --out when absent).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Stream every capture file instead of serving the first day as klines history
+        /// (the models then warm up live).
+        #[arg(long)]
+        no_history: bool,
     },
     /// Run the engine with a configuration file (defaults + file + BIZRA_* environment).
     Run {
@@ -72,6 +76,10 @@ enum Command {
         ping_interval_ms: u64,
         #[arg(long, default_value_t = 60_000)]
         pong_timeout_ms: u64,
+        /// Captures of what happened before the stream, served by the REST endpoints
+        /// (klines) only; repeatable.
+        #[arg(long = "history")]
+        history: Vec<PathBuf>,
     },
     /// Verify signed events in files/directories or a Kafka topic.
     Verify {
@@ -182,10 +190,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             speed,
             ping_interval_ms,
             pong_timeout_ms,
+            history,
         } => {
             init_logging("info");
             let files = expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
+            if !history.is_empty() {
+                opts.history = expand_capture_paths(&history)?;
+            }
             opts.ping_interval = Duration::from_millis(ping_interval_ms);
             opts.pong_timeout = Duration::from_millis(pong_timeout_ms);
             let rt = tokio::runtime::Runtime::new()?;
@@ -225,9 +237,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             speed,
             config,
             key,
+            no_history,
         } => {
             init_logging("warn,bizra_risk::pipeline=info");
-            demo(out, data, speed, config, key)
+            demo(out, data, speed, config, key, no_history)
         }
         Command::Backtest {
             series,
@@ -422,6 +435,21 @@ fn expand_capture_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Per instrument, the earliest capture file becomes klines history and the rest is
+/// streamed (instruments with a single file are streamed whole).
+fn split_history(files: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut history = Vec::new();
+    let mut stream = Vec::new();
+    for mut group in group_by_instrument(files) {
+        group.sort();
+        if group.len() > 1 {
+            history.push(group.remove(0));
+        }
+        stream.extend(group);
+    }
+    (history, stream)
+}
+
 fn run_pipeline(config: Config) -> anyhow::Result<pipeline::RunSummary> {
     let metrics = Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
     let system = actix::System::new();
@@ -444,20 +472,30 @@ fn demo(
     speed: Speed,
     config: Option<PathBuf>,
     key: Option<PathBuf>,
+    no_history: bool,
 ) -> anyhow::Result<ExitCode> {
     let wall = Instant::now();
     let data = data.unwrap_or_else(default_data_dir);
     let files = expand_capture_paths(&[data])?;
+    let (history, files) = if no_history {
+        (Vec::new(), files)
+    } else {
+        split_history(&files)
+    };
     let events_dir = out.join("events");
-    if events_dir.exists() {
-        std::fs::remove_dir_all(&events_dir)
-            .with_context(|| format!("clear {}", events_dir.display()))?;
+    let state_dir = out.join("state");
+    for dir in [&events_dir, &state_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))?;
+        }
     }
     let key_file = key.unwrap_or_else(|| out.join("signing.key"));
     if !key_file.exists() {
         keys::write_new(&key_file, &keys::generate()?)?;
     }
-    let server = replay::spawn_in_thread("127.0.0.1:0".parse()?, ReplayOptions::new(files, speed))?;
+    let mut opts = ReplayOptions::new(files, speed);
+    opts.history = history;
+    let server = replay::spawn_in_thread("127.0.0.1:0".parse()?, opts)?;
 
     let mut config = Config::load(config.as_deref())?;
     config.feed.url = server.url();
@@ -465,6 +503,7 @@ fn demo(
     config.engine.clock = ClockMode::EventTime;
     config.signing.key_file = key_file;
     config.sink.dir = events_dir.clone();
+    config.var.snapshot.dir = state_dir;
     if !Path::new(&config.elf.rules_file).exists() {
         config.elf.rules_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.yaml");
     }

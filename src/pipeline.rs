@@ -10,7 +10,7 @@ use crate::actors::gate::{GateActor, GateStats, GetGateStats};
 use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
 use crate::actors::publisher::{Flush, PublisherActor};
-use crate::actors::symbol::{GetSymbolReport, SymbolActor, SymbolReport};
+use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
 use crate::actors::PipelineError;
 use crate::audit::wire::RunProvenance;
 use crate::audit::{keys, ChainHead, ChainSigner};
@@ -115,12 +115,19 @@ pub async fn run(
             .start())
         };
 
+    let start_config = config.clone();
+    let now_ms = crate::clock::system_now_ms();
+    let start = tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
+        .await
+        .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
+    let mut symbol_starts = start.symbols.into_iter();
+
     let mut gates = Vec::new();
     let portfolio = if config.portfolio.enabled {
         let chain = chain_id(&config.engine.engine_id, crate::PORTFOLIO_CHAIN);
         let gate = make_gate(chain.clone(), [crate::PORTFOLIO_CHAIN.to_string()].into())?;
         gates.push(gate.clone());
-        Some(PortfolioActor::new(&config, chain, gate).start())
+        Some(PortfolioActor::new(&config, chain, gate, start.portfolio).start())
     } else {
         None
     };
@@ -130,7 +137,10 @@ pub async fn run(
         let chain = chain_id(&config.engine.engine_id, sym);
         let gate = make_gate(chain.clone(), [sym.clone()].into())?;
         gates.push(gate.clone());
-        let Some(actor) = SymbolActor::new(&config, i, chain, gate, portfolio.clone()) else {
+        let symbol_start = symbol_starts.next().unwrap_or_default();
+        let Some(actor) =
+            SymbolActor::new(&config, i, chain, gate, portfolio.clone(), symbol_start)
+        else {
             continue;
         };
         let addr = actor.start();
@@ -151,6 +161,12 @@ pub async fn run(
         .await
         .map_err(PipelineError::from)??;
     publisher.send(Flush).await.map_err(PipelineError::from)??;
+    for a in &symbol_actors {
+        a.send(SaveSnapshot).await.map_err(PipelineError::from)?;
+    }
+    if let Some(p) = &portfolio {
+        p.send(SaveSnapshot).await.map_err(PipelineError::from)?;
+    }
 
     let mut symbol_reports = Vec::new();
     for a in &symbol_actors {

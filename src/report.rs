@@ -93,20 +93,43 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         let notional = r.position_qty * r.price;
         let _ = writeln!(
             s,
-            "  {} qty {} @ {:.2}: {} trades, {} bars, {} returns, backtest {}/{:.1} exceedances",
+            "  {} qty {} @ {:.2}: {} trades, {} bars, {} returns ({} from klines history{}), primary backtest {}/{:.1} exceedances",
             r.symbol,
             r.position_qty,
             r.price,
             r.trades,
             r.bars,
             r.returns,
+            r.warm_start_returns,
+            if r.restored_from_snapshot { ", restored from snapshot" } else { "" },
             r.exceedances,
             r.expected_exceedances
         );
-        for l in &r.latest {
+        if r.fhs_latest.is_empty() {
             let _ = writeln!(
                 s,
-                "    {:>5.1}%  VaR {:>9.2}  ES {:>9.2}  90% credible VaR [{:.2}, {:.2}]  MC VaR {:.2} (z {:.2})",
+                "    FHS+ACI warming up: {} returns to go",
+                r.fhs_warmup_remaining
+            );
+        }
+        for l in &r.fhs_latest {
+            let _ = writeln!(
+                s,
+                "    FHS+ACI {:>5.1}%  VaR {:>9.2}  ES {:>9.2}  90% credible VaR [{:.2}, {:.2}] ES [{:.2}, {:.2}]  level used {:.4}",
+                l.level * 100.0,
+                l.var * notional,
+                l.es * notional,
+                l.var_ci_low * notional,
+                l.var_ci_high * notional,
+                l.es_ci_low * notional,
+                l.es_ci_high * notional,
+                1.0 - l.adjusted_alpha
+            );
+        }
+        for l in &r.nig_latest {
+            let _ = writeln!(
+                s,
+                "    NIG     {:>5.1}%  VaR {:>9.2}  ES {:>9.2}  90% credible VaR [{:.2}, {:.2}]  MC VaR {:.2} (z {:.2})",
                 l.level * 100.0,
                 l.var * notional,
                 l.es * notional,
@@ -118,23 +141,56 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         }
     }
     if let Some(p) = &run.portfolio {
-        match &p.latest {
-            Some(r) => {
-                let _ = writeln!(
-                    s,
-                    "  PORTFOLIO ({} aligned bars): {:.1}% VaR {:.2}  ES {:.2}  components {:?}",
-                    p.aligned_bars,
-                    r.level * 100.0,
-                    r.var_usd,
-                    r.es_usd,
-                    r.component_var_usd
-                        .iter()
-                        .map(|x| (x * 100.0).round() / 100.0)
-                        .collect::<Vec<_>>()
-                );
+        let round = |xs: &[f64]| {
+            xs.iter()
+                .map(|x| (x * 100.0).round() / 100.0)
+                .collect::<Vec<_>>()
+        };
+        let _ = writeln!(
+            s,
+            "  PORTFOLIO: {} aligned bars, {} from klines history{}",
+            p.aligned_bars,
+            p.warm_start_returns,
+            if p.restored_from_snapshot {
+                ", restored from snapshot"
+            } else {
+                ""
+            }
+        );
+        match p.latest.as_ref() {
+            Some(f) => {
+                match &f.fhs {
+                    Some(r) => {
+                        let _ = writeln!(
+                            s,
+                            "    FHS+ACI {:.1}% VaR {:.2}  ES {:.2}  components {:?}",
+                            r.level * 100.0,
+                            r.var_usd,
+                            r.es_usd,
+                            round(&r.component_var_usd)
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(s, "    FHS+ACI warming up");
+                    }
+                }
+                if let Some(r) = &f.niw {
+                    let _ = writeln!(
+                        s,
+                        "    NIW     {:.1}% VaR {:.2}  ES {:.2}  components {:?}  marginal {:?}",
+                        r.level * 100.0,
+                        r.var_usd,
+                        r.es_usd,
+                        round(&r.component_var_usd),
+                        r.marginal_var
+                            .iter()
+                            .map(|x| (x * 1e6).round() / 1e6)
+                            .collect::<Vec<_>>()
+                    );
+                }
             }
             None => {
-                let _ = writeln!(s, "  PORTFOLIO: no aligned bars");
+                let _ = writeln!(s, "    no aligned bars");
             }
         }
     }

@@ -54,6 +54,8 @@ fn bad_frames_are_counted_and_the_stream_continues() {
     let key = common::new_key(tmp.path());
     let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
     config.portfolio.enabled = false;
+    // This bare server speaks WebSocket only and accepts one connection: no klines.
+    config.var.warm_start.enabled = false;
     let summary = common::run(config);
     rt.block_on(server).unwrap();
 

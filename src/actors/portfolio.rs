@@ -2,18 +2,21 @@
 //! posterior and proposes portfolio-level actions to the portfolio gate.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::gate::{GateActor, GateRequest};
+use super::symbol::SaveSnapshot;
 use super::PipelineError;
 use crate::config::Config;
 use crate::elf::{ActionRequest, Evidence, InputRange};
+use crate::market::rest::Kline;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
-use crate::var::exceedance::ExceedanceWindow;
-use crate::var::portfolio::{NiwPosterior, PortfolioRisk};
-use crate::var::ModelFigures;
+use crate::snapshot::{self, PortfolioSnapshot, SNAPSHOT_VERSION};
+use crate::var::portfolio_risk::PortfolioRiskModel;
+use crate::var::{ModelFigures, PortfolioFigures};
 
 /// Bars waiting for the other symbols; older incomplete ones are dropped.
 const MAX_PENDING_BARS: usize = 4096;
@@ -34,82 +37,144 @@ pub struct BarClosed {
 pub struct PortfolioReport {
     pub aligned_bars: u64,
     pub dropped_bars: u64,
-    pub latest: Option<PortfolioRisk>,
+    pub warm_start_returns: u64,
+    pub restored_from_snapshot: bool,
+    pub latest: Option<PortfolioFigures>,
 }
 
 #[derive(Message)]
 #[rtype(result = "PortfolioReport")]
 pub struct GetPortfolioReport;
 
+/// What the portfolio starts from: a snapshot and/or each symbol's klines.
+#[derive(Debug, Clone, Default)]
+pub struct PortfolioStart {
+    pub snapshot: Option<PortfolioSnapshot>,
+    /// Per symbol, in configuration order.
+    pub klines: Vec<Vec<Kline>>,
+}
+
 pub struct PortfolioActor {
     symbols: Vec<String>,
     qty: Vec<f64>,
+    /// The VaR level of the portfolio limit.
     level: f64,
-    lambda: f64,
-    min_returns: u64,
+    interval_ms: i64,
     chain: String,
     pending: BTreeMap<i64, Vec<Option<BarClosed>>>,
     /// Newest bar end seen per symbol.
     last_end: Vec<i64>,
-    posterior: NiwPosterior,
-    ess: f64,
+    /// Newest aligned bar and its closes (for snapshots).
+    last_aligned: Option<(i64, Vec<f64>)>,
+    model: PortfolioRiskModel,
     limits: LimitTracker,
-    backtest: ExceedanceWindow,
-    last_forecast: Option<(f64, Vec<f64>)>,
     next_action: u64,
     report: PortfolioReport,
     gate: Addr<GateActor>,
     mailbox_capacity: usize,
+    snapshot_dir: Option<PathBuf>,
+    snapshot_every_bars: u32,
+    bars_since_snapshot: u32,
 }
 
 impl PortfolioActor {
-    pub fn new(config: &Config, chain: String, gate: Addr<GateActor>) -> Self {
+    pub fn new(
+        config: &Config,
+        chain: String,
+        gate: Addr<GateActor>,
+        start: PortfolioStart,
+    ) -> Self {
         let d = config.instruments.len();
-        let v = &config.var;
+        let interval_ms = config.bars.interval_ms;
+        let qty: Vec<f64> = config.instruments.iter().map(|i| i.position_qty).collect();
+        let symbols = config.symbols();
+        let mut model = PortfolioRiskModel::new(config.portfolio_model());
+        let mut report = PortfolioReport::default();
+        let mut last: Option<(i64, Vec<f64>)> = None;
+        if let Some(snap) = start.snapshot {
+            if snap.symbols == symbols
+                && snap.interval_ms == interval_ms
+                && snap.version == SNAPSHOT_VERSION
+                && snap.last_closes.len() == d
+                && model.restore(snap.model)
+            {
+                last = Some((snap.last_bar_end_ms, snap.last_closes));
+                report.restored_from_snapshot = true;
+            } else {
+                tracing::warn!("portfolio snapshot made with other parameters; ignored");
+            }
+        }
+        for (end, closes) in align_klines(&start.klines, interval_ms) {
+            if last.as_ref().is_some_and(|(e, _)| end <= *e) {
+                continue;
+            }
+            if let Some((_, prev)) = &last {
+                let returns: Vec<f64> =
+                    closes.iter().zip(prev).map(|(c, p)| (c / p).ln()).collect();
+                let notionals: Vec<f64> = qty.iter().zip(&closes).map(|(q, c)| q * c).collect();
+                if model.absorb(&returns, &notionals).is_ok() {
+                    report.warm_start_returns += 1;
+                }
+            }
+            last = Some((end, closes));
+        }
+        let snapshot_dir = (!config.var.snapshot.dir.as_os_str().is_empty())
+            .then(|| config.var.snapshot.dir.clone());
         Self {
-            symbols: config.symbols(),
-            qty: config.instruments.iter().map(|i| i.position_qty).collect(),
-            level: v.levels[0],
-            lambda: config.portfolio.lambda,
-            min_returns: u64::from(v.min_returns),
+            symbols,
+            qty,
+            level: config.var.levels[0],
+            interval_ms,
             chain,
             pending: BTreeMap::new(),
             last_end: vec![i64::MIN; d],
-            posterior: NiwPosterior::new(d, v.prior_k0, v.prior_b0, config.portfolio.lambda),
-            ess: 0.0,
+            last_aligned: last,
+            model,
             limits: LimitTracker::new(LimitPolicy {
                 limit_usd: config.portfolio.var_limit_usd,
                 reduce_ratio: config.limits.reduce_ratio,
                 halt_ratio: config.limits.halt_ratio,
                 resume_ratio: config.limits.resume_ratio,
             }),
-            backtest: ExceedanceWindow::new(v.levels[0], 250),
-            last_forecast: None,
             next_action: 0,
-            report: PortfolioReport::default(),
+            report,
             gate,
             mailbox_capacity: config.feed.mailbox_capacity,
+            snapshot_dir,
+            snapshot_every_bars: config.var.snapshot.every_bars,
+            bars_since_snapshot: 0,
         }
+    }
+
+    fn save_snapshot(&mut self) {
+        let (Some(dir), Some((end, closes))) = (&self.snapshot_dir, &self.last_aligned) else {
+            return;
+        };
+        let snap = PortfolioSnapshot {
+            version: SNAPSHOT_VERSION,
+            symbols: self.symbols.clone(),
+            interval_ms: self.interval_ms,
+            last_bar_end_ms: *end,
+            last_closes: closes.clone(),
+            model: self.model.state(),
+        };
+        if let Err(e) = snapshot::save(&snapshot::portfolio_path(dir), &snap) {
+            tracing::warn!(error = %e, "portfolio snapshot not written");
+        }
+        self.bars_since_snapshot = 0;
     }
 
     fn on_aligned(&mut self, bars: Vec<BarClosed>, requests: &mut Vec<GateRequest>) {
         self.report.aligned_bars += 1;
         let returns: Vec<f64> = bars.iter().map(|b| b.log_return).collect();
-        if let Some((var_usd, notionals)) = &self.last_forecast {
-            let pnl: f64 = notionals.iter().zip(&returns).map(|(w, r)| w * r).sum();
-            self.backtest.record(-pnl, *var_usd);
-        }
-        if let Err(e) = self.posterior.update(&returns) {
+        let closes: Vec<f64> = bars.iter().map(|b| b.close).collect();
+        let notionals: Vec<f64> = self.qty.iter().zip(&closes).map(|(q, c)| q * c).collect();
+        let bar_end_ms = bars.first().map_or(0, |b| b.bar_end_ms);
+        self.last_aligned = Some((bar_end_ms, closes));
+        if let Err(e) = self.model.absorb(&returns, &notionals) {
             tracing::warn!(error = %e, "portfolio update skipped");
             return;
         }
-        self.ess = self.ess * self.lambda + 1.0;
-        let notionals: Vec<f64> = self
-            .qty
-            .iter()
-            .zip(&bars)
-            .map(|(q, b)| q * b.close)
-            .collect();
         let now_ms = bars
             .iter()
             .map(|b| b.received_at_ms)
@@ -120,51 +185,34 @@ impl PortfolioActor {
             .map(|b| b.data_time_ms)
             .max()
             .unwrap_or_default();
-        let bar_end_ms = bars.first().map_or(0, |b| b.bar_end_ms);
         let feed_healthy = bars.iter().all(|b| b.feed_healthy);
-
-        let (figures, evidence) = match self.posterior.risk(&notionals, self.level) {
-            Ok(risk) => {
-                self.last_forecast = Some((risk.var_usd, notionals.clone()));
-                self.report.latest = Some(risk.clone());
-                let ev = Evidence {
-                    level: self.level,
-                    var_usd: risk.var_usd,
-                    es_usd: risk.es_usd,
-                    limit_usd: self.limits.policy.limit_usd,
-                    limit_cap_usd: self.limits.policy.limit_usd,
-                    // Closed form only: the interval collapses to the point estimate.
-                    var_ci_low_usd: risk.var_usd,
-                    var_ci_high_usd: risk.var_usd,
-                    position_qty: 0.0,
-                    price: 0.0,
-                    ess: self.ess,
-                    mc_z: 0.0,
-                    exceedances: self.backtest.exceedances(),
-                    expected_exceedances: self.backtest.expected(),
-                };
-                let f = ModelFigures::Niw {
-                    risk,
-                    symbols: self.symbols.clone(),
-                    notionals_usd: notionals,
-                    lambda: self.lambda,
-                    observations: self.posterior.n,
-                };
-                (f, ev)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "portfolio VaR not computable for this bar");
-                self.last_forecast = None;
-                return;
-            }
+        let forecast = self.model.forecast(&notionals);
+        self.report.latest = Some(forecast.figures.clone());
+        let p = forecast.primary;
+        let evidence = Evidence {
+            level: p.map_or(self.level, |p| p.level),
+            var_usd: p.map_or(0.0, |p| p.var),
+            es_usd: p.map_or(0.0, |p| p.es),
+            limit_usd: self.limits.policy.limit_usd,
+            limit_cap_usd: self.limits.policy.limit_usd,
+            var_ci_low_usd: p.map_or(0.0, |p| p.var_ci_low),
+            var_ci_high_usd: p.map_or(0.0, |p| p.var_ci_high),
+            position_qty: 0.0,
+            price: 0.0,
+            ess: forecast.ess,
+            // Closed forms only at portfolio level: nothing to disagree with.
+            mc_z: 0.0,
+            exceedances: forecast.exceedances,
+            expected_exceedances: forecast.expected_exceedances,
+            model_warming_up: p.is_none(),
         };
         let mut actions = Vec::new();
-        if self.posterior.n >= self.min_returns {
+        if p.is_some() {
             self.limits.evaluate(evidence.var_usd, 0.0, &mut actions);
         } else {
             actions.push(RiskAction::PublishRiskSnapshot);
         }
-        let figures = Arc::new(figures);
+        let figures = Arc::new(ModelFigures::Portfolio(Box::new(forecast.figures)));
         for action in actions {
             self.next_action += 1;
             requests.push(GateRequest {
@@ -179,15 +227,44 @@ impl PortfolioActor {
                     input: InputRange {
                         first_trade_id: None,
                         last_trade_id: None,
-                        bar_start_ms: bar_end_ms - 1,
+                        bar_start_ms: bar_end_ms - self.interval_ms,
                         bar_end_ms,
-                        returns_seen: self.posterior.n,
+                        returns_seen: self.model.observations(),
                     },
                 },
                 figures: figures.clone(),
             });
         }
+        self.bars_since_snapshot += 1;
+        if self.bars_since_snapshot >= self.snapshot_every_bars {
+            self.save_snapshot();
+        }
     }
+}
+
+/// Bars present for every symbol, by bar end time, with each symbol's close.
+fn align_klines(klines: &[Vec<Kline>], interval_ms: i64) -> Vec<(i64, Vec<f64>)> {
+    let d = klines.len();
+    if d == 0 {
+        return Vec::new();
+    }
+    let mut by_end: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
+    for (i, series) in klines.iter().enumerate() {
+        for k in series {
+            by_end
+                .entry(k.open_time_ms + interval_ms)
+                .or_insert_with(|| vec![None; d])[i] = Some(k.close);
+        }
+    }
+    by_end
+        .into_iter()
+        .filter_map(|(end, closes)| {
+            closes
+                .into_iter()
+                .collect::<Option<Vec<f64>>>()
+                .map(|c| (end, c))
+        })
+        .collect()
 }
 
 impl Actor for PortfolioActor {
@@ -247,6 +324,13 @@ impl Handler<BarClosed> for PortfolioActor {
             }
             .into_actor(self),
         ))
+    }
+}
+
+impl Handler<SaveSnapshot> for PortfolioActor {
+    type Result = ();
+    fn handle(&mut self, _: SaveSnapshot, _: &mut Self::Context) {
+        self.save_snapshot();
     }
 }
 

@@ -1,26 +1,23 @@
-//! The VaR actor of one symbol: bars, posterior, limits; its actions go to its gate, its bar
-//! returns to the portfolio actor.
+//! The VaR actor of one symbol: bars, both models, limits; its actions go to its gate, its
+//! bar returns to the portfolio actor. The maths lives in `var::symbol_risk`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::gate::{GateActor, GateRequest};
 use super::portfolio::{BarClosed, PortfolioActor};
 use super::PipelineError;
 use crate::config::Config;
 use crate::elf::{ActionRequest, Evidence, InputRange};
+use crate::market::rest::Kline;
 use crate::market::MarketEvent;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
+use crate::snapshot::{self, SymbolSnapshot, SNAPSHOT_VERSION};
 use crate::var::bars::{BarBuilder, ClosedBar};
-use crate::var::exceedance::ExceedanceWindow;
-use crate::var::nig::{McScratch, NigParams, NigPosterior};
-use crate::var::{LevelRisk, ModelFigures};
-
-/// Forecasts kept for the rolling backtest.
-const BACKTEST_WINDOW: usize = 250;
+use crate::var::symbol_risk::{PrimaryView, SymbolRiskModel};
+use crate::var::{FhsLevelRisk, LevelRisk, ModelFigures};
 
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
@@ -32,6 +29,11 @@ pub struct Tick {
     pub feed_healthy: bool,
 }
 
+/// Write the model snapshot now (at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveSnapshot;
+
 /// Latest figures of a symbol, for the run summary.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolReport {
@@ -41,7 +43,13 @@ pub struct SymbolReport {
     pub returns: u64,
     pub price: f64,
     pub position_qty: f64,
-    pub latest: Vec<LevelRisk>,
+    /// Returns absorbed from klines history before the first live bar.
+    pub warm_start_returns: u64,
+    pub restored_from_snapshot: bool,
+    pub primary: Option<PrimaryView>,
+    pub fhs_warmup_remaining: u64,
+    pub fhs_latest: Vec<FhsLevelRisk>,
+    pub nig_latest: Vec<LevelRisk>,
     pub exceedances: f64,
     pub expected_exceedances: f64,
 }
@@ -50,31 +58,34 @@ pub struct SymbolReport {
 #[rtype(result = "SymbolReport")]
 pub struct GetSymbolReport;
 
+/// What a symbol starts from: a snapshot of an earlier run and/or klines history.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolStart {
+    pub snapshot: Option<SymbolSnapshot>,
+    /// Closed klines, oldest first.
+    pub klines: Vec<Kline>,
+}
+
 pub struct SymbolActor {
     symbol: String,
     index: usize,
     chain: String,
-    levels: Vec<f64>,
-    lambda: f64,
-    min_returns: u64,
-    mc_draws: usize,
-    credible_level: f64,
-    seed: u64,
     position_qty: f64,
     limit_cap_usd: f64,
+    /// The VaR level that drives limits.
+    first_level: f64,
     bars: BarBuilder,
     closed: Vec<ClosedBar>,
-    posterior: NigPosterior,
+    model: SymbolRiskModel,
     limits: LimitTracker,
-    backtest: ExceedanceWindow,
-    last_forecast_var: Option<f64>,
-    rng: ChaCha8Rng,
-    scratch: McScratch,
     next_action: u64,
     report: SymbolReport,
     gate: Addr<GateActor>,
     portfolio: Option<Addr<PortfolioActor>>,
     mailbox_capacity: usize,
+    snapshot_dir: Option<PathBuf>,
+    snapshot_every_bars: u32,
+    bars_since_snapshot: u32,
 }
 
 impl SymbolActor {
@@ -84,54 +95,95 @@ impl SymbolActor {
         chain: String,
         gate: Addr<GateActor>,
         portfolio: Option<Addr<PortfolioActor>>,
+        start: SymbolStart,
     ) -> Option<Self> {
         let inst = config.instruments.get(index)?;
-        let v = &config.var;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.engine.seed);
-        rng.set_stream(index as u64);
+        let interval_ms = config.bars.interval_ms;
+        let mut model = SymbolRiskModel::new(config.symbol_model(index));
+        let mut bars = BarBuilder::new(interval_ms);
+        let mut report = SymbolReport {
+            symbol: inst.symbol.clone(),
+            position_qty: inst.position_qty,
+            ..Default::default()
+        };
+        // A compatible snapshot first, then whatever klines came after it.
+        let mut last: Option<(i64, f64)> = None;
+        if let Some(snap) = start.snapshot {
+            if snap.symbol == inst.symbol
+                && snap.interval_ms == interval_ms
+                && snap.version == SNAPSHOT_VERSION
+                && model.restore(snap.model)
+            {
+                last = Some((snap.last_bar_start_ms, snap.last_close));
+                report.restored_from_snapshot = true;
+            } else {
+                tracing::warn!(symbol = %inst.symbol, "snapshot made with other parameters; ignored");
+            }
+        }
+        let mut returns = Vec::new();
+        let resume_after = last.map(|(start, _)| start);
+        for k in start
+            .klines
+            .iter()
+            .filter(|k| resume_after.is_none_or(|start| k.open_time_ms > start))
+        {
+            if let Some((_, prev)) = last {
+                returns.push((k.close / prev).ln());
+            }
+            last = Some((k.open_time_ms, k.close));
+        }
+        model.warm(&returns);
+        report.warm_start_returns = returns.len() as u64;
+        if let Some((start_ms, close)) = last {
+            bars.resume(start_ms, close);
+        }
+        report.returns = model.returns_seen();
+        let snapshot_dir = (!config.var.snapshot.dir.as_os_str().is_empty())
+            .then(|| config.var.snapshot.dir.clone());
         Some(Self {
             symbol: inst.symbol.clone(),
             index,
             chain,
-            levels: v.levels.clone(),
-            lambda: v.lambda,
-            min_returns: u64::from(v.min_returns),
-            mc_draws: v.mc_draws,
-            credible_level: v.credible_level,
-            seed: config.engine.seed,
             position_qty: inst.position_qty,
             limit_cap_usd: inst.limit_cap_usd,
-            bars: BarBuilder::new(config.bars.interval_ms),
+            first_level: config.var.levels[0],
+            bars,
             closed: Vec::new(),
-            posterior: NigPosterior::new(
-                NigParams {
-                    m: v.prior_m0,
-                    k: v.prior_k0,
-                    a: v.prior_a0,
-                    b: v.prior_b0,
-                },
-                v.lambda,
-            ),
+            model,
             limits: LimitTracker::new(LimitPolicy {
                 limit_usd: inst.var_limit_usd,
                 reduce_ratio: config.limits.reduce_ratio,
                 halt_ratio: config.limits.halt_ratio,
                 resume_ratio: config.limits.resume_ratio,
             }),
-            backtest: ExceedanceWindow::new(v.levels[0], BACKTEST_WINDOW),
-            last_forecast_var: None,
-            rng,
-            scratch: McScratch::default(),
             next_action: 0,
-            report: SymbolReport {
-                symbol: inst.symbol.clone(),
-                position_qty: inst.position_qty,
-                ..Default::default()
-            },
+            report,
             gate,
             portfolio,
             mailbox_capacity: config.feed.mailbox_capacity,
+            snapshot_dir,
+            snapshot_every_bars: config.var.snapshot.every_bars,
+            bars_since_snapshot: 0,
         })
+    }
+
+    fn save_snapshot(&mut self) {
+        let (Some(dir), Some((start, close))) = (&self.snapshot_dir, self.bars.last_closed())
+        else {
+            return;
+        };
+        let snap = SymbolSnapshot {
+            version: SNAPSHOT_VERSION,
+            symbol: self.symbol.clone(),
+            interval_ms: self.bars.interval_ms(),
+            last_bar_start_ms: start,
+            last_close: close,
+            model: self.model.state(),
+        };
+        if let Err(e) = snapshot::save(&snapshot::symbol_path(dir, &self.symbol), &snap) {
+            tracing::warn!(symbol = %self.symbol, error = %e, "snapshot not written");
+        }
+        self.bars_since_snapshot = 0;
     }
 
     /// Absorb a closed bar; returns the gate requests and the portfolio message it causes.
@@ -145,81 +197,53 @@ impl SymbolActor {
     ) -> Option<BarClosed> {
         self.report.bars += 1;
         let r = bar.log_return?;
-        if let Some(forecast) = self.last_forecast_var {
-            self.backtest.record(-r, forecast);
-        }
-        self.posterior.update(r);
-        self.report.returns = self.posterior.n;
-        let stream_pos = self.rng.get_word_pos();
-        let figures = match self.posterior.risk(
-            &self.levels,
-            self.mc_draws,
-            self.credible_level,
-            &mut self.rng,
-            &mut self.scratch,
-        ) {
-            Ok(levels) => {
-                self.last_forecast_var = levels.first().map(|l| l.var);
-                self.report.latest = levels.clone();
-                ModelFigures::Nig {
-                    params: self.posterior.params,
-                    lambda: self.lambda,
-                    levels,
-                    mc_draws: self.mc_draws,
-                    mc_seed: self.seed,
-                    mc_stream_pos: stream_pos,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(symbol = %self.symbol, error = %e, "VaR not computable for this bar");
-                self.last_forecast_var = None;
-                ModelFigures::None
-            }
-        };
+        self.model.absorb(r);
+        self.report.returns = self.model.returns_seen();
+        let forecast = self.model.forecast();
+        self.report.primary = forecast.primary;
+        self.report.fhs_warmup_remaining = forecast.figures.fhs.warmup_remaining;
+        self.report.fhs_latest = forecast.figures.fhs.levels.clone();
+        self.report.nig_latest = forecast
+            .figures
+            .nig
+            .as_ref()
+            .map(|n| n.levels.clone())
+            .unwrap_or_default();
+        self.report.exceedances = forecast.exceedances;
+        self.report.expected_exceedances = forecast.expected_exceedances;
         let notional = self.position_qty * bar.close;
-        let evidence = match &figures {
-            ModelFigures::Nig { levels, .. } => {
-                let primary = levels[0];
-                Evidence {
-                    level: primary.level,
-                    var_usd: primary.var * notional,
-                    es_usd: primary.es * notional,
-                    limit_usd: self.limits.policy.limit_usd,
-                    limit_cap_usd: self.limit_cap_usd,
-                    var_ci_low_usd: primary.var_ci_low * notional,
-                    var_ci_high_usd: primary.var_ci_high * notional,
-                    position_qty: self.position_qty,
-                    price: bar.close,
-                    ess: self.posterior.ess,
-                    mc_z: primary.mc_z(),
-                    exceedances: self.backtest.exceedances(),
-                    expected_exceedances: self.backtest.expected(),
-                }
-            }
-            _ => Evidence {
-                level: self.levels[0],
-                limit_usd: self.limits.policy.limit_usd,
-                limit_cap_usd: self.limit_cap_usd,
-                position_qty: self.position_qty,
-                price: bar.close,
-                mc_z: f64::INFINITY,
-                ..Default::default()
-            },
+        let p = forecast.primary;
+        let evidence = Evidence {
+            level: p.map_or(self.first_level, |p| p.level),
+            var_usd: p.map_or(0.0, |p| p.var * notional),
+            es_usd: p.map_or(0.0, |p| p.es * notional),
+            limit_usd: self.limits.policy.limit_usd,
+            limit_cap_usd: self.limit_cap_usd,
+            var_ci_low_usd: p.map_or(0.0, |p| p.var_ci_low * notional),
+            var_ci_high_usd: p.map_or(0.0, |p| p.var_ci_high * notional),
+            position_qty: self.position_qty,
+            price: bar.close,
+            ess: forecast.ess,
+            mc_z: forecast.mc_z,
+            exceedances: forecast.exceedances,
+            expected_exceedances: forecast.expected_exceedances,
+            model_warming_up: p.is_none(),
         };
         let mut actions = Vec::new();
-        if self.posterior.n >= self.min_returns && matches!(figures, ModelFigures::Nig { .. }) {
+        if p.is_some() {
             self.limits
                 .evaluate(evidence.var_usd, self.position_qty, &mut actions);
         } else {
+            // Desks still see the picture; nothing that needs a VaR is proposed.
             actions.push(RiskAction::PublishRiskSnapshot);
         }
-        let figures = Arc::new(figures);
+        let figures = Arc::new(ModelFigures::Symbol(Box::new(forecast.figures)));
         let input = InputRange {
             first_trade_id: bar.first_trade_id,
             last_trade_id: bar.last_trade_id,
             bar_start_ms: bar.start_ms,
             bar_end_ms: bar.end_ms,
-            returns_seen: self.posterior.n,
+            returns_seen: self.model.returns_seen(),
         };
         for action in actions {
             self.next_action += 1;
@@ -236,6 +260,10 @@ impl SymbolActor {
                 },
                 figures: figures.clone(),
             });
+        }
+        self.bars_since_snapshot += 1;
+        if self.bars_since_snapshot >= self.snapshot_every_bars {
+            self.save_snapshot();
         }
         Some(BarClosed {
             index: self.index,
@@ -291,8 +319,6 @@ impl Handler<Tick> for SymbolActor {
         }
         self.closed = closed;
         self.closed.clear();
-        self.report.exceedances = self.backtest.exceedances();
-        self.report.expected_exceedances = self.backtest.expected();
         let gate = self.gate.clone();
         let portfolio = self.portfolio.clone();
         AtomicResponse::new(Box::pin(
@@ -309,6 +335,13 @@ impl Handler<Tick> for SymbolActor {
             }
             .into_actor(self),
         ))
+    }
+}
+
+impl Handler<SaveSnapshot> for SymbolActor {
+    type Result = ();
+    fn handle(&mut self, _: SaveSnapshot, _: &mut Self::Context) {
+        self.save_snapshot();
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::elf::{ActionRequest, Decision, Layer, ReasonCode, Verdict};
 use crate::risk::RiskAction;
-use crate::var::ModelFigures;
+use crate::var::{ModelFigures, PrimaryModel};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const SIGNING_DOMAIN: &[u8] = b"BIZRA-RISK/EVENT/V1\0";
@@ -142,6 +142,8 @@ pub struct EvidenceRecord {
     pub mc_z: Num,
     pub exceedances: Num,
     pub expected_exceedances: Num,
+    /// The primary model has not produced a forecast yet.
+    pub model_warming_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,33 +159,111 @@ pub struct LevelRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct HorizonRecord {
+    pub bars: u32,
+    pub level: Num,
+    pub var: Num,
+    pub es: Num,
+}
+
+/// Normal-Inverse-Gamma posterior and its Student-t predictive figures (fractions of
+/// position value; multiply by notional for USDT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NigRecord {
+    pub m: Num,
+    pub k: Num,
+    pub a: Num,
+    pub b: Num,
+    pub lambda: Num,
+    pub levels: Vec<LevelRecord>,
+    pub horizon: Option<HorizonRecord>,
+    pub mc_draws: u64,
+    pub mc_seed: u64,
+    /// Decimal string: ChaCha8 word position (u128) before the draws.
+    pub mc_stream_pos: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhsLevelRecord {
+    pub level: Num,
+    pub adjusted_alpha: Num,
+    pub var: Num,
+    pub es: Num,
+    pub var_ci_low: Num,
+    pub var_ci_high: Num,
+    pub es_ci_low: Num,
+    pub es_ci_high: Num,
+}
+
+/// Filtered historical simulation figures (fractions of position value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhsRecord {
+    pub lambda: Num,
+    pub kappa: Num,
+    pub window: u64,
+    pub aci_step: Num,
+    pub observations: u64,
+    pub warmup_remaining: u64,
+    pub sigma: Option<Num>,
+    pub pool_size: u64,
+    pub levels: Vec<FhsLevelRecord>,
+    pub bootstrap_draws: u64,
+    /// Decimal string: ChaCha8 word position (u128) of the bootstrap stream.
+    pub bootstrap_stream_pos: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioFhsRecord {
+    pub warmup_remaining: u64,
+    pub scenarios: u64,
+    pub level: Num,
+    pub adjusted_alpha: Num,
+    pub var_usd: Num,
+    pub es_usd: Num,
+    pub component_var_usd: Vec<Num>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NiwRecord {
+    pub level: Num,
+    pub var_usd: Num,
+    pub es_usd: Num,
+    pub component_var_usd: Vec<Num>,
+    pub marginal_var: Vec<Num>,
+    pub regularised: bool,
+    pub lambda: Num,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "scope",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    deny_unknown_fields
+)]
 pub enum ModelRecord {
-    /// Returns as fractions; multiply by notional for USDT.
-    NigStudentT {
-        m: Num,
-        k: Num,
-        a: Num,
-        b: Num,
-        lambda: Num,
-        levels: Vec<LevelRecord>,
-        mc_draws: u64,
-        mc_seed: u64,
-        /// Decimal string: ChaCha8 word position (u128) before the draws.
-        mc_stream_pos: String,
+    /// Both per-symbol models; `primary` is the one whose VaR drives limits.
+    Symbol {
+        primary: PrimaryModel,
+        fhs_aci: FhsRecord,
+        nig_student_t: Option<NigRecord>,
     },
-    NiwMultivariateT {
-        level: Num,
-        var_usd: Num,
-        es_usd: Num,
+    /// Both portfolio models for the configured positions.
+    Portfolio {
+        primary: PrimaryModel,
         symbols: Vec<String>,
         notionals_usd: Vec<Num>,
-        component_var_usd: Vec<Num>,
-        regularised: bool,
-        lambda: Num,
         observations: u64,
+        fhs_aci: Option<PortfolioFhsRecord>,
+        niw_multivariate_t: Option<NiwRecord>,
     },
-    WarmingUp,
+    /// No return observed yet.
+    NoData,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,6 +338,7 @@ impl DecisionRecord {
                 mc_z: Num(e.mc_z),
                 exceedances: Num(e.exceedances),
                 expected_exceedances: Num(e.expected_exceedances),
+                model_warming_up: e.model_warming_up,
             },
             model: model_record(figures),
             input: InputRecord {
@@ -298,55 +379,96 @@ fn action_record(a: &RiskAction) -> ActionRecord {
     }
 }
 
+fn nums(xs: &[f64]) -> Vec<Num> {
+    xs.iter().map(|x| Num(*x)).collect()
+}
+
 fn model_record(f: &ModelFigures) -> ModelRecord {
     match f {
-        ModelFigures::Nig {
-            params,
-            lambda,
-            levels,
-            mc_draws,
-            mc_seed,
-            mc_stream_pos,
-        } => ModelRecord::NigStudentT {
-            m: Num(params.m),
-            k: Num(params.k),
-            a: Num(params.a),
-            b: Num(params.b),
-            lambda: Num(*lambda),
-            levels: levels
-                .iter()
-                .map(|l| LevelRecord {
-                    level: Num(l.level),
-                    var: Num(l.var),
-                    es: Num(l.es),
-                    var_ci_low: Num(l.var_ci_low),
-                    var_ci_high: Num(l.var_ci_high),
-                    mc_var: Num(l.mc_var),
-                    mc_std_error: Num(l.mc_std_error),
-                })
-                .collect(),
-            mc_draws: *mc_draws as u64,
-            mc_seed: *mc_seed,
-            mc_stream_pos: mc_stream_pos.to_string(),
+        ModelFigures::Symbol(s) => ModelRecord::Symbol {
+            primary: s.primary,
+            fhs_aci: FhsRecord {
+                lambda: Num(s.fhs.lambda),
+                kappa: Num(s.fhs.kappa),
+                window: s.fhs.window as u64,
+                aci_step: Num(s.fhs.aci_step),
+                observations: s.fhs.observations,
+                warmup_remaining: s.fhs.warmup_remaining,
+                sigma: s.fhs.sigma.map(Num),
+                pool_size: s.fhs.pool_size as u64,
+                levels: s
+                    .fhs
+                    .levels
+                    .iter()
+                    .map(|l| FhsLevelRecord {
+                        level: Num(l.level),
+                        adjusted_alpha: Num(l.adjusted_alpha),
+                        var: Num(l.var),
+                        es: Num(l.es),
+                        var_ci_low: Num(l.var_ci_low),
+                        var_ci_high: Num(l.var_ci_high),
+                        es_ci_low: Num(l.es_ci_low),
+                        es_ci_high: Num(l.es_ci_high),
+                    })
+                    .collect(),
+                bootstrap_draws: s.fhs.bootstrap_draws as u64,
+                bootstrap_stream_pos: s.fhs.bootstrap_stream_pos.to_string(),
+            },
+            nig_student_t: s.nig.as_ref().map(|n| NigRecord {
+                m: Num(n.params.m),
+                k: Num(n.params.k),
+                a: Num(n.params.a),
+                b: Num(n.params.b),
+                lambda: Num(n.lambda),
+                levels: n
+                    .levels
+                    .iter()
+                    .map(|l| LevelRecord {
+                        level: Num(l.level),
+                        var: Num(l.var),
+                        es: Num(l.es),
+                        var_ci_low: Num(l.var_ci_low),
+                        var_ci_high: Num(l.var_ci_high),
+                        mc_var: Num(l.mc_var),
+                        mc_std_error: Num(l.mc_std_error),
+                    })
+                    .collect(),
+                horizon: n.horizon.map(|h| HorizonRecord {
+                    bars: h.bars,
+                    level: Num(h.level),
+                    var: Num(h.var),
+                    es: Num(h.es),
+                }),
+                mc_draws: n.mc_draws as u64,
+                mc_seed: n.mc_seed,
+                mc_stream_pos: n.mc_stream_pos.to_string(),
+            }),
         },
-        ModelFigures::Niw {
-            risk,
-            symbols,
-            notionals_usd,
-            lambda,
-            observations,
-        } => ModelRecord::NiwMultivariateT {
-            level: Num(risk.level),
-            var_usd: Num(risk.var_usd),
-            es_usd: Num(risk.es_usd),
-            symbols: symbols.clone(),
-            notionals_usd: notionals_usd.iter().map(|x| Num(*x)).collect(),
-            component_var_usd: risk.component_var_usd.iter().map(|x| Num(*x)).collect(),
-            regularised: risk.regularised,
-            lambda: Num(*lambda),
-            observations: *observations,
+        ModelFigures::Portfolio(p) => ModelRecord::Portfolio {
+            primary: p.primary,
+            symbols: p.symbols.clone(),
+            notionals_usd: nums(&p.notionals_usd),
+            observations: p.observations,
+            fhs_aci: p.fhs.as_ref().map(|f| PortfolioFhsRecord {
+                warmup_remaining: f.warmup_remaining,
+                scenarios: f.scenarios as u64,
+                level: Num(f.level),
+                adjusted_alpha: Num(f.adjusted_alpha),
+                var_usd: Num(f.var_usd),
+                es_usd: Num(f.es_usd),
+                component_var_usd: nums(&f.component_var_usd),
+            }),
+            niw_multivariate_t: p.niw.as_ref().map(|r| NiwRecord {
+                level: Num(r.level),
+                var_usd: Num(r.var_usd),
+                es_usd: Num(r.es_usd),
+                component_var_usd: nums(&r.component_var_usd),
+                marginal_var: nums(&r.marginal_var),
+                regularised: r.regularised,
+                lambda: Num(p.niw_lambda),
+            }),
         },
-        ModelFigures::None => ModelRecord::WarmingUp,
+        ModelFigures::None => ModelRecord::NoData,
     }
 }
 

@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn kupiec_zero_hits_uses_zero_log_zero() {
         // 0 hits in 100 at 1 %: LR = -2 * 100 ln 0.99 = 2.01007
-        let t = kupiec(&vec![false; 100], 0.01);
+        let t = kupiec(&[false; 100], 0.01);
         assert!((t.lr - 2.010067).abs() < 1e-5, "{}", t.lr);
         assert!((t.p_value - 0.15621).abs() < 1e-4, "{}", t.p_value);
     }

@@ -250,6 +250,7 @@ mod tests {
                 mc_z: 0.5,
                 exceedances: 1.0,
                 expected_exceedances: 1.0,
+                model_warming_up: false,
             },
             input: InputRange::default(),
         }

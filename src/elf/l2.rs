@@ -93,6 +93,9 @@ impl Guardrails {
         if !req.feed_healthy {
             out.push(ReasonCode::DataUnhealthy);
         }
+        if req.evidence.model_warming_up {
+            out.push(ReasonCode::ModelWarmingUp);
+        }
         if let RiskAction::SetLimit { new_limit_usd } = req.action {
             if new_limit_usd > req.evidence.limit_cap_usd {
                 out.push(ReasonCode::LimitAboveCap);
@@ -208,6 +211,20 @@ mod tests {
         assert!(out.is_empty());
         ks.release();
         g.check(&req(0), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn warming_model_blocks_actions_that_need_a_var_but_not_snapshots() {
+        let g = Guardrails::new(10, 1_000, KillSwitch::default());
+        let mut warming = req(0);
+        warming.evidence.model_warming_up = true;
+        let mut out = Vec::new();
+        g.check(&warming, &mut out);
+        assert_eq!(out, vec![ReasonCode::ModelWarmingUp]);
+        out.clear();
+        warming.action = RiskAction::PublishRiskSnapshot;
+        g.check(&warming, &mut out);
         assert!(out.is_empty());
     }
 }

@@ -87,6 +87,7 @@ pub enum ReasonCode {
     OnlyReducingAllowed,
     Throttled,
     KillSwitch,
+    ModelWarmingUp,
     // L3
     RuleBlock,
     RuleReview,
@@ -109,6 +110,7 @@ impl ReasonCode {
             Self::OnlyReducingAllowed => "ONLY_REDUCING_ALLOWED",
             Self::Throttled => "THROTTLED",
             Self::KillSwitch => "KILL_SWITCH",
+            Self::ModelWarmingUp => "MODEL_WARMING_UP",
             Self::RuleBlock => "RULE_BLOCK",
             Self::RuleReview => "RULE_REVIEW",
             Self::RuleFlag => "RULE_FLAG",

@@ -32,6 +32,8 @@ pub struct Evidence {
     /// Recent exceedances of the forecast VaR, and how many were expected.
     pub exceedances: f64,
     pub expected_exceedances: f64,
+    /// The primary model has no forecast yet; actions that need one are blocked (L2).
+    pub model_warming_up: bool,
 }
 
 /// One risk action with its context, ready for the gate.

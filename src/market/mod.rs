@@ -2,5 +2,6 @@
 
 pub mod binance;
 pub mod capture;
+pub mod rest;
 
 pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};

@@ -1,6 +1,8 @@
-//! A Binance-compatible WebSocket server that replays capture files, so the whole pipeline
-//! runs offline exactly as it would against `stream.binance.com`.
+//! A Binance-compatible server that replays capture files over WebSocket and answers the
+//! REST market-data endpoints from them, so the whole pipeline runs offline exactly as it
+//! would against Binance.
 
+pub mod rest;
 mod server;
 
 pub use server::{

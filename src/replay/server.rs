@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::rest::{RestIndex, RestResponse};
 use crate::market::capture::{group_by_instrument, CaptureLine, CaptureMerge};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub struct ReplayOptions {
     /// ... and drops a client that has not answered within a minute.
     pub pong_timeout: Duration,
     pub max_clients: usize,
+    /// Captures of what happened before the stream: served by the REST endpoints only.
+    pub history: Vec<PathBuf>,
 }
 
 impl ReplayOptions {
@@ -79,6 +82,7 @@ impl ReplayOptions {
             ping_interval: Duration::from_secs(20),
             pong_timeout: Duration::from_secs(60),
             max_clients: 64,
+            history: Vec::new(),
         }
     }
 }
@@ -190,6 +194,19 @@ pub fn spawn_in_thread(
 
 /// Accept clients forever; each gets its own pass over the capture.
 pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
+    let history = opts.history.clone();
+    let rest = match tokio::task::spawn_blocking(move || RestIndex::build(&history)).await {
+        Ok(Ok(index)) => index,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "replay history unreadable; REST endpoints serve nothing");
+            RestIndex::default()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "replay history indexing failed");
+            RestIndex::default()
+        }
+    };
+    let rest = Arc::new(rest);
     let opts = Arc::new(opts);
     let slots = Arc::new(Semaphore::new(opts.max_clients));
     loop {
@@ -205,13 +222,104 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
             continue;
         };
         let opts = opts.clone();
+        let rest = rest.clone();
         tokio::spawn(async move {
+            match request_kind(&tcp).await {
+                Ok(RequestKind::WebSocket) => {}
+                Ok(RequestKind::Rest) => {
+                    if let Err(e) = serve_rest(tcp, &rest).await {
+                        tracing::info!(%peer, error = %e, "replay REST client ended");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "replay client sent no request");
+                    return;
+                }
+            }
             if let Err(e) = serve_client(tcp, &opts).await {
                 tracing::info!(%peer, error = %e, "replay client ended");
             }
             drop(permit);
         });
     }
+}
+
+enum RequestKind {
+    WebSocket,
+    Rest,
+}
+
+/// Largest HTTP request head accepted.
+const MAX_HEAD_BYTES: usize = 8192;
+
+/// Look at the request head without consuming it: a WebSocket upgrade goes to the stream
+/// handler untouched, anything else is a REST call.
+async fn request_kind(tcp: &TcpStream) -> std::io::Result<RequestKind> {
+    let mut buf = vec![0u8; MAX_HEAD_BYTES];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = tokio::time::timeout_at(deadline, tcp.peek(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let head = &buf[..n];
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || n == buf.len() {
+            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+            let upgrade = text
+                .lines()
+                .any(|l| l.starts_with("upgrade:") && l.contains("websocket"));
+            return Ok(if upgrade {
+                RequestKind::WebSocket
+            } else {
+                RequestKind::Rest
+            });
+        }
+        // Part of the head has arrived; wait briefly for the rest.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Answer one REST request (`GET <target> HTTP/1.1`) and close.
+async fn serve_rest(mut tcp: TcpStream, rest: &RestIndex) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; MAX_HEAD_BYTES];
+    let mut len = 0;
+    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        if len == buf.len() {
+            break;
+        }
+        let n = tcp.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let response = match (parts.next(), parts.next()) {
+        (Some("GET"), Some(target)) => rest.handle(target),
+        _ => RestResponse {
+            status: 405,
+            body: "{\"code\":-1000,\"msg\":\"Only GET is supported.\"}".into(),
+        },
+    };
+    let reason = match response.status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let out = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        response.status,
+        response.body.len(),
+        response.body
+    );
+    tcp.write_all(out.as_bytes()).await?;
+    tcp.shutdown().await
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,8 @@ pub struct BarBuilder {
     interval_ms: i64,
     open: Option<OpenBar>,
     last_close: Option<f64>,
+    /// Start of the newest closed bar, so a silence after it is filled.
+    last_closed_start: Option<i64>,
 }
 
 impl BarBuilder {
@@ -41,7 +43,21 @@ impl BarBuilder {
             interval_ms: interval_ms.max(1),
             open: None,
             last_close: None,
+            last_closed_start: None,
         }
+    }
+
+    /// Continue after history (klines or a snapshot): the bar starting at
+    /// `last_bar_start_ms` closed at `close`; the next bar's return is taken from it.
+    pub fn resume(&mut self, last_bar_start_ms: i64, close: f64) {
+        self.open = None;
+        self.last_close = Some(close);
+        self.last_closed_start = Some(last_bar_start_ms);
+    }
+
+    /// Close price and start of the newest closed bar.
+    pub fn last_closed(&self) -> Option<(i64, f64)> {
+        self.last_closed_start.zip(self.last_close)
     }
 
     pub fn interval_ms(&self) -> i64 {
@@ -57,9 +73,15 @@ impl BarBuilder {
             bar.trades += 1;
             return;
         }
-        if let Some(bar) = self.open.take() {
-            let prev_start = bar.start_ms;
-            self.close_bar(bar, out);
+        let prev_start = match self.open.take() {
+            Some(bar) => {
+                let prev = bar.start_ms;
+                self.close_bar(bar, out);
+                Some(prev)
+            }
+            None => self.last_closed_start.filter(|p| *p < start),
+        };
+        if let Some(prev_start) = prev_start {
             let missing = ((start - prev_start) / self.interval_ms - 1).min(MAX_FILLED_BARS);
             let first_missing = start - missing * self.interval_ms;
             let close = self.last_close.unwrap_or(price);
@@ -88,6 +110,7 @@ impl BarBuilder {
     fn close_bar(&mut self, bar: OpenBar, out: &mut Vec<ClosedBar>) {
         let log_return = self.last_close.map(|prev| (bar.close / prev).ln());
         self.last_close = Some(bar.close);
+        self.last_closed_start = Some(bar.start_ms);
         out.push(ClosedBar {
             start_ms: bar.start_ms,
             end_ms: bar.start_ms + self.interval_ms,
@@ -128,5 +151,19 @@ mod tests {
         assert_eq!(out[2].start_ms, 3000);
         assert_eq!(out[2].log_return, Some(0.0));
         assert_eq!(out[2].trades, 0);
+    }
+
+    #[test]
+    fn resumes_after_history_with_a_return_and_fills_the_gap() {
+        let mut b = BarBuilder::new(1000);
+        b.resume(5_000, 100.0);
+        let mut out = Vec::new();
+        b.push(8_100, 110.0, 9, &mut out);
+        b.push(9_000, 111.0, 10, &mut out);
+        // [6000,7000) and [7000,8000) are filled; [8000,9000) closes with a return vs 100
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[0].start_ms, out[0].log_return), (6_000, Some(0.0)));
+        assert!((out[2].log_return.unwrap() - (1.1f64).ln()).abs() < 1e-15);
+        assert_eq!(b.last_closed(), Some((8_000, 110.0)));
     }
 }

@@ -10,9 +10,12 @@ pub mod exceedance;
 pub mod fhs;
 pub mod nig;
 pub mod portfolio;
+pub mod portfolio_fhs;
+pub mod portfolio_risk;
 pub mod student;
+pub mod symbol_risk;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// VaR and ES at one confidence level, closed form plus Monte-Carlo evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -41,27 +44,109 @@ impl LevelRisk {
     }
 }
 
+/// The model whose VaR drives limits and actions; both are computed every bar.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryModel {
+    /// Filtered historical simulation with adaptive conformal calibration.
+    FhsAci,
+    /// Normal-Inverse-Gamma posterior, Student-t predictive.
+    Nig,
+}
+
+/// NIG multi-bar VaR / ES by posterior-predictive simulation, at the first level.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HorizonRisk {
+    pub bars: u32,
+    pub level: f64,
+    pub var: f64,
+    pub es: f64,
+}
+
+/// Per-symbol Normal-Inverse-Gamma figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NigFigures {
+    pub params: nig::NigParams,
+    pub lambda: f64,
+    pub levels: Vec<LevelRisk>,
+    pub horizon: Option<HorizonRisk>,
+    pub mc_draws: usize,
+    pub mc_seed: u64,
+    /// ChaCha8 word position before this bar's draws.
+    pub mc_stream_pos: u128,
+}
+
+/// FHS VaR / ES at one level with its Bayesian-bootstrap credible interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FhsLevelRisk {
+    pub level: f64,
+    /// ACI-adjusted tail probability used for this forecast.
+    pub adjusted_alpha: f64,
+    pub var: f64,
+    pub es: f64,
+    pub var_ci_low: f64,
+    pub var_ci_high: f64,
+    pub es_ci_low: f64,
+    pub es_ci_high: f64,
+}
+
+/// Per-symbol filtered-historical-simulation figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FhsFigures {
+    pub lambda: f64,
+    pub kappa: f64,
+    pub window: usize,
+    pub aci_step: f64,
+    pub observations: u64,
+    /// Returns still needed before the first forecast (0 when ready).
+    pub warmup_remaining: u64,
+    /// Forecast volatility of the next return.
+    pub sigma: Option<f64>,
+    pub pool_size: usize,
+    /// Empty while warming up.
+    pub levels: Vec<FhsLevelRisk>,
+    pub bootstrap_draws: usize,
+    /// ChaCha8 word position of the bootstrap stream before this bar's draws.
+    pub bootstrap_stream_pos: u128,
+}
+
+/// Both per-symbol models side by side; `primary` drives limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolFigures {
+    pub primary: PrimaryModel,
+    pub fhs: FhsFigures,
+    pub nig: Option<NigFigures>,
+}
+
+/// Portfolio filtered historical simulation figures (USDT).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortfolioFhsFigures {
+    pub warmup_remaining: u64,
+    pub scenarios: usize,
+    pub level: f64,
+    pub adjusted_alpha: f64,
+    pub var_usd: f64,
+    pub es_usd: f64,
+    pub component_var_usd: Vec<f64>,
+}
+
+/// Both portfolio models side by side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortfolioFigures {
+    pub primary: PrimaryModel,
+    pub symbols: Vec<String>,
+    pub notionals_usd: Vec<f64>,
+    pub fhs: Option<PortfolioFhsFigures>,
+    pub niw: Option<portfolio::PortfolioRisk>,
+    pub niw_lambda: f64,
+    pub observations: u64,
+}
+
 /// The model output behind an action, signed with it so a replay can re-derive it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelFigures {
-    /// Per-symbol Normal-Inverse-Gamma posterior, Student-t predictive.
-    Nig {
-        params: nig::NigParams,
-        lambda: f64,
-        levels: Vec<LevelRisk>,
-        mc_draws: usize,
-        mc_seed: u64,
-        /// ChaCha8 word position before this bar's draws.
-        mc_stream_pos: u128,
-    },
-    /// Portfolio Normal-Inverse-Wishart posterior, multivariate-t predictive.
-    Niw {
-        risk: portfolio::PortfolioRisk,
-        symbols: Vec<String>,
-        notionals_usd: Vec<f64>,
-        lambda: f64,
-        observations: u64,
-    },
-    /// No model output yet (warming up).
+    Symbol(Box<SymbolFigures>),
+    Portfolio(Box<PortfolioFigures>),
+    /// No model output (no return yet).
     None,
 }

@@ -83,7 +83,7 @@ impl NigPosterior {
     ///
     /// Each draw takes (mu, s2) from the posterior; the VaR conditional on that draw gives the
     /// credible interval, and one predictive return per draw gives a simulated predictive VaR
-    /// to check against the closed form.
+    /// to check against the closed form. Quantiles are found by selection, not sorting.
     pub fn risk<R: Rng>(
         &self,
         levels: &[f64],
@@ -92,23 +92,8 @@ impl NigPosterior {
         rng: &mut R,
         scratch: &mut McScratch,
     ) -> Result<Vec<LevelRisk>, TailError> {
-        let NigParams { m, k, a, b } = self.params;
-        // s2 ~ Inv-Gamma(a, b)  <=>  1/s2 ~ Gamma(shape a, scale 1/b)
-        let precision = Gamma::new(a, 1.0 / b).map_err(|_| TailError::Scale(b))?;
-        scratch.mu.clear();
-        scratch.sigma.clear();
-        scratch.sim.clear();
-        for _ in 0..draws {
-            let s2 = 1.0 / precision.sample(rng);
-            let sigma = s2.sqrt();
-            let z1: f64 = StandardNormal.sample(rng);
-            let mu = m + sigma / k.sqrt() * z1;
-            let z2: f64 = StandardNormal.sample(rng);
-            scratch.mu.push(mu);
-            scratch.sigma.push(sigma);
-            scratch.sim.push(mu + sigma * z2);
-        }
-        scratch.sim.sort_unstable_by(f64::total_cmp);
+        self.draw_parameters(draws, rng, scratch)?;
+        let NigParams { m, .. } = self.params;
         let df = self.predictive_df();
         let scale = self.predictive_scale();
         let tail = (1.0 - credible_level) / 2.0;
@@ -125,8 +110,7 @@ impl NigPosterior {
                     .zip(&scratch.sigma)
                     .map(|(mu, s)| -(mu + s * z)),
             );
-            scratch.cond.sort_unstable_by(f64::total_cmp);
-            let mc_var = -sorted_quantile(&scratch.sim, alpha);
+            let mc_var = -select_quantile(&mut scratch.sim, alpha);
             let density = t_pdf(df, m, scale, -var);
             let mc_std_error = if density > 0.0 {
                 (alpha * (1.0 - alpha) / draws as f64).sqrt() / density
@@ -137,13 +121,72 @@ impl NigPosterior {
                 level,
                 var,
                 es,
-                var_ci_low: sorted_quantile(&scratch.cond, tail),
-                var_ci_high: sorted_quantile(&scratch.cond, 1.0 - tail),
+                var_ci_low: select_quantile(&mut scratch.cond, tail),
+                var_ci_high: select_quantile(&mut scratch.cond, 1.0 - tail),
                 mc_var,
                 mc_std_error,
             });
         }
         Ok(out)
+    }
+
+    /// Posterior-predictive (VaR, ES) of the sum of the next `bars` returns, by simulation:
+    /// each draw takes (mu, s2) from the posterior, then the sum ~ N(bars mu, bars s2).
+    pub fn horizon_var_es<R: Rng>(
+        &self,
+        bars: u32,
+        level: f64,
+        draws: usize,
+        rng: &mut R,
+        scratch: &mut McScratch,
+    ) -> Result<(f64, f64), TailError> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(TailError::Level(level));
+        }
+        self.draw_parameters(draws, rng, scratch)?;
+        let h = f64::from(bars.max(1));
+        let root_h = h.sqrt();
+        scratch.cond.clear();
+        for (mu, s) in scratch.mu.iter().zip(&scratch.sigma) {
+            let z: f64 = StandardNormal.sample(rng);
+            scratch.cond.push(h * mu + root_h * s * z);
+        }
+        let alpha = 1.0 - level;
+        let q = select_quantile(&mut scratch.cond, alpha);
+        let (sum, n) = scratch
+            .cond
+            .iter()
+            .filter(|x| **x <= q)
+            .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+        let es = if n > 0 { -sum / n as f64 } else { -q };
+        Ok((-q, es))
+    }
+
+    /// Fill `scratch.mu`, `scratch.sigma` with posterior draws and `scratch.sim` with one
+    /// predictive return per draw.
+    fn draw_parameters<R: Rng>(
+        &self,
+        draws: usize,
+        rng: &mut R,
+        scratch: &mut McScratch,
+    ) -> Result<(), TailError> {
+        let NigParams { m, k, a, b } = self.params;
+        // s2 ~ Inv-Gamma(a, b)  <=>  1/s2 ~ Gamma(shape a, scale 1/b)
+        let precision = Gamma::new(a, 1.0 / b).map_err(|_| TailError::Scale(b))?;
+        let inv_root_k = 1.0 / k.sqrt();
+        scratch.mu.clear();
+        scratch.sigma.clear();
+        scratch.sim.clear();
+        for _ in 0..draws {
+            let sigma = (1.0 / precision.sample(rng)).sqrt();
+            let z1: f64 = StandardNormal.sample(rng);
+            let mu = m + sigma * inv_root_k * z1;
+            let z2: f64 = StandardNormal.sample(rng);
+            scratch.mu.push(mu);
+            scratch.sigma.push(sigma);
+            scratch.sim.push(mu + sigma * z2);
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +197,22 @@ pub struct McScratch {
     sigma: Vec<f64>,
     sim: Vec<f64>,
     cond: Vec<f64>,
+}
+
+/// Type-7 quantile of unsorted data by selection (O(n)); reorders `data`.
+pub fn select_quantile(data: &mut [f64], p: f64) -> f64 {
+    if data.is_empty() {
+        return f64::NAN;
+    }
+    let h = (data.len() - 1) as f64 * p.clamp(0.0, 1.0);
+    let j = h.floor() as usize;
+    let g = h - j as f64;
+    let (_, lo, rest) = data.select_nth_unstable_by(j, f64::total_cmp);
+    let lo = *lo;
+    match rest.iter().copied().min_by(f64::total_cmp) {
+        Some(next) if g > 0.0 => lo + g * (next - lo),
+        _ => lo,
+    }
 }
 
 /// Linear-interpolated quantile of sorted data (type 7).
@@ -288,5 +347,61 @@ mod tests {
             assert!(r.var_ci_low <= r.var_ci_high);
             assert!(r.var > 0.0 && r.es > r.var);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn selection_quantile_equals_sorted_quantile(
+            mut xs in prop::collection::vec(-1.0f64..1.0, 1..200),
+            p in 0.0f64..1.0,
+        ) {
+            let mut sorted = xs.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            prop_assert_eq!(select_quantile(&mut xs, p), sorted_quantile(&sorted, p));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn monte_carlo_within_four_standard_errors(
+            xs in prop::collection::vec(-0.01f64..0.01, 20..200),
+            seed in any::<u64>(),
+            lambda in 0.95f64..=1.0,
+        ) {
+            let mut p = NigPosterior::new(prior(), lambda);
+            for &x in &xs { p.update(x); }
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let risk = p.risk(&[0.99, 0.975, 0.95], 20_000, 0.9, &mut rng, &mut McScratch::default()).unwrap();
+            for r in &risk {
+                prop_assert!(r.mc_z() < 4.0, "{:?}", r);
+                prop_assert!(r.var_ci_low <= r.var_ci_high);
+            }
+        }
+    }
+
+    #[test]
+    fn horizon_simulation_matches_closed_form_at_one_bar_and_grows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut p = NigPosterior::new(prior(), 0.995);
+        let normal = rand_distr::Normal::new(0.0, 0.001).unwrap();
+        for _ in 0..400 {
+            p.update(normal.sample(&mut rng));
+        }
+        let mut scratch = McScratch::default();
+        let (closed_var, closed_es) = p.var_es(0.99).unwrap();
+        let (var1, es1) = p
+            .horizon_var_es(1, 0.99, 50_000, &mut rng, &mut scratch)
+            .unwrap();
+        assert!(
+            (var1 / closed_var - 1.0).abs() < 0.03,
+            "{var1} vs {closed_var}"
+        );
+        assert!((es1 / closed_es - 1.0).abs() < 0.04, "{es1} vs {closed_es}");
+        let (var16, _) = p
+            .horizon_var_es(16, 0.99, 50_000, &mut rng, &mut scratch)
+            .unwrap();
+        // zero-mean data: the 16-bar VaR is about 4 times the one-bar VaR
+        assert!((var16 / var1 - 4.0).abs() < 0.3, "{var16} vs {var1}");
     }
 }

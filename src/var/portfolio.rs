@@ -18,7 +18,7 @@ pub enum PortfolioError {
     Tail(#[from] TailError),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NiwPosterior {
     m: DVector<f64>,
     kappa: f64,
@@ -36,6 +36,8 @@ pub struct PortfolioRisk {
     pub es_usd: f64,
     /// Component VaR per symbol (sums to `var_usd`).
     pub component_var_usd: Vec<f64>,
+    /// Marginal VaR per symbol: change of VaR per extra USDT of that position.
+    pub marginal_var: Vec<f64>,
     /// Whether the covariance needed a ridge to be factorised.
     pub regularised: bool,
 }
@@ -114,14 +116,14 @@ impl NiwPosterior {
         let scale = variance.sqrt();
         let (var_usd, es_usd) = t_var_es(df, loc, scale, level)?;
         let k = t_var_multiplier(df, level)?;
-        let component_var_usd = (0..d)
-            .map(|i| w[i] * (-self.m[i] + k * sw[i] / scale))
-            .collect();
+        let marginal_var: Vec<f64> = (0..d).map(|i| -self.m[i] + k * sw[i] / scale).collect();
+        let component_var_usd = (0..d).map(|i| w[i] * marginal_var[i]).collect();
         Ok(PortfolioRisk {
             level,
             var_usd,
             es_usd,
             component_var_usd,
+            marginal_var,
             regularised,
         })
     }
@@ -150,6 +152,18 @@ mod tests {
         let single_a = p.risk(&[1000.0, 0.0], 0.99).unwrap().var_usd;
         let single_b = p.risk(&[0.0, 2000.0], 0.99).unwrap().var_usd;
         assert!(r.var_usd <= single_a + single_b + 1e-9);
+        // marginal VaR is the derivative of VaR in each notional
+        for i in 0..2 {
+            let mut w = [1000.0, 2000.0];
+            w[i] += 1e-3;
+            let bumped = p.risk(&w, 0.99).unwrap().var_usd;
+            let fd = (bumped - r.var_usd) / 1e-3;
+            assert!(
+                (fd - r.marginal_var[i]).abs() < 1e-6,
+                "{fd} vs {:?}",
+                r.marginal_var
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c.engine.clock = ClockMode::EventTime;
     c.signing.key_file = key.to_path_buf();
     c.sink.dir = dir.join("events");
+    c.var.snapshot.dir = dir.join("state");
     c.elf.rules_file = repo().join("config/rules.yaml");
     c
 }

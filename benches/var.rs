@@ -1,0 +1,131 @@
+//! VaR model costs: per-tick updates of both models, Monte-Carlo and bootstrap intervals,
+//! portfolio models at 20 symbols, and the backtest statistics.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StudentT};
+
+use bizra_risk::backtest::stats;
+use bizra_risk::var::fhs::{BootstrapScratch, FhsFilter, FhsParams, Side};
+use bizra_risk::var::nig::{McScratch, NigParams, NigPosterior};
+use bizra_risk::var::portfolio::NiwPosterior;
+use bizra_risk::var::portfolio_fhs::PortfolioFhs;
+
+/// Fat-tailed returns (t with 4 df, scaled to about 0.1 % per bar).
+fn returns(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let t = StudentT::new(4.0).unwrap();
+    (0..n).map(|_| t.sample(&mut rng) * 7e-4).collect()
+}
+
+fn nig() -> NigPosterior {
+    let mut p = NigPosterior::new(
+        NigParams {
+            m: 0.0,
+            k: 0.01,
+            a: 1.0,
+            b: 1e-8,
+        },
+        0.995,
+    );
+    for r in returns(500, 1) {
+        p.update(r);
+    }
+    p
+}
+
+fn benches(c: &mut Criterion) {
+    let rs = returns(4096, 2);
+
+    let mut p = nig();
+    let mut i = 0;
+    c.bench_function("nig_update_and_closed_form_var_es_1_level", |b| {
+        b.iter(|| {
+            i = (i + 1) % rs.len();
+            p.update(black_box(rs[i]));
+            p.var_es(0.99)
+        })
+    });
+    c.bench_function("nig_update_and_closed_form_var_es_3_levels", |b| {
+        b.iter(|| {
+            i = (i + 1) % rs.len();
+            p.update(black_box(rs[i]));
+            (p.var_es(0.99), p.var_es(0.975), p.var_es(0.95))
+        })
+    });
+    let p = nig();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut scratch = McScratch::default();
+    c.bench_function("nig_monte_carlo_10k_draws_1_level", |b| {
+        b.iter(|| p.risk(&[0.99], 10_000, 0.9, &mut rng, &mut scratch))
+    });
+    c.bench_function("nig_monte_carlo_10k_draws_3_levels", |b| {
+        b.iter(|| p.risk(&[0.99, 0.975, 0.95], 10_000, 0.9, &mut rng, &mut scratch))
+    });
+
+    let mut f = FhsFilter::new(FhsParams::default(), Side::Long);
+    for r in returns(2000, 3) {
+        f.update(r);
+    }
+    c.bench_function("fhs_aci_update_and_forecast_3_levels_w1000", |b| {
+        b.iter(|| {
+            i = (i + 1) % rs.len();
+            f.update(black_box(rs[i]));
+            f.forecast().first().map(|x| x.var)
+        })
+    });
+    let mut boot = BootstrapScratch::default();
+    c.bench_function("fhs_bayesian_bootstrap_200_draws_3_levels", |b| {
+        b.iter(|| f.credible_intervals(200, 0.9, &mut rng, &mut boot))
+    });
+
+    const D: usize = 20;
+    let weights: Vec<f64> = (0..D).map(|j| 1000.0 + 100.0 * j as f64).collect();
+    let vectors: Vec<Vec<f64>> = (0..1024)
+        .map(|k| {
+            let common = rs[k % rs.len()];
+            let own = returns(D, 100 + k as u64);
+            own.iter().map(|x| 0.6 * common + 0.8 * x).collect()
+        })
+        .collect();
+    let mut niw = NiwPosterior::new(D, 0.01, 1e-8, 0.995);
+    for v in vectors.iter().take(300) {
+        niw.update(v).unwrap();
+    }
+    let mut k = 0;
+    c.bench_function("niw_update_and_var_es_components_20_symbols", |b| {
+        b.iter(|| {
+            k = (k + 1) % vectors.len();
+            niw.update(black_box(&vectors[k])).unwrap();
+            niw.risk(&weights, 0.99)
+        })
+    });
+    let mut pf = PortfolioFhs::new(FhsParams::default(), 0.01, D);
+    for v in vectors.iter().cycle().take(1200) {
+        pf.update(v, &weights).unwrap();
+    }
+    let mut order = Vec::new();
+    c.bench_function("portfolio_fhs_update_and_forecast_20_symbols_w1000", |b| {
+        b.iter(|| {
+            k = (k + 1) % vectors.len();
+            pf.update(black_box(&vectors[k]), &weights).unwrap();
+            pf.forecast(0.99, &weights, &mut order)
+        })
+    });
+
+    let hits: Vec<bool> = returns(8000, 4).iter().map(|r| *r < -1.6e-3).collect();
+    c.bench_function("kupiec_and_christoffersen_8000_forecasts", |b| {
+        b.iter(|| {
+            (
+                stats::kupiec(black_box(&hits), 0.01),
+                stats::christoffersen_cc(black_box(&hits), 0.01),
+            )
+        })
+    });
+}
+
+criterion_group!(var, benches);
+criterion_main!(var);

@@ -1,0 +1,207 @@
+//! Binance REST market data used at start-up: klines (`GET /api/v3/klines`).
+//! Parsing is pure; `fetch_klines` is the one blocking HTTP call.
+
+use std::time::Duration;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("GET {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("klines response: {0}")]
+    Parse(String),
+}
+
+/// One kline (candlestick): open time and close price are what the models need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Kline {
+    pub open_time_ms: i64,
+    pub close_time_ms: i64,
+    pub close: f64,
+    pub trades: u64,
+}
+
+/// Binance's interval name for a bar length, if Binance has one.
+pub fn kline_interval(interval_ms: i64) -> Option<&'static str> {
+    const S: i64 = 1000;
+    const M: i64 = 60 * S;
+    const H: i64 = 60 * M;
+    const D: i64 = 24 * H;
+    Some(match interval_ms {
+        x if x == S => "1s",
+        x if x == M => "1m",
+        x if x == 3 * M => "3m",
+        x if x == 5 * M => "5m",
+        x if x == 15 * M => "15m",
+        x if x == 30 * M => "30m",
+        x if x == H => "1h",
+        x if x == 2 * H => "2h",
+        x if x == 4 * H => "4h",
+        x if x == 6 * H => "6h",
+        x if x == 8 * H => "8h",
+        x if x == 12 * H => "12h",
+        x if x == D => "1d",
+        x if x == 3 * D => "3d",
+        x if x == 7 * D => "1w",
+        _ => return None,
+    })
+}
+
+/// Bar length of a Binance interval name (inverse of `kline_interval`).
+pub fn interval_ms(name: &str) -> Option<i64> {
+    let (n, unit) = name.split_at(name.len().checked_sub(1)?);
+    let n: i64 = n.parse().ok()?;
+    let ms = n * match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    (kline_interval(ms) == Some(name)).then_some(ms)
+}
+
+/// The REST base URL that belongs to a WebSocket endpoint: the replay server serves both
+/// on one port; Binance's live stream host maps to api.binance.com.
+pub fn rest_base_for_feed(feed_url: &str) -> String {
+    if feed_url.contains("stream.binance.com") {
+        return "https://api.binance.com".into();
+    }
+    let (scheme, rest) = match feed_url.split_once("://") {
+        Some(("wss", rest)) => ("https", rest),
+        Some((_, rest)) => ("http", rest),
+        None => ("http", feed_url),
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// Binance's limit on klines per request.
+pub const MAX_KLINES: usize = 1000;
+
+pub fn klines_url(base: &str, symbol: &str, interval: &str, limit: usize) -> String {
+    format!(
+        "{}/api/v3/klines?symbol={symbol}&interval={interval}&limit={}",
+        base.trim_end_matches('/'),
+        limit.clamp(1, MAX_KLINES)
+    )
+}
+
+/// Open time, open, high, low, close, volume, close time, quote volume, trades, taker
+/// buy base, taker buy quote, unused: only the times, the close and the count are kept.
+#[derive(Deserialize)]
+struct RawKline(
+    i64,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    String,
+    IgnoredAny,
+    i64,
+    IgnoredAny,
+    u64,
+    IgnoredAny,
+    IgnoredAny,
+    #[serde(default)] IgnoredAny,
+);
+
+/// Parse a klines response body (an array of 12-element arrays).
+pub fn parse_klines(body: &str) -> Result<Vec<Kline>, RestError> {
+    let raw: Vec<RawKline> =
+        serde_json::from_str(body).map_err(|e| RestError::Parse(e.to_string()))?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut last_open = i64::MIN;
+    for k in raw {
+        let close: f64 =
+            k.4.parse()
+                .map_err(|_| RestError::Parse(format!("close {:?} is not a number", k.4)))?;
+        if !(close > 0.0 && close.is_finite()) {
+            return Err(RestError::Parse(format!("close {close} is not a price")));
+        }
+        if k.0 <= last_open {
+            return Err(RestError::Parse(format!(
+                "open time {} does not increase",
+                k.0
+            )));
+        }
+        last_open = k.0;
+        out.push(Kline {
+            open_time_ms: k.0,
+            close_time_ms: k.6,
+            close,
+            trades: k.8,
+        });
+    }
+    Ok(out)
+}
+
+/// Fetch the latest `limit` closed klines of `symbol` (blocking).
+pub fn fetch_klines(
+    base: &str,
+    symbol: &str,
+    interval: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<Kline>, RestError> {
+    let url = klines_url(base, symbol, interval, limit);
+    let http = |reason: String| RestError::Http {
+        url: url.clone(),
+        reason,
+    };
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent();
+    let mut response = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(8 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| http(e.to_string()))?;
+    parse_klines(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_round_trip() {
+        for ms in [1000, 60_000, 3_600_000, 86_400_000] {
+            let name = kline_interval(ms).unwrap();
+            assert_eq!(interval_ms(name), Some(ms));
+        }
+        assert_eq!(kline_interval(1500), None);
+        assert_eq!(interval_ms("2s"), None);
+        assert_eq!(interval_ms(""), None);
+    }
+
+    #[test]
+    fn rest_base_follows_the_feed() {
+        assert_eq!(
+            rest_base_for_feed("wss://stream.binance.com:9443"),
+            "https://api.binance.com"
+        );
+        assert_eq!(
+            rest_base_for_feed("ws://127.0.0.1:9443/stream"),
+            "http://127.0.0.1:9443"
+        );
+    }
+
+    #[test]
+    fn parses_binance_klines() {
+        let body = r#"[[1499040000000,"0.01634790","0.80000000","0.01575800","0.01577100",
+            "148976.11427815",1499644799999,"2434.19055334",308,"1756.87402397",
+            "28.46694368","0"],[1499040001000,"1","1","1","0.02","1",1499040001999,"1",1,"1","1","0"]]"#;
+        let k = parse_klines(body).unwrap();
+        assert_eq!(k.len(), 2);
+        assert_eq!(k[0].close, 0.015771);
+        assert_eq!(k[0].trades, 308);
+        assert!(parse_klines("[[1,\"a\"]]").is_err());
+        assert!(parse_klines(r#"[[1,"1","1","1","-1","1",2,"1",1,"1","1","0"]]"#).is_err());
+    }
+}

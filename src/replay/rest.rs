@@ -1,0 +1,224 @@
+//! The replay server's Binance-compatible REST side, answered from its captures.
+//!
+//! `GET /api/v3/klines` serves bars built from the trades that happened before the
+//! replayed stream starts (the "history" captures), as Binance would have at that moment.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::market::binance::{parse_combined, MarketEvent};
+use crate::market::capture::{CaptureError, CaptureReader};
+use crate::market::rest::{interval_ms, MAX_KLINES};
+
+#[derive(Debug, Clone, Copy)]
+struct TradePoint {
+    time_ms: i64,
+    price: f64,
+    qty: f64,
+    buyer_is_maker: bool,
+}
+
+/// Trades per symbol from the history captures, in time order.
+#[derive(Debug, Default)]
+pub struct RestIndex {
+    trades: HashMap<String, Vec<TradePoint>>,
+}
+
+/// An HTTP answer: status code and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl RestResponse {
+    fn error(status: u16, code: i32, msg: &str) -> Self {
+        Self {
+            status,
+            body: format!("{{\"code\":{code},\"msg\":\"{msg}\"}}"),
+        }
+    }
+}
+
+impl RestIndex {
+    /// Index the trades of `history` files (captures that precede the replayed stream).
+    pub fn build(history: &[PathBuf]) -> Result<Self, CaptureError> {
+        let mut index = Self::default();
+        for path in history {
+            let mut reader = CaptureReader::open(path)?;
+            while let Some(line) = reader.next_line()? {
+                if !line.stream().is_some_and(|s| s.ends_with("@trade")) {
+                    continue;
+                }
+                if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
+                    index.trades.entry(t.symbol).or_default().push(TradePoint {
+                        time_ms: t.trade_time_ms,
+                        price: t.price,
+                        qty: t.qty,
+                        buyer_is_maker: t.buyer_is_maker,
+                    });
+                }
+            }
+        }
+        for v in index.trades.values_mut() {
+            v.sort_by_key(|t| t.time_ms);
+        }
+        Ok(index)
+    }
+
+    /// Answer `path?query`.
+    pub fn handle(&self, target: &str) -> RestResponse {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let params: HashMap<&str, &str> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        match path {
+            "/api/v3/ping" => RestResponse {
+                status: 200,
+                body: "{}".into(),
+            },
+            "/api/v3/klines" => self.klines(&params),
+            _ => RestResponse::error(404, -1000, "Unknown endpoint."),
+        }
+    }
+
+    fn klines(&self, params: &HashMap<&str, &str>) -> RestResponse {
+        let Some(symbol) = params.get("symbol") else {
+            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
+        };
+        let Some(step) = params.get("interval").and_then(|i| interval_ms(i)) else {
+            return RestResponse::error(400, -1120, "Invalid interval.");
+        };
+        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+            None => 500,
+            Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
+            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
+        };
+        let bound = |name: &str| params.get(name).and_then(|v| v.parse::<i64>().ok());
+        let (start, end) = (bound("startTime"), bound("endTime"));
+        let Some(trades) = self.trades.get(&symbol.to_ascii_uppercase()) else {
+            return RestResponse::error(400, -1121, "Invalid symbol.");
+        };
+        let mut bars: Vec<[f64; 5]> = Vec::new();
+        let mut opens: Vec<(i64, u64, f64, f64)> = Vec::new(); // open, trades, quote, taker base
+        for t in trades {
+            let open = t.time_ms.div_euclid(step) * step;
+            if start.is_some_and(|s| open < s) || end.is_some_and(|e| open > e) {
+                continue;
+            }
+            match opens.last_mut() {
+                Some(o) if o.0 == open => {
+                    if let Some(b) = bars.last_mut() {
+                        b[1] = b[1].max(t.price);
+                        b[2] = b[2].min(t.price);
+                        b[3] = t.price;
+                        b[4] += t.qty;
+                    }
+                    o.1 += 1;
+                    o.2 += t.price * t.qty;
+                    o.3 += if t.buyer_is_maker { 0.0 } else { t.qty };
+                }
+                _ => {
+                    bars.push([t.price, t.price, t.price, t.price, t.qty]);
+                    opens.push((
+                        open,
+                        1,
+                        t.price * t.qty,
+                        if t.buyer_is_maker { 0.0 } else { t.qty },
+                    ));
+                }
+            }
+        }
+        let skip = bars.len().saturating_sub(limit);
+        let mut body = String::from("[");
+        for (i, (b, o)) in bars.iter().zip(&opens).skip(skip).enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            let _ = write!(
+                body,
+                "[{},\"{:.8}\",\"{:.8}\",\"{:.8}\",\"{:.8}\",\"{:.8}\",{},\"{:.8}\",{},\"{:.8}\",\"{:.8}\",\"0\"]",
+                o.0,
+                b[0],
+                b[1],
+                b[2],
+                b[3],
+                b[4],
+                o.0 + step - 1,
+                o.2,
+                o.1,
+                o.3,
+                o.3 * b[3]
+            );
+        }
+        body.push(']');
+        RestResponse { status: 200, body }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::rest::parse_klines;
+
+    fn index() -> RestIndex {
+        let mut trades = HashMap::new();
+        trades.insert(
+            "BTCUSDT".to_string(),
+            vec![
+                TradePoint {
+                    time_ms: 1000,
+                    price: 10.0,
+                    qty: 1.0,
+                    buyer_is_maker: false,
+                },
+                TradePoint {
+                    time_ms: 1500,
+                    price: 12.0,
+                    qty: 2.0,
+                    buyer_is_maker: true,
+                },
+                TradePoint {
+                    time_ms: 3200,
+                    price: 11.0,
+                    qty: 1.0,
+                    buyer_is_maker: true,
+                },
+            ],
+        );
+        RestIndex { trades }
+    }
+
+    #[test]
+    fn klines_are_binance_shaped_and_parse_back() {
+        let r = index().handle("/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=1000");
+        assert_eq!(r.status, 200);
+        let k = parse_klines(&r.body).unwrap();
+        assert_eq!(k.len(), 2, "{}", r.body);
+        assert_eq!(
+            (k[0].open_time_ms, k[0].close, k[0].trades),
+            (1000, 12.0, 2)
+        );
+        assert_eq!((k[1].open_time_ms, k[1].close_time_ms), (3000, 3999));
+        let last = index().handle("/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=1");
+        assert_eq!(parse_klines(&last.body).unwrap()[0].open_time_ms, 3000);
+    }
+
+    #[test]
+    fn bad_requests_get_binance_errors() {
+        let i = index();
+        assert_eq!(i.handle("/api/v3/klines?symbol=XX&interval=1s").status, 400);
+        assert_eq!(
+            i.handle("/api/v3/klines?symbol=BTCUSDT&interval=7s").status,
+            400
+        );
+        assert_eq!(
+            i.handle("/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=0")
+                .status,
+            400
+        );
+        assert_eq!(i.handle("/nope").status, 404);
+    }
+}
