@@ -148,6 +148,24 @@ fn benches(c: &mut Criterion) {
         payload: Payload::RiskDecision(Box::new(record.clone())),
     })
     .expect("canonical");
+    let sample_event = wire::Event {
+        v: 1,
+        chain: "bench".into(),
+        seq: 0,
+        prev: wire::GENESIS_PREV.into(),
+        key_id: "0".repeat(16),
+        ts_ms: 0,
+        payload: Payload::RiskDecision(Box::new(record.clone())),
+    };
+    c.bench_function("rfc8785_encode_event", |b| {
+        b.iter(|| wire::canonical_event(black_box(&sample_event)))
+    });
+    c.bench_function("serde_json_plain_encode_event", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&sample_event)))
+    });
+    c.bench_function("sha256_link_same_bytes", |b| {
+        b.iter(|| <sha2::Sha256 as sha2::Digest>::digest(black_box(&sample)))
+    });
     c.bench_function("ed25519_sign_bare_same_bytes", |b| {
         b.iter(|| key.sign(black_box(&sample)))
     });

@@ -2,6 +2,7 @@
 //! and the verifier auditors run. `wire` is the only module that knows the signed format.
 
 mod chain;
+pub mod jcs;
 pub mod keys;
 pub mod verify;
 pub mod wire;

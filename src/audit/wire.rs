@@ -474,7 +474,7 @@ fn model_record(f: &ModelFigures) -> ModelRecord {
 
 /// RFC 8785 canonical bytes of an event.
 pub fn canonical_event(event: &Event) -> Result<Vec<u8>, String> {
-    serde_json_canonicalizer::to_vec(event).map_err(|e| e.to_string())
+    super::jcs::to_vec(event).map_err(|e| e.to_string())
 }
 
 /// The bytes that are signed and hashed.
@@ -491,7 +491,10 @@ pub fn record_line(canonical_event: &[u8], sig: &[u8; 64]) -> Vec<u8> {
     line.extend_from_slice(b"{\"event\":");
     line.extend_from_slice(canonical_event);
     line.extend_from_slice(b",\"sig\":\"");
-    line.extend_from_slice(hex::encode(sig).as_bytes());
+    let mut hex_sig = [0u8; 128];
+    if hex::encode_to_slice(sig, &mut hex_sig).is_ok() {
+        line.extend_from_slice(&hex_sig);
+    }
     line.extend_from_slice(b"\"}");
     line
 }
