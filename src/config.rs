@@ -244,6 +244,8 @@ pub struct ElfConfig {
     pub throttle_max_actions: u32,
     pub throttle_window_ms: i64,
     pub rules_file: PathBuf,
+    /// Candidate rules evaluated beside the active ones and never enforced; empty is off.
+    pub shadow_rules_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -577,6 +579,7 @@ impl Config {
         c.var.snapshot.dir = PathBuf::new();
         c.var.warm_start.rest_url.clear();
         c.elf.rules_file = PathBuf::new();
+        c.elf.shadow_rules_file = PathBuf::new();
         c.kafka.brokers.clear();
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub elf_requests_total: IntCounterVec,
     pub elf_blocks_total: IntCounterVec,
     pub elf_latency_seconds: HistogramVec,
+    pub elf_decision_cache_total: IntCounterVec,
+    pub elf_shadow_decisions_total: IntCounterVec,
+    pub elf_rules_reloads_total: IntCounterVec,
     pub events_published_total: IntCounterVec,
 }
 
@@ -51,10 +54,31 @@ impl Metrics {
         let elf_latency_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "elf_latency_seconds",
-                "ELF latency per layer (L0_L3 decision, L4 signing)",
+                "ELF latency per layer: L0, L1, L2, L3, L0_L3 (the decision), L4 (signing)",
             )
             .buckets(buckets),
             &["layer"],
+        )?;
+        let elf_decision_cache_total = IntCounterVec::new(
+            Opts::new(
+                "elf_decision_cache_total",
+                "L3 rule outcomes served from the decision cache (hit) or evaluated (miss)",
+            ),
+            &["result"],
+        )?;
+        let elf_shadow_decisions_total = IntCounterVec::new(
+            Opts::new(
+                "elf_shadow_decisions_total",
+                "Decisions also evaluated with the candidate rule set, by divergence",
+            ),
+            &["diverged"],
+        )?;
+        let elf_rules_reloads_total = IntCounterVec::new(
+            Opts::new(
+                "elf_rules_reloads_total",
+                "Run-time rule reloads, by outcome",
+            ),
+            &["outcome"],
         )?;
         let events_published_total = IntCounterVec::new(
             Opts::new(
@@ -68,6 +92,9 @@ impl Metrics {
         registry.register(Box::new(elf_requests_total.clone()))?;
         registry.register(Box::new(elf_blocks_total.clone()))?;
         registry.register(Box::new(elf_latency_seconds.clone()))?;
+        registry.register(Box::new(elf_decision_cache_total.clone()))?;
+        registry.register(Box::new(elf_shadow_decisions_total.clone()))?;
+        registry.register(Box::new(elf_rules_reloads_total.clone()))?;
         registry.register(Box::new(events_published_total.clone()))?;
         Ok(Self {
             registry,
@@ -76,6 +103,9 @@ impl Metrics {
             elf_requests_total,
             elf_blocks_total,
             elf_latency_seconds,
+            elf_decision_cache_total,
+            elf_shadow_decisions_total,
+            elf_rules_reloads_total,
             events_published_total,
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::gate::{GateActor, GateStats, GetGateStats};
+use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules};
 use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
 use crate::actors::publisher::{Flush, PublisherActor};
@@ -16,7 +16,7 @@ use crate::audit::wire::RunProvenance;
 use crate::audit::{keys, ChainHead, ChainSigner};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleSet};
+use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
 use crate::metrics::Metrics;
 use crate::sink::{FileSink, KafkaSink, Sink, SinkError};
 
@@ -71,13 +71,65 @@ fn chain_head(config: &Config, chain: &str) -> Result<ChainHead, SinkError> {
     }
 }
 
+/// The active rule set and, in shadow mode, the candidate one.
+pub fn load_rules(config: &Config) -> Result<(Arc<RuleSet>, Option<Arc<RuleSet>>), RuleError> {
+    let active = Arc::new(RuleSet::load(&config.elf.rules_file)?);
+    let shadow = if config.elf.shadow_rules_file.as_os_str().is_empty() {
+        None
+    } else {
+        Some(Arc::new(RuleSet::load(&config.elf.shadow_rules_file)?))
+    };
+    Ok((active, shadow))
+}
+
+/// On SIGHUP, reload the rule files; a file that does not parse or type-check keeps the
+/// rules in force and is logged with its problems.
+fn spawn_rule_reloader(config: Config, gates: Vec<Addr<GateActor>>, metrics: Arc<Metrics>) {
+    #[cfg(unix)]
+    actix::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP handler unavailable; rules reload disabled");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match load_rules(&config) {
+                Ok((active, shadow)) => {
+                    metrics
+                        .elf_rules_reloads_total
+                        .with_label_values(&["ok"])
+                        .inc();
+                    for g in &gates {
+                        let msg = ReloadRules {
+                            active: active.clone(),
+                            shadow: shadow.clone(),
+                        };
+                        if g.send(msg).await.is_err() {
+                            tracing::warn!("a gate stopped before the rules reload reached it");
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics
+                        .elf_rules_reloads_total
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    tracing::error!(error = %e, "rules reload rejected; previous rules stay in force");
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (config, gates, metrics);
+}
+
 /// Run the whole pipeline inside the current actix system until ingest ends.
 pub async fn run(
     config: Config,
     kill_switch: KillSwitch,
     metrics: Arc<Metrics>,
 ) -> Result<RunSummary, anyhow::Error> {
-    let rules = Arc::new(RuleSet::load(&config.elf.rules_file).map_err(StartError::from)?);
+    let (rules, shadow_rules) = load_rules(&config).map_err(StartError::from)?;
     let signing_key = keys::load_signing_key(&config.signing.key_file).map_err(StartError::from)?;
     let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
     tracing::info!(
@@ -96,24 +148,26 @@ pub async fn run(
     let settings = GateSettings::from_config(&config.elf);
     let symbols = config.symbols();
 
-    let make_gate =
-        |chain: String, known: HashSet<String>| -> Result<Addr<GateActor>, StartError> {
-            let head = chain_head(&config, &chain)?;
-            if head.next_seq > 0 {
-                tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
-            }
-            let gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
-            let signer = ChainSigner::new(signing_key.clone(), chain, head);
-            Ok(GateActor::new(
-                gate,
-                signer,
-                provenance.clone(),
-                publisher.clone(),
-                metrics.clone(),
-                cap,
-            )
-            .start())
-        };
+    let make_gate = |chain: String,
+                     known: HashSet<String>|
+     -> Result<Addr<GateActor>, StartError> {
+        let head = chain_head(&config, &chain)?;
+        if head.next_seq > 0 {
+            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
+        }
+        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+        gate.set_shadow_rules(shadow_rules.clone());
+        let signer = ChainSigner::new(signing_key.clone(), chain, head);
+        Ok(GateActor::new(
+            gate,
+            signer,
+            provenance.clone(),
+            publisher.clone(),
+            metrics.clone(),
+            cap,
+        )
+        .start())
+    };
 
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
@@ -147,6 +201,8 @@ pub async fn run(
         routes.insert(sym.clone(), addr.clone());
         symbol_actors.push(addr);
     }
+
+    spawn_rule_reloader(config.clone(), gates.clone(), metrics.clone());
 
     let ingest = IngestActor::new(
         config.feed.clone(),

@@ -201,7 +201,11 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
     for g in &run.gates {
         let n: u64 = g.by_verdict.values().sum();
         total += n;
-        let _ = writeln!(s, "  {}: {} events {:?}", g.chain, n, g.by_verdict);
+        let _ = writeln!(
+            s,
+            "  {}: {} events {:?}; L3 decision cache {} hits / {} misses; shadow divergences {}",
+            g.chain, n, g.by_verdict, g.cache_hits, g.cache_misses, g.shadow_divergences
+        );
         for ((layer, reason), c) in &g.blocks_by_reason {
             let _ = writeln!(s, "      {} {}: {}", layer.as_str(), reason.as_str(), c);
         }

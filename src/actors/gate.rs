@@ -11,7 +11,7 @@ use super::publisher::{Publish, PublisherActor};
 use super::PipelineError;
 use crate::audit::wire::{DecisionRecord, Payload, RunProvenance};
 use crate::audit::ChainSigner;
-use crate::elf::{ActionRequest, ElfGate, Layer, ReasonCode, Verdict};
+use crate::elf::{ActionRequest, ElfGate, Layer, ReasonCode, RuleSet, Verdict};
 use crate::metrics::Metrics;
 use crate::var::ModelFigures;
 
@@ -23,11 +23,22 @@ pub struct GateRequest {
 }
 
 /// Counts and latencies of one gate, for the run summary.
+/// Swap the active (and candidate) rule sets at run time.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct ReloadRules {
+    pub active: Arc<RuleSet>,
+    pub shadow: Option<Arc<RuleSet>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct GateStats {
     pub chain: String,
     pub by_verdict: BTreeMap<&'static str, u64>,
     pub blocks_by_reason: BTreeMap<(Layer, ReasonCode), u64>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub shadow_divergences: u64,
     /// L0-L3 decision time, nanoseconds.
     pub decide_ns: Histogram<u64>,
     /// Decision plus L4 signing, nanoseconds.
@@ -66,10 +77,15 @@ impl GateActor {
             chain: signer.chain().to_string(),
             by_verdict: BTreeMap::new(),
             blocks_by_reason: BTreeMap::new(),
+            cache_hits: 0,
+            cache_misses: 0,
+            shadow_divergences: 0,
             decide_ns: histogram(),
             gate_ns: histogram(),
             next_seq: signer.head().next_seq,
         };
+        let mut gate = gate;
+        gate.set_timing(true);
         Self {
             gate,
             signer,
@@ -96,14 +112,31 @@ impl GateActor {
             .with_label_values(&[Layer::L4.as_str()])
             .inc();
         *self.stats.by_verdict.entry(verdict.as_str()).or_default() += 1;
-        if let Some(layer) = layer {
+        // Flags on a passed action are not refusals; refusals count at their own layer.
+        if layer.is_some() {
             for r in reasons {
+                let at = r.layer();
                 m.elf_blocks_total
-                    .with_label_values(&[layer.as_str(), r.as_str()])
+                    .with_label_values(&[at.as_str(), r.as_str()])
                     .inc();
-                *self.stats.blocks_by_reason.entry((layer, *r)).or_default() += 1;
+                *self.stats.blocks_by_reason.entry((at, *r)).or_default() += 1;
             }
         }
+    }
+}
+
+impl Handler<ReloadRules> for GateActor {
+    type Result = ();
+    fn handle(&mut self, msg: ReloadRules, _: &mut Self::Context) {
+        tracing::info!(
+            chain = %self.signer.chain(),
+            rules_sha256 = %msg.active.hash_hex(),
+            shadow_sha256 = msg.shadow.as_ref().map(|s| s.hash_hex().to_string()),
+            "rules reloaded"
+        );
+        self.provenance.rules_sha256 = msg.active.hash_hex().to_string();
+        self.gate.set_rules(msg.active);
+        self.gate.set_shadow_rules(msg.shadow);
     }
 }
 
@@ -139,6 +172,33 @@ impl Handler<GateRequest> for GateActor {
             .elf_latency_seconds
             .with_label_values(&["L0_L3"])
             .observe(decided.as_secs_f64());
+        if let Some(ns) = decision.layer_ns {
+            for (layer, ns) in ["L0", "L1", "L2", "L3"].iter().zip(ns) {
+                self.metrics
+                    .elf_latency_seconds
+                    .with_label_values(&[layer])
+                    .observe(ns as f64 * 1e-9);
+            }
+        }
+        if decision.compliance.is_some() && decision.layer != Some(Layer::L1) {
+            let result = if decision.cached { "hit" } else { "miss" };
+            self.metrics
+                .elf_decision_cache_total
+                .with_label_values(&[result])
+                .inc();
+            if decision.cached {
+                self.stats.cache_hits += 1;
+            } else {
+                self.stats.cache_misses += 1;
+            }
+        }
+        if let Some(s) = &decision.shadow {
+            self.metrics
+                .elf_shadow_decisions_total
+                .with_label_values(&[if s.diverged { "true" } else { "false" }])
+                .inc();
+            self.stats.shadow_divergences += u64::from(s.diverged);
+        }
         self.metrics
             .elf_latency_seconds
             .with_label_values(&["L4"])

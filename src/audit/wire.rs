@@ -88,6 +88,8 @@ pub struct DecisionRecord {
     pub layer: Option<Layer>,
     pub reasons: Vec<ReasonCode>,
     pub rules_fired: Vec<RuleFired>,
+    /// Shadow mode: what the candidate rule set would have decided (not enforced).
+    pub shadow: Option<ShadowRecord>,
     pub compliance: Option<ComplianceRecord>,
     pub data_time_ms: i64,
     pub feed_healthy: bool,
@@ -113,6 +115,15 @@ pub enum ActionRecord {
 pub struct RuleFired {
     pub id: String,
     pub enforce: crate::elf::Enforcement,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRecord {
+    pub rules_sha256: String,
+    pub verdict: Verdict,
+    pub rules_fired: Vec<RuleFired>,
+    pub diverged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +325,19 @@ impl DecisionRecord {
                     enforce: h.enforce,
                 })
                 .collect(),
+            shadow: decision.shadow.as_ref().map(|s| ShadowRecord {
+                rules_sha256: s.rules_sha256.to_string(),
+                verdict: s.verdict,
+                rules_fired: s
+                    .rules_fired
+                    .iter()
+                    .map(|h| RuleFired {
+                        id: h.rule_id.to_string(),
+                        enforce: h.enforce,
+                    })
+                    .collect(),
+                diverged: s.diverged,
+            }),
             compliance: decision.compliance.map(|c| ComplianceRecord {
                 score: Num(c.score),
                 threshold: Num(c.threshold),

@@ -1,7 +1,10 @@
 //! L0 -> L1 -> (L2 || L3): the decision, before L4 signs it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
 
 use super::l0::{self, DuplicateWindow, L0Limits};
 use super::l1::{self, Compliance, ComplianceWeights};
@@ -23,6 +26,9 @@ pub struct GateSettings {
     pub ess_target: f64,
     pub throttle_max_actions: u32,
     pub throttle_window_ms: i64,
+    pub decision_cache: bool,
+    pub decision_cache_size: u64,
+    pub decision_cache_ttl: Duration,
 }
 
 impl GateSettings {
@@ -43,6 +49,9 @@ impl GateSettings {
             ess_target: c.ess_target,
             throttle_max_actions: c.throttle_max_actions,
             throttle_window_ms: c.throttle_window_ms,
+            decision_cache: c.enable_decision_cache,
+            decision_cache_size: c.decision_cache_size,
+            decision_cache_ttl: Duration::from_secs(c.decision_cache_ttl_s),
         }
     }
 }
@@ -57,6 +66,73 @@ pub struct Decision {
     /// Computed unless L0 refused the input.
     pub compliance: Option<Compliance>,
     pub rules_fired: Vec<RuleHit>,
+    /// What the candidate rule set would have decided (shadow mode), never enforced.
+    pub shadow: Option<ShadowOutcome>,
+    /// L1 and L3 came from the decision cache.
+    pub cached: bool,
+    /// Time spent in L0, L1, L2, L3 (ns), when timing is on.
+    pub layer_ns: Option<[u64; 4]>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowOutcome {
+    pub rules_sha256: Arc<str>,
+    pub verdict: Verdict,
+    pub rules_fired: Vec<RuleHit>,
+    /// The candidate's verdict differs from the enforced one.
+    pub diverged: bool,
+}
+
+/// Everything L3 depends on, bit for bit: the request minus its ID and absolute times (only
+/// the data age matters). L0, L1 and L2 (the stateful layers) always run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    symbol: Arc<str>,
+    action: u8,
+    action_numbers: [u64; 2],
+    evidence: [u64; 13],
+    flags: u8,
+    data_age_ms: i64,
+}
+
+impl DecisionKey {
+    fn of(req: &ActionRequest, symbol: Arc<str>) -> Self {
+        let e = &req.evidence;
+        let mut action_numbers = [0u64; 2];
+        for (slot, (_, v)) in action_numbers.iter_mut().zip(req.action.numbers()) {
+            *slot = v.to_bits();
+        }
+        Self {
+            symbol,
+            action: req.action.kind() as u8,
+            action_numbers,
+            evidence: [
+                e.level,
+                e.var_usd,
+                e.es_usd,
+                e.limit_usd,
+                e.limit_cap_usd,
+                e.var_ci_low_usd,
+                e.var_ci_high_usd,
+                e.position_qty,
+                e.price,
+                e.ess,
+                e.mc_z,
+                e.exceedances,
+                e.expected_exceedances,
+            ]
+            .map(f64::to_bits),
+            flags: u8::from(req.feed_healthy) | u8::from(e.model_warming_up) << 1,
+            data_age_ms: req.decided_at_ms.saturating_sub(req.data_time_ms),
+        }
+    }
+}
+
+/// The cacheable part of a decision: the L3 hits of the active and candidate rules.
+#[derive(Debug)]
+struct RuleOutcome {
+    hits: Vec<RuleHit>,
+    shadow_hits: Vec<RuleHit>,
 }
 
 /// One gate per chain: its L0 duplicate window and L2 state belong to that chain.
@@ -66,6 +142,11 @@ pub struct ElfGate {
     ids: DuplicateWindow,
     guardrails: Guardrails,
     rules: Arc<RuleSet>,
+    shadow: Option<Arc<RuleSet>>,
+    cache: Option<Cache<DecisionKey, Arc<RuleOutcome>>>,
+    /// Interned symbol names for cache keys.
+    symbols: HashMap<String, Arc<str>>,
+    timing: bool,
 }
 
 impl ElfGate {
@@ -80,12 +161,22 @@ impl ElfGate {
             settings.throttle_window_ms,
             kill_switch,
         );
+        let cache = settings.decision_cache.then(|| {
+            Cache::builder()
+                .max_capacity(settings.decision_cache_size)
+                .time_to_live(settings.decision_cache_ttl)
+                .build()
+        });
         Self {
             ids: DuplicateWindow::new(settings.duplicate_window),
             settings,
             known_symbols,
             guardrails,
             rules,
+            shadow: None,
+            cache,
+            symbols: HashMap::new(),
+            timing: false,
         }
     }
 
@@ -93,9 +184,31 @@ impl ElfGate {
         &self.rules
     }
 
-    /// Swap in a new rule set (run-time reload).
+    /// Swap in a new rule set (run-time reload); cached outcomes of the old one are dropped.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;
+        self.clear_cache();
+    }
+
+    /// Evaluate `candidate` beside the active rules without enforcing it (shadow mode).
+    pub fn set_shadow_rules(&mut self, candidate: Option<Arc<RuleSet>>) {
+        self.shadow = candidate;
+        self.clear_cache();
+    }
+
+    pub fn shadow_rules(&self) -> Option<&Arc<RuleSet>> {
+        self.shadow.as_ref()
+    }
+
+    /// Measure each layer's time into `Decision::layer_ns`.
+    pub fn set_timing(&mut self, on: bool) {
+        self.timing = on;
+    }
+
+    fn clear_cache(&mut self) {
+        if let Some(c) = &self.cache {
+            c.invalidate_all();
+        }
     }
 
     pub fn guardrails(&self) -> &Guardrails {
@@ -104,6 +217,17 @@ impl ElfGate {
 
     /// Decide and, when allowed, apply the action's effect on the gate's state.
     pub fn decide(&mut self, req: &ActionRequest) -> Decision {
+        let clock = self.timing.then(Instant::now);
+        let lap = |since: &mut Option<Instant>| -> u64 {
+            since.as_mut().map_or(0, |t| {
+                let now = Instant::now();
+                let ns = now.duration_since(*t).as_nanos() as u64;
+                *t = now;
+                ns
+            })
+        };
+        let mut since = clock;
+        let mut layer_ns = [0u64; 4];
         let mut reasons = Vec::new();
         if self.settings.input_validation {
             let limits = L0Limits {
@@ -115,24 +239,34 @@ impl ElfGate {
         }
         // Even a refused ID is remembered, so a replayed request never gets a second chance.
         self.ids.insert(&req.action_id);
+        layer_ns[0] = lap(&mut since);
         if !reasons.is_empty() {
             return Decision {
                 verdict: Verdict::Block,
                 layer: Some(Layer::L0),
+                shadow: self.shadow.as_ref().map(|s| ShadowOutcome {
+                    rules_sha256: Arc::from(s.hash_hex()),
+                    verdict: Verdict::Block,
+                    rules_fired: Vec::new(),
+                    diverged: false,
+                }),
                 reasons,
                 compliance: None,
                 rules_fired: Vec::new(),
+                cached: false,
+                layer_ns: clock.map(|_| layer_ns),
             };
         }
 
-        let s = &self.settings;
+        let st = &self.settings;
         let compliance = l1::score(
             req,
-            &s.weights,
-            s.compliance_threshold,
-            s.max_data_age_ms,
-            s.ess_target,
+            &st.weights,
+            st.compliance_threshold,
+            st.max_data_age_ms,
+            st.ess_target,
         );
+        layer_ns[1] = lap(&mut since);
         if !compliance.passes() {
             return Decision {
                 verdict: Verdict::Block,
@@ -140,28 +274,68 @@ impl ElfGate {
                 reasons: vec![ReasonCode::ComplianceBelowThreshold],
                 compliance: Some(compliance),
                 rules_fired: Vec::new(),
+                shadow: self.shadow.as_ref().map(|s| ShadowOutcome {
+                    rules_sha256: Arc::from(s.hash_hex()),
+                    verdict: Verdict::Block,
+                    rules_fired: Vec::new(),
+                    diverged: false,
+                }),
+                cached: false,
+                layer_ns: clock.map(|_| layer_ns),
             };
         }
 
+        // L3 from the cache, or evaluated (beside L2 on a second thread when configured).
         let mut l2_reasons = Vec::new();
-        let mut hits = Vec::new();
-        if s.parallelize_l2_l3 {
-            let (guardrails, rules) = (&self.guardrails, &self.rules);
-            std::thread::scope(|scope| {
-                let l3 = scope.spawn(|| {
-                    let mut h = Vec::new();
-                    rules.evaluate(req, &mut h);
-                    h
-                });
-                guardrails.check(req, &mut l2_reasons);
-                hits = l3.join().unwrap_or_default();
-            });
+        let key = if self.cache.is_some() {
+            let symbol = self.intern(&req.symbol);
+            Some(DecisionKey::of(req, symbol))
         } else {
-            self.guardrails.check(req, &mut l2_reasons);
-            self.rules.evaluate(req, &mut hits);
+            None
+        };
+        let st = &self.settings;
+        let cached_l3 = match (&self.cache, &key) {
+            (Some(cache), Some(key)) => cache.get(key),
+            _ => None,
+        };
+        let cached = cached_l3.is_some();
+        let l3 = match cached_l3 {
+            Some(hit) => {
+                self.guardrails.check(req, &mut l2_reasons);
+                layer_ns[2] = lap(&mut since);
+                hit
+            }
+            None if st.parallelize_l2_l3 => {
+                let (guardrails, rules, shadow) = (&self.guardrails, &self.rules, &self.shadow);
+                let mut outcome = None;
+                let mut l2_ns = 0;
+                std::thread::scope(|scope| {
+                    let l3 = scope.spawn(|| evaluate_rules(rules, shadow.as_deref(), req));
+                    let t = Instant::now();
+                    guardrails.check(req, &mut l2_reasons);
+                    l2_ns = t.elapsed().as_nanos() as u64;
+                    outcome = l3.join().ok();
+                });
+                layer_ns[2] = l2_ns;
+                Arc::new(outcome.unwrap_or_else(|| evaluate_rules(rules, shadow.as_deref(), req)))
+            }
+            None => {
+                self.guardrails.check(req, &mut l2_reasons);
+                layer_ns[2] = lap(&mut since);
+                Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
+            }
+        };
+        if let (Some(cache), Some(key), false) = (&self.cache, key, cached) {
+            cache.insert(key, l3.clone());
         }
+        layer_ns[3] = lap(&mut since);
 
-        let (verdict, layer) = combine(&l2_reasons, &hits, &mut reasons);
+        let shadow = self.shadow.as_ref().map(|s| {
+            let mut scratch = Vec::new();
+            let (verdict, _) = combine(&l2_reasons, &l3.shadow_hits, &mut scratch);
+            (s.hash_hex(), verdict)
+        });
+        let (verdict, layer) = combine(&l2_reasons, &l3.hits, &mut reasons);
         if verdict.allows() {
             self.guardrails.commit(req);
         }
@@ -170,9 +344,38 @@ impl ElfGate {
             layer,
             reasons,
             compliance: Some(compliance),
-            rules_fired: hits,
+            rules_fired: l3.hits.clone(),
+            shadow: shadow.map(|(hash, v)| ShadowOutcome {
+                rules_sha256: Arc::from(hash),
+                verdict: v,
+                rules_fired: l3.shadow_hits.clone(),
+                diverged: v != verdict,
+            }),
+            cached,
+            layer_ns: clock.map(|_| layer_ns),
         }
     }
+
+    fn intern(&mut self, symbol: &str) -> Arc<str> {
+        if let Some(s) = self.symbols.get(symbol) {
+            return s.clone();
+        }
+        let s: Arc<str> = Arc::from(symbol);
+        // Bounded: only known symbols get here (L0 refuses the rest).
+        self.symbols.insert(symbol.to_string(), s.clone());
+        s
+    }
+}
+
+/// L3: the hits of the active and the candidate rule sets.
+fn evaluate_rules(rules: &RuleSet, shadow: Option<&RuleSet>, req: &ActionRequest) -> RuleOutcome {
+    let mut hits = Vec::new();
+    let mut shadow_hits = Vec::new();
+    rules.evaluate(req, &mut hits);
+    if let Some(c) = shadow {
+        c.evaluate(req, &mut shadow_hits);
+    }
+    RuleOutcome { hits, shadow_hits }
 }
 
 /// L2 refusals outrank L3; among rules, block > require_review > allow_with_flag.

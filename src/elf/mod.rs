@@ -11,7 +11,7 @@ pub mod rules;
 
 use serde::{Deserialize, Serialize};
 
-pub use gate::{Decision, ElfGate, GateSettings};
+pub use gate::{Decision, ElfGate, GateSettings, ShadowOutcome};
 pub use l0::DuplicateWindow;
 pub use l1::{Compliance, ComplianceComponents, ComplianceWeights};
 pub use l2::{Guardrails, KillSwitch, TradingState};
@@ -95,6 +95,27 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// The layer that raises this code.
+    pub fn layer(self) -> Layer {
+        match self {
+            Self::NonFiniteField
+            | Self::NegativeValue
+            | Self::UnknownSymbol
+            | Self::StaleData
+            | Self::FutureTimestamp
+            | Self::DuplicateActionId => Layer::L0,
+            Self::ComplianceBelowThreshold => Layer::L1,
+            Self::DataUnhealthy
+            | Self::LimitAboveCap
+            | Self::TradingHalted
+            | Self::OnlyReducingAllowed
+            | Self::Throttled
+            | Self::KillSwitch
+            | Self::ModelWarmingUp => Layer::L2,
+            Self::RuleBlock | Self::RuleReview | Self::RuleFlag => Layer::L3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NonFiniteField => "NON_FINITE_FIELD",
