@@ -324,6 +324,7 @@ mod tests {
     use serde_json::{json, Value};
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the RFC 8785 example literal, as published
     fn rfc8785_examples() {
         let v = json!({"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
                        "string": "\u{20ac}$\u{000F}\u{000a}A'\u{0042}\u{0022}\u{005c}\\\"/",
