@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod clock;
 pub mod config;
 pub mod elf;
+pub mod elf_demo;
 pub mod market;
 pub mod metrics;
 pub mod pipeline;

@@ -137,6 +137,16 @@ enum Command {
         #[arg(long)]
         forecasts: Option<PathBuf>,
     },
+    /// The ELF gate in action: example PASS and BLOCK decisions with their reasons, then
+    /// per-call latency percentiles of the decision, a bare signature and the full gate.
+    ElfDemo {
+        /// Measured calls per operation.
+        #[arg(long, default_value_t = 200_000)]
+        calls: u64,
+        /// Rules file (default: config/rules.yaml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Create an Ed25519 signing key (mode 0600) and its public key (`<out>.pub`).
     Keygen {
         #[arg(long, default_value = "out/keys/signing.key")]
@@ -241,6 +251,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging("warn,bizra_risk::pipeline=info");
             demo(out, data, speed, config, key, no_history)
+        }
+        Command::ElfDemo { calls, rules } => {
+            let rules = match rules {
+                Some(path) => Arc::new(bizra_risk::elf::RuleSet::load(&path)?),
+                None => bizra_risk::elf_demo::default_rules()?,
+            };
+            let config = Config::embedded()?;
+            let cases = bizra_risk::elf_demo::cases(&config, rules.clone());
+            let latencies = bizra_risk::elf_demo::latencies(&config, rules, calls.max(100))?;
+            let mut stdout = std::io::stdout().lock();
+            write!(
+                stdout,
+                "{}",
+                bizra_risk::elf_demo::render(&cases, &latencies)
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Backtest {
             series,

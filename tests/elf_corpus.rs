@@ -170,3 +170,70 @@ fn every_labelled_case_matches() {
         }
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(1e308),
+            Just(-0.0),
+            -1e3f64..1e3,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Hostile requests never panic the gate, and nothing non-finite or negative passes.
+        #[test]
+        fn hostile_requests_are_decided_safely(
+            numbers in prop::collection::vec(any_f64(), 15),
+            kind in 0u8..6,
+            symbol in prop_oneof![Just("BTCUSDT".to_string()), "\\PC{0,10}"],
+            times in (any::<i64>(), any::<i64>()),
+            flags in any::<u8>(),
+        ) {
+            let rules = Arc::new(RuleSet::load(&common::repo().join("config/rules.yaml")).unwrap());
+            let config = Config::embedded().unwrap();
+            let mut settings = GateSettings::from_config(&config.elf);
+            settings.decision_cache = flags & 1 != 0;
+            settings.parallelize_l2_l3 = flags & 2 != 0;
+            let mut gate = ElfGate::new(settings, ["BTCUSDT".to_string()].into(), rules, KillSwitch::default());
+            let n = |i: usize| numbers[i];
+            let action = match kind {
+                0 => RiskAction::PublishRiskSnapshot,
+                1 => RiskAction::LimitBreach { var_usd: n(13), limit_usd: n(14) },
+                2 => RiskAction::ReduceExposure { current_qty: n(13), target_qty: n(14) },
+                3 => RiskAction::Halt,
+                4 => RiskAction::Resume,
+                _ => RiskAction::SetLimit { new_limit_usd: n(13) },
+            };
+            let req = ActionRequest {
+                action_id: format!("p/{flags}"),
+                symbol,
+                action,
+                data_time_ms: times.0,
+                decided_at_ms: times.1,
+                feed_healthy: flags & 4 != 0,
+                evidence: Evidence {
+                    level: n(0), var_usd: n(1), es_usd: n(2), limit_usd: n(3), limit_cap_usd: n(4),
+                    var_ci_low_usd: n(5), var_ci_high_usd: n(6), position_qty: n(7), price: n(8),
+                    ess: n(9), mc_z: n(10), exceedances: n(11), expected_exceedances: n(12),
+                    model_warming_up: flags & 8 != 0,
+                },
+                input: InputRange::default(),
+            };
+            let d = gate.decide(&req);
+            let mut all = numbers[..13].to_vec();
+            all.extend(req.action.numbers().iter().map(|(_, v)| *v));
+            if all.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                prop_assert!(!d.verdict.allows(), "{:?}", d);
+            }
+        }
+    }
+}

@@ -500,4 +500,55 @@ mod tests {
             assert_eq!(d.rules_fired.len(), 1);
         }
     }
+
+    fn rules(text: &str) -> Arc<RuleSet> {
+        Arc::new(RuleSet::parse(text).unwrap())
+    }
+
+    #[test]
+    fn cache_hits_decide_the_same_and_a_reload_invalidates_them() {
+        let c = Config::embedded().unwrap();
+        let mut s = GateSettings::from_config(&c.elf);
+        s.decision_cache = true;
+        let mut g = ElfGate::new(
+            s,
+            ["BTCUSDT".to_string()].into(),
+            rules("version: 1\nrules:\n  - id: flag\n    trigger: [LIMIT_BREACH]\n    check: \"var_to_limit > 1\"\n    enforce: allow_with_flag\n"),
+            KillSwitch::default(),
+        );
+        let breach = || RiskAction::LimitBreach {
+            var_usd: 60.0,
+            limit_usd: 50.0,
+        };
+        let first = g.decide(&req("a1", breach()));
+        let second = g.decide(&req("a2", breach()));
+        assert!(!first.cached && second.cached);
+        assert_eq!(first.verdict, Verdict::PassFlagged);
+        assert_eq!(
+            (first.verdict, &first.reasons, &first.rules_fired),
+            (second.verdict, &second.reasons, &second.rules_fired)
+        );
+        // the duplicate check is never cached
+        assert_eq!(g.decide(&req("a2", breach())).layer, Some(Layer::L0));
+        g.set_rules(rules("version: 1\nrules:\n  - id: block\n    trigger: [LIMIT_BREACH]\n    check: \"var_to_limit > 1\"\n    enforce: block\n"));
+        let third = g.decide(&req("a3", breach()));
+        assert!(!third.cached);
+        assert_eq!(third.verdict, Verdict::Block);
+    }
+
+    #[test]
+    fn shadow_rules_are_reported_never_enforced() {
+        let mut g = gate(false);
+        g.set_shadow_rules(Some(rules(
+            "version: 1\nrules:\n  - id: no-resume\n    trigger: [RESUME]\n    check: \"var_usd >= 0\"\n    enforce: block\n",
+        )));
+        let d = g.decide(&req("s1", RiskAction::Resume));
+        assert_eq!(d.verdict, Verdict::Pass);
+        let shadow = d.shadow.unwrap();
+        assert_eq!(shadow.verdict, Verdict::Block);
+        assert!(shadow.diverged);
+        assert_eq!(&*shadow.rules_fired[0].rule_id, "no-resume");
+        let d = g.decide(&req("s2", RiskAction::PublishRiskSnapshot));
+        assert!(!d.shadow.unwrap().diverged);
+    }
 }

@@ -89,7 +89,8 @@ pub(crate) fn validate(
     if age > limits.max_data_age_ms {
         out.push(ReasonCode::StaleData);
     }
-    if -age > limits.max_future_skew_ms {
+    // Compared without negating `age`, which may be i64::MIN for hostile timestamps.
+    if age < -limits.max_future_skew_ms {
         out.push(ReasonCode::FutureTimestamp);
     }
     if ids.contains(&req.action_id) {

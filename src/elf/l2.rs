@@ -119,9 +119,9 @@ impl Guardrails {
             // `times` holds at most `throttle_max` entries, newest last: the window is full
             // when it holds that many and the oldest is still inside it.
             let full = times.len() >= self.throttle_max
-                && times
-                    .front()
-                    .is_some_and(|t| req.decided_at_ms - *t < self.throttle_window_ms);
+                && times.front().is_some_and(|t| {
+                    req.decided_at_ms.saturating_sub(*t) < self.throttle_window_ms
+                });
             if full {
                 out.push(ReasonCode::Throttled);
             }
@@ -148,7 +148,7 @@ impl Guardrails {
         while times.len() > self.throttle_max
             || times
                 .front()
-                .is_some_and(|t| req.decided_at_ms - *t >= self.throttle_window_ms)
+                .is_some_and(|t| req.decided_at_ms.saturating_sub(*t) >= self.throttle_window_ms)
         {
             times.pop_front();
         }

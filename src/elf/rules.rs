@@ -145,7 +145,7 @@ impl NumField {
             Self::McZ => e.mc_z,
             Self::Exceedances => e.exceedances,
             Self::ExpectedExceedances => e.expected_exceedances,
-            Self::DataAgeMs => (r.decided_at_ms - r.data_time_ms) as f64,
+            Self::DataAgeMs => r.decided_at_ms.saturating_sub(r.data_time_ms) as f64,
             Self::Level => e.level,
             Self::TargetQty => match r.action {
                 RiskAction::ReduceExposure { target_qty, .. } => target_qty,

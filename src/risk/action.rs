@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What the engine proposes to trading desks. Every action passes the ELF gate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RiskAction {
     /// Latest VaR / ES for the desk's dashboards.
     PublishRiskSnapshot,
