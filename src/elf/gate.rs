@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use lru::LruCache;
 
 use super::l0::{self, DuplicateWindow, L0Limits};
 use super::l1::{self, Compliance, ComplianceWeights};
@@ -143,7 +143,8 @@ pub struct ElfGate {
     guardrails: Guardrails,
     rules: Arc<RuleSet>,
     shadow: Option<Arc<RuleSet>>,
-    cache: Option<Cache<DecisionKey, Arc<RuleOutcome>>>,
+    /// Bounded LRU of L3 outcomes with their insertion time (entries expire after the TTL).
+    cache: Option<LruCache<DecisionKey, (Arc<RuleOutcome>, Instant)>>,
     /// Interned symbol names for cache keys.
     symbols: HashMap<String, Arc<str>>,
     timing: bool,
@@ -161,12 +162,12 @@ impl ElfGate {
             settings.throttle_window_ms,
             kill_switch,
         );
-        let cache = settings.decision_cache.then(|| {
-            Cache::builder()
-                .max_capacity(settings.decision_cache_size)
-                .time_to_live(settings.decision_cache_ttl)
-                .build()
-        });
+        let cache = settings
+            .decision_cache
+            .then(|| usize::try_from(settings.decision_cache_size).ok())
+            .flatten()
+            .and_then(std::num::NonZeroUsize::new)
+            .map(LruCache::new);
         Self {
             ids: DuplicateWindow::new(settings.duplicate_window),
             settings,
@@ -206,8 +207,8 @@ impl ElfGate {
     }
 
     fn clear_cache(&mut self) {
-        if let Some(c) = &self.cache {
-            c.invalidate_all();
+        if let Some(c) = &mut self.cache {
+            c.clear();
         }
     }
 
@@ -294,8 +295,16 @@ impl ElfGate {
             None
         };
         let st = &self.settings;
-        let cached_l3 = match (&self.cache, &key) {
-            (Some(cache), Some(key)) => cache.get(key),
+        let ttl = self.settings.decision_cache_ttl;
+        let cached_l3 = match (&mut self.cache, &key) {
+            (Some(cache), Some(key)) => match cache.get(key) {
+                Some((outcome, at)) if at.elapsed() < ttl => Some(outcome.clone()),
+                Some(_) => {
+                    cache.pop(key);
+                    None
+                }
+                None => None,
+            },
             _ => None,
         };
         let cached = cached_l3.is_some();
@@ -325,8 +334,8 @@ impl ElfGate {
                 Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
             }
         };
-        if let (Some(cache), Some(key), false) = (&self.cache, key, cached) {
-            cache.insert(key, l3.clone());
+        if let (Some(cache), Some(key), false) = (&mut self.cache, key, cached) {
+            cache.put(key, (l3.clone(), Instant::now()));
         }
         layer_ns[3] = lap(&mut since);
 
