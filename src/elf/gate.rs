@@ -106,22 +106,7 @@ impl DecisionKey {
             symbol,
             action: req.action.kind() as u8,
             action_numbers,
-            evidence: [
-                e.level,
-                e.var_usd,
-                e.es_usd,
-                e.limit_usd,
-                e.limit_cap_usd,
-                e.var_ci_low_usd,
-                e.var_ci_high_usd,
-                e.position_qty,
-                e.price,
-                e.ess,
-                e.mc_z,
-                e.exceedances,
-                e.expected_exceedances,
-            ]
-            .map(f64::to_bits),
+            evidence: e.numbers().map(f64::to_bits),
             flags: u8::from(req.feed_healthy) | u8::from(e.model_warming_up) << 1,
             data_age_ms: req.decided_at_ms.saturating_sub(req.data_time_ms),
         }

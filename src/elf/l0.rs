@@ -49,22 +49,7 @@ pub(crate) fn validate(
     ids: &DuplicateWindow,
     out: &mut Vec<ReasonCode>,
 ) {
-    let e = &req.evidence;
-    let numbers = [
-        e.level,
-        e.var_usd,
-        e.es_usd,
-        e.limit_usd,
-        e.limit_cap_usd,
-        e.var_ci_low_usd,
-        e.var_ci_high_usd,
-        e.position_qty,
-        e.price,
-        e.ess,
-        e.mc_z,
-        e.exceedances,
-        e.expected_exceedances,
-    ];
+    let numbers = req.evidence.numbers();
     let action_numbers = req.action.numbers();
     let all = numbers
         .iter()

@@ -36,6 +36,27 @@ pub struct Evidence {
     pub model_warming_up: bool,
 }
 
+impl Evidence {
+    /// Every number, in declaration order (for validation and exact cache keys).
+    pub fn numbers(&self) -> [f64; 13] {
+        [
+            self.level,
+            self.var_usd,
+            self.es_usd,
+            self.limit_usd,
+            self.limit_cap_usd,
+            self.var_ci_low_usd,
+            self.var_ci_high_usd,
+            self.position_qty,
+            self.price,
+            self.ess,
+            self.mc_z,
+            self.exceedances,
+            self.expected_exceedances,
+        ]
+    }
+}
+
 /// One risk action with its context, ready for the gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionRequest {
