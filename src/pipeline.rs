@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
 use crate::metrics::Metrics;
-use crate::sink::{FileSink, KafkaSink, Sink, SinkError};
+use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,10 +62,18 @@ fn open_sink(config: &Config) -> Result<Sink, SinkError> {
     }
 }
 
-/// Where each chain continues from: the file sink's last record, or genesis.
-fn chain_head(config: &Config, chain: &str) -> Result<ChainHead, SinkError> {
+/// Where each chain continues from: its last record in the sink (the file, or the Kafka
+/// topic read once at start), or genesis.
+fn chain_head(
+    config: &Config,
+    kafka_heads: &HashMap<String, ChainHead>,
+    chain: &str,
+) -> Result<ChainHead, SinkError> {
     if config.kafka_enabled() {
-        Ok(ChainHead::genesis())
+        Ok(kafka_heads
+            .get(chain)
+            .cloned()
+            .unwrap_or_else(ChainHead::genesis))
     } else {
         FileSink::recover_head(&config.sink.dir, chain)
     }
@@ -141,6 +149,21 @@ pub async fn run(
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
     };
+    let kafka_heads = if config.kafka_enabled() {
+        let (brokers, topic) = (
+            config.kafka.brokers.clone(),
+            config.kafka.topic_decisions.clone(),
+        );
+        let timeout = std::time::Duration::from_millis(config.kafka.message_timeout_ms);
+        tokio::task::spawn_blocking(move || {
+            KafkaSource::new(&brokers, &topic)?.recover_heads(timeout)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("chain head recovery: {e}"))?
+        .map_err(StartError::from)?
+    } else {
+        HashMap::new()
+    };
     let sink = open_sink(&config).map_err(StartError::from)?;
     let sink_label = sink.describe();
     let cap = config.feed.mailbox_capacity;
@@ -151,7 +174,7 @@ pub async fn run(
     let make_gate = |chain: String,
                      known: HashSet<String>|
      -> Result<Addr<GateActor>, StartError> {
-        let head = chain_head(&config, &chain)?;
+        let head = chain_head(&config, &kafka_heads, &chain)?;
         if head.next_seq > 0 {
             tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
         }

@@ -45,4 +45,28 @@ fn signed_events_reach_kafka_and_verify() {
     );
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.chains.len(), 3);
+
+    // Restart into the same topic with the next day's data: every chain continues from
+    // its last sequence number on the topic, no fork, no restart at genesis.
+    let server = spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
+    )
+    .unwrap();
+    let mut config = common::test_config(&server.url(), tmp.path(), &key);
+    config.kafka.brokers = brokers.clone();
+    config.kafka.topic_decisions = topic.clone();
+    let summary = common::run(config);
+    let total: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
+    assert!(total > produced + 300, "{total} after {produced}");
+    let mut verifier = Verifier::new(&[common::verifying_key(&key)]);
+    let n = source
+        .read_all(Duration::from_secs(60), |pos, payload| {
+            verifier.push(pos, payload)
+        })
+        .unwrap();
+    let report = verifier.finish();
+    assert_eq!(n, total, "both runs' events, each once");
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.chains.len(), 3);
 }

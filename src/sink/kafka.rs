@@ -1,7 +1,7 @@
 //! Kafka: an idempotent producer (acks=all) with many sends in flight, and a reader for
 //! `verify`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -12,8 +12,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::SinkError;
-use crate::audit::wire::FORMAT_VERSION;
-use crate::audit::SignedEvent;
+use crate::audit::wire::{self, FORMAT_VERSION};
+use crate::audit::{head_after, ChainHead, SignedEvent};
 
 /// Deliveries awaited at most in flight before a send waits for the oldest.
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -155,10 +155,7 @@ impl KafkaSource {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(SinkError::Kafka(format!(
-                "topic {} not found or has no partitions",
-                self.topic
-            )));
+            return Err(SinkError::TopicMissing(self.topic.clone()));
         }
         let mut count = 0;
         for p in partitions {
@@ -196,5 +193,51 @@ impl KafkaSource {
             }
         }
         Ok(count)
+    }
+
+    /// Where each chain on the topic continues: the head after its highest sequence
+    /// number. A topic that does not exist yet holds no chains.
+    pub fn recover_heads(
+        &self,
+        timeout: Duration,
+    ) -> Result<HashMap<String, ChainHead>, SinkError> {
+        let mut newest: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+        let mut damaged = None;
+        let read = self.read_all(timeout, |position, payload| {
+            match wire::parse_record(payload) {
+                Ok(rec) => {
+                    let slot = newest
+                        .entry(rec.event.chain.clone())
+                        .or_insert_with(|| (0, Vec::new()));
+                    if slot.1.is_empty() || rec.event.seq >= slot.0 {
+                        *slot = (rec.event.seq, payload.to_vec());
+                    }
+                }
+                Err(e) => damaged = Some(format!("{position}: {e:?}")),
+            }
+        });
+        match read {
+            Ok(_) => {}
+            Err(SinkError::TopicMissing(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(e),
+        }
+        if let Some(reason) = damaged {
+            // Continuing past a record we cannot read could fork its chain.
+            return Err(SinkError::Damaged {
+                path: self.topic.clone(),
+                reason,
+            });
+        }
+        newest
+            .into_iter()
+            .map(|(chain, (_, line))| {
+                head_after(&line)
+                    .map(|h| (chain, h))
+                    .map_err(|reason| SinkError::Damaged {
+                        path: self.topic.clone(),
+                        reason,
+                    })
+            })
+            .collect()
     }
 }

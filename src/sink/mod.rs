@@ -19,6 +19,8 @@ pub enum SinkError {
     Damaged { path: String, reason: String },
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("kafka: topic {0} does not exist yet")]
+    TopicMissing(String),
 }
 
 pub enum Sink {
