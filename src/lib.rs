@@ -14,6 +14,7 @@ pub mod elf_demo;
 pub mod market;
 pub mod metrics;
 pub mod pipeline;
+pub mod record;
 pub mod replay;
 pub mod report;
 pub mod risk;

@@ -19,6 +19,7 @@ use bizra_risk::config::{ClockMode, Config, OnServerClose};
 use bizra_risk::elf::KillSwitch;
 use bizra_risk::market::capture::{group_by_instrument, list_capture_files};
 use bizra_risk::metrics::Metrics;
+use bizra_risk::record::RecordOptions;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
 use bizra_risk::sink::KafkaSource;
 use bizra_risk::{pipeline, report};
@@ -147,6 +148,37 @@ enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Record a Binance stream exactly as received (`<local_ns> <json>` lines, gzip,
+    /// rotated by size and time) for later replay.
+    Record {
+        /// Stream endpoint (default: the live Binance endpoint).
+        #[arg(long, default_value = "wss://stream.binance.com:9443")]
+        url: String,
+        #[arg(long, value_delimiter = ',', default_value = "BTCUSDT,ETHUSDT")]
+        symbols: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "trade,bookTicker")]
+        streams: Vec<String>,
+        #[arg(long, default_value = "out/record")]
+        out: PathBuf,
+        #[arg(long, default_value = "rec")]
+        prefix: String,
+        #[arg(long, default_value_t = 256)]
+        rotate_mb: u64,
+        #[arg(long, default_value_t = 60)]
+        rotate_minutes: u64,
+        /// Stop after this many seconds (default: when the server closes).
+        #[arg(long)]
+        duration_s: Option<u64>,
+    },
+    /// Convert a public Binance trades CSV into a capture the replay server can serve.
+    ImportTrades {
+        csv: PathBuf,
+        #[arg(long)]
+        symbol: String,
+        /// Output capture (default: `<symbol>_<csv stem>.gz` next to the CSV).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Create an Ed25519 signing key (mode 0600) and its public key (`<out>.pub`).
     Keygen {
         #[arg(long, default_value = "out/keys/signing.key")]
@@ -251,6 +283,54 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging("warn,bizra_risk::pipeline=info");
             demo(out, data, speed, config, key, no_history)
+        }
+        Command::Record {
+            url,
+            symbols,
+            streams,
+            out,
+            prefix,
+            rotate_mb,
+            rotate_minutes,
+            duration_s,
+        } => {
+            init_logging("info");
+            let opts = RecordOptions {
+                url: bizra_risk::actors::ingest::stream_url(&url, &symbols, &streams),
+                dir: out,
+                prefix,
+                rotate_bytes: rotate_mb.max(1) * 1024 * 1024,
+                rotate_after: Duration::from_secs(rotate_minutes.max(1) * 60),
+                duration: duration_s.map(Duration::from_secs),
+                connect_timeout: Duration::from_secs(10),
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(bizra_risk::record::record(opts))?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "recorded {} frames ({} bytes) into {} file(s), ended by {}",
+                report.frames,
+                report.bytes,
+                report.files.len(),
+                report.ended_by
+            )?;
+            for f in &report.files {
+                writeln!(stdout, "  {}", f.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportTrades { csv, symbol, out } => {
+            let out = out.unwrap_or_else(|| {
+                let stem = csv
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                csv.with_file_name(format!("{}_{stem}.gz", symbol.to_ascii_lowercase()))
+            });
+            let n = bizra_risk::record::import_trades_csv(&csv, &symbol, &out)?;
+            writeln!(std::io::stdout().lock(), "{n} trades -> {}", out.display())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::ElfDemo { calls, rules } => {
             let rules = match rules {
