@@ -103,6 +103,8 @@ pub struct FeedConfig {
     pub reconnect_max_backoff_ms: u64,
     pub on_server_close: OnServerClose,
     pub mailbox_capacity: usize,
+    /// Warn when local receive time minus exchange event time exceeds this (live clock).
+    pub clock_skew_warn_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -364,6 +366,10 @@ impl Config {
                 "feed.mailbox_capacity must be in 1..=1000000, got {}",
                 self.feed.mailbox_capacity
             ),
+        );
+        check(
+            self.feed.clock_skew_warn_ms > 0,
+            "feed.clock_skew_warn_ms must be > 0".into(),
         );
         check(
             self.bars.interval_ms >= 100,

@@ -4,13 +4,14 @@
 //! recommends) rather than the reference's `elf_latency_ms`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
     pub registry: Registry,
     pub ingest_frames_total: IntCounterVec,
     pub ingest_rejected_total: IntCounterVec,
+    pub feed_clock_skew_seconds: Histogram,
     pub elf_requests_total: IntCounterVec,
     pub elf_blocks_total: IntCounterVec,
     pub elf_latency_seconds: HistogramVec,
@@ -36,6 +37,15 @@ impl Metrics {
                 "Market-data frames rejected, by reason code",
             ),
             &["reason"],
+        )?;
+        let feed_clock_skew_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "bizra_feed_clock_skew_seconds",
+                "Local receive time minus exchange event time of trades (live clock)",
+            )
+            .buckets(vec![
+                -1.0, -0.1, -0.01, 0.0, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         )?;
         let elf_requests_total = IntCounterVec::new(
             Opts::new("elf_requests_total", "Requests evaluated by each ELF layer"),
@@ -89,6 +99,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(ingest_frames_total.clone()))?;
         registry.register(Box::new(ingest_rejected_total.clone()))?;
+        registry.register(Box::new(feed_clock_skew_seconds.clone()))?;
         registry.register(Box::new(elf_requests_total.clone()))?;
         registry.register(Box::new(elf_blocks_total.clone()))?;
         registry.register(Box::new(elf_latency_seconds.clone()))?;
@@ -100,6 +111,7 @@ impl Metrics {
             registry,
             ingest_frames_total,
             ingest_rejected_total,
+            feed_clock_skew_seconds,
             elf_requests_total,
             elf_blocks_total,
             elf_latency_seconds,

@@ -85,6 +85,18 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         "market data: {} frames in {:.2} s ({:.0} frames/s), accepted {:?}, rejected {:?}, connection ended by {}",
         ing.frames, secs, ing.frames as f64 / secs, ing.accepted, ing.rejected, ing.ended_by
     );
+    match &ing.clock_skew {
+        Some(k) => {
+            let _ = writeln!(
+                s,
+                "clock skew (local receive - exchange E), {} trades: min {} ms, p50 {} ms, p99 {} ms, max {} ms; {} above {} ms",
+                k.samples, k.min_ms, k.p50_ms, k.p99_ms, k.max_ms, k.over_threshold, k.warn_ms
+            );
+        }
+        None => {
+            let _ = writeln!(s, "clock skew: not measured (event-time clock)");
+        }
+    }
     let _ = writeln!(
         s,
         "\nper-symbol VaR / ES (latest bar, USDT on the configured position):"

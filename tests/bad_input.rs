@@ -86,3 +86,41 @@ fn bad_frames_are_counted_and_the_stream_continues() {
         report.records
     );
 }
+
+#[test]
+fn clock_skew_is_measured_against_the_live_clock() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for i in 0..200i64 {
+            // Exchange time 3 s behind our clock for the first half, 20 ms for the rest.
+            let lag = if i < 100 { 3_000 } else { 20 };
+            let e = bizra_risk::clock::system_now_ms() - lag;
+            ws.send(Message::text(trade("BTCUSDT", i as u64 + 1, e, "60000.00")))
+                .await
+                .unwrap();
+        }
+        ws.close(None).await.unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.engine.clock = bizra_risk::config::ClockMode::System;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    let skew = summary
+        .ingest
+        .clock_skew
+        .expect("measured with the live clock");
+    assert_eq!(skew.samples, 200);
+    assert_eq!(skew.over_threshold, 100, "{skew:?}");
+    assert!((2_990..3_500).contains(&skew.max_ms), "{skew:?}");
+    assert!((0..1_000).contains(&skew.min_ms), "{skew:?}");
+}

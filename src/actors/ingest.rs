@@ -14,6 +14,7 @@ use super::symbol::{SymbolActor, Tick};
 use super::PipelineError;
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
+use crate::market::skew::{ClockSkew, SkewSummary};
 use crate::market::{parse_combined, MarketDataError, MarketEvent};
 use crate::metrics::Metrics;
 
@@ -29,6 +30,8 @@ pub struct IngestReport {
     pub rejected: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
     pub ended_by: String,
+    /// Local receive time minus exchange event time of trades (live clock only).
+    pub clock_skew: Option<SkewSummary>,
 }
 
 /// Run until the server closes (with `on_server_close = stop`) or a stage fails.
@@ -106,6 +109,7 @@ async fn run(
 ) -> Result<IngestReport, PipelineError> {
     let started = Instant::now();
     let mut report = IngestReport::default();
+    let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
     let mut backoff = Duration::from_millis(feed.reconnect_initial_backoff_ms);
     let max_backoff = Duration::from_millis(feed.reconnect_max_backoff_ms);
     let mut ws_config = WebSocketConfig::default();
@@ -194,6 +198,19 @@ async fn run(
             };
             if let MarketEvent::Trade(t) = &event {
                 clock.observe(t.event_time_ms);
+                if clock == Clock::System {
+                    let now = clock.now_ms();
+                    let skew_s = (now - t.event_time_ms) as f64 / 1000.0;
+                    metrics.feed_clock_skew_seconds.observe(skew_s);
+                    if skew.observe(now, t.event_time_ms) {
+                        tracing::warn!(
+                            symbol = %t.symbol,
+                            skew_ms = now - t.event_time_ms,
+                            threshold_ms = feed.clock_skew_warn_ms,
+                            "clock skew above threshold (local receive time minus exchange event time)"
+                        );
+                    }
+                }
             }
             let kind = event.kind().as_str();
             *report.accepted.entry(kind).or_default() += 1;
@@ -215,6 +232,7 @@ async fn run(
         backoff = (backoff * 2).min(max_backoff);
     }
     report.elapsed = started.elapsed();
+    report.clock_skew = skew.summary();
     Ok(report)
 }
 

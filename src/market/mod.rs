@@ -3,5 +3,6 @@
 pub mod binance;
 pub mod capture;
 pub mod rest;
+pub mod skew;
 
 pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};
