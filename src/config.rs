@@ -105,6 +105,9 @@ pub struct FeedConfig {
     pub mailbox_capacity: usize,
     /// Warn when local receive time minus exchange event time exceeds this (live clock).
     pub clock_skew_warn_ms: i64,
+    /// Connection attempts allowed per window (Binance: 300 per 5 minutes per IP).
+    pub max_connects_per_window: usize,
+    pub connect_window_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -365,6 +368,13 @@ impl Config {
             format!(
                 "feed.mailbox_capacity must be in 1..=1000000, got {}",
                 self.feed.mailbox_capacity
+            ),
+        );
+        check(
+            (1..=300).contains(&self.feed.max_connects_per_window) && self.feed.connect_window_s > 0,
+            format!(
+                "feed.max_connects_per_window must be in 1..=300 (Binance's limit) and feed.connect_window_s > 0, got {} / {}",
+                self.feed.max_connects_per_window, self.feed.connect_window_s
             ),
         );
         check(

@@ -12,8 +12,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::symbol::{SymbolActor, Tick};
 use super::PipelineError;
+use rand::SeedableRng;
+
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
+use crate::market::backoff::{Backoff, ConnectLimiter};
 use crate::market::skew::{ClockSkew, SkewSummary};
 use crate::market::{parse_combined, MarketDataError, MarketEvent};
 use crate::metrics::Metrics;
@@ -110,13 +113,30 @@ async fn run(
     let started = Instant::now();
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
-    let mut backoff = Duration::from_millis(feed.reconnect_initial_backoff_ms);
-    let max_backoff = Duration::from_millis(feed.reconnect_max_backoff_ms);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(feed.reconnect_initial_backoff_ms),
+        Duration::from_millis(feed.reconnect_max_backoff_ms),
+    );
+    let mut limiter = ConnectLimiter::new(
+        feed.max_connects_per_window,
+        Duration::from_secs(feed.connect_window_s),
+    );
+    // Jitter only spreads reconnects; it never reaches a signed output.
+    let mut jitter = rand::rngs::StdRng::from_os_rng();
     let mut ws_config = WebSocketConfig::default();
     ws_config.max_message_size = Some(WS_MAX_MESSAGE_BYTES);
     ws_config.max_frame_size = Some(WS_MAX_MESSAGE_BYTES);
 
     loop {
+        let wait = limiter.wait(crate::clock::system_now_ms());
+        if !wait.is_zero() {
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                "connection rate limit reached; waiting"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        limiter.record(crate::clock::system_now_ms());
         let connect =
             tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true);
         let ws = match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect)
@@ -124,20 +144,20 @@ async fn run(
         {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {
-                tracing::warn!(url = %url, error = %e, backoff_ms = backoff.as_millis() as u64, "connect failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff);
+                let delay = backoff.next_delay(&mut jitter);
+                tracing::warn!(url = %url, error = %e, backoff_ms = delay.as_millis() as u64, "connect failed");
+                tokio::time::sleep(delay).await;
                 continue;
             }
             Err(_) => {
-                tracing::warn!(url = %url, "connect timed out");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff);
+                let delay = backoff.next_delay(&mut jitter);
+                tracing::warn!(url = %url, backoff_ms = delay.as_millis() as u64, "connect timed out");
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
         report.connections += 1;
-        backoff = Duration::from_millis(feed.reconnect_initial_backoff_ms);
+        backoff.reset();
         tracing::info!(url = %url, "market data connected");
         let (_write, mut read) = ws.split();
         let ended_by = loop {
@@ -228,8 +248,7 @@ async fn run(
         if feed.on_server_close == OnServerClose::Stop {
             break;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(max_backoff);
+        tokio::time::sleep(backoff.next_delay(&mut jitter)).await;
     }
     report.elapsed = started.elapsed();
     report.clock_skew = skew.summary();

@@ -1,5 +1,6 @@
 //! Market data: Binance wire types (`binance`) and capture files (`capture`).
 
+pub mod backoff;
 pub mod binance;
 pub mod capture;
 pub mod rest;
