@@ -108,6 +108,8 @@ pub struct FeedConfig {
     /// Connection attempts allowed per window (Binance: 300 per 5 minutes per IP).
     pub max_connects_per_window: usize,
     pub connect_window_s: u64,
+    /// A connection that delivers no frame for this long is dead and is replaced.
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -375,6 +377,13 @@ impl Config {
             format!(
                 "feed.max_connects_per_window must be in 1..=300 (Binance's limit) and feed.connect_window_s > 0, got {} / {}",
                 self.feed.max_connects_per_window, self.feed.connect_window_s
+            ),
+        );
+        check(
+            self.feed.idle_timeout_ms >= 1000,
+            format!(
+                "feed.idle_timeout_ms must be >= 1000, got {}",
+                self.feed.idle_timeout_ms
             ),
         );
         check(

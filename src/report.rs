@@ -85,6 +85,11 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         "market data: {} frames in {:.2} s ({:.0} frames/s), accepted {:?}, rejected {:?}, connection ended by {}",
         ing.frames, secs, ing.frames as f64 / secs, ing.accepted, ing.rejected, ing.ended_by
     );
+    let _ = writeln!(
+        s,
+        "trade continuity: {} duplicate trades dropped, {} trade-ID gaps ({} trades missing), {} silent connections replaced",
+        ing.duplicate_trades, ing.trade_gaps, ing.missing_trades, ing.idle_reconnects
+    );
     match &ing.clock_skew {
         Some(k) => {
             let _ = writeln!(

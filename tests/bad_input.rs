@@ -124,3 +124,52 @@ fn clock_skew_is_measured_against_the_live_clock() {
     assert!((2_990..3_500).contains(&skew.max_ms), "{skew:?}");
     assert!((0..1_000).contains(&skew.min_ms), "{skew:?}");
 }
+
+#[test]
+fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let server = rt.spawn(async move {
+        // First connection: trades 1..=30, then silence with the socket left open.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut first = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for i in 1..=30u64 {
+            let t = t0 + i as i64 * 100;
+            first
+                .send(Message::text(trade("BTCUSDT", i, t, "60000.00")))
+                .await
+                .unwrap();
+        }
+        // Second connection: replays 21..=30 (overlap), skips 31..=35, then 36..=60.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut second = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for i in (21..=30u64).chain(36..=60) {
+            let t = t0 + i as i64 * 100;
+            second
+                .send(Message::text(trade("BTCUSDT", i, t, "60001.00")))
+                .await
+                .unwrap();
+        }
+        second.close(None).await.unwrap();
+        drop(first);
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.feed.idle_timeout_ms = 1000;
+    config.feed.reconnect_initial_backoff_ms = 10;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    let ing = &summary.ingest;
+    assert_eq!(ing.connections, 2);
+    assert_eq!(ing.idle_reconnects, 1, "{}", ing.ended_by);
+    assert_eq!(ing.accepted.get("trade"), Some(&55), "30 + 25 new trades");
+    assert_eq!(ing.duplicate_trades, 10);
+    assert_eq!((ing.trade_gaps, ing.missing_trades), (1, 5));
+}

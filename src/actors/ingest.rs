@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
+use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
 use crate::market::{parse_combined, MarketDataError, MarketEvent};
 use crate::metrics::Metrics;
@@ -33,6 +34,13 @@ pub struct IngestReport {
     pub rejected: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
     pub ended_by: String,
+    /// Trades already seen (e.g. replayed by a new connection), dropped.
+    pub duplicate_trades: u64,
+    /// Trade-ID gaps (missing trades) seen, and how many trades they miss.
+    pub trade_gaps: u64,
+    pub missing_trades: u64,
+    /// Connections replaced because they went silent.
+    pub idle_reconnects: u32,
     /// Local receive time minus exchange event time of trades (live clock only).
     pub clock_skew: Option<SkewSummary>,
 }
@@ -113,6 +121,7 @@ async fn run(
     let started = Instant::now();
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
+    let mut sequence = TradeSequence::default();
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
         Duration::from_millis(feed.reconnect_max_backoff_ms),
@@ -160,11 +169,17 @@ async fn run(
         backoff.reset();
         tracing::info!(url = %url, "market data connected");
         let (_write, mut read) = ws.split();
+        let idle = Duration::from_millis(feed.idle_timeout_ms);
+        let mut went_idle = false;
         let ended_by = loop {
-            let msg = match read.next().await {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => break format!("error: {e}"),
-                None => break "eof".to_string(),
+            let msg = match tokio::time::timeout(idle, read.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => break format!("error: {e}"),
+                Ok(None) => break "eof".to_string(),
+                Err(_) => {
+                    went_idle = true;
+                    break format!("no frame for {} ms", feed.idle_timeout_ms);
+                }
             };
             let text = match msg {
                 Message::Text(t) => t,
@@ -217,6 +232,18 @@ async fn run(
                 continue;
             };
             if let MarketEvent::Trade(t) = &event {
+                match sequence.observe(&t.symbol, t.trade_id) {
+                    TradeOrder::Next => {}
+                    TradeOrder::Duplicate => {
+                        report.duplicate_trades += 1;
+                        continue;
+                    }
+                    TradeOrder::Gap { first, last } => {
+                        report.trade_gaps += 1;
+                        report.missing_trades += last - first + 1;
+                        tracing::warn!(symbol = %t.symbol, first, last, "trade-ID gap: trades missing from the stream");
+                    }
+                }
                 clock.observe(t.event_time_ms);
                 if clock == Clock::System {
                     let now = clock.now_ms();
@@ -245,6 +272,11 @@ async fn run(
         };
         tracing::info!(reason = %ended_by, "market data connection ended");
         report.ended_by = ended_by;
+        if went_idle {
+            // A silent connection is dead whatever the close policy: replace it.
+            report.idle_reconnects += 1;
+            continue;
+        }
         if feed.on_server_close == OnServerClose::Stop {
             break;
         }

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod binance;
 pub mod capture;
 pub mod rest;
+pub mod sequence;
 pub mod skew;
 
 pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};

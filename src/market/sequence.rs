@@ -1,0 +1,68 @@
+//! Trade-ID continuity per symbol: duplicates (e.g. the overlap of two connections) are
+//! dropped, gaps are reported. Bounded: one entry per configured symbol.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeOrder {
+    /// The next trade (or the first one seen).
+    Next,
+    /// Already seen: drop it.
+    Duplicate,
+    /// Trades `first..=last` were never seen.
+    Gap { first: u64, last: u64 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TradeSequence {
+    last: HashMap<String, u64>,
+}
+
+impl TradeSequence {
+    /// Classify trade `id` of `symbol` and remember it unless it is a duplicate.
+    pub fn observe(&mut self, symbol: &str, id: u64) -> TradeOrder {
+        match self.last.get_mut(symbol) {
+            None => {
+                self.last.insert(symbol.to_string(), id);
+                TradeOrder::Next
+            }
+            Some(last) if id <= *last => TradeOrder::Duplicate,
+            Some(last) => {
+                let order = if id == *last + 1 {
+                    TradeOrder::Next
+                } else {
+                    TradeOrder::Gap {
+                        first: *last + 1,
+                        last: id - 1,
+                    }
+                };
+                *last = id;
+                order
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_next_duplicate_and_gap_per_symbol() {
+        let mut s = TradeSequence::default();
+        assert_eq!(s.observe("BTC", 10), TradeOrder::Next);
+        assert_eq!(s.observe("BTC", 11), TradeOrder::Next);
+        assert_eq!(s.observe("ETH", 3), TradeOrder::Next);
+        assert_eq!(s.observe("BTC", 11), TradeOrder::Duplicate);
+        assert_eq!(s.observe("BTC", 9), TradeOrder::Duplicate);
+        assert_eq!(
+            s.observe("BTC", 15),
+            TradeOrder::Gap {
+                first: 12,
+                last: 14
+            }
+        );
+        assert_eq!(s.observe("BTC", 16), TradeOrder::Next);
+        assert_eq!(s.observe("ETH", 4), TradeOrder::Next);
+    }
+}
