@@ -110,6 +110,12 @@ pub struct FeedConfig {
     pub connect_window_s: u64,
     /// A connection that delivers no frame for this long is dead and is replaced.
     pub idle_timeout_ms: u64,
+    /// REST base URL (klines, historical trades); empty derives it from `url`.
+    pub rest_url: String,
+    /// Fetch trades missing from the stream (trade-ID gaps) from the REST endpoint.
+    pub backfill_gaps: bool,
+    /// At most this many trades are fetched for one gap; the rest is reported missing.
+    pub backfill_max_trades: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,8 +193,6 @@ pub struct FhsOverride {
 #[serde(deny_unknown_fields)]
 pub struct WarmStartConfig {
     pub enabled: bool,
-    /// REST base URL (live: https://api.binance.com); empty derives it from feed.url.
-    pub rest_url: String,
     pub timeout_ms: u64,
 }
 
@@ -387,6 +391,10 @@ impl Config {
             ),
         );
         check(
+            (1..=100_000).contains(&self.feed.backfill_max_trades),
+            "feed.backfill_max_trades must be in 1..=100000".into(),
+        );
+        check(
             self.feed.clock_skew_warn_ms > 0,
             "feed.clock_skew_warn_ms must be > 0".into(),
         );
@@ -441,12 +449,12 @@ impl Config {
             "var.warm_start.timeout_ms must be > 0".into(),
         );
         check(
-            v.warm_start.rest_url.is_empty()
-                || v.warm_start.rest_url.starts_with("http://")
-                || v.warm_start.rest_url.starts_with("https://"),
+            self.feed.rest_url.is_empty()
+                || self.feed.rest_url.starts_with("http://")
+                || self.feed.rest_url.starts_with("https://"),
             format!(
-                "var.warm_start.rest_url must be empty or start with http:// or https://, got {:?}",
-                v.warm_start.rest_url
+                "feed.rest_url must be empty or start with http:// or https://, got {:?}",
+                self.feed.rest_url
             ),
         );
         check(
@@ -602,7 +610,7 @@ impl Config {
         c.signing.key_file = PathBuf::new();
         c.sink.dir = PathBuf::new();
         c.var.snapshot.dir = PathBuf::new();
-        c.var.warm_start.rest_url.clear();
+        c.feed.rest_url.clear();
         c.elf.rules_file = PathBuf::new();
         c.elf.shadow_rules_file = PathBuf::new();
         c.kafka.brokers.clear();
@@ -714,6 +722,15 @@ impl Config {
 
     pub fn instrument(&self, symbol: &str) -> Option<&InstrumentConfig> {
         self.instruments.iter().find(|i| i.symbol == symbol)
+    }
+
+    /// The REST base URL: `feed.rest_url`, else the one that belongs to `feed.url`.
+    pub fn rest_base(&self) -> String {
+        if self.feed.rest_url.is_empty() {
+            crate::market::rest::rest_base_for_feed(&self.feed.url)
+        } else {
+            self.feed.rest_url.clone()
+        }
     }
 
     pub fn kafka_enabled(&self) -> bool {

@@ -81,6 +81,10 @@ enum Command {
         /// (klines) only; repeatable.
         #[arg(long = "history")]
         history: Vec<PathBuf>,
+        /// Fault injection: leave trades SYMBOL:FIRST-LAST out of the stream (REST still
+        /// serves them); repeatable.
+        #[arg(long = "skip-trades")]
+        skip_trades: Vec<bizra_risk::replay::SkipTrades>,
     },
     /// Verify signed events in files/directories or a Kafka topic.
     Verify {
@@ -233,10 +237,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             ping_interval_ms,
             pong_timeout_ms,
             history,
+            skip_trades,
         } => {
             init_logging("info");
             let files = expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
+            opts.skip_trades = skip_trades;
             if !history.is_empty() {
                 opts.history = expand_capture_paths(&history)?;
             }

@@ -64,11 +64,7 @@ fn fetch(config: &Config, symbol: &str, now_ms: i64) -> Vec<Kline> {
     let Some(interval) = rest::kline_interval(config.bars.interval_ms) else {
         return Vec::new();
     };
-    let base = if w.rest_url.is_empty() {
-        rest::rest_base_for_feed(&config.feed.url)
-    } else {
-        w.rest_url.clone()
-    };
+    let base = config.rest_base();
     match rest::fetch_klines(
         &base,
         symbol,

@@ -162,6 +162,8 @@ fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
     let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
     config.feed.idle_timeout_ms = 1000;
     config.feed.reconnect_initial_backoff_ms = 10;
+    // This bare server has no REST side to backfill from.
+    config.feed.backfill_gaps = false;
     config.portfolio.enabled = false;
     config.var.warm_start.enabled = false;
     let summary = common::run(config);

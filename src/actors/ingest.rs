@@ -19,7 +19,7 @@ use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
 use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
-use crate::market::{parse_combined, MarketDataError, MarketEvent};
+use crate::market::{parse_combined, MarketDataError, MarketEvent, Trade};
 use crate::metrics::Metrics;
 
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
@@ -38,6 +38,9 @@ pub struct IngestReport {
     pub duplicate_trades: u64,
     /// Trade-ID gaps (missing trades) seen, and how many trades they miss.
     pub trade_gaps: u64,
+    /// Trades of those gaps fetched from the REST endpoint and delivered in order.
+    pub backfilled_trades: u64,
+    /// Trades of those gaps that could not be fetched.
     pub missing_trades: u64,
     /// Connections replaced because they went silent.
     pub idle_reconnects: u32,
@@ -122,6 +125,11 @@ async fn run(
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
     let mut sequence = TradeSequence::default();
+    let rest_base = if feed.rest_url.is_empty() {
+        crate::market::rest::rest_base_for_feed(&feed.url)
+    } else {
+        feed.rest_url.clone()
+    };
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
         Duration::from_millis(feed.reconnect_max_backoff_ms),
@@ -240,8 +248,29 @@ async fn run(
                     }
                     TradeOrder::Gap { first, last } => {
                         report.trade_gaps += 1;
-                        report.missing_trades += last - first + 1;
-                        tracing::warn!(symbol = %t.symbol, first, last, "trade-ID gap: trades missing from the stream");
+                        let missing = last - first + 1;
+                        let mut filled = 0u64;
+                        if feed.backfill_gaps {
+                            let upto = last.min(first + feed.backfill_max_trades - 1);
+                            let timeout = Duration::from_millis(feed.connect_timeout_ms);
+                            for trade in backfill(&rest_base, &t.symbol, first, upto, timeout).await
+                            {
+                                route
+                                    .send(Tick {
+                                        event: MarketEvent::Trade(trade),
+                                        received_at_ms: clock.now_ms(),
+                                        feed_healthy: true,
+                                    })
+                                    .await??;
+                                filled += 1;
+                            }
+                            *report.accepted.entry("trade").or_default() += filled;
+                        }
+                        report.backfilled_trades += filled;
+                        report.missing_trades += missing - filled;
+                        if filled < missing {
+                            tracing::warn!(symbol = %t.symbol, first, last, filled, "trade-ID gap: trades missing from the stream");
+                        }
                     }
                 }
                 clock.observe(t.event_time_ms);
@@ -285,6 +314,64 @@ async fn run(
     report.elapsed = started.elapsed();
     report.clock_skew = skew.summary();
     Ok(report)
+}
+
+/// Trades `first..=last` of `symbol` from the REST historical-trades endpoint, in ID order;
+/// fewer when the endpoint has fewer or fails (logged).
+async fn backfill(
+    base: &str,
+    symbol: &str,
+    first: u64,
+    last: u64,
+    timeout: Duration,
+) -> Vec<Trade> {
+    let mut out = Vec::new();
+    let mut from = first;
+    while from <= last {
+        let (b, s) = (base.to_string(), symbol.to_string());
+        let page = tokio::task::spawn_blocking(move || {
+            crate::market::rest::fetch_historical_trades(&b, &s, from, 1000, timeout)
+        })
+        .await;
+        let trades = match page {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::warn!(%symbol, from, error = %e, "backfill failed");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(%symbol, from, error = %e, "backfill task failed");
+                break;
+            }
+        };
+        let before = out.len();
+        let page_from = from;
+        for h in trades
+            .into_iter()
+            .filter(|h| (page_from..=last).contains(&h.id))
+        {
+            let (Ok(price), Ok(qty)) = (h.price.parse::<f64>(), h.qty.parse::<f64>()) else {
+                continue;
+            };
+            if !(price > 0.0 && price.is_finite() && qty >= 0.0 && qty.is_finite()) {
+                continue;
+            }
+            from = h.id + 1;
+            out.push(Trade {
+                event_time_ms: h.time,
+                symbol: symbol.to_string(),
+                trade_id: h.id,
+                price,
+                qty,
+                trade_time_ms: h.time,
+                buyer_is_maker: h.is_buyer_maker,
+            });
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
 }
 
 fn reject(report: &mut IngestReport, metrics: &Metrics, err: &MarketDataError, len: usize) {

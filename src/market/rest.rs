@@ -138,6 +138,55 @@ pub fn parse_klines(body: &str) -> Result<Vec<Kline>, RestError> {
     Ok(out)
 }
 
+/// One trade from `GET /api/v3/historicalTrades`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoricalTrade {
+    pub id: u64,
+    pub price: String,
+    pub qty: String,
+    pub time: i64,
+    pub is_buyer_maker: bool,
+}
+
+pub fn parse_historical_trades(body: &str) -> Result<Vec<HistoricalTrade>, RestError> {
+    serde_json::from_str(body).map_err(|e| RestError::Parse(e.to_string()))
+}
+
+/// Trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first (blocking).
+pub fn fetch_historical_trades(
+    base: &str,
+    symbol: &str,
+    from_id: u64,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<HistoricalTrade>, RestError> {
+    let url = format!(
+        "{}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit={}",
+        base.trim_end_matches('/'),
+        limit.clamp(1, MAX_KLINES)
+    );
+    get(&url, timeout).and_then(|body| parse_historical_trades(&body))
+}
+
+fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
+    let http = |reason: String| RestError::Http {
+        url: url.to_string(),
+        reason,
+    };
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent();
+    let mut response = agent.get(url).call().map_err(|e| http(e.to_string()))?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(8 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| http(e.to_string()))
+}
+
 /// Fetch the latest `limit` closed klines of `symbol` (blocking).
 pub fn fetch_klines(
     base: &str,
@@ -146,23 +195,7 @@ pub fn fetch_klines(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<Kline>, RestError> {
-    let url = klines_url(base, symbol, interval, limit);
-    let http = |reason: String| RestError::Http {
-        url: url.clone(),
-        reason,
-    };
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .build()
-        .new_agent();
-    let mut response = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(8 * 1024 * 1024)
-        .read_to_string()
-        .map_err(|e| http(e.to_string()))?;
-    parse_klines(&body)
+    get(&klines_url(base, symbol, interval, limit), timeout).and_then(|body| parse_klines(&body))
 }
 
 #[cfg(test)]

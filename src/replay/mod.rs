@@ -6,5 +6,6 @@ pub mod rest;
 mod server;
 
 pub use server::{
-    serve, spawn_in_thread, ReplayError, ReplayOptions, RunningReplay, Speed, Subscription,
+    serve, spawn_in_thread, ReplayError, ReplayOptions, RunningReplay, SkipTrades, Speed,
+    Subscription,
 };

@@ -2,6 +2,8 @@
 //!
 //! `GET /api/v3/klines` serves bars built from the trades that happened before the
 //! replayed stream starts (the "history" captures), as Binance would have at that moment.
+//! `GET /api/v3/historicalTrades` serves any trade of the history and streamed captures by
+//! ID, so a client can fill gaps in what it received.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,16 +15,19 @@ use crate::market::rest::{interval_ms, MAX_KLINES};
 
 #[derive(Debug, Clone, Copy)]
 struct TradePoint {
+    id: u64,
     time_ms: i64,
     price: f64,
     qty: f64,
     buyer_is_maker: bool,
 }
 
-/// Trades per symbol from the history captures, in time order.
+/// Trades per symbol: the history captures' in time order (klines), and every capture's by
+/// trade ID (historical trades).
 #[derive(Debug, Default)]
 pub struct RestIndex {
     trades: HashMap<String, Vec<TradePoint>>,
+    by_id: HashMap<String, Vec<TradePoint>>,
 }
 
 /// An HTTP answer: status code and JSON body.
@@ -42,27 +47,44 @@ impl RestResponse {
 }
 
 impl RestIndex {
-    /// Index the trades of `history` files (captures that precede the replayed stream).
-    pub fn build(history: &[PathBuf]) -> Result<Self, CaptureError> {
+    /// Index `history` (captures that precede the replayed stream) and `streamed` captures.
+    pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
         let mut index = Self::default();
-        for path in history {
+        for (path, before_stream) in history
+            .iter()
+            .map(|p| (p, true))
+            .chain(streamed.iter().map(|p| (p, false)))
+        {
             let mut reader = CaptureReader::open(path)?;
             while let Some(line) = reader.next_line()? {
                 if !line.stream().is_some_and(|s| s.ends_with("@trade")) {
                     continue;
                 }
                 if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
-                    index.trades.entry(t.symbol).or_default().push(TradePoint {
+                    let point = TradePoint {
+                        id: t.trade_id,
                         time_ms: t.trade_time_ms,
                         price: t.price,
                         qty: t.qty,
                         buyer_is_maker: t.buyer_is_maker,
-                    });
+                    };
+                    if before_stream {
+                        index
+                            .trades
+                            .entry(t.symbol.clone())
+                            .or_default()
+                            .push(point);
+                    }
+                    index.by_id.entry(t.symbol).or_default().push(point);
                 }
             }
         }
         for v in index.trades.values_mut() {
             v.sort_by_key(|t| t.time_ms);
+        }
+        for v in index.by_id.values_mut() {
+            v.sort_by_key(|t| t.id);
+            v.dedup_by_key(|t| t.id);
         }
         Ok(index)
     }
@@ -80,8 +102,54 @@ impl RestIndex {
                 body: "{}".into(),
             },
             "/api/v3/klines" => self.klines(&params),
+            "/api/v3/historicalTrades" => self.historical_trades(&params),
             _ => RestResponse::error(404, -1000, "Unknown endpoint."),
         }
+    }
+
+    /// Binance `historicalTrades`: up to `limit` (default 500, max 1000) trades from
+    /// `fromId` (default: the most recent ones).
+    fn historical_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
+        let Some(symbol) = params.get("symbol") else {
+            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
+        };
+        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+            None => 500,
+            Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
+            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
+        };
+        let Some(trades) = self.by_id.get(&symbol.to_ascii_uppercase()) else {
+            return RestResponse::error(400, -1121, "Invalid symbol.");
+        };
+        let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
+            None => trades.len().saturating_sub(limit),
+            Some(Ok(from)) => trades.partition_point(|t| t.id < from),
+            Some(Err(_)) => {
+                return RestResponse::error(
+                    400,
+                    -1100,
+                    "Illegal characters found in parameter 'fromId'.",
+                )
+            }
+        };
+        let mut body = String::from("[");
+        for (i, t) in trades[start..].iter().take(limit).enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            let _ = write!(
+                body,
+                "{{\"id\":{},\"price\":\"{:.8}\",\"qty\":\"{:.8}\",\"quoteQty\":\"{:.8}\",\"time\":{},\"isBuyerMaker\":{},\"isBestMatch\":true}}",
+                t.id,
+                t.price,
+                t.qty,
+                t.price * t.qty,
+                t.time_ms,
+                t.buyer_is_maker
+            );
+        }
+        body.push(']');
+        RestResponse { status: 200, body }
     }
 
     fn klines(&self, params: &HashMap<&str, &str>) -> RestResponse {
@@ -169,18 +237,21 @@ mod tests {
             "BTCUSDT".to_string(),
             vec![
                 TradePoint {
+                    id: 1,
                     time_ms: 1000,
                     price: 10.0,
                     qty: 1.0,
                     buyer_is_maker: false,
                 },
                 TradePoint {
+                    id: 2,
                     time_ms: 1500,
                     price: 12.0,
                     qty: 2.0,
                     buyer_is_maker: true,
                 },
                 TradePoint {
+                    id: 3,
                     time_ms: 3200,
                     price: 11.0,
                     qty: 1.0,
@@ -188,7 +259,10 @@ mod tests {
                 },
             ],
         );
-        RestIndex { trades }
+        RestIndex {
+            by_id: trades.clone(),
+            trades,
+        }
     }
 
     #[test]

@@ -72,6 +72,47 @@ pub struct ReplayOptions {
     pub max_clients: usize,
     /// Captures of what happened before the stream: served by the REST endpoints only.
     pub history: Vec<PathBuf>,
+    /// Fault injection: trades of these ID ranges are not streamed (REST still has them).
+    pub skip_trades: Vec<SkipTrades>,
+}
+
+/// Trades `first..=last` of `symbol` left out of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipTrades {
+    pub symbol: String,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl FromStr for SkipTrades {
+    type Err = String;
+    /// `BTCUSDT:100-120`
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected SYMBOL:FIRST-LAST, got {s:?}");
+        let (symbol, range) = s.split_once(':').ok_or_else(bad)?;
+        let (a, b) = range.split_once('-').ok_or_else(bad)?;
+        let (first, last) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if first > last || symbol.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            symbol: symbol.to_ascii_uppercase(),
+            first,
+            last,
+        })
+    }
+}
+
+fn skipped(skips: &[SkipTrades], line: &CaptureLine) -> bool {
+    if skips.is_empty() || !line.stream().is_some_and(|s| s.ends_with("@trade")) {
+        return false;
+    }
+    match crate::market::parse_combined(&line.json) {
+        Ok(crate::market::MarketEvent::Trade(t)) => skips
+            .iter()
+            .any(|k| k.symbol == t.symbol && (k.first..=k.last).contains(&t.trade_id)),
+        _ => false,
+    }
 }
 
 impl ReplayOptions {
@@ -83,6 +124,7 @@ impl ReplayOptions {
             pong_timeout: Duration::from_secs(60),
             max_clients: 64,
             history: Vec::new(),
+            skip_trades: Vec::new(),
         }
     }
 }
@@ -194,8 +236,10 @@ pub fn spawn_in_thread(
 
 /// Accept clients forever; each gets its own pass over the capture.
 pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
-    let history = opts.history.clone();
-    let rest = match tokio::task::spawn_blocking(move || RestIndex::build(&history)).await {
+    let (history, streamed) = (opts.history.clone(), opts.files.clone());
+    let rest = match tokio::task::spawn_blocking(move || RestIndex::build(&history, &streamed))
+        .await
+    {
         Ok(Ok(index)) => index,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "replay history unreadable; REST endpoints serve nothing");
@@ -367,10 +411,12 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
     let groups = group_by_instrument(&opts.files);
     let mut merge = CaptureMerge::open(&groups)?;
     let wanted = subscription.streams.clone();
+    let skips = opts.skip_trades.clone();
     std::thread::spawn(move || loop {
         match merge.next_line() {
             Ok(Some(line)) => {
                 if line.stream().is_some_and(|s| wanted.contains(s))
+                    && !skipped(&skips, &line)
                     && tx.blocking_send(line).is_err()
                 {
                     return;
