@@ -116,6 +116,10 @@ pub struct FeedConfig {
     pub backfill_gaps: bool,
     /// At most this many trades are fetched for one gap; the rest is reported missing.
     pub backfill_max_trades: u64,
+    /// A symbol whose subscribed streams have not all delivered within this is stale.
+    pub stale_after_ms: i64,
+    /// After trades are lost for good, the symbol stays unhealthy this long.
+    pub gap_unhealthy_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -389,6 +393,10 @@ impl Config {
                 "feed.idle_timeout_ms must be >= 1000, got {}",
                 self.feed.idle_timeout_ms
             ),
+        );
+        check(
+            self.feed.stale_after_ms > 0 && self.feed.gap_unhealthy_ms >= 0,
+            "feed.stale_after_ms must be > 0 and feed.gap_unhealthy_ms >= 0".into(),
         );
         check(
             (1..=100_000).contains(&self.feed.backfill_max_trades),

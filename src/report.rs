@@ -87,8 +87,8 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
     );
     let _ = writeln!(
         s,
-        "trade continuity: {} duplicate trades dropped, {} trade-ID gaps ({} trades backfilled, {} missing), {} silent connections replaced",
-        ing.duplicate_trades, ing.trade_gaps, ing.backfilled_trades, ing.missing_trades, ing.idle_reconnects
+        "trade continuity: {} duplicate trades dropped, {} trade-ID gaps ({} trades backfilled, {} missing), {} silent connections replaced, {} events while their symbol was unhealthy",
+        ing.duplicate_trades, ing.trade_gaps, ing.backfilled_trades, ing.missing_trades, ing.idle_reconnects, ing.unhealthy_ticks
     );
     match &ing.clock_skew {
         Some(k) => {

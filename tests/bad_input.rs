@@ -175,3 +175,68 @@ fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
     assert_eq!(ing.duplicate_trades, 10);
     assert_eq!((ing.trade_gaps, ing.missing_trades), (1, 5));
 }
+
+#[test]
+fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let quote = |u: i64| {
+        format!(
+            r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{u},"s":"BTCUSDT","b":"60000.00","B":"1.0","a":"60000.01","A":"1.0"}}}}"#
+        )
+    };
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        // 1 trade per second for 60 s; quotes stop between 20 s and 40 s.
+        for i in 0..60i64 {
+            let price = format!("{:.2}", 60_000.0 + (i % 5) as f64);
+            ws.send(Message::text(trade(
+                "BTCUSDT",
+                i as u64 + 1,
+                t0 + i * 1000,
+                &price,
+            )))
+            .await
+            .unwrap();
+            if !(20..40).contains(&i) {
+                ws.send(Message::text(quote(i))).await.unwrap();
+            }
+        }
+        ws.close(None).await.unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.feed.stale_after_ms = 5_000;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    // Trades at 25..=40 s find the last quote (19 s) more than 5 s old; the quote sent
+    // right after trade 40 makes the symbol fresh again.
+    assert_eq!(summary.ingest.unhealthy_ticks, 16);
+    let text = std::fs::read_to_string(tmp.path().join("events/bizra.BTCUSDT.jsonl")).unwrap();
+    let flags: Vec<bool> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"]["payload"]["feed_healthy"].as_bool().unwrap()
+        })
+        .collect();
+    let first_bad = flags
+        .iter()
+        .position(|h| !h)
+        .expect("some decisions on stale data");
+    let recovered = flags[first_bad..]
+        .iter()
+        .position(|h| *h)
+        .expect("recovers")
+        + first_bad;
+    assert!(flags[recovered..].iter().all(|h| *h), "{flags:?}");
+    assert!(first_bad > 0);
+}

@@ -17,9 +17,10 @@ use rand::SeedableRng;
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
+use crate::market::health::FeedHealth;
 use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
-use crate::market::{parse_combined, MarketDataError, MarketEvent, Trade};
+use crate::market::{parse_combined, MarketDataError, MarketEvent, StreamKind, Trade};
 use crate::metrics::Metrics;
 
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
@@ -44,6 +45,8 @@ pub struct IngestReport {
     pub missing_trades: u64,
     /// Connections replaced because they went silent.
     pub idle_reconnects: u32,
+    /// Events delivered while their symbol was unhealthy (stale stream or lost trades).
+    pub unhealthy_ticks: u64,
     /// Local receive time minus exchange event time of trades (live clock only).
     pub clock_skew: Option<SkewSummary>,
 }
@@ -125,6 +128,14 @@ async fn run(
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
     let mut sequence = TradeSequence::default();
+    let mut health = FeedHealth::new(
+        feed.streams
+            .iter()
+            .filter_map(|s| StreamKind::from_suffix(s))
+            .collect(),
+        feed.stale_after_ms,
+        feed.gap_unhealthy_ms,
+    );
     let rest_base = if feed.rest_url.is_empty() {
         crate::market::rest::rest_base_for_feed(&feed.url)
     } else {
@@ -269,6 +280,7 @@ async fn run(
                         report.backfilled_trades += filled;
                         report.missing_trades += missing - filled;
                         if filled < missing {
+                            health.gap_unfilled(&t.symbol, clock.now_ms());
                             tracing::warn!(symbol = %t.symbol, first, last, filled, "trade-ID gap: trades missing from the stream");
                         }
                     }
@@ -288,14 +300,18 @@ async fn run(
                     }
                 }
             }
+            let now = clock.now_ms();
+            health.seen(event.symbol(), event.kind(), now);
+            let feed_healthy = health.healthy(event.symbol(), now);
+            report.unhealthy_ticks += u64::from(!feed_healthy);
             let kind = event.kind().as_str();
             *report.accepted.entry(kind).or_default() += 1;
             metrics.ingest_frames_total.with_label_values(&[kind]).inc();
             route
                 .send(Tick {
                     event,
-                    received_at_ms: clock.now_ms(),
-                    feed_healthy: true,
+                    received_at_ms: now,
+                    feed_healthy,
                 })
                 .await??;
         };

@@ -1,0 +1,100 @@
+//! Feed health per symbol: every subscribed stream must have delivered within
+//! `stale_after_ms`, and no unfilled trade-ID gap may be recent. Actions that rely on an
+//! unhealthy symbol are blocked by ELF L2 (DATA_UNHEALTHY) and pass again once it is fresh.
+//! Pure: times come in. Bounded: one entry per symbol and stream.
+
+use std::collections::HashMap;
+
+use super::StreamKind;
+
+#[derive(Debug, Clone)]
+pub struct FeedHealth {
+    streams: Vec<StreamKind>,
+    stale_after_ms: i64,
+    gap_unhealthy_ms: i64,
+    /// Newest event per (symbol, stream), and the first event per symbol.
+    last: HashMap<(String, StreamKind), i64>,
+    first: HashMap<String, i64>,
+    unhealthy_until: HashMap<String, i64>,
+}
+
+impl FeedHealth {
+    pub fn new(streams: Vec<StreamKind>, stale_after_ms: i64, gap_unhealthy_ms: i64) -> Self {
+        Self {
+            streams,
+            stale_after_ms,
+            gap_unhealthy_ms,
+            last: HashMap::new(),
+            first: HashMap::new(),
+            unhealthy_until: HashMap::new(),
+        }
+    }
+
+    pub fn seen(&mut self, symbol: &str, kind: StreamKind, now_ms: i64) {
+        self.first.entry(symbol.to_string()).or_insert(now_ms);
+        self.last.insert((symbol.to_string(), kind), now_ms);
+    }
+
+    /// Trades were lost for good: the symbol is unhealthy for a while.
+    pub fn gap_unfilled(&mut self, symbol: &str, now_ms: i64) {
+        self.unhealthy_until.insert(
+            symbol.to_string(),
+            now_ms.saturating_add(self.gap_unhealthy_ms),
+        );
+    }
+
+    pub fn healthy(&self, symbol: &str, now_ms: i64) -> bool {
+        if self
+            .unhealthy_until
+            .get(symbol)
+            .is_some_and(|until| now_ms < *until)
+        {
+            return false;
+        }
+        let first = self.first.get(symbol).copied().unwrap_or(now_ms);
+        self.streams.iter().all(|kind| {
+            // A stream not seen yet is only stale once the symbol has been live that long.
+            let last = self
+                .last
+                .get(&(symbol.to_string(), *kind))
+                .copied()
+                .unwrap_or(first);
+            now_ms.saturating_sub(last) <= self.stale_after_ms
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_streams_and_lost_trades_make_a_symbol_unhealthy_until_fresh() {
+        let mut h = FeedHealth::new(
+            vec![StreamKind::Trade, StreamKind::BookTicker],
+            1_000,
+            5_000,
+        );
+        h.seen("BTC", StreamKind::Trade, 0);
+        assert!(
+            h.healthy("BTC", 500),
+            "quotes not seen yet, but only 500 ms in"
+        );
+        assert!(!h.healthy("BTC", 1_500), "no quote for 1.5 s");
+        h.seen("BTC", StreamKind::BookTicker, 1_600);
+        h.seen("BTC", StreamKind::Trade, 1_600);
+        assert!(h.healthy("BTC", 1_700));
+        assert!(!h.healthy("BTC", 2_700), "both streams silent for 1.1 s");
+        h.seen("BTC", StreamKind::BookTicker, 3_000);
+        h.seen("BTC", StreamKind::Trade, 3_000);
+        h.gap_unfilled("BTC", 3_000);
+        assert!(!h.healthy("BTC", 3_100));
+        h.seen("BTC", StreamKind::BookTicker, 8_000);
+        h.seen("BTC", StreamKind::Trade, 8_000);
+        assert!(
+            h.healthy("BTC", 8_001),
+            "resumes when fresh and the gap is old"
+        );
+        assert!(h.healthy("ETH", 9_000), "never seen: nothing stale yet");
+    }
+}
