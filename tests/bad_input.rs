@@ -174,6 +174,17 @@ fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
     assert_eq!(ing.accepted.get("trade"), Some(&55), "30 + 25 new trades");
     assert_eq!(ing.duplicate_trades, 10);
     assert_eq!((ing.trade_gaps, ing.missing_trades), (1, 5));
+    // Reconnect (backoff of at most 10 ms, loopback) to the first event of the new stream.
+    assert_eq!(ing.reconnect_to_first_event_us.len(), 1);
+    assert!(
+        ing.reconnect_to_first_event_us[0] < 1_000_000,
+        "{:?}",
+        ing.reconnect_to_first_event_us
+    );
+    eprintln!(
+        "reconnect to first event: {:?} us",
+        ing.reconnect_to_first_event_us
+    );
 }
 
 #[test]

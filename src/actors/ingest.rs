@@ -47,6 +47,10 @@ pub struct IngestReport {
     pub idle_reconnects: u32,
     /// Events delivered while their symbol was unhealthy (stale stream or lost trades).
     pub unhealthy_ticks: u64,
+    /// For every connection after the first: from the moment the previous one ended to the
+    /// first market event of the new one (backoff and handshake included), microseconds
+    /// (bounded: the last 64).
+    pub reconnect_to_first_event_us: Vec<u64>,
     /// Local receive time minus exchange event time of trades (live clock only).
     pub clock_skew: Option<SkewSummary>,
 }
@@ -128,6 +132,7 @@ async fn run(
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
     let mut sequence = TradeSequence::default();
+    let mut dropped_at: Option<Instant> = None;
     let mut health = FeedHealth::new(
         feed.streams
             .iter()
@@ -190,6 +195,7 @@ async fn run(
         let (_write, mut read) = ws.split();
         let idle = Duration::from_millis(feed.idle_timeout_ms);
         let mut went_idle = false;
+        let mut first_event_pending = dropped_at.is_some();
         let ended_by = loop {
             let msg = match tokio::time::timeout(idle, read.next()).await {
                 Ok(Some(Ok(m))) => m,
@@ -300,6 +306,17 @@ async fn run(
                     }
                 }
             }
+            if first_event_pending {
+                first_event_pending = false;
+                if report.reconnect_to_first_event_us.len() >= 64 {
+                    report.reconnect_to_first_event_us.remove(0);
+                }
+                if let Some(at) = dropped_at {
+                    report
+                        .reconnect_to_first_event_us
+                        .push(at.elapsed().as_micros() as u64);
+                }
+            }
             let now = clock.now_ms();
             health.seen(event.symbol(), event.kind(), now);
             let feed_healthy = health.healthy(event.symbol(), now);
@@ -317,6 +334,7 @@ async fn run(
         };
         tracing::info!(reason = %ended_by, "market data connection ended");
         report.ended_by = ended_by;
+        dropped_at = Some(Instant::now());
         if went_idle {
             // A silent connection is dead whatever the close policy: replace it.
             report.idle_reconnects += 1;
