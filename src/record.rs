@@ -207,61 +207,25 @@ pub fn import_trades_csv(csv: &Path, symbol: &str, out: &Path) -> Result<u64, Re
     let file = File::create(out).map_err(io(out))?;
     let mut gz = GzEncoder::new(BufWriter::new(file), Compression::default());
     let stream = format!("{}@trade", symbol.to_ascii_lowercase());
-    let mut count = 0u64;
-    let mut last_id: Option<u64> = None;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason: String| RecordError::BadCsv {
-            path: csv.display().to_string(),
-            line: i + 1,
-            reason,
-        };
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != 7 {
-            return Err(bad(format!("expected 7 fields, got {}", f.len())));
-        }
-        let id: u64 = f[0]
-            .parse()
-            .map_err(|_| bad(format!("trade id {:?} is not an integer", f[0])))?;
-        if last_id.is_some_and(|l| id <= l) {
-            return Err(bad(format!("trade id {id} is not increasing")));
-        }
-        last_id = Some(id);
-        for (name, v) in [("price", f[1]), ("qty", f[2])] {
-            let x: f64 = v
-                .parse()
-                .map_err(|_| bad(format!("{name} {v:?} is not a number")))?;
-            if !(x > 0.0 && x.is_finite()) {
-                return Err(bad(format!("{name} {v:?} must be positive")));
-            }
-        }
-        let time: i64 = f[4]
-            .parse()
-            .map_err(|_| bad(format!("time {:?} is not an integer", f[4])))?;
-        let time_ms = if time >= 100_000_000_000_000 {
-            time / 1000
-        } else {
-            time
-        };
-        let flag = |v: &str, name: &str| match v.to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(bad(format!("{name} {v:?} is not true/false"))),
-        };
-        let maker = flag(f[5], "isBuyerMaker")?;
-        let best = flag(f[6], "isBestMatch")?;
+    let trades = crate::market::trades_csv::parse(&text).map_err(|e| RecordError::BadCsv {
+        path: csv.display().to_string(),
+        line: e.line,
+        reason: e.reason,
+    })?;
+    for t in &trades {
         let line = format!(
-            "{} {{\"stream\":\"{stream}\",\"data\":{{\"e\":\"trade\",\"E\":{time_ms},\"s\":\"{symbol}\",\"t\":{id},\"p\":\"{}\",\"q\":\"{}\",\"T\":{time_ms},\"m\":{maker},\"M\":{best}}}}}\n",
-            i128::from(time_ms) * 1_000_000,
-            f[1],
-            f[2]
+            "{} {{\"stream\":\"{stream}\",\"data\":{{\"e\":\"trade\",\"E\":{ms},\"s\":\"{symbol}\",\"t\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"T\":{ms},\"m\":{m},\"M\":{best}}}}}\n",
+            i128::from(t.time_ms) * 1_000_000,
+            ms = t.time_ms,
+            id = t.id,
+            p = t.price_text,
+            q = t.qty_text,
+            m = t.buyer_is_maker,
+            best = t.best_match,
         );
         gz.write_all(line.as_bytes()).map_err(io(out))?;
-        count += 1;
     }
     let mut inner = gz.finish().map_err(io(out))?;
     inner.flush().map_err(io(out))?;
-    Ok(count)
+    Ok(trades.len() as u64)
 }

@@ -203,41 +203,14 @@ pub fn parse_binance_trades(
     name: &str,
     bar_ms: i64,
 ) -> Result<PriceSeries, SeriesError> {
+    let trades = crate::market::trades_csv::parse(text).map_err(|e| SeriesError::Line {
+        path: name.into(),
+        line: e.line,
+        reason: e.reason,
+    })?;
     let mut bars = Bars::new(bar_ms);
-    let mut last_id: Option<u64> = None;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason: String| SeriesError::Line {
-            path: name.into(),
-            line: i + 1,
-            reason,
-        };
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 7 {
-            return Err(bad(format!("expected 7 fields, got {}", f.len())));
-        }
-        let id: u64 = f[0]
-            .trim()
-            .parse()
-            .map_err(|_| bad(format!("trade id {:?} is not an integer", f[0])))?;
-        if last_id.is_some_and(|last| id <= last) {
-            return Err(bad(format!("trade id {id} is not increasing")));
-        }
-        last_id = Some(id);
-        let price = parse_price(f[1]).map_err(bad)?;
-        let time: i64 = f[4]
-            .trim()
-            .parse()
-            .map_err(|_| bad(format!("time {:?} is not an integer", f[4])))?;
-        // Milliseconds since 1970 stay below 1e14 until the year 5138.
-        let time_ms = if time >= 100_000_000_000_000 {
-            time / 1000
-        } else {
-            time
-        };
-        bars.push(time_ms, price);
+    for t in trades {
+        bars.push(t.time_ms, t.price);
     }
     Ok(bars.finish())
 }

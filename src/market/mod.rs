@@ -7,5 +7,6 @@ pub mod health;
 pub mod rest;
 pub mod sequence;
 pub mod skew;
+pub mod trades_csv;
 
 pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};
