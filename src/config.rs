@@ -283,6 +283,17 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u64,
 }
 
+impl FeedConfig {
+    /// The REST base URL: `rest_url`, else the one that belongs to `url`.
+    pub fn rest_base(&self) -> String {
+        if self.rest_url.is_empty() {
+            crate::market::rest::rest_base_for_feed(&self.url)
+        } else {
+            self.rest_url.clone()
+        }
+    }
+}
+
 impl Config {
     /// Embedded defaults, then `file` (if any), then `BIZRA_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -730,15 +741,6 @@ impl Config {
 
     pub fn instrument(&self, symbol: &str) -> Option<&InstrumentConfig> {
         self.instruments.iter().find(|i| i.symbol == symbol)
-    }
-
-    /// The REST base URL: `feed.rest_url`, else the one that belongs to `feed.url`.
-    pub fn rest_base(&self) -> String {
-        if self.feed.rest_url.is_empty() {
-            crate::market::rest::rest_base_for_feed(&self.feed.url)
-        } else {
-            self.feed.rest_url.clone()
-        }
     }
 
     pub fn kafka_enabled(&self) -> bool {

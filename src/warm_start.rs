@@ -64,7 +64,7 @@ fn fetch(config: &Config, symbol: &str, now_ms: i64) -> Vec<Kline> {
     let Some(interval) = rest::kline_interval(config.bars.interval_ms) else {
         return Vec::new();
     };
-    let base = config.rest_base();
+    let base = config.feed.rest_base();
     match rest::fetch_klines(
         &base,
         symbol,

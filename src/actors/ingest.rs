@@ -141,11 +141,7 @@ async fn run(
         feed.stale_after_ms,
         feed.gap_unhealthy_ms,
     );
-    let rest_base = if feed.rest_url.is_empty() {
-        crate::market::rest::rest_base_for_feed(&feed.url)
-    } else {
-        feed.rest_url.clone()
-    };
+    let rest_base = feed.rest_base();
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
         Duration::from_millis(feed.reconnect_max_backoff_ms),

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::var::fhs::{FhsFilter, FhsParams, Side};
+use crate::var::fhs::{sorted_tail, FhsFilter, FhsParams, Side};
 use crate::var::nig::{NigParams, NigPosterior};
+use crate::var::start_variance;
 use crate::var::student::normal_quantile;
 
 /// Which model, with its parameters; `id()` is stable for JSON and CSV columns.
@@ -137,10 +138,7 @@ impl Forecaster {
     }
 
     fn start(&mut self, held: &[f64]) {
-        let n = held.len() as f64;
-        let mean = held.iter().sum::<f64>() / n;
-        let b0 = held.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
-        let b0 = b0.max(f64::MIN_POSITIVE);
+        let b0 = start_variance(held.iter().copied());
         self.state = match self.spec {
             ModelSpec::Nig { lambda } => State::Nig(NigPosterior::new(
                 NigParams {
@@ -191,13 +189,9 @@ impl Forecaster {
                 if sorted.len() < 2 {
                     return false;
                 }
+                // The same interpolated quantile and tail mean as FHS, on raw returns.
                 for a in &self.alphas {
-                    let n = sorted.len();
-                    let h = (n - 1) as f64 * a;
-                    let j = h.floor() as usize;
-                    let g = h - j as f64;
-                    let q = sorted[j] + g * (sorted[(j + 1).min(n - 1)] - sorted[j]);
-                    let mean = sorted[..=j].iter().sum::<f64>() / (j + 1) as f64;
+                    let (q, mean) = sorted_tail(sorted, *a);
                     out.push(Forecast { var: -q, es: -mean });
                 }
             }

@@ -72,21 +72,19 @@ pub fn read_series(
         path: name.clone(),
         source,
     };
+    if format == SeriesFormat::Capture {
+        return read_capture(path, bar_ms);
+    }
+    // Everything else is read once, as text.
+    let text = read_text(path).map_err(io)?;
     let format = match format {
-        SeriesFormat::Auto => detect(path, &read_text(path).map_err(io)?, &name)?,
+        SeriesFormat::Auto => detect(&text, &name)?,
         f => f,
     };
     match format {
         SeriesFormat::Capture => read_capture(path, bar_ms),
-        SeriesFormat::Csv => parse_csv(
-            &read_text(path).map_err(io)?,
-            &name,
-            date_column,
-            close_column,
-        ),
-        SeriesFormat::BinanceTrades => {
-            parse_binance_trades(&read_text(path).map_err(io)?, &name, bar_ms)
-        }
+        SeriesFormat::Csv => parse_csv(&text, &name, date_column, close_column),
+        SeriesFormat::BinanceTrades => parse_binance_trades(&text, &name, bar_ms),
         SeriesFormat::Auto => Err(SeriesError::UnknownFormat { path: name }),
     }
 }
@@ -103,8 +101,7 @@ fn read_text(path: &Path) -> std::io::Result<String> {
     }
 }
 
-fn detect(path: &Path, text: &str, name: &str) -> Result<SeriesFormat, SeriesError> {
-    let _ = path;
+fn detect(text: &str, name: &str) -> Result<SeriesFormat, SeriesError> {
     let first = text.lines().next().unwrap_or("").trim();
     let is_capture = first
         .split_once(' ')

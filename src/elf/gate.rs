@@ -230,12 +230,7 @@ impl ElfGate {
             return Decision {
                 verdict: Verdict::Block,
                 layer: Some(Layer::L0),
-                shadow: self.shadow.as_ref().map(|s| ShadowOutcome {
-                    rules_sha256: Arc::from(s.hash_hex()),
-                    verdict: Verdict::Block,
-                    rules_fired: Vec::new(),
-                    diverged: false,
-                }),
+                shadow: self.shadow_of_refusal(),
                 reasons,
                 compliance: None,
                 rules_fired: Vec::new(),
@@ -260,12 +255,7 @@ impl ElfGate {
                 reasons: vec![ReasonCode::ComplianceBelowThreshold],
                 compliance: Some(compliance),
                 rules_fired: Vec::new(),
-                shadow: self.shadow.as_ref().map(|s| ShadowOutcome {
-                    rules_sha256: Arc::from(s.hash_hex()),
-                    verdict: Verdict::Block,
-                    rules_fired: Vec::new(),
-                    diverged: false,
-                }),
+                shadow: self.shadow_of_refusal(),
                 cached: false,
                 layer_ns: clock.map(|_| layer_ns),
             };
@@ -348,6 +338,16 @@ impl ElfGate {
             cached,
             layer_ns: clock.map(|_| layer_ns),
         }
+    }
+
+    /// Shadow outcome when L0 or L1 refused: the candidate rules never run, so it agrees.
+    fn shadow_of_refusal(&self) -> Option<ShadowOutcome> {
+        self.shadow.as_ref().map(|s| ShadowOutcome {
+            rules_sha256: Arc::from(s.hash_hex()),
+            verdict: Verdict::Block,
+            rules_fired: Vec::new(),
+            diverged: false,
+        })
     }
 
     fn intern(&mut self, symbol: &str) -> Arc<str> {

@@ -22,6 +22,19 @@ struct TradePoint {
     buyer_is_maker: bool,
 }
 
+/// One kline being built from trades.
+struct KlineBar {
+    open_ms: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    quote_volume: f64,
+    trades: u64,
+    taker_base: f64,
+}
+
 /// Trades per symbol: the history captures' in time order (klines), and every capture's by
 /// trade ID (historical trades).
 #[derive(Debug, Default)]
@@ -169,56 +182,56 @@ impl RestIndex {
         let Some(trades) = self.trades.get(&symbol.to_ascii_uppercase()) else {
             return RestResponse::error(400, -1121, "Invalid symbol.");
         };
-        let mut bars: Vec<[f64; 5]> = Vec::new();
-        let mut opens: Vec<(i64, u64, f64, f64)> = Vec::new(); // open, trades, quote, taker base
+        let mut bars: Vec<KlineBar> = Vec::new();
         for t in trades {
             let open = t.time_ms.div_euclid(step) * step;
             if start.is_some_and(|s| open < s) || end.is_some_and(|e| open > e) {
                 continue;
             }
-            match opens.last_mut() {
-                Some(o) if o.0 == open => {
-                    if let Some(b) = bars.last_mut() {
-                        b[1] = b[1].max(t.price);
-                        b[2] = b[2].min(t.price);
-                        b[3] = t.price;
-                        b[4] += t.qty;
-                    }
-                    o.1 += 1;
-                    o.2 += t.price * t.qty;
-                    o.3 += if t.buyer_is_maker { 0.0 } else { t.qty };
+            let taker_base = if t.buyer_is_maker { 0.0 } else { t.qty };
+            match bars.last_mut() {
+                Some(b) if b.open_ms == open => {
+                    b.high = b.high.max(t.price);
+                    b.low = b.low.min(t.price);
+                    b.close = t.price;
+                    b.volume += t.qty;
+                    b.quote_volume += t.price * t.qty;
+                    b.trades += 1;
+                    b.taker_base += taker_base;
                 }
-                _ => {
-                    bars.push([t.price, t.price, t.price, t.price, t.qty]);
-                    opens.push((
-                        open,
-                        1,
-                        t.price * t.qty,
-                        if t.buyer_is_maker { 0.0 } else { t.qty },
-                    ));
-                }
+                _ => bars.push(KlineBar {
+                    open_ms: open,
+                    open: t.price,
+                    high: t.price,
+                    low: t.price,
+                    close: t.price,
+                    volume: t.qty,
+                    quote_volume: t.price * t.qty,
+                    trades: 1,
+                    taker_base,
+                }),
             }
         }
         let skip = bars.len().saturating_sub(limit);
         let mut body = String::from("[");
-        for (i, (b, o)) in bars.iter().zip(&opens).skip(skip).enumerate() {
+        for (i, b) in bars.iter().skip(skip).enumerate() {
             if i > 0 {
                 body.push(',');
             }
             let _ = write!(
                 body,
                 "[{},\"{:.8}\",\"{:.8}\",\"{:.8}\",\"{:.8}\",\"{:.8}\",{},\"{:.8}\",{},\"{:.8}\",\"{:.8}\",\"0\"]",
-                o.0,
-                b[0],
-                b[1],
-                b[2],
-                b[3],
-                b[4],
-                o.0 + step - 1,
-                o.2,
-                o.1,
-                o.3,
-                o.3 * b[3]
+                b.open_ms,
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.open_ms + step - 1,
+                b.quote_volume,
+                b.trades,
+                b.taker_base,
+                b.taker_base * b.close
             );
         }
         body.push(']');

@@ -191,12 +191,8 @@ impl FhsFilter {
             None => {
                 self.pending.push(x);
                 if self.pending.len() == self.params.init_returns {
-                    let n = self.pending.len() as f64;
-                    let mean = self.pending.iter().sum::<f64>() / n;
-                    let var = self.pending.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n;
-                    // A flat start would divide by zero; any tiny positive variance is
-                    // forgotten at rate lambda.
-                    self.v = Some(var.max(f64::MIN_POSITIVE));
+                    // A tiny positive floor on a flat start is forgotten at rate lambda.
+                    self.v = Some(super::start_variance(self.pending.iter().copied()));
                     let held = std::mem::take(&mut self.pending);
                     for p in held {
                         self.step(p);
@@ -243,7 +239,7 @@ impl FhsFilter {
         if self.t >= p.t0 && self.pool.len() >= 2 {
             let sigma = v.sqrt();
             for (&alpha, &a) in p.alphas.iter().zip(&self.adjusted) {
-                let (q, tail_mean) = pool_tail(&self.pool, a);
+                let (q, tail_mean) = sorted_tail(&self.pool, a);
                 self.forecast.push(FhsForecast {
                     alpha,
                     adjusted_alpha: a,
@@ -323,8 +319,8 @@ pub struct BootstrapScratch {
     es: Vec<f64>,
 }
 
-/// Interpolated pool quantile at (N - 1) a and the mean of s_0..s_j.
-fn pool_tail(pool: &[f64], a: f64) -> (f64, f64) {
+/// Interpolated quantile of sorted data at (N - 1) a, and the mean of s_0..s_j (N >= 1).
+pub fn sorted_tail(pool: &[f64], a: f64) -> (f64, f64) {
     let n = pool.len();
     let h = (n - 1) as f64 * a;
     let j = (h.floor() as usize).min(n - 1);

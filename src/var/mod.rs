@@ -17,6 +17,18 @@ pub mod symbol_risk;
 
 use serde::{Deserialize, Serialize};
 
+/// Population variance (ddof 0) of the start-up returns, floored at the smallest positive
+/// double so a flat start never divides by zero; seeds the variance filters and b0.
+pub fn start_variance<I>(xs: I) -> f64
+where
+    I: Iterator<Item = f64> + Clone,
+{
+    let n = xs.clone().count() as f64;
+    let mean = xs.clone().sum::<f64>() / n;
+    let var = xs.map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    var.max(f64::MIN_POSITIVE)
+}
+
 /// VaR and ES at one confidence level, closed form plus Monte-Carlo evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LevelRisk {

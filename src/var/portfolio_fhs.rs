@@ -87,18 +87,9 @@ impl PortfolioFhs {
         if self.variance.is_none() {
             self.pending.push(r.to_vec());
             if self.pending.len() == self.params.init_returns {
-                let n = self.pending.len() as f64;
+                let pending = &self.pending;
                 let start: Vec<f64> = (0..self.dim)
-                    .map(|i| {
-                        let mean = self.pending.iter().map(|p| p[i]).sum::<f64>() / n;
-                        let var = self
-                            .pending
-                            .iter()
-                            .map(|p| (p[i] - mean).powi(2))
-                            .sum::<f64>()
-                            / n;
-                        var.max(f64::MIN_POSITIVE)
-                    })
+                    .map(|i| super::start_variance(pending.iter().map(|p| p[i])))
                     .collect();
                 self.variance = Some(start);
                 let held = std::mem::take(&mut self.pending);
