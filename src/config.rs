@@ -267,6 +267,15 @@ pub struct ElfConfig {
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
     pub key_file: PathBuf,
+    /// The key that signed the chains so far, when `key_file` is a new one: each chain
+    /// then starts with a KEY_ROTATION event signed by this key. Empty: no rotation.
+    pub previous_key_file: PathBuf,
+    /// Seal a signed Merkle checkpoint after this many events of a chain...
+    pub checkpoint_every_events: u64,
+    /// ...or after this much engine time since the chain's last checkpoint.
+    pub checkpoint_every_s: u64,
+    /// Where each chain's head is persisted (atomically, after every durable flush).
+    pub heads_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -280,6 +289,7 @@ pub struct SinkConfig {
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic_decisions: String,
+    pub topic_checkpoints: String,
     pub message_timeout_ms: u64,
 }
 
@@ -608,6 +618,23 @@ impl Config {
             "kafka.topic_decisions must not be empty".into(),
         );
         check(
+            !self.kafka.topic_checkpoints.is_empty()
+                && self.kafka.topic_checkpoints != self.kafka.topic_decisions,
+            "kafka.topic_checkpoints must be set and differ from kafka.topic_decisions".into(),
+        );
+        check(
+            (1..=1_000_000).contains(&self.signing.checkpoint_every_events),
+            "signing.checkpoint_every_events must be in 1..=1000000".into(),
+        );
+        check(
+            self.signing.checkpoint_every_s > 0,
+            "signing.checkpoint_every_s must be > 0".into(),
+        );
+        check(
+            !self.signing.heads_file.as_os_str().is_empty(),
+            "signing.heads_file must be set".into(),
+        );
+        check(
             self.kafka.message_timeout_ms > 0,
             "kafka.message_timeout_ms must be > 0".into(),
         );
@@ -627,6 +654,8 @@ impl Config {
         let mut c = self.clone();
         c.feed.url.clear();
         c.signing.key_file = PathBuf::new();
+        c.signing.previous_key_file = PathBuf::new();
+        c.signing.heads_file = PathBuf::new();
         c.sink.dir = PathBuf::new();
         c.var.snapshot.dir = PathBuf::new();
         c.feed.rest_url.clear();

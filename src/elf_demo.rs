@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StudentT};
 
 use crate::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
-use crate::audit::{ChainHead, ChainSigner};
+use crate::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use crate::config::Config;
 use crate::elf::{
     ActionRequest, Decision, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleError,
@@ -273,7 +273,12 @@ pub fn latencies(
             black_box(key.sign(black_box(&bytes)));
         },
     )?);
-    let mut signer = ChainSigner::new(key, "bizra.BTCUSDT".into(), ChainHead::genesis());
+    let mut signer = ChainSigner::new(
+        key,
+        "bizra.BTCUSDT".into(),
+        ChainHead::genesis(),
+        CheckpointPolicy::default(),
+    );
     let mut gate = demo_gate(config, rules, false, false);
     out.push(measure(
         "full gate L0-L4 (decide, record, sign, link)",

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod elf;
 pub mod elf_demo;
+pub mod heads;
 pub mod market;
 pub mod metrics;
 pub mod pipeline;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use bizra_risk::audit::{keys, Verifier};
+use bizra_risk::audit::{keys, proof, Verifier, VerifyOptions};
 use bizra_risk::backtest::{
     self,
     models::ModelSpec,
@@ -21,7 +21,7 @@ use bizra_risk::market::capture::{group_by_instrument, list_capture_files};
 use bizra_risk::metrics::Metrics;
 use bizra_risk::record::RecordOptions;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
-use bizra_risk::sink::KafkaSource;
+use bizra_risk::sink::{KafkaSource, SinkError, StartAt};
 use bizra_risk::{pipeline, report};
 
 #[derive(Parser)]
@@ -98,10 +98,34 @@ enum Command {
         pubkey_files: Vec<PathBuf>,
         #[arg(long)]
         kafka_brokers: Option<String>,
+        /// Topic of signed events.
         #[arg(long)]
         topic: Option<String>,
+        /// Topic of signed checkpoints, read before the events.
+        #[arg(long)]
+        checkpoint_topic: Option<String>,
+        /// Start every partition at this offset; chains are then anchored at their first
+        /// record read instead of at genesis.
+        #[arg(long, conflicts_with = "from_time_ms")]
+        from_offset: Option<i64>,
+        /// Start at the first record at or after this time (ms since the Unix epoch).
+        #[arg(long)]
+        from_time_ms: Option<i64>,
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
+        /// Check every signature on its own (RFC 8032 strict) and every event's canonical
+        /// form, instead of batches.
+        #[arg(long)]
+        strict: bool,
+        /// After verifying, print the inclusion proof of event SEQ of --chain.
+        #[arg(long, value_name = "SEQ", requires = "chain")]
+        prove: Option<u64>,
+        /// Chain of --prove.
+        #[arg(long)]
+        chain: Option<String>,
+        /// Check an inclusion proof file (from --prove) instead of a trail.
+        #[arg(long, value_name = "FILE", conflicts_with = "prove")]
+        check_proof: Option<PathBuf>,
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
@@ -425,7 +449,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             pubkey_files,
             kafka_brokers,
             topic,
+            checkpoint_topic,
+            from_offset,
+            from_time_ms,
             timeout_ms,
+            strict,
+            prove,
+            chain,
+            check_proof,
             json,
         } => {
             init_logging("warn");
@@ -447,26 +478,93 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if trusted.is_empty() {
                 bail!("give at least one trusted key with --pubkey or --pubkey-file");
             }
-            let mut verifier = Verifier::new(&trusted);
-            match (kafka_brokers, topic) {
+            if let Some(file) = check_proof {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("read {}", file.display()))?;
+                let proof: proof::InclusionProof = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not an inclusion proof", file.display()))?;
+                let mut stdout = std::io::stdout().lock();
+                return Ok(match proof::check(&proof, &trusted) {
+                    Ok(()) => {
+                        writeln!(
+                            stdout,
+                            "proof OK: {} seq {} is leaf {} of the {}-leaf tree {}",
+                            proof.chain, proof.seq, proof.leaf_index, proof.tree_size,
+                            proof.root_sha256
+                        )?;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        writeln!(stdout, "proof FAILED: {e}")?;
+                        ExitCode::from(1)
+                    }
+                });
+            }
+            let start = match (from_offset, from_time_ms) {
+                (Some(o), _) => StartAt::Offset(o),
+                (None, Some(t)) => StartAt::TimeMs(t),
+                (None, None) => StartAt::Beginning,
+            };
+            let options = VerifyOptions {
+                strict,
+                from_genesis: start == StartAt::Beginning,
+            };
+            let mut verifier = Verifier::with_options(&trusted, options);
+            // Lines of the chain to prove, kept only when a proof is asked for.
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            let mut keep = |line: &[u8]| {
+                if let Some(c) = &chain {
+                    if prove.is_some() && names_chain(line, c) {
+                        kept.push(line.to_vec());
+                    }
+                }
+            };
+            let timeout = Duration::from_millis(timeout_ms);
+            match (&kafka_brokers, &topic) {
                 (Some(brokers), Some(topic)) => {
-                    let source = KafkaSource::new(&brokers, &topic)?;
-                    source.read_all(Duration::from_millis(timeout_ms), |pos, payload| {
+                    if let Some(cp_topic) = &checkpoint_topic {
+                        match KafkaSource::new(brokers, cp_topic)?.read_from(
+                            start,
+                            timeout,
+                            |pos, payload| {
+                                keep(payload);
+                                verifier.push(pos, payload)
+                            },
+                        ) {
+                            Ok(_) | Err(SinkError::TopicMissing(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    KafkaSource::new(brokers, topic)?.read_from(start, timeout, |pos, payload| {
+                        keep(payload);
                         verifier.push(pos, payload)
                     })?;
                 }
                 (None, None) => {}
                 _ => bail!("--kafka-brokers and --topic go together"),
             }
-            let mut report = verifier.finish();
-            for p in &paths {
-                let r = report::verify_path(p, &trusted)
-                    .with_context(|| format!("read {}", p.display()))?;
-                report.records += r.records;
-                report.chains.extend(r.chains);
-                report.failures.extend(r.failures);
+            for f in report::record_files(&paths)? {
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
+                if prove.is_some() {
+                    bytes.split(|b| *b == b'\n').for_each(&mut keep);
+                }
+                verifier.push_stream(&f.display().to_string(), &bytes);
             }
+            let report = verifier.finish();
             let mut stdout = std::io::stdout().lock();
+            if let (Some(seq), Some(chain)) = (prove, &chain) {
+                let p = proof::build(chain, seq, kept.iter().map(Vec::as_slice))?;
+                if !report.ok() {
+                    eprint!("{}", report::render_verify(&report));
+                }
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&p)?)?;
+                return Ok(if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {
@@ -479,6 +577,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Whether a record line names `chain` (a cheap pre-filter; the proof builder re-checks).
+fn names_chain(line: &[u8], chain: &str) -> bool {
+    let needle = format!("\"chain\":\"{chain}\"");
+    line.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// `500ms`, `1s`, `1m`, `1h`, `1d`.
@@ -615,6 +719,7 @@ fn demo(
     config.engine.clock = ClockMode::EventTime;
     config.signing.key_file = key_file;
     config.sink.dir = events_dir.clone();
+    config.signing.heads_file = state_dir.join("chain_heads.json");
     config.var.snapshot.dir = state_dir;
     if !Path::new(&config.elf.rules_file).exists() {
         config.elf.rules_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.yaml");

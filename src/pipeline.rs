@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules};
+use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules, SealCheckpoint};
 use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
-use crate::actors::publisher::{Flush, PublisherActor};
+use crate::actors::publisher::{Flush, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
 use crate::actors::PipelineError;
 use crate::audit::wire::RunProvenance;
-use crate::audit::{keys, ChainHead, ChainSigner};
+use crate::audit::{keys, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
+use crate::heads::{self, HeadsError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
@@ -28,6 +29,17 @@ pub enum StartError {
     Key(#[from] crate::audit::AuditError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Heads(#[from] HeadsError),
+    #[error(
+        "chain {chain} was last signed by key {head_key}, not by the configured key {key}: \
+         to rotate, set signing.previous_key_file to the key {head_key} for one start"
+    )]
+    KeyMismatch {
+        chain: String,
+        head_key: String,
+        key: String,
+    },
     #[error("metrics: {0}")]
     Metrics(String),
 }
@@ -55,6 +67,7 @@ fn open_sink(config: &Config) -> Result<Sink, SinkError> {
         Ok(Sink::Kafka(KafkaSink::new(
             &config.kafka.brokers,
             &config.kafka.topic_decisions,
+            &config.kafka.topic_checkpoints,
             config.kafka.message_timeout_ms,
         )?))
     } else {
@@ -62,21 +75,32 @@ fn open_sink(config: &Config) -> Result<Sink, SinkError> {
     }
 }
 
-/// Where each chain continues from: its last record in the sink (the file, or the Kafka
-/// topic read once at start), or genesis.
+/// Where each chain continues from: its persisted head reconciled with its last record
+/// in the sink (the file, or the Kafka topic read once at start), or genesis.
 fn chain_head(
     config: &Config,
+    persisted: &std::collections::BTreeMap<String, ChainHead>,
     kafka_heads: &HashMap<String, ChainHead>,
     chain: &str,
-) -> Result<ChainHead, SinkError> {
-    if config.kafka_enabled() {
-        Ok(kafka_heads
+) -> Result<ChainHead, StartError> {
+    let trail = if config.kafka_enabled() {
+        kafka_heads
             .get(chain)
             .cloned()
-            .unwrap_or_else(ChainHead::genesis))
+            .unwrap_or_else(ChainHead::genesis)
     } else {
-        FileSink::recover_head(&config.sink.dir, chain)
+        FileSink::recover_head(&config.sink.dir, chain)?
+    };
+    Ok(heads::reconcile(chain, persisted.get(chain), trail)?)
+}
+
+/// The key that signed the chains so far, when rotating to a new one.
+fn previous_key(config: &Config) -> Result<Option<ed25519_dalek::SigningKey>, StartError> {
+    let path = &config.signing.previous_key_file;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
     }
+    Ok(Some(keys::load_signing_key(path)?))
 }
 
 /// The active rule set and, in shadow mode, the candidate one.
@@ -164,23 +188,74 @@ pub async fn run(
     } else {
         HashMap::new()
     };
+    let persisted = heads::load(&config.signing.heads_file)
+        .map_err(StartError::from)?
+        .unwrap_or_default();
+    let previous_key = previous_key(&config)?;
+    let key_id = keys::key_id(&signing_key.verifying_key());
+    let policy = CheckpointPolicy {
+        every_events: config.signing.checkpoint_every_events,
+        every_ms: i64::try_from(config.signing.checkpoint_every_s)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    };
+    let symbols = config.symbols();
+    let mut chains = Vec::new();
+    if config.portfolio.enabled {
+        chains.push(crate::PORTFOLIO_CHAIN.to_string());
+    }
+    chains.extend(symbols.iter().cloned());
+    let mut start_heads = std::collections::BTreeMap::new();
+    for sym in &chains {
+        let chain = chain_id(&config.engine.engine_id, sym);
+        let head = chain_head(&config, &persisted, &kafka_heads, &chain)?;
+        if head.next_seq > 0 {
+            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
+            start_heads.insert(chain, head);
+        }
+    }
     let sink = open_sink(&config).map_err(StartError::from)?;
     let sink_label = sink.describe();
     let cap = config.feed.mailbox_capacity;
-    let publisher = PublisherActor::new(sink, cap, metrics.clone()).start();
+    let publisher = PublisherActor::new(
+        sink,
+        config.signing.heads_file.clone(),
+        start_heads.clone(),
+        cap,
+        metrics.clone(),
+    )
+    .start();
     let settings = GateSettings::from_config(&config.elf);
-    let symbols = config.symbols();
+    let mut rotations: Vec<SignedEvent> = Vec::new();
 
-    let make_gate = |chain: String,
-                     known: HashSet<String>|
+    let mut make_gate = |chain: String,
+                         partition_key: &str,
+                         known: HashSet<String>|
      -> Result<Addr<GateActor>, StartError> {
-        let head = chain_head(&config, &kafka_heads, &chain)?;
-        if head.next_seq > 0 {
-            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
-        }
+        let head = start_heads
+            .get(&chain)
+            .cloned()
+            .unwrap_or_else(ChainHead::genesis);
         let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
         gate.set_shadow_rules(shadow_rules.clone());
-        let signer = ChainSigner::new(signing_key.clone(), chain, head);
+        let head_key = head.key_id.clone();
+        let mut signer = ChainSigner::new(signing_key.clone(), chain.clone(), head, policy);
+        if let Some(head_key) = head_key.filter(|k| *k != key_id) {
+            match &previous_key {
+                Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
+                    let now_ms = crate::clock::system_now_ms();
+                    rotations.push(signer.rotate_from(old, now_ms, partition_key)?);
+                    tracing::info!(chain = %chain, from = %head_key, to = %key_id, "key rotated");
+                }
+                _ => {
+                    return Err(StartError::KeyMismatch {
+                        chain,
+                        head_key,
+                        key: key_id.clone(),
+                    })
+                }
+            }
+        }
         Ok(GateActor::new(
             gate,
             signer,
@@ -188,6 +263,7 @@ pub async fn run(
             publisher.clone(),
             metrics.clone(),
             cap,
+            partition_key.to_string(),
         )
         .start())
     };
@@ -202,7 +278,11 @@ pub async fn run(
     let mut gates = Vec::new();
     let portfolio = if config.portfolio.enabled {
         let chain = chain_id(&config.engine.engine_id, crate::PORTFOLIO_CHAIN);
-        let gate = make_gate(chain.clone(), [crate::PORTFOLIO_CHAIN.to_string()].into())?;
+        let gate = make_gate(
+            chain.clone(),
+            crate::PORTFOLIO_CHAIN,
+            [crate::PORTFOLIO_CHAIN.to_string()].into(),
+        )?;
         gates.push(gate.clone());
         Some(PortfolioActor::new(&config, chain, gate, start.portfolio).start())
     } else {
@@ -212,7 +292,7 @@ pub async fn run(
     let mut symbol_actors = Vec::new();
     for (i, sym) in symbols.iter().enumerate() {
         let chain = chain_id(&config.engine.engine_id, sym);
-        let gate = make_gate(chain.clone(), [sym.clone()].into())?;
+        let gate = make_gate(chain.clone(), sym, [sym.clone()].into())?;
         gates.push(gate.clone());
         let symbol_start = symbol_starts.next().unwrap_or_default();
         let Some(actor) =
@@ -225,6 +305,9 @@ pub async fn run(
         symbol_actors.push(addr);
     }
 
+    for r in rotations {
+        publisher.send(Publish(r)).await.map_err(PipelineError::from)??;
+    }
     spawn_rule_reloader(config.clone(), gates.clone(), metrics.clone());
 
     let ingest = IngestActor::new(
@@ -239,6 +322,9 @@ pub async fn run(
         .send(RunIngest)
         .await
         .map_err(PipelineError::from)??;
+    for g in &gates {
+        g.send(SealCheckpoint).await.map_err(PipelineError::from)??;
+    }
     publisher.send(Flush).await.map_err(PipelineError::from)??;
     for a in &symbol_actors {
         a.send(SaveSnapshot).await.map_err(PipelineError::from)?;

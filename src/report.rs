@@ -1,34 +1,51 @@
 //! Human-readable run summaries and verification of the file sink.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 
 use crate::audit::{Verifier, VerifyReport};
 use crate::pipeline::RunSummary;
+use crate::sink::CHECKPOINT_SUFFIX;
 
 /// Verify every `*.jsonl` file under `path` (or `path` itself when it is a file).
 pub fn verify_path(path: &Path, keys: &[VerifyingKey]) -> std::io::Result<VerifyReport> {
-    let mut files = Vec::new();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            let p = entry?.path();
-            if p.extension().is_some_and(|e| e == "jsonl") {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
     let mut v = Verifier::new(keys);
-    for f in files {
+    push_paths(&mut v, &[path.to_path_buf()])?;
+    Ok(v.finish())
+}
+
+/// The `*.jsonl` files of `paths` (directories expanded), checkpoint files first so that
+/// the verifier knows them before it meets their events.
+pub fn record_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                let p = entry?.path();
+                if p.extension().is_some_and(|e| e == "jsonl") {
+                    files.push(p);
+                }
+            }
+        } else {
+            files.push(path.to_path_buf());
+        }
+    }
+    let is_checkpoints = |p: &PathBuf| p.to_string_lossy().ends_with(CHECKPOINT_SUFFIX);
+    files.sort_by_key(|p| (!is_checkpoints(p), p.clone()));
+    files.dedup();
+    Ok(files)
+}
+
+/// Feed every record file of `paths` to `v`.
+pub fn push_paths(v: &mut Verifier, paths: &[PathBuf]) -> std::io::Result<()> {
+    for f in record_files(paths)? {
         let bytes = std::fs::read(&f)?;
         v.push_stream(&f.display().to_string(), &bytes);
     }
-    Ok(v.finish())
+    Ok(())
 }
 
 pub fn render_verify(report: &VerifyReport) -> String {
@@ -44,11 +61,20 @@ pub fn render_verify(report: &VerifyReport) -> String {
     for (chain, c) in &report.chains {
         let _ = writeln!(
             s,
-            "  chain {chain}: {} events, seq {}..{}, head {}",
+            "  chain {chain}: {} events, seq {}..{}, head {}, {} checkpoints verified, keys {}",
             c.events,
             c.first_seq,
             c.last_seq,
-            &c.head_sha256.get(..16).unwrap_or("")
+            &c.head_sha256.get(..16).unwrap_or(""),
+            c.checkpoints_verified,
+            c.key_ids.join(" -> ")
+        );
+    }
+    if report.checkpoints_unchecked > 0 {
+        let _ = writeln!(
+            s,
+            "  {} checkpoints cover events before the starting point and were not checked",
+            report.checkpoints_unchecked
         );
     }
     for f in report.failures.iter().take(20) {

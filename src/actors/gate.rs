@@ -50,6 +50,12 @@ pub struct GateStats {
 #[rtype(result = "GateStats")]
 pub struct GetGateStats;
 
+/// Seal the chain's open checkpoint now (at shutdown), stamped with the time of its last
+/// event so that replays seal identically.
+#[derive(Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub struct SealCheckpoint;
+
 pub struct GateActor {
     gate: ElfGate,
     signer: ChainSigner,
@@ -58,6 +64,9 @@ pub struct GateActor {
     metrics: Arc<Metrics>,
     stats: GateStats,
     mailbox_capacity: usize,
+    /// Kafka key of this chain's records (its symbol or PORTFOLIO).
+    partition_key: String,
+    last_ts_ms: i64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -72,6 +81,7 @@ impl GateActor {
         publisher: Addr<PublisherActor>,
         metrics: Arc<Metrics>,
         mailbox_capacity: usize,
+        partition_key: String,
     ) -> Self {
         let stats = GateStats {
             chain: signer.chain().to_string(),
@@ -94,6 +104,8 @@ impl GateActor {
             metrics,
             stats,
             mailbox_capacity,
+            partition_key,
+            last_ts_ms: 0,
         }
     }
 
@@ -204,12 +216,40 @@ impl Handler<GateRequest> for GateActor {
             .with_label_values(&["L4"])
             .observe((total - decided).as_secs_f64());
         self.stats.next_seq = self.signer.head().next_seq;
+        self.last_ts_ms = msg.req.decided_at_ms;
+        let checkpoint = match &signed {
+            Ok(_) => self
+                .signer
+                .checkpoint_if_due(msg.req.decided_at_ms, &msg.req.symbol),
+            Err(_) => Ok(None),
+        };
 
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let signed = signed?;
-                publisher.send(Publish(signed)).await?
+                publisher.send(Publish(signed?)).await??;
+                if let Some(cp) = checkpoint? {
+                    publisher.send(Publish(cp)).await??;
+                }
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<SealCheckpoint> for GateActor {
+    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
+    fn handle(&mut self, _: SealCheckpoint, _: &mut Self::Context) -> Self::Result {
+        let key = self.partition_key.clone();
+        let checkpoint = self.signer.checkpoint(self.last_ts_ms, &key);
+        let publisher = self.publisher.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(cp) = checkpoint? {
+                    publisher.send(Publish(cp)).await??;
+                }
+                Ok(())
             }
             .into_actor(self),
         ))

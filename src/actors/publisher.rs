@@ -1,11 +1,16 @@
-//! Hands signed records to the sink, in the order the gates produced them.
+//! Hands signed records to the sink, in the order the gates produced them, and persists
+//! each chain's head once what precedes it is durable.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::PipelineError;
-use crate::audit::SignedEvent;
+use crate::audit::wire::RecordKind;
+use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
 
@@ -18,15 +23,28 @@ pub struct Publish(pub SignedEvent);
 #[rtype(result = "Result<(), PipelineError>")]
 pub struct Flush;
 
+/// How often published records are made durable and the heads file rewritten.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 pub struct PublisherActor {
     sink: Option<Sink>,
     label: String,
     mailbox_capacity: usize,
     metrics: Arc<Metrics>,
+    heads_file: PathBuf,
+    /// Heads of every chain as published (not yet necessarily durable).
+    heads: BTreeMap<String, ChainHead>,
+    published_since_flush: bool,
 }
 
 impl PublisherActor {
-    pub fn new(sink: Sink, mailbox_capacity: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        sink: Sink,
+        heads_file: PathBuf,
+        heads: BTreeMap<String, ChainHead>,
+        mailbox_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let label = match &sink {
             Sink::File(_) => "file",
             Sink::Kafka(_) => "kafka",
@@ -37,6 +55,9 @@ impl PublisherActor {
             label,
             mailbox_capacity,
             metrics,
+            heads_file,
+            heads,
+            published_since_flush: false,
         }
     }
 
@@ -64,6 +85,12 @@ impl Actor for PublisherActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        ctx.run_interval(FLUSH_EVERY, |act, ctx| {
+            if act.published_since_flush {
+                // A timer, not the data path: the flush result is logged by its handler.
+                ctx.notify(Flush);
+            }
+        });
     }
 }
 
@@ -74,6 +101,18 @@ impl Handler<Publish> for PublisherActor {
             .events_published_total
             .with_label_values(&[self.label.as_str()])
             .inc();
+        let e = &msg.0;
+        if e.kind == RecordKind::Event {
+            self.heads.insert(
+                e.chain.clone(),
+                ChainHead {
+                    next_seq: e.seq + 1,
+                    prev_hex: e.hash_hex.clone(),
+                    key_id: Some(e.key_id.clone()),
+                },
+            );
+        }
+        self.published_since_flush = true;
         self.with_sink(|mut sink| async move {
             let res = sink.publish(msg.0).await;
             (sink, res)
@@ -84,8 +123,21 @@ impl Handler<Publish> for PublisherActor {
 impl Handler<Flush> for PublisherActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        // Everything published before this point becomes durable, then so does its head.
+        let heads = self.heads.clone();
+        let path = self.heads_file.clone();
+        self.published_since_flush = false;
         self.with_sink(|mut sink| async move {
-            let res = sink.flush().await;
+            let mut res = sink.flush().await;
+            if res.is_ok() {
+                res = tokio::task::spawn_blocking(move || crate::heads::save(&path, &heads))
+                    .await
+                    .map_err(|e| SinkError::Heads(format!("writer task: {e}")))
+                    .and_then(|r| r.map_err(|e| SinkError::Heads(e.to_string())));
+            }
+            if let Err(e) = &res {
+                tracing::error!(error = %e, "flush failed");
+            }
             (sink, res)
         })
     }

@@ -1,16 +1,22 @@
-//! Signs events and links each to its predecessor by hash.
+//! Signs events, links each to its predecessor by hash, and seals runs of them in signed
+//! Merkle checkpoints.
 
 use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
-use super::wire::{self, Event, Payload, FORMAT_VERSION, GENESIS_PREV};
+use super::merkle::{self, TreeBuilder};
+use super::wire::{
+    self, Checkpoint, Event, KeyRotationRecord, Payload, RecordKind, FORMAT_VERSION, GENESIS_PREV,
+};
 use super::{keys, AuditError};
 
-/// Where a chain stands: the next sequence number and the hash it must link to.
+/// Where a chain stands: the next sequence number, the hash it must link to and the key
+/// that signed the last event (None before genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
     pub next_seq: u64,
     pub prev_hex: String,
+    pub key_id: Option<String>,
 }
 
 impl ChainHead {
@@ -18,13 +24,15 @@ impl ChainHead {
         Self {
             next_seq: 0,
             prev_hex: GENESIS_PREV.to_string(),
+            key_id: None,
         }
     }
 }
 
-/// One signed record ready for a sink.
+/// One signed record ready for a sink: an event, or a checkpoint (`seq` = its last_seq).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedEvent {
+    pub kind: RecordKind,
     pub chain: String,
     pub seq: u64,
     /// Kafka key: the symbol (or PORTFOLIO), so one chain stays in one partition.
@@ -35,21 +43,52 @@ pub struct SignedEvent {
     pub line: Vec<u8>,
 }
 
+/// When to seal the events since the last checkpoint: after this many events, or once
+/// this much engine time has passed since the last checkpoint (checked at each event, so
+/// replays seal at the same events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    pub every_events: u64,
+    pub every_ms: i64,
+}
+
+impl Default for CheckpointPolicy {
+    /// The configuration defaults: 1000 events or 60 s.
+    fn default() -> Self {
+        Self {
+            every_events: 1000,
+            every_ms: 60_000,
+        }
+    }
+}
+
+struct OpenTree {
+    first_seq: u64,
+    leaves: TreeBuilder,
+    last_event: [u8; 32],
+}
+
 pub struct ChainSigner {
     key: SigningKey,
     key_id: String,
     chain: String,
     head: ChainHead,
+    policy: CheckpointPolicy,
+    open: Option<OpenTree>,
+    last_checkpoint_ms: Option<i64>,
 }
 
 impl ChainSigner {
-    pub fn new(key: SigningKey, chain: String, head: ChainHead) -> Self {
+    pub fn new(key: SigningKey, chain: String, head: ChainHead, policy: CheckpointPolicy) -> Self {
         let key_id = keys::key_id(&key.verifying_key());
         Self {
             key,
             key_id,
             chain,
             head,
+            policy,
+            open: None,
+            last_checkpoint_ms: None,
         }
     }
 
@@ -61,8 +100,18 @@ impl ChainSigner {
         &self.head
     }
 
-    pub fn sign(
+    pub fn policy(&self) -> CheckpointPolicy {
+        self.policy
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn sign_with(
         &mut self,
+        key: &SigningKey,
+        key_id: &str,
         ts_ms: i64,
         partition_key: &str,
         payload: Payload,
@@ -72,36 +121,130 @@ impl ChainSigner {
             chain: self.chain.clone(),
             seq: self.head.next_seq,
             prev: self.head.prev_hex.clone(),
-            key_id: self.key_id.clone(),
+            key_id: key_id.to_string(),
             ts_ms,
             payload,
         };
         let canonical = wire::canonical_event(&event).map_err(AuditError::Encode)?;
         let input = wire::signing_input(&canonical);
-        let sig = self.key.sign(&input).to_bytes();
-        let hash_hex = hex::encode(Sha256::digest(&input));
+        let sig = key.sign(&input).to_bytes();
+        let hash: [u8; 32] = Sha256::digest(&input).into();
+        let hash_hex = hex::encode(hash);
+        let open = self.open.get_or_insert_with(|| OpenTree {
+            first_seq: event.seq,
+            leaves: TreeBuilder::default(),
+            last_event: hash,
+        });
+        open.leaves.push(merkle::leaf_hash(&hash));
+        open.last_event = hash;
+        self.last_checkpoint_ms.get_or_insert(ts_ms);
         let signed = SignedEvent {
+            kind: RecordKind::Event,
             chain: self.chain.clone(),
             seq: event.seq,
             partition_key: partition_key.to_string(),
-            key_id: self.key_id.clone(),
+            key_id: key_id.to_string(),
             hash_hex: hash_hex.clone(),
             line: wire::record_line(&canonical, &sig),
         };
         self.head = ChainHead {
             next_seq: event.seq + 1,
             prev_hex: hash_hex,
+            key_id: Some(key_id.to_string()),
         };
         Ok(signed)
+    }
+
+    pub fn sign(
+        &mut self,
+        ts_ms: i64,
+        partition_key: &str,
+        payload: Payload,
+    ) -> Result<SignedEvent, AuditError> {
+        let (key, key_id) = (self.key.clone(), self.key_id.clone());
+        self.sign_with(&key, &key_id, ts_ms, partition_key, payload)
+    }
+
+    /// Hand the chain from `old` (the key of its last event) to this signer's key: a
+    /// KEY_ROTATION event signed by the old key, the first link the new key extends.
+    pub fn rotate_from(
+        &mut self,
+        old: &SigningKey,
+        ts_ms: i64,
+        partition_key: &str,
+    ) -> Result<SignedEvent, AuditError> {
+        let old_id = keys::key_id(&old.verifying_key());
+        let payload = Payload::KeyRotation(KeyRotationRecord {
+            new_key_id: self.key_id.clone(),
+            new_public_key: hex::encode(self.key.verifying_key().as_bytes()),
+        });
+        self.sign_with(old, &old_id, ts_ms, partition_key, payload)
+    }
+
+    /// A checkpoint when the policy says one is due after the event just signed at `ts_ms`.
+    pub fn checkpoint_if_due(
+        &mut self,
+        ts_ms: i64,
+        partition_key: &str,
+    ) -> Result<Option<SignedEvent>, AuditError> {
+        let Some(open) = &self.open else {
+            return Ok(None);
+        };
+        let by_count = open.leaves.size() >= self.policy.every_events;
+        let by_time = self
+            .last_checkpoint_ms
+            .is_some_and(|t| ts_ms.saturating_sub(t) >= self.policy.every_ms);
+        if by_count || by_time {
+            self.checkpoint(ts_ms, partition_key)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Seal every event since the last checkpoint now (at shutdown); None if there are none.
+    pub fn checkpoint(
+        &mut self,
+        ts_ms: i64,
+        partition_key: &str,
+    ) -> Result<Option<SignedEvent>, AuditError> {
+        let Some(open) = self.open.take() else {
+            return Ok(None);
+        };
+        self.last_checkpoint_ms = Some(ts_ms);
+        let size = open.leaves.size();
+        let cp = Checkpoint {
+            v: FORMAT_VERSION,
+            chain: self.chain.clone(),
+            key_id: self.key_id.clone(),
+            first_seq: open.first_seq,
+            last_seq: open.first_seq + size - 1,
+            tree_size: size,
+            root_sha256: hex::encode(open.leaves.root()),
+            last_event_sha256: hex::encode(open.last_event),
+            ts_ms,
+        };
+        let canonical = wire::canonical_checkpoint(&cp).map_err(AuditError::Encode)?;
+        let input = wire::checkpoint_signing_input(&canonical);
+        let sig = self.key.sign(&input).to_bytes();
+        Ok(Some(SignedEvent {
+            kind: RecordKind::Checkpoint,
+            chain: self.chain.clone(),
+            seq: cp.last_seq,
+            partition_key: partition_key.to_string(),
+            key_id: self.key_id.clone(),
+            hash_hex: hex::encode(Sha256::digest(&input)),
+            line: wire::checkpoint_line(&canonical, &sig),
+        }))
     }
 }
 
 /// The head that continues a chain after the given last record (used on restart).
 pub fn head_after(line: &[u8]) -> Result<ChainHead, String> {
-    let rec = wire::parse_record(line).map_err(|e| format!("{e:?}"))?;
-    let input = wire::signing_input(rec.event_bytes);
+    let env = wire::parse_envelope(line).map_err(|e| format!("{e:?}"))?;
+    let input = wire::signing_input(env.event_bytes);
     Ok(ChainHead {
-        next_seq: rec.event.seq + 1,
+        next_seq: env.seq + 1,
         prev_hex: hex::encode(Sha256::digest(&input)),
+        key_id: Some(env.key_id.into_owned()),
     })
 }

@@ -2,13 +2,15 @@
 //! and the verifier auditors run. `wire` is the only module that knows the signed format.
 
 mod chain;
+pub mod merkle;
+pub mod proof;
 pub mod jcs;
 pub mod keys;
 pub mod verify;
 pub mod wire;
 
-pub use chain::{head_after, ChainHead, ChainSigner, SignedEvent};
-pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyReport};
+pub use chain::{head_after, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
+pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyOptions, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

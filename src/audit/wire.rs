@@ -15,6 +15,9 @@ use crate::var::{ModelFigures, PrimaryModel};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const SIGNING_DOMAIN: &[u8] = b"BIZRA-RISK/EVENT/V1\0";
+/// Checkpoints are signed under their own domain, so neither kind of signature can pass
+/// for the other.
+pub const CHECKPOINT_DOMAIN: &[u8] = b"BIZRA-RISK/CHECKPOINT/V1\0";
 /// `prev` of the first event of a chain.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -76,6 +79,41 @@ pub struct Event {
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum Payload {
     RiskDecision(Box<DecisionRecord>),
+    /// Hands the chain to a new signing key; signed by the key it retires.
+    KeyRotation(KeyRotationRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotationRecord {
+    pub new_key_id: String,
+    /// Hex of the new 32-byte Ed25519 verifying key.
+    pub new_public_key: String,
+}
+
+/// What kind of payload an event carries, read without decoding the rest of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PayloadKind {
+    RiskDecision,
+    KeyRotation,
+}
+
+/// A signed Merkle tree head over a run of one chain's events (RFC 6962 hashing; the
+/// entry of leaf i is the 32-byte hash of event `first_seq + i`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub chain: String,
+    pub key_id: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub tree_size: u64,
+    pub root_sha256: String,
+    /// Hash of event `last_seq`, so the checkpoint also pins the chain head.
+    pub last_event_sha256: String,
+    pub ts_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -512,14 +550,9 @@ pub fn signing_input(canonical_event: &[u8]) -> Vec<u8> {
 /// A full record line without the trailing newline.
 pub fn record_line(canonical_event: &[u8], sig: &[u8; 64]) -> Vec<u8> {
     let mut line = Vec::with_capacity(canonical_event.len() + 150);
-    line.extend_from_slice(b"{\"event\":");
+    line.extend_from_slice(EVENT_PREFIX);
     line.extend_from_slice(canonical_event);
-    line.extend_from_slice(b",\"sig\":\"");
-    let mut hex_sig = [0u8; 128];
-    if hex::encode_to_slice(sig, &mut hex_sig).is_ok() {
-        line.extend_from_slice(&hex_sig);
-    }
-    line.extend_from_slice(b"\"}");
+    push_sig(&mut line, sig);
     line
 }
 
@@ -572,6 +605,170 @@ pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
     Ok(ParsedRecord {
         event_bytes,
         event,
+        sig,
+    })
+}
+
+
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_signing_input(canonical_checkpoint: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + canonical_checkpoint.len());
+    v.extend_from_slice(CHECKPOINT_DOMAIN);
+    v.extend_from_slice(canonical_checkpoint);
+    v
+}
+
+pub fn canonical_checkpoint(cp: &Checkpoint) -> Result<Vec<u8>, String> {
+    super::jcs::to_vec(cp).map_err(|e| e.to_string())
+}
+
+/// `{"checkpoint":CP,"sig":"<128 hex>"}` without the trailing newline.
+pub fn checkpoint_line(canonical_checkpoint: &[u8], sig: &[u8; 64]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(canonical_checkpoint.len() + 150);
+    line.extend_from_slice(CHECKPOINT_PREFIX);
+    line.extend_from_slice(canonical_checkpoint);
+    push_sig(&mut line, sig);
+    line
+}
+
+const EVENT_PREFIX: &[u8] = b"{\"event\":";
+const CHECKPOINT_PREFIX: &[u8] = b"{\"checkpoint\":";
+/// `,"sig":"` + 128 hex digits + `"}`.
+const SIG_SUFFIX_LEN: usize = 8 + 128 + 2;
+
+fn push_sig(line: &mut Vec<u8>, sig: &[u8; 64]) {
+    line.extend_from_slice(b",\"sig\":\"");
+    let mut hex_sig = [0u8; 128];
+    if hex::encode_to_slice(sig, &mut hex_sig).is_ok() {
+        line.extend_from_slice(&hex_sig);
+    }
+    line.extend_from_slice(b"\"}");
+}
+
+/// Which kind of record a line is, from its first field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Event,
+    Checkpoint,
+}
+
+pub fn record_kind(line: &[u8]) -> Option<RecordKind> {
+    if line.starts_with(EVENT_PREFIX) {
+        Some(RecordKind::Event)
+    } else if line.starts_with(CHECKPOINT_PREFIX) {
+        Some(RecordKind::Checkpoint)
+    } else {
+        None
+    }
+}
+
+/// Split a canonically laid-out line into (body, signature); None when the layout differs.
+fn split_line<'a>(line: &'a [u8], prefix: &[u8]) -> Option<(&'a [u8], [u8; 64])> {
+    if line.len() < prefix.len() + SIG_SUFFIX_LEN || !line.starts_with(prefix) {
+        return None;
+    }
+    let (body, tail) = line[prefix.len()..].split_at(line.len() - prefix.len() - SIG_SUFFIX_LEN);
+    if !tail.starts_with(b",\"sig\":\"") || !tail.ends_with(b"\"}") {
+        return None;
+    }
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&tail[8..136], &mut sig).ok()?;
+    // Lower-case hex only: the canonical form.
+    if tail[8..136].iter().any(u8::is_ascii_uppercase) {
+        return None;
+    }
+    Some((body, sig))
+}
+
+/// The signed envelope of an event, read without decoding its payload: what the
+/// verifier needs to check signatures and links at speed. The signature covers the
+/// payload bytes, so any change to them is still detected.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub event_bytes: &'a [u8],
+    pub chain: std::borrow::Cow<'a, str>,
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub key_id: std::borrow::Cow<'a, str>,
+    pub kind: PayloadKind,
+    pub sig: [u8; 64],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeRepr<'a> {
+    v: u32,
+    #[serde(borrow)]
+    chain: std::borrow::Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    prev: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: std::borrow::Cow<'a, str>,
+    #[allow(dead_code)]
+    ts_ms: i64,
+    payload: KindOnly,
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: PayloadKind,
+}
+
+/// Parse an event line's envelope. Lines not laid out canonically fall back to the full
+/// check in [`parse_record`] so that they get its specific reason.
+pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, ParseFailure> {
+    let Some((event_bytes, sig)) = split_line(line, EVENT_PREFIX) else {
+        parse_record(line)?;
+        return Err(ParseFailure::NonCanonical);
+    };
+    let text = std::str::from_utf8(event_bytes)
+        .map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    let repr: EnvelopeRepr<'_> =
+        serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    if repr.v != FORMAT_VERSION {
+        return Err(ParseFailure::UnsupportedVersion(repr.v));
+    }
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(repr.prev.as_bytes(), &mut prev)
+        .map_err(|_| ParseFailure::Malformed("prev is not 64 hex digits".into()))?;
+    Ok(Envelope {
+        event_bytes,
+        chain: repr.chain,
+        seq: repr.seq,
+        prev,
+        key_id: repr.key_id,
+        kind: repr.payload.kind,
+        sig,
+    })
+}
+
+pub struct ParsedCheckpoint<'a> {
+    pub bytes: &'a [u8],
+    pub checkpoint: Checkpoint,
+    pub sig: [u8; 64],
+}
+
+/// Parse a checkpoint line and check that it is byte-for-byte canonical.
+pub fn parse_checkpoint(line: &[u8]) -> Result<ParsedCheckpoint<'_>, ParseFailure> {
+    let Some((bytes, sig)) = split_line(line, CHECKPOINT_PREFIX) else {
+        return Err(ParseFailure::Malformed(
+            "not a {\"checkpoint\":…,\"sig\":…} record".into(),
+        ));
+    };
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    let checkpoint: Checkpoint =
+        serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    if checkpoint.v != FORMAT_VERSION {
+        return Err(ParseFailure::UnsupportedVersion(checkpoint.v));
+    }
+    if canonical_checkpoint(&checkpoint).map_err(ParseFailure::Malformed)? != bytes {
+        return Err(ParseFailure::NonCanonical);
+    }
+    Ok(ParsedCheckpoint {
+        bytes,
+        checkpoint,
         sig,
     })
 }

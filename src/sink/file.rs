@@ -1,4 +1,5 @@
-//! Append-only files, one per chain: `<dir>/<chain>.jsonl`.
+//! Append-only files, one per chain: `<dir>/<chain>.jsonl`, and its checkpoints in
+//! `<dir>/<chain>.checkpoints.jsonl`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -6,11 +7,15 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::SinkError;
+use crate::audit::wire::RecordKind;
 use crate::audit::{head_after, ChainHead, SignedEvent};
+
+/// File name ending of a chain's checkpoint file.
+pub const CHECKPOINT_SUFFIX: &str = ".checkpoints.jsonl";
 
 pub struct FileSink {
     dir: PathBuf,
-    files: HashMap<String, BufWriter<File>>,
+    files: HashMap<PathBuf, BufWriter<File>>,
 }
 
 impl FileSink {
@@ -33,22 +38,29 @@ impl FileSink {
         dir.join(format!("{chain}.jsonl"))
     }
 
+    pub fn checkpoint_path_for(dir: &Path, chain: &str) -> PathBuf {
+        dir.join(format!("{chain}{CHECKPOINT_SUFFIX}"))
+    }
+
     pub fn append(&mut self, event: &SignedEvent) -> Result<(), SinkError> {
-        let path = Self::path_for(&self.dir, &event.chain);
+        let path = match event.kind {
+            RecordKind::Event => Self::path_for(&self.dir, &event.chain),
+            RecordKind::Checkpoint => Self::checkpoint_path_for(&self.dir, &event.chain),
+        };
         let io = |source| SinkError::Io {
             path: path.display().to_string(),
             source,
         };
-        if !self.files.contains_key(&event.chain) {
+        if !self.files.contains_key(&path) {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(io)?;
             self.files
-                .insert(event.chain.clone(), BufWriter::with_capacity(1 << 16, f));
+                .insert(path.clone(), BufWriter::with_capacity(1 << 16, f));
         }
-        if let Some(w) = self.files.get_mut(&event.chain) {
+        if let Some(w) = self.files.get_mut(&path) {
             w.write_all(&event.line)
                 .and_then(|_| w.write_all(b"\n"))
                 .map_err(io)?;
@@ -57,8 +69,7 @@ impl FileSink {
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        for (chain, w) in &mut self.files {
-            let path = Self::path_for(&self.dir, chain);
+        for (path, w) in &mut self.files {
             w.flush()
                 .and_then(|_| w.get_ref().sync_data())
                 .map_err(|source| SinkError::Io {

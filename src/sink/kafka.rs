@@ -12,7 +12,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::SinkError;
-use crate::audit::wire::{self, FORMAT_VERSION};
+use crate::audit::wire::{self, RecordKind, FORMAT_VERSION};
 use crate::audit::{head_after, ChainHead, SignedEvent};
 
 /// Deliveries awaited at most in flight before a send waits for the oldest.
@@ -21,6 +21,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
+    checkpoint_topic: String,
     in_flight: VecDeque<(u64, DeliveryFuture)>,
     timeout: Duration,
 }
@@ -30,7 +31,12 @@ fn kerr(e: impl std::fmt::Display) -> SinkError {
 }
 
 impl KafkaSink {
-    pub fn new(brokers: &str, topic: &str, message_timeout_ms: u64) -> Result<Self, SinkError> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        checkpoint_topic: &str,
+        message_timeout_ms: u64,
+    ) -> Result<Self, SinkError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -43,6 +49,7 @@ impl KafkaSink {
         Ok(Self {
             producer,
             topic: topic.to_string(),
+            checkpoint_topic: checkpoint_topic.to_string(),
             in_flight: VecDeque::new(),
             timeout: Duration::from_millis(message_timeout_ms),
         })
@@ -72,7 +79,11 @@ impl KafkaSink {
                     key: "chain",
                     value: Some(event.chain.as_str()),
                 });
-            let record = FutureRecord::to(&self.topic)
+            let topic = match event.kind {
+                RecordKind::Event => &self.topic,
+                RecordKind::Checkpoint => &self.checkpoint_topic,
+            };
+            let record = FutureRecord::to(topic)
                 .key(&event.partition_key)
                 .payload(&event.line)
                 .headers(headers);
@@ -116,7 +127,17 @@ impl KafkaSink {
     }
 }
 
-/// Reads every record of a topic from the beginning to the current end.
+/// Where reading a topic starts, in every partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    /// This offset (or the earliest one kept, if later).
+    Offset(i64),
+    /// The first record with a timestamp at or after this time (ms since the epoch).
+    TimeMs(i64),
+}
+
+/// Reads the records of a topic from a starting point to the current end.
 pub struct KafkaSource {
     consumer: BaseConsumer,
     topic: String,
@@ -139,8 +160,14 @@ impl KafkaSource {
     }
 
     /// Calls `f(position, payload)` for each record, partition by partition in offset order.
-    pub fn read_all(
+    pub fn read_all(&self, timeout: Duration, f: impl FnMut(&str, &[u8])) -> Result<u64, SinkError> {
+        self.read_from(StartAt::Beginning, timeout, f)
+    }
+
+    /// Like `read_all`, from `start` in every partition.
+    pub fn read_from(
         &self,
+        start: StartAt,
         timeout: Duration,
         mut f: impl FnMut(&str, &[u8]),
     ) -> Result<u64, SinkError> {
@@ -163,6 +190,21 @@ impl KafkaSource {
                 .consumer
                 .fetch_watermarks(&self.topic, p, timeout)
                 .map_err(kerr)?;
+            let low = match start {
+                StartAt::Beginning => low,
+                StartAt::Offset(o) => o.max(low),
+                StartAt::TimeMs(t) => {
+                    let mut q = TopicPartitionList::new();
+                    q.add_partition_offset(&self.topic, p, Offset::Offset(t))
+                        .map_err(kerr)?;
+                    let found = self.consumer.offsets_for_times(q, timeout).map_err(kerr)?;
+                    match found.find_partition(&self.topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o.max(low),
+                        // No record at or after that time.
+                        _ => high,
+                    }
+                }
+            };
             if high <= low {
                 continue;
             }
@@ -204,13 +246,13 @@ impl KafkaSource {
         let mut newest: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
         let mut damaged = None;
         let read = self.read_all(timeout, |position, payload| {
-            match wire::parse_record(payload) {
-                Ok(rec) => {
+            match wire::parse_envelope(payload) {
+                Ok(env) => {
                     let slot = newest
-                        .entry(rec.event.chain.clone())
+                        .entry(env.chain.into_owned())
                         .or_insert_with(|| (0, Vec::new()));
-                    if slot.1.is_empty() || rec.event.seq >= slot.0 {
-                        *slot = (rec.event.seq, payload.to_vec());
+                    if slot.1.is_empty() || env.seq >= slot.0 {
+                        *slot = (env.seq, payload.to_vec());
                     }
                 }
                 Err(e) => damaged = Some(format!("{position}: {e:?}")),

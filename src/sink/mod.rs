@@ -3,8 +3,8 @@
 mod file;
 mod kafka;
 
-pub use file::FileSink;
-pub use kafka::{KafkaSink, KafkaSource};
+pub use file::{FileSink, CHECKPOINT_SUFFIX};
+pub use kafka::{KafkaSink, KafkaSource, StartAt};
 
 use crate::audit::SignedEvent;
 
@@ -21,6 +21,8 @@ pub enum SinkError {
     Kafka(String),
     #[error("kafka: topic {0} does not exist yet")]
     TopicMissing(String),
+    #[error("chain heads: {0}")]
+    Heads(String),
 }
 
 pub enum Sink {

@@ -36,6 +36,7 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c.signing.key_file = key.to_path_buf();
     c.sink.dir = dir.join("events");
     c.var.snapshot.dir = dir.join("state");
+    c.signing.heads_file = dir.join("state/chain_heads.json");
     c.elf.rules_file = repo().join("config/rules.yaml");
     c
 }
