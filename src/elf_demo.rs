@@ -256,21 +256,35 @@ pub fn latencies(
     let sample_req = request("bench/sample", "BTCUSDT", action, 200);
     let decision = gate.decide(&sample_req);
     let record = DecisionRecord::new(&sample_req, &decision, &figures, &provenance);
-    let event = wire::Event {
-        v: wire::FORMAT_VERSION,
-        chain: "bizra.BTCUSDT".into(),
-        seq: 0,
-        prev: wire::GENESIS_PREV.into(),
-        key_id: "0".repeat(16),
-        ts_ms: NOW_MS,
-        payload: Payload::RiskDecision(Box::new(record)),
+    let mut sample_signer = ChainSigner::new(
+        key.clone(),
+        "bizra.BTCUSDT".into(),
+        ChainHead::genesis(),
+        CheckpointPolicy::default(),
+    );
+    let sample = sample_signer
+        .sign(NOW_MS, "BTCUSDT", Payload::RiskDecision(Box::new(record)))
+        .map(|e| e.line)
+        .unwrap_or_default();
+    let (signed_bytes, whole_bytes) = match wire::parse_envelope(&sample) {
+        Ok(env) => (
+            wire::signing_input(env.event_bytes),
+            [env.event_bytes, env.payload_bytes].concat(),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
     };
-    let bytes = wire::signing_input(&wire::canonical_event(&event).unwrap_or_default());
     out.push(measure(
-        "bare Ed25519 sign, same bytes",
+        "bare Ed25519 sign, same bytes (signed envelope)",
         n / 10 + 1,
         |_| {
-            black_box(key.sign(black_box(&bytes)));
+            black_box(key.sign(black_box(&signed_bytes)));
+        },
+    )?);
+    out.push(measure(
+        "bare Ed25519 sign, envelope + payload bytes",
+        n / 10 + 1,
+        |_| {
+            black_box(key.sign(black_box(&whole_bytes)));
         },
     )?);
     let mut signer = ChainSigner::new(

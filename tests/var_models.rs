@@ -20,7 +20,9 @@ fn warmup_flags(file: &Path) -> Vec<(bool, u64)> {
         .filter(|l| !l.is_empty())
         .map(|line| {
             let rec = parse_record(line).unwrap_or_else(|e| panic!("{e:?}"));
-            let Payload::RiskDecision(d) = rec.event.payload;
+            let Payload::RiskDecision(d) = rec.payload else {
+                panic!("not a decision")
+            };
             let remaining = match d.model {
                 ModelRecord::Symbol { fhs_aci, .. } => fhs_aci.warmup_remaining,
                 ModelRecord::Portfolio { fhs_aci, .. } => {

@@ -116,6 +116,8 @@ impl ChainSigner {
         partition_key: &str,
         payload: Payload,
     ) -> Result<SignedEvent, AuditError> {
+        let kind = payload.kind();
+        let payload_bytes = wire::canonical_payload(&payload).map_err(AuditError::Encode)?;
         let event = Event {
             v: FORMAT_VERSION,
             chain: self.chain.clone(),
@@ -123,7 +125,8 @@ impl ChainSigner {
             prev: self.head.prev_hex.clone(),
             key_id: key_id.to_string(),
             ts_ms,
-            payload,
+            kind,
+            payload_sha256: hex::encode(Sha256::digest(&payload_bytes)),
         };
         let canonical = wire::canonical_event(&event).map_err(AuditError::Encode)?;
         let input = wire::signing_input(&canonical);
@@ -145,7 +148,7 @@ impl ChainSigner {
             partition_key: partition_key.to_string(),
             key_id: key_id.to_string(),
             hash_hex: hash_hex.clone(),
-            line: wire::record_line(&canonical, &sig),
+            line: wire::record_line(&canonical, &payload_bytes, &sig),
         };
         self.head = ChainHead {
             next_seq: event.seq + 1,

@@ -36,6 +36,8 @@ pub enum FailureReason {
     /// A checkpoint whose tree head or last event does not match the events it covers,
     /// whose signature fails, or whose events are not all present.
     CheckpointMismatch,
+    /// The payload is not the one its (authentic) envelope commits to by hash.
+    PayloadMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,7 +102,7 @@ impl Default for VerifyOptions {
 /// Sequence numbers whose hashes are remembered to classify duplicates and late arrivals.
 const RECENT: usize = 4096;
 /// Signatures verified together.
-const BATCH: usize = 128;
+const BATCH: usize = 512;
 
 struct PendingCheckpoint {
     position: String,
@@ -163,6 +165,10 @@ struct Pending {
     sig: [u8; 64],
     /// Domain prefix followed by the event bytes.
     signing_input: Vec<u8>,
+    /// The payload hashes to the envelope's `payload_sha256`.
+    payload_ok: bool,
+    /// The payload bytes of a key rotation, decoded once its signature holds.
+    rotation: Option<Vec<u8>>,
 }
 
 pub struct Verifier {
@@ -229,6 +235,10 @@ impl Verifier {
                 FailureReason::UnsupportedVersion,
                 format!("format version {v}"),
             ),
+            ParseFailure::PayloadMismatch => (
+                FailureReason::PayloadMismatch,
+                "payload does not hash to the envelope's payload_sha256".into(),
+            ),
         };
         self.fail(position, None, None, reason, detail);
     }
@@ -251,22 +261,18 @@ impl Verifier {
         if wire::record_kind(line) == Some(RecordKind::Checkpoint) {
             return self.push_checkpoint(position, line);
         }
-        let pending = if self.options.strict {
-            wire::parse_record(line).map(|rec| Pending {
-                position: position.to_string(),
-                seq: rec.event.seq,
-                prev: decode_hash(&rec.event.prev).unwrap_or([0xff; 32]),
-                key_id: rec.event.key_id.clone(),
-                kind: match rec.event.payload {
-                    wire::Payload::RiskDecision(_) => PayloadKind::RiskDecision,
-                    wire::Payload::KeyRotation(_) => PayloadKind::KeyRotation,
-                },
-                chain: rec.event.chain,
-                sig: rec.sig,
-                signing_input: wire::signing_input(rec.event_bytes),
-            })
-        } else {
-            wire::parse_envelope(line).map(|env| Pending {
+        let mut parsed = wire::parse_envelope(line);
+        if self.options.strict {
+            // Full decode and canonical check; a payload that does not match its hash is
+            // still reported against its (authentic) envelope below.
+            match wire::parse_record(line) {
+                Ok(_) | Err(ParseFailure::PayloadMismatch) => {}
+                Err(e) => parsed = Err(e),
+            }
+        }
+        let pending = parsed.map(|env| {
+            let payload_hash: [u8; 32] = Sha256::digest(env.payload_bytes).into();
+            Pending {
                 position: position.to_string(),
                 chain: env.chain.into_owned(),
                 seq: env.seq,
@@ -275,8 +281,10 @@ impl Verifier {
                 kind: env.kind,
                 sig: env.sig,
                 signing_input: wire::signing_input(env.event_bytes),
-            })
-        };
+                payload_ok: payload_hash == env.payload_sha256,
+                rotation: (env.kind == PayloadKind::KeyRotation).then(|| env.payload_bytes.to_vec()),
+            }
+        });
         match pending {
             Ok(p) => {
                 // A rotation changes which keys later records may use: settle it now.
@@ -386,7 +394,18 @@ impl Verifier {
                     );
                     self.untrusted(&p.chain, p.seq);
                 }
-                Ok(_) => self.link(p),
+                Ok(_) => {
+                    if !p.payload_ok {
+                        self.fail(
+                            &p.position,
+                            Some(&p.chain),
+                            Some(p.seq),
+                            FailureReason::PayloadMismatch,
+                            "payload does not hash to the envelope's payload_sha256".into(),
+                        );
+                    }
+                    self.link(p)
+                }
             }
         }
     }
@@ -499,7 +518,7 @@ impl Verifier {
         if in_order {
             self.extend_tree(chain, seq, hash);
         }
-        if p.kind == PayloadKind::KeyRotation {
+        if p.kind == PayloadKind::KeyRotation && p.payload_ok {
             self.rotate(&p);
         }
     }
@@ -558,9 +577,10 @@ impl Verifier {
     /// A verified KEY_ROTATION event: trust its new key on this chain from the next event,
     /// retire the key that signed it.
     fn rotate(&mut self, p: &Pending) {
-        let line = wire::record_line(&p.signing_input[wire::SIGNING_DOMAIN.len()..], &p.sig);
-        let parsed = wire::parse_record(&line).map_err(|e| format!("{e:?}"));
-        let result = parsed.and_then(|rec| match rec.event.payload {
+        let parsed: Result<wire::Payload, String> =
+            serde_json::from_slice(p.rotation.as_deref().unwrap_or_default())
+                .map_err(|e| e.to_string());
+        let result = parsed.and_then(|payload| match payload {
             wire::Payload::KeyRotation(r) => {
                 let vk = keys::parse_verifying_key(&r.new_public_key)?;
                 if keys::key_id(&vk) != r.new_key_id {
@@ -657,11 +677,6 @@ impl Verifier {
             failures: self.failures,
         }
     }
-}
-
-fn decode_hash(text: &str) -> Option<[u8; 32]> {
-    let mut h = [0u8; 32];
-    hex::decode_to_slice(text, &mut h).ok().map(|_| h)
 }
 
 /// None when the checkpoint is signed by a valid key and matches the rebuilt tree.

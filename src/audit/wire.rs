@@ -1,13 +1,15 @@
 //! The signed wire format, version 1 (documented in docs/audit-format.md).
 //!
-//! A record is one line: `{"event":EVENT,"sig":"<128 hex>"}` where EVENT is the RFC 8785
-//! canonical JSON of [`Event`]. The signature and the chain hash both cover
-//! `SIGNING_DOMAIN || EVENT`, so a signature cannot be replayed in another context.
+//! A record is one line: `{"event":EVENT,"payload":PAYLOAD,"sig":"<128 hex>"}` where EVENT
+//! is the RFC 8785 canonical JSON of the envelope [`Event`] and PAYLOAD that of the
+//! [`Payload`], whose SHA-256 the envelope carries. The signature and the chain hash both
+//! cover `SIGNING_DOMAIN || EVENT`, so a signature cannot be replayed in another context.
 //! Non-finite numbers, which JSON cannot carry, appear as the strings "NaN", "Infinity"
 //! and "-Infinity" so that blocked bad input is still recorded exactly.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::elf::{ActionRequest, Decision, Layer, ReasonCode, Verdict};
 use crate::risk::RiskAction;
@@ -61,7 +63,7 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
-/// The signed part of a record.
+/// The signed envelope of a record; it commits to the payload by hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -72,7 +74,9 @@ pub struct Event {
     pub prev: String,
     pub key_id: String,
     pub ts_ms: i64,
-    pub payload: Payload,
+    pub kind: PayloadKind,
+    /// Hex SHA-256 of the payload's canonical bytes.
+    pub payload_sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,8 +95,17 @@ pub struct KeyRotationRecord {
     pub new_public_key: String,
 }
 
-/// What kind of payload an event carries, read without decoding the rest of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+impl Payload {
+    pub fn kind(&self) -> PayloadKind {
+        match self {
+            Payload::RiskDecision(_) => PayloadKind::RiskDecision,
+            Payload::KeyRotation(_) => PayloadKind::KeyRotation,
+        }
+    }
+}
+
+/// What kind of payload an event carries; the envelope names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PayloadKind {
     RiskDecision,
@@ -534,9 +547,14 @@ fn model_record(f: &ModelFigures) -> ModelRecord {
     }
 }
 
-/// RFC 8785 canonical bytes of an event.
+/// RFC 8785 canonical bytes of an envelope.
 pub fn canonical_event(event: &Event) -> Result<Vec<u8>, String> {
     super::jcs::to_vec(event).map_err(|e| e.to_string())
+}
+
+/// RFC 8785 canonical bytes of a payload.
+pub fn canonical_payload(payload: &Payload) -> Result<Vec<u8>, String> {
+    super::jcs::to_vec(payload).map_err(|e| e.to_string())
 }
 
 /// The bytes that are signed and hashed.
@@ -548,10 +566,12 @@ pub fn signing_input(canonical_event: &[u8]) -> Vec<u8> {
 }
 
 /// A full record line without the trailing newline.
-pub fn record_line(canonical_event: &[u8], sig: &[u8; 64]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(canonical_event.len() + 150);
+pub fn record_line(canonical_event: &[u8], canonical_payload: &[u8], sig: &[u8; 64]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(canonical_event.len() + canonical_payload.len() + 160);
     line.extend_from_slice(EVENT_PREFIX);
     line.extend_from_slice(canonical_event);
+    line.extend_from_slice(PAYLOAD_INFIX);
+    line.extend_from_slice(canonical_payload);
     push_sig(&mut line, sig);
     line
 }
@@ -561,13 +581,16 @@ pub fn record_line(canonical_event: &[u8], sig: &[u8; 64]) -> Vec<u8> {
 struct RecordRepr<'a> {
     #[serde(borrow)]
     event: &'a RawValue,
+    #[serde(borrow)]
+    payload: &'a RawValue,
     sig: &'a str,
 }
 
-/// A record split into its parts; `event_bytes` are exactly the signed bytes.
+/// A record fully decoded; `event_bytes` are exactly the signed bytes.
 pub struct ParsedRecord<'a> {
     pub event_bytes: &'a [u8],
     pub event: Event,
+    pub payload: Payload,
     pub sig: [u8; 64],
 }
 
@@ -578,9 +601,12 @@ pub enum ParseFailure {
     /// Valid content, but not in canonical form: the bytes were altered.
     NonCanonical,
     UnsupportedVersion(u32),
+    /// The payload is not the one the envelope's `payload_sha256` commits to.
+    PayloadMismatch,
 }
 
-/// Parse one record line (without newline) and check that it is byte-for-byte canonical.
+/// Parse one record line (without newline), decode its payload and check that the whole
+/// line is byte-for-byte canonical and the payload matches its hash.
 pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
     let text =
         std::str::from_utf8(line).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
@@ -591,24 +617,30 @@ pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
     if event.v != FORMAT_VERSION {
         return Err(ParseFailure::UnsupportedVersion(event.v));
     }
+    let payload: Payload = serde_json::from_str(repr.payload.get())
+        .map_err(|e| ParseFailure::Malformed(format!("payload: {e}")))?;
     let sig: [u8; 64] = hex::decode(repr.sig)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ParseFailure::Malformed("sig is not 128 hex digits".into()))?;
     let canonical = canonical_event(&event).map_err(ParseFailure::Malformed)?;
-    if canonical.as_slice() != repr.event.get().as_bytes() || record_line(&canonical, &sig) != line
-    {
+    let canonical_p = canonical_payload(&payload).map_err(ParseFailure::Malformed)?;
+    if record_line(&canonical, &canonical_p, &sig) != line {
         return Err(ParseFailure::NonCanonical);
     }
-    let prefix = b"{\"event\":".len();
-    let event_bytes = &line[prefix..prefix + canonical.len()];
+    if payload.kind() != event.kind
+        || hex::encode(Sha256::digest(&canonical_p)) != event.payload_sha256
+    {
+        return Err(ParseFailure::PayloadMismatch);
+    }
+    let event_bytes = &line[EVENT_PREFIX.len()..EVENT_PREFIX.len() + canonical.len()];
     Ok(ParsedRecord {
         event_bytes,
         event,
+        payload,
         sig,
     })
 }
-
 
 /// The bytes a checkpoint signature covers.
 pub fn checkpoint_signing_input(canonical_checkpoint: &[u8]) -> Vec<u8> {
@@ -632,6 +664,7 @@ pub fn checkpoint_line(canonical_checkpoint: &[u8], sig: &[u8; 64]) -> Vec<u8> {
 }
 
 const EVENT_PREFIX: &[u8] = b"{\"event\":";
+const PAYLOAD_INFIX: &[u8] = b",\"payload\":";
 const CHECKPOINT_PREFIX: &[u8] = b"{\"checkpoint\":";
 /// `,"sig":"` + 128 hex digits + `"}`.
 const SIG_SUFFIX_LEN: usize = 8 + 128 + 2;
@@ -680,17 +713,19 @@ fn split_line<'a>(line: &'a [u8], prefix: &[u8]) -> Option<(&'a [u8], [u8; 64])>
     Some((body, sig))
 }
 
-/// The signed envelope of an event, read without decoding its payload: what the
-/// verifier needs to check signatures and links at speed. The signature covers the
-/// payload bytes, so any change to them is still detected.
+/// The signed envelope of an event and its payload's bytes, read without decoding the
+/// payload: what the verifier needs to check signatures, links and the payload hash at
+/// speed.
 #[derive(Debug)]
 pub struct Envelope<'a> {
     pub event_bytes: &'a [u8],
+    pub payload_bytes: &'a [u8],
     pub chain: std::borrow::Cow<'a, str>,
     pub seq: u64,
     pub prev: [u8; 32],
     pub key_id: std::borrow::Cow<'a, str>,
     pub kind: PayloadKind,
+    pub payload_sha256: [u8; 32],
     pub sig: [u8; 64],
 }
 
@@ -707,38 +742,50 @@ struct EnvelopeRepr<'a> {
     key_id: std::borrow::Cow<'a, str>,
     #[allow(dead_code)]
     ts_ms: i64,
-    payload: KindOnly,
-}
-
-#[derive(Deserialize)]
-struct KindOnly {
     kind: PayloadKind,
+    #[serde(borrow)]
+    payload_sha256: std::borrow::Cow<'a, str>,
 }
 
-/// Parse an event line's envelope. Lines not laid out canonically fall back to the full
-/// check in [`parse_record`] so that they get its specific reason.
+fn hash_field(name: &str, text: &str) -> Result<[u8; 32], ParseFailure> {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(text.as_bytes(), &mut h)
+        .map_err(|_| ParseFailure::Malformed(format!("{name} is not 64 hex digits")))?;
+    Ok(h)
+}
+
+/// Parse an event line's envelope and locate its payload. Lines not laid out canonically
+/// fall back to the full check in [`parse_record`] so that they get its specific reason.
 pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, ParseFailure> {
-    let Some((event_bytes, sig)) = split_line(line, EVENT_PREFIX) else {
+    let Some((body, sig)) = split_line(line, EVENT_PREFIX) else {
         parse_record(line)?;
         return Err(ParseFailure::NonCanonical);
     };
-    let text = std::str::from_utf8(event_bytes)
-        .map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
-    let repr: EnvelopeRepr<'_> =
-        serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<EnvelopeRepr<'_>>();
+    let repr = match values.next() {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Err(ParseFailure::Malformed(e.to_string())),
+        None => return Err(ParseFailure::Malformed("empty event".into())),
+    };
+    let end = values.byte_offset();
+    let Some(payload_bytes) = body[end..].strip_prefix(PAYLOAD_INFIX) else {
+        parse_record(line)?;
+        return Err(ParseFailure::NonCanonical);
+    };
     if repr.v != FORMAT_VERSION {
         return Err(ParseFailure::UnsupportedVersion(repr.v));
     }
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(repr.prev.as_bytes(), &mut prev)
-        .map_err(|_| ParseFailure::Malformed("prev is not 64 hex digits".into()))?;
     Ok(Envelope {
-        event_bytes,
+        event_bytes: &body[..end],
+        payload_bytes,
+        prev: hash_field("prev", &repr.prev)?,
+        payload_sha256: hash_field("payload_sha256", &repr.payload_sha256)?,
         chain: repr.chain,
         seq: repr.seq,
-        prev,
         key_id: repr.key_id,
-        kind: repr.payload.kind,
+        kind: repr.kind,
         sig,
     })
 }
