@@ -29,7 +29,12 @@ fn benches(c: &mut Criterion) {
         every_ms: i64::MAX,
     };
 
-    let mut signer = ChainSigner::new(key.clone(), "bench.sign".into(), ChainHead::genesis(), policy);
+    let mut signer = ChainSigner::new(
+        key.clone(),
+        "bench.sign".into(),
+        ChainHead::genesis(),
+        policy,
+    );
     c.bench_function("sign_and_link_realistic_event", |b| {
         b.iter(|| {
             signer.sign(
@@ -47,7 +52,11 @@ fn benches(c: &mut Criterion) {
         let mut s = ChainSigner::new(key.clone(), chain.into(), ChainHead::genesis(), policy);
         for i in 0..RECORDS / 2 {
             let e = s
-                .sign(i as i64, "A", Payload::RiskDecision(Box::new(record.clone())))
+                .sign(
+                    i as i64,
+                    "A",
+                    Payload::RiskDecision(Box::new(record.clone())),
+                )
                 .expect("sign");
             lines.push(e.line);
             if let Some(cp) = s.checkpoint_if_due(i as i64, "A").expect("checkpoint") {
@@ -59,7 +68,10 @@ fn benches(c: &mut Criterion) {
         }
     }
     let avg = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
-    eprintln!("verify benches: {RECORDS} records of {avg} bytes on average, {} checkpoints", checkpoints.len());
+    eprintln!(
+        "verify benches: {RECORDS} records of {avg} bytes on average, {} checkpoints",
+        checkpoints.len()
+    );
     let run = |strict: bool| {
         let options = VerifyOptions {
             strict,

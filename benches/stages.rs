@@ -181,7 +181,6 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-
 }
 
 criterion_group!(stages, benches);

@@ -93,7 +93,9 @@ pub fn load(path: &Path) -> Result<Option<BTreeMap<String, ChainHead>>, HeadsErr
     for (chain, e) in file.heads {
         let mut prev = [0u8; 32];
         if hex::decode_to_slice(&e.prev_sha256, &mut prev).is_err() {
-            return Err(damaged(format!("{chain}: prev_sha256 is not 64 hex digits")));
+            return Err(damaged(format!(
+                "{chain}: prev_sha256 is not 64 hex digits"
+            )));
         }
         out.insert(
             chain,
@@ -129,7 +131,8 @@ pub fn reconcile(
         return Err(disagree(format!(
             "the trail ends before seq {} but seq {} was signed and made durable: records \
              are missing from the trail",
-            trail.next_seq, p.next_seq - 1
+            trail.next_seq,
+            p.next_seq - 1
         )));
     }
     if trail.prev_hex != p.prev_hex {
@@ -173,9 +176,15 @@ mod tests {
 
     #[test]
     fn reconcile_takes_the_trail_when_ahead_and_refuses_loss_or_fork() {
-        assert_eq!(reconcile("c", Some(&head(5, "a")), head(7, "b")).unwrap(), head(7, "b"));
+        assert_eq!(
+            reconcile("c", Some(&head(5, "a")), head(7, "b")).unwrap(),
+            head(7, "b")
+        );
         assert_eq!(reconcile("c", None, head(7, "b")).unwrap(), head(7, "b"));
-        assert_eq!(reconcile("c", Some(&head(5, "a")), head(5, "a")).unwrap(), head(5, "a"));
+        assert_eq!(
+            reconcile("c", Some(&head(5, "a")), head(5, "a")).unwrap(),
+            head(5, "a")
+        );
         assert!(reconcile("c", Some(&head(5, "a")), head(3, "a")).is_err());
         assert!(reconcile("c", Some(&head(5, "a")), head(5, "b")).is_err());
     }

@@ -290,9 +290,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let verify = if config.kafka_enabled() {
                 None
             } else {
-                let vk = keys::parse_verifying_key(&summary.verifying_key_hex)
-                    .map_err(anyhow::Error::msg)?;
-                Some(report::verify_path(&config.sink.dir, &[vk])?)
+                let mut trusted = vec![keys::parse_verifying_key(&summary.verifying_key_hex)
+                    .map_err(anyhow::Error::msg)?];
+                if !config.signing.previous_key_file.as_os_str().is_empty() {
+                    trusted.push(
+                        keys::load_signing_key(&config.signing.previous_key_file)?.verifying_key(),
+                    );
+                }
+                Some(report::verify_path(&config.sink.dir, &trusted)?)
             };
             let mut out = std::io::stdout().lock();
             let text = report::render_summary(&summary, verify.as_ref(), summary.ingest.elapsed);
@@ -489,7 +494,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         writeln!(
                             stdout,
                             "proof OK: {} seq {} is leaf {} of the {}-leaf tree {}",
-                            proof.chain, proof.seq, proof.leaf_index, proof.tree_size,
+                            proof.chain,
+                            proof.seq,
+                            proof.leaf_index,
+                            proof.tree_size,
                             proof.root_sha256
                         )?;
                         ExitCode::SUCCESS
@@ -535,17 +543,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    KafkaSource::new(brokers, topic)?.read_from(start, timeout, |pos, payload| {
-                        keep(payload);
-                        verifier.push(pos, payload)
-                    })?;
+                    KafkaSource::new(brokers, topic)?.read_from(
+                        start,
+                        timeout,
+                        |pos, payload| {
+                            keep(payload);
+                            verifier.push(pos, payload)
+                        },
+                    )?;
                 }
                 (None, None) => {}
                 _ => bail!("--kafka-brokers and --topic go together"),
             }
             for f in report::record_files(&paths)? {
-                let bytes =
-                    std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
+                let bytes = std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
                 if prove.is_some() {
                     bytes.split(|b| *b == b'\n').for_each(&mut keep);
                 }

@@ -14,10 +14,10 @@ use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolRe
 use crate::actors::PipelineError;
 use crate::audit::wire::RunProvenance;
 use crate::audit::{keys, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
-use crate::heads::{self, HeadsError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
+use crate::heads::{self, HeadsError};
 use crate::metrics::Metrics;
 use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError};
 
@@ -306,7 +306,10 @@ pub async fn run(
     }
 
     for r in rotations {
-        publisher.send(Publish(r)).await.map_err(PipelineError::from)??;
+        publisher
+            .send(Publish(r))
+            .await
+            .map_err(PipelineError::from)??;
     }
     spawn_rule_reloader(config.clone(), gates.clone(), metrics.clone());
 
@@ -323,7 +326,9 @@ pub async fn run(
         .await
         .map_err(PipelineError::from)??;
     for g in &gates {
-        g.send(SealCheckpoint).await.map_err(PipelineError::from)??;
+        g.send(SealCheckpoint)
+            .await
+            .map_err(PipelineError::from)??;
     }
     publisher.send(Flush).await.map_err(PipelineError::from)??;
     for a in &symbol_actors {

@@ -236,7 +236,7 @@ fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["event"]["payload"]["feed_healthy"].as_bool().unwrap()
+            v["payload"]["feed_healthy"].as_bool().unwrap()
         })
         .collect();
     let first_bad = flags

@@ -74,7 +74,7 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
         assert!(!r.ok());
         assert_eq!(r.failures[0].reason, want, "{:?}", r.failures);
     };
-    // flip one byte inside a number of event 10
+    // flip one byte inside a number of event 10 (its payload)
     let mut flipped = original.clone();
     let start: usize = lines[..10].iter().map(|l| l.len()).sum();
     let pos = start
@@ -84,7 +84,7 @@ fn replay_is_verified_deterministic_and_tamper_evident() {
             .unwrap()
         + 9;
     flipped[pos] = if flipped[pos] == b'1' { b'2' } else { b'1' };
-    check(flipped, FailureReason::BadSignature);
+    check(flipped, FailureReason::PayloadMismatch);
     // delete event 10
     let deleted: Vec<u8> = lines
         .iter()

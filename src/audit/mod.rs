@@ -2,10 +2,10 @@
 //! and the verifier auditors run. `wire` is the only module that knows the signed format.
 
 mod chain;
-pub mod merkle;
-pub mod proof;
 pub mod jcs;
 pub mod keys;
+pub mod merkle;
+pub mod proof;
 pub mod verify;
 pub mod wire;
 

@@ -95,9 +95,7 @@ pub fn build<'a>(
     let index = seq - cp.first_seq;
     let path = merkle::inclusion_proof(&leaves, index as usize)
         .ok_or_else(|| ProofError::Invalid("leaf index out of range".into()))?;
-    let (hash, line) = events
-        .get(&seq)
-        .ok_or(ProofError::MissingEvent(seq))?;
+    let (hash, line) = events.get(&seq).ok_or(ProofError::MissingEvent(seq))?;
     Ok(InclusionProof {
         chain: chain.to_string(),
         seq,
@@ -173,7 +171,7 @@ pub fn check(proof: &InclusionProof, trusted: &[VerifyingKey]) -> Result<(), Pro
     )
     .ok_or_else(|| invalid("audit path has the wrong length"))?;
     if hex::encode(root) != c.root_sha256 {
-        return Err(ProofError::RootMismatch);
+        return Err(invalid("the audit path does not lead to the signed root"));
     }
     Ok(())
 }

@@ -282,7 +282,8 @@ impl Verifier {
                 sig: env.sig,
                 signing_input: wire::signing_input(env.event_bytes),
                 payload_ok: payload_hash == env.payload_sha256,
-                rotation: (env.kind == PayloadKind::KeyRotation).then(|| env.payload_bytes.to_vec()),
+                rotation: (env.kind == PayloadKind::KeyRotation)
+                    .then(|| env.payload_bytes.to_vec()),
             }
         });
         match pending {
@@ -368,8 +369,11 @@ impl Verifier {
         for i in idx {
             sig_ok[i] = batch_passed
                 || keys[i].as_ref().is_ok_and(|vk| {
-                    vk.verify_strict(&batch[i].signing_input, &Signature::from_bytes(&batch[i].sig))
-                        .is_ok()
+                    vk.verify_strict(
+                        &batch[i].signing_input,
+                        &Signature::from_bytes(&batch[i].sig),
+                    )
+                    .is_ok()
                 });
         }
         for ((p, key), ok) in batch.into_iter().zip(keys).zip(sig_ok) {
@@ -545,8 +549,9 @@ impl Verifier {
             state.tree = None;
             return;
         };
-        let (done, open): (Vec<_>, Vec<_>) =
-            std::mem::take(list).into_iter().partition(|c| c.cp.last_seq <= seq);
+        let (done, open): (Vec<_>, Vec<_>) = std::mem::take(list)
+            .into_iter()
+            .partition(|c| c.cp.last_seq <= seq);
         *list = open;
         if list.is_empty() {
             by_first.remove(&first);
@@ -609,13 +614,16 @@ impl Verifier {
 
     /// After a record that failed its signature: keep counting, skip the next link check.
     fn untrusted(&mut self, chain: &str, seq: u64) {
-        if let Some(s) = self.chains.get_mut(chain) {
-            if seq >= s.next_seq {
-                s.next_seq = seq + 1;
-                s.last_hash = None;
-            }
-            s.tree = None;
+        let from_genesis = self.options.from_genesis;
+        let s = self
+            .chains
+            .entry(chain.to_string())
+            .or_insert_with(|| ChainState::new(seq, [0u8; 32], from_genesis));
+        if seq >= s.next_seq {
+            s.next_seq = seq + 1;
+            s.last_hash = None;
         }
+        s.tree = None;
     }
 
     /// Check a whole byte stream of newline-terminated records.
@@ -746,7 +754,12 @@ mod tests {
         ChainSigner::new(key.clone(), "e.BTC".into(), ChainHead::genesis(), policy)
     }
 
-    fn run(keys: &[VerifyingKey], cps: &[Vec<u8>], events: &[Vec<u8>], strict: bool) -> VerifyReport {
+    fn run(
+        keys: &[VerifyingKey],
+        cps: &[Vec<u8>],
+        events: &[Vec<u8>],
+        strict: bool,
+    ) -> VerifyReport {
         let options = VerifyOptions {
             strict,
             from_genesis: true,

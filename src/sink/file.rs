@@ -80,10 +80,62 @@ impl FileSink {
         Ok(())
     }
 
+    /// A crash can leave a record half-written at the end of a file. It was never
+    /// complete, so never flushed or read as a record: move its bytes to `<file>.torn`
+    /// (kept for inspection) and cut the file back to its last whole record.
+    fn repair_torn_tail(path: &Path) -> Result<(), SinkError> {
+        let io = |source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        let len = f.metadata().map_err(io)?.len();
+        let tail_len = len.min(1 << 20);
+        let mut tail = vec![0u8; tail_len as usize];
+        f.seek(SeekFrom::Start(len - tail_len))
+            .and_then(|_| f.read_exact(&mut tail))
+            .map_err(io)?;
+        if tail.is_empty() || tail.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        let keep = match tail.iter().rposition(|b| *b == b'\n') {
+            Some(i) => len - tail_len + i as u64 + 1,
+            None if tail_len == len => 0,
+            None => {
+                return Err(SinkError::Damaged {
+                    path: path.display().to_string(),
+                    reason: "last record longer than 1 MiB and unterminated".into(),
+                })
+            }
+        };
+        let torn = &tail[(keep - (len - tail_len)) as usize..];
+        let mut side = path.as_os_str().to_owned();
+        side.push(".torn");
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&side)
+            .and_then(|mut t| t.write_all(torn).and_then(|_| t.write_all(b"\n")))
+            .map_err(io)?;
+        f.set_len(keep).and_then(|_| f.sync_all()).map_err(io)?;
+        tracing::warn!(
+            file = %path.display(),
+            bytes = torn.len(),
+            "cut a half-written last record left by a crash (kept in .torn)"
+        );
+        Ok(())
+    }
+
     /// Where an existing chain file left off, so a restart continues the chain instead of
-    /// forking it. A file whose last record is cut short is refused (see README, Recovery).
+    /// forking it. A half-written last record (a crash mid-write) is cut first.
     pub fn recover_head(dir: &Path, chain: &str) -> Result<ChainHead, SinkError> {
         let path = Self::path_for(dir, chain);
+        Self::repair_torn_tail(&path)?;
+        Self::repair_torn_tail(&Self::checkpoint_path_for(dir, chain))?;
         let damaged = |reason: String| SinkError::Damaged {
             path: path.display().to_string(),
             reason,

@@ -160,7 +160,11 @@ impl KafkaSource {
     }
 
     /// Calls `f(position, payload)` for each record, partition by partition in offset order.
-    pub fn read_all(&self, timeout: Duration, f: impl FnMut(&str, &[u8])) -> Result<u64, SinkError> {
+    pub fn read_all(
+        &self,
+        timeout: Duration,
+        f: impl FnMut(&str, &[u8]),
+    ) -> Result<u64, SinkError> {
         self.read_from(StartAt::Beginning, timeout, f)
     }
 
