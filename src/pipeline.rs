@@ -94,6 +94,25 @@ fn chain_head(
     Ok(heads::reconcile(chain, persisted.get(chain), trail)?)
 }
 
+/// Beside the trail, `keys/<key_id>.pub` holds each verifying key that signed it, so an
+/// auditor who receives the directory also receives the public keys to check it with.
+fn publish_verifying_key(
+    dir: &std::path::Path,
+    key_id: &str,
+    hex_key: &str,
+) -> Result<(), StartError> {
+    let keys_dir = dir.join("keys");
+    let path = keys_dir.join(format!("{key_id}.pub"));
+    std::fs::create_dir_all(&keys_dir)
+        .and_then(|_| std::fs::write(&path, format!("{hex_key}\n")))
+        .map_err(|source| {
+            StartError::Sink(SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+}
+
 /// The key that signed the chains so far, when rotating to a new one.
 fn previous_key(config: &Config) -> Result<Option<ed25519_dalek::SigningKey>, StartError> {
     let path = &config.signing.previous_key_file;
@@ -216,6 +235,9 @@ pub async fn run(
     }
     let sink = open_sink(&config).map_err(StartError::from)?;
     let sink_label = sink.describe();
+    if !config.kafka_enabled() {
+        publish_verifying_key(&config.sink.dir, &key_id, &verifying_key_hex)?;
+    }
     let cap = config.feed.mailbox_capacity;
     let publisher = PublisherActor::new(
         sink,

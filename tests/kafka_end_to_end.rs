@@ -26,6 +26,7 @@ fn signed_events_reach_kafka_and_verify() {
     let topic = format!("bizra-test-{}", std::process::id());
     config.kafka.brokers = brokers.clone();
     config.kafka.topic_decisions = topic.clone();
+    config.kafka.topic_checkpoints = format!("{topic}-checkpoints");
     let summary = common::run(config);
     let produced: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
     assert!(produced > 500, "{produced}");
@@ -56,6 +57,7 @@ fn signed_events_reach_kafka_and_verify() {
     let mut config = common::test_config(&server.url(), tmp.path(), &key);
     config.kafka.brokers = brokers.clone();
     config.kafka.topic_decisions = topic.clone();
+    config.kafka.topic_checkpoints = format!("{topic}-checkpoints");
     let summary = common::run(config);
     let total: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
     assert!(total > produced + 300, "{total} after {produced}");
@@ -69,4 +71,45 @@ fn signed_events_reach_kafka_and_verify() {
     assert_eq!(n, total, "both runs' events, each once");
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.chains.len(), 3);
+
+    // The auditor's CLI over both topics: checkpoints read first and matched, from the
+    // beginning and from an offset, and an inclusion proof taken from the topics.
+    let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
+    let cli = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
+            .args([
+                "verify",
+                "--json",
+                "--pubkey",
+                &pubkey,
+                "--kafka-brokers",
+                &brokers,
+            ])
+            .args([
+                "--topic",
+                &topic,
+                "--checkpoint-topic",
+                &format!("{topic}-checkpoints"),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let full = cli(&[]);
+    assert!(full["records"].as_u64().unwrap() > total);
+    for c in full["chains"].as_object().unwrap().values() {
+        assert!(c["checkpoints_verified"].as_u64().unwrap() >= 2, "{c}");
+    }
+    let later = cli(&["--from-offset", "20"]);
+    assert!(later["records"].as_u64().unwrap() < full["records"].as_u64().unwrap());
+    let proof = cli(&["--prove", "30", "--chain", "bizra.BTCUSDT"]);
+    assert_eq!(proof["seq"], 30);
+    assert!(!proof["audit_path"].as_array().unwrap().is_empty());
 }
