@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
             signer.sign(
                 0,
                 "BTCUSDT",
-                Payload::RiskDecision(Box::new(record.clone())),
+                &Payload::RiskDecision(Box::new(record.clone())),
             )
         })
     });
@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
                 .sign(
                     i as i64,
                     "A",
-                    Payload::RiskDecision(Box::new(record.clone())),
+                    &Payload::RiskDecision(Box::new(record.clone())),
                 )
                 .expect("sign");
             lines.push(e.line);

@@ -83,6 +83,8 @@ pub struct EngineConfig {
     pub engine_id: String,
     pub seed: u64,
     pub clock: ClockMode,
+    /// After SIGTERM/SIGINT: how long draining (actors, producer) may take before exit.
+    pub shutdown_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -290,7 +292,15 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub topic_decisions: String,
     pub topic_checkpoints: String,
-    pub message_timeout_ms: u64,
+    pub topic_var_snapshots: String,
+    /// Write-ahead spool of records not yet acknowledged by the brokers.
+    pub spool_dir: PathBuf,
+    pub spool_max_mb: u64,
+    /// Create missing topics at start (brokers without auto-creation).
+    pub create_topics: bool,
+    pub topic_partitions: i32,
+    pub replication_factor: i32,
+    pub request_timeout_ms: u64,
 }
 
 impl FeedConfig {
@@ -627,6 +637,28 @@ impl Config {
             "signing.checkpoint_every_events must be in 1..=1000000".into(),
         );
         check(
+            !self.kafka.topic_var_snapshots.is_empty()
+                && self.kafka.topic_var_snapshots != self.kafka.topic_decisions
+                && self.kafka.topic_var_snapshots != self.kafka.topic_checkpoints,
+            "kafka.topic_var_snapshots must be set and differ from the other topics".into(),
+        );
+        check(
+            self.kafka.spool_max_mb >= 1,
+            "kafka.spool_max_mb must be >= 1".into(),
+        );
+        check(
+            !self.kafka.spool_dir.as_os_str().is_empty(),
+            "kafka.spool_dir must be set".into(),
+        );
+        check(
+            self.kafka.topic_partitions >= 1 && self.kafka.replication_factor >= 1,
+            "kafka.topic_partitions and kafka.replication_factor must be >= 1".into(),
+        );
+        check(
+            self.engine.shutdown_timeout_ms > 0,
+            "engine.shutdown_timeout_ms must be > 0".into(),
+        );
+        check(
             self.signing.checkpoint_every_s > 0,
             "signing.checkpoint_every_s must be > 0".into(),
         );
@@ -635,8 +667,8 @@ impl Config {
             "signing.heads_file must be set".into(),
         );
         check(
-            self.kafka.message_timeout_ms > 0,
-            "kafka.message_timeout_ms must be > 0".into(),
+            self.kafka.request_timeout_ms > 0,
+            "kafka.request_timeout_ms must be > 0".into(),
         );
 
         if errors.is_empty() {
@@ -656,6 +688,7 @@ impl Config {
         c.signing.key_file = PathBuf::new();
         c.signing.previous_key_file = PathBuf::new();
         c.signing.heads_file = PathBuf::new();
+        c.kafka.spool_dir = PathBuf::new();
         c.sink.dir = PathBuf::new();
         c.var.snapshot.dir = PathBuf::new();
         c.feed.rest_url.clear();

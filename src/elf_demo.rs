@@ -263,7 +263,7 @@ pub fn latencies(
         CheckpointPolicy::default(),
     );
     let sample = sample_signer
-        .sign(NOW_MS, "BTCUSDT", Payload::RiskDecision(Box::new(record)))
+        .sign(NOW_MS, "BTCUSDT", &Payload::RiskDecision(Box::new(record)))
         .map(|e| e.line)
         .unwrap_or_default();
     let (signed_bytes, whole_bytes) = match wire::parse_envelope(&sample) {
@@ -303,7 +303,7 @@ pub fn latencies(
             let d = gate.decide(&req);
             let record = DecisionRecord::new(&req, &d, &figures, &provenance);
             let _ =
-                black_box(signer.sign(NOW_MS, "BTCUSDT", Payload::RiskDecision(Box::new(record))));
+                black_box(signer.sign(NOW_MS, "BTCUSDT", &Payload::RiskDecision(Box::new(record))));
         },
     )?);
     Ok(out)

@@ -19,6 +19,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod risk;
+pub mod shutdown;
 pub mod sink;
 pub mod snapshot;
 pub mod var;

@@ -22,7 +22,7 @@ use bizra_risk::metrics::Metrics;
 use bizra_risk::record::RecordOptions;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
 use bizra_risk::sink::{KafkaSource, SinkError, StartAt};
-use bizra_risk::{pipeline, report};
+use bizra_risk::{pipeline, report, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -286,7 +286,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             init_logging("info");
             let config = Config::load(config.as_deref())?;
-            let summary = run_pipeline(config.clone())?;
+            let summary = run_pipeline(config.clone(), true)?;
             let verify = if config.kafka_enabled() {
                 None
             } else {
@@ -677,10 +677,21 @@ fn split_history(files: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (history, stream)
 }
 
-fn run_pipeline(config: Config) -> anyhow::Result<pipeline::RunSummary> {
+/// Run the pipeline until its input ends, or until SIGTERM/SIGINT when `signals` is set.
+fn run_pipeline(config: Config, signals: bool) -> anyhow::Result<pipeline::RunSummary> {
     let metrics = Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
     let system = actix::System::new();
-    system.block_on(pipeline::run(config, KillSwitch::default(), metrics))
+    let deadline = Duration::from_millis(config.engine.shutdown_timeout_ms);
+    system.block_on(async move {
+        let shutdown = if signals {
+            let (trigger, shutdown) = shutdown::channel();
+            shutdown::install_signal_handlers(trigger, deadline);
+            shutdown
+        } else {
+            shutdown::Shutdown::never()
+        };
+        pipeline::run(config, KillSwitch::default(), metrics, shutdown).await
+    })
 }
 
 /// The bundled capture: `./data/binance`, else the one next to the crate sources.
@@ -739,7 +750,7 @@ fn demo(
     let summary = if config.kafka_enabled() {
         bail!("demo writes to files; unset BIZRA_KAFKA__BROKERS or use `run`")
     } else {
-        run_pipeline(config)?
+        run_pipeline(config, false)?
     };
     drop(server);
     let vk = keys::parse_verifying_key(&summary.verifying_key_hex).map_err(anyhow::Error::msg)?;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub elf_shadow_decisions_total: IntCounterVec,
     pub elf_rules_reloads_total: IntCounterVec,
     pub events_published_total: IntCounterVec,
+    pub spool_bytes: prometheus::IntGauge,
+    pub spool_full_waits_total: prometheus::IntCounter,
+    pub kafka_delivery_errors_total: prometheus::IntCounter,
+    pub kafka_acked_total: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -97,6 +101,26 @@ impl Metrics {
             ),
             &["sink"],
         )?;
+        let spool_bytes = prometheus::IntGauge::new(
+            "bizra_spool_bytes",
+            "Bytes in the Kafka write-ahead spool (records not yet acknowledged, and their segments)",
+        )?;
+        let spool_full_waits_total = prometheus::IntCounter::new(
+            "bizra_spool_full_waits_total",
+            "Times a record waited for room in a full spool (backpressure)",
+        )?;
+        let kafka_delivery_errors_total = prometheus::IntCounter::new(
+            "bizra_kafka_delivery_errors_total",
+            "Failed Kafka deliveries; the records stay in the spool and are sent again",
+        )?;
+        let kafka_acked_total = prometheus::IntCounter::new(
+            "bizra_kafka_acked_total",
+            "Records acknowledged by the Kafka brokers",
+        )?;
+        registry.register(Box::new(spool_bytes.clone()))?;
+        registry.register(Box::new(spool_full_waits_total.clone()))?;
+        registry.register(Box::new(kafka_delivery_errors_total.clone()))?;
+        registry.register(Box::new(kafka_acked_total.clone()))?;
         registry.register(Box::new(ingest_frames_total.clone()))?;
         registry.register(Box::new(ingest_rejected_total.clone()))?;
         registry.register(Box::new(feed_clock_skew_seconds.clone()))?;
@@ -119,6 +143,10 @@ impl Metrics {
             elf_shadow_decisions_total,
             elf_rules_reloads_total,
             events_published_total,
+            spool_bytes,
+            spool_full_waits_total,
+            kafka_delivery_errors_total,
+            kafka_acked_total,
         })
     }
 

@@ -9,7 +9,8 @@ use actix::prelude::*;
 use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules, SealCheckpoint};
 use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
-use crate::actors::publisher::{Flush, Publish, PublisherActor};
+use crate::actors::publisher::{Drain, Publish, PublisherActor};
+use crate::shutdown::Shutdown;
 use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
 use crate::actors::PipelineError;
 use crate::audit::wire::RunProvenance;
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
 use crate::heads::{self, HeadsError};
 use crate::metrics::Metrics;
-use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError};
+use crate::sink::spool::{Spool, TopicKind};
+use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError, Topics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -55,24 +57,61 @@ pub struct RunSummary {
     pub verifying_key_hex: String,
     pub config_sha256: String,
     pub rules_sha256: String,
+    /// Bytes left in the Kafka spool at exit (sent at the next start); 0 with files.
+    pub spooled_bytes_left: u64,
 }
 
 pub fn chain_id(engine_id: &str, symbol: &str) -> String {
     format!("{engine_id}.{symbol}")
 }
 
-/// Build the sink: Kafka when brokers are configured, else the file directory.
-fn open_sink(config: &Config) -> Result<Sink, SinkError> {
-    if config.kafka_enabled() {
-        Ok(Sink::Kafka(KafkaSink::new(
-            &config.kafka.brokers,
-            &config.kafka.topic_decisions,
-            &config.kafka.topic_checkpoints,
-            config.kafka.message_timeout_ms,
-        )?))
-    } else {
-        Ok(Sink::File(FileSink::open(&config.sink.dir)?))
+/// The file sink when no brokers are configured.
+fn open_file_sink(config: &Config) -> Result<Sink, SinkError> {
+    Ok(Sink::File(FileSink::open(&config.sink.dir)?))
+}
+
+/// Kafka: create missing topics, open the spool (what it still holds is sent first), and
+/// return the sink with the head of every chain found in the spool.
+async fn open_kafka_sink(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(Sink, HashMap<String, ChainHead>), SinkError> {
+    let k = &config.kafka;
+    let topics = Topics {
+        decisions: k.topic_decisions.clone(),
+        checkpoints: k.topic_checkpoints.clone(),
+        var_snapshots: k.topic_var_snapshots.clone(),
+    };
+    if k.create_topics {
+        crate::sink::ensure_topics(
+            &k.brokers,
+            &[&topics.decisions, &topics.checkpoints, &topics.var_snapshots],
+            k.topic_partitions,
+            k.replication_factor,
+            std::time::Duration::from_millis(k.request_timeout_ms),
+        )
+        .await?;
     }
+    let mut spool = Spool::open(&k.spool_dir, k.spool_max_mb.saturating_mul(1 << 20))?;
+    // The newest spooled event of each chain: it may not be on the topic yet.
+    let mut newest: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+    spool.scan(|rec| {
+        if rec.topic == TopicKind::Decisions
+            && newest.get(&rec.chain).is_none_or(|(s, _)| rec.seq >= *s)
+        {
+            newest.insert(rec.chain.clone(), (rec.seq, rec.payload.clone()));
+        }
+    })?;
+    let mut heads = HashMap::new();
+    for (chain, (_, line)) in newest {
+        let head = crate::audit::head_after(&line).map_err(|reason| SinkError::Damaged {
+            path: k.spool_dir.display().to_string(),
+            reason,
+        })?;
+        heads.insert(chain, head);
+    }
+    let sink = KafkaSink::new(&k.brokers, topics, spool, metrics)?;
+    Ok((Sink::Kafka(Box::new(sink)), heads))
 }
 
 /// Where each chain continues from: its persisted head reconciled with its last record
@@ -179,6 +218,7 @@ pub async fn run(
     config: Config,
     kill_switch: KillSwitch,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
 ) -> Result<RunSummary, anyhow::Error> {
     let (rules, shadow_rules) = load_rules(&config).map_err(StartError::from)?;
     let signing_key = keys::load_signing_key(&config.signing.key_file).map_err(StartError::from)?;
@@ -192,20 +232,35 @@ pub async fn run(
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
     };
-    let kafka_heads = if config.kafka_enabled() {
+    // With Kafka: create topics and open the spool first, then read the decisions topic
+    // once; a chain continues after the later of its newest record on the topic and in
+    // the spool.
+    let (sink, kafka_heads) = if config.kafka_enabled() {
+        let (sink, spooled) = open_kafka_sink(&config, metrics.clone())
+            .await
+            .map_err(StartError::from)?;
         let (brokers, topic) = (
             config.kafka.brokers.clone(),
             config.kafka.topic_decisions.clone(),
         );
-        let timeout = std::time::Duration::from_millis(config.kafka.message_timeout_ms);
-        tokio::task::spawn_blocking(move || {
+        let timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
+        let mut on_topic = tokio::task::spawn_blocking(move || {
             KafkaSource::new(&brokers, &topic)?.recover_heads(timeout)
         })
         .await
         .map_err(|e| anyhow::anyhow!("chain head recovery: {e}"))?
-        .map_err(StartError::from)?
+        .map_err(StartError::from)?;
+        for (chain, head) in spooled {
+            if on_topic
+                .get(&chain)
+                .is_none_or(|h| head.next_seq > h.next_seq)
+            {
+                on_topic.insert(chain, head);
+            }
+        }
+        (sink, on_topic)
     } else {
-        HashMap::new()
+        (open_file_sink(&config).map_err(StartError::from)?, HashMap::new())
     };
     let persisted = heads::load(&config.signing.heads_file)
         .map_err(StartError::from)?
@@ -233,7 +288,6 @@ pub async fn run(
             start_heads.insert(chain, head);
         }
     }
-    let sink = open_sink(&config).map_err(StartError::from)?;
     let sink_label = sink.describe();
     if !config.kafka_enabled() {
         publish_verifying_key(&config.sink.dir, &key_id, &verifying_key_hex)?;
@@ -329,7 +383,7 @@ pub async fn run(
 
     for r in rotations {
         publisher
-            .send(Publish(r))
+            .send(Publish::from(r))
             .await
             .map_err(PipelineError::from)??;
     }
@@ -341,6 +395,7 @@ pub async fn run(
         routes,
         Clock::from_mode(config.engine.clock),
         metrics.clone(),
+        shutdown,
     )
     .start();
     let ingest_report = ingest
@@ -352,7 +407,20 @@ pub async fn run(
             .await
             .map_err(PipelineError::from)??;
     }
-    publisher.send(Flush).await.map_err(PipelineError::from)??;
+    // Everything ingest handed on has passed the gates (every hop awaited its reply): make
+    // it durable and, with Kafka, wait for the acknowledgements until the deadline.
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(config.engine.shutdown_timeout_ms);
+    let spooled_bytes_left = publisher
+        .send(Drain { deadline })
+        .await
+        .map_err(PipelineError::from)??;
+    if spooled_bytes_left > 0 {
+        tracing::warn!(
+            bytes = spooled_bytes_left,
+            "records not yet acknowledged stay in the spool; they are sent at the next start"
+        );
+    }
     for a in &symbol_actors {
         a.send(SaveSnapshot).await.map_err(PipelineError::from)?;
     }
@@ -385,5 +453,6 @@ pub async fn run(
         verifying_key_hex,
         config_sha256: provenance.config_sha256,
         rules_sha256: provenance.rules_sha256,
+        spooled_bytes_left,
     })
 }

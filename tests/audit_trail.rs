@@ -25,7 +25,12 @@ fn run_day(day: &str, config: bizra_risk::config::Config) -> anyhow::Result<()> 
     let _ = day;
     let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
     actix::System::new()
-        .block_on(pipeline::run(config, KillSwitch::default(), metrics))
+        .block_on(pipeline::run(
+            config,
+            KillSwitch::default(),
+            metrics,
+            bizra_risk::shutdown::Shutdown::never(),
+        ))
         .map(|_| ())
 }
 

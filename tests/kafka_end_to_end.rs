@@ -28,6 +28,7 @@ fn signed_events_reach_kafka_and_verify() {
     config.kafka.topic_decisions = topic.clone();
     config.kafka.topic_checkpoints = format!("{topic}-checkpoints");
     let summary = common::run(config);
+    assert_eq!(summary.spooled_bytes_left, 0, "every record acknowledged");
     let produced: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
     assert!(produced > 500, "{produced}");
     assert!(summary.sink.starts_with("kafka:"));

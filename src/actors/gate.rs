@@ -13,6 +13,7 @@ use crate::audit::wire::{DecisionRecord, Payload, RunProvenance};
 use crate::audit::ChainSigner;
 use crate::elf::{ActionRequest, ElfGate, Layer, ReasonCode, RuleSet, Verdict};
 use crate::metrics::Metrics;
+use crate::sink::{Outgoing, VarSnapshot};
 use crate::var::ModelFigures;
 
 #[derive(Message)]
@@ -167,12 +168,15 @@ impl Handler<GateRequest> for GateActor {
         let decision = self.gate.decide(&msg.req);
         let decided = started.elapsed();
         let record = DecisionRecord::new(&msg.req, &decision, &msg.figures, &self.provenance);
-        let signed = self.signer.sign(
-            msg.req.decided_at_ms,
-            &msg.req.symbol,
-            Payload::RiskDecision(Box::new(record)),
-        );
+        let payload = Payload::RiskDecision(Box::new(record));
+        let signed = self
+            .signer
+            .sign(msg.req.decided_at_ms, &msg.req.symbol, &payload);
         let total = started.elapsed();
+        let snapshot = match (&signed, &payload) {
+            (Ok(e), Payload::RiskDecision(r)) => Some(VarSnapshot::new(r, e, msg.req.decided_at_ms)),
+            _ => None,
+        };
 
         self.record_metrics(decision.verdict, decision.layer, &decision.reasons);
         let _ = self
@@ -227,9 +231,14 @@ impl Handler<GateRequest> for GateActor {
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                publisher.send(Publish(signed?)).await??;
+                publisher.send(Publish::from(signed?)).await??;
                 if let Some(cp) = checkpoint? {
-                    publisher.send(Publish(cp)).await??;
+                    publisher.send(Publish::from(cp)).await??;
+                }
+                if let Some(v) = snapshot {
+                    publisher
+                        .send(Publish(Outgoing::VarSnapshot(Box::new(v))))
+                        .await??;
                 }
                 Ok(())
             }
@@ -247,7 +256,7 @@ impl Handler<SealCheckpoint> for GateActor {
         AtomicResponse::new(Box::pin(
             async move {
                 if let Some(cp) = checkpoint? {
-                    publisher.send(Publish(cp)).await??;
+                    publisher.send(Publish::from(cp)).await??;
                 }
                 Ok(())
             }

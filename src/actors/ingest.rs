@@ -22,6 +22,7 @@ use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
 use crate::market::{parse_combined, MarketDataError, MarketEvent, StreamKind, Trade};
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
 /// rejected and counted, so the connection survives them.
@@ -66,6 +67,7 @@ pub struct IngestActor {
     routes: Arc<HashMap<String, Addr<SymbolActor>>>,
     clock: Clock,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
 }
 
 impl IngestActor {
@@ -75,6 +77,7 @@ impl IngestActor {
         routes: HashMap<String, Addr<SymbolActor>>,
         clock: Clock,
         metrics: Arc<Metrics>,
+        shutdown: Shutdown,
     ) -> Self {
         let url = stream_url(&feed.url, symbols, &feed.streams);
         Self {
@@ -83,7 +86,16 @@ impl IngestActor {
             routes: Arc::new(routes),
             clock,
             metrics,
+            shutdown,
         }
+    }
+}
+
+/// Why ingest stopped waiting: the wait ended, or shutdown was requested.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.requested() => true,
     }
 }
 
@@ -117,7 +129,8 @@ impl Handler<RunIngest> for IngestActor {
         let routes = self.routes.clone();
         let clock = self.clock;
         let metrics = self.metrics.clone();
-        Box::pin(async move { run(feed, url, routes, clock, metrics).await })
+        let shutdown = self.shutdown.clone();
+        Box::pin(async move { run(feed, url, routes, clock, metrics, shutdown).await })
     }
 }
 
@@ -127,6 +140,7 @@ async fn run(
     routes: Arc<HashMap<String, Addr<SymbolActor>>>,
     mut clock: Clock,
     metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
 ) -> Result<IngestReport, PipelineError> {
     let started = Instant::now();
     let mut report = IngestReport::default();
@@ -157,13 +171,19 @@ async fn run(
     ws_config.max_frame_size = Some(WS_MAX_MESSAGE_BYTES);
 
     loop {
+        if shutdown.is_requested() {
+            report.ended_by = "shutdown".into();
+            break;
+        }
         let wait = limiter.wait(crate::clock::system_now_ms());
         if !wait.is_zero() {
             tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
                 "connection rate limit reached; waiting"
             );
-            tokio::time::sleep(wait).await;
+            if sleep_or_shutdown(wait, &mut shutdown).await {
+                continue;
+            }
         }
         limiter.record(crate::clock::system_now_ms());
         let connect =
@@ -175,13 +195,13 @@ async fn run(
             Ok(Err(e)) => {
                 let delay = backoff.next_delay(&mut jitter);
                 tracing::warn!(url = %url, error = %e, backoff_ms = delay.as_millis() as u64, "connect failed");
-                tokio::time::sleep(delay).await;
+                sleep_or_shutdown(delay, &mut shutdown).await;
                 continue;
             }
             Err(_) => {
                 let delay = backoff.next_delay(&mut jitter);
                 tracing::warn!(url = %url, backoff_ms = delay.as_millis() as u64, "connect timed out");
-                tokio::time::sleep(delay).await;
+                sleep_or_shutdown(delay, &mut shutdown).await;
                 continue;
             }
         };
@@ -193,7 +213,12 @@ async fn run(
         let mut went_idle = false;
         let mut first_event_pending = dropped_at.is_some();
         let ended_by = loop {
-            let msg = match tokio::time::timeout(idle, read.next()).await {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.requested() => break "shutdown".to_string(),
+                next = tokio::time::timeout(idle, read.next()) => next,
+            };
+            let msg = match next {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => break format!("error: {e}"),
                 Ok(None) => break "eof".to_string(),
@@ -336,10 +361,10 @@ async fn run(
             report.idle_reconnects += 1;
             continue;
         }
-        if feed.on_server_close == OnServerClose::Stop {
+        if feed.on_server_close == OnServerClose::Stop || shutdown.is_requested() {
             break;
         }
-        tokio::time::sleep(backoff.next_delay(&mut jitter)).await;
+        sleep_or_shutdown(backoff.next_delay(&mut jitter), &mut shutdown).await;
     }
     report.elapsed = started.elapsed();
     report.clock_skew = skew.summary();

@@ -12,11 +12,25 @@ use super::PipelineError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Outgoing, Sink, SinkError};
 
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
-pub struct Publish(pub SignedEvent);
+pub struct Publish(pub Outgoing);
+
+impl From<SignedEvent> for Publish {
+    fn from(e: SignedEvent) -> Self {
+        Publish(Outgoing::Signed(e))
+    }
+}
+
+/// At the end of a run: make everything durable, wait for the broker's acknowledgements
+/// until `deadline`, persist the heads. Returns the bytes still spooled.
+#[derive(Message)]
+#[rtype(result = "Result<u64, PipelineError>")]
+pub struct Drain {
+    pub deadline: std::time::Instant,
+}
 
 /// Make everything published so far durable.
 #[derive(Message)]
@@ -101,9 +115,9 @@ impl Handler<Publish> for PublisherActor {
             .events_published_total
             .with_label_values(&[self.label.as_str()])
             .inc();
-        let e = &msg.0;
-        if e.kind == RecordKind::Event {
-            self.heads.insert(
+        if let Outgoing::Signed(e) = &msg.0 {
+            if e.kind == RecordKind::Event {
+                self.heads.insert(
                 e.chain.clone(),
                 ChainHead {
                     next_seq: e.seq + 1,
@@ -111,6 +125,7 @@ impl Handler<Publish> for PublisherActor {
                     key_id: Some(e.key_id.clone()),
                 },
             );
+            }
         }
         self.published_since_flush = true;
         self.with_sink(|mut sink| async move {
@@ -128,17 +143,52 @@ impl Handler<Flush> for PublisherActor {
         let path = self.heads_file.clone();
         self.published_since_flush = false;
         self.with_sink(|mut sink| async move {
-            let mut res = sink.flush().await;
+            let mut res = sink.flush();
             if res.is_ok() {
-                res = tokio::task::spawn_blocking(move || crate::heads::save(&path, &heads))
-                    .await
-                    .map_err(|e| SinkError::Heads(format!("writer task: {e}")))
-                    .and_then(|r| r.map_err(|e| SinkError::Heads(e.to_string())));
+                res = save_heads(path, heads).await;
             }
             if let Err(e) = &res {
                 tracing::error!(error = %e, "flush failed");
             }
             (sink, res)
         })
+    }
+}
+
+async fn save_heads(
+    path: PathBuf,
+    heads: BTreeMap<String, ChainHead>,
+) -> Result<(), SinkError> {
+    tokio::task::spawn_blocking(move || crate::heads::save(&path, &heads))
+        .await
+        .map_err(|e| SinkError::Heads(format!("writer task: {e}")))
+        .and_then(|r| r.map_err(|e| SinkError::Heads(e.to_string())))
+}
+
+impl Handler<Drain> for PublisherActor {
+    type Result = AtomicResponse<Self, Result<u64, PipelineError>>;
+    fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
+        let heads = self.heads.clone();
+        let path = self.heads_file.clone();
+        self.published_since_flush = false;
+        let Some(mut sink) = self.sink.take() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(PipelineError::Sink(
+                SinkError::Kafka("sink unavailable after an earlier failure".into()),
+            )))));
+        };
+        AtomicResponse::new(Box::pin(
+            async move {
+                let res = match sink.drain(msg.deadline).await {
+                    Ok(left) => save_heads(path, heads).await.map(|_| left),
+                    Err(e) => Err(e),
+                };
+                (sink, res)
+            }
+            .into_actor(self)
+            .map(|(sink, res), act, _| {
+                act.sink = Some(sink);
+                res.map_err(PipelineError::from)
+            }),
+        ))
     }
 }

@@ -114,10 +114,10 @@ impl ChainSigner {
         key_id: &str,
         ts_ms: i64,
         partition_key: &str,
-        payload: Payload,
+        payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
         let kind = payload.kind();
-        let payload_bytes = wire::canonical_payload(&payload).map_err(AuditError::Encode)?;
+        let payload_bytes = wire::canonical_payload(payload).map_err(AuditError::Encode)?;
         let event = Event {
             v: FORMAT_VERSION,
             chain: self.chain.clone(),
@@ -162,7 +162,7 @@ impl ChainSigner {
         &mut self,
         ts_ms: i64,
         partition_key: &str,
-        payload: Payload,
+        payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
         let (key, key_id) = (self.key.clone(), self.key_id.clone());
         self.sign_with(&key, &key_id, ts_ms, partition_key, payload)
@@ -181,7 +181,7 @@ impl ChainSigner {
             new_key_id: self.key_id.clone(),
             new_public_key: hex::encode(self.key.verifying_key().as_bytes()),
         });
-        self.sign_with(old, &old_id, ts_ms, partition_key, payload)
+        self.sign_with(old, &old_id, ts_ms, partition_key, &payload)
     }
 
     /// A checkpoint when the policy says one is due after the event just signed at `ts_ms`.

@@ -781,7 +781,7 @@ mod tests {
         let payload = decision();
         let (mut events, mut cps) = (Vec::new(), Vec::new());
         for i in 0..12 {
-            events.push(s.sign(i, "BTC", payload.clone()).unwrap().line);
+            events.push(s.sign(i, "BTC", &payload).unwrap().line);
             if let Some(c) = s.checkpoint_if_due(i, "BTC").unwrap() {
                 cps.push(c.line);
             }
@@ -819,12 +819,12 @@ mod tests {
         let payload = decision();
         let mut s = signer(&old, 1000);
         let mut events: Vec<Vec<u8>> = (0..3)
-            .map(|i| s.sign(i, "BTC", payload.clone()).unwrap().line)
+            .map(|i| s.sign(i, "BTC", &payload).unwrap().line)
             .collect();
         let mut s2 = ChainSigner::new(new.clone(), "e.BTC".into(), s.head().clone(), s.policy());
         events.push(s2.rotate_from(&old, 3, "BTC").unwrap().line);
         for i in 4..8 {
-            events.push(s2.sign(i, "BTC", payload.clone()).unwrap().line);
+            events.push(s2.sign(i, "BTC", &payload).unwrap().line);
         }
         // The auditor holds only the old key: the rotation introduces the new one.
         let r = run(&[old.verifying_key()], &[], &events, false);
@@ -832,7 +832,7 @@ mod tests {
         assert_eq!(r.chains["e.BTC"].key_ids.len(), 2);
         // After the rotation the old key may no longer sign.
         let mut s3 = ChainSigner::new(old.clone(), "e.BTC".into(), s2.head().clone(), s.policy());
-        events.push(s3.sign(8, "BTC", payload.clone()).unwrap().line);
+        events.push(s3.sign(8, "BTC", &payload).unwrap().line);
         let r = run(&[old.verifying_key()], &[], &events, true);
         assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
         assert_eq!(r.failures[0].reason, FailureReason::UnknownKey);
@@ -853,7 +853,7 @@ mod tests {
         let mut s = signer(&key, 1000);
         let payload = decision();
         let mut events: Vec<Vec<u8>> = (0..300)
-            .map(|i| s.sign(i, "BTC", payload.clone()).unwrap().line)
+            .map(|i| s.sign(i, "BTC", &payload).unwrap().line)
             .collect();
         let n = events[200].len();
         let c = events[200][n - 5];

@@ -68,6 +68,32 @@ impl FileSink {
         Ok(())
     }
 
+    /// Dashboard snapshots beside the trail: `<dir>/var_snapshots/<symbol>.jsonl`.
+    pub fn append_var_snapshot(&mut self, v: &super::VarSnapshot) -> Result<(), SinkError> {
+        let dir = self.dir.join("var_snapshots");
+        let path = dir.join(format!("{}.jsonl", v.symbol));
+        let io = |source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if !self.files.contains_key(&path) {
+            fs::create_dir_all(&dir).map_err(io)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io)?;
+            self.files
+                .insert(path.clone(), BufWriter::with_capacity(1 << 16, f));
+        }
+        if let Some(w) = self.files.get_mut(&path) {
+            w.write_all(&v.to_json())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> Result<(), SinkError> {
         for (path, w) in &mut self.files {
             w.flush()

@@ -2,28 +2,63 @@
 //! `verify`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::spool::{Cursor, Spool, SpoolRecord, TopicKind};
 use super::SinkError;
-use crate::audit::wire::{self, RecordKind, FORMAT_VERSION};
-use crate::audit::{head_after, ChainHead, SignedEvent};
+use crate::audit::wire;
+use crate::audit::{head_after, ChainHead};
+use crate::metrics::Metrics;
 
-/// Deliveries awaited at most in flight before a send waits for the oldest.
-const MAX_IN_FLIGHT: usize = 10_000;
+/// `schema-version` header of every message (docs/events.md).
+pub const SCHEMA_VERSION: &str = "1";
 
+/// Records handed to the producer and not yet acknowledged, at most.
+const MAX_IN_FLIGHT: usize = 50_000;
+/// Pause before records are sent again after a failed delivery.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Topic names, by kind.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub decisions: String,
+    pub checkpoints: String,
+    pub var_snapshots: String,
+}
+
+impl Topics {
+    fn name(&self, kind: TopicKind) -> &str {
+        match kind {
+            TopicKind::Decisions => &self.decisions,
+            TopicKind::Checkpoints => &self.checkpoints,
+            TopicKind::VarSnapshots => &self.var_snapshots,
+        }
+    }
+}
+
+/// Kafka through a write-ahead spool: every record is spooled on disk first, then sent by
+/// an idempotent producer (acks=all, lz4, batching) with many deliveries in flight; the
+/// spool releases it once the broker has acknowledged it and everything before it. While
+/// the broker is away records accumulate in the spool; a full spool makes `send` wait.
 pub struct KafkaSink {
     producer: FutureProducer,
-    topic: String,
-    checkpoint_topic: String,
-    in_flight: VecDeque<(u64, DeliveryFuture)>,
-    timeout: Duration,
+    topics: Topics,
+    spool: Spool,
+    in_flight: VecDeque<(Cursor, DeliveryFuture)>,
+    /// A record read from the spool that the producer's queue had no room for yet.
+    stash: Option<(Cursor, SpoolRecord)>,
+    retry_at: Option<Instant>,
+    metrics: Arc<Metrics>,
 }
 
 fn kerr(e: impl std::fmt::Display) -> SinkError {
@@ -33,9 +68,9 @@ fn kerr(e: impl std::fmt::Display) -> SinkError {
 impl KafkaSink {
     pub fn new(
         brokers: &str,
-        topic: &str,
-        checkpoint_topic: &str,
-        message_timeout_ms: u64,
+        topics: Topics,
+        spool: Spool,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -43,25 +78,61 @@ impl KafkaSink {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", message_timeout_ms.to_string())
+            .set("batch.num.messages", "10000")
+            // The spool, not the producer, decides when to give up on a record: never.
+            .set("message.timeout.ms", "0")
             .create()
             .map_err(kerr)?;
         Ok(Self {
             producer,
-            topic: topic.to_string(),
-            checkpoint_topic: checkpoint_topic.to_string(),
+            topics,
+            spool,
             in_flight: VecDeque::new(),
-            timeout: Duration::from_millis(message_timeout_ms),
+            stash: None,
+            retry_at: None,
+            metrics,
         })
     }
 
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.topics.decisions
     }
 
-    pub async fn send(&mut self, event: SignedEvent) -> Result<(), SinkError> {
-        let version = FORMAT_VERSION.to_string();
-        loop {
+    /// Spool `rec`, waiting while the spool is full, then send what the producer can take.
+    pub async fn send(&mut self, rec: SpoolRecord) -> Result<(), SinkError> {
+        let mut waited = false;
+        while !self.spool.has_room(&rec) {
+            if !waited {
+                self.metrics.spool_full_waits_total.inc();
+                waited = true;
+            }
+            self.pump()?;
+            if !self.await_oldest().await? {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.spool.append(&rec).map_err(SinkError::from)?;
+        self.collect_acks()?;
+        self.pump()?;
+        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        Ok(())
+    }
+
+    /// Hand spooled records to the producer while it has room.
+    fn pump(&mut self) -> Result<(), SinkError> {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        self.retry_at = None;
+        while self.in_flight.len() < MAX_IN_FLIGHT {
+            let next = match self.stash.take() {
+                Some(x) => Some(x),
+                None => self.spool.next_unsent().map_err(SinkError::from)?,
+            };
+            let Some((cursor, rec)) = next else {
+                break;
+            };
+            let seq = rec.seq.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "content-type",
@@ -69,62 +140,168 @@ impl KafkaSink {
                 })
                 .insert(Header {
                     key: "schema-version",
-                    value: Some(version.as_str()),
+                    value: Some(SCHEMA_VERSION),
                 })
                 .insert(Header {
                     key: "key-id",
-                    value: Some(event.key_id.as_str()),
+                    value: Some(rec.key_id.as_str()),
                 })
                 .insert(Header {
                     key: "chain",
-                    value: Some(event.chain.as_str()),
+                    value: Some(rec.chain.as_str()),
+                })
+                .insert(Header {
+                    key: "seq",
+                    value: Some(seq.as_str()),
                 });
-            let topic = match event.kind {
-                RecordKind::Event => &self.topic,
-                RecordKind::Checkpoint => &self.checkpoint_topic,
-            };
-            let record = FutureRecord::to(topic)
-                .key(&event.partition_key)
-                .payload(&event.line)
+            let record = FutureRecord::to(self.topics.name(rec.topic))
+                .key(&rec.partition_key)
+                .payload(&rec.payload)
                 .headers(headers);
             match self.producer.send_result(record) {
-                Ok(fut) => {
-                    self.in_flight.push_back((event.seq, fut));
-                    break;
-                }
+                Ok(fut) => self.in_flight.push_back((cursor, fut)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // Backpressure: wait for the oldest delivery before queueing more.
-                    if !self.await_oldest().await? {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
+                    self.stash = Some((cursor, rec));
+                    break;
                 }
                 Err((e, _)) => return Err(kerr(e)),
             }
         }
-        while self.in_flight.len() > MAX_IN_FLIGHT {
-            self.await_oldest().await?;
+        Ok(())
+    }
+
+    fn settle(&mut self, cursor: Cursor, result: Option<String>) -> Result<(), SinkError> {
+        match result {
+            None => {
+                self.metrics.kafka_acked_total.inc();
+                self.spool.ack_through(cursor).map_err(SinkError::from)
+            }
+            Some(e) => {
+                // Send again from the first unacknowledged record, in order. Deliveries
+                // still in flight may land too: duplicates that consumers drop by
+                // (chain, seq).
+                self.metrics.kafka_delivery_errors_total.inc();
+                tracing::warn!(error = %e, "kafka delivery failed; resending from the spool");
+                self.in_flight.clear();
+                self.stash = None;
+                self.spool.rewind();
+                self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                Ok(())
+            }
+        }
+    }
+
+    /// Settle deliveries that have completed, oldest first, without waiting.
+    fn collect_acks(&mut self) -> Result<(), SinkError> {
+        while let Some((_, fut)) = self.in_flight.front_mut() {
+            let Some(outcome) = fut.now_or_never() else {
+                break;
+            };
+            let Some((cursor, _)) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.settle(cursor, delivery_error(outcome))?;
         }
         Ok(())
     }
 
-    /// Wait for the oldest pending delivery; false if nothing was pending.
+    /// Wait for the oldest delivery; false if nothing was in flight.
     async fn await_oldest(&mut self) -> Result<bool, SinkError> {
-        let Some((seq, fut)) = self.in_flight.pop_front() else {
+        let Some((cursor, fut)) = self.in_flight.pop_front() else {
             return Ok(false);
         };
-        match fut.await {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err((e, _))) => Err(SinkError::Kafka(format!(
-                "delivery of seq {seq} failed: {e}"
-            ))),
-            Err(_) => Err(SinkError::Kafka(format!("delivery of seq {seq} cancelled"))),
-        }
+        let outcome = fut.await;
+        self.settle(cursor, delivery_error(outcome))?;
+        Ok(true)
     }
 
-    pub async fn flush(&mut self) -> Result<(), SinkError> {
-        while self.await_oldest().await? {}
-        self.producer.flush(self.timeout).map_err(kerr)
+    /// The local durable point: every spooled record is on disk (fsync), acknowledgements
+    /// so far are recorded. Never waits for the broker.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.spool.sync().map_err(SinkError::from)?;
+        self.collect_acks()?;
+        self.pump()?;
+        self.spool.save_acked().map_err(SinkError::from)?;
+        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        Ok(())
     }
+
+    /// Wait until the broker has acknowledged everything spooled, or `deadline`. Returns
+    /// the bytes still spooled (0 when drained); they are sent at the next start.
+    pub async fn drain(&mut self, deadline: Instant) -> Result<u64, SinkError> {
+        self.flush()?;
+        loop {
+            self.collect_acks()?;
+            self.pump()?;
+            if self.spool.is_drained() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.in_flight.pop_front() {
+                Some((cursor, fut)) => match tokio::time::timeout(left, fut).await {
+                    Ok(outcome) => self.settle(cursor, delivery_error(outcome))?,
+                    // Still unacknowledged: it stays spooled for the next start.
+                    Err(_) => break,
+                },
+                None => tokio::time::sleep(Duration::from_millis(20).min(left)).await,
+            }
+        }
+        self.spool.save_acked().map_err(SinkError::from)?;
+        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        Ok(if self.spool.is_drained() {
+            0
+        } else {
+            self.spool.bytes()
+        })
+    }
+}
+
+fn delivery_error<E>(
+    outcome: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
+) -> Option<String> {
+    match outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err((e, _))) => Some(e.to_string()),
+        Err(_) => Some("delivery cancelled".into()),
+    }
+}
+
+/// Create the topics that do not exist yet (brokers without auto-creation).
+pub async fn ensure_topics(
+    brokers: &str,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<(), SinkError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(kerr)?;
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = tokio::time::timeout(timeout, admin.create_topics(&topics, &opts))
+        .await
+        .map_err(|_| SinkError::Kafka("timed out creating topics".into()))?
+        .map_err(kerr)?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(SinkError::Kafka(format!("create topic {name}: {code}")))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where reading a topic starts, in every partition.

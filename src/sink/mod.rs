@@ -2,11 +2,16 @@
 
 mod file;
 mod kafka;
+pub mod spool;
+pub mod var_snapshot;
 
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
-pub use kafka::{KafkaSink, KafkaSource, StartAt};
+pub use kafka::{ensure_topics, KafkaSink, KafkaSource, StartAt, Topics, SCHEMA_VERSION};
+pub use var_snapshot::VarSnapshot;
 
+use crate::audit::wire::RecordKind;
 use crate::audit::SignedEvent;
+use spool::{SpoolRecord, TopicKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -23,26 +28,76 @@ pub enum SinkError {
     TopicMissing(String),
     #[error("chain heads: {0}")]
     Heads(String),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// What the publisher hands to a sink.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A signed event or checkpoint.
+    Signed(SignedEvent),
+    /// The dashboard view of a signed decision.
+    VarSnapshot(Box<VarSnapshot>),
+}
+
+impl Outgoing {
+    fn into_spool_record(self) -> SpoolRecord {
+        match self {
+            Outgoing::Signed(e) => SpoolRecord {
+                topic: match e.kind {
+                    RecordKind::Event => TopicKind::Decisions,
+                    RecordKind::Checkpoint => TopicKind::Checkpoints,
+                },
+                partition_key: e.partition_key,
+                chain: e.chain,
+                seq: e.seq,
+                key_id: e.key_id,
+                payload: e.line,
+            },
+            Outgoing::VarSnapshot(v) => SpoolRecord {
+                topic: TopicKind::VarSnapshots,
+                payload: v.to_json(),
+                partition_key: v.symbol,
+                chain: v.chain,
+                seq: v.seq,
+                key_id: String::new(),
+            },
+        }
+    }
 }
 
 pub enum Sink {
     File(FileSink),
-    Kafka(KafkaSink),
+    Kafka(Box<KafkaSink>),
 }
 
 impl Sink {
-    pub async fn publish(&mut self, event: SignedEvent) -> Result<(), SinkError> {
+    pub async fn publish(&mut self, out: Outgoing) -> Result<(), SinkError> {
         match self {
-            Sink::File(f) => f.append(&event),
-            Sink::Kafka(k) => k.send(event).await,
+            Sink::File(f) => match &out {
+                Outgoing::Signed(e) => f.append(e),
+                Outgoing::VarSnapshot(v) => f.append_var_snapshot(v),
+            },
+            Sink::Kafka(k) => k.send(out.into_spool_record()).await,
         }
     }
 
-    /// Make everything published so far durable (fsync / acknowledged by the broker).
-    pub async fn flush(&mut self) -> Result<(), SinkError> {
+    /// The local durable point: records published so far are on disk (the file sink's
+    /// files, or the Kafka spool), fsynced. Does not wait for a broker.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
         match self {
             Sink::File(f) => f.flush(),
-            Sink::Kafka(k) => k.flush().await,
+            Sink::Kafka(k) => k.flush(),
+        }
+    }
+
+    /// Flush, then with Kafka wait until the broker acknowledged everything or `deadline`
+    /// passed. Returns the bytes still waiting in the spool.
+    pub async fn drain(&mut self, deadline: std::time::Instant) -> Result<u64, SinkError> {
+        match self {
+            Sink::File(f) => f.flush().map(|_| 0),
+            Sink::Kafka(k) => k.drain(deadline).await,
         }
     }
 

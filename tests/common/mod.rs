@@ -37,6 +37,7 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c.sink.dir = dir.join("events");
     c.var.snapshot.dir = dir.join("state");
     c.signing.heads_file = dir.join("state/chain_heads.json");
+    c.kafka.spool_dir = dir.join("spool");
     c.elf.rules_file = repo().join("config/rules.yaml");
     c
 }
@@ -52,7 +53,12 @@ pub fn new_key(dir: &Path) -> PathBuf {
 pub fn run(config: Config) -> RunSummary {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     actix::System::new()
-        .block_on(pipeline::run(config, KillSwitch::default(), metrics))
+        .block_on(pipeline::run(
+            config,
+            KillSwitch::default(),
+            metrics,
+            bizra_risk::shutdown::Shutdown::never(),
+        ))
         .expect("pipeline run")
 }
 
