@@ -291,7 +291,10 @@ fn key_rotation_and_a_damaged_head_file() {
 }
 
 fn child_env(cmd: &mut Command, url: &str, dir: &Path, key: &Path) {
-    cmd.env("BIZRA_FEED__URL", url)
+    // The test harness's own settings are not engine configuration.
+    cmd.env_remove("BIZRA_TEST_KAFKA_BROKERS")
+        .env_remove("BIZRA_TEST_TANSU")
+        .env("BIZRA_FEED__URL", url)
         .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
         .env("BIZRA_ENGINE__CLOCK", "event_time")
         .env("BIZRA_SIGNING__KEY_FILE", key)

@@ -11,7 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::spool::{Cursor, Spool, SpoolRecord, TopicKind};
@@ -52,6 +52,7 @@ impl Topics {
 /// the broker is away records accumulate in the spool; a full spool makes `send` wait.
 pub struct KafkaSink {
     producer: FutureProducer,
+    brokers: String,
     topics: Topics,
     spool: Spool,
     in_flight: VecDeque<(Cursor, DeliveryFuture)>,
@@ -66,13 +67,8 @@ fn kerr(e: impl std::fmt::Display) -> SinkError {
 }
 
 impl KafkaSink {
-    pub fn new(
-        brokers: &str,
-        topics: Topics,
-        spool: Spool,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, SinkError> {
-        let producer: FutureProducer = ClientConfig::new()
+    fn make_producer(brokers: &str) -> Result<FutureProducer, SinkError> {
+        ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -82,9 +78,18 @@ impl KafkaSink {
             // The spool, not the producer, decides when to give up on a record: never.
             .set("message.timeout.ms", "0")
             .create()
-            .map_err(kerr)?;
+            .map_err(kerr)
+    }
+
+    pub fn new(
+        brokers: &str,
+        topics: Topics,
+        spool: Spool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SinkError> {
         Ok(Self {
-            producer,
+            producer: Self::make_producer(brokers)?,
+            brokers: brokers.to_string(),
             topics,
             spool,
             in_flight: VecDeque::new(),
@@ -186,6 +191,11 @@ impl KafkaSink {
                 self.stash = None;
                 self.spool.rewind();
                 self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                // An idempotent producer that hit a fatal error takes no more records.
+                if let Some((code, reason)) = self.producer.client().fatal_error() {
+                    tracing::warn!(%code, %reason, "kafka producer failed fatally; starting a new one");
+                    self.producer = Self::make_producer(&self.brokers)?;
+                }
                 Ok(())
             }
         }

@@ -51,7 +51,10 @@ pub fn new_key(dir: &Path) -> PathBuf {
 }
 
 pub fn run(config: Config) -> RunSummary {
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    run_with_metrics(config, Arc::new(Metrics::new().expect("metrics")))
+}
+
+pub fn run_with_metrics(config: Config, metrics: Arc<Metrics>) -> RunSummary {
     actix::System::new()
         .block_on(pipeline::run(
             config,
@@ -79,4 +82,102 @@ pub fn kafka_brokers() -> Option<String> {
             None
         }
     }
+}
+
+/// The `tansu` broker binary (keeps acknowledged writes across kill -9), from
+/// `BIZRA_TEST_TANSU` or PATH; CI must provide it, elsewhere its tests skip.
+pub fn tansu_binary() -> Option<PathBuf> {
+    let from_env = std::env::var_os("BIZRA_TEST_TANSU").map(PathBuf::from);
+    let found = from_env.or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("tansu"))
+                .find(|p| p.is_file())
+        })
+    });
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("tansu is not installed in CI: .ci/run must install it (scripts/test)")
+        }
+        None => {
+            eprintln!("skipping: tansu not found (scripts/test installs it)");
+            None
+        }
+    }
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A tansu broker on `port` storing into `dir`; stopped with SIGKILL (as it must be).
+pub struct Tansu {
+    child: std::process::Child,
+}
+
+impl Tansu {
+    pub fn start(bin: &Path, port: u16, dir: &Path) -> Self {
+        let url = format!("tcp://127.0.0.1:{port}");
+        std::fs::create_dir_all(dir).expect("tansu dir");
+        let log = std::fs::File::create(dir.join("tansu.log")).expect("tansu log");
+        let child = std::process::Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record of `topic`, deduplicated by (chain, seq) as a desk would: returns the
+/// distinct records in topic order and the number of exact duplicates dropped. A second
+/// record with the same (chain, seq) but other bytes is a fork and fails the test.
+pub fn read_deduplicated(brokers: &str, topic: &str) -> (Vec<Vec<u8>>, usize) {
+    let source = bizra_risk::sink::KafkaSource::new(brokers, topic).expect("consumer");
+    let mut seen: std::collections::HashMap<(String, u64), Vec<u8>> = Default::default();
+    let mut out = Vec::new();
+    let mut dups = 0;
+    source
+        .read_all(std::time::Duration::from_secs(60), |pos, payload| {
+            let env = bizra_risk::audit::wire::parse_envelope(payload)
+                .unwrap_or_else(|e| panic!("{pos}: {e:?}"));
+            let key = (env.chain.to_string(), env.seq);
+            match seen.get(&key) {
+                Some(prev) => {
+                    assert_eq!(prev.as_slice(), payload, "fork at {key:?}");
+                    dups += 1;
+                }
+                None => {
+                    seen.insert(key, payload.to_vec());
+                    out.push(payload.to_vec());
+                }
+            }
+        })
+        .expect("read topic");
+    (out, dups)
 }
