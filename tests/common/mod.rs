@@ -127,8 +127,9 @@ impl Tansu {
         let log = std::fs::File::create(dir.join("tansu.log")).expect("tansu log");
         let child = std::process::Command::new(bin)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
+            // The sqlite path is relative to the broker's working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
