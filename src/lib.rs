@@ -22,6 +22,7 @@ pub mod risk;
 pub mod shutdown;
 pub mod sink;
 pub mod snapshot;
+pub mod tail;
 pub mod var;
 pub mod warm_start;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use bizra_risk::audit::{keys, proof, Verifier, VerifyOptions};
+use bizra_risk::audit::{keys, proof, wire, Verifier, VerifyOptions};
 use bizra_risk::backtest::{
     self,
     models::ModelSpec,
@@ -85,6 +85,39 @@ enum Command {
         /// serves them); repeatable.
         #[arg(long = "skip-trades")]
         skip_trades: Vec<bizra_risk::replay::SkipTrades>,
+    },
+    /// Print decoded, verified events from a Kafka topic or files, one line each.
+    Tail {
+        /// Files or directories of *.jsonl records (instead of Kafka).
+        paths: Vec<PathBuf>,
+        #[arg(long = "pubkey")]
+        pubkeys: Vec<String>,
+        #[arg(long = "pubkey-file")]
+        pubkey_files: Vec<PathBuf>,
+        #[arg(long)]
+        kafka_brokers: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        /// Keep waiting for new events (Kafka).
+        #[arg(long, short)]
+        follow: bool,
+        /// Start every partition at this offset (chains anchored at their first record).
+        #[arg(long, conflicts_with = "from_time_ms")]
+        from_offset: Option<i64>,
+        /// Start at the first record at or after this time (ms since the Unix epoch).
+        #[arg(long)]
+        from_time_ms: Option<i64>,
+        /// Only these symbols (repeatable).
+        #[arg(long = "symbol")]
+        symbols: Vec<String>,
+        /// Only these verdicts: PASS, PASS_FLAGGED, REQUIRE_REVIEW, BLOCK (repeatable).
+        #[arg(long = "verdict", value_parser = parse_verdict)]
+        verdicts: Vec<bizra_risk::elf::Verdict>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
     },
     /// Verify signed events in files/directories or a Kafka topic.
     Verify {
@@ -448,6 +481,80 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tail {
+            paths,
+            pubkeys,
+            pubkey_files,
+            kafka_brokers,
+            topic,
+            follow,
+            from_offset,
+            from_time_ms,
+            symbols,
+            verdicts,
+            json,
+            timeout_ms,
+        } => {
+            init_logging("warn");
+            let trusted = trusted_keys(&pubkeys, &pubkey_files)?;
+            let start = match (from_offset, from_time_ms) {
+                (Some(o), _) => StartAt::Offset(o),
+                (None, Some(t)) => StartAt::TimeMs(t),
+                (None, None) => StartAt::Beginning,
+            };
+            let options = VerifyOptions {
+                strict: false,
+                from_genesis: start == StartAt::Beginning,
+            };
+            let mut verifier = Verifier::with_options(&trusted, options);
+            let filter = bizra_risk::tail::TailFilter { symbols, verdicts };
+            let mut stdout = std::io::stdout().lock();
+            let mut invalid = 0u64;
+            let mut show = |position: &str, line: &[u8]| -> bool {
+                let item = bizra_risk::tail::decode(&mut verifier, position, line);
+                invalid += u64::from(!item.verified);
+                if !filter.shows(&item) {
+                    return true;
+                }
+                let text = if json {
+                    serde_json::to_string(&item).unwrap_or_default()
+                } else {
+                    bizra_risk::tail::render(&item)
+                };
+                // A closed pipe (e.g. `| head`) ends the tail.
+                writeln!(stdout, "{text}").is_ok()
+            };
+            let timeout = Duration::from_millis(timeout_ms);
+            match (&kafka_brokers, &topic) {
+                (Some(brokers), Some(topic)) => {
+                    let source = KafkaSource::new(brokers, topic)?;
+                    if follow {
+                        source.follow(start, timeout, show)?;
+                    } else {
+                        source.read_from(start, timeout, |p, l| {
+                            show(p, l);
+                        })?;
+                    }
+                }
+                (None, None) => {
+                    for f in report::record_files(&paths)? {
+                        let bytes = std::fs::read(&f)
+                            .with_context(|| format!("read {}", f.display()))?;
+                        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                            if !line.is_empty() && wire::record_kind(line) == Some(wire::RecordKind::Event) {
+                                show(&format!("{}:{}", f.display(), i + 1), line);
+                            }
+                        }
+                    }
+                }
+                _ => bail!("--kafka-brokers and --topic go together"),
+            }
+            Ok(if invalid == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Verify {
             paths,
             pubkeys,
@@ -465,24 +572,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             init_logging("warn");
-            let mut trusted = Vec::new();
-            for k in &pubkeys {
-                trusted.push(
-                    keys::parse_verifying_key(k)
-                        .map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?,
-                );
-            }
-            for f in &pubkey_files {
-                let text =
-                    std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
-                trusted.push(
-                    keys::parse_verifying_key(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
-                );
-            }
-            if trusted.is_empty() {
-                bail!("give at least one trusted key with --pubkey or --pubkey-file");
-            }
+            let trusted = trusted_keys(&pubkeys, &pubkey_files)?;
             if let Some(file) = check_proof {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("read {}", file.display()))?;
@@ -588,6 +678,35 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Trusted verifying keys from `--pubkey` and `--pubkey-file`; at least one.
+fn trusted_keys(
+    pubkeys: &[String],
+    pubkey_files: &[PathBuf],
+) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut trusted = Vec::new();
+    for k in pubkeys {
+        trusted.push(
+            keys::parse_verifying_key(k).map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?,
+        );
+    }
+    for f in pubkey_files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+        trusted.push(
+            keys::parse_verifying_key(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+        );
+    }
+    if trusted.is_empty() {
+        bail!("give at least one trusted key with --pubkey or --pubkey-file");
+    }
+    Ok(trusted)
+}
+
+fn parse_verdict(text: &str) -> Result<bizra_risk::elf::Verdict, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase()))
+        .map_err(|_| format!("{text}: one of PASS, PASS_FLAGGED, REQUIRE_REVIEW, BLOCK"))
 }
 
 /// Whether a record line names `chain` (a cheap pre-filter; the proof builder re-checks).

@@ -302,6 +302,15 @@ impl Verifier {
         }
     }
 
+    /// Check one record now (no batching) and return the failures it raised: for
+    /// consumers that act on each record as it arrives.
+    pub fn push_now(&mut self, position: &str, line: &[u8]) -> Vec<VerifyFailure> {
+        let before = self.failures.len();
+        self.push(position, line);
+        self.flush_batch();
+        self.failures[before..].to_vec()
+    }
+
     fn push_checkpoint(&mut self, position: &str, line: &[u8]) {
         match wire::parse_checkpoint(line) {
             Ok(p) => {

@@ -428,6 +428,54 @@ impl KafkaSource {
         Ok(count)
     }
 
+    /// Like `read_from`, then keep waiting for new records until `f` returns false.
+    pub fn follow(
+        &self,
+        start: StartAt,
+        timeout: Duration,
+        mut f: impl FnMut(&str, &[u8]) -> bool,
+    ) -> Result<(), SinkError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(kerr)?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(SinkError::TopicMissing(self.topic.clone()));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            let offset = match start {
+                StartAt::Beginning => Offset::Beginning,
+                StartAt::Offset(o) => Offset::Offset(o),
+                StartAt::TimeMs(t) => Offset::Offset(t),
+            };
+            tpl.add_partition_offset(&self.topic, *p, offset)
+                .map_err(kerr)?;
+        }
+        if let StartAt::TimeMs(_) = start {
+            tpl = self.consumer.offsets_for_times(tpl, timeout).map_err(kerr)?;
+        }
+        self.consumer.assign(&tpl).map_err(kerr)?;
+        loop {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let position = format!("{}/{}@{}", self.topic, m.partition(), m.offset());
+                    if !f(&position, m.payload().unwrap_or_default()) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => return Err(kerr(e)),
+            }
+        }
+    }
+
     /// Where each chain on the topic continues: the head after its highest sequence
     /// number. A topic that does not exist yet holds no chains.
     pub fn recover_heads(
