@@ -27,6 +27,7 @@ fn signed_events_reach_kafka_and_verify() {
     config.kafka.brokers = brokers.clone();
     config.kafka.topic_decisions = topic.clone();
     config.kafka.topic_checkpoints = format!("{topic}-checkpoints");
+    config.kafka.topic_var_snapshots = format!("{topic}-var");
     let summary = common::run(config);
     assert_eq!(summary.spooled_bytes_left, 0, "every record acknowledged");
     let produced: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
@@ -59,6 +60,7 @@ fn signed_events_reach_kafka_and_verify() {
     config.kafka.brokers = brokers.clone();
     config.kafka.topic_decisions = topic.clone();
     config.kafka.topic_checkpoints = format!("{topic}-checkpoints");
+    config.kafka.topic_var_snapshots = format!("{topic}-var");
     let summary = common::run(config);
     let total: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
     assert!(total > produced + 300, "{total} after {produced}");
@@ -113,4 +115,21 @@ fn signed_events_reach_kafka_and_verify() {
     let proof = cli(&["--prove", "30", "--chain", "bizra.BTCUSDT"]);
     assert_eq!(proof["seq"], 30);
     assert!(!proof["audit_path"].as_array().unwrap().is_empty());
+
+    // Every message on the three topics matches its documented schema.
+    for (suffix, schema) in [
+        ("", "signed-event"),
+        ("-checkpoints", "checkpoint"),
+        ("-var", "var-snapshot"),
+    ] {
+        let t = format!("{topic}{suffix}");
+        let validator = common::schema(schema);
+        let n = KafkaSource::new(&brokers, &t)
+            .unwrap()
+            .read_all(Duration::from_secs(60), |pos, payload| {
+                common::assert_valid(&validator, pos, payload)
+            })
+            .unwrap();
+        assert!(n > 0, "{t} is empty");
+    }
 }

@@ -182,3 +182,23 @@ pub fn read_deduplicated(brokers: &str, topic: &str) -> (Vec<Vec<u8>>, usize) {
         .expect("read topic");
     (out, dups)
 }
+
+/// A compiled JSON Schema from `docs/schemas/<name>.schema.json`.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = repo().join(format!("docs/schemas/{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).expect("schema file");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+    jsonschema::validator_for(&value).expect("valid schema")
+}
+
+/// Validate one message against a schema, naming where it came from on failure.
+pub fn assert_valid(schema: &jsonschema::Validator, what: &str, message: &[u8]) {
+    let value: serde_json::Value = serde_json::from_slice(message)
+        .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+    let errors: Vec<String> = schema
+        .iter_errors(&value)
+        .take(3)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}");
+}
