@@ -23,6 +23,7 @@ pub struct Metrics {
     pub spool_full_waits_total: prometheus::IntCounter,
     pub kafka_delivery_errors_total: prometheus::IntCounter,
     pub kafka_acked_total: prometheus::IntCounter,
+    pub tick_to_ack_seconds: Histogram,
 }
 
 impl Metrics {
@@ -117,6 +118,16 @@ impl Metrics {
             "bizra_kafka_acked_total",
             "Records acknowledged by the Kafka brokers",
         )?;
+        let tick_to_ack_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "bizra_tick_to_ack_seconds",
+                "From the arrival of a market event to the broker's acknowledgement of the signed decisions it caused",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+        )?;
+        registry.register(Box::new(tick_to_ack_seconds.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spool_full_waits_total.clone()))?;
         registry.register(Box::new(kafka_delivery_errors_total.clone()))?;
@@ -147,6 +158,7 @@ impl Metrics {
             spool_full_waits_total,
             kafka_delivery_errors_total,
             kafka_acked_total,
+            tick_to_ack_seconds,
         })
     }
 

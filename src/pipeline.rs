@@ -59,6 +59,8 @@ pub struct RunSummary {
     pub rules_sha256: String,
     /// Bytes left in the Kafka spool at exit (sent at the next start); 0 with files.
     pub spooled_bytes_left: u64,
+    /// Market event arrival to the broker's acknowledgement of its decisions (Kafka).
+    pub tick_to_ack_us: Option<crate::sink::LatencySummary>,
 }
 
 pub fn chain_id(engine_id: &str, symbol: &str) -> String {
@@ -411,13 +413,13 @@ pub async fn run(
     // it durable and, with Kafka, wait for the acknowledgements until the deadline.
     let deadline =
         std::time::Instant::now() + std::time::Duration::from_millis(config.engine.shutdown_timeout_ms);
-    let spooled_bytes_left = publisher
+    let drained = publisher
         .send(Drain { deadline })
         .await
         .map_err(PipelineError::from)??;
-    if spooled_bytes_left > 0 {
+    if drained.spooled_bytes_left > 0 {
         tracing::warn!(
-            bytes = spooled_bytes_left,
+            bytes = drained.spooled_bytes_left,
             "records not yet acknowledged stay in the spool; they are sent at the next start"
         );
     }
@@ -453,6 +455,7 @@ pub async fn run(
         verifying_key_hex,
         config_sha256: provenance.config_sha256,
         rules_sha256: provenance.rules_sha256,
-        spooled_bytes_left,
+        spooled_bytes_left: drained.spooled_bytes_left,
+        tick_to_ack_us: drained.tick_to_ack_us,
     })
 }

@@ -282,6 +282,20 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         accepted as f64 / wall.as_secs_f64().max(1e-9)
     );
     let _ = writeln!(s, "sink: {}", run.sink);
+    if let Some(l) = &run.tick_to_ack_us {
+        let _ = writeln!(
+            s,
+            "market event -> broker acknowledgement of its decisions (us): p50 {}  p99 {}  max {}  ({} decisions)",
+            l.p50, l.p99, l.max, l.count
+        );
+    }
+    if run.spooled_bytes_left > 0 {
+        let _ = writeln!(
+            s,
+            "spool: {} bytes not yet acknowledged, sent at the next start",
+            run.spooled_bytes_left
+        );
+    }
     let _ = writeln!(s, "verifying key: {}", run.verifying_key_hex);
     let _ = writeln!(
         s,

@@ -21,6 +21,8 @@ use crate::var::ModelFigures;
 pub struct GateRequest {
     pub req: ActionRequest,
     pub figures: Arc<ModelFigures>,
+    /// When the market event that caused it arrived (end-to-end latency).
+    pub origin: Option<Instant>,
 }
 
 /// Counts and latencies of one gate, for the run summary.
@@ -229,15 +231,24 @@ impl Handler<GateRequest> for GateActor {
         };
 
         let publisher = self.publisher.clone();
+        let origin = msg.origin;
         AtomicResponse::new(Box::pin(
             async move {
-                publisher.send(Publish::from(signed?)).await??;
+                publisher
+                    .send(Publish {
+                        out: Outgoing::Signed(signed?),
+                        origin,
+                    })
+                    .await??;
                 if let Some(cp) = checkpoint? {
                     publisher.send(Publish::from(cp)).await??;
                 }
                 if let Some(v) = snapshot {
                     publisher
-                        .send(Publish(Outgoing::VarSnapshot(Box::new(v))))
+                        .send(Publish {
+                            out: Outgoing::VarSnapshot(Box::new(v)),
+                            origin: None,
+                        })
                         .await??;
                 }
                 Ok(())

@@ -297,6 +297,7 @@ async fn run(
                                     .send(Tick {
                                         event: MarketEvent::Trade(trade),
                                         received_at_ms: clock.now_ms(),
+                                        arrived: Instant::now(),
                                         feed_healthy: true,
                                     })
                                     .await??;
@@ -349,6 +350,7 @@ async fn run(
                 .send(Tick {
                     event,
                     received_at_ms: now,
+                    arrived: Instant::now(),
                     feed_healthy,
                 })
                 .await??;

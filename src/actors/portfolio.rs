@@ -233,6 +233,7 @@ impl PortfolioActor {
                     },
                 },
                 figures: figures.clone(),
+                origin: None,
             });
         }
         self.bars_since_snapshot += 1;

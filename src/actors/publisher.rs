@@ -12,22 +12,29 @@ use super::PipelineError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
-use crate::sink::{Outgoing, Sink, SinkError};
+use crate::sink::{DrainReport, Outgoing, Sink, SinkError};
 
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
-pub struct Publish(pub Outgoing);
+pub struct Publish {
+    pub out: Outgoing,
+    /// Arrival of the market event behind it, when known (tick-to-acknowledged latency).
+    pub origin: Option<std::time::Instant>,
+}
 
 impl From<SignedEvent> for Publish {
     fn from(e: SignedEvent) -> Self {
-        Publish(Outgoing::Signed(e))
+        Publish {
+            out: Outgoing::Signed(e),
+            origin: None,
+        }
     }
 }
 
 /// At the end of a run: make everything durable, wait for the broker's acknowledgements
 /// until `deadline`, persist the heads. Returns the bytes still spooled.
 #[derive(Message)]
-#[rtype(result = "Result<u64, PipelineError>")]
+#[rtype(result = "Result<DrainReport, PipelineError>")]
 pub struct Drain {
     pub deadline: std::time::Instant,
 }
@@ -115,7 +122,7 @@ impl Handler<Publish> for PublisherActor {
             .events_published_total
             .with_label_values(&[self.label.as_str()])
             .inc();
-        if let Outgoing::Signed(e) = &msg.0 {
+        if let Outgoing::Signed(e) = &msg.out {
             if e.kind == RecordKind::Event {
                 self.heads.insert(
                 e.chain.clone(),
@@ -128,8 +135,9 @@ impl Handler<Publish> for PublisherActor {
             }
         }
         self.published_since_flush = true;
-        self.with_sink(|mut sink| async move {
-            let res = sink.publish(msg.0).await;
+        let Publish { out, origin } = msg;
+        self.with_sink(move |mut sink| async move {
+            let res = sink.publish(out, origin).await;
             (sink, res)
         })
     }
@@ -166,7 +174,7 @@ async fn save_heads(
 }
 
 impl Handler<Drain> for PublisherActor {
-    type Result = AtomicResponse<Self, Result<u64, PipelineError>>;
+    type Result = AtomicResponse<Self, Result<DrainReport, PipelineError>>;
     fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
         let heads = self.heads.clone();
         let path = self.heads_file.clone();

@@ -25,6 +25,8 @@ pub struct Tick {
     pub event: MarketEvent,
     /// The ingest clock when the frame arrived.
     pub received_at_ms: i64,
+    /// Monotonic arrival time, for end-to-end latency (tick to acknowledged).
+    pub arrived: std::time::Instant,
     /// False while the feed for this symbol is not trustworthy.
     pub feed_healthy: bool,
 }
@@ -259,6 +261,7 @@ impl SymbolActor {
                     input,
                 },
                 figures: figures.clone(),
+                origin: None,
             });
         }
         self.bars_since_snapshot += 1;
@@ -319,6 +322,9 @@ impl Handler<Tick> for SymbolActor {
         }
         self.closed = closed;
         self.closed.clear();
+        for r in &mut requests {
+            r.origin = Some(msg.arrived);
+        }
         let gate = self.gate.clone();
         let portfolio = self.portfolio.clone();
         AtomicResponse::new(Box::pin(

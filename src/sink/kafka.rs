@@ -60,6 +60,10 @@ pub struct KafkaSink {
     stash: Option<(Cursor, SpoolRecord)>,
     retry_at: Option<Instant>,
     metrics: Arc<Metrics>,
+    /// Spool position after each record with a known origin, and that origin: settled
+    /// as acknowledgements pass it (bounded by the spool).
+    origins: VecDeque<(Cursor, Instant)>,
+    tick_to_ack: hdrhistogram::Histogram<u64>,
 }
 
 fn kerr(e: impl std::fmt::Display) -> SinkError {
@@ -96,6 +100,9 @@ impl KafkaSink {
             stash: None,
             retry_at: None,
             metrics,
+            origins: VecDeque::new(),
+            tick_to_ack: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .map_err(kerr)?,
         })
     }
 
@@ -104,7 +111,7 @@ impl KafkaSink {
     }
 
     /// Spool `rec`, waiting while the spool is full, then send what the producer can take.
-    pub async fn send(&mut self, rec: SpoolRecord) -> Result<(), SinkError> {
+    pub async fn send(&mut self, rec: SpoolRecord, origin: Option<Instant>) -> Result<(), SinkError> {
         let mut waited = false;
         while !self.spool.has_room(&rec) {
             if !waited {
@@ -117,6 +124,9 @@ impl KafkaSink {
             }
         }
         self.spool.append(&rec).map_err(SinkError::from)?;
+        if let Some(t) = origin {
+            self.origins.push_back((self.spool.end(), t));
+        }
         self.collect_acks()?;
         self.pump()?;
         self.metrics.spool_bytes.set(self.spool.bytes() as i64);
@@ -179,6 +189,13 @@ impl KafkaSink {
         match result {
             None => {
                 self.metrics.kafka_acked_total.inc();
+                while self.origins.front().is_some_and(|(c, _)| *c <= cursor) {
+                    if let Some((_, t)) = self.origins.pop_front() {
+                        let us = t.elapsed().as_micros().max(1) as u64;
+                        let _ = self.tick_to_ack.record(us);
+                        self.metrics.tick_to_ack_seconds.observe(us as f64 * 1e-6);
+                    }
+                }
                 self.spool.ack_through(cursor).map_err(SinkError::from)
             }
             Some(e) => {
@@ -234,6 +251,17 @@ impl KafkaSink {
         self.spool.save_acked().map_err(SinkError::from)?;
         self.metrics.spool_bytes.set(self.spool.bytes() as i64);
         Ok(())
+    }
+
+    /// Market event to acknowledgement latency so far, microseconds.
+    pub fn tick_to_ack(&self) -> Option<super::LatencySummary> {
+        let h = &self.tick_to_ack;
+        (!h.is_empty()).then(|| super::LatencySummary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
     }
 
     /// Wait until the broker has acknowledged everything spooled, or `deadline`. Returns

@@ -67,19 +67,41 @@ impl Outgoing {
     }
 }
 
+/// What draining at the end of a run left and measured.
+#[derive(Debug, Clone, Default)]
+pub struct DrainReport {
+    /// Bytes still in the Kafka spool (sent at the next start); 0 with files.
+    pub spooled_bytes_left: u64,
+    /// Market event arrival to broker acknowledgement of the decisions it caused,
+    /// microseconds (Kafka only).
+    pub tick_to_ack_us: Option<LatencySummary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
 pub enum Sink {
     File(FileSink),
     Kafka(Box<KafkaSink>),
 }
 
 impl Sink {
-    pub async fn publish(&mut self, out: Outgoing) -> Result<(), SinkError> {
+    pub async fn publish(
+        &mut self,
+        out: Outgoing,
+        origin: Option<std::time::Instant>,
+    ) -> Result<(), SinkError> {
         match self {
             Sink::File(f) => match &out {
                 Outgoing::Signed(e) => f.append(e),
                 Outgoing::VarSnapshot(v) => f.append_var_snapshot(v),
             },
-            Sink::Kafka(k) => k.send(out.into_spool_record()).await,
+            Sink::Kafka(k) => k.send(out.into_spool_record(), origin).await,
         }
     }
 
@@ -94,10 +116,16 @@ impl Sink {
 
     /// Flush, then with Kafka wait until the broker acknowledged everything or `deadline`
     /// passed. Returns the bytes still waiting in the spool.
-    pub async fn drain(&mut self, deadline: std::time::Instant) -> Result<u64, SinkError> {
+    pub async fn drain(&mut self, deadline: std::time::Instant) -> Result<DrainReport, SinkError> {
         match self {
-            Sink::File(f) => f.flush().map(|_| 0),
-            Sink::Kafka(k) => k.drain(deadline).await,
+            Sink::File(f) => f.flush().map(|_| DrainReport::default()),
+            Sink::Kafka(k) => {
+                let left = k.drain(deadline).await?;
+                Ok(DrainReport {
+                    spooled_bytes_left: left,
+                    tick_to_ack_us: k.tick_to_ack(),
+                })
+            }
         }
     }
 

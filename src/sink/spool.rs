@@ -244,7 +244,8 @@ impl Spool {
         self.segments.iter().map(|s| s.1).sum()
     }
 
-    fn end(&self) -> Cursor {
+    /// The position after the last appended record.
+    pub fn end(&self) -> Cursor {
         let (segment, offset) = self.segments.back().copied().unwrap_or((0, 0));
         Cursor { segment, offset }
     }
