@@ -46,7 +46,9 @@ fn records(n: usize) -> Vec<SpoolRecord> {
     let out: Vec<SpoolRecord> = (0..n)
         .map(|i| {
             let s = &mut signers[i % symbols.len()];
-            let e = s.sign(i as i64, symbols[i % symbols.len()], &payload).expect("sign");
+            let e = s
+                .sign(i as i64, symbols[i % symbols.len()], &payload)
+                .expect("sign");
             SpoolRecord {
                 topic: TopicKind::Decisions,
                 partition_key: e.partition_key,
@@ -89,7 +91,11 @@ fn main() {
     };
     rt.block_on(ensure_topics(
         &brokers,
-        &[&topics.decisions, &topics.checkpoints, &topics.var_snapshots],
+        &[
+            &topics.decisions,
+            &topics.checkpoints,
+            &topics.var_snapshots,
+        ],
         4,
         1,
         Duration::from_secs(30),
@@ -118,7 +124,9 @@ fn main() {
     let t = Instant::now();
     rt.block_on(async {
         for r in &recs {
-            sink.send(r.clone(), Some(Instant::now())).await.expect("send");
+            sink.send(r.clone(), Some(Instant::now()))
+                .await
+                .expect("send");
         }
         let left = sink
             .drain(Instant::now() + Duration::from_secs(300))

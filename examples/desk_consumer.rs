@@ -60,8 +60,7 @@ fn main() -> anyhow::Result<()> {
         let item = tail::decode(&mut verifier, &position, payload);
         if !item.verified {
             eprintln!("REJECTED (not acting on it): {}", tail::render(&item));
-        } else if item.verdict.is_some_and(|v| v.as_str() != "PASS") || item.new_key_id.is_some()
-        {
+        } else if item.verdict.is_some_and(|v| v.as_str() != "PASS") || item.new_key_id.is_some() {
             println!("{}", tail::render(&item));
         }
         consumer.commit_message(&msg, CommitMode::Async)?;

@@ -538,10 +538,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => {
                     for f in report::record_files(&paths)? {
-                        let bytes = std::fs::read(&f)
-                            .with_context(|| format!("read {}", f.display()))?;
+                        let bytes =
+                            std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
                         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-                            if !line.is_empty() && wire::record_kind(line) == Some(wire::RecordKind::Event) {
+                            if !line.is_empty()
+                                && wire::record_kind(line) == Some(wire::RecordKind::Event)
+                            {
                                 show(&format!("{}:{}", f.display(), i + 1), line);
                             }
                         }
@@ -687,9 +689,8 @@ fn trusted_keys(
 ) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
     let mut trusted = Vec::new();
     for k in pubkeys {
-        trusted.push(
-            keys::parse_verifying_key(k).map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?,
-        );
+        trusted
+            .push(keys::parse_verifying_key(k).map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?);
     }
     for f in pubkey_files {
         let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;

@@ -10,7 +10,6 @@ use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules, SealC
 use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
-use crate::shutdown::Shutdown;
 use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
 use crate::actors::PipelineError;
 use crate::audit::wire::RunProvenance;
@@ -20,6 +19,7 @@ use crate::config::Config;
 use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
 use crate::heads::{self, HeadsError};
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::sink::spool::{Spool, TopicKind};
 use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError, Topics};
 
@@ -87,7 +87,11 @@ async fn open_kafka_sink(
     if k.create_topics {
         crate::sink::ensure_topics(
             &k.brokers,
-            &[&topics.decisions, &topics.checkpoints, &topics.var_snapshots],
+            &[
+                &topics.decisions,
+                &topics.checkpoints,
+                &topics.var_snapshots,
+            ],
             k.topic_partitions,
             k.replication_factor,
             std::time::Duration::from_millis(k.request_timeout_ms),
@@ -262,7 +266,10 @@ pub async fn run(
         }
         (sink, on_topic)
     } else {
-        (open_file_sink(&config).map_err(StartError::from)?, HashMap::new())
+        (
+            open_file_sink(&config).map_err(StartError::from)?,
+            HashMap::new(),
+        )
     };
     let persisted = heads::load(&config.signing.heads_file)
         .map_err(StartError::from)?
@@ -411,8 +418,8 @@ pub async fn run(
     }
     // Everything ingest handed on has passed the gates (every hop awaited its reply): make
     // it durable and, with Kafka, wait for the acknowledgements until the deadline.
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_millis(config.engine.shutdown_timeout_ms);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(config.engine.shutdown_timeout_ms);
     let drained = publisher
         .send(Drain { deadline })
         .await

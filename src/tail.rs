@@ -91,8 +91,8 @@ impl TailFilter {
                 .symbol
                 .as_ref()
                 .is_some_and(|s| self.symbols.iter().any(|f| f.eq_ignore_ascii_case(s)));
-        let verdict_ok = self.verdicts.is_empty()
-            || item.verdict.is_some_and(|v| self.verdicts.contains(&v));
+        let verdict_ok =
+            self.verdicts.is_empty() || item.verdict.is_some_and(|v| self.verdicts.contains(&v));
         symbol_ok && verdict_ok
     }
 }

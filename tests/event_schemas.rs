@@ -44,11 +44,18 @@ fn every_published_message_matches_its_schema() {
     for entry in fs::read_dir(events.join("var_snapshots")).unwrap() {
         let path = entry.unwrap().path();
         for (i, line) in fs::read_to_string(&path).unwrap().lines().enumerate() {
-            common::assert_valid(&snapshot, &format!("{}:{}", path.display(), i + 1), line.as_bytes());
+            common::assert_valid(
+                &snapshot,
+                &format!("{}:{}", path.display(), i + 1),
+                line.as_bytes(),
+            );
             counts[2] += 1;
         }
     }
-    assert!(counts[0] > 500 && counts[1] >= 3 && counts[2] == counts[0], "{counts:?}");
+    assert!(
+        counts[0] > 500 && counts[1] >= 3 && counts[2] == counts[0],
+        "{counts:?}"
+    );
     assert!(blocked > 0, "blocked decisions are covered too");
 
     // The schemas are strict: a field too many, a wrong type or a bad code fails.

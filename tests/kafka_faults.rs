@@ -39,7 +39,11 @@ fn assert_complete(brokers: &str, topic: &str, key: &Path, expected_events: u64)
         v.push(&format!("{topic}#{i}"), r);
     }
     let report = v.finish();
-    assert!(report.ok(), "{:?}", report.failures.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        report.ok(),
+        "{:?}",
+        report.failures.iter().take(5).collect::<Vec<_>>()
+    );
     let events: u64 = report.chains.values().map(|c| c.events).sum();
     assert_eq!(events, expected_events, "every signed event on the topic");
     for c in report.chains.values() {
@@ -71,7 +75,10 @@ fn broker_down_for_30_s_mid_stream_loses_nothing() {
 
     std::thread::sleep(Duration::from_secs(4));
     let acked_before = metrics.kafka_acked_total.get();
-    assert!(acked_before > 0, "records reached the broker before the outage");
+    assert!(
+        acked_before > 0,
+        "records reached the broker before the outage"
+    );
     broker.kill();
     let down_at = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
@@ -125,7 +132,10 @@ fn a_full_spool_holds_the_pipeline_back_and_loses_nothing() {
     }
     // Backpressure: the run is held, the spool stays within its bound.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!run.is_finished(), "a full spool must hold the pipeline back");
+    assert!(
+        !run.is_finished(),
+        "a full spool must hold the pipeline back"
+    );
     let on_disk: u64 = std::fs::read_dir(&spool_dir)
         .unwrap()
         .filter_map(|e| e.ok()?.metadata().ok())
@@ -153,12 +163,21 @@ fn engine(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Comm
         .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
         .env("BIZRA_ENGINE__CLOCK", "event_time")
         .env("BIZRA_SIGNING__KEY_FILE", key)
-        .env("BIZRA_SIGNING__HEADS_FILE", dir.join("state/chain_heads.json"))
+        .env(
+            "BIZRA_SIGNING__HEADS_FILE",
+            dir.join("state/chain_heads.json"),
+        )
         .env("BIZRA_VAR__SNAPSHOT__DIR", dir.join("state"))
-        .env("BIZRA_ELF__RULES_FILE", common::repo().join("config/rules.yaml"))
+        .env(
+            "BIZRA_ELF__RULES_FILE",
+            common::repo().join("config/rules.yaml"),
+        )
         .env("BIZRA_KAFKA__BROKERS", brokers)
         .env("BIZRA_KAFKA__TOPIC_DECISIONS", topic)
-        .env("BIZRA_KAFKA__TOPIC_CHECKPOINTS", format!("{topic}.checkpoints"))
+        .env(
+            "BIZRA_KAFKA__TOPIC_CHECKPOINTS",
+            format!("{topic}.checkpoints"),
+        )
         .env("BIZRA_KAFKA__TOPIC_VAR_SNAPSHOTS", format!("{topic}.var"))
         .env("BIZRA_KAFKA__SPOOL_DIR", dir.join("spool"))
         .stdout(Stdio::null())
@@ -196,7 +215,10 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
     let topic = format!("sigkill-{}", std::process::id());
     let paced = spawn_in_thread(
         "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Factor(20.0)),
+        ReplayOptions::new(
+            common::capture_files_of_day("20240809"),
+            Speed::Factor(20.0),
+        ),
     )
     .unwrap();
     let mut child = engine(&paced.url(), tmp.path(), &key, &brokers, &topic)
@@ -230,11 +252,18 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
         v.push(&format!("{topic}#{i}"), r);
     }
     let report = v.finish();
-    assert!(report.ok(), "{:?}", report.failures.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        report.ok(),
+        "{:?}",
+        report.failures.iter().take(5).collect::<Vec<_>>()
+    );
     for c in report.chains.values() {
         assert_eq!((c.first_seq, c.events), (0, c.last_seq + 1), "no gap");
     }
-    eprintln!("sigkill: {} distinct events, {dups} duplicates dropped", records.len());
+    eprintln!(
+        "sigkill: {} distinct events, {dups} duplicates dropped",
+        records.len()
+    );
 }
 
 #[cfg(unix)]
@@ -248,7 +277,10 @@ fn sigterm_drains_flushes_and_exits_zero() {
     let topic = format!("sigterm-{}", std::process::id());
     let paced = spawn_in_thread(
         "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Factor(10.0)),
+        ReplayOptions::new(
+            common::capture_files_of_day("20240809"),
+            Speed::Factor(10.0),
+        ),
     )
     .unwrap();
     let mut child = engine(&paced.url(), tmp.path(), &key, &brokers, &topic)
@@ -265,7 +297,11 @@ fn sigterm_drains_flushes_and_exits_zero() {
     }
     let asked = Instant::now();
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     let took = asked.elapsed();
     assert!(status.success(), "graceful exit: {status:?}");
@@ -294,6 +330,10 @@ fn sigterm_drains_flushes_and_exits_zero() {
         .args(["--checkpoint-topic", &format!("{topic}.checkpoints")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     eprintln!("sigterm: exit 0 after {took:?}, {} events", records.len());
 }

@@ -176,7 +176,9 @@ impl Handler<GateRequest> for GateActor {
             .sign(msg.req.decided_at_ms, &msg.req.symbol, &payload);
         let total = started.elapsed();
         let snapshot = match (&signed, &payload) {
-            (Ok(e), Payload::RiskDecision(r)) => Some(VarSnapshot::new(r, e, msg.req.decided_at_ms)),
+            (Ok(e), Payload::RiskDecision(r)) => {
+                Some(VarSnapshot::new(r, e, msg.req.decided_at_ms))
+            }
             _ => None,
         };
 

@@ -46,6 +46,13 @@ pub struct Flush;
 
 /// How often published records are made durable and the heads file rewritten.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often broker acknowledgements are collected between sends (Kafka).
+const POLL_ACKS_EVERY: Duration = Duration::from_millis(2);
+
+/// Settle the deliveries the broker has acknowledged since the last send.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PollAcks;
 
 pub struct PublisherActor {
     sink: Option<Sink>,
@@ -106,6 +113,9 @@ impl Actor for PublisherActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        if matches!(self.sink, Some(Sink::Kafka(_))) {
+            ctx.run_interval(POLL_ACKS_EVERY, |_, ctx| ctx.notify(PollAcks));
+        }
         ctx.run_interval(FLUSH_EVERY, |act, ctx| {
             if act.published_since_flush {
                 // A timer, not the data path: the flush result is logged by its handler.
@@ -125,13 +135,13 @@ impl Handler<Publish> for PublisherActor {
         if let Outgoing::Signed(e) = &msg.out {
             if e.kind == RecordKind::Event {
                 self.heads.insert(
-                e.chain.clone(),
-                ChainHead {
-                    next_seq: e.seq + 1,
-                    prev_hex: e.hash_hex.clone(),
-                    key_id: Some(e.key_id.clone()),
-                },
-            );
+                    e.chain.clone(),
+                    ChainHead {
+                        next_seq: e.seq + 1,
+                        prev_hex: e.hash_hex.clone(),
+                        key_id: Some(e.key_id.clone()),
+                    },
+                );
             }
         }
         self.published_since_flush = true;
@@ -163,14 +173,23 @@ impl Handler<Flush> for PublisherActor {
     }
 }
 
-async fn save_heads(
-    path: PathBuf,
-    heads: BTreeMap<String, ChainHead>,
-) -> Result<(), SinkError> {
+async fn save_heads(path: PathBuf, heads: BTreeMap<String, ChainHead>) -> Result<(), SinkError> {
     tokio::task::spawn_blocking(move || crate::heads::save(&path, &heads))
         .await
         .map_err(|e| SinkError::Heads(format!("writer task: {e}")))
         .and_then(|r| r.map_err(|e| SinkError::Heads(e.to_string())))
+}
+
+impl Handler<PollAcks> for PublisherActor {
+    type Result = ();
+    fn handle(&mut self, _: PollAcks, _: &mut Self::Context) {
+        // The sink is away only while a send or flush is in progress; that one settles.
+        if let Some(Sink::Kafka(k)) = self.sink.as_mut() {
+            if let Err(e) = k.poll_acks() {
+                tracing::warn!(error = %e, "collecting kafka acknowledgements failed");
+            }
+        }
+    }
 }
 
 impl Handler<Drain> for PublisherActor {

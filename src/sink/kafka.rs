@@ -111,7 +111,11 @@ impl KafkaSink {
     }
 
     /// Spool `rec`, waiting while the spool is full, then send what the producer can take.
-    pub async fn send(&mut self, rec: SpoolRecord, origin: Option<Instant>) -> Result<(), SinkError> {
+    pub async fn send(
+        &mut self,
+        rec: SpoolRecord,
+        origin: Option<Instant>,
+    ) -> Result<(), SinkError> {
         let mut waited = false;
         while !self.spool.has_room(&rec) {
             if !waited {
@@ -216,6 +220,15 @@ impl KafkaSink {
                 Ok(())
             }
         }
+    }
+
+    /// Settle acknowledged deliveries and hand more spooled records to the producer,
+    /// without waiting (called between sends).
+    pub fn poll_acks(&mut self) -> Result<(), SinkError> {
+        self.collect_acks()?;
+        self.pump()?;
+        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        Ok(())
     }
 
     /// Settle deliveries that have completed, oldest first, without waiting.
@@ -487,7 +500,10 @@ impl KafkaSource {
                 .map_err(kerr)?;
         }
         if let StartAt::TimeMs(_) = start {
-            tpl = self.consumer.offsets_for_times(tpl, timeout).map_err(kerr)?;
+            tpl = self
+                .consumer
+                .offsets_for_times(tpl, timeout)
+                .map_err(kerr)?;
         }
         self.consumer.assign(&tpl).map_err(kerr)?;
         loop {

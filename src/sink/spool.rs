@@ -384,7 +384,8 @@ impl Spool {
         }
         while self.segments.len() > 1 {
             let (id, len) = self.segments[0];
-            let done = self.acked.segment > id || (self.acked.segment == id && self.acked.offset >= len);
+            let done =
+                self.acked.segment > id || (self.acked.segment == id && self.acked.offset >= len);
             if !done {
                 break;
             }
@@ -433,9 +434,12 @@ impl Spool {
     pub fn save_acked(&self) -> Result<(), SpoolError> {
         let path = self.dir.join("acked");
         let tmp = self.dir.join("acked.tmp");
-        fs::write(&tmp, format!("{} {}\n", self.acked.segment, self.acked.offset))
-            .and_then(|_| fs::rename(&tmp, &path))
-            .map_err(self.io(&path))
+        fs::write(
+            &tmp,
+            format!("{} {}\n", self.acked.segment, self.acked.offset),
+        )
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(self.io(&path))
     }
 
     /// Every record still in the spool (acknowledged or not), oldest first.

@@ -126,7 +126,13 @@ impl Tansu {
         std::fs::create_dir_all(dir).expect("tansu dir");
         let log = std::fs::File::create(dir.join("tansu.log")).expect("tansu log");
         let child = std::process::Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             // The sqlite path is relative to the broker's working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(dir)
@@ -193,8 +199,8 @@ pub fn schema(name: &str) -> jsonschema::Validator {
 
 /// Validate one message against a schema, naming where it came from on failure.
 pub fn assert_valid(schema: &jsonschema::Validator, what: &str, message: &[u8]) {
-    let value: serde_json::Value = serde_json::from_slice(message)
-        .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(message).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
     let errors: Vec<String> = schema
         .iter_errors(&value)
         .take(3)
