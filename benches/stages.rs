@@ -143,7 +143,7 @@ fn benches(c: &mut Criterion) {
     let r = request(0);
     let d = g.decide(&r);
     let record = DecisionRecord::new(&r, &d, &figures, &prov);
-    let sample_payload = &Payload::RiskDecision(Box::new(record.clone()));
+    let sample_payload = Payload::RiskDecision(Box::new(record.clone()));
     let sample = wire::canonical_payload(&sample_payload).expect("canonical");
     c.bench_function("rfc8785_encode_payload", |b| {
         b.iter(|| wire::canonical_payload(black_box(&sample_payload)))
