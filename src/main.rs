@@ -35,6 +35,57 @@ struct Cli {
     command: Command,
 }
 
+/// The verifying keys an auditor or a desk trusts.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// Trusted verifying key (hex); repeatable.
+    #[arg(long = "pubkey")]
+    pubkeys: Vec<String>,
+    /// File holding a trusted verifying key (hex); repeatable.
+    #[arg(long = "pubkey-file")]
+    pubkey_files: Vec<PathBuf>,
+}
+
+/// Where to read signed events from Kafka.
+#[derive(clap::Args)]
+struct KafkaReadArgs {
+    /// Bootstrap servers, comma-separated (with --topic: read from Kafka).
+    #[arg(long)]
+    kafka_brokers: Option<String>,
+    /// Topic of signed events.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Start every partition at this offset; chains are then anchored at their first
+    /// record read instead of at genesis.
+    #[arg(long, conflicts_with = "from_time_ms")]
+    from_offset: Option<i64>,
+    /// Start at the first record at or after this time (ms since the Unix epoch).
+    #[arg(long)]
+    from_time_ms: Option<i64>,
+    /// Timeout of each broker request.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+}
+
+impl KafkaReadArgs {
+    fn start(&self) -> StartAt {
+        match (self.from_offset, self.from_time_ms) {
+            (Some(o), _) => StartAt::Offset(o),
+            (None, Some(t)) => StartAt::TimeMs(t),
+            (None, None) => StartAt::Beginning,
+        }
+    }
+
+    /// Brokers and topic, when reading from Kafka at all.
+    fn source(&self) -> anyhow::Result<Option<(&str, &str)>> {
+        match (&self.kafka_brokers, &self.topic) {
+            (Some(b), Some(t)) => Ok(Some((b, t))),
+            (None, None) => Ok(None),
+            _ => bail!("--kafka-brokers and --topic go together"),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Replay the bundled Binance capture through the whole pipeline, verify, summarise.
@@ -90,23 +141,13 @@ enum Command {
     Tail {
         /// Files or directories of *.jsonl records (instead of Kafka).
         paths: Vec<PathBuf>,
-        #[arg(long = "pubkey")]
-        pubkeys: Vec<String>,
-        #[arg(long = "pubkey-file")]
-        pubkey_files: Vec<PathBuf>,
-        #[arg(long)]
-        kafka_brokers: Option<String>,
-        #[arg(long)]
-        topic: Option<String>,
+        #[command(flatten)]
+        keys: TrustArgs,
+        #[command(flatten)]
+        kafka: KafkaReadArgs,
         /// Keep waiting for new events (Kafka).
         #[arg(long, short)]
         follow: bool,
-        /// Start every partition at this offset (chains anchored at their first record).
-        #[arg(long, conflicts_with = "from_time_ms")]
-        from_offset: Option<i64>,
-        /// Start at the first record at or after this time (ms since the Unix epoch).
-        #[arg(long)]
-        from_time_ms: Option<i64>,
         /// Only these symbols (repeatable).
         #[arg(long = "symbol")]
         symbols: Vec<String>,
@@ -116,36 +157,18 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 30_000)]
-        timeout_ms: u64,
     },
     /// Verify signed events in files/directories or a Kafka topic.
     Verify {
         /// Files or directories of *.jsonl records.
         paths: Vec<PathBuf>,
-        /// Trusted verifying key (hex); repeatable.
-        #[arg(long = "pubkey")]
-        pubkeys: Vec<String>,
-        /// File holding a trusted verifying key (hex); repeatable.
-        #[arg(long = "pubkey-file")]
-        pubkey_files: Vec<PathBuf>,
-        #[arg(long)]
-        kafka_brokers: Option<String>,
-        /// Topic of signed events.
-        #[arg(long)]
-        topic: Option<String>,
+        #[command(flatten)]
+        keys: TrustArgs,
+        #[command(flatten)]
+        kafka: KafkaReadArgs,
         /// Topic of signed checkpoints, read before the events.
         #[arg(long)]
         checkpoint_topic: Option<String>,
-        /// Start every partition at this offset; chains are then anchored at their first
-        /// record read instead of at genesis.
-        #[arg(long, conflicts_with = "from_time_ms")]
-        from_offset: Option<i64>,
-        /// Start at the first record at or after this time (ms since the Unix epoch).
-        #[arg(long)]
-        from_time_ms: Option<i64>,
-        #[arg(long, default_value_t = 30_000)]
-        timeout_ms: u64,
         /// Check every signature on its own (RFC 8032 strict) and every event's canonical
         /// form, instead of batches.
         #[arg(long)]
@@ -483,25 +506,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tail {
             paths,
-            pubkeys,
-            pubkey_files,
-            kafka_brokers,
-            topic,
+            keys: trust,
+            kafka,
             follow,
-            from_offset,
-            from_time_ms,
             symbols,
             verdicts,
             json,
-            timeout_ms,
         } => {
             init_logging("warn");
-            let trusted = trusted_keys(&pubkeys, &pubkey_files)?;
-            let start = match (from_offset, from_time_ms) {
-                (Some(o), _) => StartAt::Offset(o),
-                (None, Some(t)) => StartAt::TimeMs(t),
-                (None, None) => StartAt::Beginning,
-            };
+            let trusted = trusted_keys(&trust)?;
+            let start = kafka.start();
             let options = VerifyOptions {
                 strict: false,
                 from_genesis: start == StartAt::Beginning,
@@ -524,9 +538,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 // A closed pipe (e.g. `| head`) ends the tail.
                 writeln!(stdout, "{text}").is_ok()
             };
-            let timeout = Duration::from_millis(timeout_ms);
-            match (&kafka_brokers, &topic) {
-                (Some(brokers), Some(topic)) => {
+            let timeout = Duration::from_millis(kafka.timeout_ms);
+            match kafka.source()? {
+                Some((brokers, topic)) => {
                     let source = KafkaSource::new(brokers, topic)?;
                     if follow {
                         source.follow(start, timeout, show)?;
@@ -536,7 +550,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         })?;
                     }
                 }
-                (None, None) => {
+                None => {
                     for f in report::record_files(&paths)? {
                         let bytes =
                             std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
@@ -549,7 +563,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                _ => bail!("--kafka-brokers and --topic go together"),
             }
             Ok(if invalid == 0 {
                 ExitCode::SUCCESS
@@ -559,14 +572,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify {
             paths,
-            pubkeys,
-            pubkey_files,
-            kafka_brokers,
-            topic,
+            keys: trust,
+            kafka,
             checkpoint_topic,
-            from_offset,
-            from_time_ms,
-            timeout_ms,
             strict,
             prove,
             chain,
@@ -574,7 +582,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             init_logging("warn");
-            let trusted = trusted_keys(&pubkeys, &pubkey_files)?;
+            let trusted = trusted_keys(&trust)?;
             if let Some(file) = check_proof {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("read {}", file.display()))?;
@@ -600,11 +608,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 });
             }
-            let start = match (from_offset, from_time_ms) {
-                (Some(o), _) => StartAt::Offset(o),
-                (None, Some(t)) => StartAt::TimeMs(t),
-                (None, None) => StartAt::Beginning,
-            };
+            let start = kafka.start();
             let options = VerifyOptions {
                 strict,
                 from_genesis: start == StartAt::Beginning,
@@ -619,9 +623,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             };
-            let timeout = Duration::from_millis(timeout_ms);
-            match (&kafka_brokers, &topic) {
-                (Some(brokers), Some(topic)) => {
+            let timeout = Duration::from_millis(kafka.timeout_ms);
+            if let Some((brokers, topic)) = kafka.source()? {
+                {
                     if let Some(cp_topic) = &checkpoint_topic {
                         match KafkaSource::new(brokers, cp_topic)?.read_from(
                             start,
@@ -644,8 +648,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         },
                     )?;
                 }
-                (None, None) => {}
-                _ => bail!("--kafka-brokers and --topic go together"),
             }
             for f in report::record_files(&paths)? {
                 let bytes = std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
@@ -683,16 +685,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Trusted verifying keys from `--pubkey` and `--pubkey-file`; at least one.
-fn trusted_keys(
-    pubkeys: &[String],
-    pubkey_files: &[PathBuf],
-) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+fn trusted_keys(args: &TrustArgs) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
     let mut trusted = Vec::new();
-    for k in pubkeys {
+    for k in &args.pubkeys {
         trusted
             .push(keys::parse_verifying_key(k).map_err(|e| anyhow::anyhow!("--pubkey {k}: {e}"))?);
     }
-    for f in pubkey_files {
+    for f in &args.pubkey_files {
         let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
         trusted.push(
             keys::parse_verifying_key(&text)

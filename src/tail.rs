@@ -97,28 +97,6 @@ impl TailFilter {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
-pub fn utc(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
 fn usd(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.2}"))
 }
@@ -140,7 +118,7 @@ pub fn render(item: &TailItem) -> String {
             .collect();
         format!("INVALID({})", codes.join(","))
     };
-    let when = item.ts_ms.map_or("-".to_string(), utc);
+    let when = item.ts_ms.map_or("-".to_string(), crate::clock::utc_label);
     let head = format!(
         "{when} {} #{}",
         item.chain.as_deref().unwrap_or("?"),
@@ -165,14 +143,4 @@ pub fn render(item: &TailItem) -> String {
         item.reasons.join(","),
         item.position
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(1_723_161_257_390), "2024-08-08T23:54:17.390Z");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 }

@@ -12,26 +12,19 @@ use std::time::{Duration, Instant};
 
 use bizra_risk::audit::wire;
 use bizra_risk::audit::{keys, FailureReason, Verifier, VerifyOptions, VerifyReport};
-use bizra_risk::elf::KillSwitch;
 use bizra_risk::metrics::Metrics;
-use bizra_risk::pipeline;
 use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
 use bizra_risk::report::verify_path;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizra-risk");
 
-fn run_day(day: &str, config: bizra_risk::config::Config) -> anyhow::Result<()> {
-    let _ = day;
-    let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
-    actix::System::new()
-        .block_on(pipeline::run(
-            config,
-            KillSwitch::default(),
-            metrics,
-            bizra_risk::shutdown::Shutdown::never(),
-        ))
-        .map(|_| ())
+fn run_day(config: bizra_risk::config::Config) -> anyhow::Result<()> {
+    common::try_run(
+        config,
+        std::sync::Arc::new(Metrics::new().expect("metrics")),
+    )
+    .map(|_| ())
 }
 
 fn config_for(day: &str, dir: &Path, key: &Path) -> (bizra_risk::config::Config, impl Drop) {
@@ -79,7 +72,7 @@ fn tampering_with_a_real_trail_is_caught_with_the_right_reason() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for (day, dir) in [("20240808", &a), ("20240809", &b)] {
         let (config, _server) = config_for(day, dir, &key_path);
-        run_day(day, config).unwrap();
+        run_day(config).unwrap();
         let r = verify_path(&dir.join("events"), &[vk]).unwrap();
         assert!(r.ok(), "{:?}", r.failures);
         assert!(r.chains.values().all(|c| c.checkpoints_verified > 0));
@@ -246,16 +239,16 @@ fn key_rotation_and_a_damaged_head_file() {
     let dir = tmp.path().join("trail");
 
     let (config, _s) = config_for("20240808", &dir, &old_key);
-    run_day("20240808", config).unwrap();
+    run_day(config).unwrap();
 
     // A new key without the old one named: refused, the chain would change hands unseen.
     let (config, _s) = config_for("20240809", &dir, &new_key);
-    let e = run_day("20240809", config).unwrap_err().to_string();
+    let e = run_day(config).unwrap_err().to_string();
     assert!(e.contains("previous_key_file"), "{e}");
 
     let (mut config, _s) = config_for("20240809", &dir, &new_key);
     config.signing.previous_key_file = old_key.clone();
-    run_day("20240809", config).unwrap();
+    run_day(config).unwrap();
 
     // The auditor holds only the old key and follows the rotation on every chain.
     let old_vk = common::verifying_key(&old_key);
@@ -280,12 +273,12 @@ fn key_rotation_and_a_damaged_head_file() {
     let text = fs::read_to_string(&heads).unwrap();
     fs::write(&heads, &text[..text.len() / 2]).unwrap();
     let (config, _s) = config_for("20240809", &dir, &new_key);
-    let e = run_day("20240809", config).unwrap_err().to_string();
+    let e = run_day(config).unwrap_err().to_string();
     assert!(e.contains("damaged") && e.contains("Recovery"), "{e}");
     // ... and after the documented recovery the chains continue from the trail.
     fs::rename(&heads, dir.join("state/chain_heads.json.damaged")).unwrap();
     let (config, _s) = config_for("20240809", &dir, &new_key);
-    run_day("20240809", config).unwrap();
+    run_day(config).unwrap();
     let r = verify_path(&dir.join("events"), &[old_vk]).unwrap();
     assert!(r.ok(), "{:?}", r.failures);
 }

@@ -47,37 +47,28 @@ impl FileSink {
             RecordKind::Event => Self::path_for(&self.dir, &event.chain),
             RecordKind::Checkpoint => Self::checkpoint_path_for(&self.dir, &event.chain),
         };
-        let io = |source| SinkError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        if !self.files.contains_key(&path) {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io)?;
-            self.files
-                .insert(path.clone(), BufWriter::with_capacity(1 << 16, f));
-        }
-        if let Some(w) = self.files.get_mut(&path) {
-            w.write_all(&event.line)
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(io)?;
-        }
-        Ok(())
+        self.append_line(path, &event.line)
     }
 
     /// Dashboard snapshots beside the trail: `<dir>/var_snapshots/<symbol>.jsonl`.
     pub fn append_var_snapshot(&mut self, v: &super::VarSnapshot) -> Result<(), SinkError> {
-        let dir = self.dir.join("var_snapshots");
-        let path = dir.join(format!("{}.jsonl", v.symbol));
+        let path = self
+            .dir
+            .join("var_snapshots")
+            .join(format!("{}.jsonl", v.symbol));
+        self.append_line(path, &v.to_json())
+    }
+
+    /// Append `line` and a newline to `path`, opening it (and its folder) on first use.
+    fn append_line(&mut self, path: PathBuf, line: &[u8]) -> Result<(), SinkError> {
         let io = |source| SinkError::Io {
             path: path.display().to_string(),
             source,
         };
         if !self.files.contains_key(&path) {
-            fs::create_dir_all(&dir).map_err(io)?;
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(io)?;
+            }
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -87,7 +78,7 @@ impl FileSink {
                 .insert(path.clone(), BufWriter::with_capacity(1 << 16, f));
         }
         if let Some(w) = self.files.get_mut(&path) {
-            w.write_all(&v.to_json())
+            w.write_all(line)
                 .and_then(|_| w.write_all(b"\n"))
                 .map_err(io)?;
         }

@@ -387,6 +387,24 @@ impl KafkaSource {
         })
     }
 
+    /// The topic's partition IDs; `TopicMissing` when it does not exist.
+    fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, SinkError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(kerr)?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(SinkError::TopicMissing(self.topic.clone()));
+        }
+        Ok(partitions)
+    }
+
     /// Calls `f(position, payload)` for each record, partition by partition in offset order.
     pub fn read_all(
         &self,
@@ -403,19 +421,7 @@ impl KafkaSource {
         timeout: Duration,
         mut f: impl FnMut(&str, &[u8]),
     ) -> Result<u64, SinkError> {
-        let md = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(kerr)?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(SinkError::TopicMissing(self.topic.clone()));
-        }
+        let partitions = self.partitions(timeout)?;
         let mut count = 0;
         for p in partitions {
             let (low, high) = self
@@ -476,19 +482,7 @@ impl KafkaSource {
         timeout: Duration,
         mut f: impl FnMut(&str, &[u8]) -> bool,
     ) -> Result<(), SinkError> {
-        let md = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(kerr)?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(SinkError::TopicMissing(self.topic.clone()));
-        }
+        let partitions = self.partitions(timeout)?;
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
             let offset = match start {

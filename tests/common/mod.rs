@@ -55,14 +55,17 @@ pub fn run(config: Config) -> RunSummary {
 }
 
 pub fn run_with_metrics(config: Config, metrics: Arc<Metrics>) -> RunSummary {
-    actix::System::new()
-        .block_on(pipeline::run(
-            config,
-            KillSwitch::default(),
-            metrics,
-            bizra_risk::shutdown::Shutdown::never(),
-        ))
-        .expect("pipeline run")
+    try_run(config, metrics).expect("pipeline run")
+}
+
+/// One run to the end of its input; start-up errors come back.
+pub fn try_run(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<RunSummary> {
+    actix::System::new().block_on(pipeline::run(
+        config,
+        KillSwitch::default(),
+        metrics,
+        bizra_risk::shutdown::Shutdown::never(),
+    ))
 }
 
 pub fn verifying_key(key: &Path) -> ed25519_dalek::VerifyingKey {
