@@ -76,6 +76,7 @@ fn benches(c: &mut Criterion) {
         let options = VerifyOptions {
             strict,
             from_genesis: true,
+            allow_duplicates: false,
         };
         let mut v = Verifier::with_options(&[key.verifying_key()], options);
         for (n, l) in checkpoints.iter().chain(lines.iter()).enumerate() {

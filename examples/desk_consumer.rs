@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let options = VerifyOptions {
         strict: false,
         from_genesis: false,
+        allow_duplicates: false,
     };
     let mut verifier = Verifier::with_options(&[key], options);
     let mut next_seq: HashMap<String, u64> = HashMap::new();

@@ -173,6 +173,10 @@ enum Command {
         /// form, instead of batches.
         #[arg(long)]
         strict: bool,
+        /// Skip byte-identical copies of a record (a producer's re-send after a crash)
+        /// instead of failing on them; they are counted in the report.
+        #[arg(long)]
+        allow_duplicates: bool,
         /// After verifying, print the inclusion proof of event SEQ of --chain.
         #[arg(long, value_name = "SEQ", requires = "chain")]
         prove: Option<u64>,
@@ -519,6 +523,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = VerifyOptions {
                 strict: false,
                 from_genesis: start == StartAt::Beginning,
+                allow_duplicates: false,
             };
             let mut verifier = Verifier::with_options(&trusted, options);
             let filter = bizra_risk::tail::TailFilter { symbols, verdicts };
@@ -576,6 +581,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             kafka,
             checkpoint_topic,
             strict,
+            allow_duplicates,
             prove,
             chain,
             check_proof,
@@ -612,6 +618,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = VerifyOptions {
                 strict,
                 from_genesis: start == StartAt::Beginning,
+                allow_duplicates,
             };
             let mut verifier = Verifier::with_options(&trusted, options);
             // Lines of the chain to prove, kept only when a proof is asked for.

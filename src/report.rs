@@ -70,6 +70,13 @@ pub fn render_verify(report: &VerifyReport) -> String {
             c.key_ids.join(" -> ")
         );
     }
+    if report.duplicates_skipped > 0 {
+        let _ = writeln!(
+            s,
+            "  {} byte-identical copies of records skipped (--allow-duplicates)",
+            report.duplicates_skipped
+        );
+    }
     if report.checkpoints_unchecked > 0 {
         let _ = writeln!(
             s,

@@ -50,6 +50,7 @@ fn verify_window(records: &[Vec<u8>], vk: VerifyingKey) -> VerifyReport {
     let options = VerifyOptions {
         strict: false,
         from_genesis: false,
+        allow_duplicates: false,
     };
     let mut v = Verifier::with_options(&[vk], options);
     for (i, r) in records.iter().enumerate() {

@@ -116,6 +116,28 @@ fn signed_events_reach_kafka_and_verify() {
     assert_eq!(proof["seq"], 30);
     assert!(!proof["audit_path"].as_array().unwrap().is_empty());
 
+    // A desk's view: `tail` decodes and verifies every event, filtered by verdict.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
+        .args(["tail", "--json", "--verdict", "block", "--pubkey", &pubkey])
+        .args(["--kafka-brokers", &brokers, "--topic", &topic])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines
+        .iter()
+        .all(|l| l["verified"] == true && l["verdict"] == "BLOCK"));
+
     // Every message on the three topics matches its documented schema.
     for (suffix, schema) in [
         ("", "signed-event"),

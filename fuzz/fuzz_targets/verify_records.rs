@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
     for (strict, from_genesis) in [(false, true), (true, false)] {
-        let mut v = Verifier::with_options(&[key], VerifyOptions { strict, from_genesis });
+        let mut v = Verifier::with_options(&[key], VerifyOptions { strict, from_genesis, allow_duplicates: true });
         v.push_stream("fuzz", data);
         let _ = v.finish();
     }

@@ -69,6 +69,8 @@ pub struct VerifyReport {
     /// Checkpoints that could not be checked because their events precede where
     /// verification started (`--from-offset`, `--from-time`).
     pub checkpoints_unchecked: u64,
+    /// Exact copies skipped under `allow_duplicates`.
+    pub duplicates_skipped: u64,
     pub failures: Vec<VerifyFailure>,
 }
 
@@ -88,6 +90,10 @@ pub struct VerifyOptions {
     /// Chains must start at their genesis event. Off when reading from an offset or a
     /// time: the first record seen of each chain is then taken as its anchor.
     pub from_genesis: bool,
+    /// Count byte-identical copies of a record (at-least-once delivery after a producer
+    /// restart) instead of failing on them. A different record with a sequence number
+    /// already seen is still a `FORK`.
+    pub allow_duplicates: bool,
 }
 
 impl Default for VerifyOptions {
@@ -95,6 +101,7 @@ impl Default for VerifyOptions {
         Self {
             strict: false,
             from_genesis: true,
+            allow_duplicates: false,
         }
     }
 }
@@ -179,6 +186,7 @@ pub struct Verifier {
     /// Per chain, checkpoints by first_seq.
     checkpoints: HashMap<String, BTreeMap<u64, Vec<PendingCheckpoint>>>,
     checkpoints_unchecked: u64,
+    duplicates_skipped: u64,
     failures: Vec<VerifyFailure>,
     records: u64,
 }
@@ -202,6 +210,7 @@ impl Verifier {
             batch: Vec::with_capacity(BATCH),
             checkpoints: HashMap::new(),
             checkpoints_unchecked: 0,
+            duplicates_skipped: 0,
             failures: Vec::new(),
             records: 0,
         }
@@ -467,7 +476,10 @@ impl Verifier {
             state.summary.last_seq = seq;
             state.summary.head_sha256 = hex::encode(hash);
         } else if let Some((_, h)) = state.recent.iter().find(|(s, _)| *s == seq) {
-            if *h == hash {
+            if *h == hash && self.options.allow_duplicates {
+                self.duplicates_skipped += 1;
+                return;
+            } else if *h == hash {
                 found.push((FailureReason::Duplicate, format!("seq {seq} seen before")));
             } else {
                 found.push((
@@ -691,6 +703,7 @@ impl Verifier {
                 .map(|(k, v)| (k, v.summary))
                 .collect(),
             checkpoints_unchecked: self.checkpoints_unchecked,
+            duplicates_skipped: self.duplicates_skipped,
             failures: self.failures,
         }
     }
@@ -772,6 +785,7 @@ mod tests {
         let options = VerifyOptions {
             strict,
             from_genesis: true,
+            allow_duplicates: false,
         };
         let mut v = Verifier::with_options(keys, options);
         for (i, c) in cps.iter().enumerate() {
@@ -854,6 +868,31 @@ mod tests {
                 .count(),
             4
         );
+    }
+
+    #[test]
+    fn exact_copies_can_be_skipped_but_a_fork_cannot() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut s = signer(&key, 1000);
+        let payload = decision();
+        let mut events: Vec<Vec<u8>> = (0..5)
+            .map(|i| s.sign(i, "BTC", &payload).unwrap().line)
+            .collect();
+        events.insert(3, events[1].clone());
+        let options = VerifyOptions {
+            strict: false,
+            from_genesis: true,
+            allow_duplicates: true,
+        };
+        let mut v = Verifier::with_options(&[key.verifying_key()], options);
+        for (i, e) in events.iter().enumerate() {
+            v.push(&i.to_string(), e);
+        }
+        let r = v.finish();
+        assert!(r.ok(), "{:?}", r.failures);
+        assert_eq!(r.duplicates_skipped, 1);
+        let r = run(&[key.verifying_key()], &[], &events, false);
+        assert_eq!(r.failures[0].reason, FailureReason::Duplicate);
     }
 
     #[test]
