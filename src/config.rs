@@ -112,6 +112,12 @@ pub struct FeedConfig {
     pub connect_window_s: u64,
     /// A connection that delivers no frame for this long is dead and is replaced.
     pub idle_timeout_ms: u64,
+    /// Replace a connection this old before the server cuts it (Binance: 24 h), opening
+    /// the replacement first (make-before-break); also done at once on `serverShutdown`.
+    pub rotate_after_s: u64,
+    /// After the replacement is open, how long the old connection may still deliver what
+    /// it has before the switch.
+    pub rotate_drain_ms: u64,
     /// REST base URL (klines, historical trades); empty derives it from `url`.
     pub rest_url: String,
     /// Fetch trades missing from the stream (trade-ID gaps) from the REST endpoint.
@@ -417,6 +423,10 @@ impl Config {
                 "feed.max_connects_per_window must be in 1..=300 (Binance's limit) and feed.connect_window_s > 0, got {} / {}",
                 self.feed.max_connects_per_window, self.feed.connect_window_s
             ),
+        );
+        check(
+            self.feed.rotate_after_s >= 1 && self.feed.rotate_drain_ms >= 1,
+            "feed.rotate_after_s and feed.rotate_drain_ms must be >= 1".into(),
         );
         check(
             self.feed.idle_timeout_ms >= 1000,

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -185,6 +187,148 @@ fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
         "reconnect to first event: {:?} us",
         ing.reconnect_to_first_event_us
     );
+}
+
+#[test]
+fn server_shutdown_is_met_make_before_break_with_nothing_lost_or_doubled() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut old = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for i in 1..=40u64 {
+            let t = t0 + i as i64 * 100;
+            old.send(Message::text(trade("BTCUSDT", i, t, "60000.00")))
+                .await
+                .unwrap();
+        }
+        old.send(Message::text(format!(
+            r#"{{"e":"serverShutdown","E":{}}}"#,
+            t0 + 4_100
+        )))
+        .await
+        .unwrap();
+        // The replacement must arrive while the old connection is still open.
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("no replacement connection before the old one closed")
+            .unwrap();
+        let mut new = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        // The old connection still delivers 41..=50, the new one starts at 45.
+        for i in 41..=50u64 {
+            let t = t0 + i as i64 * 100;
+            old.send(Message::text(trade("BTCUSDT", i, t, "60000.00")))
+                .await
+                .unwrap();
+        }
+        old.close(None).await.unwrap();
+        for i in 45..=80u64 {
+            let t = t0 + i as i64 * 100;
+            new.send(Message::text(trade("BTCUSDT", i, t, "60001.00")))
+                .await
+                .unwrap();
+        }
+        new.close(None).await.unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.feed.backfill_gaps = false;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    let ing = &summary.ingest;
+    assert_eq!(
+        (ing.server_shutdowns, ing.rotations, ing.connections),
+        (1, 1, 2)
+    );
+    assert_eq!(ing.accepted.get("trade"), Some(&80), "every trade once");
+    assert_eq!(ing.duplicate_trades, 6, "45..=50 seen on both connections");
+    assert_eq!((ing.trade_gaps, ing.missing_trades), (0, 0));
+}
+
+#[test]
+fn connections_are_rotated_by_age_make_before_break_with_every_trade_once() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let last_sent = Arc::new(AtomicU64::new(0));
+    let replaced = Arc::new(AtomicBool::new(false));
+    let server = rt.spawn(async move {
+        // A live-like stream: a trade every 20 ms on the first connection ...
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut old = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (last, stop) = (last_sent.clone(), replaced.clone());
+        let old_stream = tokio::spawn(async move {
+            let (mut i, mut after) = (1u64, 0);
+            while after < 5 {
+                let t = t0 + i as i64 * 100;
+                old.send(Message::text(trade("BTCUSDT", i, t, "60000.00")))
+                    .await
+                    .unwrap();
+                last.store(i, Ordering::SeqCst);
+                i += 1;
+                after += u32::from(stop.load(Ordering::SeqCst));
+                assert!(i < 1_000, "no replacement connection came");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            old.close(None).await.unwrap();
+            i - 1
+        });
+        // ... until the engine, at the connection's age limit, opens the replacement,
+        // which starts a few trades back, as a new live subscription would overlap.
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("no replacement connection")
+            .unwrap();
+        let mut new = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let from = last_sent.load(Ordering::SeqCst).saturating_sub(2).max(1);
+        replaced.store(true, Ordering::SeqCst);
+        let old_last = old_stream.await.unwrap();
+        for i in from..=from + 50 {
+            let t = t0 + i as i64 * 100;
+            new.send(Message::text(trade("BTCUSDT", i, t, "60001.00")))
+                .await
+                .unwrap();
+        }
+        new.close(None).await.unwrap();
+        (from, old_last)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.feed.rotate_after_s = 1;
+    config.feed.backfill_gaps = false;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    let (from, old_last) = rt.block_on(server).unwrap();
+    let ing = &summary.ingest;
+    assert_eq!(
+        (ing.rotations, ing.connections, ing.server_shutdowns),
+        (1, 2, 0)
+    );
+    assert_eq!(
+        ing.accepted.get("trade"),
+        Some(&(from + 50)),
+        "every trade once"
+    );
+    assert_eq!(
+        ing.duplicate_trades,
+        old_last - from + 1,
+        "the overlap, dropped"
+    );
+    assert_eq!((ing.trade_gaps, ing.missing_trades), (0, 0));
 }
 
 #[test]

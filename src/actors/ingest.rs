@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
+use crate::market::binance::is_server_shutdown;
 use crate::market::health::FeedHealth;
 use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
@@ -27,6 +28,9 @@ use crate::shutdown::Shutdown;
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
 /// rejected and counted, so the connection survives them.
 const WS_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// During make-before-break, this much silence on the old connection means it has
+/// delivered what it had.
+const DRAIN_IDLE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Default)]
 pub struct IngestReport {
@@ -46,6 +50,9 @@ pub struct IngestReport {
     pub missing_trades: u64,
     /// Connections replaced because they went silent.
     pub idle_reconnects: u32,
+    /// Make-before-break replacements (age or `serverShutdown`), and the notices seen.
+    pub rotations: u32,
+    pub server_shutdowns: u32,
     /// Events delivered while their symbol was unhealthy (stale stream or lost trades).
     pub unhealthy_ticks: u64,
     /// For every connection after the first: from the moment the previous one ended to the
@@ -208,16 +215,76 @@ async fn run(
         report.connections += 1;
         backoff.reset();
         tracing::info!(url = %url, "market data connected");
-        let (_write, mut read) = ws.split();
+        let (mut _write, mut read) = ws.split();
         let idle = Duration::from_millis(feed.idle_timeout_ms);
         let mut went_idle = false;
         let mut first_event_pending = dropped_at.is_some();
+        // Make-before-break: the replacement connection, open while the old one drains.
+        let mut connected_at = Instant::now();
+        let mut rotate_now = false;
+        let mut retry_rotation_at: Option<Instant> = None;
+        let mut replacement = None;
         let ended_by = loop {
+            let due =
+                rotate_now || connected_at.elapsed() >= Duration::from_secs(feed.rotate_after_s);
+            if replacement.is_none() && due && retry_rotation_at.is_none_or(|t| Instant::now() >= t)
+            {
+                limiter.record(crate::clock::system_now_ms());
+                let connect = tokio_tungstenite::connect_async_with_config(
+                    url.as_str(),
+                    Some(ws_config),
+                    true,
+                );
+                match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect)
+                    .await
+                {
+                    Ok(Ok((ws, _))) => {
+                        report.connections += 1;
+                        report.rotations += 1;
+                        let drain_until =
+                            Instant::now() + Duration::from_millis(feed.rotate_drain_ms);
+                        replacement = Some((ws.split(), drain_until));
+                        tracing::info!(url = %url, "replacement connection open; draining the old one");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(url = %url, error = %e, "replacement connection failed; retrying in 1 s");
+                        retry_rotation_at = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                    Err(_) => {
+                        tracing::warn!(url = %url, "replacement connection timed out; retrying in 1 s");
+                        retry_rotation_at = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+            // While draining, a short silence or the drain deadline ends the old connection.
+            let wait = match &replacement {
+                Some((_, until)) => DRAIN_IDLE.min(until.saturating_duration_since(Instant::now())),
+                None => idle,
+            };
             let next = tokio::select! {
                 biased;
                 _ = shutdown.requested() => break "shutdown".to_string(),
-                next = tokio::time::timeout(idle, read.next()) => next,
+                next = tokio::time::timeout(wait, read.next()) => next,
             };
+            let old_done = match &next {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => true,
+                Ok(Some(Ok(_))) => false,
+            };
+            if let Some(((w, r), until)) = replacement.take() {
+                if old_done || Instant::now() >= until {
+                    _write = w;
+                    read = r;
+                    connected_at = Instant::now();
+                    rotate_now = false;
+                    retry_rotation_at = None;
+                    tracing::info!("switched to the replacement connection");
+                    if old_done {
+                        continue;
+                    }
+                } else {
+                    replacement = Some(((w, r), until));
+                }
+            }
             let msg = match next {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => break format!("error: {e}"),
@@ -263,6 +330,12 @@ async fn run(
             }
             let event = match parse_combined(text.as_str()) {
                 Ok(e) => e,
+                Err(_) if is_server_shutdown(text.as_str()) => {
+                    report.server_shutdowns += 1;
+                    rotate_now = true;
+                    tracing::info!("serverShutdown notice: replacing the connection");
+                    continue;
+                }
                 Err(e) => {
                     reject(&mut report, &metrics, &e, text.len());
                     continue;

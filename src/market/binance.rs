@@ -140,6 +140,27 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
+#[derive(serde::Deserialize)]
+struct Notice<'a> {
+    #[serde(borrow)]
+    e: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct WrappedNotice<'a> {
+    #[serde(borrow)]
+    data: Notice<'a>,
+}
+
+/// Whether a frame is Binance's `serverShutdown` notice (bare, or wrapped as a combined
+/// stream frame): the server will close this connection soon.
+pub fn is_server_shutdown(text: &str) -> bool {
+    let event = serde_json::from_str::<Notice<'_>>(text)
+        .map(|n| n.e)
+        .or_else(|_| serde_json::from_str::<WrappedNotice<'_>>(text).map(|w| w.data.e));
+    event.is_ok_and(|e| e == "serverShutdown")
+}
+
 /// Parse one combined-stream frame into a validated, typed event.
 pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
     let env: Envelope<'_> =
@@ -223,6 +244,19 @@ fn decimal_str<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn server_shutdown_notices_are_recognised_bare_and_wrapped() {
+        assert!(is_server_shutdown(
+            r#"{"e":"serverShutdown","E":1723161600000}"#
+        ));
+        assert!(is_server_shutdown(
+            r#"{"stream":"btcusdt@trade","data":{"e":"serverShutdown","E":1}}"#
+        ));
+        assert!(!is_server_shutdown(r#"{"e":"trade","E":1}"#));
+        assert!(!is_server_shutdown("not json"));
+    }
+
     use super::*;
 
     const TRADE: &str = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253900,"s":"BTCUSDT","t":3735683259,"p":"61556.04000000","q":"0.00100000","T":1723161253899,"m":true,"M":true}}"#;
