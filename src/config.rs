@@ -118,6 +118,9 @@ pub struct FeedConfig {
     /// After the replacement is open, how long the old connection may still deliver what
     /// it has before the switch.
     pub rotate_drain_ms: u64,
+    /// Streams per WebSocket connection (Binance allows 1024); more symbols are sharded
+    /// across connections.
+    pub max_streams_per_connection: usize,
     /// REST base URL (klines, historical trades); empty derives it from `url`.
     pub rest_url: String,
     /// Fetch trades missing from the stream (trade-ID gaps) from the REST endpoint.
@@ -423,6 +426,11 @@ impl Config {
                 "feed.max_connects_per_window must be in 1..=300 (Binance's limit) and feed.connect_window_s > 0, got {} / {}",
                 self.feed.max_connects_per_window, self.feed.connect_window_s
             ),
+        );
+        check(
+            (1..=1024).contains(&self.feed.max_streams_per_connection)
+                && self.feed.streams.len() <= self.feed.max_streams_per_connection,
+            "feed.max_streams_per_connection must be in 1..=1024 (Binance's limit) and hold one symbol's streams".into(),
         );
         check(
             self.feed.rotate_after_s >= 1 && self.feed.rotate_drain_ms >= 1,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules, SealCheckpoint};
-use crate::actors::ingest::{IngestActor, IngestReport, RunIngest};
+use crate::actors::ingest::{shard_symbols, IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
@@ -398,19 +398,40 @@ pub async fn run(
     }
     spawn_rule_reloader(config.clone(), gates.clone(), metrics.clone());
 
-    let ingest = IngestActor::new(
-        config.feed.clone(),
+    // One ingest actor per connection shard; the per-IP connection-rate limit is split
+    // between them so that together they never exceed it.
+    let shards = shard_symbols(
         &symbols,
-        routes,
-        Clock::from_mode(config.engine.clock),
-        metrics.clone(),
-        shutdown,
-    )
-    .start();
-    let ingest_report = ingest
-        .send(RunIngest)
-        .await
-        .map_err(PipelineError::from)??;
+        config.feed.streams.len(),
+        config.feed.max_streams_per_connection,
+    );
+    let mut shard_feed = config.feed.clone();
+    shard_feed.max_connects_per_window =
+        (config.feed.max_connects_per_window / shards.len().max(1)).max(1);
+    let runs: Vec<_> = shards
+        .iter()
+        .map(|shard| {
+            let shard_routes = routes
+                .iter()
+                .filter(|(s, _)| shard.contains(s))
+                .map(|(s, a)| (s.clone(), a.clone()))
+                .collect();
+            IngestActor::new(
+                shard_feed.clone(),
+                shard,
+                shard_routes,
+                Clock::from_mode(config.engine.clock),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .start()
+            .send(RunIngest)
+        })
+        .collect();
+    let mut ingest_report = IngestReport::default();
+    for result in futures_util::future::join_all(runs).await {
+        ingest_report.merge(result.map_err(PipelineError::from)??);
+    }
     for g in &gates {
         g.send(SealCheckpoint)
             .await

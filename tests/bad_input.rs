@@ -332,6 +332,30 @@ fn connections_are_rotated_by_age_make_before_break_with_every_trade_once() {
 }
 
 #[test]
+fn symbols_are_sharded_over_connections_within_the_stream_limit() {
+    let server = bizra_risk::replay::spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        bizra_risk::replay::ReplayOptions::new(
+            common::capture_files_of_day("20240809"),
+            bizra_risk::replay::Speed::Max,
+        ),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&server.url(), tmp.path(), &key);
+    // Two symbols with two streams each, at most two streams per connection.
+    config.feed.max_streams_per_connection = 2;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    let ing = &summary.ingest;
+    assert_eq!(ing.connections, 2, "one connection per symbol");
+    assert_eq!(ing.accepted.get("trade"), Some(&18_556), "every trade once");
+    assert_eq!(ing.accepted.get("bookTicker"), Some(&79_815));
+    assert_eq!((ing.duplicate_trades, ing.missing_trades), (0, 0));
+}
+
+#[test]
 fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt

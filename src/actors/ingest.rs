@@ -63,6 +63,52 @@ pub struct IngestReport {
     pub clock_skew: Option<SkewSummary>,
 }
 
+impl IngestReport {
+    /// Add the report of another connection shard.
+    pub fn merge(&mut self, other: IngestReport) {
+        self.connections += other.connections;
+        self.frames += other.frames;
+        for (k, v) in other.accepted {
+            *self.accepted.entry(k).or_default() += v;
+        }
+        for (k, v) in other.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        self.elapsed = self.elapsed.max(other.elapsed);
+        if !other.ended_by.is_empty() && !self.ended_by.contains(&other.ended_by) {
+            if !self.ended_by.is_empty() {
+                self.ended_by.push_str("; ");
+            }
+            self.ended_by.push_str(&other.ended_by);
+        }
+        self.duplicate_trades += other.duplicate_trades;
+        self.trade_gaps += other.trade_gaps;
+        self.backfilled_trades += other.backfilled_trades;
+        self.missing_trades += other.missing_trades;
+        self.idle_reconnects += other.idle_reconnects;
+        self.rotations += other.rotations;
+        self.server_shutdowns += other.server_shutdowns;
+        self.unhealthy_ticks += other.unhealthy_ticks;
+        self.reconnect_to_first_event_us
+            .extend(other.reconnect_to_first_event_us);
+        self.clock_skew = match (self.clock_skew.take(), other.clock_skew) {
+            (Some(a), Some(b)) => Some(a.combine(&b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Split `symbols` into connection shards of at most `max_streams` streams each (all
+/// streams of a symbol on one connection, so its trade-ID continuity stays on one stream).
+pub fn shard_symbols(
+    symbols: &[String],
+    streams_per_symbol: usize,
+    max_streams: usize,
+) -> Vec<Vec<String>> {
+    let per_shard = (max_streams / streams_per_symbol.max(1)).max(1);
+    symbols.chunks(per_shard).map(<[String]>::to_vec).collect()
+}
+
 /// Run until the server closes (with `on_server_close = stop`) or a stage fails.
 #[derive(Message)]
 #[rtype(result = "Result<IngestReport, PipelineError>")]
@@ -511,4 +557,17 @@ fn reject(report: &mut IngestReport, metrics: &Metrics, err: &MarketDataError, l
         .with_label_values(&[err.code()])
         .inc();
     tracing::warn!(reason = err.code(), bytes = len, error = %err, "market data frame rejected");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shards_keep_a_symbols_streams_together_within_the_limit() {
+        let syms: Vec<String> = (0..5).map(|i| format!("S{i}")).collect();
+        let shards = super::shard_symbols(&syms, 2, 4);
+        assert_eq!(shards.len(), 3);
+        assert!(shards.iter().all(|s| s.len() * 2 <= 4));
+        assert_eq!(shards.concat(), syms);
+        assert_eq!(super::shard_symbols(&syms, 2, 1024).len(), 1);
+    }
 }

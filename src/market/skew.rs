@@ -22,6 +22,22 @@ pub struct SkewSummary {
     pub warn_ms: i64,
 }
 
+impl SkewSummary {
+    /// Two shards' summaries as one: counts add up, extremes combine; the percentiles are
+    /// the larger of the two (conservative: exact percentiles would need both histograms).
+    pub fn combine(&self, other: &SkewSummary) -> SkewSummary {
+        SkewSummary {
+            samples: self.samples + other.samples,
+            min_ms: self.min_ms.min(other.min_ms),
+            p50_ms: self.p50_ms.max(other.p50_ms),
+            p99_ms: self.p99_ms.max(other.p99_ms),
+            max_ms: self.max_ms.max(other.max_ms),
+            over_threshold: self.over_threshold + other.over_threshold,
+            warn_ms: self.warn_ms,
+        }
+    }
+}
+
 /// Non-negative skews (`skew + 1`) and negative ones (`-skew`, local clock behind the
 /// exchange) in two histograms, so precision is relative to each value's own size.
 #[derive(Debug, Clone)]
