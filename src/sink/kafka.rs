@@ -133,7 +133,9 @@ impl KafkaSink {
         }
         self.collect_acks()?;
         self.pump()?;
-        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        self.metrics
+            .spool_bytes
+            .set(self.spool.pending_bytes() as i64);
         Ok(())
     }
 
@@ -227,7 +229,9 @@ impl KafkaSink {
     pub fn poll_acks(&mut self) -> Result<(), SinkError> {
         self.collect_acks()?;
         self.pump()?;
-        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        self.metrics
+            .spool_bytes
+            .set(self.spool.pending_bytes() as i64);
         Ok(())
     }
 
@@ -261,8 +265,11 @@ impl KafkaSink {
         self.spool.sync().map_err(SinkError::from)?;
         self.collect_acks()?;
         self.pump()?;
+        self.spool.compact_if_drained().map_err(SinkError::from)?;
         self.spool.save_acked().map_err(SinkError::from)?;
-        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
+        self.metrics
+            .spool_bytes
+            .set(self.spool.pending_bytes() as i64);
         Ok(())
     }
 
@@ -300,13 +307,12 @@ impl KafkaSink {
                 None => tokio::time::sleep(Duration::from_millis(20).min(left)).await,
             }
         }
+        self.spool.compact_if_drained().map_err(SinkError::from)?;
         self.spool.save_acked().map_err(SinkError::from)?;
-        self.metrics.spool_bytes.set(self.spool.bytes() as i64);
-        Ok(if self.spool.is_drained() {
-            0
-        } else {
-            self.spool.bytes()
-        })
+        self.metrics
+            .spool_bytes
+            .set(self.spool.pending_bytes() as i64);
+        Ok(self.spool.pending_bytes())
     }
 }
 

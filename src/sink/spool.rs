@@ -262,7 +262,16 @@ impl Spool {
 
     /// Whether a record of `len` payload bytes fits under the byte bound now.
     pub fn has_room(&self, rec: &SpoolRecord) -> bool {
-        self.bytes() + rec.payload.len() as u64 + 128 <= self.max_bytes
+        self.pending_bytes() + rec.payload.len() as u64 + 128 <= self.max_bytes
+    }
+
+    /// Bytes of records not yet acknowledged (what the bound limits).
+    pub fn pending_bytes(&self) -> u64 {
+        let acked_in_first = match self.segments.front() {
+            Some((id, _)) if *id == self.acked.segment => self.acked.offset,
+            _ => 0,
+        };
+        self.bytes().saturating_sub(acked_in_first)
     }
 
     /// Append a record (write-ahead). The caller waits for room first.
@@ -399,7 +408,12 @@ impl Spool {
                 };
             }
         }
-        // A drained spool starts over in a fresh, empty segment.
+        Ok(())
+    }
+
+    /// When everything is acknowledged, start over in a fresh, empty segment (called at
+    /// most once a second and at shutdown: it costs an fsync and a file).
+    pub fn compact_if_drained(&mut self) -> Result<(), SpoolError> {
         if self.is_drained() && self.bytes() > 0 {
             let next = self.end().segment + 1;
             self.roll(next)?;
@@ -511,6 +525,8 @@ mod tests {
         assert_eq!(last, 299);
         s.ack_through(end.unwrap()).unwrap();
         assert!(s.is_drained());
+        assert_eq!(s.pending_bytes(), 0);
+        s.compact_if_drained().unwrap();
         assert_eq!(s.bytes(), 0);
     }
 
