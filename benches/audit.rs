@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::SigningKey;
 
-use bizra_risk::audit::wire::{DecisionRecord, Payload, RunProvenance};
+use bizra_risk::audit::wire::Payload;
 use bizra_risk::audit::{proof, ChainHead, ChainSigner, CheckpointPolicy, Verifier, VerifyOptions};
 use bizra_risk::config::Config;
 use bizra_risk::elf_demo;
@@ -15,14 +15,7 @@ const RECORDS: usize = 4096;
 
 fn benches(c: &mut Criterion) {
     let config = Config::embedded().expect("defaults");
-    let rules = elf_demo::default_rules().expect("rules");
-    let (_, req, decision) = elf_demo::cases(&config, rules).remove(0);
-    let figures = elf_demo::sample_figures(&config);
-    let prov = RunProvenance {
-        config_sha256: "0".repeat(64),
-        rules_sha256: "0".repeat(64),
-    };
-    let record = DecisionRecord::new(&req, &decision, &figures, &prov);
+    let record = elf_demo::sample_decision(&config).expect("sample decision");
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let policy = CheckpointPolicy {
         every_events: 1000,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 
-use bizra_risk::audit::wire::{DecisionRecord, Payload, RunProvenance};
+use bizra_risk::audit::wire::Payload;
 use bizra_risk::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use bizra_risk::config::Config;
 use bizra_risk::elf_demo;
@@ -19,16 +19,9 @@ use bizra_risk::sink::{ensure_topics, KafkaSink, Topics};
 
 fn records(n: usize) -> Vec<SpoolRecord> {
     let config = Config::embedded().expect("defaults");
-    let rules = elf_demo::default_rules().expect("rules");
-    let (_, req, decision) = elf_demo::cases(&config, rules).remove(0);
-    let figures = elf_demo::sample_figures(&config);
-    let prov = RunProvenance {
-        config_sha256: "0".repeat(64),
-        rules_sha256: "0".repeat(64),
-    };
-    let payload = Payload::RiskDecision(Box::new(DecisionRecord::new(
-        &req, &decision, &figures, &prov,
-    )));
+    let payload = Payload::RiskDecision(Box::new(
+        elf_demo::sample_decision(&config).expect("sample decision"),
+    ));
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"];
     let mut signers: Vec<ChainSigner> = symbols

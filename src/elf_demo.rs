@@ -200,6 +200,22 @@ fn measure(
     })
 }
 
+/// A realistic decision record as the gate signs it (the first demo case, both models'
+/// figures), for benches and tests of signing and verification.
+pub fn sample_decision(config: &Config) -> Result<DecisionRecord, RuleError> {
+    let (_, req, decision) = cases(config, default_rules()?).remove(0);
+    let provenance = RunProvenance {
+        config_sha256: "0".repeat(64),
+        rules_sha256: "0".repeat(64),
+    };
+    Ok(DecisionRecord::new(
+        &req,
+        &decision,
+        &sample_figures(config),
+        &provenance,
+    ))
+}
+
 /// Realistic model figures for the signed record (both models, two levels).
 pub fn sample_figures(config: &Config) -> ModelFigures {
     let mut model = SymbolRiskModel::new(config.symbol_model(0));

@@ -108,14 +108,18 @@ impl ChainSigner {
         &self.key_id
     }
 
+    /// Sign the next event with `other` (a key and its ID), or with this signer's key.
     fn sign_with(
         &mut self,
-        key: &SigningKey,
-        key_id: &str,
+        other: Option<(&SigningKey, String)>,
         ts_ms: i64,
         partition_key: &str,
         payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
+        let (key, key_id) = match other {
+            Some(k) => k,
+            None => (&self.key, self.key_id.clone()),
+        };
         let kind = payload.kind();
         let payload_bytes = wire::canonical_payload(payload).map_err(AuditError::Encode)?;
         let event = Event {
@@ -123,7 +127,7 @@ impl ChainSigner {
             chain: self.chain.clone(),
             seq: self.head.next_seq,
             prev: self.head.prev_hex.clone(),
-            key_id: key_id.to_string(),
+            key_id: key_id.clone(),
             ts_ms,
             kind,
             payload_sha256: hex::encode(Sha256::digest(&payload_bytes)),
@@ -146,14 +150,14 @@ impl ChainSigner {
             chain: self.chain.clone(),
             seq: event.seq,
             partition_key: partition_key.to_string(),
-            key_id: key_id.to_string(),
+            key_id: key_id.clone(),
             hash_hex: hash_hex.clone(),
             line: wire::record_line(&canonical, &payload_bytes, &sig),
         };
         self.head = ChainHead {
             next_seq: event.seq + 1,
             prev_hex: hash_hex,
-            key_id: Some(key_id.to_string()),
+            key_id: Some(key_id),
         };
         Ok(signed)
     }
@@ -164,8 +168,7 @@ impl ChainSigner {
         partition_key: &str,
         payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
-        let (key, key_id) = (self.key.clone(), self.key_id.clone());
-        self.sign_with(&key, &key_id, ts_ms, partition_key, payload)
+        self.sign_with(None, ts_ms, partition_key, payload)
     }
 
     /// Hand the chain from `old` (the key of its last event) to this signer's key: a
@@ -181,7 +184,7 @@ impl ChainSigner {
             new_key_id: self.key_id.clone(),
             new_public_key: hex::encode(self.key.verifying_key().as_bytes()),
         });
-        self.sign_with(old, &old_id, ts_ms, partition_key, &payload)
+        self.sign_with(Some((old, old_id)), ts_ms, partition_key, &payload)
     }
 
     /// A checkpoint when the policy says one is due after the event just signed at `ts_ms`.

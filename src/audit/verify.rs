@@ -756,16 +756,7 @@ mod tests {
 
     fn decision() -> wire::Payload {
         let config = Config::embedded().unwrap();
-        let rules = crate::elf_demo::default_rules().unwrap();
-        let (_, req, d) = crate::elf_demo::cases(&config, rules).remove(0);
-        let figures = crate::elf_demo::sample_figures(&config);
-        let prov = wire::RunProvenance {
-            config_sha256: "c".into(),
-            rules_sha256: "r".into(),
-        };
-        wire::Payload::RiskDecision(Box::new(wire::DecisionRecord::new(
-            &req, &d, &figures, &prov,
-        )))
+        wire::Payload::RiskDecision(Box::new(crate::elf_demo::sample_decision(&config).unwrap()))
     }
 
     fn signer(key: &SigningKey, every: u64) -> ChainSigner {

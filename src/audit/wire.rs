@@ -368,25 +368,11 @@ impl DecisionRecord {
             verdict: decision.verdict,
             layer: decision.layer,
             reasons: decision.reasons.clone(),
-            rules_fired: decision
-                .rules_fired
-                .iter()
-                .map(|h| RuleFired {
-                    id: h.rule_id.to_string(),
-                    enforce: h.enforce,
-                })
-                .collect(),
+            rules_fired: rules_fired_records(&decision.rules_fired),
             shadow: decision.shadow.as_ref().map(|s| ShadowRecord {
                 rules_sha256: s.rules_sha256.to_string(),
                 verdict: s.verdict,
-                rules_fired: s
-                    .rules_fired
-                    .iter()
-                    .map(|h| RuleFired {
-                        id: h.rule_id.to_string(),
-                        enforce: h.enforce,
-                    })
-                    .collect(),
+                rules_fired: rules_fired_records(&s.rules_fired),
                 diverged: s.diverged,
             }),
             compliance: decision.compliance.map(|c| ComplianceRecord {
@@ -545,6 +531,15 @@ fn model_record(f: &ModelFigures) -> ModelRecord {
         },
         ModelFigures::None => ModelRecord::NoData,
     }
+}
+
+fn rules_fired_records(hits: &[crate::elf::RuleHit]) -> Vec<RuleFired> {
+    hits.iter()
+        .map(|h| RuleFired {
+            id: h.rule_id.to_string(),
+            enforce: h.enforce,
+        })
+        .collect()
 }
 
 /// RFC 8785 canonical bytes of an envelope.

@@ -131,12 +131,7 @@ impl KafkaSink {
         if let Some(t) = origin {
             self.origins.push_back((self.spool.end(), t));
         }
-        self.collect_acks()?;
-        self.pump()?;
-        self.metrics
-            .spool_bytes
-            .set(self.spool.pending_bytes() as i64);
-        Ok(())
+        self.poll_acks()
     }
 
     /// Hand spooled records to the producer while it has room.
