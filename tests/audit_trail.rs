@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bizra_risk::audit::wire;
@@ -284,28 +284,11 @@ fn key_rotation_and_a_damaged_head_file() {
     assert!(r.ok(), "{:?}", r.failures);
 }
 
-fn child_env(cmd: &mut Command, url: &str, dir: &Path, key: &Path) {
-    // The test harness's own settings are not engine configuration.
-    cmd.env_remove("BIZRA_TEST_KAFKA_BROKERS")
-        .env_remove("BIZRA_TEST_TANSU")
-        .env("BIZRA_FEED__URL", url)
-        .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
-        .env("BIZRA_ENGINE__CLOCK", "event_time")
-        .env("BIZRA_SIGNING__KEY_FILE", key)
-        .env(
-            "BIZRA_SIGNING__HEADS_FILE",
-            dir.join("state/chain_heads.json"),
-        )
-        .env("BIZRA_SIGNING__CHECKPOINT_EVERY_EVENTS", "50")
-        .env("BIZRA_SINK__DIR", dir.join("events"))
-        .env("BIZRA_VAR__SNAPSHOT__DIR", dir.join("state"))
-        .env(
-            "BIZRA_ELF__RULES_FILE",
-            common::repo().join("config/rules.yaml"),
-        )
-        .env("BIZRA_KAFKA__BROKERS", "")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+/// The engine over the file sink, sealing a checkpoint every 50 events.
+fn engine(url: &str, dir: &Path, key: &Path) -> Command {
+    let mut cmd = common::engine_command(url, dir, key);
+    cmd.env("BIZRA_SIGNING__CHECKPOINT_EVERY_EVENTS", "50");
+    cmd
 }
 
 fn count_lines(path: &PathBuf) -> usize {
@@ -330,9 +313,8 @@ fn killed_mid_stream_and_restarted_the_trail_verifies_end_to_end() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run");
-    child_env(&mut cmd, &paced.url(), &dir, &key);
+    fs::create_dir_all(&dir).unwrap();
+    let mut cmd = engine(&paced.url(), &dir, &key);
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_lines(&btc) < 60 {
@@ -349,9 +331,7 @@ fn killed_mid_stream_and_restarted_the_trail_verifies_end_to_end() {
         ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run");
-    child_env(&mut cmd, &fast.url(), &dir, &key);
+    let mut cmd = engine(&fast.url(), &dir, &key);
     let status = cmd.status().unwrap();
     assert!(status.success(), "restart: {status:?}");
     assert!(count_lines(&btc) > before);

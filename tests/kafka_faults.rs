@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,6 @@ use bizra_risk::audit::Verifier;
 use bizra_risk::config::Config;
 use bizra_risk::metrics::Metrics;
 use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bizra-risk");
 
 fn kafka_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Config {
     let mut c = common::test_config(url, dir, key);
@@ -159,48 +157,43 @@ fn a_full_spool_holds_the_pipeline_back_and_loses_nothing() {
 }
 
 fn engine(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run")
-        // The test harness's own settings are not engine configuration.
-        .env_remove("BIZRA_TEST_KAFKA_BROKERS")
-        .env_remove("BIZRA_TEST_TANSU")
-        .env("BIZRA_FEED__URL", url)
-        .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
-        .env("BIZRA_ENGINE__CLOCK", "event_time")
-        .env("BIZRA_SIGNING__KEY_FILE", key)
-        .env(
-            "BIZRA_SIGNING__HEADS_FILE",
-            dir.join("state/chain_heads.json"),
-        )
-        .env("BIZRA_VAR__SNAPSHOT__DIR", dir.join("state"))
-        .env(
-            "BIZRA_ELF__RULES_FILE",
-            common::repo().join("config/rules.yaml"),
-        )
-        .env("BIZRA_KAFKA__BROKERS", brokers)
+    let mut cmd = common::engine_command(url, dir, key);
+    cmd.env("BIZRA_KAFKA__BROKERS", brokers)
         .env("BIZRA_KAFKA__TOPIC_DECISIONS", topic)
         .env(
             "BIZRA_KAFKA__TOPIC_CHECKPOINTS",
             format!("{topic}.checkpoints"),
         )
         .env("BIZRA_KAFKA__TOPIC_VAR_SNAPSHOTS", format!("{topic}.var"))
-        .env("BIZRA_KAFKA__SPOOL_DIR", dir.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("engine.log"))
-                .unwrap(),
-        );
+        .env("BIZRA_KAFKA__SPOOL_DIR", dir.join("spool"));
     cmd
 }
 
-/// The engine's log, for failure messages.
-fn engine_log(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+/// `verify` over `topic` (and its checkpoints topic when `checkpoints`), trusting `key`;
+/// it must pass. Returns its output.
+fn verify_topic(
+    brokers: &str,
+    topic: &str,
+    key: &Path,
+    checkpoints: bool,
+    extra: &[&str],
+) -> Vec<u8> {
+    let pubkey = hex::encode(common::verifying_key(key).as_bytes());
+    let mut args = vec![
+        "verify",
+        "--pubkey",
+        &pubkey,
+        "--kafka-brokers",
+        brokers,
+        "--topic",
+        topic,
+    ];
+    let cp_topic = format!("{topic}.checkpoints");
+    if checkpoints {
+        args.extend(["--checkpoint-topic", cp_topic.as_str()]);
+    }
+    args.extend(extra);
+    common::cli_ok(&args)
 }
 
 /// Records of `topic` now (all partitions).
@@ -235,7 +228,7 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "engine ended early: {}",
-            engine_log(tmp.path())
+            common::engine_log(tmp.path())
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -266,19 +259,14 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
         assert_eq!((c.first_seq, c.events), (0, c.last_seq + 1), "no gap");
     }
     // The auditor's view of the raw topics: exact copies skipped and counted, nothing else.
-    let out = Command::new(BIN)
-        .args(["verify", "--allow-duplicates", "--json", "--pubkey"])
-        .arg(hex::encode(common::verifying_key(&key).as_bytes()))
-        .args(["--kafka-brokers", &brokers, "--topic", &topic])
-        .args(["--checkpoint-topic", &format!("{topic}.checkpoints")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let out = verify_topic(
+        &brokers,
+        &topic,
+        &key,
+        true,
+        &["--allow-duplicates", "--json"],
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["duplicates_skipped"].as_u64(), Some(dups as u64));
     eprintln!(
         "sigkill: {} distinct events, {dups} duplicates dropped",
@@ -311,7 +299,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
         assert!(
             Instant::now() < deadline,
             "nothing reached the topic: {}",
-            engine_log(tmp.path())
+            common::engine_log(tmp.path())
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -343,18 +331,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
     assert_eq!(dups, 0);
     let total: u64 = heads.values().map(|h| h.next_seq).sum();
     assert_eq!(records.len() as u64, total, "heads match the topic");
-    let out = Command::new(BIN)
-        .args(["verify", "--pubkey"])
-        .arg(hex::encode(common::verifying_key(&key).as_bytes()))
-        .args(["--kafka-brokers", &brokers, "--topic", &topic])
-        .args(["--checkpoint-topic", &format!("{topic}.checkpoints")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify_topic(&brokers, &topic, &key, true, &[]);
     eprintln!("sigterm: exit 0 after {took:?}, {} events", records.len());
 
     // A second signal exits at once; the next start continues the chains cleanly.
@@ -364,7 +341,11 @@ fn sigterm_drains_flushes_and_exits_zero() {
     let before = topic_len(&brokers, &topic);
     let deadline = Instant::now() + Duration::from_secs(60);
     while topic_len(&brokers, &topic) < before + 50 {
-        assert!(Instant::now() < deadline, "{}", engine_log(tmp.path()));
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            common::engine_log(tmp.path())
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let pid = child.id().to_string();
@@ -386,16 +367,6 @@ fn sigterm_drains_flushes_and_exits_zero() {
     let status = engine(&fast.url(), tmp.path(), &key, &brokers, &topic)
         .status()
         .unwrap();
-    assert!(status.success(), "{}", engine_log(tmp.path()));
-    let out = Command::new(BIN)
-        .args(["verify", "--allow-duplicates", "--pubkey"])
-        .arg(hex::encode(common::verifying_key(&key).as_bytes()))
-        .args(["--kafka-brokers", &brokers, "--topic", &topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(status.success(), "{}", common::engine_log(tmp.path()));
+    verify_topic(&brokers, &topic, &key, false, &["--allow-duplicates"]);
 }

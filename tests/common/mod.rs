@@ -211,3 +211,56 @@ pub fn assert_valid(schema: &jsonschema::Validator, what: &str, message: &[u8]) 
         .collect();
     assert!(errors.is_empty(), "{what}: {errors:?}");
 }
+
+/// The engine binary's `run` against `url`, every file under `dir` (file sink in
+/// `dir/events`, state in `dir/state`), its log appended to `dir/engine.log`. Callers add
+/// what their test needs (Kafka settings, checkpoint interval).
+pub fn engine_command(url: &str, dir: &Path, key: &Path) -> std::process::Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("engine.log"))
+        .expect("engine log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"));
+    cmd.arg("run")
+        // The test harness's own settings are not engine configuration.
+        .env_remove("BIZRA_TEST_KAFKA_BROKERS")
+        .env_remove("BIZRA_TEST_TANSU")
+        .env("BIZRA_FEED__URL", url)
+        .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
+        .env("BIZRA_ENGINE__CLOCK", "event_time")
+        .env("BIZRA_SIGNING__KEY_FILE", key)
+        .env(
+            "BIZRA_SIGNING__HEADS_FILE",
+            dir.join("state/chain_heads.json"),
+        )
+        .env("BIZRA_SINK__DIR", dir.join("events"))
+        .env("BIZRA_VAR__SNAPSHOT__DIR", dir.join("state"))
+        .env("BIZRA_ELF__RULES_FILE", repo().join("config/rules.yaml"))
+        .env("BIZRA_KAFKA__BROKERS", "")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    cmd
+}
+
+/// The last lines of the engine's log, for failure messages.
+pub fn engine_log(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Run `bizra-risk ARGS`, require exit 0, return its standard output.
+pub fn cli_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
+        .args(args)
+        .output()
+        .expect("run bizra-risk");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
