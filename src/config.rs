@@ -131,6 +131,10 @@ pub struct FeedConfig {
     pub stale_after_ms: i64,
     /// After trades are lost for good, the symbol stays unhealthy this long.
     pub gap_unhealthy_ms: i64,
+    /// Levels per side asked of `GET /api/v3/depth` when the local book is (re)synced.
+    pub depth_snapshot_limit: usize,
+    /// The local book keeps at most this many levels per side (the farthest are dropped).
+    pub max_book_levels: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -389,7 +393,7 @@ impl Config {
         for s in &self.feed.streams {
             check(
                 crate::market::StreamKind::from_suffix(s).is_some(),
-                format!("feed.streams: unsupported stream {s:?} (supported: trade, bookTicker)"),
+                format!("feed.streams: unsupported stream {s:?} (supported: trade, bookTicker, depth@100ms)"),
             );
         }
         check(
@@ -446,6 +450,18 @@ impl Config {
         check(
             self.feed.stale_after_ms > 0 && self.feed.gap_unhealthy_ms >= 0,
             "feed.stale_after_ms must be > 0 and feed.gap_unhealthy_ms >= 0".into(),
+        );
+        check(
+            crate::market::rest::DEPTH_LIMITS.contains(&self.feed.depth_snapshot_limit),
+            format!(
+                "feed.depth_snapshot_limit must be one of Binance's {:?}, got {}",
+                crate::market::rest::DEPTH_LIMITS,
+                self.feed.depth_snapshot_limit
+            ),
+        );
+        check(
+            (5..=100_000).contains(&self.feed.max_book_levels),
+            "feed.max_book_levels must be in 5..=100000".into(),
         );
         check(
             (1..=100_000).contains(&self.feed.backfill_max_trades),

@@ -136,6 +136,10 @@ enum Command {
         /// serves them); repeatable.
         #[arg(long = "skip-trades")]
         skip_trades: Vec<bizra_risk::replay::SkipTrades>,
+        /// Fault injection: leave the Nth diff-depth update of SYMBOL (SYMBOL:N) out of
+        /// each client's stream (REST snapshots still include it); repeatable.
+        #[arg(long = "drop-depth")]
+        drop_depth: Vec<bizra_risk::replay::DropDepth>,
     },
     /// Print decoded, verified events from a Kafka topic or files, one line each.
     Tail {
@@ -322,11 +326,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             pong_timeout_ms,
             history,
             skip_trades,
+            drop_depth,
         } => {
             init_logging("info");
             let files = expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
             opts.skip_trades = skip_trades;
+            opts.drop_depth = drop_depth;
             if !history.is_empty() {
                 opts.history = expand_capture_paths(&history)?;
             }

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub ingest_frames_total: IntCounterVec,
     pub ingest_rejected_total: IntCounterVec,
     pub feed_clock_skew_seconds: Histogram,
+    pub feed_depth_sync_total: IntCounterVec,
+    pub feed_book_in_sync: prometheus::IntGaugeVec,
     pub elf_requests_total: IntCounterVec,
     pub elf_blocks_total: IntCounterVec,
     pub elf_latency_seconds: HistogramVec,
@@ -51,6 +53,20 @@ impl Metrics {
             .buckets(vec![
                 -1.0, -0.1, -0.01, 0.0, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+        )?;
+        let feed_depth_sync_total = IntCounterVec::new(
+            Opts::new(
+                "bizra_feed_depth_sync_total",
+                "Local order book sync events: gap, crossed, snapshot_loaded, snapshot_failed",
+            ),
+            &["event"],
+        )?;
+        let feed_book_in_sync = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "bizra_feed_book_in_sync",
+                "1 while the symbol's local order book is in step with the exchange",
+            ),
+            &["symbol"],
         )?;
         let elf_requests_total = IntCounterVec::new(
             Opts::new("elf_requests_total", "Requests evaluated by each ELF layer"),
@@ -135,6 +151,8 @@ impl Metrics {
         registry.register(Box::new(ingest_frames_total.clone()))?;
         registry.register(Box::new(ingest_rejected_total.clone()))?;
         registry.register(Box::new(feed_clock_skew_seconds.clone()))?;
+        registry.register(Box::new(feed_depth_sync_total.clone()))?;
+        registry.register(Box::new(feed_book_in_sync.clone()))?;
         registry.register(Box::new(elf_requests_total.clone()))?;
         registry.register(Box::new(elf_blocks_total.clone()))?;
         registry.register(Box::new(elf_latency_seconds.clone()))?;
@@ -147,6 +165,8 @@ impl Metrics {
             ingest_frames_total,
             ingest_rejected_total,
             feed_clock_skew_seconds,
+            feed_depth_sync_total,
+            feed_book_in_sync,
             elf_requests_total,
             elf_blocks_total,
             elf_latency_seconds,

@@ -123,6 +123,17 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         "trade continuity: {} duplicate trades dropped, {} trade-ID gaps ({} trades backfilled, {} missing), {} silent connections replaced, {} events while their symbol was unhealthy",
         ing.duplicate_trades, ing.trade_gaps, ing.backfilled_trades, ing.missing_trades, ing.idle_reconnects, ing.unhealthy_ticks
     );
+    if ing.accepted.contains_key("depth@100ms") || ing.depth_snapshots > 0 {
+        let _ = writeln!(
+            s,
+            "order books: {} snapshots loaded, {} depth gaps and {} crossed books resynced, {} snapshot requests failed, out of step at the end: {}",
+            ing.depth_snapshots,
+            ing.depth_gaps,
+            ing.depth_crossed,
+            ing.depth_snapshot_failures,
+            if ing.books_out_of_sync.is_empty() { "none".to_string() } else { ing.books_out_of_sync.join(", ") }
+        );
+    }
     match &ing.clock_skew {
         Some(k) => {
             let _ = writeln!(

@@ -135,6 +135,9 @@ fn skipped_trades_are_backfilled_from_rest() {
     assert_eq!(ing.missing_trades, 0);
     assert_eq!(ing.duplicate_trades, 0);
     assert_eq!(ing.accepted.get("trade"), Some(&18_556), "every trade once");
+    // No snapshot line in this day's captures: the server rebuilds books from the diffs.
+    assert_eq!((ing.depth_snapshots, ing.depth_gaps), (2, 0));
+    assert!(ing.books_out_of_sync.is_empty());
     let btc_trades = summary
         .symbols
         .iter()
@@ -142,4 +145,52 @@ fn skipped_trades_are_backfilled_from_rest() {
         .unwrap()
         .trades;
     assert_eq!(btc_trades, ids.len() as u64);
+}
+
+/// A diff-depth update left out of the stream breaks the book's U/u chain: the engine sees
+/// the gap, marks the book out of step and resyncs it from the REST depth snapshot, which
+/// the replay server builds from the capture's snapshot line and the diffs replayed so far.
+/// Trades are untouched: none lost, none doubled.
+#[test]
+fn a_lost_depth_update_breaks_the_book_and_it_is_resynced_from_rest() {
+    use bizra_risk::replay::DropDepth;
+
+    let files = common::capture_files_of_day("20240808");
+    let mut opts = ReplayOptions::new(files, Speed::Factor(50.0));
+    opts.drop_depth = vec![DropDepth {
+        symbol: "BTCUSDT".into(),
+        nth: 200,
+    }];
+    let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let metrics = std::sync::Arc::new(bizra_risk::metrics::Metrics::new().unwrap());
+    let summary = common::run_with_metrics(
+        common::test_config(&server.url(), tmp.path(), &key),
+        metrics.clone(),
+    );
+    let ing = &summary.ingest;
+    assert_eq!(ing.depth_gaps, 1, "the dropped update is seen as a gap");
+    assert_eq!(ing.depth_crossed, 0);
+    assert_eq!(ing.depth_snapshot_failures, 0);
+    assert!(
+        ing.depth_snapshots >= 3,
+        "one first sync per symbol and at least one resync: {}",
+        ing.depth_snapshots
+    );
+    assert!(
+        ing.books_out_of_sync.is_empty(),
+        "resynced by the end: {:?}",
+        ing.books_out_of_sync
+    );
+    // 3,451 + 3,434 diff updates captured, one dropped.
+    assert_eq!(ing.accepted.get("depth@100ms"), Some(&6_884));
+    assert_eq!(ing.accepted.get("trade"), Some(&15_863), "every trade once");
+    assert_eq!((ing.missing_trades, ing.duplicate_trades), (0, 0));
+    let text = metrics.render();
+    assert!(
+        text.contains("bizra_feed_depth_sync_total{event=\"gap\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("bizra_feed_book_in_sync{symbol=\"BTCUSDT\"} 1"));
 }

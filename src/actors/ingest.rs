@@ -1,7 +1,7 @@
 //! Ingest: one Binance combined-stream connection, typed parsing, routing to symbol actors.
 //! A bad frame is counted and logged with its reason; it never stops the stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
 use crate::market::binance::is_server_shutdown;
+use crate::market::depth::{BookSync, DepthOutcome, DepthUpdate, OrderBook};
 use crate::market::health::FeedHealth;
 use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
@@ -61,6 +62,16 @@ pub struct IngestReport {
     pub reconnect_to_first_event_us: Vec<u64>,
     /// Local receive time minus exchange event time of trades (live clock only).
     pub clock_skew: Option<SkewSummary>,
+    /// Depth snapshots loaded into local books (the first sync and every resync).
+    pub depth_snapshots: u64,
+    /// Breaks in the diff-depth sequence (lost updates) and crossed books, each followed
+    /// by a resync.
+    pub depth_gaps: u64,
+    pub depth_crossed: u64,
+    /// Snapshot requests that failed (retried at most once a second per symbol).
+    pub depth_snapshot_failures: u64,
+    /// Symbols whose local book was not in step when ingest ended.
+    pub books_out_of_sync: Vec<String>,
 }
 
 impl IngestReport {
@@ -91,6 +102,11 @@ impl IngestReport {
         self.unhealthy_ticks += other.unhealthy_ticks;
         self.reconnect_to_first_event_us
             .extend(other.reconnect_to_first_event_us);
+        self.depth_snapshots += other.depth_snapshots;
+        self.depth_gaps += other.depth_gaps;
+        self.depth_crossed += other.depth_crossed;
+        self.depth_snapshot_failures += other.depth_snapshot_failures;
+        self.books_out_of_sync.extend(other.books_out_of_sync);
         self.clock_skew = match (self.clock_skew.take(), other.clock_skew) {
             (Some(a), Some(b)) => Some(a.combine(&b)),
             (a, b) => a.or(b),
@@ -107,6 +123,141 @@ pub fn shard_symbols(
 ) -> Vec<Vec<String>> {
     let per_shard = (max_streams / streams_per_symbol.max(1)).max(1);
     symbols.chunks(per_shard).map(<[String]>::to_vec).collect()
+}
+
+/// Local order books of one connection's symbols, synced from REST snapshots.
+struct Books {
+    books: HashMap<String, OrderBook>,
+    /// After a failed or unusable snapshot, no new request before this.
+    retry_at: HashMap<String, Instant>,
+    /// Books that broke (gap or crossed) and have not been bridged since.
+    recovering: HashSet<String>,
+    rest_base: String,
+    snapshot_limit: usize,
+    max_levels: usize,
+    timeout: Duration,
+}
+
+/// Pending updates kept per book while a snapshot is awaited.
+const MAX_BUFFERED_DEPTH_UPDATES: usize = 1000;
+/// Snapshot requests for one symbol are at least this far apart after a failure.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+
+impl Books {
+    /// Apply one diff update; (re)sync from a snapshot when the book is not in step.
+    /// Returns whether the book can be relied on: a snapshot is loaded and no break has
+    /// been seen since, or the break has been bridged. (A freshly loaded snapshot counts
+    /// before its bridging update arrives: nothing is known to be missing, and replays
+    /// must not depend on how far ahead of the client the server is.)
+    async fn on_update(
+        &mut self,
+        update: DepthUpdate,
+        report: &mut IngestReport,
+        metrics: &Metrics,
+    ) -> bool {
+        let symbol = update.symbol.clone();
+        let book = self
+            .books
+            .entry(symbol.clone())
+            .or_insert_with(|| OrderBook::new(self.max_levels, MAX_BUFFERED_DEPTH_UPDATES));
+        match book.on_update(update) {
+            DepthOutcome::Applied | DepthOutcome::AlreadyApplied | DepthOutcome::Buffered => {}
+            DepthOutcome::Gap { expected, got } => {
+                report.depth_gaps += 1;
+                self.recovering.insert(symbol.clone());
+                metrics
+                    .feed_depth_sync_total
+                    .with_label_values(&["gap"])
+                    .inc();
+                tracing::warn!(%symbol, expected, got, "depth updates lost: book out of step, resyncing");
+            }
+            DepthOutcome::Crossed => {
+                report.depth_crossed += 1;
+                self.recovering.insert(symbol.clone());
+                metrics
+                    .feed_depth_sync_total
+                    .with_label_values(&["crossed"])
+                    .inc();
+                book.reset();
+                tracing::warn!(%symbol, "local book crossed: resyncing");
+            }
+        }
+        if book.sync() == BookSync::AwaitingSnapshot
+            && self
+                .retry_at
+                .get(&symbol)
+                .is_none_or(|t| Instant::now() >= *t)
+        {
+            let (base, sym, limit, timeout) = (
+                self.rest_base.clone(),
+                symbol.clone(),
+                self.snapshot_limit,
+                self.timeout,
+            );
+            let fetched = tokio::task::spawn_blocking(move || {
+                crate::market::rest::fetch_depth_snapshot(&base, &sym, limit, timeout)
+            })
+            .await;
+            match fetched {
+                Ok(Ok(snapshot)) => {
+                    report.depth_snapshots += 1;
+                    metrics
+                        .feed_depth_sync_total
+                        .with_label_values(&["snapshot_loaded"])
+                        .inc();
+                    if let Some(outcome) = book.load_snapshot(&snapshot) {
+                        // Older than what was buffered: ask again, paced.
+                        tracing::info!(%symbol, last_update_id = snapshot.last_update_id, ?outcome, "depth snapshot cannot be bridged yet");
+                        self.retry_at
+                            .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                    }
+                }
+                Ok(Err(e)) => {
+                    report.depth_snapshot_failures += 1;
+                    metrics
+                        .feed_depth_sync_total
+                        .with_label_values(&["snapshot_failed"])
+                        .inc();
+                    tracing::warn!(%symbol, error = %e, "depth snapshot failed; retrying in 1 s");
+                    self.retry_at
+                        .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                }
+                Err(e) => {
+                    report.depth_snapshot_failures += 1;
+                    tracing::warn!(%symbol, error = %e, "depth snapshot task failed");
+                    self.retry_at
+                        .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                }
+            }
+        }
+        let reliable = match book.sync() {
+            BookSync::InSync => {
+                self.recovering.remove(&symbol);
+                true
+            }
+            BookSync::Bridging => !self.recovering.contains(&symbol),
+            BookSync::AwaitingSnapshot => false,
+        };
+        metrics
+            .feed_book_in_sync
+            .with_label_values(&[&symbol])
+            .set(i64::from(reliable));
+        reliable
+    }
+
+    fn out_of_sync(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .books
+            .iter()
+            .filter(|(s, b)| {
+                b.sync() == BookSync::AwaitingSnapshot
+                    || (b.sync() == BookSync::Bridging && self.recovering.contains(*s))
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// Run until the server closes (with `on_server_close = stop`) or a stage fails.
@@ -209,6 +360,15 @@ async fn run(
         feed.gap_unhealthy_ms,
     );
     let rest_base = feed.rest_base();
+    let mut books = Books {
+        books: HashMap::new(),
+        retry_at: HashMap::new(),
+        recovering: HashSet::new(),
+        rest_base: rest_base.clone(),
+        snapshot_limit: feed.depth_snapshot_limit,
+        max_levels: feed.max_book_levels,
+        timeout: Duration::from_millis(feed.connect_timeout_ms),
+    };
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
         Duration::from_millis(feed.reconnect_max_backoff_ms),
@@ -396,6 +556,20 @@ async fn run(
                 );
                 continue;
             };
+            let event = match event {
+                MarketEvent::Depth(update) => {
+                    // The book lives here; symbol actors need only trades and quotes.
+                    let symbol = update.symbol.clone();
+                    let in_sync = books.on_update(update, &mut report, &metrics).await;
+                    health.book_in_sync(&symbol, in_sync);
+                    health.seen(&symbol, StreamKind::Depth, clock.now_ms());
+                    let kind = StreamKind::Depth.as_str();
+                    *report.accepted.entry(kind).or_default() += 1;
+                    metrics.ingest_frames_total.with_label_values(&[kind]).inc();
+                    continue;
+                }
+                other => other,
+            };
             if let MarketEvent::Trade(t) = &event {
                 match sequence.observe(&t.symbol, t.trade_id) {
                     TradeOrder::Next => {}
@@ -489,6 +663,7 @@ async fn run(
     }
     report.elapsed = started.elapsed();
     report.clock_skew = skew.summary();
+    report.books_out_of_sync = books.out_of_sync();
     Ok(report)
 }
 

@@ -7,11 +7,15 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::depth::DepthUpdate;
+
 /// Streams the engine understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamKind {
     Trade,
     BookTicker,
+    /// Diff-depth updates every 100 ms (`depth@100ms`), kept in a local book.
+    Depth,
 }
 
 impl StreamKind {
@@ -20,6 +24,7 @@ impl StreamKind {
         match suffix {
             "trade" => Some(Self::Trade),
             "bookTicker" => Some(Self::BookTicker),
+            "depth@100ms" => Some(Self::Depth),
             _ => None,
         }
     }
@@ -28,6 +33,7 @@ impl StreamKind {
         match self {
             Self::Trade => "trade",
             Self::BookTicker => "bookTicker",
+            Self::Depth => "depth@100ms",
         }
     }
 }
@@ -72,6 +78,7 @@ pub struct BookTicker {
 pub enum MarketEvent {
     Trade(Trade),
     BookTicker(BookTicker),
+    Depth(DepthUpdate),
 }
 
 impl MarketEvent {
@@ -79,6 +86,7 @@ impl MarketEvent {
         match self {
             Self::Trade(t) => &t.symbol,
             Self::BookTicker(b) => &b.symbol,
+            Self::Depth(d) => &d.symbol,
         }
     }
 
@@ -86,6 +94,7 @@ impl MarketEvent {
         match self {
             Self::Trade(_) => StreamKind::Trade,
             Self::BookTicker(_) => StreamKind::BookTicker,
+            Self::Depth(_) => StreamKind::Depth,
         }
     }
 }
@@ -184,6 +193,12 @@ pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
                 serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
             validate_book_ticker(&b)?;
             MarketEvent::BookTicker(b)
+        }
+        StreamKind::Depth => {
+            let d: DepthUpdate =
+                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            super::depth::validate_update(&d)?;
+            MarketEvent::Depth(d)
         }
     };
     if !event.symbol().eq_ignore_ascii_case(stream_symbol) {

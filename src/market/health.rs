@@ -1,9 +1,10 @@
 //! Feed health per symbol: every subscribed stream must have delivered within
-//! `stale_after_ms`, and no unfilled trade-ID gap may be recent. Actions that rely on an
+//! `stale_after_ms`, no unfilled trade-ID gap may be recent, and its local order book (when
+//! depth is subscribed) must be in step with the exchange. Actions that rely on an
 //! unhealthy symbol are blocked by ELF L2 (DATA_UNHEALTHY) and pass again once it is fresh.
 //! Pure: times come in. Bounded: one entry per symbol and stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::StreamKind;
 
@@ -16,6 +17,7 @@ pub struct FeedHealth {
     last: HashMap<(String, StreamKind), i64>,
     first: HashMap<String, i64>,
     unhealthy_until: HashMap<String, i64>,
+    books_out_of_sync: HashSet<String>,
 }
 
 impl FeedHealth {
@@ -27,6 +29,7 @@ impl FeedHealth {
             last: HashMap::new(),
             first: HashMap::new(),
             unhealthy_until: HashMap::new(),
+            books_out_of_sync: HashSet::new(),
         }
     }
 
@@ -43,7 +46,19 @@ impl FeedHealth {
         );
     }
 
+    /// The symbol's local order book is (or is no longer) in step with the exchange.
+    pub fn book_in_sync(&mut self, symbol: &str, in_sync: bool) {
+        if in_sync {
+            self.books_out_of_sync.remove(symbol);
+        } else if !self.books_out_of_sync.contains(symbol) {
+            self.books_out_of_sync.insert(symbol.to_string());
+        }
+    }
+
     pub fn healthy(&self, symbol: &str, now_ms: i64) -> bool {
+        if self.books_out_of_sync.contains(symbol) {
+            return false;
+        }
         if self
             .unhealthy_until
             .get(symbol)
@@ -96,5 +111,9 @@ mod tests {
             "resumes when fresh and the gap is old"
         );
         assert!(h.healthy("ETH", 9_000), "never seen: nothing stale yet");
+        h.book_in_sync("BTC", false);
+        assert!(!h.healthy("BTC", 8_002), "book out of step");
+        h.book_in_sync("BTC", true);
+        assert!(h.healthy("BTC", 8_002), "resynced");
     }
 }

@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod binance;
 pub mod capture;
+pub mod depth;
 pub mod health;
 pub mod rest;
 pub mod sequence;

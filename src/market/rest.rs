@@ -169,6 +169,24 @@ pub fn fetch_historical_trades(
     get(&url, timeout).and_then(|body| parse_historical_trades(&body))
 }
 
+/// Binance's accepted `limit` values for `GET /api/v3/depth`.
+pub const DEPTH_LIMITS: [usize; 8] = [5, 10, 20, 50, 100, 500, 1000, 5000];
+
+/// The order book snapshot of `symbol`, `limit` levels per side (blocking).
+pub fn fetch_depth_snapshot(
+    base: &str,
+    symbol: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<crate::market::depth::DepthSnapshot, RestError> {
+    let url = format!(
+        "{}/api/v3/depth?symbol={symbol}&limit={limit}",
+        base.trim_end_matches('/')
+    );
+    get(&url, timeout)
+        .and_then(|body| serde_json::from_str(&body).map_err(|e| RestError::Parse(e.to_string())))
+}
+
 fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
     let http = |reason: String| RestError::Http {
         url: url.to_string(),

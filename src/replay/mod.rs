@@ -2,10 +2,11 @@
 //! REST market-data endpoints from them, so the whole pipeline runs offline exactly as it
 //! would against Binance.
 
+pub mod depth;
 pub mod rest;
 mod server;
 
 pub use server::{
-    serve, spawn_in_thread, ReplayError, ReplayOptions, RunningReplay, SkipTrades, Speed,
-    Subscription,
+    serve, spawn_in_thread, DropDepth, ReplayError, ReplayOptions, RunningReplay, SkipTrades,
+    Speed, Subscription,
 };

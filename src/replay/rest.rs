@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use super::depth::DepthIndex;
 use crate::market::binance::{parse_combined, MarketEvent};
 use crate::market::capture::{CaptureError, CaptureReader};
 use crate::market::rest::{interval_ms, MAX_KLINES};
@@ -41,6 +42,7 @@ struct KlineBar {
 pub struct RestIndex {
     trades: HashMap<String, Vec<TradePoint>>,
     by_id: HashMap<String, Vec<TradePoint>>,
+    pub depth: DepthIndex,
 }
 
 /// An HTTP answer: status code and JSON body.
@@ -69,8 +71,33 @@ impl RestIndex {
             .chain(streamed.iter().map(|p| (p, false)))
         {
             let mut reader = CaptureReader::open(path)?;
+            // A capture file holds one symbol; its REST snapshot line does not name it.
+            let mut file_symbol: Option<String> = None;
+            let mut unnamed_snapshot: Option<String> = None;
             while let Some(line) = reader.next_line()? {
-                if !line.stream().is_some_and(|s| s.ends_with("@trade")) {
+                let Some(stream) = line.stream() else {
+                    match &file_symbol {
+                        Some(sym) => index.depth.add_line(Some(sym), &line.json, false),
+                        None => unnamed_snapshot = Some(line.json),
+                    }
+                    continue;
+                };
+                if file_symbol.is_none() {
+                    let sym = stream
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    if let Some(json) = unnamed_snapshot.take() {
+                        index.depth.add_line(Some(&sym), &json, false);
+                    }
+                    file_symbol = Some(sym);
+                }
+                if stream.contains("@depth") {
+                    index.depth.add_line(None, &line.json, true);
+                    continue;
+                }
+                if !stream.ends_with("@trade") {
                     continue;
                 }
                 if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
@@ -92,6 +119,7 @@ impl RestIndex {
                 }
             }
         }
+        index.depth.finish();
         for v in index.trades.values_mut() {
             v.sort_by_key(|t| t.time_ms);
         }
@@ -116,7 +144,25 @@ impl RestIndex {
             },
             "/api/v3/klines" => self.klines(&params),
             "/api/v3/historicalTrades" => self.historical_trades(&params),
+            "/api/v3/depth" => self.depth(&params),
             _ => RestResponse::error(404, -1000, "Unknown endpoint."),
+        }
+    }
+
+    /// Binance `depth`: the book at the point the replay has reached, `limit` levels per
+    /// side (default 100; above 5000 it is cut to 5000, as Binance does).
+    fn depth(&self, params: &HashMap<&str, &str>) -> RestResponse {
+        let Some(symbol) = params.get("symbol") else {
+            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
+        };
+        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+            None => 100,
+            Some(Ok(l)) if l >= 1 => l.min(5000),
+            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
+        };
+        match self.depth.snapshot_json(symbol, limit) {
+            Some(body) => RestResponse { status: 200, body },
+            None => RestResponse::error(400, -1121, "Invalid symbol."),
         }
     }
 
@@ -275,6 +321,7 @@ mod tests {
         RestIndex {
             by_id: trades.clone(),
             trades,
+            depth: DepthIndex::default(),
         }
     }
 

@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -74,6 +74,59 @@ pub struct ReplayOptions {
     pub history: Vec<PathBuf>,
     /// Fault injection: trades of these ID ranges are not streamed (REST still has them).
     pub skip_trades: Vec<SkipTrades>,
+    /// Fault injection: these diff-depth updates are not streamed (snapshots include them).
+    pub drop_depth: Vec<DropDepth>,
+}
+
+/// The `nth` (1-based) diff-depth update of `symbol` in each client's stream is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropDepth {
+    pub symbol: String,
+    pub nth: u64,
+}
+
+impl FromStr for DropDepth {
+    type Err = String;
+    /// `BTCUSDT:200`
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected SYMBOL:N (N >= 1), got {s:?}");
+        let (symbol, n) = s.split_once(':').ok_or_else(bad)?;
+        let nth: u64 = n.parse().map_err(|_| bad())?;
+        if nth == 0 || symbol.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            symbol: symbol.to_ascii_uppercase(),
+            nth,
+        })
+    }
+}
+
+/// Counts each symbol's depth updates in one client's stream and picks those to drop.
+#[derive(Default)]
+struct DepthDropper {
+    drops: Vec<DropDepth>,
+    seen: HashMap<String, u64>,
+}
+
+impl DepthDropper {
+    fn drops(&mut self, line: &CaptureLine) -> bool {
+        let Some(stream) = line.stream().filter(|s| s.contains("@depth")) else {
+            return false;
+        };
+        if self.drops.is_empty() {
+            return false;
+        }
+        let symbol = stream
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let n = self.seen.entry(symbol.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        self.drops.iter().any(|d| d.symbol == symbol && d.nth == n)
+    }
 }
 
 /// Trades `first..=last` of `symbol` left out of the stream.
@@ -125,6 +178,7 @@ impl ReplayOptions {
             max_clients: 64,
             history: Vec::new(),
             skip_trades: Vec::new(),
+            drop_depth: Vec::new(),
         }
     }
 }
@@ -281,7 +335,7 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
                     return;
                 }
             }
-            if let Err(e) = serve_client(tcp, &opts).await {
+            if let Err(e) = serve_client(tcp, &opts, &rest).await {
                 tracing::info!(%peer, error = %e, "replay client ended");
             }
             drop(permit);
@@ -378,7 +432,11 @@ enum ClientError {
 
 // The handshake callback's error type is fixed by tungstenite.
 #[allow(clippy::result_large_err)]
-async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), ClientError> {
+async fn serve_client(
+    tcp: TcpStream,
+    opts: &ReplayOptions,
+    rest: &RestIndex,
+) -> Result<(), ClientError> {
     let _ = tcp.set_nodelay(true);
     let mut subscription = None;
     let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
@@ -412,11 +470,16 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
     let mut merge = CaptureMerge::open(&groups)?;
     let wanted = subscription.streams.clone();
     let skips = opts.skip_trades.clone();
+    let mut depth_drops = DepthDropper {
+        drops: opts.drop_depth.clone(),
+        ..DepthDropper::default()
+    };
     std::thread::spawn(move || loop {
         match merge.next_line() {
             Ok(Some(line)) => {
                 if line.stream().is_some_and(|s| wanted.contains(s))
                     && !skipped(&skips, &line)
+                    && !depth_drops.drops(&line)
                     && tx.blocking_send(line).is_err()
                 {
                     return;
@@ -479,6 +542,9 @@ async fn serve_client(tcp: TcpStream, opts: &ReplayOptions) -> Result<(), Client
             },
             _ = async { if due > Instant::now() { sleep_until(due).await } }, if next.is_some() => {
                 if let Some(line) = next.take() {
+                    if line.stream().is_some_and(|s| s.contains("@depth")) {
+                        rest.depth.note_streamed(&line.json);
+                    }
                     sink.feed(Message::text(frame_text(&line, subscription.combined))).await?;
                     unflushed += 1;
                     if unflushed >= 256 || rx.is_empty() || !matches!(opts.speed, Speed::Max) {
