@@ -419,3 +419,199 @@ fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
     assert!(flags[recovered..].iter().all(|h| *h), "{flags:?}");
     assert!(first_bad > 0);
 }
+
+/// A lost depth update makes the symbol unhealthy from the moment the gap is seen until the
+/// resynced book is bridged by the diff stream; actions meanwhile are blocked by L2
+/// (DATA_UNHEALTHY) and pass again afterwards. The REST snapshot server answers the first
+/// request with lastUpdateId 30 and later ones with 45, so the window is exact.
+#[test]
+fn a_depth_gap_blocks_actions_until_the_book_is_resynced_and_bridged() {
+    use std::io::{Read, Write};
+    let rest = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rest_addr = rest.local_addr().unwrap();
+    let snapshot_requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let served = snapshot_requests.clone();
+    std::thread::spawn(move || {
+        for mut tcp in rest.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            assert!(String::from_utf8_lossy(&head)
+                .starts_with("GET /api/v3/depth?symbol=BTCUSDT&limit=1000 "));
+            let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let last = if n == 0 { 30 } else { 45 };
+            let body = format!(
+                r#"{{"lastUpdateId":{last},"bids":[["59990.00","1.0"]],"asks":[["60010.00","1.0"]]}}"#
+            );
+            let _ = write!(
+                tcp,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        // Each second: a trade, a quote and depth update i (U = u = i); update 40 is lost.
+        for i in 1..=60i64 {
+            let t = t0 + i * 1000;
+            let price = format!("{:.2}", 60_000.0 + (i % 5) as f64);
+            ws.send(Message::text(trade("BTCUSDT", i as u64, t, &price)))
+                .await
+                .unwrap();
+            ws.send(Message::text(format!(
+                r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{i},"s":"BTCUSDT","b":"60000.00","B":"1.0","a":"60000.01","A":"1.0"}}}}"#
+            )))
+            .await
+            .unwrap();
+            if i != 40 {
+                ws.send(Message::text(format!(
+                    r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":{t},"s":"BTCUSDT","U":{i},"u":{i},"b":[["59999.00","0.5"]],"a":[]}}}}"#
+                )))
+                .await
+                .unwrap();
+            }
+        }
+        ws.close(None).await.unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    config.feed.rest_url = format!("http://{rest_addr}");
+    // Let every decision reach L2, which holds the data-health gate.
+    config.elf.constitutional_compliance = 0.0;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    let ing = &summary.ingest;
+    assert_eq!((ing.depth_gaps, ing.depth_snapshots), (1, 2));
+    assert!(ing.books_out_of_sync.is_empty());
+    assert_eq!(
+        snapshot_requests.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    // Gap seen at update 41; the second snapshot (45) is bridged by update 46, which
+    // arrives after trade and quote 46: trades and quotes 42..=46 find the book broken.
+    assert_eq!(ing.unhealthy_ticks, 10);
+    let text = std::fs::read_to_string(tmp.path().join("events/bizra.BTCUSDT.jsonl")).unwrap();
+    let decisions: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].clone())
+        .collect();
+    let unhealthy: Vec<&serde_json::Value> = decisions
+        .iter()
+        .filter(|d| d["feed_healthy"] == false)
+        .collect();
+    assert!(!unhealthy.is_empty(), "decisions inside the window");
+    for d in &unhealthy {
+        // Desks always get the risk snapshot (signed with feed_healthy false); every other
+        // action is blocked by the data-health gate.
+        if d["action"]["type"] != "PUBLISH_RISK_SNAPSHOT" {
+            assert_eq!(d["verdict"], "BLOCK", "{d}");
+            assert!(d["reasons"].to_string().contains("DATA_UNHEALTHY"), "{d}");
+        }
+    }
+    let last = decisions.last().unwrap();
+    assert_eq!(last["feed_healthy"], true, "healthy again after the resync");
+}
+
+/// A consumer that stops reading: the engine process is frozen (SIGSTOP) for 3 s in the
+/// middle of a paced replay, as a long GC or VM pause would. The server's sends back up
+/// into the socket, the bounded reader in the server stops, and when the engine resumes it
+/// catches up: every trade arrives once, no gap, the signed trail verifies, and the
+/// engine's resident memory stays bounded throughout.
+#[test]
+fn a_frozen_consumer_catches_up_with_nothing_lost_and_memory_bounded() {
+    use std::process::Command;
+    let files = common::capture_files_of_day("20240809");
+    let opts =
+        bizra_risk::replay::ReplayOptions::new(files, bizra_risk::replay::Speed::Factor(40.0));
+    let server = bizra_risk::replay::spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let summary_path = tmp.path().join("summary.txt");
+    let mut child = common::engine_command(&server.url(), tmp.path(), &key)
+        .stdout(std::fs::File::create(&summary_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let rss_kb = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut max_rss_kb = 0u64;
+    let started = std::time::Instant::now();
+    let mut frozen = false;
+    let mut thawed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        max_rss_kb = max_rss_kb.max(rss_kb(&pid));
+        let t = started.elapsed();
+        if !frozen && t >= Duration::from_secs(3) {
+            assert!(Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success());
+            frozen = true;
+        }
+        if frozen && !thawed && t >= Duration::from_secs(6) {
+            assert!(Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .unwrap()
+                .success());
+            thawed = true;
+        }
+        assert!(
+            t < Duration::from_secs(120),
+            "engine did not finish: {}",
+            common::engine_log(tmp.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(thawed, "the run ended before the freeze was over");
+    assert!(status.success(), "{}", common::engine_log(tmp.path()));
+    let summary = std::fs::read_to_string(&summary_path).unwrap();
+    assert!(
+        summary.contains("\"trade\": 18556"),
+        "every trade once: {summary}"
+    );
+    assert!(
+        summary.contains(
+            "0 duplicate trades dropped, 0 trade-ID gaps (0 trades backfilled, 0 missing)"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("out of step at the end: none"),
+        "{summary}"
+    );
+    eprintln!("engine max RSS over the run: {} MiB", max_rss_kb / 1024);
+    assert!(
+        max_rss_kb < 512 * 1024,
+        "engine RSS reached {max_rss_kb} kB"
+    );
+    let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
+    let events = tmp.path().join("events").to_string_lossy().to_string();
+    common::cli_ok(&["verify", "--pubkey", pubkey.as_str(), events.as_str()]);
+}
