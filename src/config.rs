@@ -393,12 +393,16 @@ impl Config {
         for s in &self.feed.streams {
             check(
                 crate::market::StreamKind::from_suffix(s).is_some(),
-                format!("feed.streams: unsupported stream {s:?} (supported: trade, bookTicker, depth@100ms)"),
+                format!("feed.streams: unsupported stream {s:?} (supported: trade, aggTrade, bookTicker, depth@100ms)"),
             );
         }
         check(
-            self.feed.streams.iter().any(|s| s == "trade"),
-            "feed.streams must include \"trade\" (VaR is computed from trades)".into(),
+            self.feed
+                .streams
+                .iter()
+                .any(|s| s == "trade" || s == "aggTrade"),
+            "feed.streams must include \"trade\" or \"aggTrade\" (VaR is computed from trades)"
+                .into(),
         );
         check(
             (256..=16 * 1024 * 1024).contains(&self.feed.max_frame_bytes),

@@ -123,6 +123,13 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         "trade continuity: {} duplicate trades dropped, {} trade-ID gaps ({} trades backfilled, {} missing), {} silent connections replaced, {} events while their symbol was unhealthy",
         ing.duplicate_trades, ing.trade_gaps, ing.backfilled_trades, ing.missing_trades, ing.idle_reconnects, ing.unhealthy_ticks
     );
+    if ing.accepted.contains_key("aggTrade") {
+        let _ = writeln!(
+            s,
+            "aggregate-trade continuity: {} duplicates dropped, {} aggregate-ID gaps ({} aggregates backfilled, {} missing)",
+            ing.duplicate_agg_trades, ing.agg_trade_gaps, ing.backfilled_agg_trades, ing.missing_agg_trades
+        );
+    }
     if ing.accepted.contains_key("depth@100ms") || ing.depth_snapshots > 0 {
         let _ = writeln!(
             s,

@@ -22,7 +22,7 @@ use crate::market::depth::{BookSync, DepthOutcome, DepthUpdate, OrderBook};
 use crate::market::health::FeedHealth;
 use crate::market::sequence::{TradeOrder, TradeSequence};
 use crate::market::skew::{ClockSkew, SkewSummary};
-use crate::market::{parse_combined, MarketDataError, MarketEvent, StreamKind, Trade};
+use crate::market::{parse_combined, AggTrade, MarketDataError, MarketEvent, StreamKind, Trade};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -49,6 +49,11 @@ pub struct IngestReport {
     pub backfilled_trades: u64,
     /// Trades of those gaps that could not be fetched.
     pub missing_trades: u64,
+    /// The same for aggregate trades (`aggTrade`, continuity by aggregate ID).
+    pub duplicate_agg_trades: u64,
+    pub agg_trade_gaps: u64,
+    pub backfilled_agg_trades: u64,
+    pub missing_agg_trades: u64,
     /// Connections replaced because they went silent.
     pub idle_reconnects: u32,
     /// Make-before-break replacements (age or `serverShutdown`), and the notices seen.
@@ -96,6 +101,10 @@ impl IngestReport {
         self.trade_gaps += other.trade_gaps;
         self.backfilled_trades += other.backfilled_trades;
         self.missing_trades += other.missing_trades;
+        self.duplicate_agg_trades += other.duplicate_agg_trades;
+        self.agg_trade_gaps += other.agg_trade_gaps;
+        self.backfilled_agg_trades += other.backfilled_agg_trades;
+        self.missing_agg_trades += other.missing_agg_trades;
         self.idle_reconnects += other.idle_reconnects;
         self.rotations += other.rotations;
         self.server_shutdowns += other.server_shutdowns;
@@ -350,6 +359,9 @@ async fn run(
     let mut report = IngestReport::default();
     let mut skew = ClockSkew::new(feed.clock_skew_warn_ms);
     let mut sequence = TradeSequence::default();
+    let mut agg_sequence = TradeSequence::default();
+    // With both subscribed, trades drive the models and aggregate trades are only checked.
+    let aggs_drive_models = !feed.streams.iter().any(|s| s == "trade");
     let mut dropped_at: Option<Instant> = None;
     let mut health = FeedHealth::new(
         feed.streams
@@ -570,6 +582,49 @@ async fn run(
                 }
                 other => other,
             };
+            if let MarketEvent::AggTrade(a) = &event {
+                match agg_sequence.observe(&a.symbol, a.agg_id) {
+                    TradeOrder::Next => {}
+                    TradeOrder::Duplicate => {
+                        report.duplicate_agg_trades += 1;
+                        continue;
+                    }
+                    TradeOrder::Gap { first, last } => {
+                        report.agg_trade_gaps += 1;
+                        let missing = last - first + 1;
+                        let mut filled = 0u64;
+                        if feed.backfill_gaps {
+                            let upto = last.min(first + feed.backfill_max_trades - 1);
+                            let timeout = Duration::from_millis(feed.connect_timeout_ms);
+                            for agg in
+                                backfill_agg(&rest_base, &a.symbol, first, upto, timeout).await
+                            {
+                                if aggs_drive_models {
+                                    route
+                                        .send(Tick {
+                                            event: MarketEvent::Trade(agg.as_trade()),
+                                            received_at_ms: clock.now_ms(),
+                                            arrived: Instant::now(),
+                                            feed_healthy: true,
+                                        })
+                                        .await??;
+                                }
+                                filled += 1;
+                            }
+                            *report.accepted.entry("aggTrade").or_default() += filled;
+                        }
+                        report.backfilled_agg_trades += filled;
+                        report.missing_agg_trades += missing - filled;
+                        if filled < missing {
+                            health.gap_unfilled(&a.symbol, clock.now_ms());
+                            tracing::warn!(symbol = %a.symbol, first, last, filled, "aggregate-trade gap: trades missing from the stream");
+                        }
+                    }
+                }
+                if aggs_drive_models {
+                    clock.observe(a.event_time_ms);
+                }
+            }
             if let MarketEvent::Trade(t) = &event {
                 match sequence.observe(&t.symbol, t.trade_id) {
                     TradeOrder::Next => {}
@@ -639,6 +694,11 @@ async fn run(
             let kind = event.kind().as_str();
             *report.accepted.entry(kind).or_default() += 1;
             metrics.ingest_frames_total.with_label_values(&[kind]).inc();
+            let event = match event {
+                MarketEvent::AggTrade(a) if aggs_drive_models => MarketEvent::Trade(a.as_trade()),
+                MarketEvent::AggTrade(_) => continue,
+                other => other,
+            };
             route
                 .send(Tick {
                     event,
@@ -714,6 +774,66 @@ async fn backfill(
                 trade_id: h.id,
                 price,
                 qty,
+                trade_time_ms: h.time,
+                buyer_is_maker: h.is_buyer_maker,
+            });
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}
+
+/// Aggregate trades `first..=last` of `symbol` from the REST aggTrades endpoint, in ID
+/// order; fewer when the endpoint has fewer or fails (logged).
+async fn backfill_agg(
+    base: &str,
+    symbol: &str,
+    first: u64,
+    last: u64,
+    timeout: Duration,
+) -> Vec<AggTrade> {
+    let mut out = Vec::new();
+    let mut from = first;
+    while from <= last {
+        let (b, s) = (base.to_string(), symbol.to_string());
+        let page = tokio::task::spawn_blocking(move || {
+            crate::market::rest::fetch_agg_trades(&b, &s, from, 1000, timeout)
+        })
+        .await;
+        let aggs = match page {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::warn!(%symbol, from, error = %e, "aggTrades backfill failed");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(%symbol, from, error = %e, "aggTrades backfill task failed");
+                break;
+            }
+        };
+        let before = out.len();
+        let page_from = from;
+        for h in aggs
+            .into_iter()
+            .filter(|h| (page_from..=last).contains(&h.agg_id))
+        {
+            let (Ok(price), Ok(qty)) = (h.price.parse::<f64>(), h.qty.parse::<f64>()) else {
+                continue;
+            };
+            if !(price > 0.0 && price.is_finite() && qty >= 0.0 && qty.is_finite()) {
+                continue;
+            }
+            from = h.agg_id + 1;
+            out.push(AggTrade {
+                event_time_ms: h.time,
+                symbol: symbol.to_string(),
+                agg_id: h.agg_id,
+                price,
+                qty,
+                first_trade_id: h.first_trade_id,
+                last_trade_id: h.last_trade_id,
                 trade_time_ms: h.time,
                 buyer_is_maker: h.is_buyer_maker,
             });

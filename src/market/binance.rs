@@ -13,6 +13,8 @@ use super::depth::DepthUpdate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamKind {
     Trade,
+    /// Trades aggregated by taker order and price (`aggTrade`).
+    AggTrade,
     BookTicker,
     /// Diff-depth updates every 100 ms (`depth@100ms`), kept in a local book.
     Depth,
@@ -23,6 +25,7 @@ impl StreamKind {
     pub fn from_suffix(suffix: &str) -> Option<Self> {
         match suffix {
             "trade" => Some(Self::Trade),
+            "aggTrade" => Some(Self::AggTrade),
             "bookTicker" => Some(Self::BookTicker),
             "depth@100ms" => Some(Self::Depth),
             _ => None,
@@ -32,6 +35,7 @@ impl StreamKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Trade => "trade",
+            Self::AggTrade => "aggTrade",
             Self::BookTicker => "bookTicker",
             Self::Depth => "depth@100ms",
         }
@@ -57,6 +61,44 @@ pub struct Trade {
     pub buyer_is_maker: bool,
 }
 
+/// Trades of one taker order at one price (`<symbol>@aggTrade`): trades `f..=l`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AggTrade {
+    #[serde(rename = "E")]
+    pub event_time_ms: i64,
+    #[serde(rename = "s")]
+    pub symbol: String,
+    #[serde(rename = "a")]
+    pub agg_id: u64,
+    #[serde(rename = "p", deserialize_with = "decimal_str")]
+    pub price: f64,
+    #[serde(rename = "q", deserialize_with = "decimal_str")]
+    pub qty: f64,
+    #[serde(rename = "f")]
+    pub first_trade_id: u64,
+    #[serde(rename = "l")]
+    pub last_trade_id: u64,
+    #[serde(rename = "T")]
+    pub trade_time_ms: i64,
+    #[serde(rename = "m")]
+    pub buyer_is_maker: bool,
+}
+
+impl AggTrade {
+    /// As one trade for the models: its last trade ID, the total quantity.
+    pub fn as_trade(&self) -> Trade {
+        Trade {
+            event_time_ms: self.event_time_ms,
+            symbol: self.symbol.clone(),
+            trade_id: self.last_trade_id,
+            price: self.price,
+            qty: self.qty,
+            trade_time_ms: self.trade_time_ms,
+            buyer_is_maker: self.buyer_is_maker,
+        }
+    }
+}
+
 /// Best bid and offer (`<symbol>@bookTicker`). This stream carries no event time.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BookTicker {
@@ -77,6 +119,7 @@ pub struct BookTicker {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MarketEvent {
     Trade(Trade),
+    AggTrade(AggTrade),
     BookTicker(BookTicker),
     Depth(DepthUpdate),
 }
@@ -85,6 +128,7 @@ impl MarketEvent {
     pub fn symbol(&self) -> &str {
         match self {
             Self::Trade(t) => &t.symbol,
+            Self::AggTrade(a) => &a.symbol,
             Self::BookTicker(b) => &b.symbol,
             Self::Depth(d) => &d.symbol,
         }
@@ -93,6 +137,7 @@ impl MarketEvent {
     pub fn kind(&self) -> StreamKind {
         match self {
             Self::Trade(_) => StreamKind::Trade,
+            Self::AggTrade(_) => StreamKind::AggTrade,
             Self::BookTicker(_) => StreamKind::BookTicker,
             Self::Depth(_) => StreamKind::Depth,
         }
@@ -188,6 +233,19 @@ pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
             validate_trade(&t)?;
             MarketEvent::Trade(t)
         }
+        StreamKind::AggTrade => {
+            let a: AggTrade =
+                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            positive_price(a.price, "p")?;
+            non_negative_qty(a.qty, "q")?;
+            if a.first_trade_id > a.last_trade_id {
+                return Err(MarketDataError::Malformed(format!(
+                    "aggTrade first trade {} after last {}",
+                    a.first_trade_id, a.last_trade_id
+                )));
+            }
+            MarketEvent::AggTrade(a)
+        }
         StreamKind::BookTicker => {
             let b: BookTicker =
                 serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
@@ -275,6 +333,24 @@ mod tests {
     use super::*;
 
     const TRADE: &str = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253900,"s":"BTCUSDT","t":3735683259,"p":"61556.04000000","q":"0.00100000","T":1723161253899,"m":true,"M":true}}"#;
+    #[test]
+    fn parses_agg_trades() {
+        let text = r#"{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1723161600010,"s":"BTCUSDT","a":900,"p":"61000.10000000","q":"0.50000000","f":100,"l":103,"T":1723161600009,"m":false,"M":true}}"#;
+        match parse_combined(text).unwrap() {
+            MarketEvent::AggTrade(a) => {
+                assert_eq!(
+                    (a.agg_id, a.first_trade_id, a.last_trade_id),
+                    (900, 100, 103)
+                );
+                let t = a.as_trade();
+                assert_eq!((t.trade_id, t.qty, t.price), (103, 0.5, 61000.1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = text.replace("\"f\":100", "\"f\":104");
+        assert_eq!(parse_combined(&bad).unwrap_err().code(), "MALFORMED_JSON");
+    }
+
     const BOOK: &str = r#"{"stream":"ethusdt@bookTicker","data":{"u":35346513512,"s":"ETHUSDT","b":"2673.60000000","B":"1.00000000","a":"2673.61000000","A":"2.50000000"}}"#;
 
     #[test]

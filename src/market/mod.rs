@@ -10,4 +10,6 @@ pub mod sequence;
 pub mod skew;
 pub mod trades_csv;
 
-pub use binance::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};
+pub use binance::{
+    parse_combined, AggTrade, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade,
+};

@@ -169,6 +169,43 @@ pub fn fetch_historical_trades(
     get(&url, timeout).and_then(|body| parse_historical_trades(&body))
 }
 
+/// One aggregate trade from `GET /api/v3/aggTrades`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RestAggTrade {
+    #[serde(rename = "a")]
+    pub agg_id: u64,
+    #[serde(rename = "p")]
+    pub price: String,
+    #[serde(rename = "q")]
+    pub qty: String,
+    #[serde(rename = "f")]
+    pub first_trade_id: u64,
+    #[serde(rename = "l")]
+    pub last_trade_id: u64,
+    #[serde(rename = "T")]
+    pub time: i64,
+    #[serde(rename = "m")]
+    pub is_buyer_maker: bool,
+}
+
+/// Aggregate trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first
+/// (blocking).
+pub fn fetch_agg_trades(
+    base: &str,
+    symbol: &str,
+    from_id: u64,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<RestAggTrade>, RestError> {
+    let url = format!(
+        "{}/api/v3/aggTrades?symbol={symbol}&fromId={from_id}&limit={}",
+        base.trim_end_matches('/'),
+        limit.clamp(1, MAX_KLINES)
+    );
+    get(&url, timeout)
+        .and_then(|body| serde_json::from_str(&body).map_err(|e| RestError::Parse(e.to_string())))
+}
+
 /// Binance's accepted `limit` values for `GET /api/v3/depth`.
 pub const DEPTH_LIMITS: [usize; 8] = [5, 10, 20, 50, 100, 500, 1000, 5000];
 

@@ -36,12 +36,51 @@ struct KlineBar {
     taker_base: f64,
 }
 
-/// Trades per symbol: the history captures' in time order (klines), and every capture's by
-/// trade ID (historical trades).
+/// Trades of one taker order at one price and time, as Binance aggregates them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AggPoint {
+    pub agg_id: u64,
+    pub price: f64,
+    pub qty: f64,
+    pub first_trade_id: u64,
+    pub last_trade_id: u64,
+    pub time_ms: i64,
+    pub buyer_is_maker: bool,
+}
+
+impl AggPoint {
+    fn json(&self) -> String {
+        format!(
+            "{{\"a\":{},\"p\":\"{:.8}\",\"q\":\"{:.8}\",\"f\":{},\"l\":{},\"T\":{},\"m\":{},\"M\":true}}",
+            self.agg_id,
+            self.price,
+            self.qty,
+            self.first_trade_id,
+            self.last_trade_id,
+            self.time_ms,
+            self.buyer_is_maker
+        )
+    }
+
+    /// The `<symbol>@aggTrade` combined-stream frame.
+    pub fn frame(&self, symbol: &str) -> String {
+        format!(
+            "{{\"stream\":\"{}@aggTrade\",\"data\":{{\"e\":\"aggTrade\",\"E\":{},\"s\":\"{symbol}\",{}",
+            symbol.to_ascii_lowercase(),
+            self.time_ms,
+            &self.json()[1..]
+        ) + "}"
+    }
+}
+
+/// Trades per symbol: the history captures' in time order (klines), every capture's by
+/// trade ID (historical trades) and aggregated (aggTrades: consecutive trades with the same
+/// time, price and side; aggregate IDs count on from the first trade ID of the captures).
 #[derive(Debug, Default)]
 pub struct RestIndex {
     trades: HashMap<String, Vec<TradePoint>>,
     by_id: HashMap<String, Vec<TradePoint>>,
+    aggs: HashMap<String, Vec<AggPoint>>,
     pub depth: DepthIndex,
 }
 
@@ -127,7 +166,19 @@ impl RestIndex {
             v.sort_by_key(|t| t.id);
             v.dedup_by_key(|t| t.id);
         }
+        index.aggs = index
+            .by_id
+            .iter()
+            .map(|(symbol, trades)| (symbol.clone(), aggregate(trades)))
+            .collect();
         Ok(index)
+    }
+
+    /// The aggregate trade that `trade_id` of `symbol` completes, if it is the last of one.
+    pub fn agg_completed_by(&self, symbol: &str, trade_id: u64) -> Option<&AggPoint> {
+        let aggs = self.aggs.get(symbol)?;
+        let i = aggs.partition_point(|a| a.last_trade_id < trade_id);
+        aggs.get(i).filter(|a| a.last_trade_id == trade_id)
     }
 
     /// Answer `path?query`.
@@ -145,6 +196,7 @@ impl RestIndex {
             "/api/v3/klines" => self.klines(&params),
             "/api/v3/historicalTrades" => self.historical_trades(&params),
             "/api/v3/depth" => self.depth(&params),
+            "/api/v3/aggTrades" => self.agg_trades(&params),
             _ => RestResponse::error(404, -1000, "Unknown endpoint."),
         }
     }
@@ -163,6 +215,42 @@ impl RestIndex {
         match self.depth.snapshot_json(symbol, limit) {
             Some(body) => RestResponse { status: 200, body },
             None => RestResponse::error(400, -1121, "Invalid symbol."),
+        }
+    }
+
+    /// Binance `aggTrades`: up to `limit` (default 500, max 1000) aggregate trades from
+    /// `fromId` (default: the most recent ones).
+    fn agg_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
+        let Some(symbol) = params.get("symbol") else {
+            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
+        };
+        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+            None => 500,
+            Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
+            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
+        };
+        let Some(aggs) = self.aggs.get(&symbol.to_ascii_uppercase()) else {
+            return RestResponse::error(400, -1121, "Invalid symbol.");
+        };
+        let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
+            None => aggs.len().saturating_sub(limit),
+            Some(Ok(from)) => aggs.partition_point(|a| a.agg_id < from),
+            Some(Err(_)) => {
+                return RestResponse::error(
+                    400,
+                    -1100,
+                    "Illegal characters found in parameter 'fromId'.",
+                )
+            }
+        };
+        let items: Vec<String> = aggs[start..]
+            .iter()
+            .take(limit)
+            .map(AggPoint::json)
+            .collect();
+        RestResponse {
+            status: 200,
+            body: format!("[{}]", items.join(",")),
         }
     }
 
@@ -285,6 +373,35 @@ impl RestIndex {
     }
 }
 
+/// Consecutive trades (by ID) with the same time, price and side form one aggregate trade.
+fn aggregate(trades: &[TradePoint]) -> Vec<AggPoint> {
+    let base = trades.first().map_or(0, |t| t.id);
+    let mut out: Vec<AggPoint> = Vec::new();
+    for t in trades {
+        match out.last_mut() {
+            Some(a)
+                if a.last_trade_id + 1 == t.id
+                    && a.time_ms == t.time_ms
+                    && a.price == t.price
+                    && a.buyer_is_maker == t.buyer_is_maker =>
+            {
+                a.last_trade_id = t.id;
+                a.qty += t.qty;
+            }
+            _ => out.push(AggPoint {
+                agg_id: base + out.len() as u64,
+                price: t.price,
+                qty: t.qty,
+                first_trade_id: t.id,
+                last_trade_id: t.id,
+                time_ms: t.time_ms,
+                buyer_is_maker: t.buyer_is_maker,
+            }),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +436,10 @@ mod tests {
             ],
         );
         RestIndex {
+            aggs: trades
+                .iter()
+                .map(|(s, t)| (s.clone(), aggregate(t)))
+                .collect(),
             by_id: trades.clone(),
             trades,
             depth: DepthIndex::default(),
@@ -338,6 +459,46 @@ mod tests {
         assert_eq!((k[1].open_time_ms, k[1].close_time_ms), (3000, 3999));
         let last = index().handle("/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=1");
         assert_eq!(parse_klines(&last.body).unwrap()[0].open_time_ms, 3000);
+    }
+
+    #[test]
+    fn agg_trades_group_same_time_price_and_side() {
+        let mut i = index();
+        let btc = i.by_id.get_mut("BTCUSDT").unwrap();
+        btc.push(TradePoint {
+            id: 4,
+            time_ms: 3200,
+            price: 11.0,
+            qty: 2.0,
+            buyer_is_maker: true,
+        });
+        i.aggs = i
+            .by_id
+            .iter()
+            .map(|(s, t)| (s.clone(), aggregate(t)))
+            .collect();
+        let r = i.handle("/api/v3/aggTrades?symbol=BTCUSDT&fromId=2");
+        let aggs: Vec<crate::market::rest::RestAggTrade> = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(aggs.len(), 2, "{}", r.body);
+        assert_eq!(
+            (
+                aggs[1].agg_id,
+                aggs[1].first_trade_id,
+                aggs[1].last_trade_id
+            ),
+            (3, 3, 4)
+        );
+        assert_eq!(aggs[1].qty, "3.00000000");
+        assert_eq!(i.agg_completed_by("BTCUSDT", 4).map(|a| a.agg_id), Some(3));
+        assert!(
+            i.agg_completed_by("BTCUSDT", 3).is_none(),
+            "3 does not end its group"
+        );
+        let frame = i.agg_completed_by("BTCUSDT", 4).unwrap().frame("BTCUSDT");
+        match crate::market::parse_combined(&frame).unwrap() {
+            MarketEvent::AggTrade(a) => assert_eq!((a.agg_id, a.qty), (3, 3.0)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -156,6 +156,29 @@ impl FromStr for SkipTrades {
     }
 }
 
+/// The `aggTrade` frame a trade line completes, when the client subscribed to it and none
+/// of its trades is left out by `skips`.
+fn agg_frame(
+    index: &RestIndex,
+    wanted: &HashSet<String>,
+    skips: &[SkipTrades],
+    line: &CaptureLine,
+) -> Option<String> {
+    let stream = line.stream()?;
+    let symbol = stream.strip_suffix("@trade")?;
+    if !wanted.contains(&format!("{symbol}@aggTrade")) {
+        return None;
+    }
+    let Ok(crate::market::MarketEvent::Trade(t)) = crate::market::parse_combined(&line.json) else {
+        return None;
+    };
+    let agg = index.agg_completed_by(&t.symbol, t.trade_id)?;
+    let lost = skips.iter().any(|k| {
+        k.symbol == t.symbol && k.first <= agg.last_trade_id && agg.first_trade_id <= k.last
+    });
+    (!lost).then(|| agg.frame(&t.symbol))
+}
+
 fn skipped(skips: &[SkipTrades], line: &CaptureLine) -> bool {
     if skips.is_empty() || !line.stream().is_some_and(|s| s.ends_with("@trade")) {
         return false;
@@ -335,7 +358,7 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
                     return;
                 }
             }
-            if let Err(e) = serve_client(tcp, &opts, &rest).await {
+            if let Err(e) = serve_client(tcp, &opts, rest).await {
                 tracing::info!(%peer, error = %e, "replay client ended");
             }
             drop(permit);
@@ -435,7 +458,7 @@ enum ClientError {
 async fn serve_client(
     tcp: TcpStream,
     opts: &ReplayOptions,
-    rest: &RestIndex,
+    rest: Arc<RestIndex>,
 ) -> Result<(), ClientError> {
     let _ = tcp.set_nodelay(true);
     let mut subscription = None;
@@ -474,9 +497,20 @@ async fn serve_client(
         drops: opts.drop_depth.clone(),
         ..DepthDropper::default()
     };
+    let index = rest.clone();
     std::thread::spawn(move || loop {
         match merge.next_line() {
             Ok(Some(line)) => {
+                // Aggregate trades are built from the trades that complete them.
+                if let Some(agg) = agg_frame(&index, &wanted, &skips, &line) {
+                    let agg_line = CaptureLine {
+                        local_ns: line.local_ns,
+                        json: agg,
+                    };
+                    if tx.blocking_send(agg_line).is_err() {
+                        return;
+                    }
+                }
                 if line.stream().is_some_and(|s| wanted.contains(s))
                     && !skipped(&skips, &line)
                     && !depth_drops.drops(&line)
