@@ -392,6 +392,8 @@ fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
     let key = common::new_key(tmp.path());
     let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
     config.feed.stale_after_ms = 5_000;
+    // This server sends no depth: a subscribed but silent stream would itself be stale.
+    config.feed.streams = vec!["trade".into(), "bookTicker".into()];
     config.portfolio.enabled = false;
     config.var.warm_start.enabled = false;
     let summary = common::run(config);
