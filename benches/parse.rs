@@ -39,6 +39,27 @@ fn benches(c: &mut Criterion) {
             ok
         })
     });
+    let depth: Vec<&String> = all.iter().filter(|l| l.contains("@depth")).collect();
+    g.throughput(Throughput::Elements(depth.len() as u64));
+    g.bench_function("depth_frames", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for l in &depth {
+                ok += parse_combined(black_box(l)).is_ok() as usize;
+            }
+            ok
+        })
+    });
+    g.throughput(Throughput::Elements(all.len() as u64));
+    g.bench_function("all_frames", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for l in &all {
+                ok += parse_combined(black_box(l)).is_ok() as usize;
+            }
+            ok
+        })
+    });
     g.finish();
 }
 
