@@ -1,7 +1,9 @@
 //! RFC 8785 (JSON Canonicalization Scheme) encoding of serde values, in one pass.
 //!
-//! serde_json drives a formatter that writes every object's members into a reusable
-//! buffer and, when the object closes, emits them sorted by key; numbers are written as
+//! serde_json drives a formatter that writes straight into one buffer and remembers where
+//! each member of every open object starts. Members that arrive in canonical order (struct
+//! fields declared in key order, sorted maps) stay where they are; an object whose keys
+//! arrive out of order is sorted in place when it closes. Numbers are written as
 //! ECMAScript's `Number.prototype.toString` (ryu-js), strings with JSON's minimal escapes.
 //!
 //! Keys are compared as raw bytes, which equals RFC 8785's UTF-16 order for keys made of
@@ -21,14 +23,13 @@ pub enum JcsError {
 }
 
 thread_local! {
-    /// Object buffers reused across calls on this thread (bounded by the deepest and
-    /// largest object encoded so far).
+    /// Buffers reused across calls on this thread (bounded by the deepest and largest
+    /// value encoded so far).
     static FORMATTER: std::cell::RefCell<JcsFormatter> = std::cell::RefCell::default();
 }
 
 /// Canonical bytes of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
-    let mut out = Vec::with_capacity(4096);
     FORMATTER.with(|cell| {
         let mut fresh = JcsFormatter::default();
         let mut borrowed = cell.try_borrow_mut();
@@ -38,19 +39,24 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
             Err(_) => &mut fresh,
         };
         formatter.open.clear();
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        value
+        formatter.out = Vec::with_capacity(4096);
+        let mut ser = serde_json::Serializer::with_formatter(io::sink(), &mut *formatter);
+        let done = value
             .serialize(&mut ser)
-            .map_err(|e| JcsError::Encode(e.to_string()))
-    })?;
-    Ok(out)
+            .map_err(|e| JcsError::Encode(e.to_string()));
+        let out = std::mem::take(&mut formatter.out);
+        done.map(|_| out)
+    })
 }
 
-/// One open object: members are written into `buf`, their ranges kept until it closes.
+/// One open object: where its members start and where each member's key and value lie.
 #[derive(Default)]
 struct Frame {
-    buf: Vec<u8>,
+    /// Just after the `{`.
+    start: usize,
     members: Vec<(Range<usize>, Range<usize>)>,
+    /// Every key so far came after the one before it.
+    in_order: bool,
     key_start: usize,
     key_end: usize,
     value_start: usize,
@@ -58,26 +64,59 @@ struct Frame {
 
 #[derive(Default)]
 struct JcsFormatter {
+    out: Vec<u8>,
     open: Vec<Frame>,
     /// Finished frames kept for their allocations.
     spare: Vec<Frame>,
+    /// Scratch copy of an object being put in order.
+    reorder: Vec<u8>,
 }
 
 impl JcsFormatter {
-    /// Where output goes now: the innermost open object, else the writer.
-    fn put<W: ?Sized + io::Write>(&mut self, writer: &mut W, bytes: &[u8]) -> io::Result<()> {
-        match self.open.last_mut() {
-            Some(frame) => {
-                frame.buf.extend_from_slice(bytes);
-                Ok(())
-            }
-            None => writer.write_all(bytes),
-        }
+    fn put<W: ?Sized + io::Write>(&mut self, _: &mut W, bytes: &[u8]) -> io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        Ok(())
     }
 
-    fn pos(&self) -> usize {
-        self.open.last().map_or(0, |f| f.buf.len())
+    /// Sort the members of the object that starts at `frame.start` by key, in place.
+    fn put_in_order(&mut self, frame: &mut Frame) -> io::Result<()> {
+        self.reorder.clear();
+        self.reorder.extend_from_slice(&self.out[frame.start..]);
+        let base = frame.start;
+        let scratch = &self.reorder;
+        let key = |r: &Range<usize>| &scratch[r.start - base..r.end - base];
+        frame
+            .members
+            .sort_unstable_by(|a, b| key(&a.0).cmp(key(&b.0)));
+        if frame
+            .members
+            .windows(2)
+            .any(|pair| key(&pair[0].0) == key(&pair[1].0))
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "duplicate key"));
+        }
+        self.out.truncate(base);
+        for (i, (k, v)) in frame.members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(key(k));
+            self.out.push(b':');
+            self.out
+                .extend_from_slice(&scratch[v.start - base..v.end - base]);
+        }
+        Ok(())
     }
+}
+
+/// Byte order of two short keys (a plain loop beats a `memcmp` call at these lengths).
+fn short_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn key_ok(key: &[u8]) -> bool {
@@ -148,6 +187,11 @@ impl Formatter for &mut JcsFormatter {
                 io::ErrorKind::InvalidData,
                 "RFC 8785 has no NaN or infinity",
             ));
+        }
+        // Whole numbers below 2^53 print as their integer digits in ECMAScript too.
+        if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+            let mut buf = itoa::Buffer::new();
+            return self.put(w, buf.format(v as i64).as_bytes());
         }
         let mut buf = ryu_js::Buffer::new();
         let text = buf.format_finite(v);
@@ -226,10 +270,12 @@ impl Formatter for &mut JcsFormatter {
         Ok(())
     }
 
-    fn begin_object<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.put(w, b"{")?;
         let mut frame = self.spare.pop().unwrap_or_default();
-        frame.buf.clear();
         frame.members.clear();
+        frame.start = self.out.len();
+        frame.in_order = true;
         self.open.push(frame);
         Ok(())
     }
@@ -238,39 +284,24 @@ impl Formatter for &mut JcsFormatter {
         let Some(mut frame) = self.open.pop() else {
             return Err(io::Error::other("unbalanced object"));
         };
-        let buf = std::mem::take(&mut frame.buf);
-        frame
-            .members
-            .sort_unstable_by(|a, b| buf[a.0.clone()].cmp(&buf[b.0.clone()]));
-        let mut result = Ok(());
-        for pair in frame.members.windows(2) {
-            if buf[pair[0].0.clone()] == buf[pair[1].0.clone()] {
-                result = Err(io::Error::new(io::ErrorKind::InvalidData, "duplicate key"));
-            }
-        }
-        if result.is_ok() {
-            result = self.put(w, b"{");
-            for (i, (k, v)) in frame.members.iter().enumerate() {
-                if result.is_err() {
-                    break;
-                }
-                if i > 0 {
-                    result = self.put(w, b",");
-                }
-                result = result
-                    .and_then(|_| self.put(w, &buf[k.clone()]))
-                    .and_then(|_| self.put(w, b":"))
-                    .and_then(|_| self.put(w, &buf[v.clone()]));
-            }
-            result = result.and_then(|_| self.put(w, b"}"));
-        }
-        frame.buf = buf;
+        let result = if frame.in_order {
+            Ok(())
+        } else {
+            self.put_in_order(&mut frame)
+        };
         self.spare.push(frame);
-        result
+        result.and_then(|_| self.put(w, b"}"))
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, _: &mut W, _: bool) -> io::Result<()> {
-        let pos = self.pos();
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if !first {
+            self.put(w, b",")?;
+        }
+        let pos = self.out.len();
         if let Some(f) = self.open.last_mut() {
             f.key_start = pos;
         }
@@ -278,22 +309,33 @@ impl Formatter for &mut JcsFormatter {
     }
 
     fn end_object_key<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        let pos = self.pos();
+        let pos = self.out.len();
         let Some(f) = self.open.last_mut() else {
             return Err(io::Error::other("key outside an object"));
         };
         f.key_end = pos;
-        if !key_ok(&f.buf[f.key_start..f.key_end]) {
+        let key = &self.out[f.key_start..f.key_end];
+        if !key_ok(key) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "object keys must be [A-Za-z0-9_]",
             ));
         }
+        if let Some((previous, _)) = f.members.last() {
+            match short_cmp(&self.out[previous.clone()], key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "duplicate key"))
+                }
+                std::cmp::Ordering::Greater => f.in_order = false,
+            }
+        }
         Ok(())
     }
 
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        let pos = self.pos();
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.put(w, b":")?;
+        let pos = self.out.len();
         if let Some(f) = self.open.last_mut() {
             f.value_start = pos;
         }
@@ -301,7 +343,7 @@ impl Formatter for &mut JcsFormatter {
     }
 
     fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        let pos = self.pos();
+        let pos = self.out.len();
         if let Some(f) = self.open.last_mut() {
             let member = (f.key_start..f.key_end, f.value_start..pos);
             f.members.push(member);
@@ -366,8 +408,63 @@ mod tests {
         })
     }
 
+    /// Members serialized in the given order, as a struct with unsorted fields or a hash
+    /// map would be.
+    struct InOrder(Vec<(String, Value)>);
+
+    impl Serialize for InOrder {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_and_out_of_order() {
+        let one = || json!(1);
+        let dup = InOrder(vec![("a".into(), one()), ("a".into(), one())]);
+        assert!(to_vec(&dup).is_err());
+        let dup = InOrder(vec![
+            ("b".into(), one()),
+            ("a".into(), one()),
+            ("b".into(), one()),
+        ]);
+        assert!(to_vec(&dup).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn whole_floats_print_as_ecmascript_does(i in -(1i64 << 60)..(1i64 << 60), shift in 0u32..60) {
+            let v = (i >> shift) as f64;
+            let ours = String::from_utf8(to_vec(&v).unwrap()).unwrap();
+            let mut buf = ryu_js::Buffer::new();
+            prop_assert_eq!(ours, buf.format_finite(v).to_string());
+        }
+
+        #[test]
+        fn objects_in_any_member_order_come_out_sorted(
+            members in prop::collection::btree_map("[A-Za-z0-9_]{1,8}", value(), 0..8),
+            order in any::<u64>(),
+        ) {
+            let sorted: Vec<(String, Value)> = members.into_iter().collect();
+            // A deterministic shuffle, nested inside an array and an in-order object.
+            let mut shuffled = sorted.clone();
+            let n = shuffled.len();
+            for i in (1..n).rev() {
+                let j = ((order >> (i % 32)) as usize ^ i.wrapping_mul(2654435761)) % (i + 1);
+                shuffled.swap(i, j);
+            }
+            let ours = to_vec(&vec![InOrder(vec![("z".into(), json!(0)), ("b".into(), json!([1]))]), InOrder(shuffled)]).unwrap();
+            let reference_value = json!([{"z": 0, "b": [1]}, Value::Object(sorted.into_iter().collect())]);
+            let reference = serde_json_canonicalizer::to_vec(&reference_value).unwrap();
+            prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(reference).unwrap());
+        }
+
         #[test]
         fn matches_the_reference_canonicalizer(v in value()) {
             let ours = to_vec(&v).unwrap();

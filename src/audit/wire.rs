@@ -67,16 +67,16 @@ impl<'de> Deserialize<'de> for Num {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
-    pub v: u32,
     pub chain: String,
-    pub seq: u64,
-    /// Hex SHA-256 of the previous event's signing input; zeros for seq 0.
-    pub prev: String,
     pub key_id: String,
-    pub ts_ms: i64,
     pub kind: PayloadKind,
     /// Hex SHA-256 of the payload's canonical bytes.
     pub payload_sha256: String,
+    /// Hex SHA-256 of the previous event's signing input; zeros for seq 0.
+    pub prev: String,
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub v: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,44 +117,44 @@ pub enum PayloadKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    pub v: u32,
     pub chain: String,
-    pub key_id: String,
     pub first_seq: u64,
-    pub last_seq: u64,
-    pub tree_size: u64,
-    pub root_sha256: String,
+    pub key_id: String,
     /// Hash of event `last_seq`, so the checkpoint also pins the chain head.
     pub last_event_sha256: String,
+    pub last_seq: u64,
+    pub root_sha256: String,
+    pub tree_size: u64,
     pub ts_ms: i64,
+    pub v: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRecord {
-    pub action_id: String,
-    pub symbol: String,
     pub action: ActionRecord,
-    pub verdict: Verdict,
+    pub action_id: String,
+    pub compliance: Option<ComplianceRecord>,
+    pub data_time_ms: i64,
+    pub evidence: EvidenceRecord,
+    pub feed_healthy: bool,
+    pub input: InputRecord,
     pub layer: Option<Layer>,
+    pub model: ModelRecord,
+    pub provenance: Provenance,
     pub reasons: Vec<ReasonCode>,
     pub rules_fired: Vec<RuleFired>,
     /// Shadow mode: what the candidate rule set would have decided (not enforced).
     pub shadow: Option<ShadowRecord>,
-    pub compliance: Option<ComplianceRecord>,
-    pub data_time_ms: i64,
-    pub feed_healthy: bool,
-    pub evidence: EvidenceRecord,
-    pub model: ModelRecord,
-    pub input: InputRecord,
-    pub provenance: Provenance,
+    pub symbol: String,
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum ActionRecord {
     PublishRiskSnapshot,
-    LimitBreach { var_usd: Num, limit_usd: Num },
+    LimitBreach { limit_usd: Num, var_usd: Num },
     ReduceExposure { current_qty: Num, target_qty: Num },
     Halt,
     Resume,
@@ -164,69 +164,69 @@ pub enum ActionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFired {
-    pub id: String,
     pub enforce: crate::elf::Enforcement,
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowRecord {
+    pub diverged: bool,
+    pub rules_fired: Vec<RuleFired>,
     pub rules_sha256: String,
     pub verdict: Verdict,
-    pub rules_fired: Vec<RuleFired>,
-    pub diverged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComplianceRecord {
+    pub backtest: Num,
+    pub freshness: Num,
+    pub mc_agreement: Num,
+    pub sample: Num,
     pub score: Num,
     pub threshold: Num,
-    pub freshness: Num,
-    pub sample: Num,
-    pub mc_agreement: Num,
-    pub backtest: Num,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRecord {
-    pub level: Num,
-    pub var_usd: Num,
     pub es_usd: Num,
-    pub limit_usd: Num,
-    pub limit_cap_usd: Num,
-    pub var_ci_low_usd: Num,
-    pub var_ci_high_usd: Num,
-    pub position_qty: Num,
-    pub price: Num,
     pub ess: Num,
-    pub mc_z: Num,
     pub exceedances: Num,
     pub expected_exceedances: Num,
+    pub level: Num,
+    pub limit_cap_usd: Num,
+    pub limit_usd: Num,
+    pub mc_z: Num,
     /// The primary model has not produced a forecast yet.
     pub model_warming_up: bool,
+    pub position_qty: Num,
+    pub price: Num,
+    pub var_ci_high_usd: Num,
+    pub var_ci_low_usd: Num,
+    pub var_usd: Num,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelRecord {
-    pub level: Num,
-    pub var: Num,
     pub es: Num,
-    pub var_ci_low: Num,
-    pub var_ci_high: Num,
-    pub mc_var: Num,
+    pub level: Num,
     pub mc_std_error: Num,
+    pub mc_var: Num,
+    pub var: Num,
+    pub var_ci_high: Num,
+    pub var_ci_low: Num,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HorizonRecord {
     pub bars: u32,
+    pub es: Num,
     pub level: Num,
     pub var: Num,
-    pub es: Num,
 }
 
 /// Normal-Inverse-Gamma posterior and its Student-t predictive figures (fractions of
@@ -234,13 +234,13 @@ pub struct HorizonRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NigRecord {
-    pub m: Num,
-    pub k: Num,
     pub a: Num,
     pub b: Num,
+    pub horizon: Option<HorizonRecord>,
+    pub k: Num,
     pub lambda: Num,
     pub levels: Vec<LevelRecord>,
-    pub horizon: Option<HorizonRecord>,
+    pub m: Num,
     pub mc_draws: u64,
     pub mc_seed: u64,
     /// Decimal string: ChaCha8 word position (u128) before the draws.
@@ -250,56 +250,56 @@ pub struct NigRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FhsLevelRecord {
-    pub level: Num,
     pub adjusted_alpha: Num,
-    pub var: Num,
     pub es: Num,
-    pub var_ci_low: Num,
-    pub var_ci_high: Num,
-    pub es_ci_low: Num,
     pub es_ci_high: Num,
+    pub es_ci_low: Num,
+    pub level: Num,
+    pub var: Num,
+    pub var_ci_high: Num,
+    pub var_ci_low: Num,
 }
 
 /// Filtered historical simulation figures (fractions of position value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FhsRecord {
-    pub lambda: Num,
-    pub kappa: Num,
-    pub window: u64,
     pub aci_step: Num,
-    pub observations: u64,
-    pub warmup_remaining: u64,
-    pub sigma: Option<Num>,
-    pub pool_size: u64,
-    pub levels: Vec<FhsLevelRecord>,
     pub bootstrap_draws: u64,
     /// Decimal string: ChaCha8 word position (u128) of the bootstrap stream.
     pub bootstrap_stream_pos: String,
+    pub kappa: Num,
+    pub lambda: Num,
+    pub levels: Vec<FhsLevelRecord>,
+    pub observations: u64,
+    pub pool_size: u64,
+    pub sigma: Option<Num>,
+    pub warmup_remaining: u64,
+    pub window: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortfolioFhsRecord {
-    pub warmup_remaining: u64,
-    pub scenarios: u64,
-    pub level: Num,
     pub adjusted_alpha: Num,
-    pub var_usd: Num,
-    pub es_usd: Num,
     pub component_var_usd: Vec<Num>,
+    pub es_usd: Num,
+    pub level: Num,
+    pub scenarios: u64,
+    pub var_usd: Num,
+    pub warmup_remaining: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NiwRecord {
-    pub level: Num,
-    pub var_usd: Num,
-    pub es_usd: Num,
     pub component_var_usd: Vec<Num>,
+    pub es_usd: Num,
+    pub lambda: Num,
+    pub level: Num,
     pub marginal_var: Vec<Num>,
     pub regularised: bool,
-    pub lambda: Num,
+    pub var_usd: Num,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,10 +331,10 @@ pub enum ModelRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputRecord {
+    pub bar_end_ms: i64,
+    pub bar_start_ms: i64,
     pub first_trade_id: Option<u64>,
     pub last_trade_id: Option<u64>,
-    pub bar_start_ms: i64,
-    pub bar_end_ms: i64,
     pub returns_seen: u64,
 }
 
