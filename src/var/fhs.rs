@@ -238,7 +238,8 @@ impl FhsFilter {
         self.forecast.clear();
         if self.t >= p.t0 && self.pool.len() >= 2 {
             let sigma = v.sqrt();
-            for (&alpha, &a) in p.alphas.iter().zip(&self.adjusted) {
+            let used = rearranged(&p.alphas, &self.adjusted);
+            for (&alpha, &a) in p.alphas.iter().zip(used.iter()) {
                 let (q, tail_mean) = sorted_tail(&self.pool, a);
                 self.forecast.push(FhsForecast {
                     alpha,
@@ -265,7 +266,11 @@ impl FhsFilter {
             return Vec::new();
         };
         let n = self.pool.len();
-        let max_a = self.adjusted.iter().copied().fold(0.0, f64::max);
+        let max_a = self
+            .forecast
+            .iter()
+            .map(|f| f.adjusted_alpha)
+            .fold(0.0, f64::max);
         // Only the lower tail matters: draw its exponential weights one by one and the
         // rest of the Dirichlet normaliser as a single Gamma(n - k) variate.
         let k = n.min(((4.0 * max_a * n as f64).ceil() as usize).saturating_add(32));
@@ -288,7 +293,7 @@ impl FhsFilter {
             if let Some(g) = &rest {
                 total += g.sample(rng);
             }
-            for (l, &a) in self.adjusted.iter().enumerate() {
+            for (l, a) in self.forecast.iter().map(|f| f.adjusted_alpha).enumerate() {
                 let (q, mean) = weighted_tail(&self.pool[..k], &scratch.weights, total, a);
                 scratch.var[l * draws + d] = -sigma * q;
                 scratch.es[l * draws + d] = -sigma * mean;
@@ -350,6 +355,26 @@ fn weighted_tail(pool: &[f64], weights: &[f64], total: f64, a: f64) -> (f64, f64
     // The drawn tail did not reach `a` (very unlikely by construction): use what it has.
     let last = pool.last().copied().unwrap_or(f64::NAN);
     (last, if cum > 0.0 { sum / cum } else { last })
+}
+
+/// The ACI-adjusted tail probabilities in the order of the nominal ones (rearrangement).
+/// Each level's ACI state moves on its own and two can cross, which would put a more
+/// extreme level's VaR below a milder one's; handing the sorted values out in level order
+/// keeps VaR and ES monotone in the level while using the same set of probabilities.
+fn rearranged<'a>(alphas: &[f64], adjusted: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+    let ascending = |v: &[f64]| v.windows(2).all(|w| w[0] <= w[1]);
+    if ascending(alphas) && ascending(adjusted) {
+        return std::borrow::Cow::Borrowed(adjusted);
+    }
+    let mut order: Vec<usize> = (0..alphas.len()).collect();
+    order.sort_by(|&i, &j| alphas[i].total_cmp(&alphas[j]));
+    let mut values: Vec<f64> = order.iter().map(|&i| adjusted[i]).collect();
+    values.sort_by(f64::total_cmp);
+    let mut out = vec![0.0; alphas.len()];
+    for (&i, v) in order.iter().zip(values) {
+        out[i] = v;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
