@@ -10,6 +10,7 @@ use super::l0::{self, DuplicateWindow, L0Limits};
 use super::l1::{self, Compliance, ComplianceWeights};
 use super::l2::{Guardrails, KillSwitch};
 use super::rules::{Enforcement, RuleHit, RuleSet};
+use super::worker::Worker;
 use super::{ActionRequest, Layer, ReasonCode, Verdict};
 use crate::config::ElfConfig;
 
@@ -133,6 +134,15 @@ pub struct ElfGate {
     /// Interned symbol names for cache keys.
     symbols: HashMap<String, Arc<str>>,
     timing: bool,
+    /// L3 beside L2 on a long-lived thread (`parallelize_l2_l3`).
+    l3_worker: Option<Worker<L3Job, RuleOutcome>>,
+}
+
+/// What the L3 worker needs to evaluate one request on its own thread.
+struct L3Job {
+    rules: Arc<RuleSet>,
+    shadow: Option<Arc<RuleSet>>,
+    req: ActionRequest,
 }
 
 impl ElfGate {
@@ -153,7 +163,7 @@ impl ElfGate {
             .flatten()
             .and_then(std::num::NonZeroUsize::new)
             .map(LruCache::new);
-        Self {
+        let mut gate = Self {
             ids: DuplicateWindow::new(settings.duplicate_window),
             settings,
             known_symbols,
@@ -163,7 +173,16 @@ impl ElfGate {
             cache,
             symbols: HashMap::new(),
             timing: false,
+            l3_worker: None,
+        };
+        if gate.settings.parallelize_l2_l3 {
+            gate.l3_worker = Worker::spawn("elf-l3", |job: L3Job| {
+                evaluate_rules(&job.rules, job.shadow.as_deref(), &job.req)
+            })
+            .map_err(|e| tracing::warn!(error = %e, "no L3 worker thread; L2 and L3 run in turn"))
+            .ok();
         }
+        gate
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -269,7 +288,6 @@ impl ElfGate {
         } else {
             None
         };
-        let st = &self.settings;
         let ttl = self.settings.decision_cache_ttl;
         let cached_l3 = match (&mut self.cache, &key) {
             (Some(cache), Some(key)) => match cache.get(key) {
@@ -283,32 +301,40 @@ impl ElfGate {
             _ => None,
         };
         let cached = cached_l3.is_some();
-        let l3 = match cached_l3 {
-            Some(hit) => {
-                self.guardrails.check(req, &mut l2_reasons);
-                layer_ns[2] = lap(&mut since);
-                hit
-            }
-            None if st.parallelize_l2_l3 => {
-                let (guardrails, rules, shadow) = (&self.guardrails, &self.rules, &self.shadow);
-                let mut outcome = None;
-                let mut l2_ns = 0;
-                std::thread::scope(|scope| {
-                    let l3 = scope.spawn(|| evaluate_rules(rules, shadow.as_deref(), req));
+        let l3 =
+            match cached_l3 {
+                Some(hit) => {
+                    self.guardrails.check(req, &mut l2_reasons);
+                    layer_ns[2] = lap(&mut since);
+                    hit
+                }
+                None if self.l3_worker.is_some() => {
+                    let job = L3Job {
+                        rules: self.rules.clone(),
+                        shadow: self.shadow.clone(),
+                        req: req.clone(),
+                    };
+                    let submitted = self
+                        .l3_worker
+                        .as_ref()
+                        .is_some_and(|w| w.submit(job).is_ok());
                     let t = Instant::now();
-                    guardrails.check(req, &mut l2_reasons);
-                    l2_ns = t.elapsed().as_nanos() as u64;
-                    outcome = l3.join().ok();
-                });
-                layer_ns[2] = l2_ns;
-                Arc::new(outcome.unwrap_or_else(|| evaluate_rules(rules, shadow.as_deref(), req)))
-            }
-            None => {
-                self.guardrails.check(req, &mut l2_reasons);
-                layer_ns[2] = lap(&mut since);
-                Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
-            }
-        };
+                    self.guardrails.check(req, &mut l2_reasons);
+                    layer_ns[2] = t.elapsed().as_nanos() as u64;
+                    let outcome = match (&self.l3_worker, submitted) {
+                        (Some(w), true) => w.collect(),
+                        _ => None,
+                    };
+                    Arc::new(outcome.unwrap_or_else(|| {
+                        evaluate_rules(&self.rules, self.shadow.as_deref(), req)
+                    }))
+                }
+                None => {
+                    self.guardrails.check(req, &mut l2_reasons);
+                    layer_ns[2] = lap(&mut since);
+                    Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
+                }
+            };
         if let (Some(cache), Some(key), false) = (&mut self.cache, key, cached) {
             cache.put(key, (l3.clone(), Instant::now()));
         }

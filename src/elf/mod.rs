@@ -8,6 +8,7 @@ mod l1;
 mod l2;
 mod request;
 pub mod rules;
+mod worker;
 
 use serde::{Deserialize, Serialize};
 
