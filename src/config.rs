@@ -123,6 +123,9 @@ pub struct FeedConfig {
     pub max_streams_per_connection: usize,
     /// REST base URL (klines, historical trades); empty derives it from `url`.
     pub rest_url: String,
+    /// Timeout of one REST request made while streaming (gap backfill, depth snapshot);
+    /// ingest waits for it, so it is kept short.
+    pub rest_timeout_ms: u64,
     /// Fetch trades missing from the stream (trade-ID gaps) from the REST endpoint.
     pub backfill_gaps: bool,
     /// At most this many trades are fetched for one gap; the rest is reported missing.
@@ -454,6 +457,13 @@ impl Config {
         check(
             self.feed.stale_after_ms > 0 && self.feed.gap_unhealthy_ms >= 0,
             "feed.stale_after_ms must be > 0 and feed.gap_unhealthy_ms >= 0".into(),
+        );
+        check(
+            (100..=60_000).contains(&self.feed.rest_timeout_ms),
+            format!(
+                "feed.rest_timeout_ms must be in 100..=60000, got {}",
+                self.feed.rest_timeout_ms
+            ),
         );
         check(
             crate::market::rest::DEPTH_LIMITS.contains(&self.feed.depth_snapshot_limit),

@@ -137,8 +137,9 @@ pub fn shard_symbols(
 /// Local order books of one connection's symbols, synced from REST snapshots.
 struct Books {
     books: HashMap<String, OrderBook>,
-    /// After a failed or unusable snapshot, no new request before this.
-    retry_at: HashMap<String, Instant>,
+    /// After a failed or unusable snapshot, no new request before this, and the wait
+    /// before it (doubling while requests keep failing).
+    retry_at: HashMap<String, (Instant, Duration)>,
     /// Books that broke (gap or crossed) and have not been bridged since.
     recovering: HashSet<String>,
     rest_base: String,
@@ -149,8 +150,19 @@ struct Books {
 
 /// Pending updates kept per book while a snapshot is awaited.
 const MAX_BUFFERED_DEPTH_UPDATES: usize = 1000;
-/// Snapshot requests for one symbol are at least this far apart after a failure.
+/// Snapshot requests for one symbol after a failure: the first retry after this, doubling
+/// up to `SNAPSHOT_RETRY_MAX`, so an unreachable endpoint holds ingest up only rarely.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Schedule the next snapshot request of `symbol`; returns the wait.
+fn retry_later(retry_at: &mut HashMap<String, (Instant, Duration)>, symbol: &str) -> Duration {
+    let wait = retry_at.get(symbol).map_or(SNAPSHOT_RETRY, |(_, last)| {
+        (*last * 2).min(SNAPSHOT_RETRY_MAX)
+    });
+    retry_at.insert(symbol.to_string(), (Instant::now() + wait, wait));
+    wait
+}
 
 impl Books {
     /// Apply one diff update; (re)sync from a snapshot when the book is not in step.
@@ -195,7 +207,7 @@ impl Books {
             && self
                 .retry_at
                 .get(&symbol)
-                .is_none_or(|t| Instant::now() >= *t)
+                .is_none_or(|(t, _)| Instant::now() >= *t)
         {
             let (base, sym, limit, timeout) = (
                 self.rest_base.clone(),
@@ -217,8 +229,9 @@ impl Books {
                     if let Some(outcome) = book.load_snapshot(&snapshot) {
                         // Older than what was buffered: ask again, paced.
                         tracing::info!(%symbol, last_update_id = snapshot.last_update_id, ?outcome, "depth snapshot cannot be bridged yet");
-                        self.retry_at
-                            .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                        retry_later(&mut self.retry_at, &symbol);
+                    } else {
+                        self.retry_at.remove(&symbol);
                     }
                 }
                 Ok(Err(e)) => {
@@ -227,15 +240,13 @@ impl Books {
                         .feed_depth_sync_total
                         .with_label_values(&["snapshot_failed"])
                         .inc();
-                    tracing::warn!(%symbol, error = %e, "depth snapshot failed; retrying in 1 s");
-                    self.retry_at
-                        .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                    let wait = retry_later(&mut self.retry_at, &symbol);
+                    tracing::warn!(%symbol, error = %e, retry_in_ms = wait.as_millis() as u64, "depth snapshot failed");
                 }
                 Err(e) => {
                     report.depth_snapshot_failures += 1;
                     tracing::warn!(%symbol, error = %e, "depth snapshot task failed");
-                    self.retry_at
-                        .insert(symbol.clone(), Instant::now() + SNAPSHOT_RETRY);
+                    retry_later(&mut self.retry_at, &symbol);
                 }
             }
         }
@@ -379,7 +390,7 @@ async fn run(
         rest_base: rest_base.clone(),
         snapshot_limit: feed.depth_snapshot_limit,
         max_levels: feed.max_book_levels,
-        timeout: Duration::from_millis(feed.connect_timeout_ms),
+        timeout: Duration::from_millis(feed.rest_timeout_ms),
     };
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
@@ -595,7 +606,7 @@ async fn run(
                         let mut filled = 0u64;
                         if feed.backfill_gaps {
                             let upto = last.min(first + feed.backfill_max_trades - 1);
-                            let timeout = Duration::from_millis(feed.connect_timeout_ms);
+                            let timeout = Duration::from_millis(feed.rest_timeout_ms);
                             for agg in
                                 backfill_agg(&rest_base, &a.symbol, first, upto, timeout).await
                             {
@@ -638,7 +649,7 @@ async fn run(
                         let mut filled = 0u64;
                         if feed.backfill_gaps {
                             let upto = last.min(first + feed.backfill_max_trades - 1);
-                            let timeout = Duration::from_millis(feed.connect_timeout_ms);
+                            let timeout = Duration::from_millis(feed.rest_timeout_ms);
                             for trade in backfill(&rest_base, &t.symbol, first, upto, timeout).await
                             {
                                 route
