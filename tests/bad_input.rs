@@ -422,6 +422,69 @@ fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
     assert!(first_bad > 0);
 }
 
+/// A WebSocket server sending, each second for 60 s, a trade, a quote and depth update i
+/// (U = u = i) of BTCUSDT, leaving out update `lost`.
+fn depth_feed(
+    rt: &tokio::runtime::Runtime,
+    lost: Option<i64>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t0 = 1_723_161_600_000i64;
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        for i in 1..=60i64 {
+            let t = t0 + i * 1000;
+            let price = format!("{:.2}", 60_000.0 + (i % 5) as f64);
+            ws.send(Message::text(trade("BTCUSDT", i as u64, t, &price)))
+                .await
+                .unwrap();
+            ws.send(Message::text(format!(
+                r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{i},"s":"BTCUSDT","b":"60000.00","B":"1.0","a":"60000.01","A":"1.0"}}}}"#
+            )))
+            .await
+            .unwrap();
+            if lost != Some(i) {
+                ws.send(Message::text(format!(
+                    r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":{t},"s":"BTCUSDT","U":{i},"u":{i},"b":[["59999.00","0.5"]],"a":[]}}}}"#
+                )))
+                .await
+                .unwrap();
+            }
+        }
+        ws.close(None).await.unwrap();
+    });
+    (addr, server)
+}
+
+/// The signed decisions of a run's BTCUSDT chain, payloads only.
+fn btc_decisions(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("events/bizra.BTCUSDT.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].clone())
+        .collect()
+}
+
+/// Every decision made while the feed was unhealthy: desks still get the risk snapshot
+/// (signed with feed_healthy false); every other action is blocked by the data-health gate.
+fn assert_unhealthy_blocked(decisions: &[serde_json::Value]) -> usize {
+    let unhealthy: Vec<&serde_json::Value> = decisions
+        .iter()
+        .filter(|d| d["feed_healthy"] == false)
+        .collect();
+    for d in &unhealthy {
+        if d["action"]["type"] != "PUBLISH_RISK_SNAPSHOT" {
+            assert_eq!(d["verdict"], "BLOCK", "{d}");
+            assert!(d["reasons"].to_string().contains("DATA_UNHEALTHY"), "{d}");
+        }
+    }
+    unhealthy.len()
+}
+
 /// A lost depth update makes the symbol unhealthy from the moment the gap is seen until the
 /// resynced book is bridged by the diff stream; actions meanwhile are blocked by L2
 /// (DATA_UNHEALTHY) and pass again afterwards. The REST snapshot server answers the first
@@ -458,36 +521,7 @@ fn a_depth_gap_blocks_actions_until_the_book_is_resynced_and_bridged() {
         }
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let t0 = 1_723_161_600_000i64;
-    let server = rt.spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        // Each second: a trade, a quote and depth update i (U = u = i); update 40 is lost.
-        for i in 1..=60i64 {
-            let t = t0 + i * 1000;
-            let price = format!("{:.2}", 60_000.0 + (i % 5) as f64);
-            ws.send(Message::text(trade("BTCUSDT", i as u64, t, &price)))
-                .await
-                .unwrap();
-            ws.send(Message::text(format!(
-                r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{i},"s":"BTCUSDT","b":"60000.00","B":"1.0","a":"60000.01","A":"1.0"}}}}"#
-            )))
-            .await
-            .unwrap();
-            if i != 40 {
-                ws.send(Message::text(format!(
-                    r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":{t},"s":"BTCUSDT","U":{i},"u":{i},"b":[["59999.00","0.5"]],"a":[]}}}}"#
-                )))
-                .await
-                .unwrap();
-            }
-        }
-        ws.close(None).await.unwrap();
-    });
+    let (addr, server) = depth_feed(&rt, Some(40));
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
     let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
@@ -508,24 +542,11 @@ fn a_depth_gap_blocks_actions_until_the_book_is_resynced_and_bridged() {
     // Gap seen at update 41; the second snapshot (45) is bridged by update 46, which
     // arrives after trade and quote 46: trades and quotes 42..=46 find the book broken.
     assert_eq!(ing.unhealthy_ticks, 10);
-    let text = std::fs::read_to_string(tmp.path().join("events/bizra.BTCUSDT.jsonl")).unwrap();
-    let decisions: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].clone())
-        .collect();
-    let unhealthy: Vec<&serde_json::Value> = decisions
-        .iter()
-        .filter(|d| d["feed_healthy"] == false)
-        .collect();
-    assert!(!unhealthy.is_empty(), "decisions inside the window");
-    for d in &unhealthy {
-        // Desks always get the risk snapshot (signed with feed_healthy false); every other
-        // action is blocked by the data-health gate.
-        if d["action"]["type"] != "PUBLISH_RISK_SNAPSHOT" {
-            assert_eq!(d["verdict"], "BLOCK", "{d}");
-            assert!(d["reasons"].to_string().contains("DATA_UNHEALTHY"), "{d}");
-        }
-    }
+    let decisions = btc_decisions(tmp.path());
+    assert!(
+        assert_unhealthy_blocked(&decisions) > 0,
+        "decisions inside the window"
+    );
     let last = decisions.last().unwrap();
     assert_eq!(last["feed_healthy"], true, "healthy again after the resync");
 }
@@ -616,4 +637,40 @@ fn a_frozen_consumer_catches_up_with_nothing_lost_and_memory_bounded() {
     let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
     let events = tmp.path().join("events").to_string_lossy().to_string();
     common::cli_ok(&["verify", "--pubkey", pubkey.as_str(), events.as_str()]);
+}
+
+/// Depth subscribed but the snapshot endpoint unreachable: the book never syncs, so the
+/// symbol stays unhealthy and its actions are blocked (DATA_UNHEALTHY) for the whole run;
+/// failed requests are retried after 1 s, doubling, so they never hold ingest up for long.
+#[test]
+fn a_book_that_cannot_sync_keeps_its_symbol_unhealthy() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, server) = depth_feed(&rt, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let mut config = common::test_config(&format!("ws://{addr}"), tmp.path(), &key);
+    // Nothing listens there: every snapshot request is refused.
+    config.feed.rest_url = format!("http://127.0.0.1:{}", common::free_port());
+    config.elf.constitutional_compliance = 0.0;
+    config.portfolio.enabled = false;
+    config.var.warm_start.enabled = false;
+    let started = std::time::Instant::now();
+    let summary = common::run(config);
+    rt.block_on(server).unwrap();
+    let ing = &summary.ingest;
+    assert_eq!(ing.depth_snapshots, 0);
+    assert!(
+        (1..=2).contains(&ing.depth_snapshot_failures),
+        "retries are paced: {} in {:?}",
+        ing.depth_snapshot_failures,
+        started.elapsed()
+    );
+    assert_eq!(ing.books_out_of_sync, vec!["BTCUSDT".to_string()]);
+    let decisions = btc_decisions(tmp.path());
+    assert!(!decisions.is_empty());
+    assert_eq!(
+        assert_unhealthy_blocked(&decisions),
+        decisions.len(),
+        "every decision comes after the first depth update"
+    );
 }
