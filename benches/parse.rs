@@ -22,44 +22,33 @@ fn lines() -> Vec<String> {
     out
 }
 
+fn parse_all(lines: &[&String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| parse_combined(black_box(l)).is_ok())
+        .count()
+}
+
 fn benches(c: &mut Criterion) {
     let all = lines();
-    let trades_and_quotes: Vec<&String> = all
-        .iter()
-        .filter(|l| l.contains("@trade\"") || l.contains("@bookTicker\""))
-        .collect();
+    let sets: [(&str, Vec<&String>); 3] = [
+        (
+            "trade_and_bookTicker_frames",
+            all.iter()
+                .filter(|l| l.contains("@trade\"") || l.contains("@bookTicker\""))
+                .collect(),
+        ),
+        (
+            "depth_frames",
+            all.iter().filter(|l| l.contains("@depth")).collect(),
+        ),
+        ("all_frames", all.iter().collect()),
+    ];
     let mut g = c.benchmark_group("parse_bundled_capture");
-    g.throughput(Throughput::Elements(trades_and_quotes.len() as u64));
-    g.bench_function("trade_and_bookTicker_frames", |b| {
-        b.iter(|| {
-            let mut ok = 0usize;
-            for l in &trades_and_quotes {
-                ok += parse_combined(black_box(l)).is_ok() as usize;
-            }
-            ok
-        })
-    });
-    let depth: Vec<&String> = all.iter().filter(|l| l.contains("@depth")).collect();
-    g.throughput(Throughput::Elements(depth.len() as u64));
-    g.bench_function("depth_frames", |b| {
-        b.iter(|| {
-            let mut ok = 0usize;
-            for l in &depth {
-                ok += parse_combined(black_box(l)).is_ok() as usize;
-            }
-            ok
-        })
-    });
-    g.throughput(Throughput::Elements(all.len() as u64));
-    g.bench_function("all_frames", |b| {
-        b.iter(|| {
-            let mut ok = 0usize;
-            for l in &all {
-                ok += parse_combined(black_box(l)).is_ok() as usize;
-            }
-            ok
-        })
-    });
+    for (name, set) in &sets {
+        g.throughput(Throughput::Elements(set.len() as u64));
+        g.bench_function(*name, |b| b.iter(|| parse_all(set)));
+    }
     g.finish();
 }
 

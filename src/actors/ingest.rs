@@ -738,56 +738,48 @@ async fn run(
     Ok(report)
 }
 
-/// Trades `first..=last` of `symbol` from the REST historical-trades endpoint, in ID order;
-/// fewer when the endpoint has fewer or fails (logged).
-async fn backfill(
-    base: &str,
+/// Items `first..=last` of an ID-paged REST endpoint (`fetch(from_id)` returns up to 1000
+/// from that ID), converted and in ID order; fewer when the endpoint has fewer, answers
+/// something unusable or fails (logged).
+async fn backfill_by_id<T, U, F>(
+    what: &'static str,
     symbol: &str,
     first: u64,
     last: u64,
-    timeout: Duration,
-) -> Vec<Trade> {
+    fetch: F,
+    id: impl Fn(&T) -> u64,
+    convert: impl Fn(T) -> Option<U>,
+) -> Vec<U>
+where
+    T: Send + 'static,
+    F: Fn(u64) -> Result<Vec<T>, crate::market::rest::RestError> + Clone + Send + 'static,
+{
     let mut out = Vec::new();
     let mut from = first;
     while from <= last {
-        let (b, s) = (base.to_string(), symbol.to_string());
-        let page = tokio::task::spawn_blocking(move || {
-            crate::market::rest::fetch_historical_trades(&b, &s, from, 1000, timeout)
-        })
-        .await;
-        let trades = match page {
-            Ok(Ok(t)) => t,
+        let f = fetch.clone();
+        let page = match tokio::task::spawn_blocking(move || f(from)).await {
+            Ok(Ok(items)) => items,
             Ok(Err(e)) => {
-                tracing::warn!(%symbol, from, error = %e, "backfill failed");
+                tracing::warn!(%symbol, from, what, error = %e, "backfill failed");
                 break;
             }
             Err(e) => {
-                tracing::warn!(%symbol, from, error = %e, "backfill task failed");
+                tracing::warn!(%symbol, from, what, error = %e, "backfill task failed");
                 break;
             }
         };
         let before = out.len();
         let page_from = from;
-        for h in trades
+        for item in page
             .into_iter()
-            .filter(|h| (page_from..=last).contains(&h.id))
+            .filter(|t| (page_from..=last).contains(&id(t)))
         {
-            let (Ok(price), Ok(qty)) = (h.price.parse::<f64>(), h.qty.parse::<f64>()) else {
-                continue;
-            };
-            if !(price > 0.0 && price.is_finite() && qty >= 0.0 && qty.is_finite()) {
-                continue;
+            let next = id(&item) + 1;
+            if let Some(u) = convert(item) {
+                from = next;
+                out.push(u);
             }
-            from = h.id + 1;
-            out.push(Trade {
-                event_time_ms: h.time,
-                symbol: symbol.to_string(),
-                trade_id: h.id,
-                price,
-                qty,
-                trade_time_ms: h.time,
-                buyer_is_maker: h.is_buyer_maker,
-            });
         }
         if out.len() == before {
             break;
@@ -796,8 +788,47 @@ async fn backfill(
     out
 }
 
-/// Aggregate trades `first..=last` of `symbol` from the REST aggTrades endpoint, in ID
-/// order; fewer when the endpoint has fewer or fails (logged).
+/// A REST price and quantity, if both are usable.
+fn price_qty(price: &str, qty: &str) -> Option<(f64, f64)> {
+    let (price, qty) = (price.parse::<f64>().ok()?, qty.parse::<f64>().ok()?);
+    (price > 0.0 && price.is_finite() && qty >= 0.0 && qty.is_finite()).then_some((price, qty))
+}
+
+/// Trades `first..=last` of `symbol` from `GET /api/v3/historicalTrades`.
+async fn backfill(
+    base: &str,
+    symbol: &str,
+    first: u64,
+    last: u64,
+    timeout: Duration,
+) -> Vec<Trade> {
+    let (b, s) = (base.to_string(), symbol.to_string());
+    let fetch =
+        move |from| crate::market::rest::fetch_historical_trades(&b, &s, from, 1000, timeout);
+    backfill_by_id(
+        "historicalTrades",
+        symbol,
+        first,
+        last,
+        fetch,
+        |h| h.id,
+        |h| {
+            let (price, qty) = price_qty(&h.price, &h.qty)?;
+            Some(Trade {
+                event_time_ms: h.time,
+                symbol: symbol.to_string(),
+                trade_id: h.id,
+                price,
+                qty,
+                trade_time_ms: h.time,
+                buyer_is_maker: h.is_buyer_maker,
+            })
+        },
+    )
+    .await
+}
+
+/// Aggregate trades `first..=last` of `symbol` from `GET /api/v3/aggTrades`.
 async fn backfill_agg(
     base: &str,
     symbol: &str,
@@ -805,55 +836,31 @@ async fn backfill_agg(
     last: u64,
     timeout: Duration,
 ) -> Vec<AggTrade> {
-    let mut out = Vec::new();
-    let mut from = first;
-    while from <= last {
-        let (b, s) = (base.to_string(), symbol.to_string());
-        let page = tokio::task::spawn_blocking(move || {
-            crate::market::rest::fetch_agg_trades(&b, &s, from, 1000, timeout)
-        })
-        .await;
-        let aggs = match page {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                tracing::warn!(%symbol, from, error = %e, "aggTrades backfill failed");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(%symbol, from, error = %e, "aggTrades backfill task failed");
-                break;
-            }
-        };
-        let before = out.len();
-        let page_from = from;
-        for h in aggs
-            .into_iter()
-            .filter(|h| (page_from..=last).contains(&h.agg_id))
-        {
-            let (Ok(price), Ok(qty)) = (h.price.parse::<f64>(), h.qty.parse::<f64>()) else {
-                continue;
-            };
-            if !(price > 0.0 && price.is_finite() && qty >= 0.0 && qty.is_finite()) {
-                continue;
-            }
-            from = h.agg_id + 1;
-            out.push(AggTrade {
-                event_time_ms: h.time,
+    let (b, s) = (base.to_string(), symbol.to_string());
+    let fetch = move |from| crate::market::rest::fetch_agg_trades(&b, &s, from, 1000, timeout);
+    backfill_by_id(
+        "aggTrades",
+        symbol,
+        first,
+        last,
+        fetch,
+        |a| a.agg_id,
+        |a| {
+            let (price, qty) = price_qty(&a.price, &a.qty)?;
+            Some(AggTrade {
+                event_time_ms: a.time,
                 symbol: symbol.to_string(),
-                agg_id: h.agg_id,
+                agg_id: a.agg_id,
                 price,
                 qty,
-                first_trade_id: h.first_trade_id,
-                last_trade_id: h.last_trade_id,
-                trade_time_ms: h.time,
-                buyer_is_maker: h.is_buyer_maker,
-            });
-        }
-        if out.len() == before {
-            break;
-        }
-    }
-    out
+                first_trade_id: a.first_trade_id,
+                last_trade_id: a.last_trade_id,
+                trade_time_ms: a.time,
+                buyer_is_maker: a.is_buyer_maker,
+            })
+        },
+    )
+    .await
 }
 
 fn reject(report: &mut IngestReport, metrics: &Metrics, err: &MarketDataError, len: usize) {

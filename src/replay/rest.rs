@@ -221,82 +221,29 @@ impl RestIndex {
     /// Binance `aggTrades`: up to `limit` (default 500, max 1000) aggregate trades from
     /// `fromId` (default: the most recent ones).
     fn agg_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        let Some(symbol) = params.get("symbol") else {
-            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
-        };
-        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
-            None => 500,
-            Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
-            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
-        };
-        let Some(aggs) = self.aggs.get(&symbol.to_ascii_uppercase()) else {
-            return RestResponse::error(400, -1121, "Invalid symbol.");
-        };
-        let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
-            None => aggs.len().saturating_sub(limit),
-            Some(Ok(from)) => aggs.partition_point(|a| a.agg_id < from),
-            Some(Err(_)) => {
-                return RestResponse::error(
-                    400,
-                    -1100,
-                    "Illegal characters found in parameter 'fromId'.",
-                )
-            }
-        };
-        let items: Vec<String> = aggs[start..]
-            .iter()
-            .take(limit)
-            .map(AggPoint::json)
-            .collect();
-        RestResponse {
-            status: 200,
-            body: format!("[{}]", items.join(",")),
+        match page_by_id(params, &self.aggs, |a| a.agg_id) {
+            Ok(page) => json_array(page.iter().map(AggPoint::json)),
+            Err(e) => e,
         }
     }
 
     /// Binance `historicalTrades`: up to `limit` (default 500, max 1000) trades from
     /// `fromId` (default: the most recent ones).
     fn historical_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        let Some(symbol) = params.get("symbol") else {
-            return RestResponse::error(400, -1102, "Mandatory parameter 'symbol' was not sent.");
-        };
-        let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
-            None => 500,
-            Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
-            Some(_) => return RestResponse::error(400, -1130, "Invalid limit."),
-        };
-        let Some(trades) = self.by_id.get(&symbol.to_ascii_uppercase()) else {
-            return RestResponse::error(400, -1121, "Invalid symbol.");
-        };
-        let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
-            None => trades.len().saturating_sub(limit),
-            Some(Ok(from)) => trades.partition_point(|t| t.id < from),
-            Some(Err(_)) => {
-                return RestResponse::error(
-                    400,
-                    -1100,
-                    "Illegal characters found in parameter 'fromId'.",
+        match page_by_id(params, &self.by_id, |t| t.id) {
+            Ok(page) => json_array(page.iter().map(|t| {
+                format!(
+                    "{{\"id\":{},\"price\":\"{:.8}\",\"qty\":\"{:.8}\",\"quoteQty\":\"{:.8}\",\"time\":{},\"isBuyerMaker\":{},\"isBestMatch\":true}}",
+                    t.id,
+                    t.price,
+                    t.qty,
+                    t.price * t.qty,
+                    t.time_ms,
+                    t.buyer_is_maker
                 )
-            }
-        };
-        let mut body = String::from("[");
-        for (i, t) in trades[start..].iter().take(limit).enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            let _ = write!(
-                body,
-                "{{\"id\":{},\"price\":\"{:.8}\",\"qty\":\"{:.8}\",\"quoteQty\":\"{:.8}\",\"time\":{},\"isBuyerMaker\":{},\"isBestMatch\":true}}",
-                t.id,
-                t.price,
-                t.qty,
-                t.price * t.qty,
-                t.time_ms,
-                t.buyer_is_maker
-            );
+            })),
+            Err(e) => e,
         }
-        body.push(']');
-        RestResponse { status: 200, body }
     }
 
     fn klines(&self, params: &HashMap<&str, &str>) -> RestResponse {
@@ -370,6 +317,51 @@ impl RestIndex {
         }
         body.push(']');
         RestResponse { status: 200, body }
+    }
+}
+
+/// The page a Binance ID-paged endpoint answers: `symbol` (required), `limit` (default
+/// 500, 1..=1000) items from `fromId` (default: the most recent ones), by `id` order.
+fn page_by_id<'a, T>(
+    params: &HashMap<&str, &str>,
+    index: &'a HashMap<String, Vec<T>>,
+    id: impl Fn(&T) -> u64,
+) -> Result<&'a [T], RestResponse> {
+    let Some(symbol) = params.get("symbol") else {
+        return Err(RestResponse::error(
+            400,
+            -1102,
+            "Mandatory parameter 'symbol' was not sent.",
+        ));
+    };
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => 500,
+        Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
+        Some(_) => return Err(RestResponse::error(400, -1130, "Invalid limit.")),
+    };
+    let Some(items) = index.get(&symbol.to_ascii_uppercase()) else {
+        return Err(RestResponse::error(400, -1121, "Invalid symbol."));
+    };
+    let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
+        None => items.len().saturating_sub(limit),
+        Some(Ok(from)) => items.partition_point(|t| id(t) < from),
+        Some(Err(_)) => {
+            return Err(RestResponse::error(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'fromId'.",
+            ))
+        }
+    };
+    let end = items.len().min(start + limit);
+    Ok(&items[start..end])
+}
+
+fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
+    let items: Vec<String> = items.collect();
+    RestResponse {
+        status: 200,
+        body: format!("[{}]", items.join(",")),
     }
 }
 
