@@ -604,31 +604,34 @@ async fn run(
                         report.agg_trade_gaps += 1;
                         let missing = last - first + 1;
                         let mut filled = 0u64;
-                        if feed.backfill_gaps {
-                            let upto = last.min(first + feed.backfill_max_trades - 1);
+                        // Aggregates that are only checked (trades drive the models) are not fetched.
+                        if feed.backfill_gaps && aggs_drive_models {
+                            let upto = last.min(first.saturating_add(feed.backfill_max_trades - 1));
                             let timeout = Duration::from_millis(feed.rest_timeout_ms);
                             for agg in
                                 backfill_agg(&rest_base, &a.symbol, first, upto, timeout).await
                             {
-                                if aggs_drive_models {
-                                    route
-                                        .send(Tick {
-                                            event: MarketEvent::Trade(agg.as_trade()),
-                                            received_at_ms: clock.now_ms(),
-                                            arrived: Instant::now(),
-                                            feed_healthy: true,
-                                        })
-                                        .await??;
-                                }
+                                route
+                                    .send(Tick {
+                                        event: MarketEvent::Trade(agg.as_trade()),
+                                        received_at_ms: clock.now_ms(),
+                                        arrived: Instant::now(),
+                                        feed_healthy: true,
+                                    })
+                                    .await??;
                                 filled += 1;
                             }
                             *report.accepted.entry("aggTrade").or_default() += filled;
                         }
                         report.backfilled_agg_trades += filled;
-                        report.missing_agg_trades += missing - filled;
-                        if filled < missing {
+                        report.missing_agg_trades += missing.saturating_sub(filled);
+                        // Only lost aggregates that feed the models make the symbol
+                        // unhealthy; with trades subscribed their own continuity counts.
+                        if filled < missing && aggs_drive_models {
                             health.gap_unfilled(&a.symbol, clock.now_ms());
-                            tracing::warn!(symbol = %a.symbol, first, last, filled, "aggregate-trade gap: trades missing from the stream");
+                        }
+                        if filled < missing {
+                            tracing::warn!(symbol = %a.symbol, first, last, filled, "aggregate-trade gap: aggregates missing from the stream");
                         }
                     }
                 }
@@ -648,7 +651,7 @@ async fn run(
                         let missing = last - first + 1;
                         let mut filled = 0u64;
                         if feed.backfill_gaps {
-                            let upto = last.min(first + feed.backfill_max_trades - 1);
+                            let upto = last.min(first.saturating_add(feed.backfill_max_trades - 1));
                             let timeout = Duration::from_millis(feed.rest_timeout_ms);
                             for trade in backfill(&rest_base, &t.symbol, first, upto, timeout).await
                             {
@@ -665,7 +668,7 @@ async fn run(
                             *report.accepted.entry("trade").or_default() += filled;
                         }
                         report.backfilled_trades += filled;
-                        report.missing_trades += missing - filled;
+                        report.missing_trades += missing.saturating_sub(filled);
                         if filled < missing {
                             health.gap_unfilled(&t.symbol, clock.now_ms());
                             tracing::warn!(symbol = %t.symbol, first, last, filled, "trade-ID gap: trades missing from the stream");
@@ -775,7 +778,11 @@ where
             .into_iter()
             .filter(|t| (page_from..=last).contains(&id(t)))
         {
-            let next = id(&item) + 1;
+            // Strictly increasing and unique, whatever order the endpoint answers in.
+            if id(&item) < from {
+                continue;
+            }
+            let next = id(&item).saturating_add(1);
             if let Some(u) = convert(item) {
                 from = next;
                 out.push(u);

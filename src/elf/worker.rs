@@ -72,8 +72,10 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                 }
                 let job = s.job.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(job) = job {
-                    let r = run(job);
-                    *s.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    // A panicking job yields no result (the caller evaluates in turn)
+                    // instead of leaving the caller waiting forever.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job)));
+                    *s.result.lock().unwrap_or_else(|e| e.into_inner()) = r.ok();
                 }
                 // Unless closed meanwhile.
                 let _ = s.state.compare_exchange(JOB, DONE, SeqCst, SeqCst);
@@ -145,5 +147,18 @@ mod tests {
         assert_eq!(w.collect(), Some(42));
         assert_eq!(w.collect(), None, "nothing submitted");
         drop(w);
+    }
+
+    #[test]
+    fn a_panicking_job_gives_no_result_and_the_worker_goes_on() {
+        let w = Worker::spawn("test-worker", |x: u64| {
+            assert!(x != 7, "boom");
+            x
+        })
+        .unwrap();
+        w.submit(7).unwrap();
+        assert_eq!(w.collect(), None);
+        w.submit(8).unwrap();
+        assert_eq!(w.collect(), Some(8));
     }
 }

@@ -140,7 +140,13 @@ impl DepthIndex {
     pub fn note_streamed(&self, json: &str) {
         if let Ok(line) = serde_json::from_str::<StreamedLine<'_>>(json) {
             let mut streamed = self.streamed.lock().unwrap_or_else(|e| e.into_inner());
-            streamed.insert(line.data.s.to_ascii_uppercase(), line.data.u);
+            // Every client replays from the start: the server's "now" is the furthest any
+            // client has got, so a new client never pulls snapshots back in time.
+            let u = line.data.u;
+            streamed
+                .entry(line.data.s.to_ascii_uppercase())
+                .and_modify(|v| *v = (*v).max(u))
+                .or_insert(u);
         }
     }
 
