@@ -383,6 +383,7 @@ async fn run(
         feed.gap_unhealthy_ms,
     );
     let rest_base = feed.rest_base();
+    let rest_timeout = Duration::from_millis(feed.rest_timeout_ms);
     let mut books = Books {
         books: HashMap::new(),
         retry_at: HashMap::new(),
@@ -390,7 +391,7 @@ async fn run(
         rest_base: rest_base.clone(),
         snapshot_limit: feed.depth_snapshot_limit,
         max_levels: feed.max_book_levels,
-        timeout: Duration::from_millis(feed.rest_timeout_ms),
+        timeout: rest_timeout,
     };
     let mut backoff = Backoff::new(
         Duration::from_millis(feed.reconnect_initial_backoff_ms),
@@ -603,26 +604,20 @@ async fn run(
                     TradeOrder::Gap { first, last } => {
                         report.agg_trade_gaps += 1;
                         let missing = last - first + 1;
-                        let mut filled = 0u64;
                         // Aggregates that are only checked (trades drive the models) are not fetched.
-                        if feed.backfill_gaps && aggs_drive_models {
-                            let upto = last.min(first.saturating_add(feed.backfill_max_trades - 1));
-                            let timeout = Duration::from_millis(feed.rest_timeout_ms);
-                            for agg in
-                                backfill_agg(&rest_base, &a.symbol, first, upto, timeout).await
-                            {
-                                route
-                                    .send(Tick {
-                                        event: MarketEvent::Trade(agg.as_trade()),
-                                        received_at_ms: clock.now_ms(),
-                                        arrived: Instant::now(),
-                                        feed_healthy: true,
-                                    })
-                                    .await??;
-                                filled += 1;
-                            }
-                            *report.accepted.entry("aggTrade").or_default() += filled;
-                        }
+                        let fetched = if feed.backfill_gaps && aggs_drive_models {
+                            let upto = backfill_upto(&feed, first, last);
+                            backfill_agg(&rest_base, &a.symbol, first, upto, rest_timeout)
+                                .await
+                                .iter()
+                                .map(AggTrade::as_trade)
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        let filled =
+                            deliver_backfill(route, fetched, &clock, &mut report, "aggTrade")
+                                .await?;
                         report.backfilled_agg_trades += filled;
                         report.missing_agg_trades += missing.saturating_sub(filled);
                         // Only lost aggregates that feed the models make the symbol
@@ -649,24 +644,14 @@ async fn run(
                     TradeOrder::Gap { first, last } => {
                         report.trade_gaps += 1;
                         let missing = last - first + 1;
-                        let mut filled = 0u64;
-                        if feed.backfill_gaps {
-                            let upto = last.min(first.saturating_add(feed.backfill_max_trades - 1));
-                            let timeout = Duration::from_millis(feed.rest_timeout_ms);
-                            for trade in backfill(&rest_base, &t.symbol, first, upto, timeout).await
-                            {
-                                route
-                                    .send(Tick {
-                                        event: MarketEvent::Trade(trade),
-                                        received_at_ms: clock.now_ms(),
-                                        arrived: Instant::now(),
-                                        feed_healthy: true,
-                                    })
-                                    .await??;
-                                filled += 1;
-                            }
-                            *report.accepted.entry("trade").or_default() += filled;
-                        }
+                        let fetched = if feed.backfill_gaps {
+                            let upto = backfill_upto(&feed, first, last);
+                            backfill(&rest_base, &t.symbol, first, upto, rest_timeout).await
+                        } else {
+                            Vec::new()
+                        };
+                        let filled =
+                            deliver_backfill(route, fetched, &clock, &mut report, "trade").await?;
                         report.backfilled_trades += filled;
                         report.missing_trades += missing.saturating_sub(filled);
                         if filled < missing {
@@ -739,6 +724,37 @@ async fn run(
     report.clock_skew = skew.summary();
     report.books_out_of_sync = books.out_of_sync();
     Ok(report)
+}
+
+/// The last ID of a gap `first..=last` to fetch: at most `backfill_max_trades` of it.
+fn backfill_upto(feed: &FeedConfig, first: u64, last: u64) -> u64 {
+    last.min(first.saturating_add(feed.backfill_max_trades - 1))
+}
+
+/// Send backfilled trades to the symbol's actor in ID order and count them as accepted
+/// `kind` frames; returns how many.
+async fn deliver_backfill(
+    route: &Addr<SymbolActor>,
+    trades: Vec<Trade>,
+    clock: &Clock,
+    report: &mut IngestReport,
+    kind: &'static str,
+) -> Result<u64, PipelineError> {
+    let n = trades.len() as u64;
+    for trade in trades {
+        route
+            .send(Tick {
+                event: MarketEvent::Trade(trade),
+                received_at_ms: clock.now_ms(),
+                arrived: Instant::now(),
+                feed_healthy: true,
+            })
+            .await??;
+    }
+    if n > 0 {
+        *report.accepted.entry(kind).or_default() += n;
+    }
+    Ok(n)
 }
 
 /// Items `first..=last` of an ID-paged REST endpoint (`fetch(from_id)` returns up to 1000
