@@ -8,12 +8,12 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bizra_risk::audit::wire;
 use bizra_risk::audit::{keys, FailureReason, Verifier, VerifyOptions, VerifyReport};
 use bizra_risk::metrics::Metrics;
-use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
+use bizra_risk::replay::Speed;
 use bizra_risk::report::verify_path;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
@@ -28,11 +28,7 @@ fn run_day(config: bizra_risk::config::Config) -> anyhow::Result<()> {
 }
 
 fn config_for(day: &str, dir: &Path, key: &Path) -> (bizra_risk::config::Config, impl Drop) {
-    let server = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day(day), Speed::Max),
-    )
-    .unwrap();
+    let server = common::replay_day(day, Speed::Max);
     (common::test_config(&server.url(), dir, key), server)
 }
 
@@ -198,19 +194,18 @@ fn tampering_with_a_real_trail_is_caught_with_the_right_reason() {
 
     // An inclusion proof printed by `verify --prove` verifies; an altered one does not.
     let pubkey = hex::encode(vk.as_bytes());
-    let out = Command::new(BIN)
-        .args(["verify", "--pubkey", &pubkey, "--prove", "42", "--chain"])
-        .arg("bizra.BTCUSDT")
-        .arg(&events_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let proof_text = common::cli_ok(&[
+        std::ffi::OsStr::new("verify"),
+        "--pubkey".as_ref(),
+        pubkey.as_ref(),
+        "--prove".as_ref(),
+        "42".as_ref(),
+        "--chain".as_ref(),
+        "bizra.BTCUSDT".as_ref(),
+        events_dir.as_os_str(),
+    ]);
     let proof_file = tmp.path().join("proof.json");
-    fs::write(&proof_file, &out.stdout).unwrap();
+    fs::write(&proof_file, &proof_text).unwrap();
     let check = |file: &Path| {
         Command::new(BIN)
             .args(["verify", "--pubkey", &pubkey, "--check-proof"])
@@ -220,7 +215,7 @@ fn tampering_with_a_real_trail_is_caught_with_the_right_reason() {
             .code()
     };
     assert_eq!(check(&proof_file), Some(0));
-    let mut proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut proof: serde_json::Value = serde_json::from_slice(&proof_text).unwrap();
     let path0 = proof["audit_path"][0].as_str().unwrap().to_string();
     let altered = format!(
         "{}{}",
@@ -305,32 +300,22 @@ fn killed_mid_stream_and_restarted_the_trail_verifies_end_to_end() {
     let btc = dir.join("events/bizra.BTCUSDT.jsonl");
 
     // Paced replay so that the engine is mid-stream when it is killed.
-    let paced = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(
-            common::capture_files_of_day("20240809"),
-            Speed::Factor(20.0),
-        ),
-    )
-    .unwrap();
+    let paced = common::replay_day("20240809", Speed::Factor(20.0));
     fs::create_dir_all(&dir).unwrap();
     let mut cmd = engine(&paced.url(), &dir, &key);
     let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_lines(&btc) < 60 {
-        assert!(Instant::now() < deadline, "no events written");
-        assert!(child.try_wait().unwrap().is_none(), "engine ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_while_running(
+        &mut child,
+        &dir,
+        "no events written",
+        Duration::from_millis(50),
+        || count_lines(&btc) >= 60,
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = count_lines(&btc);
 
-    let fast = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
-    )
-    .unwrap();
+    let fast = common::replay_day("20240809", Speed::Max);
     let mut cmd = engine(&fast.url(), &dir, &key);
     let status = cmd.status().unwrap();
     assert!(status.success(), "restart: {status:?}");

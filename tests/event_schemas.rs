@@ -6,17 +6,13 @@ mod common;
 
 use std::fs;
 
-use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
+use bizra_risk::replay::Speed;
 
 #[test]
 fn every_published_message_matches_its_schema() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
-    let server = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240808"), Speed::Max),
-    )
-    .unwrap();
+    let server = common::replay_day("20240808", Speed::Max);
     common::run(common::test_config(&server.url(), tmp.path(), &key));
     let events = tmp.path().join("events");
     let signed = common::schema("signed-event");

@@ -51,11 +51,7 @@ fn signed_events_reach_kafka_and_verify() {
 
     // Restart into the same topic with the next day's data: every chain continues from
     // its last sequence number on the topic, no fork, no restart at genesis.
-    let server = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
-    )
-    .unwrap();
+    let server = common::replay_day("20240809", Speed::Max);
     let mut config = common::test_config(&server.url(), tmp.path(), &key);
     config.kafka.brokers = brokers.clone();
     config.kafka.topic_decisions = topic.clone();
@@ -117,18 +113,19 @@ fn signed_events_reach_kafka_and_verify() {
     assert!(!proof["audit_path"].as_array().unwrap().is_empty());
 
     // A desk's view: `tail` decodes and verifies every event, filtered by verdict.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
-        .args(["tail", "--json", "--verdict", "block", "--pubkey", &pubkey])
-        .args(["--kafka-brokers", &brokers, "--topic", &topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::cli_ok(&[
+        "tail",
+        "--json",
+        "--verdict",
+        "block",
+        "--pubkey",
+        &pubkey,
+        "--kafka-brokers",
+        &brokers,
+        "--topic",
+        &topic,
+    ]);
     let lines: Vec<serde_json::Value> = out
-        .stdout
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap())

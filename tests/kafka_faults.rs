@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bizra_risk::audit::Verifier;
 use bizra_risk::config::Config;
 use bizra_risk::metrics::Metrics;
-use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
+use bizra_risk::replay::Speed;
 
 fn kafka_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Config {
     let mut c = common::test_config(url, dir, key);
@@ -61,11 +61,7 @@ fn broker_down_for_30_s_mid_stream_loses_nothing() {
     let brokers = format!("127.0.0.1:{port}");
     let broker = common::Tansu::start(&tansu, port, &tmp.path().join("broker"));
     // Day two paced to ~37 s, so that the stream goes on through the whole outage.
-    let server = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Factor(8.0)),
-    )
-    .unwrap();
+    let server = common::replay_day("20240809", Speed::Factor(8.0));
     let config = kafka_config(&server.url(), tmp.path(), &key, &brokers, "outage");
     let metrics = Arc::new(Metrics::new().unwrap());
     let m = metrics.clone();
@@ -104,11 +100,7 @@ fn a_full_spool_holds_the_pipeline_back_and_loses_nothing() {
     let port = common::free_port();
     let brokers = format!("127.0.0.1:{port}");
     let broker = common::Tansu::start(&tansu, port, &tmp.path().join("broker"));
-    let server = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240808"), Speed::Max),
-    )
-    .unwrap();
+    let server = common::replay_day("20240808", Speed::Max);
     let mut config = kafka_config(&server.url(), tmp.path(), &key, &brokers, "full");
     config.kafka.spool_max_mb = 1;
     let metrics = Arc::new(Metrics::new().unwrap());
@@ -211,35 +203,21 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
     let topic = format!("sigkill-{}", std::process::id());
-    let paced = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(
-            common::capture_files_of_day("20240809"),
-            Speed::Factor(20.0),
-        ),
-    )
-    .unwrap();
+    let paced = common::replay_day("20240809", Speed::Factor(20.0));
     let mut child = engine(&paced.url(), tmp.path(), &key, &brokers, &topic)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while topic_len(&brokers, &topic) < 100 {
-        assert!(Instant::now() < deadline, "nothing reached the topic");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "engine ended early: {}",
-            common::engine_log(tmp.path())
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_while_running(
+        &mut child,
+        tmp.path(),
+        "nothing reached the topic",
+        Duration::from_millis(200),
+        || topic_len(&brokers, &topic) >= 100,
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let fast = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
-    )
-    .unwrap();
+    let fast = common::replay_day("20240809", Speed::Max);
     let status = engine(&fast.url(), tmp.path(), &key, &brokers, &topic)
         .status()
         .unwrap();
@@ -283,26 +261,17 @@ fn sigterm_drains_flushes_and_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
     let topic = format!("sigterm-{}", std::process::id());
-    let paced = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(
-            common::capture_files_of_day("20240809"),
-            Speed::Factor(10.0),
-        ),
-    )
-    .unwrap();
+    let paced = common::replay_day("20240809", Speed::Factor(10.0));
     let mut child = engine(&paced.url(), tmp.path(), &key, &brokers, &topic)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while topic_len(&brokers, &topic) < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached the topic: {}",
-            common::engine_log(tmp.path())
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_while_running(
+        &mut child,
+        tmp.path(),
+        "nothing reached the topic",
+        Duration::from_millis(200),
+        || topic_len(&brokers, &topic) >= 50,
+    );
     let asked = Instant::now();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -339,15 +308,13 @@ fn sigterm_drains_flushes_and_exits_zero() {
         .spawn()
         .unwrap();
     let before = topic_len(&brokers, &topic);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while topic_len(&brokers, &topic) < before + 50 {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            common::engine_log(tmp.path())
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_while_running(
+        &mut child,
+        tmp.path(),
+        "the restarted engine published nothing",
+        Duration::from_millis(200),
+        || topic_len(&brokers, &topic) >= before + 50,
+    );
     let pid = child.id().to_string();
     for _ in 0..2 {
         // The second may find the process already gone after a fast graceful exit.
@@ -359,11 +326,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
         matches!(status.code(), Some(0) | Some(130)),
         "graceful (0) or forced (130) exit: {status:?}"
     );
-    let fast = spawn_in_thread(
-        "127.0.0.1:0".parse().unwrap(),
-        ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
-    )
-    .unwrap();
+    let fast = common::replay_day("20240809", Speed::Max);
     let status = engine(&fast.url(), tmp.path(), &key, &brokers, &topic)
         .status()
         .unwrap();

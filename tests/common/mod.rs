@@ -19,6 +19,43 @@ pub fn capture_files() -> Vec<PathBuf> {
 }
 
 /// The bundled files of one capture day (`20240808` or `20240809`).
+/// A loopback replay server streaming one bundled capture day at `speed`.
+pub fn replay_day(
+    day: &str,
+    speed: bizra_risk::replay::Speed,
+) -> bizra_risk::replay::RunningReplay {
+    bizra_risk::replay::spawn_in_thread(
+        "127.0.0.1:0".parse().expect("loopback address"),
+        bizra_risk::replay::ReplayOptions::new(capture_files_of_day(day), speed),
+    )
+    .expect("replay server")
+}
+
+/// Poll `ready` every `poll` while `child` runs; fails if the child ends first or nothing
+/// is ready within 60 s (`what` names the wait).
+pub fn wait_while_running(
+    child: &mut std::process::Child,
+    dir: &Path,
+    what: &str,
+    poll: std::time::Duration,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {}",
+            engine_log(dir)
+        );
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "engine ended early: {}",
+            engine_log(dir)
+        );
+        std::thread::sleep(poll);
+    }
+}
+
 pub fn capture_files_of_day(day: &str) -> Vec<PathBuf> {
     capture_files()
         .into_iter()
