@@ -15,13 +15,19 @@ fn trade(symbol: &str, id: u64, t_ms: i64, price: &str) -> String {
     )
 }
 
-#[test]
-fn bad_frames_are_counted_and_the_stream_continues() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// A loopback listener for a hand-written test server, and its address.
+fn listen(rt: &tokio::runtime::Runtime) -> (tokio::net::TcpListener, std::net::SocketAddr) {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+#[test]
+fn bad_frames_are_counted_and_the_stream_continues() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (listener, addr) = listen(&rt);
     let t0 = 1_723_161_600_000i64;
     let server = rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
@@ -92,10 +98,7 @@ fn bad_frames_are_counted_and_the_stream_continues() {
 #[test]
 fn clock_skew_is_measured_against_the_live_clock() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&rt);
     let server = rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
@@ -130,10 +133,7 @@ fn clock_skew_is_measured_against_the_live_clock() {
 #[test]
 fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&rt);
     let t0 = 1_723_161_600_000i64;
     let server = rt.spawn(async move {
         // First connection: trades 1..=30, then silence with the socket left open.
@@ -192,10 +192,7 @@ fn a_silent_connection_is_replaced_and_the_overlap_is_not_doubled() {
 #[test]
 fn server_shutdown_is_met_make_before_break_with_nothing_lost_or_doubled() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&rt);
     let t0 = 1_723_161_600_000i64;
     let server = rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
@@ -257,10 +254,7 @@ fn connections_are_rotated_by_age_make_before_break_with_every_trade_once() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&rt);
     let t0 = 1_723_161_600_000i64;
     let last_sent = Arc::new(AtomicU64::new(0));
     let replaced = Arc::new(AtomicBool::new(false));
@@ -358,10 +352,7 @@ fn symbols_are_sharded_over_connections_within_the_stream_limit() {
 #[test]
 fn a_stale_stream_marks_its_symbol_unhealthy_until_it_is_fresh_again() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&rt);
     let t0 = 1_723_161_600_000i64;
     let quote = |u: i64| {
         format!(
@@ -428,10 +419,7 @@ fn depth_feed(
     rt: &tokio::runtime::Runtime,
     lost: Option<i64>,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(rt);
     let t0 = 1_723_161_600_000i64;
     let server = rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
