@@ -110,8 +110,7 @@ struct RawKline(
 
 /// Parse a klines response body (an array of 12-element arrays).
 pub fn parse_klines(body: &str) -> Result<Vec<Kline>, RestError> {
-    let raw: Vec<RawKline> =
-        serde_json::from_str(body).map_err(|e| RestError::Parse(e.to_string()))?;
+    let raw: Vec<RawKline> = parse_json(body)?;
     let mut out = Vec::with_capacity(raw.len());
     let mut last_open = i64::MIN;
     for k in raw {
@@ -150,7 +149,7 @@ pub struct HistoricalTrade {
 }
 
 pub fn parse_historical_trades(body: &str) -> Result<Vec<HistoricalTrade>, RestError> {
-    serde_json::from_str(body).map_err(|e| RestError::Parse(e.to_string()))
+    parse_json(body)
 }
 
 /// Trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first (blocking).
@@ -161,12 +160,28 @@ pub fn fetch_historical_trades(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<HistoricalTrade>, RestError> {
+    get_paged(base, "historicalTrades", symbol, from_id, limit, timeout)
+}
+
+/// `GET /api/v3/<endpoint>?symbol=..&fromId=..&limit=..` (an ID-paged endpoint), parsed.
+fn get_paged<T: serde::de::DeserializeOwned>(
+    base: &str,
+    endpoint: &str,
+    symbol: &str,
+    from_id: u64,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<T>, RestError> {
     let url = format!(
-        "{}/api/v3/historicalTrades?symbol={symbol}&fromId={from_id}&limit={}",
+        "{}/api/v3/{endpoint}?symbol={symbol}&fromId={from_id}&limit={}",
         base.trim_end_matches('/'),
         limit.clamp(1, MAX_KLINES)
     );
-    get(&url, timeout).and_then(|body| parse_historical_trades(&body))
+    get(&url, timeout).and_then(|body| parse_json(&body))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, RestError> {
+    serde_json::from_str(body).map_err(|e| RestError::Parse(e.to_string()))
 }
 
 /// One aggregate trade from `GET /api/v3/aggTrades`.
@@ -197,13 +212,7 @@ pub fn fetch_agg_trades(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<RestAggTrade>, RestError> {
-    let url = format!(
-        "{}/api/v3/aggTrades?symbol={symbol}&fromId={from_id}&limit={}",
-        base.trim_end_matches('/'),
-        limit.clamp(1, MAX_KLINES)
-    );
-    get(&url, timeout)
-        .and_then(|body| serde_json::from_str(&body).map_err(|e| RestError::Parse(e.to_string())))
+    get_paged(base, "aggTrades", symbol, from_id, limit, timeout)
 }
 
 /// Binance's accepted `limit` values for `GET /api/v3/depth`.
@@ -220,8 +229,7 @@ pub fn fetch_depth_snapshot(
         "{}/api/v3/depth?symbol={symbol}&limit={limit}",
         base.trim_end_matches('/')
     );
-    get(&url, timeout)
-        .and_then(|body| serde_json::from_str(&body).map_err(|e| RestError::Parse(e.to_string())))
+    get(&url, timeout).and_then(|body| parse_json(&body))
 }
 
 fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
