@@ -175,29 +175,58 @@ pub struct Latency {
     pub p999_ns: u64,
 }
 
-fn measure(
-    name: &'static str,
-    n: u64,
-    mut f: impl FnMut(u64),
-) -> Result<Latency, hdrhistogram::CreationError> {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)?;
-    // Warm-up, not recorded.
-    for i in 0..n / 10 + 100 {
-        f(u64::MAX - i);
-    }
-    for i in 0..n {
-        let t = Instant::now();
-        f(i);
-        let _ = h.record(t.elapsed().as_nanos().max(1) as u64);
-    }
-    Ok(Latency {
+fn histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
+    Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+}
+
+fn summary(name: &'static str, h: &Histogram<u64>) -> Latency {
+    Latency {
         name,
         samples: h.len(),
         mean_ns: h.mean(),
         p50_ns: h.value_at_quantile(0.5),
         p99_ns: h.value_at_quantile(0.99),
         p999_ns: h.value_at_quantile(0.999),
-    })
+    }
+}
+
+/// Time `n` calls of each operation, taking them in turn (a, b, c, a, b, c, ...) so that
+/// every operation meets the same machine noise and their percentiles compare fairly.
+fn measure_in_turn(
+    n: u64,
+    ops: &mut [(&'static str, &mut dyn FnMut(u64))],
+) -> Result<Vec<Latency>, hdrhistogram::CreationError> {
+    let mut hists = ops
+        .iter()
+        .map(|_| histogram())
+        .collect::<Result<Vec<_>, _>>()?;
+    // Warm-up, not recorded.
+    for i in 0..n / 10 + 100 {
+        for (_, f) in ops.iter_mut() {
+            f(u64::MAX - i);
+        }
+    }
+    for i in 0..n {
+        for ((_, f), h) in ops.iter_mut().zip(&mut hists) {
+            let t = Instant::now();
+            f(i);
+            let _ = h.record(t.elapsed().as_nanos().max(1) as u64);
+        }
+    }
+    Ok(ops
+        .iter()
+        .zip(&hists)
+        .map(|((name, _), h)| summary(name, h))
+        .collect())
+}
+
+fn measure(
+    name: &'static str,
+    n: u64,
+    mut f: impl FnMut(u64),
+) -> Result<Latency, hdrhistogram::CreationError> {
+    let mut ops: [(&'static str, &mut dyn FnMut(u64)); 1] = [(name, &mut f)];
+    Ok(measure_in_turn(n, &mut ops)?.remove(0))
 }
 
 /// A realistic decision record as the gate signs it (the first demo case, both models'
@@ -289,38 +318,42 @@ pub fn latencies(
         ),
         Err(_) => (Vec::new(), Vec::new()),
     };
-    out.push(measure(
-        "bare Ed25519 sign, same bytes (signed envelope)",
-        n / 10 + 1,
-        |_| {
-            black_box(key.sign(black_box(&signed_bytes)));
-        },
-    )?);
-    out.push(measure(
-        "bare Ed25519 sign, envelope + payload bytes",
-        n / 10 + 1,
-        |_| {
-            black_box(key.sign(black_box(&whole_bytes)));
-        },
-    )?);
     let mut signer = ChainSigner::new(
-        key,
+        key.clone(),
         "bizra.BTCUSDT".into(),
         ChainHead::genesis(),
         CheckpointPolicy::default(),
     );
     let mut gate = demo_gate(config, rules, false, false);
-    out.push(measure(
-        "full gate L0-L4 (decide, record, sign, link)",
+    let mut bare_envelope = |_| {
+        black_box(key.sign(black_box(&signed_bytes)));
+    };
+    let mut bare_whole = |_| {
+        black_box(key.sign(black_box(&whole_bytes)));
+    };
+    let mut full_gate = |i| {
+        let mut req = request("", "BTCUSDT", action, 200);
+        req.action_id = format!("gate/{i}");
+        let d = gate.decide(&req);
+        let record = DecisionRecord::new(&req, &d, &figures, &provenance);
+        let _ = black_box(signer.sign(NOW_MS, "BTCUSDT", &Payload::RiskDecision(Box::new(record))));
+    };
+    out.extend(measure_in_turn(
         n / 10 + 1,
-        |i| {
-            let mut req = request("", "BTCUSDT", action, 200);
-            req.action_id = format!("gate/{i}");
-            let d = gate.decide(&req);
-            let record = DecisionRecord::new(&req, &d, &figures, &provenance);
-            let _ =
-                black_box(signer.sign(NOW_MS, "BTCUSDT", &Payload::RiskDecision(Box::new(record))));
-        },
+        &mut [
+            (
+                "bare Ed25519 sign, same bytes (signed envelope)",
+                &mut bare_envelope,
+            ),
+            (
+                "bare Ed25519 sign, envelope + payload bytes",
+                &mut bare_whole,
+            ),
+            (
+                "full gate L0-L4 (decide, record, sign, link)",
+                &mut full_gate,
+            ),
+        ],
     )?);
     Ok(out)
 }

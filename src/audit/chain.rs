@@ -1,8 +1,9 @@
 //! Signs events, links each to its predecessor by hash, and seals runs of them in signed
 //! Merkle checkpoints.
 
-use ed25519_dalek::{Signer, SigningKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::hazmat::{self, ExpandedSecretKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256, Sha512};
 
 use super::merkle::{self, TreeBuilder};
 use super::wire::{
@@ -68,8 +69,28 @@ struct OpenTree {
     last_event: [u8; 32],
 }
 
+/// A signing key with its SHA-512 expansion kept, so that signing an event does not
+/// derive it again. The signatures are exactly those of `SigningKey::sign`.
+struct ExpandedKey {
+    expanded: ExpandedSecretKey,
+    verifying: VerifyingKey,
+}
+
+impl ExpandedKey {
+    fn new(key: &SigningKey) -> Self {
+        Self {
+            expanded: ExpandedSecretKey::from(key.as_bytes()),
+            verifying: key.verifying_key(),
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        hazmat::raw_sign::<Sha512>(&self.expanded, message, &self.verifying).to_bytes()
+    }
+}
+
 pub struct ChainSigner {
-    key: SigningKey,
+    key: ExpandedKey,
     key_id: String,
     chain: String,
     head: ChainHead,
@@ -82,7 +103,7 @@ impl ChainSigner {
     pub fn new(key: SigningKey, chain: String, head: ChainHead, policy: CheckpointPolicy) -> Self {
         let key_id = keys::key_id(&key.verifying_key());
         Self {
-            key,
+            key: ExpandedKey::new(&key),
             key_id,
             chain,
             head,
@@ -116,9 +137,9 @@ impl ChainSigner {
         partition_key: &str,
         payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
-        let (key, key_id) = match other {
-            Some(k) => k,
-            None => (&self.key, self.key_id.clone()),
+        let (other_key, key_id) = match other {
+            Some((key, id)) => (Some(key), id),
+            None => (None, self.key_id.clone()),
         };
         let kind = payload.kind();
         let payload_bytes = wire::canonical_payload(payload).map_err(AuditError::Encode)?;
@@ -130,13 +151,16 @@ impl ChainSigner {
             key_id: key_id.clone(),
             ts_ms,
             kind,
-            payload_sha256: hex::encode(Sha256::digest(&payload_bytes)),
+            payload_sha256: super::hex32(&Sha256::digest(&payload_bytes).into()),
         };
         let canonical = wire::canonical_event(&event).map_err(AuditError::Encode)?;
         let input = wire::signing_input(&canonical);
-        let sig = key.sign(&input).to_bytes();
+        let sig = match other_key {
+            Some(key) => key.sign(&input).to_bytes(),
+            None => self.key.sign(&input),
+        };
         let hash: [u8; 32] = Sha256::digest(&input).into();
-        let hash_hex = hex::encode(hash);
+        let hash_hex = super::hex32(&hash);
         let open = self.open.get_or_insert_with(|| OpenTree {
             first_seq: event.seq,
             leaves: TreeBuilder::default(),
@@ -182,7 +206,7 @@ impl ChainSigner {
         let old_id = keys::key_id(&old.verifying_key());
         let payload = Payload::KeyRotation(KeyRotationRecord {
             new_key_id: self.key_id.clone(),
-            new_public_key: hex::encode(self.key.verifying_key().as_bytes()),
+            new_public_key: hex::encode(self.key.verifying.as_bytes()),
         });
         self.sign_with(Some((old, old_id)), ts_ms, partition_key, &payload)
     }
@@ -231,7 +255,7 @@ impl ChainSigner {
         };
         let canonical = wire::canonical_checkpoint(&cp).map_err(AuditError::Encode)?;
         let input = wire::checkpoint_signing_input(&canonical);
-        let sig = self.key.sign(&input).to_bytes();
+        let sig = self.key.sign(&input);
         Ok(Some(SignedEvent {
             kind: RecordKind::Checkpoint,
             chain: self.chain.clone(),
@@ -253,4 +277,21 @@ pub fn head_after(line: &[u8]) -> Result<ChainHead, String> {
         prev_hex: hex::encode(Sha256::digest(&input)),
         key_id: Some(env.key_id.into_owned()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_expansion_signs_exactly_as_the_key_does() {
+        for seed in 0u8..16 {
+            let key = SigningKey::from_bytes(&[seed.wrapping_mul(37).wrapping_add(1); 32]);
+            let expanded = ExpandedKey::new(&key);
+            for len in [0usize, 1, 64, 300, 2500] {
+                let message: Vec<u8> = (0..len).map(|i| (i as u8) ^ seed).collect();
+                assert_eq!(expanded.sign(&message), key.sign(&message).to_bytes());
+            }
+        }
+    }
 }

@@ -1,20 +1,21 @@
 //! RFC 8785 (JSON Canonicalization Scheme) encoding of serde values, in one pass.
 //!
-//! serde_json drives a formatter that writes straight into one buffer and remembers where
+//! A serde `Serializer` of its own writes straight into one buffer and remembers where
 //! each member of every open object starts. Members that arrive in canonical order (struct
 //! fields declared in key order, sorted maps) stay where they are; an object whose keys
-//! arrive out of order is sorted in place when it closes. Numbers are written as
-//! ECMAScript's `Number.prototype.toString` (ryu-js), strings with JSON's minimal escapes.
+//! arrive out of order (an internally tagged enum puts its tag first) is sorted in place
+//! when it closes. Numbers are written as ECMAScript's `Number.prototype.toString`:
+//! shortest round-trip digits (zmij), laid out by ECMAScript's rules. Strings get JSON's
+//! minimal escapes.
 //!
 //! Keys are compared as raw bytes, which equals RFC 8785's UTF-16 order for keys made of
 //! ASCII letters, digits and `_` (all keys of the signed format); other keys are rejected
 //! so the encoder can never silently produce a non-canonical order.
 
-use std::io;
+use std::cmp::Ordering;
 use std::ops::Range;
 
-use serde::Serialize;
-use serde_json::ser::{CharEscape, Formatter};
+use serde::ser::{self, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JcsError {
@@ -22,29 +23,39 @@ pub enum JcsError {
     Encode(String),
 }
 
+impl ser::Error for JcsError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        JcsError::Encode(msg.to_string())
+    }
+}
+
+fn fail<T>(why: &str) -> Result<T, JcsError> {
+    Err(JcsError::Encode(why.to_string()))
+}
+
 thread_local! {
     /// Buffers reused across calls on this thread (bounded by the deepest and largest
     /// value encoded so far).
-    static FORMATTER: std::cell::RefCell<JcsFormatter> = std::cell::RefCell::default();
+    static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::default();
 }
 
 /// Canonical bytes of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
-    FORMATTER.with(|cell| {
-        let mut fresh = JcsFormatter::default();
+    ENCODER.with(|cell| {
+        let mut fresh = Encoder::default();
         let mut borrowed = cell.try_borrow_mut();
         // Re-entrant use (a Serialize impl that encodes) gets its own buffers.
-        let formatter = match borrowed.as_deref_mut() {
-            Ok(f) => f,
+        let encoder = match borrowed.as_deref_mut() {
+            Ok(e) => e,
             Err(_) => &mut fresh,
         };
-        formatter.open.clear();
-        formatter.out = Vec::with_capacity(4096);
-        let mut ser = serde_json::Serializer::with_formatter(io::sink(), &mut *formatter);
-        let done = value
-            .serialize(&mut ser)
-            .map_err(|e| JcsError::Encode(e.to_string()));
-        let out = std::mem::take(&mut formatter.out);
+        encoder.open.clear();
+        // Room for the largest value seen so far (up to 64 KiB), so that a record is
+        // written without growing its buffer.
+        encoder.out = Vec::with_capacity(encoder.largest.min(64 * 1024) + 64);
+        let done = value.serialize(&mut *encoder);
+        let out = std::mem::take(&mut encoder.out);
+        encoder.largest = encoder.largest.max(out.len());
         done.map(|_| out)
     })
 }
@@ -57,29 +68,99 @@ struct Frame {
     members: Vec<(Range<usize>, Range<usize>)>,
     /// Every key so far came after the one before it.
     in_order: bool,
-    key_start: usize,
-    key_end: usize,
+    /// The member being written: its quoted key, and where its value starts.
+    key: Range<usize>,
     value_start: usize,
 }
 
 #[derive(Default)]
-struct JcsFormatter {
+pub struct Encoder {
     out: Vec<u8>,
     open: Vec<Frame>,
     /// Finished frames kept for their allocations.
     spare: Vec<Frame>,
     /// Scratch copy of an object being put in order.
     reorder: Vec<u8>,
+    largest: usize,
 }
 
-impl JcsFormatter {
-    fn put<W: ?Sized + io::Write>(&mut self, _: &mut W, bytes: &[u8]) -> io::Result<()> {
-        self.out.extend_from_slice(bytes);
+/// Byte order of two short keys (a plain loop beats a `memcmp` call at these lengths).
+fn short_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn key_ok(key: &[u8]) -> bool {
+    !key.is_empty() && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+impl Encoder {
+    fn begin_object(&mut self) {
+        self.out.push(b'{');
+        let mut frame = self.spare.pop().unwrap_or_default();
+        frame.members.clear();
+        frame.start = self.out.len();
+        frame.in_order = true;
+        self.open.push(frame);
+    }
+
+    /// Start a member: its key (checked, and compared with the one before) and the colon.
+    fn key(&mut self, key: &str) -> Result<(), JcsError> {
+        if !key_ok(key.as_bytes()) {
+            return fail("object keys must be [A-Za-z0-9_]");
+        }
+        let Some(frame) = self.open.last_mut() else {
+            return fail("key outside an object");
+        };
+        if !frame.members.is_empty() {
+            self.out.push(b',');
+        }
+        let start = self.out.len();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'"');
+        let end = self.out.len();
+        if let Some((previous, _)) = frame.members.last() {
+            match short_cmp(&self.out[previous.clone()], &self.out[start..end]) {
+                Ordering::Less => {}
+                Ordering::Equal => return fail("duplicate key"),
+                Ordering::Greater => frame.in_order = false,
+            }
+        }
+        self.out.push(b':');
+        frame.key = start..end;
+        frame.value_start = self.out.len();
         Ok(())
     }
 
+    /// The value of the member started by `key` is written.
+    fn end_member(&mut self) {
+        if let Some(f) = self.open.last_mut() {
+            let member = (f.key.clone(), f.value_start..self.out.len());
+            f.members.push(member);
+        }
+    }
+
+    fn end_object(&mut self) -> Result<(), JcsError> {
+        let Some(mut frame) = self.open.pop() else {
+            return fail("unbalanced object");
+        };
+        let result = if frame.in_order {
+            Ok(())
+        } else {
+            self.put_in_order(&mut frame)
+        };
+        self.spare.push(frame);
+        self.out.push(b'}');
+        result
+    }
+
     /// Sort the members of the object that starts at `frame.start` by key, in place.
-    fn put_in_order(&mut self, frame: &mut Frame) -> io::Result<()> {
+    fn put_in_order(&mut self, frame: &mut Frame) -> Result<(), JcsError> {
         self.reorder.clear();
         self.reorder.extend_from_slice(&self.out[frame.start..]);
         let base = frame.start;
@@ -93,7 +174,7 @@ impl JcsFormatter {
             .windows(2)
             .any(|pair| key(&pair[0].0) == key(&pair[1].0))
         {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "duplicate key"));
+            return fail("duplicate key");
         }
         self.out.truncate(base);
         for (i, (k, v)) in frame.members.iter().enumerate() {
@@ -107,255 +188,634 @@ impl JcsFormatter {
         }
         Ok(())
     }
-}
 
-/// Byte order of two short keys (a plain loop beats a `memcmp` call at these lengths).
-fn short_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        if x != y {
-            return x.cmp(y);
+    fn string(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        self.out.reserve(bytes.len() + 2);
+        self.out.push(b'"');
+        // Most strings (hashes, IDs, codes) need no escape; this check vectorises.
+        let needs_escape = bytes.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if !needs_escape {
+            self.out.extend_from_slice(bytes);
+            self.out.push(b'"');
+            return;
         }
-    }
-    a.len().cmp(&b.len())
-}
-
-fn key_ok(key: &[u8]) -> bool {
-    // The key is written with its quotes.
-    key.len() >= 2
-        && key[1..key.len() - 1]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-}
-
-impl Formatter for &mut JcsFormatter {
-    fn write_null<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"null")
-    }
-
-    fn write_bool<W: ?Sized + io::Write>(&mut self, w: &mut W, value: bool) -> io::Result<()> {
-        self.put(w, if value { b"true" } else { b"false" })
-    }
-
-    fn write_i8<W: ?Sized + io::Write>(&mut self, w: &mut W, v: i8) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_i16<W: ?Sized + io::Write>(&mut self, w: &mut W, v: i16) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_i32<W: ?Sized + io::Write>(&mut self, w: &mut W, v: i32) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_i64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: i64) -> io::Result<()> {
-        // JSON numbers are IEEE doubles in RFC 8785.
-        self.write_f64(w, v as f64)
-    }
-
-    fn write_i128<W: ?Sized + io::Write>(&mut self, w: &mut W, v: i128) -> io::Result<()> {
-        self.write_f64(w, v as f64)
-    }
-
-    fn write_u8<W: ?Sized + io::Write>(&mut self, w: &mut W, v: u8) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_u16<W: ?Sized + io::Write>(&mut self, w: &mut W, v: u16) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_u32<W: ?Sized + io::Write>(&mut self, w: &mut W, v: u32) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_u64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: u64) -> io::Result<()> {
-        self.write_f64(w, v as f64)
-    }
-
-    fn write_u128<W: ?Sized + io::Write>(&mut self, w: &mut W, v: u128) -> io::Result<()> {
-        self.write_f64(w, v as f64)
-    }
-
-    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f32) -> io::Result<()> {
-        self.write_f64(w, f64::from(v))
-    }
-
-    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f64) -> io::Result<()> {
-        if !v.is_finite() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "RFC 8785 has no NaN or infinity",
-            ));
-        }
-        // Whole numbers below 2^53 print as their integer digits in ECMAScript too.
-        if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
-            let mut buf = itoa::Buffer::new();
-            return self.put(w, buf.format(v as i64).as_bytes());
-        }
-        let mut buf = ryu_js::Buffer::new();
-        let text = buf.format_finite(v);
-        self.put(w, text.as_bytes())
-    }
-
-    fn write_number_str<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "arbitrary-precision numbers are not canonical",
-        ))
-    }
-
-    fn begin_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"\"")
-    }
-
-    fn end_string<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"\"")
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        self.put(w, fragment.as_bytes())
-    }
-
-    fn write_char_escape<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        escape: CharEscape,
-    ) -> io::Result<()> {
-        let mut hex = [b'\\', b'u', b'0', b'0', 0, 0];
-        let bytes: &[u8] = match escape {
-            CharEscape::Quote => b"\\\"",
-            CharEscape::ReverseSolidus => b"\\\\",
-            CharEscape::Solidus => b"/",
-            CharEscape::Backspace => b"\\b",
-            CharEscape::FormFeed => b"\\f",
-            CharEscape::LineFeed => b"\\n",
-            CharEscape::CarriageReturn => b"\\r",
-            CharEscape::Tab => b"\\t",
-            CharEscape::AsciiControl(c) => {
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                hex[4] = DIGITS[usize::from(c >> 4)];
-                hex[5] = DIGITS[usize::from(c & 0xf)];
-                &hex
-            }
-        };
-        self.put(w, bytes)
-    }
-
-    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"[")
-    }
-
-    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            self.put(w, b",")
-        }
-    }
-
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b"{")?;
-        let mut frame = self.spare.pop().unwrap_or_default();
-        frame.members.clear();
-        frame.start = self.out.len();
-        frame.in_order = true;
-        self.open.push(frame);
-        Ok(())
-    }
-
-    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        let Some(mut frame) = self.open.pop() else {
-            return Err(io::Error::other("unbalanced object"));
-        };
-        let result = if frame.in_order {
-            Ok(())
-        } else {
-            self.put_in_order(&mut frame)
-        };
-        self.spare.push(frame);
-        result.and_then(|_| self.put(w, b"}"))
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if !first {
-            self.put(w, b",")?;
-        }
-        let pos = self.out.len();
-        if let Some(f) = self.open.last_mut() {
-            f.key_start = pos;
-        }
-        Ok(())
-    }
-
-    fn end_object_key<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        let pos = self.out.len();
-        let Some(f) = self.open.last_mut() else {
-            return Err(io::Error::other("key outside an object"));
-        };
-        f.key_end = pos;
-        let key = &self.out[f.key_start..f.key_end];
-        if !key_ok(key) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "object keys must be [A-Za-z0-9_]",
-            ));
-        }
-        if let Some((previous, _)) = f.members.last() {
-            match short_cmp(&self.out[previous.clone()], key) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "duplicate key"))
+        let mut clean_from = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let mut hex = *b"\\u0000";
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f => {
+                    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                    hex[4] = DIGITS[usize::from(b >> 4)];
+                    hex[5] = DIGITS[usize::from(b & 0xf)];
+                    &hex
                 }
-                std::cmp::Ordering::Greater => f.in_order = false,
-            }
+                _ => continue,
+            };
+            self.out.extend_from_slice(&bytes[clean_from..i]);
+            self.out.extend_from_slice(escape);
+            clean_from = i + 1;
         }
+        self.out.extend_from_slice(&bytes[clean_from..]);
+        self.out.push(b'"');
+    }
+
+    /// JSON numbers are IEEE doubles in RFC 8785.
+    fn number(&mut self, v: f64) -> Result<(), JcsError> {
+        if !v.is_finite() {
+            return fail("RFC 8785 has no NaN or infinity");
+        }
+        write_ecmascript(&mut self.out, v);
         Ok(())
     }
 
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.put(w, b":")?;
-        let pos = self.out.len();
-        if let Some(f) = self.open.last_mut() {
-            f.value_start = pos;
+    fn integer(&mut self, v: i128) -> Result<(), JcsError> {
+        if v.unsigned_abs() < 1 << 53 {
+            let mut buf = itoa::Buffer::new();
+            self.out.extend_from_slice(buf.format(v).as_bytes());
+            Ok(())
+        } else {
+            self.number(v as f64)
+        }
+    }
+}
+
+/// `Number.prototype.toString` of a finite double. zmij gives the shortest digits that
+/// round-trip (the same digits ECMAScript asks for); only the layout differs: ECMAScript
+/// writes plain decimals for decimal exponents from -7 to 20 and no `.0` on whole numbers.
+fn write_ecmascript(out: &mut Vec<u8>, v: f64) {
+    // Whole numbers below 2^53 are their integer digits (and -0 is 0).
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        let mut buf = itoa::Buffer::new();
+        out.extend_from_slice(buf.format(v as i64).as_bytes());
+        return;
+    }
+    let mut buf = zmij::Buffer::new();
+    let text = buf.format_finite(v).as_bytes();
+    // In this range zmij already writes plain decimals, as ECMAScript does.
+    if (1e-5..1e15).contains(&v.abs()) {
+        out.extend_from_slice(text);
+        return;
+    }
+    let Some(e) = text.iter().position(|&b| b == b'e') else {
+        out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
+        return;
+    };
+    let (mantissa, exponent) = (&text[..e], &text[e + 1..]);
+    let (negative_exponent, exponent_digits) = match exponent.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, exponent),
+    };
+    let magnitude = exponent_digits
+        .iter()
+        .fold(0i32, |acc, d| acc * 10 + i32::from(d - b'0'));
+    // The decimal point sits after `point` digits (before them when negative).
+    let point = if negative_exponent {
+        1 - magnitude
+    } else {
+        1 + magnitude
+    };
+    if !(-5..=21).contains(&point) {
+        // ECMAScript's exponential form is zmij's: d[.ddd]e±n.
+        out.extend_from_slice(text);
+        return;
+    }
+    let (negative, mantissa) = match mantissa.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, mantissa),
+    };
+    if negative {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 24];
+    let mut count = 0;
+    for &d in mantissa.iter().filter(|d| **d != b'.').take(digits.len()) {
+        digits[count] = d;
+        count += 1;
+    }
+    let digits = &digits[..count];
+    let count = count as i32;
+    if point >= count {
+        out.extend_from_slice(digits);
+        out.resize(out.len() + (point - count) as usize, b'0');
+    } else if point > 0 {
+        let (whole, fraction) = digits.split_at(point as usize);
+        out.extend_from_slice(whole);
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-point) as usize, b'0');
+        out.extend_from_slice(digits);
+    }
+}
+
+/// Elements of an array; `in_variant` closes the `{"Variant":` around it too.
+pub struct Seq<'a> {
+    enc: &'a mut Encoder,
+    first: bool,
+    in_variant: bool,
+}
+
+impl Seq<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        if !self.first {
+            self.enc.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(&mut *self.enc)
+    }
+
+    fn close(self) -> Result<(), JcsError> {
+        self.enc.out.push(b']');
+        if self.in_variant {
+            self.enc.end_member();
+            self.enc.end_object()?;
         }
         Ok(())
     }
+}
 
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        let pos = self.out.len();
-        if let Some(f) = self.open.last_mut() {
-            let member = (f.key_start..f.key_end, f.value_start..pos);
-            f.members.push(member);
-        }
+/// Members of an object; `in_variant` closes the `{"Variant":` around it too.
+pub struct Obj<'a> {
+    enc: &'a mut Encoder,
+    in_variant: bool,
+}
+
+impl Obj<'_> {
+    fn member<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), JcsError> {
+        self.enc.key(key)?;
+        value.serialize(&mut *self.enc)?;
+        self.enc.end_member();
         Ok(())
     }
 
-    fn write_raw_fragment<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "raw JSON is not canonical",
-        ))
+    fn close(self) -> Result<(), JcsError> {
+        self.enc.end_object()?;
+        if self.in_variant {
+            self.enc.end_member();
+            self.enc.end_object()?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> ser::Serializer for &'a mut Encoder {
+    type Ok = ();
+    type Error = JcsError;
+    type SerializeSeq = Seq<'a>;
+    type SerializeTuple = Seq<'a>;
+    type SerializeTupleStruct = Seq<'a>;
+    type SerializeTupleVariant = Seq<'a>;
+    type SerializeMap = Obj<'a>;
+    type SerializeStruct = Obj<'a>;
+    type SerializeStructVariant = Obj<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), JcsError> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<(), JcsError> {
+        self.integer(v)
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), JcsError> {
+        self.integer(v.into())
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<(), JcsError> {
+        match i128::try_from(v) {
+            Ok(v) => self.integer(v),
+            Err(_) => self.number(v as f64),
+        }
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), JcsError> {
+        self.number(v.into())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), JcsError> {
+        self.number(v)
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), JcsError> {
+        self.string(v.encode_utf8(&mut [0u8; 4]));
+        Ok(())
+    }
+
+    fn serialize_str(self, v: &str) -> Result<(), JcsError> {
+        self.string(v);
+        Ok(())
+    }
+
+    /// As serde_json does: an array of the byte values.
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), JcsError> {
+        use ser::SerializeSeq;
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(b)?;
+        }
+        seq.end()
+    }
+
+    fn serialize_none(self) -> Result<(), JcsError> {
+        self.serialize_unit()
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), JcsError> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), JcsError> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), JcsError> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), JcsError> {
+        self.serialize_str(variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), JcsError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), JcsError> {
+        self.begin_object();
+        let mut obj = Obj {
+            enc: self,
+            in_variant: false,
+        };
+        obj.member(variant, value)?;
+        obj.close()
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Seq<'a>, JcsError> {
+        self.out.push(b'[');
+        Ok(Seq {
+            enc: self,
+            first: true,
+            in_variant: false,
+        })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, JcsError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, JcsError> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Seq<'a>, JcsError> {
+        self.begin_object();
+        self.key(variant)?;
+        self.out.push(b'[');
+        Ok(Seq {
+            enc: self,
+            first: true,
+            in_variant: true,
+        })
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Obj<'a>, JcsError> {
+        self.begin_object();
+        Ok(Obj {
+            enc: self,
+            in_variant: false,
+        })
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Obj<'a>, JcsError> {
+        self.serialize_map(None)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Obj<'a>, JcsError> {
+        self.begin_object();
+        self.key(variant)?;
+        self.begin_object();
+        Ok(Obj {
+            enc: self,
+            in_variant: true,
+        })
+    }
+}
+
+impl ser::SerializeSeq for Seq<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTuple for Seq<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleStruct for Seq<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleVariant for Seq<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeMap for Obj<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), JcsError> {
+        key.serialize(KeySerializer(&mut *self.enc))
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+        value.serialize(&mut *self.enc)?;
+        self.enc.end_member();
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeStruct for Obj<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), JcsError> {
+        self.member(key, value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+impl ser::SerializeStructVariant for Obj<'_> {
+    type Ok = ();
+    type Error = JcsError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), JcsError> {
+        self.member(key, value)
+    }
+
+    fn end(self) -> Result<(), JcsError> {
+        self.close()
+    }
+}
+
+/// Map keys: strings only (the format's keys are all `[A-Za-z0-9_]`).
+struct KeySerializer<'a>(&'a mut Encoder);
+
+fn not_a_key<T>() -> Result<T, JcsError> {
+    fail("object keys must be strings")
+}
+
+impl ser::Serializer for KeySerializer<'_> {
+    type Ok = ();
+    type Error = JcsError;
+    type SerializeSeq = ser::Impossible<(), JcsError>;
+    type SerializeTuple = ser::Impossible<(), JcsError>;
+    type SerializeTupleStruct = ser::Impossible<(), JcsError>;
+    type SerializeTupleVariant = ser::Impossible<(), JcsError>;
+    type SerializeMap = ser::Impossible<(), JcsError>;
+    type SerializeStruct = ser::Impossible<(), JcsError>;
+    type SerializeStructVariant = ser::Impossible<(), JcsError>;
+
+    fn serialize_str(self, v: &str) -> Result<(), JcsError> {
+        self.0.key(v)
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), JcsError> {
+        self.0.key(v.encode_utf8(&mut [0u8; 4]))
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), JcsError> {
+        self.0.key(variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), JcsError> {
+        value.serialize(self)
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_none(self) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_unit(self) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), JcsError> {
+        not_a_key()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, JcsError> {
+        not_a_key()
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, JcsError> {
+        not_a_key()
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, JcsError> {
+        not_a_key()
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, JcsError> {
+        not_a_key()
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, JcsError> {
+        not_a_key()
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, JcsError> {
+        not_a_key()
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, JcsError> {
+        not_a_key()
     }
 }
 
@@ -434,6 +894,64 @@ mod tests {
             ("b".into(), one()),
         ]);
         assert!(to_vec(&dup).is_err());
+    }
+
+    fn ecmascript(v: f64) -> String {
+        let mut out = Vec::new();
+        write_ecmascript(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn numbers_print_as_ecmascript_does_across_every_exponent() {
+        let mut reference = ryu_js::Buffer::new();
+        let mut check = |v: f64| assert_eq!(ecmascript(v), reference.format_finite(v), "{v:e}");
+        for e in -324..=308 {
+            for m in [
+                "1",
+                "1.5",
+                "9.999999999999999",
+                "5",
+                "2.2250738585072014",
+                "4.9",
+            ] {
+                if let Ok(v) = format!("{m}e{e}").parse::<f64>() {
+                    check(v);
+                    check(-v);
+                }
+            }
+        }
+        for v in [
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            9007199254740992.0,
+            9007199254740993.0,
+            1e21,
+            123e18,
+            1e-6,
+            1e-7,
+            0.1 + 0.2,
+            -0.0,
+        ] {
+            check(v);
+            check(-v);
+        }
+        // Random bit patterns, and the same mantissas moved to exponents near the switch
+        // between plain and exponential layouts.
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = f64::from_bits(state);
+            if v.is_finite() {
+                check(v);
+            }
+            check(f64::from_bits(
+                (state & 0x800F_FFFF_FFFF_FFFF) | ((1023 - 40 + (state >> 52) % 120) << 52),
+            ));
+        }
     }
 
     proptest! {

@@ -12,6 +12,18 @@ pub mod wire;
 pub use chain::{head_after, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
 pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyOptions, VerifyReport};
 
+/// Lower-case hex of a 32-byte hash (`hex::encode` goes char by char; this is on the
+/// signing path twice per event).
+pub fn hex32(hash: &[u8; 32]) -> String {
+    let mut digits = [0u8; 64];
+    // 64 output bytes always fit 32 input bytes.
+    let _ = hex::encode_to_slice(hash, &mut digits);
+    // Hex digits are ASCII, so this never falls back.
+    std::str::from_utf8(&digits)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("canonical encoding failed: {0}")]
