@@ -94,8 +94,24 @@ fn short_cmp(a: &[u8], b: &[u8]) -> Ordering {
     a.len().cmp(&b.len())
 }
 
+/// Bytes allowed in keys: ASCII letters, digits and `_`.
+const KEY_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 fn key_ok(key: &[u8]) -> bool {
-    !key.is_empty() && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    // No early exit: keys are short and a straight pass is cheaper than a branch per byte.
+    !key.is_empty()
+        && key
+            .iter()
+            .fold(true, |ok, &b| ok & KEY_BYTE[usize::from(b)])
 }
 
 impl Encoder {
@@ -239,12 +255,13 @@ impl Encoder {
     }
 
     fn integer(&mut self, v: i128) -> Result<(), JcsError> {
-        if v.unsigned_abs() < 1 << 53 {
-            let mut buf = itoa::Buffer::new();
-            self.out.extend_from_slice(buf.format(v).as_bytes());
-            Ok(())
-        } else {
-            self.number(v as f64)
+        match i64::try_from(v) {
+            Ok(small) if small.unsigned_abs() < 1 << 53 => {
+                let mut buf = itoa::Buffer::new();
+                self.out.extend_from_slice(buf.format(small).as_bytes());
+                Ok(())
+            }
+            _ => self.number(v as f64),
         }
     }
 }
@@ -253,10 +270,12 @@ impl Encoder {
 /// round-trip (the same digits ECMAScript asks for); only the layout differs: ECMAScript
 /// writes plain decimals for decimal exponents from -7 to 20 and no `.0` on whole numbers.
 fn write_ecmascript(out: &mut Vec<u8>, v: f64) {
-    // Whole numbers below 2^53 are their integer digits (and -0 is 0).
-    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+    // Whole numbers below 2^53 are their integer digits (and -0 is 0). The cast round
+    // trip tests wholeness without a call to `trunc`.
+    let whole = v as i64;
+    if whole as f64 == v && v.abs() < 9_007_199_254_740_992.0 {
         let mut buf = itoa::Buffer::new();
-        out.extend_from_slice(buf.format(v as i64).as_bytes());
+        out.extend_from_slice(buf.format(whole).as_bytes());
         return;
     }
     let mut buf = zmij::Buffer::new();
