@@ -9,7 +9,7 @@ use lru::LruCache;
 use super::l0::{self, DuplicateWindow, L0Limits};
 use super::l1::{self, Compliance, ComplianceWeights};
 use super::l2::{Guardrails, KillSwitch};
-use super::rules::{Enforcement, RuleHit, RuleSet};
+use super::rules::{Enforcement, RuleHit, RuleMatches, RuleSet};
 use super::worker::Worker;
 use super::{ActionRequest, Layer, ReasonCode, Verdict};
 use crate::config::ElfConfig;
@@ -135,14 +135,55 @@ pub struct ElfGate {
     symbols: HashMap<String, Arc<str>>,
     timing: bool,
     /// L3 beside L2 on a long-lived thread (`parallelize_l2_l3`).
-    l3_worker: Option<Worker<L3Job, RuleOutcome>>,
+    l3_worker: Option<Worker<L3Job, Option<L3Matches>>>,
 }
 
-/// What the L3 worker needs to evaluate one request on its own thread.
+/// What the L3 worker evaluates: overwritten in place for each decision; the rule sets
+/// are replaced only when the gate's change.
+#[derive(Default)]
 struct L3Job {
-    rules: Arc<RuleSet>,
+    rules: Option<Arc<RuleSet>>,
     shadow: Option<Arc<RuleSet>>,
-    req: ActionRequest,
+    req: Option<ActionRequest>,
+}
+
+impl L3Job {
+    fn set(&mut self, rules: &Arc<RuleSet>, shadow: Option<&Arc<RuleSet>>, req: &ActionRequest) {
+        let same = |held: &Option<Arc<RuleSet>>, now: Option<&Arc<RuleSet>>| match (held, now) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same(&self.rules, Some(rules)) {
+            self.rules = Some(rules.clone());
+        }
+        if !same(&self.shadow, shadow) {
+            self.shadow = shadow.cloned();
+        }
+        match &mut self.req {
+            Some(held) => held.clone_from(req),
+            None => self.req = Some(req.clone()),
+        }
+    }
+
+    /// None when a rule set is too large for `RuleMatches` (the gate then evaluates).
+    fn run(&self) -> Option<L3Matches> {
+        let (rules, req) = (self.rules.as_ref()?, self.req.as_ref()?);
+        let shadow = match &self.shadow {
+            Some(s) => Some(s.matches(req)?),
+            None => None,
+        };
+        Some(L3Matches {
+            active: rules.matches(req)?,
+            shadow,
+        })
+    }
+}
+
+/// The worker's answer: which active and candidate rules fired.
+struct L3Matches {
+    active: RuleMatches,
+    shadow: Option<RuleMatches>,
 }
 
 impl ElfGate {
@@ -176,11 +217,11 @@ impl ElfGate {
             l3_worker: None,
         };
         if gate.settings.parallelize_l2_l3 {
-            gate.l3_worker = Worker::spawn("elf-l3", |job: L3Job| {
-                evaluate_rules(&job.rules, job.shadow.as_deref(), &job.req)
-            })
-            .map_err(|e| tracing::warn!(error = %e, "no L3 worker thread; L2 and L3 run in turn"))
-            .ok();
+            gate.l3_worker = Worker::spawn("elf-l3", L3Job::run)
+                .map_err(
+                    |e| tracing::warn!(error = %e, "no L3 worker thread; L2 and L3 run in turn"),
+                )
+                .ok();
         }
         gate
     }
@@ -301,40 +342,46 @@ impl ElfGate {
             _ => None,
         };
         let cached = cached_l3.is_some();
-        let l3 =
-            match cached_l3 {
-                Some(hit) => {
-                    self.guardrails.check(req, &mut l2_reasons);
-                    layer_ns[2] = lap(&mut since);
-                    hit
-                }
-                None if self.l3_worker.is_some() => {
-                    let job = L3Job {
-                        rules: self.rules.clone(),
-                        shadow: self.shadow.clone(),
-                        req: req.clone(),
-                    };
-                    let submitted = self
-                        .l3_worker
-                        .as_ref()
-                        .is_some_and(|w| w.submit(job).is_ok());
-                    let t = Instant::now();
-                    self.guardrails.check(req, &mut l2_reasons);
-                    layer_ns[2] = t.elapsed().as_nanos() as u64;
-                    let outcome = match (&self.l3_worker, submitted) {
-                        (Some(w), true) => w.collect(),
-                        _ => None,
-                    };
-                    Arc::new(outcome.unwrap_or_else(|| {
-                        evaluate_rules(&self.rules, self.shadow.as_deref(), req)
-                    }))
-                }
-                None => {
-                    self.guardrails.check(req, &mut l2_reasons);
-                    layer_ns[2] = lap(&mut since);
-                    Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
-                }
-            };
+        let l3 = match cached_l3 {
+            Some(hit) => {
+                self.guardrails.check(req, &mut l2_reasons);
+                layer_ns[2] = lap(&mut since);
+                hit
+            }
+            None if self.l3_worker.is_some() => {
+                let (rules, shadow) = (&self.rules, self.shadow.as_ref());
+                let submitted = self
+                    .l3_worker
+                    .as_ref()
+                    .is_some_and(|w| w.submit_with(|job| job.set(rules, shadow, req)));
+                let t = Instant::now();
+                self.guardrails.check(req, &mut l2_reasons);
+                layer_ns[2] = t.elapsed().as_nanos() as u64;
+                let matches = match (&self.l3_worker, submitted) {
+                    (Some(w), true) => w.collect().flatten(),
+                    _ => None,
+                };
+                Arc::new(match matches {
+                    Some(m) => {
+                        let mut outcome = RuleOutcome {
+                            hits: Vec::new(),
+                            shadow_hits: Vec::new(),
+                        };
+                        self.rules.hits_of(&m.active, &mut outcome.hits);
+                        if let (Some(s), Some(sm)) = (&self.shadow, &m.shadow) {
+                            s.hits_of(sm, &mut outcome.shadow_hits);
+                        }
+                        outcome
+                    }
+                    None => evaluate_rules(&self.rules, self.shadow.as_deref(), req),
+                })
+            }
+            None => {
+                self.guardrails.check(req, &mut l2_reasons);
+                layer_ns[2] = lap(&mut since);
+                Arc::new(evaluate_rules(&self.rules, self.shadow.as_deref(), req))
+            }
+        };
         if let (Some(cache), Some(key), false) = (&mut self.cache, key, cached) {
             cache.put(key, (l3.clone(), Instant::now()));
         }

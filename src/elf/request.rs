@@ -58,7 +58,7 @@ impl Evidence {
 }
 
 /// One risk action with its context, ready for the gate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct ActionRequest {
     /// Unique per chain: `<chain>/<n>`.
     pub action_id: String,
@@ -72,4 +72,44 @@ pub struct ActionRequest {
     pub feed_healthy: bool,
     pub evidence: Evidence,
     pub input: InputRange,
+}
+
+impl Clone for ActionRequest {
+    fn clone(&self) -> Self {
+        let mut copy = Self {
+            action_id: String::new(),
+            symbol: String::new(),
+            action: self.action,
+            data_time_ms: 0,
+            decided_at_ms: 0,
+            feed_healthy: false,
+            evidence: Evidence::default(),
+            input: InputRange::default(),
+        };
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Reuses this request's string buffers (the L3 worker's request is overwritten for
+    /// every decision).
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            action_id,
+            symbol,
+            action,
+            data_time_ms,
+            decided_at_ms,
+            feed_healthy,
+            evidence,
+            input,
+        } = source;
+        self.action_id.clone_from(action_id);
+        self.symbol.clone_from(symbol);
+        self.action = *action;
+        self.data_time_ms = *data_time_ms;
+        self.decided_at_ms = *decided_at_ms;
+        self.feed_healthy = *feed_healthy;
+        self.evidence = *evidence;
+        self.input = *input;
+    }
 }

@@ -2,8 +2,12 @@
 //! (`parallelize_l2_l3`). Spawning a thread per decision costs ~50 µs and a parked thread
 //! woken through a channel ~40 µs, both far more than the layers themselves; so the worker
 //! spins for a short while after each job (`SPIN`) before it parks, and the caller spins
-//! for the result. Decisions in quick succession then cost a cache-line hand-off; one after
-//! a pause pays the wake-up.
+//! for the result. Decisions in quick succession then cost a few cache-line hand-offs
+//! (~0.2 µs each between the cores measured here); one after a pause pays the wake-up.
+//!
+//! The job lives in one slot that is filled in place for every decision and the result is
+//! plain data, so a hand-off allocates nothing and touches no reference count the other
+//! thread also uses.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -18,11 +22,17 @@ const JOB: u8 = 1;
 const DONE: u8 = 2;
 const CLOSED: u8 = 3;
 
+struct Slot<J, R> {
+    job: J,
+    result: Option<R>,
+}
+
+/// Aligned so that the hand-off shares no cache line with unrelated data.
+#[repr(align(128))]
 struct Shared<J, R> {
     state: AtomicU8,
     parked: AtomicBool,
-    job: Mutex<Option<J>>,
-    result: Mutex<Option<R>>,
+    slot: Mutex<Slot<J, R>>,
 }
 
 pub(crate) struct Worker<J, R> {
@@ -44,16 +54,18 @@ fn spin_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
+impl<J: Default + Send + 'static, R: Send + 'static> Worker<J, R> {
     pub(crate) fn spawn(
         name: &str,
-        run: impl Fn(J) -> R + Send + 'static,
+        run: impl Fn(&J) -> R + Send + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(IDLE),
             parked: AtomicBool::new(false),
-            job: Mutex::new(None),
-            result: Mutex::new(None),
+            slot: Mutex::new(Slot {
+                job: J::default(),
+                result: None,
+            }),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -70,12 +82,13 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                 if s.state.load(SeqCst) == CLOSED {
                     return;
                 }
-                let job = s.job.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(job) = job {
+                {
+                    let mut slot = s.slot.lock().unwrap_or_else(|e| e.into_inner());
                     // A panicking job yields no result (the caller evaluates in turn)
                     // instead of leaving the caller waiting forever.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job)));
-                    *s.result.lock().unwrap_or_else(|e| e.into_inner()) = r.ok();
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&slot.job)));
+                    slot.result = r.ok();
                 }
                 // Unless closed meanwhile.
                 let _ = s.state.compare_exchange(JOB, DONE, SeqCst, SeqCst);
@@ -86,19 +99,25 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         })
     }
 
-    /// Hand a job over; gives it back if the worker is busy or gone.
-    pub(crate) fn submit(&self, job: J) -> Result<(), J> {
-        if self.shared.state.load(SeqCst) != IDLE {
-            return Err(job);
+    /// Fill the job slot in place and hand it over; false (and nothing filled) if the
+    /// worker is busy or gone.
+    pub(crate) fn submit_with(&self, fill: impl FnOnce(&mut J)) -> bool {
+        let s = &self.shared;
+        if s.state.load(SeqCst) != IDLE {
+            return false;
         }
-        *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
-        self.shared.state.store(JOB, SeqCst);
-        if self.shared.parked.load(SeqCst) {
+        {
+            let mut slot = s.slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.result = None;
+            fill(&mut slot.job);
+        }
+        s.state.store(JOB, SeqCst);
+        if s.parked.load(SeqCst) {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
         }
-        Ok(())
+        true
     }
 
     /// The result of the job submitted last (waits for it); `None` if there is none.
@@ -113,7 +132,12 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                 _ => return None,
             }
         }
-        let r = s.result.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let r = s
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .result
+            .take();
         s.state.store(IDLE, SeqCst);
         r
     }
@@ -135,15 +159,15 @@ mod tests {
 
     #[test]
     fn runs_jobs_in_turn_and_stops_when_dropped() {
-        let w = Worker::spawn("test-worker", |x: u64| x * 2).unwrap();
+        let w = Worker::spawn("test-worker", |x: &u64| x * 2).unwrap();
         for i in 0..10_000 {
-            w.submit(i).unwrap();
+            assert!(w.submit_with(|j| *j = i));
             assert_eq!(w.collect(), Some(i * 2));
         }
         // After a pause the worker has parked; a job wakes it.
         std::thread::sleep(Duration::from_millis(5));
-        w.submit(21).unwrap();
-        assert_eq!(w.submit(1), Err(1), "one job at a time");
+        assert!(w.submit_with(|j| *j = 21));
+        assert!(!w.submit_with(|j| *j = 1), "one job at a time");
         assert_eq!(w.collect(), Some(42));
         assert_eq!(w.collect(), None, "nothing submitted");
         drop(w);
@@ -151,14 +175,14 @@ mod tests {
 
     #[test]
     fn a_panicking_job_gives_no_result_and_the_worker_goes_on() {
-        let w = Worker::spawn("test-worker", |x: u64| {
-            assert!(x != 7, "boom");
-            x
+        let w = Worker::spawn("test-worker", |x: &u64| {
+            assert!(*x != 7, "boom");
+            *x
         })
         .unwrap();
-        w.submit(7).unwrap();
+        assert!(w.submit_with(|j| *j = 7));
         assert_eq!(w.collect(), None);
-        w.submit(8).unwrap();
+        assert!(w.submit_with(|j| *j = 8));
         assert_eq!(w.collect(), Some(8));
     }
 }
