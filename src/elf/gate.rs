@@ -1,6 +1,6 @@
 //! L0 -> L1 -> (L2 || L3): the decision, before L4 signs it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use super::l1::{self, Compliance, ComplianceWeights};
 use super::l2::{Guardrails, KillSwitch};
 use super::rules::{Enforcement, RuleHit, RuleMatches, RuleSet};
 use super::worker::Worker;
-use super::{ActionRequest, Layer, ReasonCode, Verdict};
+use super::{ActionRequest, FastMap, FastSet, Layer, ReasonCode, Verdict};
 use crate::config::ElfConfig;
 
 /// Gate settings derived from `[elf]`.
@@ -124,15 +124,16 @@ struct RuleOutcome {
 /// One gate per chain: its L0 duplicate window and L2 state belong to that chain.
 pub struct ElfGate {
     settings: GateSettings,
-    known_symbols: HashSet<String>,
+    known_symbols: FastSet<String>,
     ids: DuplicateWindow,
     guardrails: Guardrails,
     rules: Arc<RuleSet>,
     shadow: Option<Arc<RuleSet>>,
-    /// Bounded LRU of L3 outcomes with their insertion time (entries expire after the TTL).
-    cache: Option<LruCache<DecisionKey, (Arc<RuleOutcome>, Instant)>>,
+    /// Bounded LRU of L3 outcomes with their insertion time on the injected clock
+    /// (entries expire after the TTL).
+    cache: Option<LruCache<DecisionKey, (Arc<RuleOutcome>, i64)>>,
     /// Interned symbol names for cache keys.
-    symbols: HashMap<String, Arc<str>>,
+    symbols: FastMap<String, Arc<str>>,
     timing: bool,
     /// L3 beside L2 on a long-lived thread (`parallelize_l2_l3`).
     l3_worker: Option<Worker<L3Job, Option<L3Matches>>>,
@@ -207,12 +208,12 @@ impl ElfGate {
         let mut gate = Self {
             ids: DuplicateWindow::new(settings.duplicate_window),
             settings,
-            known_symbols,
+            known_symbols: known_symbols.into_iter().collect(),
             guardrails,
             rules,
             shadow: None,
             cache,
-            symbols: HashMap::new(),
+            symbols: FastMap::default(),
             timing: false,
             l3_worker: None,
         };
@@ -329,10 +330,15 @@ impl ElfGate {
         } else {
             None
         };
-        let ttl = self.settings.decision_cache_ttl;
+        // The outcome depends on the key alone, so expiry only bounds how long an entry
+        // lives; measured on the injected clock, it reads no system clock.
+        let ttl_ms =
+            i64::try_from(self.settings.decision_cache_ttl.as_millis()).unwrap_or(i64::MAX);
         let cached_l3 = match (&mut self.cache, &key) {
             (Some(cache), Some(key)) => match cache.get(key) {
-                Some((outcome, at)) if at.elapsed() < ttl => Some(outcome.clone()),
+                Some((outcome, at_ms)) if req.decided_at_ms.saturating_sub(*at_ms) < ttl_ms => {
+                    Some(outcome.clone())
+                }
                 Some(_) => {
                     cache.pop(key);
                     None
@@ -383,7 +389,7 @@ impl ElfGate {
             }
         };
         if let (Some(cache), Some(key), false) = (&mut self.cache, key, cached) {
-            cache.put(key, (l3.clone(), Instant::now()));
+            cache.put(key, (l3.clone(), req.decided_at_ms));
         }
         layer_ns[3] = lap(&mut since);
 
@@ -570,6 +576,30 @@ mod tests {
 
     fn rules(text: &str) -> Arc<RuleSet> {
         Arc::new(RuleSet::parse(text).unwrap())
+    }
+
+    #[test]
+    fn cached_outcomes_expire_after_the_ttl_on_the_injected_clock() {
+        let c = Config::embedded().unwrap();
+        let mut s = GateSettings::from_config(&c.elf);
+        s.decision_cache = true;
+        s.decision_cache_ttl = Duration::from_secs(120);
+        let mut g = ElfGate::new(
+            s,
+            ["BTCUSDT".to_string()].into(),
+            rules("version: 1\nrules: []\n"),
+            KillSwitch::default(),
+        );
+        let at = |id: &str, ms: i64| {
+            let mut r = req(id, RiskAction::PublishRiskSnapshot);
+            r.data_time_ms += ms;
+            r.decided_at_ms += ms;
+            r
+        };
+        assert!(!g.decide(&at("t0", 0)).cached);
+        assert!(g.decide(&at("t1", 119_999)).cached);
+        assert!(!g.decide(&at("t2", 120_000)).cached, "expired");
+        assert!(g.decide(&at("t3", 120_001)).cached, "refreshed");
     }
 
     #[test]

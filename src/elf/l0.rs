@@ -1,15 +1,17 @@
 //! L0: input validation. Every finding is a reason code; all are reported, not only the first.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::{ActionRequest, ReasonCode};
+use super::{ActionRequest, FastSet, ReasonCode};
 
-/// Remembers the last `capacity` action IDs to refuse replays.
+/// Remembers the last `capacity` action IDs to refuse replays (one shared allocation per
+/// ID for the set and the eviction order).
 #[derive(Debug, Clone)]
 pub struct DuplicateWindow {
     capacity: usize,
-    order: VecDeque<String>,
-    seen: HashSet<String>,
+    order: VecDeque<Arc<str>>,
+    seen: FastSet<Arc<str>>,
 }
 
 impl DuplicateWindow {
@@ -17,7 +19,7 @@ impl DuplicateWindow {
         Self {
             capacity: capacity.max(1),
             order: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: FastSet::default(),
         }
     }
 
@@ -26,19 +28,22 @@ impl DuplicateWindow {
     }
 
     pub fn insert(&mut self, id: &str) {
-        if self.seen.insert(id.to_string()) {
-            self.order.push_back(id.to_string());
-            if self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.seen.remove(&old);
-                }
+        if self.seen.contains(id) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
+        self.seen.insert(id.clone());
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&*old);
             }
         }
     }
 }
 
 pub(crate) struct L0Limits<'a> {
-    pub known_symbols: &'a HashSet<String>,
+    pub known_symbols: &'a FastSet<String>,
     pub max_data_age_ms: i64,
     pub max_future_skew_ms: i64,
 }

@@ -12,6 +12,12 @@ mod worker;
 
 use serde::{Deserialize, Serialize};
 
+/// Sets and maps on the decision path hash with foldhash rather than SipHash: their keys
+/// are the engine's own symbols and action IDs, and the per-process seed still spreads
+/// them.
+type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use gate::{Decision, ElfGate, GateSettings, ShadowOutcome};
 pub use l0::DuplicateWindow;
 pub use l1::{Compliance, ComplianceComponents, ComplianceWeights};
