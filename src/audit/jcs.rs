@@ -389,6 +389,15 @@ impl Obj<'_> {
     }
 }
 
+/// Integer types that fit an i128 all print through `Encoder::integer`.
+macro_rules! integers {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), JcsError> {
+            self.integer(v.into())
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for &'a mut Encoder {
     type Ok = ();
     type Error = JcsError;
@@ -406,41 +415,17 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_i128(self, v: i128) -> Result<(), JcsError> {
-        self.integer(v)
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), JcsError> {
-        self.integer(v.into())
-    }
+    integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64
+    );
 
     fn serialize_u128(self, v: u128) -> Result<(), JcsError> {
         match i128::try_from(v) {
@@ -590,57 +575,30 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = JcsError;
+/// The four array-like serde traits all add an element and close the array.
+macro_rules! array_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = JcsError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
+            fn end(self) -> Result<(), JcsError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = JcsError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = JcsError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = JcsError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JcsError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
-}
+array_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Obj<'_> {
     type Ok = ();
@@ -661,38 +619,37 @@ impl ser::SerializeMap for Obj<'_> {
     }
 }
 
-impl ser::SerializeStruct for Obj<'_> {
-    type Ok = ();
-    type Error = JcsError;
+/// Structs and struct variants both add a member under a field name and close.
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Obj<'_> {
+            type Ok = ();
+            type Error = JcsError;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), JcsError> {
-        self.member(key, value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), JcsError> {
+                self.member(key, value)
+            }
 
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
+            fn end(self) -> Result<(), JcsError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Obj<'_> {
-    type Ok = ();
-    type Error = JcsError;
+struct_like!(SerializeStruct, SerializeStructVariant);
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), JcsError> {
-        self.member(key, value)
-    }
-
-    fn end(self) -> Result<(), JcsError> {
-        self.close()
-    }
+/// Scalars that cannot be object keys.
+macro_rules! refuse_scalars {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, _: $ty) -> Result<(), JcsError> {
+            not_a_key()
+        }
+    )*};
 }
 
 /// Map keys: strings only (the format's keys are all `[A-Za-z0-9_]`).
@@ -738,39 +695,19 @@ impl ser::Serializer for KeySerializer<'_> {
         value.serialize(self)
     }
 
-    fn serialize_bool(self, _: bool) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), JcsError> {
-        not_a_key()
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), JcsError> {
-        not_a_key()
-    }
+    refuse_scalars!(
+        serialize_bool: bool,
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_f32: f32,
+        serialize_f64: f64
+    );
     fn serialize_bytes(self, _: &[u8]) -> Result<(), JcsError> {
         not_a_key()
     }
