@@ -819,6 +819,112 @@ pub fn parse_checkpoint(line: &[u8]) -> Result<ParsedCheckpoint<'_>, ParseFailur
 mod tests {
     use super::*;
 
+    fn reference(value: &impl Serialize) -> String {
+        String::from_utf8(serde_json_canonicalizer::to_vec(value).unwrap()).unwrap()
+    }
+
+    fn ours(payload: &Payload) -> String {
+        String::from_utf8(canonical_payload(payload).unwrap()).unwrap()
+    }
+
+    /// Every shape the signed format uses (tagged enums, options, vectors, boxes,
+    /// non-finite numbers) encodes exactly as the reference RFC 8785 canonicalizer does.
+    #[test]
+    fn every_record_shape_encodes_as_the_reference_canonicalizer_does() {
+        let config = crate::config::Config::embedded().unwrap();
+        let base = crate::elf_demo::sample_decision(&config).unwrap();
+        let mut records = vec![base.clone()];
+        for (i, action) in [
+            ActionRecord::LimitBreach {
+                limit_usd: Num(50.0),
+                var_usd: Num(f64::NAN),
+            },
+            ActionRecord::ReduceExposure {
+                current_qty: Num(2.5),
+                target_qty: Num(f64::NEG_INFINITY),
+            },
+            ActionRecord::SetLimit {
+                new_limit_usd: Num(1e21),
+            },
+            ActionRecord::Halt,
+            ActionRecord::Resume,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = base.clone();
+            r.action = action;
+            r.verdict = Verdict::Block;
+            r.layer = Some(Layer::L3);
+            r.reasons = vec![ReasonCode::RuleBlock, ReasonCode::StaleData];
+            r.rules_fired = vec![RuleFired {
+                enforce: crate::elf::Enforcement::Block,
+                id: format!("rule_{i}"),
+            }];
+            r.shadow = Some(ShadowRecord {
+                diverged: i % 2 == 0,
+                rules_fired: Vec::new(),
+                rules_sha256: "ab".repeat(32),
+                verdict: Verdict::PassFlagged,
+            });
+            r.compliance = None;
+            r.evidence.mc_z = Num(-1.5e-7 * i as f64);
+            r.input.first_trade_id = None;
+            r.model = match i {
+                0 => ModelRecord::NoData,
+                1 => ModelRecord::Portfolio {
+                    primary: PrimaryModel::Nig,
+                    symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+                    notionals_usd: vec![Num(120_000.5), Num(-3.25e-5)],
+                    observations: 77,
+                    fhs_aci: Some(PortfolioFhsRecord {
+                        adjusted_alpha: Num(0.0101),
+                        component_var_usd: vec![Num(1.0), Num(2.5)],
+                        es_usd: Num(5.0),
+                        level: Num(0.99),
+                        scenarios: 1000,
+                        var_usd: Num(3.5),
+                        warmup_remaining: 0,
+                    }),
+                    niw_multivariate_t: Some(NiwRecord {
+                        component_var_usd: vec![Num(0.5)],
+                        es_usd: Num(f64::INFINITY),
+                        lambda: Num(0.97),
+                        level: Num(0.975),
+                        marginal_var: Vec::new(),
+                        regularised: true,
+                        var_usd: Num(2.0),
+                    }),
+                },
+                _ => r.model,
+            };
+            records.push(r);
+        }
+        for r in records {
+            let payload = Payload::RiskDecision(Box::new(r));
+            assert_eq!(ours(&payload), reference(&payload));
+        }
+        let rotation = Payload::KeyRotation(KeyRotationRecord {
+            new_key_id: "0123456789abcdef".into(),
+            new_public_key: "cd".repeat(32),
+        });
+        assert_eq!(ours(&rotation), reference(&rotation));
+        let event = Event {
+            chain: "bizra.BTCUSDT".into(),
+            key_id: "0123456789abcdef".into(),
+            kind: PayloadKind::RiskDecision,
+            payload_sha256: "ef".repeat(32),
+            prev: GENESIS_PREV.into(),
+            seq: u64::from(u32::MAX) + 7,
+            ts_ms: 1_723_161_600_000,
+            v: FORMAT_VERSION,
+        };
+        assert_eq!(
+            String::from_utf8(canonical_event(&event).unwrap()).unwrap(),
+            reference(&event)
+        );
+    }
+
     #[test]
     fn num_roundtrips_non_finite() {
         for x in [
