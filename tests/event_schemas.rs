@@ -65,4 +65,8 @@ fn every_published_message_matches_its_schema() {
         let value: serde_json::Value = serde_json::from_str(&bad).unwrap();
         assert!(!signed.is_valid(&value), "accepted: {}", &bad[..200]);
     }
+    // Integers beyond 2^53 - 1 travel as their exact decimal strings (docs/audit-format.md).
+    let huge = first.replacen("\"seq\":0", "\"seq\":\"9007199254740993\"", 1);
+    let value: serde_json::Value = serde_json::from_str(&huge).unwrap();
+    assert!(signed.is_valid(&value), "refused: {}", &huge[..200]);
 }

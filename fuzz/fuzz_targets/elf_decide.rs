@@ -1,13 +1,17 @@
 #![no_main]
 //! Arbitrary action requests (any bit patterns for numbers, any symbol and ID, any time
-//! offsets) through the whole decision, with cache and L2 || L3 on and off: no panic.
+//! offsets) through the whole gate, L0 to L4, with cache and L2 || L3 on and off: no
+//! panic, and the signed record of every decision parses back in canonical form.
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 
+use bizra_risk::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
+use bizra_risk::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use bizra_risk::config::Config;
 use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleSet};
 use bizra_risk::risk::RiskAction;
+use bizra_risk::var::ModelFigures;
 
 fn f(data: &[u8], i: usize) -> f64 {
     let mut b = [0u8; 8];
@@ -60,4 +64,18 @@ fuzz_target!(|data: &[u8]| {
     again.action_id.push('x');
     let _ = gate.decide(&again);
     assert!(!(first.verdict.allows() && req.evidence.var_usd.is_nan()));
+
+    // L4: whatever was decided is signed, and the record reads back byte for byte.
+    let provenance = RunProvenance { config_sha256: "0".repeat(64), rules_sha256: "1".repeat(64) };
+    let record = DecisionRecord::new(&req, &first, &ModelFigures::None, &provenance);
+    let mut signer = ChainSigner::new(
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        "bizra.FUZZ".into(),
+        ChainHead::genesis(),
+        CheckpointPolicy::default(),
+    );
+    let signed = signer
+        .sign(req.decided_at_ms, "FUZZ", &Payload::RiskDecision(Box::new(record)))
+        .expect("every decision can be signed");
+    wire::parse_record(&signed.line).expect("a signed record parses back in canonical form");
 });

@@ -63,6 +63,115 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
+/// Integers of the signed format. RFC 8785 numbers are IEEE doubles, exact only up to
+/// 2^53 - 1; a larger value (a timestamp or seed from bad input or configuration) is
+/// written as its decimal string instead, so that it is recorded exactly and reads back.
+/// Every value has one encoding: a string within the exact range is refused.
+mod exact {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    const MAX_EXACT: i128 = (1 << 53) - 1;
+
+    pub fn serialize<T, S>(v: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: Copy + Into<i128> + std::fmt::Display,
+        S: Serializer,
+    {
+        let wide: i128 = (*v).into();
+        match i64::try_from(wide) {
+            Ok(small) if wide.abs() <= MAX_EXACT => s.serialize_i64(small),
+            _ => s.collect_str(v),
+        }
+    }
+
+    struct Exact;
+
+    impl Visitor<'_> for Exact {
+        type Value = i128;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer, or a decimal string beyond 2^53 - 1")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<i128, E> {
+            match v.parse::<i128>() {
+                Ok(wide) if wide.abs() > MAX_EXACT && !v.starts_with(['+', '0']) => Ok(wide),
+                _ => Err(E::custom(format!(
+                    "{v:?} is not an integer beyond 2^53 - 1"
+                ))),
+            }
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: TryFrom<i128>,
+        D: Deserializer<'de>,
+    {
+        let wide = d.deserialize_any(Exact)?;
+        T::try_from(wide).map_err(|_| de::Error::custom(format!("{wide} is out of range")))
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<T, S>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error>
+        where
+            T: Copy + Into<i128> + std::fmt::Display,
+            S: Serializer,
+        {
+            match v {
+                Some(x) => super::serialize(x, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        struct MaybeExact;
+
+        impl<'de> Visitor<'de> for MaybeExact {
+            type Value = Option<i128>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("null, an integer, or a decimal string beyond 2^53 - 1")
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(Exact).map(Some)
+            }
+        }
+
+        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+        where
+            T: TryFrom<i128>,
+            D: Deserializer<'de>,
+        {
+            match d.deserialize_option(MaybeExact)? {
+                None => Ok(None),
+                Some(wide) => T::try_from(wide)
+                    .map(Some)
+                    .map_err(|_| de::Error::custom(format!("{wide} is out of range"))),
+            }
+        }
+    }
+}
+
 /// The signed envelope of a record; it commits to the payload by hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +183,9 @@ pub struct Event {
     pub payload_sha256: String,
     /// Hex SHA-256 of the previous event's signing input; zeros for seq 0.
     pub prev: String,
+    #[serde(with = "exact")]
     pub seq: u64,
+    #[serde(with = "exact")]
     pub ts_ms: i64,
     pub v: u32,
 }
@@ -118,13 +229,17 @@ pub enum PayloadKind {
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub chain: String,
+    #[serde(with = "exact")]
     pub first_seq: u64,
     pub key_id: String,
     /// Hash of event `last_seq`, so the checkpoint also pins the chain head.
     pub last_event_sha256: String,
+    #[serde(with = "exact")]
     pub last_seq: u64,
     pub root_sha256: String,
+    #[serde(with = "exact")]
     pub tree_size: u64,
+    #[serde(with = "exact")]
     pub ts_ms: i64,
     pub v: u32,
 }
@@ -135,6 +250,7 @@ pub struct DecisionRecord {
     pub action: ActionRecord,
     pub action_id: String,
     pub compliance: Option<ComplianceRecord>,
+    #[serde(with = "exact")]
     pub data_time_ms: i64,
     pub evidence: EvidenceRecord,
     pub feed_healthy: bool,
@@ -241,7 +357,9 @@ pub struct NigRecord {
     pub lambda: Num,
     pub levels: Vec<LevelRecord>,
     pub m: Num,
+    #[serde(with = "exact")]
     pub mc_draws: u64,
+    #[serde(with = "exact")]
     pub mc_seed: u64,
     /// Decimal string: ChaCha8 word position (u128) before the draws.
     pub mc_stream_pos: String,
@@ -265,16 +383,21 @@ pub struct FhsLevelRecord {
 #[serde(deny_unknown_fields)]
 pub struct FhsRecord {
     pub aci_step: Num,
+    #[serde(with = "exact")]
     pub bootstrap_draws: u64,
     /// Decimal string: ChaCha8 word position (u128) of the bootstrap stream.
     pub bootstrap_stream_pos: String,
     pub kappa: Num,
     pub lambda: Num,
     pub levels: Vec<FhsLevelRecord>,
+    #[serde(with = "exact")]
     pub observations: u64,
+    #[serde(with = "exact")]
     pub pool_size: u64,
     pub sigma: Option<Num>,
+    #[serde(with = "exact")]
     pub warmup_remaining: u64,
+    #[serde(with = "exact")]
     pub window: u64,
 }
 
@@ -285,8 +408,10 @@ pub struct PortfolioFhsRecord {
     pub component_var_usd: Vec<Num>,
     pub es_usd: Num,
     pub level: Num,
+    #[serde(with = "exact")]
     pub scenarios: u64,
     pub var_usd: Num,
+    #[serde(with = "exact")]
     pub warmup_remaining: u64,
 }
 
@@ -320,6 +445,7 @@ pub enum ModelRecord {
         primary: PrimaryModel,
         symbols: Vec<String>,
         notionals_usd: Vec<Num>,
+        #[serde(with = "exact")]
         observations: u64,
         fhs_aci: Option<PortfolioFhsRecord>,
         niw_multivariate_t: Option<NiwRecord>,
@@ -331,10 +457,15 @@ pub enum ModelRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputRecord {
+    #[serde(with = "exact")]
     pub bar_end_ms: i64,
+    #[serde(with = "exact")]
     pub bar_start_ms: i64,
+    #[serde(with = "exact::option")]
     pub first_trade_id: Option<u64>,
+    #[serde(with = "exact::option")]
     pub last_trade_id: Option<u64>,
+    #[serde(with = "exact")]
     pub returns_seen: u64,
 }
 
@@ -730,12 +861,14 @@ struct EnvelopeRepr<'a> {
     v: u32,
     #[serde(borrow)]
     chain: std::borrow::Cow<'a, str>,
+    #[serde(with = "exact")]
     seq: u64,
     #[serde(borrow)]
     prev: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     key_id: std::borrow::Cow<'a, str>,
     #[allow(dead_code)]
+    #[serde(with = "exact")]
     ts_ms: i64,
     kind: PayloadKind,
     #[serde(borrow)]
@@ -923,6 +1056,49 @@ mod tests {
             String::from_utf8(canonical_event(&event).unwrap()).unwrap(),
             reference(&event)
         );
+    }
+
+    #[test]
+    fn integers_beyond_2_pow_53_are_exact_strings_and_read_back() {
+        let config = crate::config::Config::embedded().unwrap();
+        let mut r = crate::elf_demo::sample_decision(&config).unwrap();
+        r.data_time_ms = i64::MIN;
+        r.input.bar_start_ms = (1 << 53) - 1;
+        r.input.bar_end_ms = 1 << 53;
+        r.input.first_trade_id = Some(u64::MAX);
+        r.input.last_trade_id = None;
+        if let ModelRecord::Symbol {
+            nig_student_t: Some(nig),
+            ..
+        } = &mut r.model
+        {
+            nig.mc_seed = u64::MAX - 1;
+        }
+        let payload = Payload::RiskDecision(Box::new(r));
+        let text = ours(&payload);
+        for expected in [
+            r#""data_time_ms":"-9223372036854775808""#,
+            r#""bar_start_ms":9007199254740991"#,
+            r#""bar_end_ms":"9007199254740992""#,
+            r#""first_trade_id":"18446744073709551615""#,
+            r#""last_trade_id":null"#,
+            r#""mc_seed":"18446744073709551614""#,
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        let back: Payload = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, payload);
+        assert_eq!(text, reference(&payload));
+        // One encoding per value: a string for an exactly representable integer, or a
+        // padded one, is refused.
+        for bad in [
+            r#""12""#,
+            r#""+9007199254740992""#,
+            r#""09007199254740992""#,
+        ] {
+            let tampered = text.replace(r#""9007199254740992""#, bad);
+            assert!(serde_json::from_str::<Payload>(&tampered).is_err(), "{bad}");
+        }
     }
 
     #[test]
