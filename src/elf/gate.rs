@@ -139,8 +139,8 @@ pub struct ElfGate {
     l3_worker: Option<Worker<L3Job, Option<L3Matches>>>,
 }
 
-/// What the L3 worker evaluates: overwritten in place for each decision; the rule sets
-/// are replaced only when the gate's change.
+/// What the L3 worker evaluates: overwritten in place for each decision; its rule sets are
+/// replaced only when the gate's rule sets change.
 #[derive(Default)]
 struct L3Job {
     rules: Option<Arc<RuleSet>>,
