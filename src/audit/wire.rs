@@ -95,20 +95,30 @@ mod exact {
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
-            Ok(v.into())
+            number(v.into())
         }
 
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
-            Ok(v.into())
+            number(v.into())
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<i128, E> {
+            // Only the string this module writes: no sign, padding or in-range value.
             match v.parse::<i128>() {
-                Ok(wide) if wide.abs() > MAX_EXACT && !v.starts_with(['+', '0']) => Ok(wide),
+                Ok(wide) if wide.abs() > MAX_EXACT && wide.to_string() == v => Ok(wide),
                 _ => Err(E::custom(format!(
                     "{v:?} is not an integer beyond 2^53 - 1"
                 ))),
             }
+        }
+    }
+
+    /// A JSON number must be within the exact range (beyond it the value is a string).
+    fn number<E: de::Error>(wide: i128) -> Result<i128, E> {
+        if wide.abs() <= MAX_EXACT {
+            Ok(wide)
+        } else {
+            Err(E::custom(format!("{wide} must be written as a string")))
         }
     }
 
@@ -1095,6 +1105,8 @@ mod tests {
             r#""12""#,
             r#""+9007199254740992""#,
             r#""09007199254740992""#,
+            r#""-09007199254740992""#,
+            "9007199254740992",
         ] {
             let tampered = text.replace(r#""9007199254740992""#, bad);
             assert!(serde_json::from_str::<Payload>(&tampered).is_err(), "{bad}");
