@@ -546,11 +546,7 @@ fn a_depth_gap_blocks_actions_until_the_book_is_resynced_and_bridged() {
 /// engine's resident memory stays bounded throughout.
 #[test]
 fn a_frozen_consumer_catches_up_with_nothing_lost_and_memory_bounded() {
-    use std::process::Command;
-    let files = common::capture_files_of_day("20240809");
-    let opts =
-        bizra_risk::replay::ReplayOptions::new(files, bizra_risk::replay::Speed::Factor(40.0));
-    let server = bizra_risk::replay::spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let server = common::replay_day("20240809", bizra_risk::replay::Speed::Factor(40.0));
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
     let summary_path = tmp.path().join("summary.txt");
@@ -578,19 +574,11 @@ fn a_frozen_consumer_catches_up_with_nothing_lost_and_memory_bounded() {
         max_rss_kb = max_rss_kb.max(rss_kb(&pid));
         let t = started.elapsed();
         if !frozen && t >= Duration::from_secs(3) {
-            assert!(Command::new("kill")
-                .args(["-STOP", &pid])
-                .status()
-                .unwrap()
-                .success());
+            common::send_signal(&pid, "-STOP");
             frozen = true;
         }
         if frozen && !thawed && t >= Duration::from_secs(6) {
-            assert!(Command::new("kill")
-                .args(["-CONT", &pid])
-                .status()
-                .unwrap()
-                .success());
+            common::send_signal(&pid, "-CONT");
             thawed = true;
         }
         assert!(

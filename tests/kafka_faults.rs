@@ -274,11 +274,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
     );
     let asked = Instant::now();
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::send_signal(&pid, "-TERM");
     let status = child.wait().unwrap();
     let took = asked.elapsed();
     assert!(status.success(), "graceful exit: {status:?}");

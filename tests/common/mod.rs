@@ -18,7 +18,6 @@ pub fn capture_files() -> Vec<PathBuf> {
         .expect("bundled capture")
 }
 
-/// The bundled files of one capture day (`20240808` or `20240809`).
 /// A loopback replay server streaming one bundled capture day at `speed`.
 pub fn replay_day(
     day: &str,
@@ -56,6 +55,7 @@ pub fn wait_while_running(
     }
 }
 
+/// The bundled files of one capture day (`20240808` or `20240809`).
 pub fn capture_files_of_day(day: &str) -> Vec<PathBuf> {
     capture_files()
         .into_iter()
@@ -285,6 +285,16 @@ pub fn engine_log(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Send `signal` (e.g. "-STOP") to process `pid` with kill(1); it must be delivered.
+pub fn send_signal(pid: &str, signal: &str) {
+    let delivered = std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(delivered, "kill {signal} {pid}");
 }
 
 /// Run `bizra-risk ARGS`, require exit 0, return its standard output.
