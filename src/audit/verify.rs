@@ -474,7 +474,7 @@ impl Verifier {
             state.next_seq = seq + 1;
             state.last_hash = Some(hash);
             state.summary.last_seq = seq;
-            state.summary.head_sha256 = hex::encode(hash);
+            state.summary.head_sha256 = super::hex32(&hash);
         } else if let Some((_, h)) = state.recent.iter().find(|(s, _)| *s == seq) {
             if *h == hash && self.options.allow_duplicates {
                 self.duplicates_skipped += 1;

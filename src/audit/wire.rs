@@ -765,7 +765,7 @@ pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
         return Err(ParseFailure::NonCanonical);
     }
     if payload.kind() != event.kind
-        || hex::encode(Sha256::digest(&canonical_p)) != event.payload_sha256
+        || super::hex32(&Sha256::digest(&canonical_p).into()) != event.payload_sha256
     {
         return Err(ParseFailure::PayloadMismatch);
     }
