@@ -106,11 +106,8 @@ impl<J: Default + Send + 'static, R: Send + 'static> Worker<J, R> {
         if s.state.load(SeqCst) != IDLE {
             return false;
         }
-        {
-            let mut slot = s.slot.lock().unwrap_or_else(|e| e.into_inner());
-            slot.result = None;
-            fill(&mut slot.job);
-        }
+        // No result is pending: a job is only accepted after `collect` took the last one.
+        fill(&mut s.slot.lock().unwrap_or_else(|e| e.into_inner()).job);
         s.state.store(JOB, SeqCst);
         if s.parked.load(SeqCst) {
             if let Some(t) = &self.thread {
