@@ -52,11 +52,11 @@ fn benches(c: &mut Criterion) {
                 )
                 .expect("sign");
             lines.push(e.line);
-            if let Some(cp) = s.checkpoint_if_due(i as i64, "A").expect("checkpoint") {
+            if let Some(cp) = s.checkpoint_if_due("A").expect("checkpoint") {
                 checkpoints.push(cp.line);
             }
         }
-        if let Some(cp) = s.checkpoint(0, "A").expect("checkpoint") {
+        if let Some(cp) = s.checkpoint("A").expect("checkpoint") {
             checkpoints.push(cp.line);
         }
     }

@@ -138,6 +138,16 @@ pub struct FeedConfig {
     pub depth_snapshot_limit: usize,
     /// The local book keeps at most this many levels per side (the farthest are dropped).
     pub max_book_levels: usize,
+    /// Plausibility: a trade or quote further than this from the symbol's last good price
+    /// (percent) is believed only when REST (or several consistent events) confirms it.
+    pub max_price_deviation_pct: f64,
+    /// An event time further ahead of / behind the stream's clock than this is refused.
+    pub max_event_ahead_ms: i64,
+    pub max_event_behind_ms: i64,
+    /// A trade-ID jump larger than this is confirmed over REST before it is believed.
+    pub max_trade_id_jump: u64,
+    /// Without REST, this many consistent events in a row confirm a new level or range.
+    pub confirm_events: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -484,6 +494,25 @@ impl Config {
         check(
             self.feed.clock_skew_warn_ms > 0,
             "feed.clock_skew_warn_ms must be > 0".into(),
+        );
+        check(
+            self.feed.max_price_deviation_pct > 0.0 && self.feed.max_price_deviation_pct <= 1000.0,
+            format!(
+                "feed.max_price_deviation_pct must be in (0, 1000], got {}",
+                self.feed.max_price_deviation_pct
+            ),
+        );
+        check(
+            self.feed.max_event_ahead_ms >= 100 && self.feed.max_event_behind_ms >= 100,
+            "feed.max_event_ahead_ms and feed.max_event_behind_ms must be >= 100".into(),
+        );
+        check(
+            self.feed.max_trade_id_jump >= 1,
+            "feed.max_trade_id_jump must be >= 1".into(),
+        );
+        check(
+            (1..=100).contains(&self.feed.confirm_events),
+            "feed.confirm_events must be in 1..=100".into(),
         );
         check(
             self.bars.interval_ms >= 100,

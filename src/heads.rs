@@ -103,6 +103,7 @@ pub fn load(path: &Path) -> Result<Option<BTreeMap<String, ChainHead>>, HeadsErr
                 next_seq: e.next_seq,
                 prev_hex: e.prev_sha256,
                 key_id: e.key_id,
+                ..ChainHead::genesis()
             },
         );
     }
@@ -155,6 +156,7 @@ mod tests {
             next_seq: n,
             prev_hex: h.repeat(64),
             key_id: Some("k".into()),
+            ..ChainHead::genesis()
         }
     }
 

@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod tail;
 pub mod var;
 pub mod warm_start;
+pub mod witness;
 
 /// Chain and pseudo-symbol of portfolio-level actions.
 pub const PORTFOLIO_CHAIN: &str = "PORTFOLIO";

@@ -1,3 +1,5 @@
+mod cli;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use bizra_risk::audit::{keys, proof, wire, Verifier, VerifyOptions};
+use bizra_risk::audit::{anchor, keys, proof, wire, Verifier, VerifyOptions};
 use bizra_risk::backtest::{
     self,
     models::ModelSpec,
@@ -162,6 +164,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy every checkpoint record not seen yet, from trail directories or the checkpoints
+    /// topic, to the end of a witness file: the anchor an auditor keeps apart from the
+    /// trail (`verify --anchor`). Run it apart from the engine.
+    Witness {
+        /// Trail directories or checkpoint files.
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        kafka: KafkaReadArgs,
+        /// The witness file: created, then only appended to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep watching: the topic as records arrive, directories every --poll-ms.
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+    },
     /// Verify signed events in files/directories or a Kafka topic.
     Verify {
         /// Files or directories of *.jsonl records.
@@ -190,6 +209,14 @@ enum Command {
         /// Check an inclusion proof file (from --prove) instead of a trail.
         #[arg(long, value_name = "FILE", conflicts_with = "prove")]
         check_proof: Option<PathBuf>,
+        /// Event SEQ of CHAIN must be in the trail with event hash HASH (an anchor kept
+        /// apart from the trail); repeatable.
+        #[arg(long, value_name = "CHAIN:SEQ:HASH")]
+        expect_head: Vec<String>,
+        /// A witness file of checkpoint records (`bizra-risk witness`): each chain must
+        /// reach its newest checkpoint there; repeatable.
+        #[arg(long, value_name = "FILE")]
+        anchor: Vec<PathBuf>,
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
@@ -563,6 +590,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     for f in report::record_files(&paths)? {
+                        let f = f.path;
                         let bytes =
                             std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
                         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -581,6 +609,29 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Witness {
+            paths,
+            kafka,
+            out,
+            follow,
+            poll_ms,
+        } => {
+            init_logging("warn");
+            if paths.is_empty() && kafka.source()?.is_none() {
+                bail!("name trail directories or --kafka-brokers with --topic (the checkpoints topic)");
+            }
+            let start = kafka.start();
+            cli::witness::run(cli::witness::WitnessArgs {
+                kafka: kafka
+                    .source()?
+                    .map(|(b, t)| (b.to_string(), t.to_string(), start)),
+                timeout: Duration::from_millis(kafka.timeout_ms),
+                paths,
+                out,
+                follow,
+                poll: Duration::from_millis(poll_ms),
+            })
+        }
         Command::Verify {
             paths,
             keys: trust,
@@ -591,10 +642,24 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             prove,
             chain,
             check_proof,
+            expect_head,
+            anchor,
             json,
         } => {
             init_logging("warn");
             let trusted = trusted_keys(&trust)?;
+            let mut anchors = Vec::new();
+            for text in &expect_head {
+                anchors.push(anchor::parse_expected_head(text).map_err(anyhow::Error::msg)?);
+            }
+            for file in &anchor {
+                let bytes =
+                    std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+                anchors.extend(
+                    anchor::heads_from_witness(&file.display().to_string(), &bytes)
+                        .map_err(anyhow::Error::msg)?,
+                );
+            }
             if let Some(file) = check_proof {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("read {}", file.display()))?;
@@ -627,6 +692,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_duplicates,
             };
             let mut verifier = Verifier::with_options(&trusted, options);
+            for head in anchors {
+                verifier.expect_head(head);
+            }
             // Lines of the chain to prove, kept only when a proof is asked for.
             let mut kept: Vec<Vec<u8>> = Vec::new();
             let mut keep = |line: &[u8]| {
@@ -663,11 +731,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             for f in report::record_files(&paths)? {
-                let bytes = std::fs::read(&f).with_context(|| format!("read {}", f.display()))?;
+                let bytes =
+                    std::fs::read(&f.path).with_context(|| format!("read {}", f.path.display()))?;
                 if prove.is_some() {
                     bytes.split(|b| *b == b'\n').for_each(&mut keep);
                 }
-                verifier.push_stream(&f.display().to_string(), &bytes);
+                f.push_to(&mut verifier, &bytes);
             }
             let report = verifier.finish();
             let mut stdout = std::io::stdout().lock();

@@ -21,7 +21,7 @@ use crate::heads::{self, HeadsError};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::spool::{Spool, TopicKind};
-use crate::sink::{FileSink, KafkaSink, KafkaSource, Sink, SinkError, Topics};
+use crate::sink::{FileSink, KafkaSink, KafkaSource, NewestRecords, Sink, SinkError, Topics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -73,11 +73,11 @@ fn open_file_sink(config: &Config) -> Result<Sink, SinkError> {
 }
 
 /// Kafka: create missing topics, open the spool (what it still holds is sent first), and
-/// return the sink with the head of every chain found in the spool.
+/// return the sink with the newest event and checkpoint of every chain in the spool.
 async fn open_kafka_sink(
     config: &Config,
     metrics: Arc<Metrics>,
-) -> Result<(Sink, HashMap<String, ChainHead>), SinkError> {
+) -> Result<(Sink, NewestRecords), SinkError> {
     let k = &config.kafka;
     let topics = Topics {
         decisions: k.topic_decisions.clone(),
@@ -99,25 +99,16 @@ async fn open_kafka_sink(
         .await?;
     }
     let mut spool = Spool::open(&k.spool_dir, k.spool_max_mb.saturating_mul(1 << 20))?;
-    // The newest spooled event of each chain: it may not be on the topic yet.
-    let mut newest: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
-    spool.scan(|rec| {
-        if rec.topic == TopicKind::Decisions
-            && newest.get(&rec.chain).is_none_or(|(s, _)| rec.seq >= *s)
-        {
-            newest.insert(rec.chain.clone(), (rec.seq, rec.payload.clone()));
-        }
+    // The newest spooled event and checkpoint of each chain: they may not be on the
+    // topics yet.
+    let mut records = crate::sink::NewestRecords::default();
+    spool.scan(|rec| match rec.topic {
+        TopicKind::Decisions => records.event(&rec.chain, rec.seq, &rec.payload),
+        TopicKind::Checkpoints => records.checkpoint(&rec.chain, rec.seq, &rec.payload),
+        TopicKind::VarSnapshots => {}
     })?;
-    let mut heads = HashMap::new();
-    for (chain, (_, line)) in newest {
-        let head = crate::audit::head_after(&line).map_err(|reason| SinkError::Damaged {
-            path: k.spool_dir.display().to_string(),
-            reason,
-        })?;
-        heads.insert(chain, head);
-    }
     let sink = KafkaSink::new(&k.brokers, topics, spool, metrics)?;
-    Ok((Sink::Kafka(Box::new(sink)), heads))
+    Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
 /// Where each chain continues from: its persisted head reconciled with its last record
@@ -238,33 +229,32 @@ pub async fn run(
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
     };
-    // With Kafka: create topics and open the spool first, then read the decisions topic
-    // once; a chain continues after the later of its newest record on the topic and in
-    // the spool.
+    // With Kafka: create topics and open the spool first, then read the decisions and
+    // checkpoints topics once; a chain continues after the later of its newest record on
+    // the topics and in the spool.
     let (sink, kafka_heads) = if config.kafka_enabled() {
-        let (sink, spooled) = open_kafka_sink(&config, metrics.clone())
+        let (sink, mut newest) = open_kafka_sink(&config, metrics.clone())
             .await
             .map_err(StartError::from)?;
-        let (brokers, topic) = (
-            config.kafka.brokers.clone(),
+        let brokers = config.kafka.brokers.clone();
+        let topics = [
             config.kafka.topic_decisions.clone(),
-        );
+            config.kafka.topic_checkpoints.clone(),
+        ];
         let timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
-        let mut on_topic = tokio::task::spawn_blocking(move || {
-            KafkaSource::new(&brokers, &topic)?.recover_heads(timeout)
+        let heads = tokio::task::spawn_blocking(move || {
+            for topic in &topics {
+                KafkaSource::new(&brokers, topic)?.scan_newest(timeout, &mut newest)?;
+            }
+            newest.heads().map_err(|reason| SinkError::Damaged {
+                path: topics.join(", "),
+                reason,
+            })
         })
         .await
         .map_err(|e| anyhow::anyhow!("chain head recovery: {e}"))?
         .map_err(StartError::from)?;
-        for (chain, head) in spooled {
-            if on_topic
-                .get(&chain)
-                .is_none_or(|h| head.next_seq > h.next_seq)
-            {
-                on_topic.insert(chain, head);
-            }
-        }
-        (sink, on_topic)
+        (sink, heads)
     } else {
         (
             open_file_sink(&config).map_err(StartError::from)?,
@@ -324,12 +314,17 @@ pub async fn run(
         let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
         gate.set_shadow_rules(shadow_rules.clone());
         let head_key = head.key_id.clone();
+        // The engine clock at start: under event time, the last signed event's time (no
+        // later exchange time has been seen yet), so the chain's times never go back.
+        let rotation_ms = match config.engine.clock {
+            crate::config::ClockMode::System => crate::clock::system_now_ms().max(head.ts_ms),
+            crate::config::ClockMode::EventTime => head.ts_ms,
+        };
         let mut signer = ChainSigner::new(signing_key.clone(), chain.clone(), head, policy);
         if let Some(head_key) = head_key.filter(|k| *k != key_id) {
             match &previous_key {
                 Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
-                    let now_ms = crate::clock::system_now_ms();
-                    rotations.push(signer.rotate_from(old, now_ms, partition_key)?);
+                    rotations.push(signer.rotate_from(old, rotation_ms, partition_key)?);
                     tracing::info!(chain = %chain, from = %head_key, to = %key_id, "key rotated");
                 }
                 _ => {
@@ -423,6 +418,7 @@ pub async fn run(
                 Clock::from_mode(config.engine.clock),
                 metrics.clone(),
                 shutdown.clone(),
+                Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
             )
             .start()
             .send(RunIngest)

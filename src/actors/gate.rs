@@ -69,7 +69,6 @@ pub struct GateActor {
     mailbox_capacity: usize,
     /// Kafka key of this chain's records (its symbol or PORTFOLIO).
     partition_key: String,
-    last_ts_ms: i64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -108,7 +107,6 @@ impl GateActor {
             stats,
             mailbox_capacity,
             partition_key,
-            last_ts_ms: 0,
         }
     }
 
@@ -224,11 +222,8 @@ impl Handler<GateRequest> for GateActor {
             .with_label_values(&["L4"])
             .observe((total - decided).as_secs_f64());
         self.stats.next_seq = self.signer.head().next_seq;
-        self.last_ts_ms = msg.req.decided_at_ms;
         let checkpoint = match &signed {
-            Ok(_) => self
-                .signer
-                .checkpoint_if_due(msg.req.decided_at_ms, &msg.req.symbol),
+            Ok(_) => self.signer.checkpoint_if_due(&msg.req.symbol),
             Err(_) => Ok(None),
         };
 
@@ -264,7 +259,7 @@ impl Handler<SealCheckpoint> for GateActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, _: SealCheckpoint, _: &mut Self::Context) -> Self::Result {
         let key = self.partition_key.clone();
-        let checkpoint = self.signer.checkpoint(self.last_ts_ms, &key);
+        let checkpoint = self.signer.checkpoint(&key);
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
             async move {

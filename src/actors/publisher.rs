@@ -140,6 +140,7 @@ impl Handler<Publish> for PublisherActor {
                         next_seq: e.seq + 1,
                         prev_hex: e.hash_hex.clone(),
                         key_id: Some(e.key_id.clone()),
+                        ..ChainHead::genesis()
                     },
                 );
             }

@@ -7,17 +7,28 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::merkle::{self, TreeBuilder};
 use super::wire::{
-    self, Checkpoint, Event, KeyRotationRecord, Payload, RecordKind, FORMAT_VERSION, GENESIS_PREV,
+    self, Checkpoint, Event, KeyRotationRecord, Payload, RecordKind, CHECKPOINT_VERSION,
+    FORMAT_VERSION, GENESIS_PREV,
 };
 use super::{keys, AuditError};
 
-/// Where a chain stands: the next sequence number, the hash it must link to and the key
-/// that signed the last event (None before genesis).
+/// Where a chain stands: the next sequence number, the hash it must link to, the key
+/// that signed the last event (None before genesis), that event's engine time and the
+/// chain's last checkpoint (which the next one links to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
     pub next_seq: u64,
     pub prev_hex: String,
     pub key_id: Option<String>,
+    pub ts_ms: i64,
+    pub checkpoint: Option<CheckpointHead>,
+}
+
+/// The last checkpoint of a chain: what the next checkpoint links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointHead {
+    pub last_seq: u64,
+    pub hash_hex: String,
 }
 
 impl ChainHead {
@@ -26,6 +37,8 @@ impl ChainHead {
             next_seq: 0,
             prev_hex: GENESIS_PREV.to_string(),
             key_id: None,
+            ts_ms: 0,
+            checkpoint: None,
         }
     }
 }
@@ -67,6 +80,7 @@ struct OpenTree {
     first_seq: u64,
     leaves: TreeBuilder,
     last_event: [u8; 32],
+    last_ts_ms: i64,
 }
 
 /// A signing key with its SHA-512 expansion kept, so that signing an event does not
@@ -165,9 +179,11 @@ impl ChainSigner {
             first_seq: event.seq,
             leaves: TreeBuilder::default(),
             last_event: hash,
+            last_ts_ms: ts_ms,
         });
         open.leaves.push(merkle::leaf_hash(&hash));
         open.last_event = hash;
+        open.last_ts_ms = ts_ms;
         self.last_checkpoint_ms.get_or_insert(ts_ms);
         let signed = SignedEvent {
             kind: RecordKind::Event,
@@ -178,11 +194,10 @@ impl ChainSigner {
             hash_hex: hash_hex.clone(),
             line: wire::record_line(&canonical, &payload_bytes, &sig),
         };
-        self.head = ChainHead {
-            next_seq: event.seq + 1,
-            prev_hex: hash_hex,
-            key_id: Some(key_id),
-        };
+        self.head.next_seq = event.seq + 1;
+        self.head.prev_hex = hash_hex;
+        self.head.key_id = Some(key_id);
+        self.head.ts_ms = ts_ms;
         Ok(signed)
     }
 
@@ -211,10 +226,9 @@ impl ChainSigner {
         self.sign_with(Some((old, old_id)), ts_ms, partition_key, &payload)
     }
 
-    /// A checkpoint when the policy says one is due after the event just signed at `ts_ms`.
+    /// A checkpoint when the policy says one is due after the event just signed.
     pub fn checkpoint_if_due(
         &mut self,
-        ts_ms: i64,
         partition_key: &str,
     ) -> Result<Option<SignedEvent>, AuditError> {
         let Some(open) = &self.open else {
@@ -223,52 +237,62 @@ impl ChainSigner {
         let by_count = open.leaves.size() >= self.policy.every_events;
         let by_time = self
             .last_checkpoint_ms
-            .is_some_and(|t| ts_ms.saturating_sub(t) >= self.policy.every_ms);
+            .is_some_and(|t| open.last_ts_ms.saturating_sub(t) >= self.policy.every_ms);
         if by_count || by_time {
-            self.checkpoint(ts_ms, partition_key)
+            self.checkpoint(partition_key)
         } else {
             Ok(None)
         }
     }
 
     /// Seal every event since the last checkpoint now (at shutdown); None if there are none.
-    pub fn checkpoint(
-        &mut self,
-        ts_ms: i64,
-        partition_key: &str,
-    ) -> Result<Option<SignedEvent>, AuditError> {
+    /// The checkpoint carries the engine time of its last event and is signed by the key
+    /// that holds the chain after it (after a rotation, the new key), and links to the
+    /// chain's previous checkpoint.
+    pub fn checkpoint(&mut self, partition_key: &str) -> Result<Option<SignedEvent>, AuditError> {
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
-        self.last_checkpoint_ms = Some(ts_ms);
+        self.last_checkpoint_ms = Some(open.last_ts_ms);
         let size = open.leaves.size();
         let cp = Checkpoint {
-            v: FORMAT_VERSION,
+            v: CHECKPOINT_VERSION,
             chain: self.chain.clone(),
             key_id: self.key_id.clone(),
             first_seq: open.first_seq,
             last_seq: open.first_seq + size - 1,
+            prev_checkpoint_sha256: self
+                .head
+                .checkpoint
+                .as_ref()
+                .map_or_else(|| GENESIS_PREV.to_string(), |c| c.hash_hex.clone()),
             tree_size: size,
             root_sha256: hex::encode(open.leaves.root()),
             last_event_sha256: hex::encode(open.last_event),
-            ts_ms,
+            ts_ms: open.last_ts_ms,
         };
         let canonical = wire::canonical_checkpoint(&cp).map_err(AuditError::Encode)?;
         let input = wire::checkpoint_signing_input(&canonical);
         let sig = self.key.sign(&input);
+        let hash_hex = super::hex32(&Sha256::digest(&input).into());
+        self.head.checkpoint = Some(CheckpointHead {
+            last_seq: cp.last_seq,
+            hash_hex: hash_hex.clone(),
+        });
         Ok(Some(SignedEvent {
             kind: RecordKind::Checkpoint,
             chain: self.chain.clone(),
             seq: cp.last_seq,
             partition_key: partition_key.to_string(),
             key_id: self.key_id.clone(),
-            hash_hex: hex::encode(Sha256::digest(&input)),
+            hash_hex,
             line: wire::checkpoint_line(&canonical, &sig),
         }))
     }
 }
 
-/// The head that continues a chain after the given last record (used on restart).
+/// The head that continues a chain after the given last record (used on restart); its
+/// checkpoint link is set apart, from [`checkpoint_head`].
 pub fn head_after(line: &[u8]) -> Result<ChainHead, String> {
     let env = wire::parse_envelope(line).map_err(|e| format!("{e:?}"))?;
     let input = wire::signing_input(env.event_bytes);
@@ -276,7 +300,22 @@ pub fn head_after(line: &[u8]) -> Result<ChainHead, String> {
         next_seq: env.seq + 1,
         prev_hex: hex::encode(Sha256::digest(&input)),
         key_id: Some(env.key_id.into_owned()),
+        ts_ms: env.ts_ms,
+        checkpoint: None,
     })
+}
+
+/// The chain and link of a checkpoint record (the chain's last, on restart).
+pub fn checkpoint_head(line: &[u8]) -> Result<(String, CheckpointHead), String> {
+    let parsed = wire::parse_checkpoint(line).map_err(|e| format!("{e:?}"))?;
+    let input = wire::checkpoint_signing_input(parsed.bytes);
+    Ok((
+        parsed.checkpoint.chain,
+        CheckpointHead {
+            last_seq: parsed.checkpoint.last_seq,
+            hash_hex: super::hex32(&Sha256::digest(&input).into()),
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! L4 proof of integrity: Ed25519 signatures over canonical bytes, hash-chained per chain,
 //! and the verifier auditors run. `wire` is the only module that knows the signed format.
 
+pub mod anchor;
 mod chain;
 pub mod jcs;
 pub mod keys;
@@ -9,7 +10,10 @@ pub mod proof;
 pub mod verify;
 pub mod wire;
 
-pub use chain::{head_after, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
+pub use chain::{
+    checkpoint_head, head_after, ChainHead, ChainSigner, CheckpointHead, CheckpointPolicy,
+    SignedEvent,
+};
 pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyOptions, VerifyReport};
 
 /// Lower-case hex of a 32-byte hash (`hex::encode` goes char by char; this is on the

@@ -33,11 +33,55 @@ pub enum FailureReason {
     Duplicate,
     /// A different record with a sequence number already seen.
     Fork,
-    /// A checkpoint whose tree head or last event does not match the events it covers,
-    /// whose signature fails, or whose events are not all present.
+    /// A checkpoint whose tree size, root, last event or time does not match the events
+    /// it covers, or whose events are not all present, authentic and in order.
     CheckpointMismatch,
+    /// A checkpoint signed by a key that does not hold its chain after its last event.
+    CheckpointUnknownKey,
+    /// A checkpoint whose signature does not verify.
+    CheckpointBadSignature,
+    /// A checkpoint that does not link to the chain's previous checkpoint (one was
+    /// deleted or replaced), or that overlaps it.
+    CheckpointBrokenLink,
     /// The payload is not the one its (authentic) envelope commits to by hash.
     PayloadMismatch,
+    /// A KEY_ROTATION whose new key is weak, unreadable or not the one `new_key_id` names.
+    RotationRefused,
+    /// A record in a trail directory's file named for another chain.
+    WrongChain,
+    /// The trail ends before an anchor the auditor holds (`--expect-head`, `--anchor`).
+    TruncatedBeforeAnchor,
+    /// The event at an anchor's sequence number has another hash.
+    AnchorMismatch,
+}
+
+impl FailureReason {
+    /// The stable code, as in `--json` and the documentation.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Truncated => "TRUNCATED",
+            Self::Malformed => "MALFORMED",
+            Self::NonCanonical => "NON_CANONICAL",
+            Self::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            Self::UnknownKey => "UNKNOWN_KEY",
+            Self::BadSignature => "BAD_SIGNATURE",
+            Self::BadGenesis => "BAD_GENESIS",
+            Self::BrokenLink => "BROKEN_LINK",
+            Self::Gap => "GAP",
+            Self::Reordered => "REORDERED",
+            Self::Duplicate => "DUPLICATE",
+            Self::Fork => "FORK",
+            Self::CheckpointMismatch => "CHECKPOINT_MISMATCH",
+            Self::CheckpointUnknownKey => "CHECKPOINT_UNKNOWN_KEY",
+            Self::CheckpointBadSignature => "CHECKPOINT_BAD_SIGNATURE",
+            Self::CheckpointBrokenLink => "CHECKPOINT_BROKEN_LINK",
+            Self::PayloadMismatch => "PAYLOAD_MISMATCH",
+            Self::RotationRefused => "ROTATION_REFUSED",
+            Self::WrongChain => "WRONG_CHAIN",
+            Self::TruncatedBeforeAnchor => "TRUNCATED_BEFORE_ANCHOR",
+            Self::AnchorMismatch => "ANCHOR_MISMATCH",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,6 +162,24 @@ struct PendingCheckpoint {
     sig: [u8; 64],
 }
 
+/// What the checkpoints' own hash chain needs of each checkpoint.
+struct CheckpointLink {
+    position: String,
+    first_seq: u64,
+    last_seq: u64,
+    hash: [u8; 32],
+    prev_hex: String,
+}
+
+/// An event the auditor expects in the trail, obtained apart from it.
+struct Anchor {
+    seq: u64,
+    hash: [u8; 32],
+    source: String,
+    /// The hash of the authentic event at `seq`, once met.
+    seen: Option<[u8; 32]>,
+}
+
 struct ChainState {
     next_seq: u64,
     /// None after a record that could not be trusted: the next link is not checked.
@@ -129,8 +191,9 @@ struct ChainState {
     introduced: HashMap<String, VerifyingKey>,
     /// Keys retired by a rotation: valid up to and including that event's seq.
     retired: HashMap<String, u64>,
-    /// Tree being rebuilt for the checkpoints that start at `.0`.
-    tree: Option<(u64, TreeBuilder)>,
+    /// Tree being rebuilt for the checkpoints that start at `.0`, and the time of the last
+    /// event fed to it.
+    tree: Option<(u64, TreeBuilder, i64)>,
     summary: ChainSummary,
 }
 
@@ -168,6 +231,7 @@ struct Pending {
     seq: u64,
     prev: [u8; 32],
     key_id: String,
+    ts_ms: i64,
     kind: PayloadKind,
     sig: [u8; 64],
     /// Domain prefix followed by the event bytes.
@@ -185,6 +249,11 @@ pub struct Verifier {
     batch: Vec<Pending>,
     /// Per chain, checkpoints by first_seq.
     checkpoints: HashMap<String, BTreeMap<u64, Vec<PendingCheckpoint>>>,
+    /// Per chain, every distinct checkpoint read, for their own link check.
+    checkpoint_links: HashMap<String, Vec<CheckpointLink>>,
+    anchors: HashMap<String, Vec<Anchor>>,
+    /// The chain the records of the stream being read must name (a trail directory's file).
+    expected_chain: Option<String>,
     checkpoints_unchecked: u64,
     duplicates_skipped: u64,
     failures: Vec<VerifyFailure>,
@@ -209,6 +278,9 @@ impl Verifier {
             chains: HashMap::new(),
             batch: Vec::with_capacity(BATCH),
             checkpoints: HashMap::new(),
+            checkpoint_links: HashMap::new(),
+            anchors: HashMap::new(),
+            expected_chain: None,
             checkpoints_unchecked: 0,
             duplicates_skipped: 0,
             failures: Vec::new(),
@@ -252,6 +324,34 @@ impl Verifier {
         self.fail(position, None, None, reason, detail);
     }
 
+    /// Expect an event in the trail, as an anchor the auditor obtained apart from it.
+    pub fn expect_head(&mut self, head: super::anchor::ExpectedHead) {
+        self.anchors.entry(head.chain).or_default().push(Anchor {
+            seq: head.seq,
+            hash: head.hash,
+            source: head.source,
+            seen: None,
+        });
+    }
+
+    /// False (and a `WRONG_CHAIN` failure) when the stream being read is a file named for
+    /// another chain than `chain`.
+    fn in_expected_chain(&mut self, position: &str, chain: &str, seq: u64) -> bool {
+        match self.expected_chain.clone() {
+            Some(expected) if expected != chain => {
+                self.fail(
+                    position,
+                    Some(chain),
+                    Some(seq),
+                    FailureReason::WrongChain,
+                    format!("record of chain {chain} in the file of chain {expected}"),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// A record whose bytes ended before its newline.
     pub fn truncated(&mut self, position: &str, len: usize) {
         self.fail(
@@ -287,6 +387,7 @@ impl Verifier {
                 seq: env.seq,
                 prev: env.prev,
                 key_id: env.key_id.into_owned(),
+                ts_ms: env.ts_ms,
                 kind: env.kind,
                 sig: env.sig,
                 signing_input: wire::signing_input(env.event_bytes),
@@ -296,6 +397,7 @@ impl Verifier {
             }
         });
         match pending {
+            Ok(p) if !self.in_expected_chain(position, &p.chain, p.seq) => {}
             Ok(p) => {
                 // A rotation changes which keys later records may use: settle it now.
                 let rotation = p.kind == PayloadKind::KeyRotation;
@@ -324,9 +426,26 @@ impl Verifier {
         match wire::parse_checkpoint(line) {
             Ok(p) => {
                 let cp = p.checkpoint;
+                if !self.in_expected_chain(position, &cp.chain, cp.last_seq) {
+                    return;
+                }
+                let signing_input = wire::checkpoint_signing_input(p.bytes);
+                let hash: [u8; 32] = Sha256::digest(&signing_input).into();
+                let links = self.checkpoint_links.entry(cp.chain.clone()).or_default();
+                if links.iter().any(|l| l.hash == hash) {
+                    // A byte-identical copy (at-least-once delivery) counts once.
+                    return;
+                }
+                links.push(CheckpointLink {
+                    position: position.to_string(),
+                    first_seq: cp.first_seq,
+                    last_seq: cp.last_seq,
+                    hash,
+                    prev_hex: cp.prev_checkpoint_sha256.clone(),
+                });
                 let entry = PendingCheckpoint {
                     position: position.to_string(),
-                    signing_input: wire::checkpoint_signing_input(p.bytes),
+                    signing_input,
                     sig: p.sig,
                     cp,
                 };
@@ -339,6 +458,25 @@ impl Verifier {
             }
             Err(e) => self.parse_failure(position, e),
         }
+    }
+
+    /// The key a checkpoint of `chain` ending at `last_seq` may be signed with: the key that
+    /// holds the chain after that event (after a rotation, the new key).
+    fn checkpoint_key_for(
+        &self,
+        chain: &str,
+        last_seq: u64,
+        key_id: &str,
+    ) -> Result<VerifyingKey, String> {
+        let state = self.chains.get(chain);
+        if let Some(&at) = state.and_then(|s| s.retired.get(key_id)) {
+            if last_seq >= at {
+                return Err(format!(
+                    "key_id {key_id} was retired by the rotation at seq {at}"
+                ));
+            }
+        }
+        self.key_for(chain, last_seq, key_id)
     }
 
     /// The key a record of `chain` at `seq` may be signed with, or why not.
@@ -480,7 +618,15 @@ impl Verifier {
                 self.duplicates_skipped += 1;
                 return;
             } else if *h == hash {
-                found.push((FailureReason::Duplicate, format!("seq {seq} seen before")));
+                // A copy is not a leaf again: the tree being rebuilt is not disturbed.
+                self.fail(
+                    &p.position,
+                    Some(chain),
+                    Some(seq),
+                    FailureReason::Duplicate,
+                    format!("seq {seq} seen before"),
+                );
+                return;
             } else {
                 found.push((
                     FailureReason::Fork,
@@ -540,17 +686,26 @@ impl Verifier {
         for (reason, detail) in found {
             self.fail(&p.position, Some(chain), Some(seq), reason, detail);
         }
-        if in_order {
-            self.extend_tree(chain, seq, hash);
+        if let Some(anchor) = self
+            .anchors
+            .get_mut(chain)
+            .and_then(|list| list.iter_mut().find(|a| a.seq == seq && a.seen.is_none()))
+        {
+            anchor.seen = Some(hash);
         }
+        // A rotation settles before the checkpoints that end at it: they are signed by
+        // the key it introduces.
         if p.kind == PayloadKind::KeyRotation && p.payload_ok {
             self.rotate(&p);
+        }
+        if in_order {
+            self.extend_tree(chain, seq, hash, p.ts_ms);
         }
     }
 
     /// Feed an in-order event to the checkpoint tree of its chain and settle every
     /// checkpoint that ends at it.
-    fn extend_tree(&mut self, chain: &str, seq: u64, hash: [u8; 32]) {
+    fn extend_tree(&mut self, chain: &str, seq: u64, hash: [u8; 32], ts_ms: i64) {
         let Some(by_first) = self.checkpoints.get_mut(chain) else {
             return;
         };
@@ -558,12 +713,13 @@ impl Verifier {
             return;
         };
         if state.tree.is_none() && by_first.contains_key(&seq) {
-            state.tree = Some((seq, TreeBuilder::default()));
+            state.tree = Some((seq, TreeBuilder::default(), ts_ms));
         }
-        let Some((first, tree)) = &mut state.tree else {
+        let Some((first, tree, last_ts)) = &mut state.tree else {
             return;
         };
         let first = *first;
+        *last_ts = ts_ms;
         tree.push(merkle::leaf_hash(&hash));
         let root = tree.root();
         let Some(list) = by_first.get_mut(&first) else {
@@ -578,24 +734,21 @@ impl Verifier {
             by_first.remove(&first);
             state.tree = None;
         }
-        let mut settled = Vec::new();
         for c in done {
-            let key = self.key_for(chain, seq, &c.cp.key_id);
-            settled.push(check_checkpoint(&c, key, seq, &root, &hash));
-            if settled.last().is_some_and(Option::is_none) {
-                if let Some(s) = self.chains.get_mut(chain) {
-                    s.summary.checkpoints_verified += 1;
+            let key = self.checkpoint_key_for(chain, seq, &c.cp.key_id);
+            match check_checkpoint(&c, key, seq, &root, &hash, ts_ms) {
+                None => {
+                    if let Some(s) = self.chains.get_mut(chain) {
+                        s.summary.checkpoints_verified += 1;
+                    }
                 }
-            }
-            if let Some(Some(detail)) = settled.last() {
-                let detail = detail.clone();
-                self.fail(
+                Some((reason, detail)) => self.fail(
                     &c.position,
                     Some(chain),
                     Some(c.cp.last_seq),
-                    FailureReason::CheckpointMismatch,
+                    reason,
                     detail,
-                );
+                ),
             }
         }
     }
@@ -627,7 +780,7 @@ impl Verifier {
                 &p.position,
                 Some(&p.chain),
                 Some(p.seq),
-                FailureReason::Malformed,
+                FailureReason::RotationRefused,
                 format!("key rotation: {detail}"),
             ),
         }
@@ -645,6 +798,15 @@ impl Verifier {
             s.last_hash = None;
         }
         s.tree = None;
+    }
+
+    /// Like [`Self::push_stream`], for a file whose records must all name `chain` (a trail
+    /// directory's `<chain>.jsonl` or `<chain>.checkpoints.jsonl`).
+    pub fn push_chain_stream(&mut self, name: &str, chain: &str, bytes: &[u8]) {
+        self.flush_batch();
+        self.expected_chain = Some(chain.to_string());
+        self.push_stream(name, bytes);
+        self.expected_chain = None;
     }
 
     /// Check a whole byte stream of newline-terminated records.
@@ -670,9 +832,97 @@ impl Verifier {
         self.flush_batch();
     }
 
+    /// Each chain's checkpoints, in order, must link to one another and never overlap.
+    fn check_checkpoint_links(&mut self) {
+        let from_genesis = self.options.from_genesis;
+        let mut found = Vec::new();
+        for (chain, links) in &mut self.checkpoint_links {
+            links.sort_by_key(|l| (l.first_seq, l.last_seq));
+            let mut prev: Option<&CheckpointLink> = None;
+            for l in links.iter() {
+                let detail = match prev {
+                    None if from_genesis && l.prev_hex != wire::GENESIS_PREV => Some(format!(
+                        "the chain's first checkpoint links to {} instead of 64 zeros",
+                        l.prev_hex
+                    )),
+                    None => None,
+                    Some(p) if l.first_seq <= p.last_seq => Some(format!(
+                        "covers seq {}..={}, overlapping the checkpoint up to seq {}",
+                        l.first_seq, l.last_seq, p.last_seq
+                    )),
+                    Some(p) if l.prev_hex != hex::encode(p.hash) => Some(format!(
+                        "links to {} but the previous checkpoint (up to seq {}) hashes to {}",
+                        l.prev_hex,
+                        p.last_seq,
+                        hex::encode(p.hash)
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(detail) = detail {
+                    found.push((l.position.clone(), chain.clone(), l.last_seq, detail));
+                }
+                prev = Some(l);
+            }
+        }
+        for (position, chain, seq, detail) in found {
+            self.fail(
+                &position,
+                Some(&chain),
+                Some(seq),
+                FailureReason::CheckpointBrokenLink,
+                detail,
+            );
+        }
+    }
+
+    /// Every anchor must be met in the trail with its hash.
+    fn check_anchors(&mut self) {
+        let mut found = Vec::new();
+        for (chain, list) in &self.anchors {
+            for a in list {
+                match a.seen {
+                    None => {
+                        found.push((
+                            a.source.clone(),
+                            chain.clone(),
+                            a.seq,
+                            FailureReason::TruncatedBeforeAnchor,
+                            format!(
+                                "the trail ends before seq {} (head of the chain: {})",
+                                a.seq,
+                                self.chains.get(chain).map_or(
+                                    "no events".to_string(),
+                                    |s| format!("seq {}", s.summary.last_seq)
+                                )
+                            ),
+                        ))
+                    }
+                    Some(h) if h != a.hash => found.push((
+                        a.source.clone(),
+                        chain.clone(),
+                        a.seq,
+                        FailureReason::AnchorMismatch,
+                        format!(
+                            "seq {} hashes to {} but the anchor says {}",
+                            a.seq,
+                            hex::encode(h),
+                            hex::encode(a.hash)
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        for (position, chain, seq, reason, detail) in found {
+            self.fail(&position, Some(&chain), Some(seq), reason, detail);
+        }
+    }
+
     pub fn finish(mut self) -> VerifyReport {
         self.flush_batch();
         let from_genesis = self.options.from_genesis;
+        self.check_checkpoint_links();
+        self.check_anchors();
         let leftover: Vec<PendingCheckpoint> = self
             .checkpoints
             .drain()
@@ -716,33 +966,44 @@ fn check_checkpoint(
     seq: u64,
     root: &merkle::Hash,
     last_event: &[u8; 32],
-) -> Option<String> {
+    last_ts_ms: i64,
+) -> Option<(FailureReason, String)> {
     let cp = &c.cp;
     let vk = match key {
         Ok(vk) => vk,
-        Err(e) => return Some(format!("checkpoint signature: {e}")),
+        Err(e) => return Some((FailureReason::CheckpointUnknownKey, e)),
     };
     if vk
         .verify_strict(&c.signing_input, &Signature::from_bytes(&c.sig))
         .is_err()
     {
-        return Some("checkpoint signature does not verify".into());
+        return Some((
+            FailureReason::CheckpointBadSignature,
+            "checkpoint signature does not verify".into(),
+        ));
     }
+    let mismatch = |detail: String| Some((FailureReason::CheckpointMismatch, detail));
     if cp.last_seq != seq || cp.tree_size != cp.last_seq - cp.first_seq + 1 {
-        return Some(format!(
+        return mismatch(format!(
             "tree_size {} does not cover seq {}..={}",
             cp.tree_size, cp.first_seq, cp.last_seq
         ));
     }
     if cp.root_sha256 != hex::encode(root) {
-        return Some(format!(
+        return mismatch(format!(
             "root {} but the events give {}",
             cp.root_sha256,
             hex::encode(root)
         ));
     }
     if cp.last_event_sha256 != hex::encode(last_event) {
-        return Some("last_event_sha256 is not the hash of the last event".into());
+        return mismatch("last_event_sha256 is not the hash of the last event".into());
+    }
+    if cp.ts_ms != last_ts_ms {
+        return mismatch(format!(
+            "ts_ms {} but the last event's is {last_ts_ms}",
+            cp.ts_ms
+        ));
     }
     None
 }
@@ -796,11 +1057,11 @@ mod tests {
         let (mut events, mut cps) = (Vec::new(), Vec::new());
         for i in 0..12 {
             events.push(s.sign(i, "BTC", &payload).unwrap().line);
-            if let Some(c) = s.checkpoint_if_due(i, "BTC").unwrap() {
+            if let Some(c) = s.checkpoint_if_due("BTC").unwrap() {
                 cps.push(c.line);
             }
         }
-        cps.push(s.checkpoint(12, "BTC").unwrap().unwrap().line);
+        cps.push(s.checkpoint("BTC").unwrap().unwrap().line);
         assert_eq!(cps.len(), 3);
         let vk = [key.verifying_key()];
         for strict in [false, true] {
@@ -816,8 +1077,15 @@ mod tests {
         let mut bad = cps.clone();
         bad[1] = wire::checkpoint_line(&bytes, &sig.to_bytes());
         let r = run(&vk, &bad, &events, false);
-        assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
-        assert_eq!(r.failures[0].reason, FailureReason::CheckpointMismatch);
+        let reasons: Vec<_> = r.failures.iter().map(|f| (f.reason, f.seq)).collect();
+        // The forged checkpoint is caught, and the next one no longer links to it.
+        assert_eq!(
+            reasons,
+            [
+                (FailureReason::CheckpointMismatch, Some(9)),
+                (FailureReason::CheckpointBrokenLink, Some(11))
+            ]
+        );
         // A checkpoint whose events are missing.
         let r = run(&vk, &cps, &events[..7], false);
         assert!(r
@@ -901,5 +1169,128 @@ mod tests {
         assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
         assert_eq!(r.failures[0].reason, FailureReason::BadSignature);
         assert_eq!(r.failures[0].seq, Some(200));
+    }
+
+    /// Events 0..n with a checkpoint every `every` and one at the end.
+    fn trail(key: &SigningKey, every: u64, n: i64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut s = signer(key, every);
+        let payload = decision();
+        let (mut events, mut cps) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            events.push(s.sign(1000 + i, "BTC", &payload).unwrap().line);
+            if let Some(c) = s.checkpoint_if_due("BTC").unwrap() {
+                cps.push(c.line);
+            }
+        }
+        if let Some(c) = s.checkpoint("BTC").unwrap() {
+            cps.push(c.line);
+        }
+        (events, cps)
+    }
+
+    fn reasons(r: &VerifyReport) -> Vec<(FailureReason, Option<u64>)> {
+        r.failures.iter().map(|f| (f.reason, f.seq)).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_ending_at_a_rotation_verifies_with_only_the_original_key() {
+        let old = SigningKey::from_bytes(&[7; 32]);
+        let new = SigningKey::from_bytes(&[9; 32]);
+        let payload = decision();
+        let mut s = signer(&old, 1000);
+        let mut events: Vec<Vec<u8>> = (0..3)
+            .map(|i| s.sign(100 + i, "BTC", &payload).unwrap().line)
+            .collect();
+        let mut cps = vec![s.checkpoint("BTC").unwrap().unwrap().line];
+        // A restart with the new key: the rotation, then shutdown before any decision.
+        let mut s2 = ChainSigner::new(new.clone(), "e.BTC".into(), s.head().clone(), s.policy());
+        events.push(s2.rotate_from(&old, s.head().ts_ms, "BTC").unwrap().line);
+        let cp = s2.checkpoint("BTC").unwrap().unwrap();
+        let parsed = wire::parse_checkpoint(&cp.line).unwrap().checkpoint;
+        assert_eq!(parsed.key_id, keys::key_id(&new.verifying_key()));
+        assert_eq!(parsed.ts_ms, 102, "the time of the rotation event, never 0");
+        cps.push(cp.line);
+        let r = run(&[old.verifying_key()], &cps, &events, false);
+        assert!(r.ok(), "{:?}", r.failures);
+        assert_eq!(r.chains["e.BTC"].checkpoints_verified, 2);
+        // The same checkpoint signed by the retired key is refused.
+        let mut by_old = parsed.clone();
+        by_old.key_id = keys::key_id(&old.verifying_key());
+        let bytes = wire::canonical_checkpoint(&by_old).unwrap();
+        let sig = ed25519_dalek::Signer::sign(&old, &wire::checkpoint_signing_input(&bytes));
+        cps[1] = wire::checkpoint_line(&bytes, &sig.to_bytes());
+        let r = run(&[old.verifying_key()], &cps, &events, false);
+        assert_eq!(
+            reasons(&r),
+            [(FailureReason::CheckpointUnknownKey, Some(3))]
+        );
+    }
+
+    #[test]
+    fn a_deleted_checkpoint_breaks_the_next_link_and_an_anchor_catches_a_cut_tail() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let vk = [key.verifying_key()];
+        let (events, cps) = trail(&key, 4, 12);
+        assert_eq!(cps.len(), 3);
+        let mut without_middle = cps.clone();
+        without_middle.remove(1);
+        let r = run(&vk, &without_middle, &events, false);
+        assert_eq!(
+            reasons(&r),
+            [(FailureReason::CheckpointBrokenLink, Some(11))]
+        );
+
+        // The tail and its checkpoint dropped: the trail alone still verifies...
+        let (cut_events, cut_cps) = (&events[..8], &cps[..2]);
+        assert!(run(&vk, cut_cps, cut_events, false).ok());
+        // ...but not against the anchor the auditor kept (the newest checkpoint).
+        let heads = super::super::anchor::heads_from_witness("w", &cps.join(&b'\n')).unwrap();
+        let with_anchor = |events: &[Vec<u8>], cps: &[Vec<u8>]| {
+            let mut v = Verifier::new(&vk);
+            heads.iter().cloned().for_each(|h| v.expect_head(h));
+            cps.iter().for_each(|c| v.push("cp", c));
+            events.iter().for_each(|e| v.push("ev", e));
+            v.finish()
+        };
+        assert!(with_anchor(&events, &cps).ok());
+        let r = with_anchor(cut_events, cut_cps);
+        assert_eq!(
+            reasons(&r),
+            [(FailureReason::TruncatedBeforeAnchor, Some(11))]
+        );
+        // An anchor naming another event at that sequence number.
+        let mut v = Verifier::new(&vk);
+        let mut head = heads[0].clone();
+        head.hash = [1; 32];
+        v.expect_head(head);
+        cps.iter().for_each(|c| v.push("cp", c));
+        events.iter().for_each(|e| v.push("ev", e));
+        assert_eq!(
+            reasons(&v.finish()),
+            [(FailureReason::AnchorMismatch, Some(11))]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_event_leaves_its_checkpoint_whole_and_a_file_must_hold_its_own_chain() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let vk = [key.verifying_key()];
+        let (mut events, cps) = trail(&key, 4, 8);
+        events.insert(3, events[2].clone());
+        let r = run(&vk, &cps, &events, false);
+        assert_eq!(reasons(&r), [(FailureReason::Duplicate, Some(2))]);
+        assert_eq!(r.chains["e.BTC"].checkpoints_verified, 2);
+        // A copied checkpoint counts once.
+        let doubled: Vec<_> = cps.iter().chain(cps.iter()).cloned().collect();
+        let r = run(&vk, &doubled, &events[..3], false);
+        assert_eq!(r.chains["e.BTC"].checkpoints_verified, 0);
+
+        let mut v = Verifier::new(&vk);
+        v.push_chain_stream(
+            "e.ETH.jsonl",
+            "e.ETH",
+            &[events[0].clone(), b"\n".to_vec()].concat(),
+        );
+        assert_eq!(reasons(&v.finish()), [(FailureReason::WrongChain, Some(0))]);
     }
 }

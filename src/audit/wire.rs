@@ -16,6 +16,8 @@ use crate::risk::RiskAction;
 use crate::var::{ModelFigures, PrimaryModel};
 
 pub const FORMAT_VERSION: u32 = 1;
+/// Checkpoints gained `prev_checkpoint_sha256` in version 2; events are still version 1.
+pub const CHECKPOINT_VERSION: u32 = 2;
 pub const SIGNING_DOMAIN: &[u8] = b"BIZRA-RISK/EVENT/V1\0";
 /// Checkpoints are signed under their own domain, so neither kind of signature can pass
 /// for the other.
@@ -246,6 +248,9 @@ pub struct Checkpoint {
     pub last_event_sha256: String,
     #[serde(with = "exact")]
     pub last_seq: u64,
+    /// Checkpoint hash of the chain's previous checkpoint (64 zeros for its first), so
+    /// that a checkpoint cannot be deleted unnoticed.
+    pub prev_checkpoint_sha256: String,
     pub root_sha256: String,
     #[serde(with = "exact")]
     pub tree_size: u64,
@@ -860,6 +865,7 @@ pub struct Envelope<'a> {
     pub seq: u64,
     pub prev: [u8; 32],
     pub key_id: std::borrow::Cow<'a, str>,
+    pub ts_ms: i64,
     pub kind: PayloadKind,
     pub payload_sha256: [u8; 32],
     pub sig: [u8; 64],
@@ -877,7 +883,6 @@ struct EnvelopeRepr<'a> {
     prev: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     key_id: std::borrow::Cow<'a, str>,
-    #[allow(dead_code)]
     #[serde(with = "exact")]
     ts_ms: i64,
     kind: PayloadKind,
@@ -923,6 +928,7 @@ pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, ParseFailure> {
         chain: repr.chain,
         seq: repr.seq,
         key_id: repr.key_id,
+        ts_ms: repr.ts_ms,
         kind: repr.kind,
         sig,
     })
@@ -945,7 +951,7 @@ pub fn parse_checkpoint(line: &[u8]) -> Result<ParsedCheckpoint<'_>, ParseFailur
         std::str::from_utf8(bytes).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
     let checkpoint: Checkpoint =
         serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
-    if checkpoint.v != FORMAT_VERSION {
+    if checkpoint.v != CHECKPOINT_VERSION {
         return Err(ParseFailure::UnsupportedVersion(checkpoint.v));
     }
     if canonical_checkpoint(&checkpoint).map_err(ParseFailure::Malformed)? != bytes {

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod binance;
 pub mod capture;
 pub mod depth;
+pub mod feed;
 pub mod health;
 pub mod rest;
 pub mod sequence;

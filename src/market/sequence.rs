@@ -19,27 +19,36 @@ pub struct TradeSequence {
 }
 
 impl TradeSequence {
-    /// Classify trade `id` of `symbol` and remember it unless it is a duplicate.
-    pub fn observe(&mut self, symbol: &str, id: u64) -> TradeOrder {
+    /// Classify trade `id` of `symbol` without moving the cursor.
+    pub fn classify(&self, symbol: &str, id: u64) -> TradeOrder {
+        match self.last.get(symbol) {
+            None => TradeOrder::Next,
+            Some(last) if id <= *last => TradeOrder::Duplicate,
+            Some(last) if id == *last + 1 => TradeOrder::Next,
+            Some(last) => TradeOrder::Gap {
+                first: *last + 1,
+                last: id - 1,
+            },
+        }
+    }
+
+    /// Move the cursor of `symbol` to `id` (never back).
+    pub fn accept(&mut self, symbol: &str, id: u64) {
         match self.last.get_mut(symbol) {
+            Some(last) => *last = (*last).max(id),
             None => {
                 self.last.insert(symbol.to_string(), id);
-                TradeOrder::Next
-            }
-            Some(last) if id <= *last => TradeOrder::Duplicate,
-            Some(last) => {
-                let order = if id == *last + 1 {
-                    TradeOrder::Next
-                } else {
-                    TradeOrder::Gap {
-                        first: *last + 1,
-                        last: id - 1,
-                    }
-                };
-                *last = id;
-                order
             }
         }
+    }
+
+    /// Classify trade `id` of `symbol` and remember it unless it is a duplicate.
+    pub fn observe(&mut self, symbol: &str, id: u64) -> TradeOrder {
+        let order = self.classify(symbol, id);
+        if order != TradeOrder::Duplicate {
+            self.accept(symbol, id);
+        }
+        order
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::SinkError;
 use crate::audit::wire::RecordKind;
-use crate::audit::{head_after, ChainHead, SignedEvent};
+use crate::audit::{checkpoint_head, head_after, ChainHead, SignedEvent};
 
 /// File name ending of a chain's checkpoint file.
 pub const CHECKPOINT_SUFFIX: &str = ".checkpoints.jsonl";
@@ -147,55 +147,66 @@ impl FileSink {
         Ok(())
     }
 
-    /// Where an existing chain file left off, so a restart continues the chain instead of
-    /// forking it. A half-written last record (a crash mid-write) is cut first.
+    /// Where an existing chain file left off, so a restart continues the chain (and its
+    /// checkpoints' links) instead of forking it. A half-written last record (a crash
+    /// mid-write) is cut first.
     pub fn recover_head(dir: &Path, chain: &str) -> Result<ChainHead, SinkError> {
         let path = Self::path_for(dir, chain);
+        let cp_path = Self::checkpoint_path_for(dir, chain);
         Self::repair_torn_tail(&path)?;
-        Self::repair_torn_tail(&Self::checkpoint_path_for(dir, chain))?;
-        let damaged = |reason: String| SinkError::Damaged {
+        Self::repair_torn_tail(&cp_path)?;
+        let damaged = |path: &Path, reason: String| SinkError::Damaged {
             path: path.display().to_string(),
             reason,
         };
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ChainHead::genesis()),
-            Err(source) => {
-                return Err(SinkError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
-        };
-        let len = f
-            .metadata()
-            .map_err(|source| SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            })?
-            .len();
-        if len == 0 {
+        let Some(last) = Self::last_line(&path)? else {
             return Ok(ChainHead::genesis());
+        };
+        let mut head = head_after(&last)
+            .map_err(|e| damaged(&path, format!("last record unreadable: {e}")))?;
+        if let Some(cp) = Self::last_line(&cp_path)? {
+            let (_, cp_head) = checkpoint_head(&cp)
+                .map_err(|e| damaged(&cp_path, format!("last checkpoint unreadable: {e}")))?;
+            head.checkpoint = Some(cp_head);
+        }
+        Ok(head)
+    }
+
+    /// The last newline-terminated record of a file; None when it is missing or empty.
+    fn last_line(path: &Path) -> Result<Option<Vec<u8>>, SinkError> {
+        let io = |source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let damaged = |reason: &str| SinkError::Damaged {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io(source)),
+        };
+        let len = f.metadata().map_err(io)?.len();
+        if len == 0 {
+            return Ok(None);
         }
         // Records are a few KiB; read a bounded tail.
         let tail_len = len.min(1 << 20);
         let mut tail = vec![0u8; tail_len as usize];
         f.seek(SeekFrom::Start(len - tail_len))
             .and_then(|_| f.read_exact(&mut tail))
-            .map_err(|source| SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(io)?;
         if tail.last() != Some(&b'\n') {
             return Err(damaged(
-                "last record has no terminating newline (truncated write)".into(),
+                "last record has no terminating newline (truncated write)",
             ));
         }
         let body = &tail[..tail.len() - 1];
         let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if start == 0 && tail_len < len {
-            return Err(damaged("last record longer than 1 MiB".into()));
+            return Err(damaged("last record longer than 1 MiB"));
         }
-        head_after(&body[start..]).map_err(|e| damaged(format!("last record unreadable: {e}")))
+        Ok(Some(body[start..].to_vec()))
     }
 }

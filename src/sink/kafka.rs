@@ -1,7 +1,7 @@
 //! Kafka: an idempotent producer (acks=all) with many sends in flight, and a reader for
 //! `verify`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::spool::{Cursor, Spool, SpoolRecord, TopicKind};
-use super::SinkError;
-use crate::audit::wire;
-use crate::audit::{head_after, ChainHead};
+use super::{NewestRecords, SinkError};
+use crate::audit::wire::{self, RecordKind};
 use crate::metrics::Metrics;
 
 /// `schema-version` header of every message (docs/events.md).
@@ -515,49 +514,37 @@ impl KafkaSource {
         }
     }
 
-    /// Where each chain on the topic continues: the head after its highest sequence
-    /// number. A topic that does not exist yet holds no chains.
-    pub fn recover_heads(
+    /// Adds the newest event or checkpoint of each chain on the topic to `newest`. A topic
+    /// that does not exist yet holds no chains.
+    pub fn scan_newest(
         &self,
         timeout: Duration,
-    ) -> Result<HashMap<String, ChainHead>, SinkError> {
-        let mut newest: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+        newest: &mut NewestRecords,
+    ) -> Result<(), SinkError> {
         let mut damaged = None;
         let read = self.read_all(timeout, |position, payload| {
-            match wire::parse_envelope(payload) {
-                Ok(env) => {
-                    let slot = newest
-                        .entry(env.chain.into_owned())
-                        .or_insert_with(|| (0, Vec::new()));
-                    if slot.1.is_empty() || env.seq >= slot.0 {
-                        *slot = (env.seq, payload.to_vec());
-                    }
-                }
-                Err(e) => damaged = Some(format!("{position}: {e:?}")),
+            match wire::record_kind(payload) {
+                Some(RecordKind::Checkpoint) => match wire::parse_checkpoint(payload) {
+                    Ok(p) => newest.checkpoint(&p.checkpoint.chain, p.checkpoint.last_seq, payload),
+                    Err(e) => damaged = Some(format!("{position}: {e:?}")),
+                },
+                _ => match wire::parse_envelope(payload) {
+                    Ok(env) => newest.event(&env.chain, env.seq, payload),
+                    Err(e) => damaged = Some(format!("{position}: {e:?}")),
+                },
             }
         });
         match read {
-            Ok(_) => {}
-            Err(SinkError::TopicMissing(_)) => return Ok(HashMap::new()),
+            Ok(_) | Err(SinkError::TopicMissing(_)) => {}
             Err(e) => return Err(e),
         }
-        if let Some(reason) = damaged {
+        match damaged {
             // Continuing past a record we cannot read could fork its chain.
-            return Err(SinkError::Damaged {
+            Some(reason) => Err(SinkError::Damaged {
                 path: self.topic.clone(),
                 reason,
-            });
+            }),
+            None => Ok(()),
         }
-        newest
-            .into_iter()
-            .map(|(chain, (_, line))| {
-                head_after(&line)
-                    .map(|h| (chain, h))
-                    .map_err(|reason| SinkError::Damaged {
-                        path: self.topic.clone(),
-                        reason,
-                    })
-            })
-            .collect()
     }
 }

@@ -2,11 +2,13 @@
 
 mod file;
 mod kafka;
+mod newest;
 pub mod spool;
 pub mod var_snapshot;
 
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
 pub use kafka::{ensure_topics, KafkaSink, KafkaSource, StartAt, Topics, SCHEMA_VERSION};
+pub use newest::NewestRecords;
 pub use var_snapshot::VarSnapshot;
 
 use crate::audit::wire::RecordKind;

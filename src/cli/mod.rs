@@ -1,0 +1,3 @@
+//! Commands of the `bizra-risk` binary that live in files of their own.
+
+pub mod witness;

@@ -1,0 +1,47 @@
+//! The newest event and checkpoint of each chain found in a scan (topics, the spool), from
+//! which a restart continues every chain and its checkpoint links.
+
+use std::collections::HashMap;
+
+use crate::audit::{checkpoint_head, head_after, ChainHead};
+
+#[derive(Debug, Default)]
+pub struct NewestRecords {
+    events: HashMap<String, (u64, Vec<u8>)>,
+    checkpoints: HashMap<String, (u64, Vec<u8>)>,
+}
+
+fn keep_newest(map: &mut HashMap<String, (u64, Vec<u8>)>, chain: &str, seq: u64, line: &[u8]) {
+    match map.get_mut(chain) {
+        Some(slot) if seq < slot.0 => {}
+        Some(slot) => *slot = (seq, line.to_vec()),
+        None => {
+            map.insert(chain.to_string(), (seq, line.to_vec()));
+        }
+    }
+}
+
+impl NewestRecords {
+    /// An event record of `chain` at `seq`.
+    pub fn event(&mut self, chain: &str, seq: u64, line: &[u8]) {
+        keep_newest(&mut self.events, chain, seq, line);
+    }
+
+    /// A checkpoint record of `chain` ending at `last_seq`.
+    pub fn checkpoint(&mut self, chain: &str, last_seq: u64, line: &[u8]) {
+        keep_newest(&mut self.checkpoints, chain, last_seq, line);
+    }
+
+    /// Where each chain with events continues, with its last checkpoint's link.
+    pub fn heads(&self) -> Result<HashMap<String, ChainHead>, String> {
+        let mut heads = HashMap::new();
+        for (chain, (_, line)) in &self.events {
+            let mut head = head_after(line)?;
+            if let Some((_, cp)) = self.checkpoints.get(chain) {
+                head.checkpoint = Some(checkpoint_head(cp)?.1);
+            }
+            heads.insert(chain.clone(), head);
+        }
+        Ok(heads)
+    }
+}
