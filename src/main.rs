@@ -142,6 +142,11 @@ enum Command {
         /// each client's stream (REST snapshots still include it); repeatable.
         #[arg(long = "drop-depth")]
         drop_depth: Vec<bizra_risk::replay::DropDepth>,
+        /// Fault injection: after the Nth trade of SYMBOL, stream COUNT (default 1)
+        /// well-formed but impossible events, SYMBOL:N:POISON[:COUNT] with POISON one of
+        /// huge-price, zero-qty, time-ahead, time-behind, id-jump, crossed-quote; repeatable.
+        #[arg(long = "inject")]
+        inject: Vec<bizra_risk::replay::Inject>,
     },
     /// Print decoded, verified events from a Kafka topic or files, one line each.
     Tail {
@@ -354,12 +359,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             history,
             skip_trades,
             drop_depth,
+            inject,
         } => {
             init_logging("info");
             let files = expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
             opts.skip_trades = skip_trades;
             opts.drop_depth = drop_depth;
+            opts.inject = inject;
             if !history.is_empty() {
                 opts.history = expand_capture_paths(&history)?;
             }

@@ -3,10 +3,11 @@
 //! would against Binance.
 
 pub mod depth;
+mod faults;
 pub mod rest;
 mod server;
 
+pub use faults::{DropDepth, Inject, Poison, SkipTrades};
 pub use server::{
-    serve, spawn_in_thread, DropDepth, ReplayError, ReplayOptions, RunningReplay, SkipTrades,
-    Speed, Subscription,
+    serve, spawn_in_thread, ReplayError, ReplayOptions, RunningReplay, Speed, Subscription,
 };

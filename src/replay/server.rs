@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::faults::{agg_frame, skipped, DepthDropper, DropDepth, Inject, Injector, SkipTrades};
 use super::rest::{RestIndex, RestResponse};
 use crate::market::capture::{group_by_instrument, CaptureLine, CaptureMerge};
 
@@ -76,119 +77,8 @@ pub struct ReplayOptions {
     pub skip_trades: Vec<SkipTrades>,
     /// Fault injection: these diff-depth updates are not streamed (snapshots include them).
     pub drop_depth: Vec<DropDepth>,
-}
-
-/// The `nth` (1-based) diff-depth update of `symbol` in each client's stream is left out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DropDepth {
-    pub symbol: String,
-    pub nth: u64,
-}
-
-impl FromStr for DropDepth {
-    type Err = String;
-    /// `BTCUSDT:200`
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected SYMBOL:N (N >= 1), got {s:?}");
-        let (symbol, n) = s.split_once(':').ok_or_else(bad)?;
-        let nth: u64 = n.parse().map_err(|_| bad())?;
-        if nth == 0 || symbol.is_empty() {
-            return Err(bad());
-        }
-        Ok(Self {
-            symbol: symbol.to_ascii_uppercase(),
-            nth,
-        })
-    }
-}
-
-/// Counts each symbol's depth updates in one client's stream and picks those to drop.
-#[derive(Default)]
-struct DepthDropper {
-    drops: Vec<DropDepth>,
-    seen: HashMap<String, u64>,
-}
-
-impl DepthDropper {
-    fn drops(&mut self, line: &CaptureLine) -> bool {
-        let Some(stream) = line.stream().filter(|s| s.contains("@depth")) else {
-            return false;
-        };
-        if self.drops.is_empty() {
-            return false;
-        }
-        let symbol = stream
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        let n = self.seen.entry(symbol.clone()).or_default();
-        *n += 1;
-        let n = *n;
-        self.drops.iter().any(|d| d.symbol == symbol && d.nth == n)
-    }
-}
-
-/// Trades `first..=last` of `symbol` left out of the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkipTrades {
-    pub symbol: String,
-    pub first: u64,
-    pub last: u64,
-}
-
-impl FromStr for SkipTrades {
-    type Err = String;
-    /// `BTCUSDT:100-120`
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected SYMBOL:FIRST-LAST, got {s:?}");
-        let (symbol, range) = s.split_once(':').ok_or_else(bad)?;
-        let (a, b) = range.split_once('-').ok_or_else(bad)?;
-        let (first, last) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        if first > last || symbol.is_empty() {
-            return Err(bad());
-        }
-        Ok(Self {
-            symbol: symbol.to_ascii_uppercase(),
-            first,
-            last,
-        })
-    }
-}
-
-/// The `aggTrade` frame a trade line completes, when the client subscribed to it and none
-/// of its trades is left out by `skips`.
-fn agg_frame(
-    index: &RestIndex,
-    wanted: &HashSet<String>,
-    skips: &[SkipTrades],
-    line: &CaptureLine,
-) -> Option<String> {
-    let stream = line.stream()?;
-    let symbol = stream.strip_suffix("@trade")?;
-    if !wanted.contains(&format!("{symbol}@aggTrade")) {
-        return None;
-    }
-    let Ok(crate::market::MarketEvent::Trade(t)) = crate::market::parse_combined(&line.json) else {
-        return None;
-    };
-    let agg = index.agg_completed_by(&t.symbol, t.trade_id)?;
-    let lost = skips.iter().any(|k| {
-        k.symbol == t.symbol && k.first <= agg.last_trade_id && agg.first_trade_id <= k.last
-    });
-    (!lost).then(|| agg.frame(&t.symbol))
-}
-
-fn skipped(skips: &[SkipTrades], line: &CaptureLine) -> bool {
-    if skips.is_empty() || !line.stream().is_some_and(|s| s.ends_with("@trade")) {
-        return false;
-    }
-    match crate::market::parse_combined(&line.json) {
-        Ok(crate::market::MarketEvent::Trade(t)) => skips
-            .iter()
-            .any(|k| k.symbol == t.symbol && (k.first..=k.last).contains(&t.trade_id)),
-        _ => false,
-    }
+    /// Fault injection: well-formed but impossible events streamed after these trades.
+    pub inject: Vec<Inject>,
 }
 
 impl ReplayOptions {
@@ -202,6 +92,7 @@ impl ReplayOptions {
             history: Vec::new(),
             skip_trades: Vec::new(),
             drop_depth: Vec::new(),
+            inject: Vec::new(),
         }
     }
 }
@@ -493,10 +384,8 @@ async fn serve_client(
     let mut merge = CaptureMerge::open(&groups)?;
     let wanted = subscription.streams.clone();
     let skips = opts.skip_trades.clone();
-    let mut depth_drops = DepthDropper {
-        drops: opts.drop_depth.clone(),
-        ..DepthDropper::default()
-    };
+    let mut depth_drops = DepthDropper::new(opts.drop_depth.clone());
+    let mut injector = Injector::new(opts.inject.clone(), &wanted);
     let index = rest.clone();
     std::thread::spawn(move || loop {
         match merge.next_line() {
@@ -511,12 +400,18 @@ async fn serve_client(
                         return;
                     }
                 }
+                let poison = injector.after(&line);
                 if line.stream().is_some_and(|s| wanted.contains(s))
                     && !skipped(&skips, &line)
                     && !depth_drops.drops(&line)
                     && tx.blocking_send(line).is_err()
                 {
                     return;
+                }
+                for p in poison {
+                    if tx.blocking_send(p).is_err() {
+                        return;
+                    }
                 }
             }
             Ok(None) => return,

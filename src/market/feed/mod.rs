@@ -542,15 +542,19 @@ impl FeedStep {
                 }
                 next = f.id.saturating_add(1);
                 filled += 1;
-                // The time the trade would have had live: its own (never past the trade
-                // that revealed the gap) under event time, the revealing frame's receipt
-                // under the live clock.
+                // The time the trade would have had live, whatever the other symbols of
+                // the connection did meanwhile: its own (never past the trade that
+                // revealed the gap) under event time, the revealing frame's receipt under
+                // the live clock.
                 let own = t.event_time_ms.min(item.trade.event_time_ms);
+                let received_at_ms = match self.settings.time {
+                    TimeSource::Event => own,
+                    TimeSource::Receive => item.received_ms,
+                };
                 if self.settings.time == TimeSource::Event && drives {
                     self.event_clock_ms = self.event_clock_ms.max(own);
                 }
                 self.guard.accept_price(&symbol, t.price);
-                let received_at_ms = self.now(item.received_ms);
                 out.push(FeedOutput::Deliver(FeedTick {
                     event: MarketEvent::Trade(t),
                     received_at_ms,
