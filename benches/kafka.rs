@@ -97,7 +97,7 @@ fn main() {
 
     // 1. Spool write (append + one fsync at the end).
     let dir = tempfile::tempdir().expect("tmp");
-    let mut spool = Spool::open(&dir.path().join("w"), 8 << 30).expect("spool");
+    let mut spool = Spool::open(&dir.path().join("w"), 8 << 30, 0).expect("spool");
     let t = Instant::now();
     for r in &recs {
         spool.append(r).expect("append");
@@ -112,7 +112,7 @@ fn main() {
 
     // 2. Sustained: spool + producer + acknowledgements, everything acknowledged.
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let spool = Spool::open(&dir.path().join("s"), 8 << 30).expect("spool");
+    let spool = Spool::open(&dir.path().join("s"), 8 << 30, 0).expect("spool");
     let mut sink = KafkaSink::new(&brokers, topics.clone(), spool, metrics.clone()).expect("sink");
     let t = Instant::now();
     rt.block_on(async {
@@ -140,13 +140,13 @@ fn main() {
 
     // 3. Drain: a spool filled while the broker was away, sent on recovery.
     let drain_dir = dir.path().join("d");
-    let mut spool = Spool::open(&drain_dir, 8 << 30).expect("spool");
+    let mut spool = Spool::open(&drain_dir, 8 << 30, 0).expect("spool");
     for r in &recs {
         spool.append(r).expect("append");
     }
     spool.sync().expect("sync");
     drop(spool);
-    let spool = Spool::open(&drain_dir, 8 << 30).expect("spool");
+    let spool = Spool::open(&drain_dir, 8 << 30, 0).expect("spool");
     let mut sink = KafkaSink::new(&brokers, topics, spool, metrics).expect("sink");
     let t = Instant::now();
     let left = rt

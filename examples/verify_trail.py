@@ -1,95 +1,71 @@
 #!/usr/bin/env python3
 """Independent reference verifier for bizra-risk signed audit trails.
 
-Specification: docs/audit-format.md ("Signed event format, version 1"); section names
-below in [brackets] refer to it. Standard library plus `cryptography` only.
+Specification: docs/audit-format.md; [brackets] name its sections and steps. It checks what
+`bizra-risk verify` checks without `--strict` (payloads are hashed, not decoded, except a
+key rotation's) and reports the same failures. Standard library plus `cryptography` only.
 
-    python3 examples/verify_trail.py --pubkey HEX [--pubkey-file F]... [--allow-duplicates]
+    python3 examples/verify_trail.py (--pubkey HEX | --pubkey-file F)... [--allow-duplicates]
         [--expect-head CHAIN:SEQ:HASH]... [--anchor FILE]... [--json] PATH...
 
-Exit 0: records read and no failure; 1: failures (or no records); 2: usage error.
-Always as strict as `verify --strict`: every record is re-encoded, every signature is
-checked alone with OpenSSL's RFC 8032 verification.
+Exit 0: records read and no failure; 1: failures (or no records); 2: usage or I/O error.
 """
-import argparse, hashlib, json, os, re, sys
+import argparse, collections, hashlib, json, os, re, sys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 EVENT_DOMAIN = b"BIZRA-RISK/EVENT/V1\0"             # [Event record] 20 bytes
 CHECKPOINT_DOMAIN = b"BIZRA-RISK/CHECKPOINT/V1\0"   # [Checkpoint record] 25 bytes
+EVENT_PREFIX, CHECKPOINT_PREFIX, PAYLOAD_INFIX = b'{"event":', b'{"checkpoint":', ',"payload":'
+SIG_SUFFIX = re.compile(rb',"sig":"[0-9a-f]{128}"\}')   # 138 bytes
+HEX64, HEX128 = re.compile("[0-9a-fA-F]{64}"), re.compile("[0-9a-fA-F]{128}")
 ZERO = "0" * 64
 MAX_EXACT = 2**53 - 1
-ENVELOPE = {"v", "chain", "seq", "prev", "key_id", "ts_ms", "kind", "payload_sha256"}
-CHECKPOINT = {"v", "chain", "key_id", "first_seq", "last_seq", "tree_size", "root_sha256",
-              "last_event_sha256", "prev_checkpoint_sha256", "ts_ms"}
-HEX16, HEX64, HEX128 = (re.compile("[0-9a-f]{%d}" % n) for n in (16, 64, 128))
+U64, I64 = (0, 2**64 - 1), (-2**63, 2**63 - 1)
+ENVELOPE = {"v": 1, "chain": str, "seq": U64, "prev": str, "key_id": str, "ts_ms": I64,
+            "kind": {"RISK_DECISION", "KEY_ROTATION"}, "payload_sha256": str}
+CHECKPOINT = {"v": 2, "chain": str, "key_id": str, "first_seq": U64, "last_seq": U64,
+              "tree_size": U64, "root_sha256": str, "last_event_sha256": str,
+              "prev_checkpoint_sha256": str, "ts_ms": I64}
+ROTATION = {"kind", "new_key_id", "new_public_key"}
+RECENT = 4096                                        # [step 4] sequence numbers remembered
 
 def sha256(b): return hashlib.sha256(b).hexdigest()
-def key_id_of(pub): return sha256(pub)[:16]        # [Verifying keys]
+def key_id_of(pub): return sha256(pub)[:16]          # [Verifying keys]
 
-# ---- RFC 8785 (JCS) canonical JSON [Event record] ----------------------------------------
-def es_number(x):
-    """ECMAScript Number::toString: shortest round-trip digits (Python repr) in ES layout."""
-    if x != x or x in (float("inf"), float("-inf")):
-        raise ValueError("number not finite")
-    if x == 0:
-        return "0"                                   # also -0
-    if x < 0:
-        return "-" + es_number(-x)
-    mant, _, exp = repr(x).partition("e")
-    whole, _, frac = mant.partition(".")
-    digits = (whole + frac).lstrip("0")
-    e = int(exp or 0) - len(frac) + len(digits) - len(digits.rstrip("0"))
-    digits = digits.rstrip("0")                      # value = digits * 10^e
-    k, n = len(digits), len(digits) + e              # ES: value = 0.digits * 10^n
-    if k <= n <= 21:
-        return digits + "0" * (n - k)
-    if 0 < n <= 21:
-        return digits[:n] + "." + digits[n:]
-    if -6 < n <= 0:
-        return "0." + "0" * -n + digits
-    exp_text = ("+" if n - 1 >= 0 else "-") + str(abs(n - 1))
-    return digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + exp_text
+# ---- JSON, read strictly [Reading a record] -------------------------------------------------
+class Obj(dict):
+    dup = False                                      # a member name occurs twice
 
-ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+def _obj(pairs):
+    o = Obj(pairs)
+    o.dup = len(o) < len(pairs)
+    return o
 
-def jcs_string(s):
-    out = ['"']
-    for ch in s:
-        out.append(ESCAPES.get(ch) or ("\\u%04x" % ord(ch) if ch < " " else ch))
-    return "".join(out) + '"'
+def _no_constant(name):
+    raise ValueError(name + " is not JSON")
 
-def jcs(v):
-    """Canonical JSON text of a parsed value (raises ValueError if it has none)."""
-    if v is None or isinstance(v, bool):
-        return {None: "null", True: "true", False: "false"}[v]
-    if isinstance(v, int):                           # JSON numbers are IEEE doubles
-        if abs(v) <= MAX_EXACT:
-            return str(v)
-        if v.bit_length() > 1024:
-            raise ValueError("number out of range")
-        return es_number(float(v))
-    if isinstance(v, float):
-        return es_number(v)
-    if isinstance(v, str):
-        v.encode("utf-8")                            # lone surrogates: UnicodeEncodeError
-        return jcs_string(v)
-    if isinstance(v, list):
-        return "[" + ",".join(jcs(x) for x in v) + "]"
-    keys = sorted(v, key=lambda k: k.encode("utf-16-be"))   # UTF-16 code-unit order
-    return "{" + ",".join(jcs_string(k) + ":" + jcs(v[k]) for k in keys) + "}"
+# `-0` is read as a float: it is not an integer [Integers].
+DECODER = json.JSONDecoder(object_pairs_hook=_obj, parse_constant=_no_constant,
+                           parse_int=lambda s: float(s) if s == "-0" else int(s))
 
-def load_json(raw):
-    def no_duplicates(pairs):
-        if len({k for k, _ in pairs}) != len(pairs):
-            raise ValueError("duplicate member name")
-        return dict(pairs)
-    def no_constants(name):
-        raise ValueError(name + " is not a JSON value")
-    return json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates,
-                      parse_constant=no_constants)
+def load_json(text):
+    try:
+        return DECODER.decode(text)
+    except (ValueError, RecursionError):             # includes UnicodeDecodeError
+        raise Bad("MALFORMED", "not JSON")
 
-# ---- Ed25519 --------------------------------------------------------------------------
+def integer(x, lo, hi):
+    """[Integers]: a JSON number up to 2^53-1 in magnitude, beyond it the decimal string."""
+    if type(x) is int and abs(x) <= MAX_EXACT:
+        n = x
+    elif type(x) is str and len(x) < 40 and re.fullmatch("-?[1-9][0-9]*", x) and abs(int(x)) > MAX_EXACT:
+        n = int(x)
+    else:
+        return None
+    return n if lo <= n <= hi else None
+
+# ---- Ed25519 [Verifying keys] ----------------------------------------------------------------
 P = 2**255 - 19
 D = -121665 * pow(121666, P - 2, P) % P
 
@@ -115,6 +91,16 @@ def is_weak(pub):
         pt = add(pt, pt)
     return pt == (0, 1)
 
+def parse_key(text):
+    """A verifying key: 64 hex digits of either case, white space around ignored, not weak."""
+    t = text.strip()
+    if not HEX64.fullmatch(t):
+        raise ValueError("expected 64 hex digits")
+    pub = bytes.fromhex(t)
+    if is_weak(pub):
+        raise ValueError("weak (small-order) key, or not a curve point")
+    return pub
+
 def signature_ok(pub, sig_hex, message):
     try:
         Ed25519PublicKey.from_public_bytes(pub).verify(bytes.fromhex(sig_hex), message)
@@ -129,394 +115,347 @@ def merkle_root(leaves):
     k = 1 << ((len(leaves) - 1).bit_length() - 1)    # largest power of two below n
     return hashlib.sha256(b"\1" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
 
-# ---- Record parsing: step 1 of [Verification procedure] -----------------------------------
+# ---- Step 1 [Reading a record] -------------------------------------------------------------
 class Bad(Exception):
     """A record refused in step 1: args = (failure code, detail)."""
 
-def integer(v, name, unsigned=False):
-    """An integer field: a JSON number up to 2^53-1, beyond it the decimal string [Event record]."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        if abs(v) > MAX_EXACT:
-            raise Bad("NON_CANONICAL", f"{name}: beyond 2^53-1 must be a decimal string")
-        n = v
-    elif isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v):
-        n = int(v)
-        if abs(n) <= MAX_EXACT or not re.fullmatch(r"-?[1-9][0-9]*", v):
-            raise Bad("NON_CANONICAL", f"{name}: {v!r} is not the canonical integer form")
-    elif isinstance(v, float) and v.is_integer():
-        raise Bad("NON_CANONICAL", f"{name}: integer written as {v!r}")
-    else:
-        raise Bad("MALFORMED", f"{name}: not an integer")
-    if unsigned and n < 0:
-        raise Bad("MALFORMED", f"{name}: negative")
-    return n
+def split_line(line, prefix):
+    """The bytes between `prefix` and `,"sig":"<128 lower-case hex>"}`, or None."""
+    cut = len(line) - 138
+    if cut >= len(prefix) and line.startswith(prefix) and SIG_SUFFIX.fullmatch(line, cut):
+        return line[len(prefix):cut]
+    return None
 
-def check(ok, name):
-    if not ok:
-        raise Bad("MALFORMED", f"{name}: wrong type or format")
+def fields(obj, spec, what):
+    """Version first, then exactly the fields of `spec`; returns them with integers read."""
+    v = obj.get("v") if isinstance(obj, Obj) else None
+    if type(v) is int and 0 <= v <= U64[1] and v != spec["v"]:
+        raise Bad("UNSUPPORTED_VERSION", f"format version {v}")
+    if not isinstance(obj, Obj) or obj.dup or set(obj) != set(spec):
+        raise Bad("MALFORMED", f"{what} must have exactly the fields " + ", ".join(spec))
+    out = {}
+    for name, want in spec.items():
+        x = obj[name]
+        if want is str:                              # (a lone surrogate is not a string)
+            ok = isinstance(x, str) and not re.search("[\ud800-\udfff]", x)
+        elif isinstance(want, set):
+            ok = isinstance(x, str) and x in want
+        elif isinstance(want, tuple):
+            x = integer(x, *want)
+            ok = x is not None
+        else:
+            ok = type(x) is int and x == want
+        if not ok:
+            raise Bad("MALFORMED", f"{what}: bad {name}")
+        out[name] = x
+    return out
 
-def parse_record(raw, name, outer, fields, version):
-    """Parse one line into (record, record[name]); checks the fields and the version."""
+def parse_event(line):
+    """(envelope, event bytes, payload bytes, sig hex) of an event line."""
     try:
-        rec = load_json(raw)
-    except (ValueError, RecursionError) as e:        # includes UnicodeDecodeError
-        raise Bad("MALFORMED", f"not JSON: {e}")
-    if not isinstance(rec, dict) or set(rec) != outer or not isinstance(rec[name], dict):
-        raise Bad("MALFORMED", "record must be an object with fields " + ",".join(sorted(outer)))
-    inner = rec[name]
-    v = inner.get("v")
-    if isinstance(v, int) and not isinstance(v, bool) and v != version:
-        raise Bad("UNSUPPORTED_VERSION", f"v = {v}, expected {version}")
-    if set(inner) != fields:
-        raise Bad("MALFORMED", "fields must be exactly " + ",".join(sorted(fields)))
-    check(v == version and not isinstance(v, bool), "v")
-    check(isinstance(inner["chain"], str) and inner["chain"], "chain")
-    check(isinstance(inner["key_id"], str) and HEX16.fullmatch(inner["key_id"]), "key_id")
-    check(isinstance(rec["sig"], str) and HEX128.fullmatch(rec["sig"]), "sig")
-    integer(inner["ts_ms"], "ts_ms")
-    return rec, inner
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Bad("MALFORMED", "not UTF-8")
+    if split_line(line, EVENT_PREFIX) is not None:
+        body = text[len(EVENT_PREFIX):-138]
+        start = len(body) - len(body.lstrip(" \t\n\r"))
+        try:
+            env, end = DECODER.raw_decode(body, start)
+        except (ValueError, RecursionError):
+            raise Bad("MALFORMED", "the envelope is not JSON")
+        ev = fields(env, ENVELOPE, "envelope")
+        if body.startswith(PAYLOAD_INFIX, end):
+            if not (HEX64.fullmatch(ev["prev"]) and HEX64.fullmatch(ev["payload_sha256"])):
+                raise Bad("MALFORMED", "prev or payload_sha256 is not 64 hex digits")
+            ev["prev"], ev["payload_sha256"] = ev["prev"].lower(), ev["payload_sha256"].lower()
+            return ev, body[:end].encode(), body[end + len(PAYLOAD_INFIX):].encode(), text[-130:-2]
+    rec = load_json(text)                            # any other layout
+    if not (isinstance(rec, Obj) and not rec.dup and set(rec) == {"event", "payload", "sig"}
+            and isinstance(rec["sig"], str)):
+        raise Bad("MALFORMED", "not an {event, payload, sig} record")
+    fields(rec["event"], ENVELOPE, "envelope")
+    if not HEX128.fullmatch(rec["sig"]):
+        raise Bad("MALFORMED", "sig is not 128 hex digits")
+    raise Bad("NON_CANONICAL", "record is not laid out canonically")
 
-def parse_event(raw):
-    rec, ev = parse_record(raw, "event", {"event", "payload", "sig"}, ENVELOPE, 1)
-    check(isinstance(rec["payload"], dict), "payload")
-    for f in ("prev", "payload_sha256"):
-        check(isinstance(ev[f], str) and HEX64.fullmatch(ev[f]), f)
-    check(ev["kind"] in ("RISK_DECISION", "KEY_ROTATION"), "kind")
-    integer(ev["seq"], "seq", unsigned=True)
+def parse_checkpoint(line):
+    """(checkpoint, CP bytes, sig hex) of a checkpoint line."""
+    body = split_line(line, CHECKPOINT_PREFIX)
+    if body is None:
+        raise Bad("MALFORMED", 'not a {"checkpoint":…,"sig":…} record')
     try:
-        event_bytes = jcs(ev).encode()
-    except ValueError as e:
-        raise Bad("MALFORMED", f"envelope: {e}")
-    # Layout {"event":EVENT,"payload":PAYLOAD,"sig":"SIG"}; PAYLOAD is judged in step 3.
-    head, tail = b'{"event":' + event_bytes + b',"payload":', b',"sig":"' + rec["sig"].encode() + b'"}'
-    if not (raw.startswith(head) and raw.endswith(tail) and len(raw) > len(head) + len(tail)):
-        raise Bad("NON_CANONICAL", "event record is not laid out canonically")
-    return rec, ev, event_bytes, raw[len(head):-len(tail)]
+        obj = load_json(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Bad("MALFORMED", "not UTF-8")
+    cp = fields(obj, CHECKPOINT, "checkpoint")
+    if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != body:
+        raise Bad("NON_CANONICAL", "checkpoint is not canonical JSON")
+    return cp, body, line[-130:-2].decode()
 
-def parse_checkpoint(raw):
-    rec, cp = parse_record(raw, "checkpoint", {"checkpoint", "sig"}, CHECKPOINT, 2)
-    for f in ("root_sha256", "last_event_sha256", "prev_checkpoint_sha256"):
-        check(isinstance(cp[f], str) and HEX64.fullmatch(cp[f]), f)
-    for f in ("first_seq", "last_seq", "tree_size"):
-        integer(cp[f], f, unsigned=True)
-    try:
-        canonical = jcs(rec).encode()
-    except ValueError as e:
-        raise Bad("MALFORMED", str(e))
-    if raw != canonical:
-        raise Bad("NON_CANONICAL", "checkpoint record is not canonical JSON")
-    return rec, cp, jcs(cp).encode()
-
-def peek(raw):
-    """Best effort (kind, chain, seq) of a record, for routing and for reporting failures."""
-    try:
-        rec = json.loads(raw.decode("utf-8", "replace"))
-        kind = "checkpoint" if "checkpoint" in rec else "event"
-        inner = dict(rec[kind])
-    except Exception:
-        return None, None, None
-    chain = inner.get("chain") if isinstance(inner.get("chain"), str) else None
-    try:
-        seq = integer(inner.get("seq", inner.get("last_seq")), "seq", unsigned=True)
-    except Bad:
-        seq = None
-    return kind, chain, seq
-
-# ---- Verifier -------------------------------------------------------------------------------
-class Event:
-    def __init__(self, ev, h, line, pos, in_order):
-        self.hash, self.prev, self.key_id, self.line, self.pos = h, ev["prev"], ev["key_id"], line, pos
-        self.ts_ms, self.in_order, self.holder_after = integer(ev["ts_ms"], "ts_ms"), in_order, ev["key_id"]
-
+# ---- Steps 2-5, checkpoints, anchors [Verification procedure] -----------------------------
 class Chain:
-    def __init__(self):
-        self.events = {}          # seq -> Event: the first authentic (steps 1-2) copy
-        self.head = -1            # highest seq taken in order
-        self.head_hash = None     # its event hash; None: do not check the next link
-        self.gaps = []            # [failure, first missing, last missing, arrived]
-        self.rotations = []       # (seq, old key_id, new key_id, new key) [KEY_ROTATION payload]
-        self.checkpoints = []     # (pos, record, cp, cp_bytes), byte-identical copies once
-        self.cp_lines = set()
-        self.duplicates = self.cp_verified = 0
+    def __init__(self, seq):
+        self.next_seq, self.last_hash = 0, ZERO      # last_hash None: next link not checked
+        self.recent = collections.deque(maxlen=RECENT)   # (seq, event hash) of events taken
+        self.gaps = []                               # [first missing, last missing, GAP failure]
+        self.introduced, self.retired = {}, {}       # key_id -> key; key_id -> seq retired at
+        self.tree = None                             # [first_seq, leaves] [Checkpoint trees]
+        self.summary = {"events": 0, "first_seq": seq, "last_seq": seq, "head_sha256": "",
+                        "checkpoints_verified": 0, "key_ids": []}
 
 class Verifier:
-    def __init__(self, trusted, allow_duplicates=False):
+    def __init__(self, trusted, allow_duplicates=False, anchors=()):
         self.trusted, self.allow_duplicates = trusted, allow_duplicates
-        self.chains, self.failures, self.records = {}, [], 0
+        self.chains, self.failures, self.records, self.duplicates_skipped = {}, [], 0, 0
+        self.pending = {}        # chain -> first_seq -> [checkpoint] not yet checked
+        self.links = {}          # chain -> [checkpoint]: every distinct one, in reading order
+        self.anchors = anchors   # [{chain, seq, hash, source, seen}]
 
-    def chain(self, name):
-        return self.chains.setdefault(name, Chain())
-
-    def fail(self, pos, chain, seq, code, detail):
-        f = {"position": pos, "chain": chain, "seq": seq, "reason": code, "detail": detail}
+    def fail(self, pos, chain, seq, reason, detail):
+        f = {"position": pos, "chain": chain, "seq": seq, "reason": reason, "detail": detail}
         self.failures.append(f)
         return f
 
-    def key_for(self, cs, key_id, seq):
-        """Public key allowed to sign `seq` of the chain: a trusted key or one introduced by a
-        rotation before `seq`, unless a rotation before `seq` retired it [step 2]."""
-        pub = self.trusted.get(key_id)
-        for r, old, new, new_pub in sorted(cs.rotations):
-            if r >= seq:
-                break
-            if old == key_id:
-                pub = None
-            if new == key_id:
-                pub = new_pub
-        return pub
-
-    def read_file(self, path, dir_chain):
-        """dir_chain: the chain a directory's file name gives, else None [step 1]."""
+    def push_file(self, path, file_chain):
         with open(path, "rb") as fh:
             lines = fh.read().split(b"\n")
-        for number, raw in enumerate(lines, 1):
-            pos = f"{path}:{number}"
-            if number == len(lines):                 # text after the last newline
-                if raw:
-                    self.records += 1
-                    _, chain, seq = peek(raw)
-                    self.fail(pos, dir_chain or chain, seq, "TRUNCATED", "final line has no newline")
-                return
+        for number, line in enumerate(lines[:-1], 1):
+            self.push(f"{path}:{number}", line, file_chain)
+        if lines[-1]:
             self.records += 1
-            kind, chain, seq = peek(raw)
-            if kind == "checkpoint" or (kind is None and path.endswith(".checkpoints.jsonl")):
-                self.checkpoint_record(raw, pos, dir_chain)
-            else:
-                self.event_record(raw, pos, dir_chain or chain, seq, dir_chain)
+            self.fail(f"{path}:{len(lines)}", None, None, "TRUNCATED",
+                      f"{len(lines[-1])} bytes without a terminating newline")
 
-    def checkpoint_record(self, raw, pos, dir_chain):
+    def push(self, pos, line, file_chain):
+        self.records += 1
+        is_cp = line.startswith(CHECKPOINT_PREFIX)
         try:
-            rec, cp, cp_bytes = parse_checkpoint(raw)
+            rec = parse_checkpoint(line) if is_cp else parse_event(line)
         except Bad as b:
-            _, chain, seq = peek(raw)
-            return self.fail(pos, dir_chain or chain, seq, *b.args)
-        last = integer(cp["last_seq"], "last_seq")
-        if dir_chain and cp["chain"] != dir_chain:
-            return self.fail(pos, cp["chain"], last, "WRONG_CHAIN", f"found in the file of {dir_chain}")
-        cs = self.chain(cp["chain"])
-        if raw not in cs.cp_lines:                   # byte-identical copies count once
-            cs.cp_lines.add(raw)
-            cs.checkpoints.append((pos, rec, cp, cp_bytes))
+            return self.fail(pos, None, None, *b.args)
+        chain, seq = rec[0]["chain"], rec[0]["last_seq" if is_cp else "seq"]
+        if file_chain is not None and chain != file_chain:
+            return self.fail(pos, chain, seq, "WRONG_CHAIN",
+                             f"record of chain {chain} in the file of chain {file_chain}")
+        (self.checkpoint if is_cp else self.event)(pos, *rec)
 
-    def event_record(self, raw, pos, chain, seq, dir_chain):
-        try:                                         # step 1
-            rec, ev, event_bytes, payload_bytes = parse_event(raw)
-        except Bad as b:
-            self.fail(pos, chain, seq, *b.args)
-            return self.not_authentic(chain, seq)
-        chain, seq = ev["chain"], integer(ev["seq"], "seq")
-        if dir_chain and chain != dir_chain:
-            return self.fail(pos, chain, seq, "WRONG_CHAIN", f"found in the file of {dir_chain}")
-        cs = self.chain(chain)
-        pub = self.key_for(cs, ev["key_id"], seq)   # step 2
-        if pub is None:
-            self.fail(pos, chain, seq, "UNKNOWN_KEY", f"key {ev['key_id']} may not sign this event")
-            return self.not_authentic(chain, seq)
+    def checkpoint(self, pos, cp, body, sig):
+        c = {"pos": pos, "cp": cp, "sig": sig, "input": CHECKPOINT_DOMAIN + body}
+        c["hash"] = sha256(c["input"])
+        links = self.links.setdefault(cp["chain"], [])
+        if all(o["hash"] != c["hash"] for o in links):   # a copy counts once, whatever its sig
+            links.append(c)
+            self.pending.setdefault(cp["chain"], {}).setdefault(cp["first_seq"], []).append(c)
+
+    def key_for(self, cs, seq, key_id):
+        """[step 2] The key that may sign `seq` of the chain, and why not if None."""
+        at = cs.retired.get(key_id) if cs else None
+        if at is not None and seq > at:
+            return None, f"key_id {key_id} was retired by the rotation at seq {at}"
+        pub = self.trusted.get(key_id) or (cs.introduced.get(key_id) if cs else None)
+        return pub, f"key_id {key_id} is not trusted"
+
+    def event(self, pos, ev, event_bytes, payload, sig):
+        chain, seq = ev["chain"], ev["seq"]
+        pub, why = self.key_for(self.chains.get(chain), seq, ev["key_id"])
         signing_input = EVENT_DOMAIN + event_bytes
-        if not signature_ok(pub, rec["sig"], signing_input):
-            self.fail(pos, chain, seq, "BAD_SIGNATURE", f"signature by {ev['key_id']} does not verify")
-            return self.not_authentic(chain, seq)
-        h = sha256(signing_input)
-        old = cs.events.get(seq)
-        if old and old.line == raw:                  # step 4, byte-identical copy
+        if pub is None or not signature_ok(pub, sig, signing_input):
+            self.fail(pos, chain, seq, "UNKNOWN_KEY" if pub is None else "BAD_SIGNATURE",
+                      why if pub is None else "Ed25519 signature does not verify")
+            cs = self.chains.setdefault(chain, Chain(seq))
+            if seq == cs.next_seq:                   # it takes its place, unchecked
+                cs.next_seq, cs.last_hash, cs.tree = seq + 1, None, None
+            return
+        payload_ok = sha256(payload) == ev["payload_sha256"]   # step 3
+        if not payload_ok:
+            self.fail(pos, chain, seq, "PAYLOAD_MISMATCH", "payload does not hash to payload_sha256")
+        self.link(pos, ev, sha256(signing_input), payload if payload_ok else None)
+
+    def link(self, pos, ev, h, payload):
+        """Step 4 (and 5): sequence, links, gaps; then rotation and checkpoint tree."""
+        chain, seq, prev = ev["chain"], ev["seq"], ev["prev"]
+        cs = self.chains.setdefault(chain, Chain(seq))
+        old = next((x for s, x in cs.recent if s == seq), None) if seq < cs.next_seq else None
+        if old == h:
             if self.allow_duplicates:
-                cs.duplicates += 1
+                self.duplicates_skipped += 1
             else:
-                self.fail(pos, chain, seq, "DUPLICATE", f"copy of {old.pos}")
+                self.fail(pos, chain, seq, "DUPLICATE", f"seq {seq} seen before")
             return
-        payload_ok = self.check_payload(pos, chain, seq, ev, rec["payload"], payload_bytes)
-        if old:
-            code = "DUPLICATE" if old.hash == h else "FORK"
-            return self.fail(pos, chain, seq, code, f"seq already at {old.pos}")
-        e = Event(ev, h, raw, pos, in_order=seq > cs.head)
-        self.link(cs, pos, chain, seq, e)
-        cs.events[seq] = e
-        if ev["kind"] == "KEY_ROTATION" and payload_ok:   # step 5
-            self.rotation(cs, pos, chain, seq, e, rec["payload"])
-
-    def not_authentic(self, chain, seq):
-        """After a record failing step 1 or 2 the next link is not checked; if it held the
-        next expected seq, the chain continues from it [step 4]."""
-        if chain is not None:
-            cs = self.chain(chain)
-            cs.head_hash = None
-            if seq == cs.head + 1:
-                cs.head = seq
-
-    def check_payload(self, pos, chain, seq, ev, payload, payload_bytes):
-        """Step 3: the envelope stays authentic even when the payload is refused."""
-        if sha256(payload_bytes) != ev["payload_sha256"]:
-            self.fail(pos, chain, seq, "PAYLOAD_MISMATCH", "SHA-256 of PAYLOAD != payload_sha256")
-        elif payload.get("kind") != ev["kind"]:
-            self.fail(pos, chain, seq, "PAYLOAD_MISMATCH", "payload kind != envelope kind")
-        else:
-            try:
-                if jcs(payload).encode() == payload_bytes:
-                    return True
-            except ValueError:
-                pass
-            self.fail(pos, chain, seq, "NON_CANONICAL", "payload is not canonical JSON")
-        return False
-
-    def link(self, cs, pos, chain, seq, e):
-        """Step 4: genesis, links, gaps and late arrivals."""
-        if seq == 0 and e.prev != ZERO:
-            self.fail(pos, chain, seq, "BAD_GENESIS", "seq 0 must have prev = 64 zeros")
-        if seq == cs.head + 1:
-            if seq > 0 and cs.head_hash is not None and e.prev != cs.head_hash:
-                self.fail(pos, chain, seq, "BROKEN_LINK", f"prev is not the hash of seq {seq - 1}")
-        elif seq > cs.head + 1:
-            f = self.fail(pos, chain, seq, "GAP", f"missing seq {cs.head + 1}..{seq - 1}")
-            cs.gaps.append([f, cs.head + 1, seq - 1, 0])
-        else:                                        # a number that was missing arrives late
-            gap = next((g for g in cs.gaps if g[1] <= seq <= g[2]), None)
+        in_order = False
+        if seq == 0 and prev != ZERO:
+            self.fail(pos, chain, seq, "BAD_GENESIS", "seq 0 must link to the all-zero hash")
+        if seq > cs.next_seq:
+            gap = self.fail(pos, chain, seq, "GAP", f"seq {cs.next_seq} to {seq - 1} missing")
+            cs.gaps.append([cs.next_seq, seq - 1, gap])
+        elif seq == cs.next_seq and cs.last_hash is not None:
+            if prev != cs.last_hash and seq != 0:
+                self.fail(pos, chain, seq, "BROKEN_LINK",
+                          f"prev {prev} but the previous record hashes to {cs.last_hash}")
+            else:
+                in_order = True
+        elif old is not None:
+            self.fail(pos, chain, seq, "FORK", f"seq {seq} seen before with different content")
+        elif seq < cs.next_seq:
+            gap = next((g for g in cs.gaps if g[0] <= seq <= g[1]), None)
             if gap is None:
-                self.fail(pos, chain, seq, "REORDERED", f"arrived after seq {cs.head}")
-            else:
-                gap[3] += 1
-                if gap[3] == gap[2] - gap[1] + 1:   # "the same failure becomes REORDERED"
-                    gap[0]["reason"] = "REORDERED"
-                    gap[0]["detail"] = f"seq {gap[1]}..{gap[2]} arrived late"
-                else:
-                    gap[0]["detail"] = f"missing seq {gap[1]}..{gap[2]} ({gap[3]} arrived late)"
-            before, after = cs.events.get(seq - 1), cs.events.get(seq + 1)
-            if seq > 0 and before and e.prev != before.hash:
-                self.fail(pos, chain, seq, "BROKEN_LINK", f"prev is not the hash of seq {seq - 1}")
-            if after and after.prev != e.hash:
-                self.fail(after.pos, chain, seq + 1, "BROKEN_LINK", f"prev is not the hash of seq {seq}")
-            return
-        cs.head, cs.head_hash = seq, e.hash
+                self.fail(pos, chain, seq, "FORK", f"seq {seq} is older than the remembered window")
+            else:                                    # a missing number arrives late
+                before = next((x for s, x in cs.recent if s + 1 == seq), None)
+                if before is not None and before != prev:
+                    self.fail(pos, chain, seq, "BROKEN_LINK", f"late seq {seq} does not link to seq {seq - 1}")
+                a, b, f = gap
+                cs.gaps.remove(gap)
+                cs.gaps += [g for g in ([a, seq - 1, f], [seq + 1, b, f]) if g[0] <= g[1]]
+                if all(g[2] is not f for g in cs.gaps):   # all of them arrived
+                    f["reason"], f["detail"] = "REORDERED", f["detail"].replace("missing", "arrived after later records")
+        if seq >= cs.next_seq:                       # the chain's new head
+            cs.next_seq, cs.last_hash = seq + 1, h
+            cs.summary.update(last_seq=seq, head_sha256=h)
+        sm = cs.summary
+        sm["events"] += 1
+        sm["first_seq"] = min(sm["first_seq"], seq)
+        if sm["key_ids"][-1:] != [ev["key_id"]]:
+            sm["key_ids"].append(ev["key_id"])
+        cs.recent.append((seq, h))
+        if not in_order:
+            cs.tree = None
+        for a in self.anchors:                       # [Anchors]: the first such event counts
+            if a["chain"] == chain and a["seq"] == seq and a["seen"] is None:
+                a["seen"] = h
+        if ev["kind"] == "KEY_ROTATION" and payload is not None:
+            self.rotate(pos, cs, ev, payload)
+        if in_order:
+            self.extend_tree(cs, chain, seq, h, ev["ts_ms"])
 
-    def rotation(self, cs, pos, chain, seq, e, payload):
-        new_hex, new_id = payload.get("new_public_key"), payload.get("new_key_id")
-        if set(payload) != {"kind", "new_key_id", "new_public_key"} or \
-                not (isinstance(new_hex, str) and HEX64.fullmatch(new_hex)):
-            reason = "payload is not {kind, new_key_id, new_public_key} with a 64-hex key"
-        elif key_id_of(bytes.fromhex(new_hex)) != new_id:
-            reason = "new_key_id is not the key ID of new_public_key"
-        elif is_weak(bytes.fromhex(new_hex)):
-            reason = "new_public_key is weak (small order) or not a curve point"
+    def rotate(self, pos, cs, ev, payload):
+        """Step 5."""
+        try:
+            p = load_json(payload.decode("utf-8"))
+        except (Bad, UnicodeDecodeError):
+            p = None
+        try:
+            if not (isinstance(p, Obj) and not p.dup and set(p) == ROTATION and p["kind"] == "KEY_ROTATION"
+                    and isinstance(p["new_key_id"], str) and isinstance(p["new_public_key"], str)):
+                raise ValueError("the payload is not {kind, new_key_id, new_public_key}")
+            pub = parse_key(p["new_public_key"])
+            if key_id_of(pub) != p["new_key_id"]:
+                raise ValueError("new_key_id is not the ID of new_public_key")
+        except ValueError as e:
+            return self.fail(pos, ev["chain"], ev["seq"], "ROTATION_REFUSED", f"key rotation: {e}")
+        cs.introduced[p["new_key_id"]] = pub
+        cs.retired[ev["key_id"]] = ev["seq"]
+
+    def extend_tree(self, cs, chain, seq, h, ts_ms):
+        """[Checkpoint trees]: add an event in order; check the checkpoints ending at it."""
+        pending = self.pending.get(chain)
+        if pending is None:
+            return
+        if cs.tree is None and seq in pending:
+            cs.tree = [seq, []]
+        if cs.tree is None:
+            return
+        first, leaves = cs.tree
+        leaves.append(bytes.fromhex(h))
+        todo = pending.pop(first, [])
+        done = [c for c in todo if c["cp"]["last_seq"] <= seq]
+        if len(done) < len(todo):
+            pending[first] = [c for c in todo if c["cp"]["last_seq"] > seq]
         else:
-            cs.rotations.append((seq, e.key_id, new_id, bytes.fromhex(new_hex)))
-            e.holder_after = new_id
-            return
-        self.fail(pos, chain, seq, "ROTATION_REFUSED", reason + "; the chain keeps its key")
+            cs.tree = None
+        root = merkle_root(leaves).hex() if done else None
+        for c in done:
+            cp = c["cp"]
+            pub, why = self.key_for(cs, seq + 1, cp["key_id"])   # the chain's key after last_seq
+            if pub is None:
+                code, detail = "CHECKPOINT_UNKNOWN_KEY", why
+            elif not signature_ok(pub, c["sig"], c["input"]):
+                code, detail = "CHECKPOINT_BAD_SIGNATURE", "checkpoint signature does not verify"
+            elif cp["last_seq"] != seq or cp["tree_size"] != seq - first + 1:
+                code, detail = "CHECKPOINT_MISMATCH", f"tree_size {cp['tree_size']} does not cover seq {first}..={cp['last_seq']}"
+            elif cp["root_sha256"] != root:
+                code, detail = "CHECKPOINT_MISMATCH", f"root {cp['root_sha256']} but the events give {root}"
+            elif cp["last_event_sha256"] != h:
+                code, detail = "CHECKPOINT_MISMATCH", "last_event_sha256 is not the hash of the last event"
+            elif cp["ts_ms"] != ts_ms:
+                code, detail = "CHECKPOINT_MISMATCH", f"ts_ms {cp['ts_ms']} but the last event's is {ts_ms}"
+            else:
+                cs.summary["checkpoints_verified"] += 1
+                continue
+            self.fail(c["pos"], chain, cp["last_seq"], code, detail)
 
-    def verify_checkpoints(self):
-        """[Verification procedure] checkpoint table, per chain in reading order."""
-        for name, cs in self.chains.items():
-            prev_hash, prev_last = ZERO, None
-            for pos, rec, cp, cp_bytes in cs.checkpoints:
-                first, last = integer(cp["first_seq"], "f"), integer(cp["last_seq"], "l")
-                n = len(self.failures)
-                if cp["prev_checkpoint_sha256"] != prev_hash:
-                    self.fail(pos, name, last, "CHECKPOINT_BROKEN_LINK",
-                              "prev_checkpoint_sha256 is not the hash of the previous checkpoint"
-                              if prev_last is not None else "first checkpoint must link to 64 zeros")
-                elif prev_last is not None and first <= prev_last:
-                    self.fail(pos, name, last, "CHECKPOINT_BROKEN_LINK",
-                              f"first_seq {first} <= previous last_seq {prev_last}")
-                signing_input = CHECKPOINT_DOMAIN + cp_bytes
-                prev_hash, prev_last = sha256(signing_input), last
-                # Which key signs a checkpoint: the chain's key after last_seq.
-                pub = self.key_for(cs, cp["key_id"], last + 1)
-                last_event = cs.events.get(last)
-                if last_event and last_event.holder_after != cp["key_id"]:
-                    pub = None
-                if pub is None:
-                    self.fail(pos, name, last, "CHECKPOINT_UNKNOWN_KEY",
-                              f"key {cp['key_id']} is not the chain's key after seq {last}")
-                elif not signature_ok(pub, rec["sig"], signing_input):
-                    self.fail(pos, name, last, "CHECKPOINT_BAD_SIGNATURE", "signature does not verify")
-                problem = self.checkpoint_content(cs, cp, first, last)
-                if problem:
-                    self.fail(pos, name, last, "CHECKPOINT_MISMATCH", problem)
-                if len(self.failures) == n:
-                    cs.cp_verified += 1
+    def finish(self):
+        for chain, links in self.links.items():     # CHECKPOINT_BROKEN_LINK
+            prev = None
+            for c in sorted(links, key=lambda c: (c["cp"]["first_seq"], c["cp"]["last_seq"])):
+                cp = c["cp"]
+                if prev is None:
+                    bad = cp["prev_checkpoint_sha256"] != ZERO and "the chain's first checkpoint does not link to 64 zeros"
+                elif cp["first_seq"] <= prev["cp"]["last_seq"]:
+                    bad = f"covers seq {cp['first_seq']}..={cp['last_seq']}, overlapping the checkpoint up to seq {prev['cp']['last_seq']}"
+                else:
+                    bad = cp["prev_checkpoint_sha256"] != prev["hash"] and f"does not link to the checkpoint up to seq {prev['cp']['last_seq']}"
+                if bad:
+                    self.fail(c["pos"], chain, cp["last_seq"], "CHECKPOINT_BROKEN_LINK", bad)
+                prev = c
+        for a in self.anchors:
+            if a["seen"] is None:
+                self.fail(a["source"], a["chain"], a["seq"], "TRUNCATED_BEFORE_ANCHOR",
+                          f"the trail ends before seq {a['seq']}")
+            elif a["seen"] != a["hash"]:
+                self.fail(a["source"], a["chain"], a["seq"], "ANCHOR_MISMATCH",
+                          f"seq {a['seq']} hashes to {a['seen']} but the anchor says {a['hash']}")
+        for chain, pending in self.pending.items():
+            for c in (c for todo in pending.values() for c in todo):
+                cp = c["cp"]
+                self.fail(c["pos"], chain, cp["last_seq"], "CHECKPOINT_MISMATCH",
+                          f"events {cp['first_seq']}..={cp['last_seq']} are not all present, valid and in order")
+        return {"records": self.records,
+                "chains": {n: c.summary for n, c in sorted(self.chains.items())},
+                "checkpoints_unchecked": 0, "duplicates_skipped": self.duplicates_skipped,
+                "failures": self.failures}
 
-    def checkpoint_content(self, cs, cp, first, last):
-        if first > last or integer(cp["tree_size"], "t") != last - first + 1:
-            return "tree_size is not last_seq - first_seq + 1"
-        if last - first + 1 > len(cs.events):
-            return "covered events are not all present and authentic"
-        leaves = []
-        for s in range(first, last + 1):             # each seq once, first authentic copy
-            e = cs.events.get(s)
-            if e is None:
-                return f"event {s} is not present and authentic"
-            if not e.in_order:
-                return f"event {s} was not read in order"
-            leaves.append(bytes.fromhex(e.hash))
-        if merkle_root(leaves).hex() != cp["root_sha256"]:
-            return "root_sha256 does not match the events"
-        if cs.events[last].hash != cp["last_event_sha256"]:
-            return "last_event_sha256 is not the hash of event last_seq"
-        if cs.events[last].ts_ms != integer(cp["ts_ms"], "ts_ms"):
-            return "ts_ms is not the ts_ms of event last_seq"
-        return None
-
-    def check_anchor(self, chain, seq, want, source):
-        """[Anchors and the witness]"""
-        cs = self.chains.get(chain)
-        if cs is None or not cs.events or max(cs.events) < seq:
-            return self.fail(source, chain, seq, "TRUNCATED_BEFORE_ANCHOR",
-                             "the trail ends before the anchored event")
-        e = cs.events.get(seq)
-        if e is None or not e.in_order or e.hash != want:
-            self.fail(e.pos if e else source, chain, seq, "ANCHOR_MISMATCH",
-                      "event is missing or out of order" if e is None or not e.in_order
-                      else f"event hash {e.hash} != anchored {want}")
-
-    def report(self):
-        chains = {n: {"events": len(c.events), "last_seq": max(c.events) if c.events else None,
-                      "checkpoints_verified": c.cp_verified, "duplicates": c.duplicates}
-                  for n, c in sorted(self.chains.items())}
-        return {"ok": self.records > 0 and not self.failures, "records": self.records,
-                "failures": self.failures, "chains": chains}
-
-# ---- Inputs ---------------------------------------------------------------------------------
-def load_key(text, source):
-    try:
-        pub = bytes.fromhex(text.strip())            # [Verifying keys]: 64 hex digits
-    except ValueError:
-        pub = b""
-    if len(pub) != 32:
-        die(f"{source}: not 64 hex digits")
-    if is_weak(pub):
-        die(f"{source}: weak (small-order) key, never trusted")
-    return key_id_of(pub), pub
-
-def load_anchor_file(path):
-    """Highest last_seq per chain among the checkpoint records of a witness file."""
-    best = {}
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh.read().splitlines(), 1):
-            try:
-                cp = load_json(raw)["checkpoint"]
-                chain, last, h = cp["chain"], integer(cp["last_seq"], "last_seq", True), cp["last_event_sha256"]
-                assert isinstance(chain, str) and HEX64.fullmatch(h)
-            except Exception:
-                die(f"{path}:{number}: not a checkpoint record")
-            if chain not in best or last > best[chain][0]:
-                best[chain] = (last, h, f"{path}:{number}")
-    return [(c, s, h, src) for c, (s, h, src) in best.items()]
-
-def trail_files(paths):
-    """(path, chain from the directory's file name or None); checkpoint files first."""
-    out = []
+# ---- Inputs [Verification procedure, Inputs], [Anchors and the witness] ---------------------
+def record_files(paths):
+    """(path, chain its records must name or None): checkpoint files first, in path order."""
+    files = []
     for p in paths:
         if os.path.isdir(p):
-            names = sorted(n for n in os.listdir(p) if n.endswith(".jsonl")
-                           and os.path.isfile(os.path.join(p, n)))
-            for n in names:
-                cp_file = n.endswith(".checkpoints.jsonl")
-                chain = n[:-len(".checkpoints.jsonl")] if cp_file else n[:-len(".jsonl")]
-                out.append((not cp_file, os.path.join(p, n), chain))
-        elif os.path.isfile(p):
-            out.append((not p.endswith(".checkpoints.jsonl"), p, None))
+            for n in os.listdir(p):
+                if n.endswith(".jsonl"):
+                    cut = -len(".checkpoints.jsonl") if n.endswith(".checkpoints.jsonl") else -len(".jsonl")
+                    files.append((os.path.join(p, n), n[:cut]))
         else:
-            die(f"{p}: no such file or directory")
-    return [(p, c) for _, p, c in sorted(out, key=lambda t: t[0])]   # stable: name order kept
+            files.append((p, None))
+    files.sort(key=lambda f: (not f[0].endswith(".checkpoints.jsonl"),
+                              [c.encode() for c in f[0].split("/")], f[1] is not None, f[1] or ""))
+    return [f for i, f in enumerate(files) if i == 0 or f[0] != files[i - 1][0]]
+
+def parse_expected_head(text):
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not re.fullmatch(r"\+?[0-9]{1,20}", parts[1]) \
+            or int(parts[1]) > U64[1] or not HEX64.fullmatch(parts[2]):
+        die(f"--expect-head {text}: expected CHAIN:SEQ:HASH")
+    return {"chain": parts[0], "seq": int(parts[1]), "hash": parts[2].lower(),
+            "source": f"--expect-head {text}", "seen": None}
+
+def heads_from_witness(path):
+    """For each chain, the head pinned by its newest checkpoint in a witness file."""
+    newest = {}
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh.read().split(b"\n"), 1):
+            if not line:
+                continue
+            try:
+                cp = parse_checkpoint(line)[0]
+            except Bad as b:
+                die(f"{path}:{number}: not a checkpoint record ({b.args[0]})")
+            if not HEX64.fullmatch(cp["last_event_sha256"]):
+                die(f"{path}:{number}: last_event_sha256 is not 64 hex digits")
+            if cp["chain"] not in newest or cp["last_seq"] > newest[cp["chain"]]["seq"]:
+                newest[cp["chain"]] = {"chain": cp["chain"], "seq": cp["last_seq"], "seen": None,
+                                       "hash": cp["last_event_sha256"].lower(), "source": f"{path}:{number}"}
+    return [newest[c] for c in sorted(newest)]
 
 def die(message):                                    # usage error: exit 2
     print(f"verify_trail: {message}", file=sys.stderr)
@@ -532,42 +471,42 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     ap.add_argument("paths", nargs="+", metavar="PATH")
     args = ap.parse_args(argv)
-    trusted = dict(load_key(k, "--pubkey") for k in args.pubkey)
-    for f in args.pubkey_file:
-        try:
-            with open(f, "rb") as fh:
-                trusted.update([load_key(fh.read().decode("ascii", "replace"), f)])
-        except OSError as e:
-            die(str(e))
-    if not trusted:
-        die("no trusted key: give --pubkey or --pubkey-file")
-    anchors = []
-    for a in args.expect_head:
-        m = re.fullmatch(r"(.+):([0-9]+):([0-9a-fA-F]{64})", a)
-        if not m:
-            die(f"--expect-head {a}: expected CHAIN:SEQ:HASH")
-        anchors.append((m[1], int(m[2]), m[3].lower(), "--expect-head"))
-    for a in args.anchor:
-        try:
-            anchors += load_anchor_file(a)
-        except OSError as e:
-            die(str(e))
-    files = trail_files(args.paths)
-    v = Verifier(trusted, args.allow_duplicates)
-    for path, chain in files:                        # checkpoints first, then events
-        v.read_file(path, chain)
-    v.verify_checkpoints()
-    for anchor in anchors:
-        v.check_anchor(*anchor)
-    rep = v.report()
+    trusted = {}
+    try:
+        for source, text in [("--pubkey " + k, k) for k in args.pubkey] + \
+                [(f, open(f, encoding="utf-8").read()) for f in args.pubkey_file]:
+            try:
+                pub = parse_key(text)
+            except ValueError as e:
+                die(f"{source}: {e}")
+            trusted[key_id_of(pub)] = pub
+        if not trusted:
+            die("give at least one trusted key with --pubkey or --pubkey-file")
+        anchors = [parse_expected_head(t) for t in args.expect_head]
+        for f in args.anchor:
+            anchors += heads_from_witness(f)
+        v = Verifier(trusted, args.allow_duplicates, anchors)
+        for path, chain in record_files(args.paths):     # checkpoints first, then events
+            v.push_file(path, chain)
+    except (OSError, UnicodeDecodeError) as e:
+        die(str(e))
+    rep = v.finish()
+    ok = rep["records"] > 0 and not rep["failures"]
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
+        print(f"verification: {'OK' if ok else 'FAILED'}: {rep['records']} records, "
+              f"{len(rep['chains'])} chains, {len(rep['failures'])} failures")
+        for name, c in rep["chains"].items():
+            print(f"  chain {name}: {c['events']} events, seq {c['first_seq']}..{c['last_seq']}, "
+                  f"head {c['head_sha256'][:16]}, {c['checkpoints_verified']} checkpoints verified, "
+                  f"keys {' -> '.join(c['key_ids'])}")
+        if rep["duplicates_skipped"]:
+            print(f"  {rep['duplicates_skipped']} byte-identical copies of records skipped (--allow-duplicates)")
         for f in rep["failures"]:
-            print(f"{f['position']}: {f['reason']} chain={f['chain']} seq={f['seq']}: {f['detail']}")
-        print(("OK" if rep["ok"] else "FAILED") + f": {rep['records']} records, "
-              f"{len(rep['failures'])} failures, {len(rep['chains'])} chains")
-    return 0 if rep["ok"] else 1
+            print(f"  FAIL {f['position']} {f['reason']} chain={f['chain'] or '?'} "
+                  f"seq={'?' if f['seq'] is None else f['seq']}: {f['detail']}")
+    return 0 if ok else 1
 
 if __name__ == "__main__":
     sys.exit(main())

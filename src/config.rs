@@ -322,6 +322,12 @@ pub struct KafkaConfig {
     /// Write-ahead spool of records not yet acknowledged by the brokers.
     pub spool_dir: PathBuf,
     pub spool_max_mb: u64,
+    /// Acknowledged records stay in the spool until read back from the topic, up to this
+    /// much: what a broker loses after acknowledging it is sent again from here.
+    pub spool_retain_acked_mb: u64,
+    /// How often acknowledged records are read back from the topic (and soon after any
+    /// delivery error).
+    pub readback_interval_ms: u64,
     /// Create missing topics at start (brokers without auto-creation).
     pub create_topics: bool,
     pub topic_partitions: i32,
@@ -722,6 +728,10 @@ impl Config {
         check(
             self.kafka.spool_max_mb >= 1,
             "kafka.spool_max_mb must be >= 1".into(),
+        );
+        check(
+            self.kafka.readback_interval_ms >= 100,
+            "kafka.readback_interval_ms must be >= 100".into(),
         );
         check(
             !self.kafka.spool_dir.as_os_str().is_empty(),

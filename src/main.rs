@@ -402,7 +402,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             let text = report::render_summary(&summary, verify.as_ref(), summary.ingest.elapsed);
             write!(out, "{text}")?;
-            Ok(if verify.is_none_or(|v| v.ok()) {
+            let whole = summary.acked_records_unrecoverable.is_empty();
+            Ok(if whole && verify.is_none_or(|v| v.ok()) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub spool_full_waits_total: prometheus::IntCounter,
     pub kafka_delivery_errors_total: prometheus::IntCounter,
     pub kafka_acked_total: prometheus::IntCounter,
+    pub kafka_acked_records_lost_total: prometheus::IntCounter,
+    pub kafka_acked_records_unrecoverable_total: prometheus::IntCounter,
     pub tick_to_ack_seconds: Histogram,
 }
 
@@ -134,6 +136,14 @@ impl Metrics {
             "bizra_kafka_acked_total",
             "Records acknowledged by the Kafka brokers",
         )?;
+        let kafka_acked_records_lost_total = prometheus::IntCounter::new(
+            "bizra_kafka_acked_records_lost_total",
+            "Records the broker acknowledged and later did not hold (found by reading back), sent again or not",
+        )?;
+        let kafka_acked_records_unrecoverable_total = prometheus::IntCounter::new(
+            "bizra_kafka_acked_records_unrecoverable_total",
+            "Acknowledged records the broker lost after they left the retained spool: holes in the topic",
+        )?;
         let tick_to_ack_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "bizra_tick_to_ack_seconds",
@@ -148,6 +158,8 @@ impl Metrics {
         registry.register(Box::new(spool_full_waits_total.clone()))?;
         registry.register(Box::new(kafka_delivery_errors_total.clone()))?;
         registry.register(Box::new(kafka_acked_total.clone()))?;
+        registry.register(Box::new(kafka_acked_records_lost_total.clone()))?;
+        registry.register(Box::new(kafka_acked_records_unrecoverable_total.clone()))?;
         registry.register(Box::new(ingest_frames_total.clone()))?;
         registry.register(Box::new(ingest_rejected_total.clone()))?;
         registry.register(Box::new(feed_clock_skew_seconds.clone()))?;
@@ -178,6 +190,8 @@ impl Metrics {
             spool_full_waits_total,
             kafka_delivery_errors_total,
             kafka_acked_total,
+            kafka_acked_records_lost_total,
+            kafka_acked_records_unrecoverable_total,
             tick_to_ack_seconds,
         })
     }

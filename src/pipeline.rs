@@ -21,7 +21,9 @@ use crate::heads::{self, HeadsError};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::spool::{Spool, TopicKind};
-use crate::sink::{FileSink, KafkaSink, KafkaSource, NewestRecords, Sink, SinkError, Topics};
+use crate::sink::{
+    FileSink, KafkaSink, KafkaSource, NewestRecords, Readback, Sink, SinkError, Topics,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,6 +63,10 @@ pub struct RunSummary {
     pub spooled_bytes_left: u64,
     /// Market event arrival to the broker's acknowledgement of its decisions (Kafka).
     pub tick_to_ack_us: Option<crate::sink::LatencySummary>,
+    /// Acknowledged records the broker lost, found by reading back and sent again.
+    pub acked_records_resent: u64,
+    /// Acknowledged records the broker lost that could no longer be sent again.
+    pub acked_records_unrecoverable: Vec<String>,
 }
 
 pub fn chain_id(engine_id: &str, symbol: &str) -> String {
@@ -98,7 +104,11 @@ async fn open_kafka_sink(
         )
         .await?;
     }
-    let mut spool = Spool::open(&k.spool_dir, k.spool_max_mb.saturating_mul(1 << 20))?;
+    let mut spool = Spool::open(
+        &k.spool_dir,
+        k.spool_max_mb.saturating_mul(1 << 20),
+        k.spool_retain_acked_mb.saturating_mul(1 << 20),
+    )?;
     // The newest spooled event and checkpoint of each chain: they may not be on the
     // topics yet.
     let mut records = crate::sink::NewestRecords::default();
@@ -107,7 +117,12 @@ async fn open_kafka_sink(
         TopicKind::Checkpoints => records.checkpoint(&rec.chain, rec.seq, &rec.payload),
         TopicKind::VarSnapshots => {}
     })?;
-    let sink = KafkaSink::new(&k.brokers, topics, spool, metrics)?;
+    let readback = Readback::new(
+        std::time::Duration::from_millis(k.readback_interval_ms),
+        // A read-back runs beside sending; it gives up soon while the broker is away.
+        std::time::Duration::from_millis(k.request_timeout_ms.min(5_000)),
+    );
+    let sink = KafkaSink::new(&k.brokers, topics, spool, readback, metrics)?;
     Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
@@ -481,5 +496,7 @@ pub async fn run(
         rules_sha256: provenance.rules_sha256,
         spooled_bytes_left: drained.spooled_bytes_left,
         tick_to_ack_us: drained.tick_to_ack_us,
+        acked_records_resent: drained.acked_records_resent,
+        acked_records_unrecoverable: drained.acked_records_unrecoverable,
     })
 }

@@ -349,6 +349,19 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
             run.spooled_bytes_left
         );
     }
+    if run.acked_records_resent > 0 {
+        let _ = writeln!(
+            s,
+            "kafka: the broker lost {} records it had acknowledged; found by reading back and sent again",
+            run.acked_records_resent
+        );
+    }
+    for hole in &run.acked_records_unrecoverable {
+        let _ = writeln!(
+            s,
+            "kafka: LOST for good (acknowledged, then lost by the broker, no longer retained): {hole}"
+        );
+    }
     let _ = writeln!(s, "verifying key: {}", run.verifying_key_hex);
     let _ = writeln!(
         s,

@@ -162,7 +162,7 @@ impl Handler<Flush> for PublisherActor {
         let path = self.heads_file.clone();
         self.published_since_flush = false;
         self.with_sink(|mut sink| async move {
-            let mut res = sink.flush();
+            let mut res = sink.flush().await;
             if res.is_ok() {
                 res = save_heads(path, heads).await;
             }

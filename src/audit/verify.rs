@@ -368,20 +368,25 @@ impl Verifier {
     pub fn push(&mut self, position: &str, line: &[u8]) {
         self.records += 1;
         if wire::record_kind(line) == Some(RecordKind::Checkpoint) {
+            // Events already read settle first, whatever batch they are in.
+            self.flush_batch();
             return self.push_checkpoint(position, line);
         }
-        let mut parsed = wire::parse_envelope(line);
-        if self.options.strict {
-            // Full decode and canonical check; a payload that does not match its hash is
-            // still reported against its (authentic) envelope below.
-            match wire::parse_record(line) {
-                Ok(_) | Err(ParseFailure::PayloadMismatch) => {}
-                Err(e) => parsed = Err(e),
-            }
-        }
-        let pending = parsed.map(|env| {
+        let strict = self.options.strict;
+        let pending = wire::parse_envelope(line).and_then(|env| {
             let payload_hash: [u8; 32] = Sha256::digest(env.payload_bytes).into();
-            Pending {
+            let mut payload_ok = payload_hash == env.payload_sha256;
+            if strict && payload_ok {
+                // Full decode and canonical check of a payload its envelope commits to; a
+                // payload of another kind than the envelope's is refused like one that does
+                // not hash right, against its (authentic) envelope.
+                match wire::parse_record(line) {
+                    Ok(_) => {}
+                    Err(ParseFailure::PayloadMismatch) => payload_ok = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Pending {
                 position: position.to_string(),
                 chain: env.chain.into_owned(),
                 seq: env.seq,
@@ -391,10 +396,10 @@ impl Verifier {
                 kind: env.kind,
                 sig: env.sig,
                 signing_input: wire::signing_input(env.event_bytes),
-                payload_ok: payload_hash == env.payload_sha256,
+                payload_ok,
                 rotation: (env.kind == PayloadKind::KeyRotation)
                     .then(|| env.payload_bytes.to_vec()),
-            }
+            })
         });
         match pending {
             Ok(p) if !self.in_expected_chain(position, &p.chain, p.seq) => {}
@@ -609,7 +614,7 @@ impl Verifier {
                     in_order = true;
                 }
             }
-            state.next_seq = seq + 1;
+            state.next_seq = seq.saturating_add(1);
             state.last_hash = Some(hash);
             state.summary.last_seq = seq;
             state.summary.head_sha256 = super::hex32(&hash);
@@ -643,7 +648,7 @@ impl Verifier {
             if let Some(linked) = state
                 .recent
                 .iter()
-                .find(|(s, _)| *s + 1 == seq)
+                .find(|(s, _)| s.checked_add(1) == Some(seq))
                 .map(|(_, h)| *h)
             {
                 if linked != prev {
@@ -653,16 +658,19 @@ impl Verifier {
                     ));
                 }
             }
-            if let Some(f) = self.failures.get_mut(idx) {
-                f.reason = FailureReason::Reordered;
-                f.detail = format!("seq {seq} arrived after later records");
-            }
             state.gaps.remove(i);
             if seq > a {
                 state.gaps.push((a, seq - 1, idx));
             }
             if seq < b {
                 state.gaps.push((seq + 1, b, idx));
+            }
+            // The gap was a reordering once every number of it has arrived.
+            if !state.gaps.iter().any(|g| g.2 == idx) {
+                if let Some(f) = self.failures.get_mut(idx) {
+                    f.reason = FailureReason::Reordered;
+                    f.detail = format!("seq {seq} arrived after later records");
+                }
             }
         } else {
             found.push((
@@ -686,12 +694,10 @@ impl Verifier {
         for (reason, detail) in found {
             self.fail(&p.position, Some(chain), Some(seq), reason, detail);
         }
-        if let Some(anchor) = self
-            .anchors
-            .get_mut(chain)
-            .and_then(|list| list.iter_mut().find(|a| a.seq == seq && a.seen.is_none()))
-        {
-            anchor.seen = Some(hash);
+        if let Some(list) = self.anchors.get_mut(chain) {
+            for anchor in list.iter_mut().filter(|a| a.seq == seq && a.seen.is_none()) {
+                anchor.seen = Some(hash);
+            }
         }
         // A rotation settles before the checkpoints that end at it: they are signed by
         // the key it introduces.
@@ -793,11 +799,13 @@ impl Verifier {
             .chains
             .entry(chain.to_string())
             .or_insert_with(|| ChainState::new(seq, [0u8; 32], from_genesis));
-        if seq >= s.next_seq {
-            s.next_seq = seq + 1;
+        // Only a record in the expected place moves the chain on: an unauthenticated
+        // one claiming a far sequence number must not make the real ones look old.
+        if seq == s.next_seq {
+            s.next_seq = seq.saturating_add(1);
             s.last_hash = None;
+            s.tree = None;
         }
-        s.tree = None;
     }
 
     /// Like [`Self::push_stream`], for a file whose records must all name `chain` (a trail

@@ -741,7 +741,7 @@ pub enum ParseFailure {
     Malformed(String),
     /// Valid content, but not in canonical form: the bytes were altered.
     NonCanonical,
-    UnsupportedVersion(u32),
+    UnsupportedVersion(u64),
     /// The payload is not the one the envelope's `payload_sha256` commits to.
     PayloadMismatch,
 }
@@ -753,11 +753,11 @@ pub fn parse_record(line: &[u8]) -> Result<ParsedRecord<'_>, ParseFailure> {
         std::str::from_utf8(line).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
     let repr: RecordRepr<'_> =
         serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
+    if let Some(v) = other_version(repr.event.get(), FORMAT_VERSION) {
+        return Err(ParseFailure::UnsupportedVersion(v));
+    }
     let event: Event = serde_json::from_str(repr.event.get())
         .map_err(|e| ParseFailure::Malformed(e.to_string()))?;
-    if event.v != FORMAT_VERSION {
-        return Err(ParseFailure::UnsupportedVersion(event.v));
-    }
     let payload: Payload = serde_json::from_str(repr.payload.get())
         .map_err(|e| ParseFailure::Malformed(format!("payload: {e}")))?;
     let sig: [u8; 64] = hex::decode(repr.sig)
@@ -901,25 +901,23 @@ fn hash_field(name: &str, text: &str) -> Result<[u8; 32], ParseFailure> {
 /// fall back to the full check in [`parse_record`] so that they get its specific reason.
 pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, ParseFailure> {
     let Some((body, sig)) = split_line(line, EVENT_PREFIX) else {
-        parse_record(line)?;
-        return Err(ParseFailure::NonCanonical);
+        return Err(misshapen(line));
     };
     let text =
         std::str::from_utf8(body).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<EnvelopeRepr<'_>>();
     let repr = match values.next() {
         Some(Ok(r)) => r,
-        Some(Err(e)) => return Err(ParseFailure::Malformed(e.to_string())),
+        Some(Err(e)) => return Err(misshapen(line).or_malformed(e.to_string())),
         None => return Err(ParseFailure::Malformed("empty event".into())),
     };
+    if u64::from(repr.v) != u64::from(FORMAT_VERSION) {
+        return Err(ParseFailure::UnsupportedVersion(u64::from(repr.v)));
+    }
     let end = values.byte_offset();
     let Some(payload_bytes) = body[end..].strip_prefix(PAYLOAD_INFIX) else {
-        parse_record(line)?;
-        return Err(ParseFailure::NonCanonical);
+        return Err(misshapen(line));
     };
-    if repr.v != FORMAT_VERSION {
-        return Err(ParseFailure::UnsupportedVersion(repr.v));
-    }
     Ok(Envelope {
         event_bytes: &body[..end],
         payload_bytes,
@@ -932,6 +930,47 @@ pub fn parse_envelope(line: &[u8]) -> Result<Envelope<'_>, ParseFailure> {
         kind: repr.kind,
         sig,
     })
+}
+
+/// The `v` of a JSON object when it is a whole number other than `expected` (checked before
+/// anything else, so a record of another version is reported as such, not as malformed).
+fn other_version(object: &str, expected: u32) -> Option<u64> {
+    let mut values = serde_json::Deserializer::from_str(object).into_iter::<serde_json::Value>();
+    let v = values.next()?.ok()?.get("v")?.as_u64()?;
+    (v != u64::from(expected)).then_some(v)
+}
+
+/// Why an event line that is not laid out canonically fails: another version, a part
+/// that does not decode (`MALFORMED`), or only its layout (`NON_CANONICAL`). The payload
+/// need only be JSON: its own fields are checked by `--strict` alone.
+fn misshapen(line: &[u8]) -> ParseFailure {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return ParseFailure::Malformed("not UTF-8".into());
+    };
+    let repr: RecordRepr<'_> = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return ParseFailure::Malformed(e.to_string()),
+    };
+    if let Some(v) = other_version(repr.event.get(), FORMAT_VERSION) {
+        return ParseFailure::UnsupportedVersion(v);
+    }
+    if let Err(e) = serde_json::from_str::<Event>(repr.event.get()) {
+        return ParseFailure::Malformed(e.to_string());
+    }
+    if hex::decode(repr.sig).ok().is_none_or(|b| b.len() != 64) {
+        return ParseFailure::Malformed("sig is not 128 hex digits".into());
+    }
+    ParseFailure::NonCanonical
+}
+
+impl ParseFailure {
+    /// Keep a specific verdict; a mere layout difference becomes `MALFORMED` with `detail`.
+    fn or_malformed(self, detail: String) -> Self {
+        match self {
+            Self::NonCanonical => Self::Malformed(detail),
+            other => other,
+        }
+    }
 }
 
 pub struct ParsedCheckpoint<'a> {
@@ -949,11 +988,11 @@ pub fn parse_checkpoint(line: &[u8]) -> Result<ParsedCheckpoint<'_>, ParseFailur
     };
     let text =
         std::str::from_utf8(bytes).map_err(|_| ParseFailure::Malformed("not UTF-8".into()))?;
+    if let Some(v) = other_version(text, CHECKPOINT_VERSION) {
+        return Err(ParseFailure::UnsupportedVersion(v));
+    }
     let checkpoint: Checkpoint =
         serde_json::from_str(text).map_err(|e| ParseFailure::Malformed(e.to_string()))?;
-    if checkpoint.v != CHECKPOINT_VERSION {
-        return Err(ParseFailure::UnsupportedVersion(checkpoint.v));
-    }
     if canonical_checkpoint(&checkpoint).map_err(ParseFailure::Malformed)? != bytes {
         return Err(ParseFailure::NonCanonical);
     }

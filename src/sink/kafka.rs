@@ -14,6 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::readback::Digest;
 use super::spool::{Cursor, Spool, SpoolRecord, TopicKind};
 use super::{NewestRecords, SinkError};
 use crate::audit::wire::{self, RecordKind};
@@ -24,6 +25,8 @@ pub const SCHEMA_VERSION: &str = "1";
 
 /// Records handed to the producer and not yet acknowledged, at most.
 const MAX_IN_FLIGHT: usize = 50_000;
+/// Acknowledged records waiting to be read back, at most: more make a read-back due.
+const MAX_UNVERIFIED: usize = 200_000;
 /// Pause before records are sent again after a failed delivery.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -54,9 +57,14 @@ pub struct KafkaSink {
     brokers: String,
     topics: Topics,
     spool: Spool,
-    in_flight: VecDeque<(Cursor, DeliveryFuture)>,
+    in_flight: VecDeque<(Sent, DeliveryFuture)>,
     /// A record read from the spool that the producer's queue had no room for yet.
-    stash: Option<(Cursor, SpoolRecord)>,
+    stash: Option<(Sent, SpoolRecord)>,
+    /// Acknowledged records not yet read back from the topic, in spool order.
+    unverified: VecDeque<Acked>,
+    readback: Readback,
+    /// A read-back under way over the first `.0` records of `unverified`.
+    reading: Option<(usize, tokio::task::JoinHandle<Result<Views, SinkError>>)>,
     retry_at: Option<Instant>,
     metrics: Arc<Metrics>,
     /// Spool position after each record with a known origin, and that origin: settled
@@ -67,6 +75,70 @@ pub struct KafkaSink {
 
 fn kerr(e: impl std::fmt::Display) -> SinkError {
     SinkError::Kafka(e.to_string())
+}
+
+/// A record handed to the producer: where it lies in the spool and what it is.
+#[derive(Debug, Clone)]
+struct Sent {
+    start: Cursor,
+    end: Cursor,
+    topic: TopicKind,
+    chain: String,
+    seq: u64,
+    digest: Digest,
+}
+
+type Views = std::collections::BTreeMap<(String, i32), super::readback::PartitionView>;
+
+/// A record the broker acknowledged at `partition`/`offset`.
+#[derive(Debug, Clone)]
+struct Acked {
+    sent: Sent,
+    partition: i32,
+    offset: i64,
+}
+
+/// When acknowledged records are read back, and what the read-backs found.
+#[derive(Debug, Clone)]
+pub struct Readback {
+    pub interval: Duration,
+    pub timeout: Duration,
+    next_at: Instant,
+    /// A delivery error that can mean the broker lost state: read back at the next chance.
+    due: bool,
+    /// Acknowledged records the topic lost, found and sent again.
+    pub lost_and_resent: u64,
+    /// Acknowledged records the topic lost that were no longer retained, by chain and
+    /// sequence range: a hole only the engine's other copies can fill.
+    pub unrecoverable: Vec<String>,
+}
+
+impl Readback {
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            next_at: Instant::now() + interval,
+            due: false,
+            lost_and_resent: 0,
+            unrecoverable: Vec::new(),
+        }
+    }
+}
+
+/// `chain seq A..=B` for each run of consecutive records of one chain.
+fn describe_runs(lost: &[&Sent]) -> String {
+    let mut runs: Vec<(String, u64, u64)> = Vec::new();
+    for s in lost {
+        match runs.last_mut() {
+            Some((c, _, b)) if *c == s.chain && *b + 1 == s.seq => *b = s.seq,
+            _ => runs.push((s.chain.clone(), s.seq, s.seq)),
+        }
+    }
+    runs.iter()
+        .map(|(c, a, b)| format!("{c} seq {a}..={b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl KafkaSink {
@@ -80,6 +152,19 @@ impl KafkaSink {
             .set("batch.num.messages", "10000")
             // The spool, not the producer, decides when to give up on a record: never.
             .set("message.timeout.ms", "0")
+            // A silent network cut (packets dropped, no reset) is noticed by a request
+            // that gets no answer within 5 s; the connection is then dropped and tried
+            // again every second at most, so delivery resumes within a few seconds of the
+            // network's return (docs/events.md).
+            .set("socket.keepalive.enable", "true")
+            .set("request.timeout.ms", "5000")
+            .set("socket.timeout.ms", "5000")
+            .set("socket.connection.setup.timeout.ms", "5000")
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("retry.backoff.max.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            .set("metadata.max.age.ms", "30000")
             .create()
             .map_err(kerr)
     }
@@ -88,6 +173,7 @@ impl KafkaSink {
         brokers: &str,
         topics: Topics,
         spool: Spool,
+        readback: Readback,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
         Ok(Self {
@@ -97,6 +183,9 @@ impl KafkaSink {
             spool,
             in_flight: VecDeque::new(),
             stash: None,
+            unverified: VecDeque::new(),
+            readback,
+            reading: None,
             retry_at: None,
             metrics,
             origins: VecDeque::new(),
@@ -140,12 +229,22 @@ impl KafkaSink {
         }
         self.retry_at = None;
         while self.in_flight.len() < MAX_IN_FLIGHT {
-            let next = match self.stash.take() {
-                Some(x) => Some(x),
-                None => self.spool.next_unsent().map_err(SinkError::from)?,
-            };
-            let Some((cursor, rec)) = next else {
-                break;
+            let (sent, rec) = match self.stash.take() {
+                Some(x) => x,
+                None => match self.spool.next_unsent().map_err(SinkError::from)? {
+                    Some((end, rec)) => {
+                        let sent = Sent {
+                            start: self.spool.last_start(),
+                            end,
+                            topic: rec.topic,
+                            chain: rec.chain.clone(),
+                            seq: rec.seq,
+                            digest: Digest::of(&rec.payload),
+                        };
+                        (sent, rec)
+                    }
+                    None => break,
+                },
             };
             let seq = rec.seq.to_string();
             let headers = OwnedHeaders::new()
@@ -174,9 +273,17 @@ impl KafkaSink {
                 .payload(&rec.payload)
                 .headers(headers);
             match self.producer.send_result(record) {
-                Ok(fut) => self.in_flight.push_back((cursor, fut)),
+                Ok(fut) => self.in_flight.push_back((sent, fut)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    self.stash = Some((cursor, rec));
+                    self.stash = Some((sent, rec));
+                    break;
+                }
+                // An idempotent producer that failed fatally (its broker lost state it had
+                // acknowledged) refuses every record: replace it, read back, send again.
+                Err((e, _)) if self.producer.client().fatal_error().is_some() => {
+                    tracing::warn!(error = %e, "kafka producer failed fatally; resending from the spool");
+                    self.restart_sending(Instant::now() + RETRY_AFTER)?;
+                    self.readback.due = true;
                     break;
                 }
                 Err((e, _)) => return Err(kerr(e)),
@@ -185,10 +292,11 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn settle(&mut self, cursor: Cursor, result: Option<String>) -> Result<(), SinkError> {
+    fn settle(&mut self, sent: Sent, result: Result<(i32, i64), String>) -> Result<(), SinkError> {
         match result {
-            None => {
+            Ok((partition, offset)) => {
                 self.metrics.kafka_acked_total.inc();
+                let cursor = sent.end;
                 while self.origins.front().is_some_and(|(c, _)| *c <= cursor) {
                     if let Some((_, t)) = self.origins.pop_front() {
                         let us = t.elapsed().as_micros().max(1) as u64;
@@ -196,26 +304,143 @@ impl KafkaSink {
                         self.metrics.tick_to_ack_seconds.observe(us as f64 * 1e-6);
                     }
                 }
+                self.unverified.push_back(Acked {
+                    sent,
+                    partition,
+                    offset,
+                });
+                if self.unverified.len() >= MAX_UNVERIFIED {
+                    self.readback.due = true;
+                }
                 self.spool.ack_through(cursor).map_err(SinkError::from)
             }
-            Some(e) => {
+            Err(e) => {
                 // Send again from the first unacknowledged record, in order. Deliveries
                 // still in flight may land too: duplicates that consumers drop by
-                // (chain, seq).
+                // (chain, seq). The broker may also have lost what it acknowledged
+                // (a restart, an unclean leader election): read back soon.
                 self.metrics.kafka_delivery_errors_total.inc();
                 tracing::warn!(error = %e, "kafka delivery failed; resending from the spool");
-                self.in_flight.clear();
-                self.stash = None;
-                self.spool.rewind();
-                self.retry_at = Some(Instant::now() + RETRY_AFTER);
-                // An idempotent producer that hit a fatal error takes no more records.
-                if let Some((code, reason)) = self.producer.client().fatal_error() {
-                    tracing::warn!(%code, %reason, "kafka producer failed fatally; starting a new one");
-                    self.producer = Self::make_producer(&self.brokers)?;
-                }
+                self.restart_sending(Instant::now() + RETRY_AFTER)?;
+                self.readback.due = true;
                 Ok(())
             }
         }
+    }
+
+    /// Forget what is in flight and send from the spool's unacknowledged point again, from
+    /// `at` on; a producer that failed fatally is replaced.
+    fn restart_sending(&mut self, at: Instant) -> Result<(), SinkError> {
+        self.in_flight.clear();
+        self.stash = None;
+        self.spool.rewind();
+        self.retry_at = Some(at);
+        // An idempotent producer that hit a fatal error takes no more records.
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::warn!(%code, %reason, "kafka producer failed fatally; starting a new one");
+            self.producer = Self::make_producer(&self.brokers)?;
+        }
+        Ok(())
+    }
+
+    /// Start reading back the acknowledged records not verified yet (in the background:
+    /// sending goes on meanwhile).
+    fn start_readback(&mut self) {
+        self.readback.due = false;
+        self.readback.next_at = Instant::now() + self.readback.interval;
+        if self.unverified.is_empty() || self.reading.is_some() {
+            return;
+        }
+        let mut from: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+        for a in &self.unverified {
+            let key = (self.topics.name(a.sent.topic).to_string(), a.partition);
+            let e = from.entry(key).or_insert(a.offset);
+            *e = (*e).min(a.offset);
+        }
+        let brokers = self.brokers.clone();
+        let timeout = self.readback.timeout;
+        let task = tokio::task::spawn_blocking(move || {
+            super::readback::read_back(&brokers, &from, timeout)
+        });
+        self.reading = Some((self.unverified.len(), task));
+    }
+
+    /// Settle a finished read-back (or wait for it with `wait`); returns how many
+    /// acknowledged records the topic had lost, None while it is still under way.
+    async fn finish_readback(&mut self, wait: bool) -> Result<Option<u64>, SinkError> {
+        let Some((n, task)) = self.reading.as_mut() else {
+            return Ok(Some(0));
+        };
+        let n = *n;
+        let views = if wait {
+            task.await
+        } else {
+            match task.now_or_never() {
+                Some(done) => done,
+                None => return Ok(None),
+            }
+        };
+        self.reading = None;
+        let views = views.map_err(|e| SinkError::Kafka(format!("read-back task: {e}")))??;
+        self.settle_readback(n.min(self.unverified.len()), &views)
+            .map(Some)
+    }
+
+    /// Compare the first `n` unverified records with what the topic holds; send again
+    /// from the first one it lost.
+    fn settle_readback(&mut self, n: usize, views: &Views) -> Result<u64, SinkError> {
+        let held = |a: &Acked| {
+            let key = (self.topics.name(a.sent.topic).to_string(), a.partition);
+            views.get(&key).is_some_and(|v| {
+                // Deleted by retention is not lost.
+                a.offset < v.log_start || v.records.get(&a.offset) == Some(&a.sent.digest)
+            })
+        };
+        let checked = self.unverified.iter().take(n);
+        let Some(first_lost) = checked.clone().position(|a| !held(a)) else {
+            if let Some(end) = n.checked_sub(1).map(|i| self.unverified[i].sent.end) {
+                self.unverified.drain(..n);
+                self.spool.verified_through(end).map_err(SinkError::from)?;
+            }
+            return Ok(0);
+        };
+        let lost: Vec<&Sent> = checked
+            .skip(first_lost)
+            .filter(|a| !held(a))
+            .map(|a| &a.sent)
+            .collect();
+        let count = lost.len() as u64;
+        let runs = describe_runs(&lost);
+        let start = self.unverified[first_lost].sent.start;
+        let verified_end = first_lost
+            .checked_sub(1)
+            .map(|i| self.unverified[i].sent.end);
+        self.metrics.kafka_acked_records_lost_total.inc_by(count);
+        if let Some(end) = verified_end {
+            self.spool.verified_through(end).map_err(SinkError::from)?;
+        }
+        if self.spool.resend_from(start) {
+            tracing::error!(lost = count, records = %runs, "the broker lost records it had acknowledged; sending them again from the retained spool");
+            self.readback.lost_and_resent += count;
+            // Everything from there is sent (and acknowledged, and read back) again.
+            self.unverified.clear();
+            self.restart_sending(Instant::now())?;
+        } else {
+            tracing::error!(lost = count, records = %runs, "the broker lost records it had acknowledged and they are no longer retained (kafka.spool_retain_acked_mb): the topic has a hole");
+            self.metrics
+                .kafka_acked_records_unrecoverable_total
+                .inc_by(count);
+            self.readback.unrecoverable.push(runs);
+            let end = self.unverified[n - 1].sent.end;
+            self.unverified.drain(..n);
+            self.spool.verified_through(end).map_err(SinkError::from)?;
+        }
+        Ok(count)
+    }
+
+    /// What the read-backs found so far.
+    pub fn readback(&self) -> &Readback {
+        &self.readback
     }
 
     /// Settle acknowledged deliveries and hand more spooled records to the producer,
@@ -235,29 +460,38 @@ impl KafkaSink {
             let Some(outcome) = fut.now_or_never() else {
                 break;
             };
-            let Some((cursor, _)) = self.in_flight.pop_front() else {
+            let Some((sent, _)) = self.in_flight.pop_front() else {
                 break;
             };
-            self.settle(cursor, delivery_error(outcome))?;
+            self.settle(sent, delivery_result(outcome))?;
         }
         Ok(())
     }
 
     /// Wait for the oldest delivery; false if nothing was in flight.
     async fn await_oldest(&mut self) -> Result<bool, SinkError> {
-        let Some((cursor, fut)) = self.in_flight.pop_front() else {
+        let Some((sent, fut)) = self.in_flight.pop_front() else {
             return Ok(false);
         };
         let outcome = fut.await;
-        self.settle(cursor, delivery_error(outcome))?;
+        self.settle(sent, delivery_result(outcome))?;
         Ok(true)
     }
 
     /// The local durable point: every spooled record is on disk (fsync), acknowledgements
-    /// so far are recorded. Never waits for the broker.
-    pub fn flush(&mut self) -> Result<(), SinkError> {
+    /// so far are recorded. Never waits for the broker, except to read back what it
+    /// acknowledged when that is due (every `kafka.readback_interval_ms`, and soon after a
+    /// delivery error).
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
         self.spool.sync().map_err(SinkError::from)?;
         self.collect_acks()?;
+        if let Err(e) = self.finish_readback(false).await {
+            // The broker may be away: read back again at the next interval.
+            tracing::warn!(error = %e, "reading back acknowledged records failed");
+        }
+        if self.readback.due || Instant::now() >= self.readback.next_at {
+            self.start_readback();
+        }
         self.pump()?;
         self.spool.compact_if_drained().map_err(SinkError::from)?;
         self.spool.save_acked().map_err(SinkError::from)?;
@@ -278,23 +512,41 @@ impl KafkaSink {
         })
     }
 
-    /// Wait until the broker has acknowledged everything spooled, or `deadline`. Returns
-    /// the bytes still spooled (0 when drained); they are sent at the next start.
+    /// Wait until the broker has acknowledged everything spooled and it has been read
+    /// back from the topic, or `deadline`. Returns the bytes still spooled (0 when
+    /// drained); they are sent at the next start.
     pub async fn drain(&mut self, deadline: Instant) -> Result<u64, SinkError> {
-        self.flush()?;
+        self.flush().await?;
         loop {
             self.collect_acks()?;
             self.pump()?;
-            if self.spool.is_drained() {
-                break;
-            }
             let left = deadline.saturating_duration_since(Instant::now());
+            if self.spool.is_drained() {
+                // Everything acknowledged: read it back; what the broker lost is sent again.
+                let found = match self.finish_readback(true).await {
+                    Ok(Some(0)) if self.unverified.is_empty() => break,
+                    Ok(found) => found,
+                    Err(e) if left.is_zero() => {
+                        tracing::error!(error = %e, "acknowledged records could not be read back before the deadline; they stay in the spool");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading back acknowledged records failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+                        None
+                    }
+                };
+                if found == Some(0) || found.is_none() {
+                    self.start_readback();
+                }
+                continue;
+            }
             if left.is_zero() {
                 break;
             }
             match self.in_flight.pop_front() {
-                Some((cursor, fut)) => match tokio::time::timeout(left, fut).await {
-                    Ok(outcome) => self.settle(cursor, delivery_error(outcome))?,
+                Some((sent, fut)) => match tokio::time::timeout(left, fut).await {
+                    Ok(outcome) => self.settle(sent, delivery_result(outcome))?,
                     // Still unacknowledged: it stays spooled for the next start.
                     Err(_) => break,
                 },
@@ -310,13 +562,13 @@ impl KafkaSink {
     }
 }
 
-fn delivery_error<E>(
+fn delivery_result<E>(
     outcome: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
-) -> Option<String> {
+) -> Result<(i32, i64), String> {
     match outcome {
-        Ok(Ok(_)) => None,
-        Ok(Err((e, _))) => Some(e.to_string()),
-        Err(_) => Some("delivery cancelled".into()),
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(e.to_string()),
+        Err(_) => Err("delivery cancelled".into()),
     }
 }
 

@@ -3,11 +3,12 @@
 mod file;
 mod kafka;
 mod newest;
+mod readback;
 pub mod spool;
 pub mod var_snapshot;
 
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
-pub use kafka::{ensure_topics, KafkaSink, KafkaSource, StartAt, Topics, SCHEMA_VERSION};
+pub use kafka::{ensure_topics, KafkaSink, KafkaSource, Readback, StartAt, Topics, SCHEMA_VERSION};
 pub use newest::NewestRecords;
 pub use var_snapshot::VarSnapshot;
 
@@ -74,6 +75,11 @@ impl Outgoing {
 pub struct DrainReport {
     /// Bytes still in the Kafka spool (sent at the next start); 0 with files.
     pub spooled_bytes_left: u64,
+    /// Records the broker acknowledged, then lost, found by reading back and sent again.
+    pub acked_records_resent: u64,
+    /// Acknowledged records lost after they left the retained spool (chain and sequence
+    /// ranges): holes in the topic.
+    pub acked_records_unrecoverable: Vec<String>,
     /// Market event arrival to broker acknowledgement of the decisions it caused,
     /// microseconds (Kafka only).
     pub tick_to_ack_us: Option<LatencySummary>,
@@ -109,10 +115,10 @@ impl Sink {
 
     /// The local durable point: records published so far are on disk (the file sink's
     /// files, or the Kafka spool), fsynced. Does not wait for a broker.
-    pub fn flush(&mut self) -> Result<(), SinkError> {
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
         match self {
             Sink::File(f) => f.flush(),
-            Sink::Kafka(k) => k.flush(),
+            Sink::Kafka(k) => k.flush().await,
         }
     }
 
@@ -126,6 +132,8 @@ impl Sink {
                 Ok(DrainReport {
                     spooled_bytes_left: left,
                     tick_to_ack_us: k.tick_to_ack(),
+                    acked_records_resent: k.readback().lost_and_resent,
+                    acked_records_unrecoverable: k.readback().unrecoverable.clone(),
                 })
             }
         }

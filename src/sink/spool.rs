@@ -75,8 +75,16 @@ pub struct Spool {
     /// Everything before this has been handed to the producer.
     read: Cursor,
     reader: Option<(u64, BufReader<File>)>,
+    /// Where the record `next_unsent` returned last begins.
+    last_start: Cursor,
     /// Everything before this has been acknowledged.
     acked: Cursor,
+    /// Acknowledged records from here on are kept on disk, so that what a broker loses
+    /// after acknowledging it can be sent again; everything before was read back from the
+    /// topic (or given up for the bound).
+    retain_from: Cursor,
+    /// Bytes of acknowledged records kept at most.
+    retain_max_bytes: u64,
     unsynced: bool,
 }
 
@@ -151,8 +159,10 @@ fn read_frame(r: &mut impl Read) -> std::io::Result<Option<(u64, SpoolRecord)>> 
 }
 
 impl Spool {
-    /// Open (or create) the spool; cut a torn last frame left by a crash.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+    /// Open (or create) the spool; cut a torn last frame left by a crash. At most
+    /// `max_bytes` of records wait for acknowledgement; acknowledged ones are kept until
+    /// read back from the topic, up to `retain_max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64, retain_max_bytes: u64) -> Result<Self, SpoolError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SpoolError::Io { path, source }
@@ -215,6 +225,10 @@ impl Spool {
         if segments.is_empty() {
             segments.push_back((0, 0));
         }
+        let retain_from = Cursor {
+            segment: segments.front().map_or(0, |s| s.0),
+            offset: 0,
+        };
         let path = seg_path(dir, newest);
         let file = OpenOptions::new()
             .create(true)
@@ -229,7 +243,10 @@ impl Spool {
             writer: BufWriter::with_capacity(1 << 16, file),
             read: acked,
             reader: None,
+            last_start: acked,
             acked,
+            retain_from,
+            retain_max_bytes,
             unsynced: false,
         })
     }
@@ -265,13 +282,32 @@ impl Spool {
         self.pending_bytes() + rec.payload.len() as u64 + 128 <= self.max_bytes
     }
 
+    /// Bytes from `from` to the end of the spool.
+    fn bytes_after(&self, from: Cursor) -> u64 {
+        self.segments
+            .iter()
+            .map(|&(id, len)| match id.cmp(&from.segment) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => len.saturating_sub(from.offset),
+                std::cmp::Ordering::Greater => len,
+            })
+            .sum()
+    }
+
     /// Bytes of records not yet acknowledged (what the bound limits).
     pub fn pending_bytes(&self) -> u64 {
-        let acked_in_first = match self.segments.front() {
-            Some((id, _)) if *id == self.acked.segment => self.acked.offset,
-            _ => 0,
-        };
-        self.bytes().saturating_sub(acked_in_first)
+        self.bytes_after(self.acked)
+    }
+
+    /// Bytes of acknowledged records kept for repair.
+    pub fn retained_bytes(&self) -> u64 {
+        self.bytes_after(self.retain_from)
+            .saturating_sub(self.pending_bytes())
+    }
+
+    /// Where the records kept for repair begin.
+    pub fn retained_from(&self) -> Cursor {
+        self.retain_from
     }
 
     /// Append a record (write-ahead). The caller waits for room first.
@@ -371,6 +407,7 @@ impl Spool {
             };
             match read_frame(r).map_err(io)? {
                 Some((n, rec)) => {
+                    self.last_start = self.read;
                     self.read.offset += n;
                     return Ok(Some((self.read, rec)));
                 }
@@ -386,27 +423,61 @@ impl Spool {
         Ok(None)
     }
 
-    /// Every record up to `upto` is acknowledged: delete fully acknowledged segments.
+    /// Where the record `next_unsent` returned last begins.
+    pub fn last_start(&self) -> Cursor {
+        self.last_start
+    }
+
+    /// Every record up to `upto` is acknowledged (it stays on disk, retained, until it
+    /// has been read back from the topic or the retention bound drops it).
     pub fn ack_through(&mut self, upto: Cursor) -> Result<(), SpoolError> {
         if upto > self.acked {
             self.acked = upto;
         }
+        self.drop_released()
+    }
+
+    /// Every record up to `upto` was read back from the topic: it need not be kept.
+    pub fn verified_through(&mut self, upto: Cursor) -> Result<(), SpoolError> {
+        let upto = upto.min(self.acked);
+        if upto > self.retain_from {
+            self.retain_from = upto;
+        }
+        self.drop_released()
+    }
+
+    /// Send everything from `from` again (records a broker acknowledged and then lost);
+    /// false when `from` is no longer retained.
+    pub fn resend_from(&mut self, from: Cursor) -> bool {
+        if from < self.retain_from || from > self.acked {
+            return false;
+        }
+        self.acked = from;
+        self.read = from;
+        self.reader = None;
+        true
+    }
+
+    /// Delete segments that hold only records that are verified, or acknowledged beyond
+    /// the retention bound (the oldest first).
+    fn drop_released(&mut self) -> Result<(), SpoolError> {
         while self.segments.len() > 1 {
             let (id, len) = self.segments[0];
-            let done =
-                self.acked.segment > id || (self.acked.segment == id && self.acked.offset >= len);
-            if !done {
+            let before = |c: Cursor| c.segment > id || (c.segment == id && c.offset >= len);
+            let verified = before(self.retain_from);
+            let over_bound = before(self.acked) && self.retained_bytes() > self.retain_max_bytes;
+            if !(verified || over_bound) {
                 break;
             }
             let path = seg_path(&self.dir, id);
             fs::remove_file(&path).map_err(self.io(&path))?;
             self.segments.pop_front();
-            if self.acked.segment == id {
-                self.acked = Cursor {
-                    segment: self.segments[0].0,
-                    offset: 0,
-                };
-            }
+            let first = Cursor {
+                segment: self.segments[0].0,
+                offset: 0,
+            };
+            self.acked = self.acked.max(first);
+            self.retain_from = self.retain_from.max(first);
         }
         Ok(())
     }
@@ -414,7 +485,7 @@ impl Spool {
     /// When everything is acknowledged, start over in a fresh, empty segment (called at
     /// most once a second and at shutdown: it costs an fsync and a file).
     pub fn compact_if_drained(&mut self) -> Result<(), SpoolError> {
-        if self.is_drained() && self.bytes() > 0 {
+        if self.is_drained() && self.retain_from >= self.end() && self.bytes() > 0 {
             let next = self.end().segment + 1;
             self.roll(next)?;
             let old: Vec<u64> = self
@@ -432,6 +503,7 @@ impl Spool {
                 segment: next,
                 offset: 0,
             };
+            self.retain_from = self.acked;
             self.read = self.acked;
             self.reader = None;
         }
@@ -494,7 +566,7 @@ mod tests {
     #[test]
     fn records_come_back_in_order_and_acked_ones_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20, 0).unwrap();
         for i in 0..300 {
             s.append(&rec(i, 1000)).unwrap();
         }
@@ -512,7 +584,7 @@ mod tests {
         s.sync().unwrap();
         drop(s);
         // After a restart the unacknowledged records are handed out again.
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20, 0).unwrap();
         let (_, first) = s.next_unsent().unwrap().unwrap();
         assert!(first.seq <= 150, "{}", first.seq);
         let mut last = first.seq;
@@ -533,7 +605,7 @@ mod tests {
     #[test]
     fn a_torn_last_frame_is_cut_and_the_bound_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 20_000).unwrap();
+        let mut s = Spool::open(dir.path(), 20_000, 0).unwrap();
         let mut n = 0;
         while s.has_room(&rec(n, 1000)) {
             s.append(&rec(n, 1000)).unwrap();
@@ -551,7 +623,7 @@ mod tests {
         let f = OpenOptions::new().append(true).open(&newest).unwrap();
         let len = f.metadata().unwrap().len();
         f.set_len(len - 10).unwrap();
-        let mut s = Spool::open(dir.path(), 20_000).unwrap();
+        let mut s = Spool::open(dir.path(), 20_000, 0).unwrap();
         let mut seen = 0;
         while let Some((_, r)) = s.next_unsent().unwrap() {
             assert_eq!(r.seq, seen);

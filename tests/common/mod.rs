@@ -162,7 +162,13 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(bin: &Path, port: u16, dir: &Path) -> Self {
+        Self::start_advertised(bin, port, port, dir)
+    }
+
+    /// Listening on `port`, telling clients to connect to `advertised` (a proxy).
+    pub fn start_advertised(bin: &Path, port: u16, advertised: u16, dir: &Path) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         std::fs::create_dir_all(dir).expect("tansu dir");
         let log = std::fs::File::create(dir.join("tansu.log")).expect("tansu log");
         let child = std::process::Command::new(bin)
@@ -171,7 +177,7 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
             ])
             // The sqlite path is relative to the broker's working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
