@@ -15,7 +15,7 @@ use bizra_risk::config::Config;
 use bizra_risk::elf_demo;
 use bizra_risk::metrics::Metrics;
 use bizra_risk::sink::spool::{Spool, SpoolRecord, TopicKind};
-use bizra_risk::sink::{ensure_topics, KafkaSink, Topics};
+use bizra_risk::sink::{ensure_topics, KafkaSink, Readback, Topics};
 
 fn records(n: usize) -> Vec<SpoolRecord> {
     let config = Config::embedded().expect("defaults");
@@ -113,7 +113,9 @@ fn main() {
     // 2. Sustained: spool + producer + acknowledgements, everything acknowledged.
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let spool = Spool::open(&dir.path().join("s"), 8 << 30, 0).expect("spool");
-    let mut sink = KafkaSink::new(&brokers, topics.clone(), spool, metrics.clone()).expect("sink");
+    let readback = Readback::new(Duration::from_secs(5), Duration::from_secs(5));
+    let mut sink =
+        KafkaSink::new(&brokers, topics.clone(), spool, readback, metrics.clone()).expect("sink");
     let t = Instant::now();
     rt.block_on(async {
         for r in &recs {
@@ -147,7 +149,8 @@ fn main() {
     spool.sync().expect("sync");
     drop(spool);
     let spool = Spool::open(&drain_dir, 8 << 30, 0).expect("spool");
-    let mut sink = KafkaSink::new(&brokers, topics, spool, metrics).expect("sink");
+    let readback = Readback::new(Duration::from_secs(5), Duration::from_secs(5));
+    let mut sink = KafkaSink::new(&brokers, topics, spool, readback, metrics).expect("sink");
     let t = Instant::now();
     let left = rt
         .block_on(sink.drain(Instant::now() + Duration::from_secs(300)))

@@ -169,6 +169,18 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
             if ing.books_out_of_sync.is_empty() { "none".to_string() } else { ing.books_out_of_sync.join(", ") }
         );
     }
+    if !ing.quarantined.is_empty() {
+        let by_reason: Vec<String> = ing
+            .quarantined
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "quarantined (implausible, never delivered): {}",
+            by_reason.join(", ")
+        );
+    }
     match &ing.clock_skew {
         Some(k) => {
             let _ = writeln!(

@@ -618,20 +618,35 @@ pub enum StartAt {
 }
 
 /// Reads the records of a topic from a starting point to the current end.
+/// Reading a topic to its end reports each partition's end as a `PartitionEOF` event:
+/// expected, not an error, so it is logged at debug; other client errors go to tracing.
+pub struct ReaderContext;
+
+impl rdkafka::client::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(p) => tracing::debug!(partition = p, "end of partition"),
+            e => tracing::warn!(error = %e, reason, "kafka client error"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderContext>,
     topic: String,
 }
 
 impl KafkaSource {
     pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<ReaderContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "bizra-risk-verify")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(ReaderContext)
             .map_err(kerr)?;
         Ok(Self {
             consumer,

@@ -43,13 +43,13 @@ pub fn read_back(
     timeout: Duration,
 ) -> Result<BTreeMap<(String, i32), PartitionView>, SinkError> {
     let kerr = |e: KafkaError| SinkError::Kafka(e.to_string());
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<super::kafka::ReaderContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bizra-risk-readback")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_uncommitted")
-        .create()
+        .create_with_context(super::kafka::ReaderContext)
         .map_err(kerr)?;
     let mut out = BTreeMap::new();
     for ((topic, partition), first) in from {

@@ -485,7 +485,9 @@ impl Spool {
     /// When everything is acknowledged, start over in a fresh, empty segment (called at
     /// most once a second and at shutdown: it costs an fsync and a file).
     pub fn compact_if_drained(&mut self) -> Result<(), SpoolError> {
-        if self.is_drained() && self.retain_from >= self.end() && self.bytes() > 0 {
+        let released =
+            self.retain_from >= self.end() || self.retained_bytes() > self.retain_max_bytes;
+        if self.is_drained() && released && self.bytes() > 0 {
             let next = self.end().segment + 1;
             self.roll(next)?;
             let old: Vec<u64> = self
@@ -600,6 +602,39 @@ mod tests {
         assert_eq!(s.pending_bytes(), 0);
         s.compact_if_drained().unwrap();
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn acknowledged_records_are_kept_until_read_back_and_can_be_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let mut ends = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..300 {
+            s.append(&rec(i, 1000)).unwrap();
+        }
+        while let Some((end, _)) = s.next_unsent().unwrap() {
+            starts.push(s.last_start());
+            ends.push(end);
+        }
+        s.ack_through(ends[299]).unwrap();
+        assert!(s.is_drained());
+        assert!(s.retained_bytes() > 290_000, "{}", s.retained_bytes());
+        s.compact_if_drained().unwrap();
+        assert!(s.bytes() > 0, "nothing read back yet: kept");
+        // The topic lost records 120 and later: they are handed out again.
+        assert!(s.resend_from(starts[120]));
+        let (_, again) = s.next_unsent().unwrap().unwrap();
+        assert_eq!(again.seq, 120);
+        s.ack_through(ends[299]).unwrap();
+        s.verified_through(ends[299]).unwrap();
+        assert_eq!(s.retained_bytes(), 0);
+        s.compact_if_drained().unwrap();
+        assert_eq!(s.bytes(), 0);
+        assert!(
+            !s.resend_from(starts[10]),
+            "released records cannot be sent again"
+        );
     }
 
     #[test]

@@ -126,7 +126,8 @@ fn warm(s: &mut FeedStep, n: u64) {
 #[test]
 fn every_kind_of_impossible_trade_is_quarantined_singly_and_in_bursts() {
     let at = |id: u64| T0 + id as i64 * 100;
-    let poison: Vec<(&str, Box<dyn Fn(u64) -> String>)> = vec![
+    type MakeFrame = Box<dyn Fn(u64) -> String>;
+    let poison: Vec<(&str, MakeFrame)> = vec![
         (
             "IMPLAUSIBLE_PRICE",
             Box::new(move |id| trade("BTCUSDT", id, 1e308, 0.5, at(id))),
