@@ -114,8 +114,15 @@ fn main() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let spool = Spool::open(&dir.path().join("s"), 8 << 30, 0).expect("spool");
     let readback = Readback::new(Duration::from_secs(5), Duration::from_secs(5));
-    let mut sink =
-        KafkaSink::new(&brokers, topics.clone(), spool, readback, metrics.clone()).expect("sink");
+    let mut sink = KafkaSink::new(
+        &brokers,
+        topics.clone(),
+        spool,
+        readback,
+        None,
+        metrics.clone(),
+    )
+    .expect("sink");
     let t = Instant::now();
     rt.block_on(async {
         for r in &recs {
@@ -150,7 +157,7 @@ fn main() {
     drop(spool);
     let spool = Spool::open(&drain_dir, 8 << 30, 0).expect("spool");
     let readback = Readback::new(Duration::from_secs(5), Duration::from_secs(5));
-    let mut sink = KafkaSink::new(&brokers, topics, spool, readback, metrics).expect("sink");
+    let mut sink = KafkaSink::new(&brokers, topics, spool, readback, None, metrics).expect("sink");
     let t = Instant::now();
     let left = rt
         .block_on(sink.drain(Instant::now() + Duration::from_secs(300)))

@@ -328,6 +328,10 @@ pub struct KafkaConfig {
     /// How often acknowledged records are read back from the topic (and soon after any
     /// delivery error).
     pub readback_interval_ms: u64,
+    /// Exactly-once publication: a transactional producer (ID from `engine.engine_id`)
+    /// commits records in transactions aligned with the spool's flushes, so a
+    /// `read_committed` consumer sees every record once, across crashes.
+    pub transactional: bool,
     /// Create missing topics at start (brokers without auto-creation).
     pub create_topics: bool,
     pub topic_partitions: i32,

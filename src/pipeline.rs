@@ -122,7 +122,18 @@ async fn open_kafka_sink(
         // A read-back runs beside sending; it gives up soon while the broker is away.
         std::time::Duration::from_millis(k.request_timeout_ms.min(5_000)),
     );
-    let sink = KafkaSink::new(&k.brokers, topics, spool, readback, metrics)?;
+    // One transactional ID per engine: a restarted engine fences its earlier instance.
+    let transactional_id = k
+        .transactional
+        .then(|| format!("bizra-risk.{}", config.engine.engine_id));
+    let sink = KafkaSink::new(
+        &k.brokers,
+        topics,
+        spool,
+        readback,
+        transactional_id,
+        metrics,
+    )?;
     Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
@@ -248,7 +259,7 @@ pub async fn run(
     // checkpoints topics once; a chain continues after the later of its newest record on
     // the topics and in the spool.
     let (sink, kafka_heads) = if config.kafka_enabled() {
-        let (sink, mut newest) = open_kafka_sink(&config, metrics.clone())
+        let (mut sink, mut newest) = open_kafka_sink(&config, metrics.clone())
             .await
             .map_err(StartError::from)?;
         let brokers = config.kafka.brokers.clone();
@@ -257,18 +268,29 @@ pub async fn run(
             config.kafka.topic_checkpoints.clone(),
         ];
         let timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
-        let heads = tokio::task::spawn_blocking(move || {
+        let on_topics = tokio::task::spawn_blocking(move || {
+            let mut on_topics = NewestRecords::default();
             for topic in &topics {
-                KafkaSource::new(&brokers, topic)?.scan_newest(timeout, &mut newest)?;
+                KafkaSource::new(&brokers, topic)?.scan_newest(timeout, &mut on_topics)?;
             }
-            newest.heads().map_err(|reason| SinkError::Damaged {
-                path: topics.join(", "),
-                reason,
-            })
+            Ok::<_, SinkError>(on_topics)
         })
         .await
         .map_err(|e| anyhow::anyhow!("chain head recovery: {e}"))?
         .map_err(StartError::from)?;
+        if let Sink::Kafka(k) = &mut sink {
+            k.skip_on_topic(on_topics.seqs());
+        }
+        newest.absorb(&on_topics);
+        let heads = newest.heads().map_err(|reason| {
+            StartError::from(SinkError::Damaged {
+                path: format!(
+                    "{}, {}",
+                    config.kafka.topic_decisions, config.kafka.topic_checkpoints
+                ),
+                reason,
+            })
+        })?;
         (sink, heads)
     } else {
         (

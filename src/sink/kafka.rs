@@ -1,7 +1,7 @@
 //! Kafka: an idempotent producer (acks=all) with many sends in flight, and a reader for
 //! `verify`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use crate::metrics::Metrics;
 /// `schema-version` header of every message (docs/events.md).
 pub const SCHEMA_VERSION: &str = "1";
 
+/// Bound of one transactional call (init, commit, abort).
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Records handed to the producer and not yet acknowledged, at most.
 const MAX_IN_FLIGHT: usize = 50_000;
 /// Acknowledged records waiting to be read back, at most: more make a read-back due.
@@ -65,6 +67,13 @@ pub struct KafkaSink {
     readback: Readback,
     /// A read-back under way over the first `.0` records of `unverified`.
     reading: Option<(usize, tokio::task::JoinHandle<Result<Views, SinkError>>)>,
+    /// `kafka.transactional`: records are committed in transactions aligned with flushes.
+    transactional_id: Option<String>,
+    txn_open: bool,
+    /// Delivered in the open transaction, acknowledged once it commits.
+    uncommitted: Vec<Acked>,
+    /// Newest sequence number on each topic per chain, found at start.
+    on_topic: HashMap<(TopicKind, String), u64>,
     retry_at: Option<Instant>,
     metrics: Arc<Metrics>,
     /// Spool position after each record with a known origin, and that origin: settled
@@ -142,8 +151,14 @@ fn describe_runs(lost: &[&Sent]) -> String {
 }
 
 impl KafkaSink {
-    fn make_producer(brokers: &str) -> Result<FutureProducer, SinkError> {
-        ClientConfig::new()
+    /// The idempotent producer; with a transactional ID, a transactional one whose
+    /// transactions are initialised (fencing an earlier instance with the same ID).
+    fn make_producer(
+        brokers: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<FutureProducer, SinkError> {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -164,9 +179,67 @@ impl KafkaSink {
             .set("reconnect.backoff.max.ms", "1000")
             .set("retry.backoff.max.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "10000")
-            .set("metadata.max.age.ms", "30000")
-            .create()
-            .map_err(kerr)
+            .set("metadata.max.age.ms", "30000");
+        if let Some(id) = transactional_id {
+            // A transaction may not outlive its records; a record that cannot be
+            // delivered within it fails the transaction, which is aborted and sent again.
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", "60000")
+                .set("message.timeout.ms", "60000");
+        }
+        let producer: FutureProducer = config.create().map_err(kerr)?;
+        if transactional_id.is_some() {
+            producer
+                .init_transactions(TXN_TIMEOUT)
+                .map_err(|e| SinkError::Kafka(format!("init transactions: {e}")))?;
+        }
+        Ok(producer)
+    }
+
+    /// Records on a topic already (found at start): a spooled copy at the front of what
+    /// is left to send is settled without sending it again.
+    pub fn skip_on_topic(&mut self, newest: HashMap<(TopicKind, String), u64>) {
+        self.on_topic = newest;
+    }
+
+    /// Commit the open transaction once everything in it is delivered: its records are
+    /// then acknowledged. True when nothing is left uncommitted.
+    async fn commit_if_ready(&mut self) -> Result<bool, SinkError> {
+        if self.transactional_id.is_none() || !self.txn_open {
+            return Ok(true);
+        }
+        if !self.in_flight.is_empty() || self.stash.is_some() {
+            return Ok(false);
+        }
+        let producer = self.producer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT))
+                .await
+                .map_err(|e| SinkError::Kafka(format!("commit task: {e}")))?;
+        self.txn_open = false;
+        match committed {
+            Ok(()) => {
+                for acked in std::mem::take(&mut self.uncommitted) {
+                    self.spool
+                        .ack_through(acked.sent.end)
+                        .map_err(SinkError::from)?;
+                    self.unverified.push_back(acked);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka transaction did not commit; aborting it and sending its records again");
+                self.metrics.kafka_delivery_errors_total.inc();
+                self.uncommitted.clear();
+                let producer = self.producer.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || producer.abort_transaction(TXN_TIMEOUT))
+                        .await;
+                self.restart_sending(Instant::now() + RETRY_AFTER)?;
+                Ok(false)
+            }
+        }
     }
 
     pub fn new(
@@ -174,10 +247,15 @@ impl KafkaSink {
         topics: Topics,
         spool: Spool,
         readback: Readback,
+        transactional_id: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
         Ok(Self {
-            producer: Self::make_producer(brokers)?,
+            producer: Self::make_producer(brokers, transactional_id.as_deref())?,
+            transactional_id,
+            txn_open: false,
+            uncommitted: Vec::new(),
+            on_topic: HashMap::new(),
             brokers: brokers.to_string(),
             topics,
             spool,
@@ -246,6 +324,30 @@ impl KafkaSink {
                     None => break,
                 },
             };
+            if !self.on_topic.is_empty() {
+                // A VaR snapshot stands or falls with the decision it shows.
+                let kind = match rec.topic {
+                    TopicKind::VarSnapshots => TopicKind::Decisions,
+                    other => other,
+                };
+                if self
+                    .on_topic
+                    .get(&(kind, rec.chain.clone()))
+                    .is_some_and(|newest| rec.seq <= *newest)
+                {
+                    // Sent and committed before a crash: the topic has it already.
+                    self.spool.ack_through(sent.end).map_err(SinkError::from)?;
+                    continue;
+                }
+                // The records on the topic were a prefix of the spool: it ends here.
+                self.on_topic.clear();
+            }
+            if self.transactional_id.is_some() && !self.txn_open {
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| SinkError::Kafka(format!("begin transaction: {e}")))?;
+                self.txn_open = true;
+            }
             let seq = rec.seq.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -304,11 +406,17 @@ impl KafkaSink {
                         self.metrics.tick_to_ack_seconds.observe(us as f64 * 1e-6);
                     }
                 }
-                self.unverified.push_back(Acked {
+                let acked = Acked {
                     sent,
                     partition,
                     offset,
-                });
+                };
+                if self.transactional_id.is_some() {
+                    // Visible to read_committed consumers only once the transaction commits.
+                    self.uncommitted.push(acked);
+                    return Ok(());
+                }
+                self.unverified.push_back(acked);
                 if self.unverified.len() >= MAX_UNVERIFIED {
                     self.readback.due = true;
                 }
@@ -333,12 +441,18 @@ impl KafkaSink {
     fn restart_sending(&mut self, at: Instant) -> Result<(), SinkError> {
         self.in_flight.clear();
         self.stash = None;
+        if self.txn_open {
+            // Its records are sent again in a new transaction.
+            let _ = self.producer.abort_transaction(TXN_TIMEOUT);
+            self.txn_open = false;
+            self.uncommitted.clear();
+        }
         self.spool.rewind();
         self.retry_at = Some(at);
         // An idempotent producer that hit a fatal error takes no more records.
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(%code, %reason, "kafka producer failed fatally; starting a new one");
-            self.producer = Self::make_producer(&self.brokers)?;
+            self.producer = Self::make_producer(&self.brokers, self.transactional_id.as_deref())?;
         }
         Ok(())
     }
@@ -485,6 +599,16 @@ impl KafkaSink {
     pub async fn flush(&mut self) -> Result<(), SinkError> {
         self.spool.sync().map_err(SinkError::from)?;
         self.collect_acks()?;
+        if self.transactional_id.is_some() {
+            // Wait briefly for the open transaction's deliveries, then commit it.
+            let until = Instant::now() + Duration::from_millis(500);
+            while !self.in_flight.is_empty() && Instant::now() < until {
+                if !self.await_oldest().await? {
+                    break;
+                }
+            }
+            self.commit_if_ready().await?;
+        }
         if let Err(e) = self.finish_readback(false).await {
             // The broker may be away: read back again at the next interval.
             tracing::warn!(error = %e, "reading back acknowledged records failed");
@@ -520,6 +644,9 @@ impl KafkaSink {
         loop {
             self.collect_acks()?;
             self.pump()?;
+            if self.in_flight.is_empty() && !self.commit_if_ready().await? && self.txn_open {
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if self.spool.is_drained() {
                 // Everything acknowledged: read it back; what the broker lost is sent again.
@@ -646,6 +773,9 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
+            // Desks and auditors see committed records only (all of them, unless the
+            // engine publishes transactionally).
+            .set("isolation.level", "read_committed")
             .create_with_context(ReaderContext)
             .map_err(kerr)?;
         Ok(Self {

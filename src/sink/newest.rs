@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::spool::TopicKind;
 use crate::audit::{checkpoint_head, head_after, ChainHead};
 
 #[derive(Debug, Default)]
@@ -30,6 +31,29 @@ impl NewestRecords {
     /// A checkpoint record of `chain` ending at `last_seq`.
     pub fn checkpoint(&mut self, chain: &str, last_seq: u64, line: &[u8]) {
         keep_newest(&mut self.checkpoints, chain, last_seq, line);
+    }
+
+    /// Take in what `other` found (the newer record of each chain wins).
+    pub fn absorb(&mut self, other: &NewestRecords) {
+        for (chain, (seq, line)) in &other.events {
+            self.event(chain, *seq, line);
+        }
+        for (chain, (seq, line)) in &other.checkpoints {
+            self.checkpoint(chain, *seq, line);
+        }
+    }
+
+    /// The newest sequence number of each chain, per topic.
+    pub fn seqs(&self) -> HashMap<(TopicKind, String), u64> {
+        let events = self
+            .events
+            .iter()
+            .map(|(c, (s, _))| ((TopicKind::Decisions, c.clone()), *s));
+        let checkpoints = self
+            .checkpoints
+            .iter()
+            .map(|(c, (s, _))| ((TopicKind::Checkpoints, c.clone()), *s));
+        events.chain(checkpoints).collect()
     }
 
     /// Where each chain with events continues, with its last checkpoint's link.
