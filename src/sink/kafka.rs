@@ -224,6 +224,7 @@ impl KafkaSink {
                     self.spool
                         .ack_through(acked.sent.end)
                         .map_err(SinkError::from)?;
+                    self.visible_through(acked.sent.end);
                     self.unverified.push_back(acked);
                 }
                 Ok(true)
@@ -399,13 +400,6 @@ impl KafkaSink {
             Ok((partition, offset)) => {
                 self.metrics.kafka_acked_total.inc();
                 let cursor = sent.end;
-                while self.origins.front().is_some_and(|(c, _)| *c <= cursor) {
-                    if let Some((_, t)) = self.origins.pop_front() {
-                        let us = t.elapsed().as_micros().max(1) as u64;
-                        let _ = self.tick_to_ack.record(us);
-                        self.metrics.tick_to_ack_seconds.observe(us as f64 * 1e-6);
-                    }
-                }
                 let acked = Acked {
                     sent,
                     partition,
@@ -416,6 +410,7 @@ impl KafkaSink {
                     self.uncommitted.push(acked);
                     return Ok(());
                 }
+                self.visible_through(cursor);
                 self.unverified.push_back(acked);
                 if self.unverified.len() >= MAX_UNVERIFIED {
                     self.readback.due = true;
@@ -432,6 +427,17 @@ impl KafkaSink {
                 self.restart_sending(Instant::now() + RETRY_AFTER)?;
                 self.readback.due = true;
                 Ok(())
+            }
+        }
+    }
+
+    /// Records up to `cursor` are visible to consumers: time their market events' way here.
+    fn visible_through(&mut self, cursor: Cursor) {
+        while self.origins.front().is_some_and(|(c, _)| *c <= cursor) {
+            if let Some((_, t)) = self.origins.pop_front() {
+                let us = t.elapsed().as_micros().max(1) as u64;
+                let _ = self.tick_to_ack.record(us);
+                self.metrics.tick_to_ack_seconds.observe(us as f64 * 1e-6);
             }
         }
     }
