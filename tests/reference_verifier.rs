@@ -226,3 +226,32 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
         assert_eq!(rust.0, name.starts_with("clean"), "{name}: {:?}", rust.1);
     }
 }
+
+/// The reference verifier's own self-test: synthetic trails signed exactly as the format
+/// document says (rotations, every tamper case, anchors), each also checked with `verify`.
+#[test]
+fn the_reference_verifier_self_test_passes_and_agrees_with_verify() {
+    if Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with `cryptography` is missing in CI: scripts/test installs it"
+        );
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(common::repo().join("examples/verify_trail_selftest.py"))
+        .env("BIZRA_RISK_BIN", env!("CARGO_BIN_EXE_bizra-risk"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.trim_end().ends_with(" 0 failed"), "{text}");
+}
