@@ -19,18 +19,14 @@ use bizra_risk::metrics::Metrics;
 use bizra_risk::replay::Speed;
 
 fn kafka_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Config {
-    let mut c = common::test_config(url, dir, key);
-    c.kafka.brokers = brokers.to_string();
-    c.kafka.topic_decisions = topic.to_string();
-    c.kafka.topic_checkpoints = format!("{topic}.checkpoints");
-    c.kafka.topic_var_snapshots = format!("{topic}.var");
+    let mut c = common::kafka_test_config(url, dir, key, brokers, topic);
     c.kafka.topic_partitions = 2;
-    c.engine.shutdown_timeout_ms = 90_000;
     c
 }
 
-/// The deduplicated topic verifies as complete chains from genesis.
-fn assert_complete(brokers: &str, topic: &str, key: &Path, expected_events: u64) -> usize {
+/// The deduplicated topic verifies as complete chains from genesis; returns the number of
+/// distinct events and of exact duplicates dropped.
+fn assert_chains_complete(brokers: &str, topic: &str, key: &Path) -> (u64, usize) {
     let (records, dups) = common::read_deduplicated(brokers, topic);
     let mut v = Verifier::new(&[common::verifying_key(key)]);
     for (i, r) in records.iter().enumerate() {
@@ -42,11 +38,16 @@ fn assert_complete(brokers: &str, topic: &str, key: &Path, expected_events: u64)
         "{:?}",
         report.failures.iter().take(5).collect::<Vec<_>>()
     );
-    let events: u64 = report.chains.values().map(|c| c.events).sum();
-    assert_eq!(events, expected_events, "every signed event on the topic");
     for c in report.chains.values() {
         assert_eq!((c.first_seq, c.events), (0, c.last_seq + 1), "no gap");
     }
+    (report.chains.values().map(|c| c.events).sum(), dups)
+}
+
+/// Like `assert_chains_complete`, with every signed event on the topic.
+fn assert_complete(brokers: &str, topic: &str, key: &Path, expected_events: u64) -> usize {
+    let (events, dups) = assert_chains_complete(brokers, topic, key);
+    assert_eq!(events, expected_events, "every signed event on the topic");
     dups
 }
 
@@ -222,20 +223,7 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
         .status()
         .unwrap();
     assert!(status.success(), "restart: {status:?}");
-    let (records, dups) = common::read_deduplicated(&brokers, &topic);
-    let mut v = Verifier::new(&[common::verifying_key(&key)]);
-    for (i, r) in records.iter().enumerate() {
-        v.push(&format!("{topic}#{i}"), r);
-    }
-    let report = v.finish();
-    assert!(
-        report.ok(),
-        "{:?}",
-        report.failures.iter().take(5).collect::<Vec<_>>()
-    );
-    for c in report.chains.values() {
-        assert_eq!((c.first_seq, c.events), (0, c.last_seq + 1), "no gap");
-    }
+    let (events, dups) = assert_chains_complete(&brokers, &topic, &key);
     // The auditor's view of the raw topics: exact copies skipped and counted, nothing else.
     let out = verify_topic(
         &brokers,
@@ -246,10 +234,7 @@ fn sigkill_mid_stream_then_restart_leaves_no_gap_and_no_fork() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["duplicates_skipped"].as_u64(), Some(dups as u64));
-    eprintln!(
-        "sigkill: {} distinct events, {dups} duplicates dropped",
-        records.len()
-    );
+    eprintln!("sigkill: {events} distinct events, {dups} duplicates dropped");
 }
 
 #[cfg(unix)]
@@ -382,21 +367,8 @@ fn transactional_publication_is_exactly_once_across_sigkill_and_restart() {
             "{t}: a read_committed consumer saw a record twice"
         );
     }
-    let (records, _) = common::read_deduplicated(&brokers, &topic);
-    let mut v = Verifier::new(&[common::verifying_key(&key)]);
-    for (i, r) in records.iter().enumerate() {
-        v.push(&format!("{topic}#{i}"), r);
-    }
-    let report = v.finish();
-    assert!(
-        report.ok(),
-        "{:?}",
-        report.failures.iter().take(5).collect::<Vec<_>>()
-    );
-    for c in report.chains.values() {
-        assert_eq!((c.first_seq, c.events), (0, c.last_seq + 1), "no gap");
-    }
+    let (events, _) = assert_chains_complete(&brokers, &topic, &key);
     // The verifier over both topics, no duplicates allowed.
     verify_topic(&brokers, &topic, &key, true, &[]);
-    eprintln!("transactional: {} events, each once", records.len());
+    eprintln!("transactional: {events} events, each once");
 }

@@ -74,14 +74,9 @@ impl Drop for Noida {
 }
 
 fn kafka_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Config {
-    let mut c = common::test_config(url, dir, key);
-    c.kafka.brokers = brokers.to_string();
-    c.kafka.topic_decisions = topic.to_string();
-    c.kafka.topic_checkpoints = format!("{topic}.checkpoints");
-    c.kafka.topic_var_snapshots = format!("{topic}.var");
+    let mut c = common::kafka_test_config(url, dir, key, brokers, topic);
     c.kafka.topic_partitions = 1;
     c.kafka.readback_interval_ms = 500;
-    c.engine.shutdown_timeout_ms = 60_000;
     c
 }
 

@@ -71,6 +71,22 @@ fn both(dir: &Path, key: &Path, extra: &[&str]) -> (Verdict, Verdict) {
     (verdict(&rust.stdout), verdict(&python.stdout))
 }
 
+/// Whether python3 with `cryptography` is here; in CI it must be (scripts/test installs it).
+fn python_with_cryptography() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "python3 with `cryptography` is missing in CI: scripts/test installs it"
+    );
+    if !found {
+        eprintln!("skipping: python3 with `cryptography` not found");
+    }
+    found
+}
+
 fn copy_trail(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
@@ -101,16 +117,7 @@ fn write_lines(path: &Path, lines: &[Vec<u8>]) {
 
 #[test]
 fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_copies() {
-    if Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with `cryptography` is missing in CI: scripts/test installs it"
-        );
-        eprintln!("skipping: python3 with `cryptography` not found");
+    if !python_with_cryptography() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -231,15 +238,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
 /// document says (rotations, every tamper case, anchors), each also checked with `verify`.
 #[test]
 fn the_reference_verifier_self_test_passes_and_agrees_with_verify() {
-    if Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with `cryptography` is missing in CI: scripts/test installs it"
-        );
+    if !python_with_cryptography() {
         return;
     }
     let out = Command::new("python3")

@@ -79,6 +79,18 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c
 }
 
+/// `test_config` publishing to Kafka at `brokers`: `topic`, `topic.checkpoints`,
+/// `topic.var`, with room for a long drain at the end.
+pub fn kafka_test_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic: &str) -> Config {
+    let mut c = test_config(url, dir, key);
+    c.kafka.brokers = brokers.to_string();
+    c.kafka.topic_decisions = topic.to_string();
+    c.kafka.topic_checkpoints = format!("{topic}.checkpoints");
+    c.kafka.topic_var_snapshots = format!("{topic}.var");
+    c.engine.shutdown_timeout_ms = 90_000;
+    c
+}
+
 pub fn new_key(dir: &Path) -> PathBuf {
     let path = dir.join("signing.key");
     if !path.exists() {
