@@ -414,3 +414,42 @@ fn a_frame_while_a_fetch_is_unanswered_is_refused() {
     s.on_fetched(FetchAnswer::Trades(Ok(Vec::new())), 0, &mut out);
     assert_eq!(delivered(&out), [(9, T0 + 900)]);
 }
+
+fn agg(id: u64, price: f64, t: i64) -> String {
+    format!(
+        r#"{{"stream":"btcusdt@aggTrade","data":{{"e":"aggTrade","E":{t},"s":"BTCUSDT","a":{id},"p":"{price}","q":"0.5","f":{f},"l":{l},"T":{t},"m":false}}}}"#,
+        f = id * 3,
+        l = id * 3 + 2
+    )
+}
+
+#[test]
+fn aggregates_that_drive_the_models_are_guarded_like_trades() {
+    let mut settings = settings(TimeSource::Event);
+    settings.streams = vec![StreamKind::AggTrade];
+    let mut s = FeedStep::new(settings, &["BTCUSDT".to_string()]);
+    for id in 1..=10 {
+        let out = feed(
+            &mut s,
+            &agg(id, 60_000.0, T0 + id as i64 * 100),
+            0,
+            &mut rest_empty,
+        );
+        assert_eq!(delivered(&out).len(), 1, "{out:?}");
+    }
+    let poison = [
+        agg(11, 1e308, T0 + 1_100),
+        agg(11, 60_000.0, T0 + 3_600_000),
+        agg(10_000_000_000_011, 60_000.0, T0 + 1_100),
+    ];
+    for p in &poison {
+        let out = feed(&mut s, p, 0, &mut rest_empty);
+        assert!(delivered(&out).is_empty(), "{out:?}");
+        assert_eq!(quarantined(&out).len(), 1, "{out:?}");
+    }
+    // Aggregates reach the models as trades carrying their last trade ID.
+    let out = feed(&mut s, &agg(11, 60_010.0, T0 + 1_100), 0, &mut rest_empty);
+    assert_eq!(delivered(&out), [(35, T0 + 1_100)]);
+    let r = s.report();
+    assert_eq!((r.agg_trade_gaps, r.duplicate_agg_trades), (0, 0));
+}
