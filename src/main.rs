@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use bizra_risk::audit::{anchor, keys, proof, wire, Verifier, VerifyOptions};
+use bizra_risk::audit::{keys, wire, Verifier, VerifyOptions};
 use bizra_risk::backtest::{
     self,
     models::ModelSpec,
@@ -23,7 +23,7 @@ use bizra_risk::market::capture::{group_by_instrument, list_capture_files};
 use bizra_risk::metrics::Metrics;
 use bizra_risk::record::RecordOptions;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
-use bizra_risk::sink::{KafkaSource, SinkError, StartAt};
+use bizra_risk::sink::{KafkaSource, StartAt};
 use bizra_risk::{pipeline, report, shutdown};
 
 #[derive(Parser)]
@@ -655,120 +655,21 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             init_logging("warn");
-            let trusted = trusted_keys(&trust)?;
-            let mut anchors = Vec::new();
-            for text in &expect_head {
-                anchors.push(anchor::parse_expected_head(text).map_err(anyhow::Error::msg)?);
-            }
-            for file in &anchor {
-                let bytes =
-                    std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-                anchors.extend(
-                    anchor::heads_from_witness(&file.display().to_string(), &bytes)
-                        .map_err(anyhow::Error::msg)?,
-                );
-            }
-            if let Some(file) = check_proof {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("read {}", file.display()))?;
-                let proof: proof::InclusionProof = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not an inclusion proof", file.display()))?;
-                let mut stdout = std::io::stdout().lock();
-                return Ok(match proof::check(&proof, &trusted) {
-                    Ok(()) => {
-                        writeln!(
-                            stdout,
-                            "proof OK: {} seq {} is leaf {} of the {}-leaf tree {}",
-                            proof.chain,
-                            proof.seq,
-                            proof.leaf_index,
-                            proof.tree_size,
-                            proof.root_sha256
-                        )?;
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        writeln!(stdout, "proof FAILED: {e}")?;
-                        ExitCode::from(1)
-                    }
-                });
-            }
-            let start = kafka.start();
-            let options = VerifyOptions {
+            cli::verify::run(cli::verify::VerifyArgs {
+                trusted: trusted_keys(&trust)?,
+                start: kafka.start(),
+                timeout: Duration::from_millis(kafka.timeout_ms),
+                kafka: kafka.source()?.map(|(b, t)| (b.to_string(), t.to_string())),
+                paths,
+                checkpoint_topic,
                 strict,
-                from_genesis: start == StartAt::Beginning,
                 allow_duplicates,
-            };
-            let mut verifier = Verifier::with_options(&trusted, options);
-            for head in anchors {
-                verifier.expect_head(head);
-            }
-            // Lines of the chain to prove, kept only when a proof is asked for.
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            let mut keep = |line: &[u8]| {
-                if let Some(c) = &chain {
-                    if prove.is_some() && names_chain(line, c) {
-                        kept.push(line.to_vec());
-                    }
-                }
-            };
-            let timeout = Duration::from_millis(kafka.timeout_ms);
-            if let Some((brokers, topic)) = kafka.source()? {
-                {
-                    if let Some(cp_topic) = &checkpoint_topic {
-                        match KafkaSource::new(brokers, cp_topic)?.read_from(
-                            start,
-                            timeout,
-                            |pos, payload| {
-                                keep(payload);
-                                verifier.push(pos, payload)
-                            },
-                        ) {
-                            Ok(_) | Err(SinkError::TopicMissing(_)) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    KafkaSource::new(brokers, topic)?.read_from(
-                        start,
-                        timeout,
-                        |pos, payload| {
-                            keep(payload);
-                            verifier.push(pos, payload)
-                        },
-                    )?;
-                }
-            }
-            for f in report::record_files(&paths)? {
-                let bytes =
-                    std::fs::read(&f.path).with_context(|| format!("read {}", f.path.display()))?;
-                if prove.is_some() {
-                    bytes.split(|b| *b == b'\n').for_each(&mut keep);
-                }
-                f.push_to(&mut verifier, &bytes);
-            }
-            let report = verifier.finish();
-            let mut stdout = std::io::stdout().lock();
-            if let (Some(seq), Some(chain)) = (prove, &chain) {
-                let p = proof::build(chain, seq, kept.iter().map(Vec::as_slice))?;
-                if !report.ok() {
-                    eprint!("{}", report::render_verify(&report));
-                }
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&p)?)?;
-                return Ok(if report.ok() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
-            }
-            if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-            } else {
-                write!(stdout, "{}", report::render_verify(&report))?;
-            }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+                prove,
+                chain,
+                check_proof,
+                expect_head,
+                anchor,
+                json,
             })
         }
     }
@@ -797,12 +698,6 @@ fn trusted_keys(args: &TrustArgs) -> anyhow::Result<Vec<ed25519_dalek::Verifying
 fn parse_verdict(text: &str) -> Result<bizra_risk::elf::Verdict, String> {
     serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase()))
         .map_err(|_| format!("{text}: one of PASS, PASS_FLAGGED, REQUIRE_REVIEW, BLOCK"))
-}
-
-/// Whether a record line names `chain` (a cheap pre-filter; the proof builder re-checks).
-fn names_chain(line: &[u8], chain: &str) -> bool {
-    let needle = format!("\"chain\":\"{chain}\"");
-    line.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// `500ms`, `1s`, `1m`, `1h`, `1d`.
