@@ -98,17 +98,24 @@ impl Guard {
         self.stream_ms
     }
 
-    pub fn check_time(&self, event_ms: i64) -> Result<(), Implausible> {
-        let Some(now) = self.stream_ms else {
-            return Ok(());
+    /// An event time against the stream's clock; live (`received_ms` given), nothing may
+    /// be further ahead of the local receive time either, so even a connection's first
+    /// event cannot set the clock into the future.
+    pub fn check_time(&self, event_ms: i64, received_ms: Option<i64>) -> Result<(), Implausible> {
+        let ahead_of = match (self.stream_ms, received_ms) {
+            (Some(s), Some(r)) => Some(s.max(r)),
+            (s, r) => s.or(r),
         };
-        if event_ms.saturating_sub(now) > self.settings.max_event_ahead_ms {
-            Err(Implausible::EventTimeAhead)
-        } else if now.saturating_sub(event_ms) > self.settings.max_event_behind_ms {
-            Err(Implausible::EventTimeBehind)
-        } else {
-            Ok(())
+        if ahead_of.is_some_and(|t| event_ms.saturating_sub(t) > self.settings.max_event_ahead_ms) {
+            return Err(Implausible::EventTimeAhead);
         }
+        if self
+            .stream_ms
+            .is_some_and(|t| t.saturating_sub(event_ms) > self.settings.max_event_behind_ms)
+        {
+            return Err(Implausible::EventTimeBehind);
+        }
+        Ok(())
     }
 
     /// An accepted event's time: the stream's clock never goes back.
@@ -237,18 +244,21 @@ mod tests {
         assert!(!g.price_by_consensus("BTC", 40_100.0));
         assert!(g.price_by_consensus("BTC", 40_050.0));
 
-        assert_eq!(g.check_time(i64::MAX), Ok(()), "no clock yet");
+        assert_eq!(g.check_time(i64::MAX, None), Ok(()), "no clock yet");
         g.accept_time(1_000_000);
         assert_eq!(
-            g.check_time(1_000_000 + 3_600_000),
+            g.check_time(1_000_000 + 3_600_000, None),
             Err(Implausible::EventTimeAhead)
         );
         assert_eq!(
-            g.check_time(1_000_000 - 86_400_000),
+            g.check_time(1_000_000 - 86_400_000, None),
             Err(Implausible::EventTimeBehind)
         );
-        assert_eq!(g.check_time(i64::MIN), Err(Implausible::EventTimeBehind));
-        assert_eq!(g.check_time(1_005_000), Ok(()));
+        assert_eq!(
+            g.check_time(i64::MIN, None),
+            Err(Implausible::EventTimeBehind)
+        );
+        assert_eq!(g.check_time(1_005_000, None), Ok(()));
         g.accept_time(900_000);
         assert_eq!(g.stream_ms(), Some(1_000_000), "the clock never goes back");
 

@@ -229,6 +229,11 @@ impl FeedStep {
         r
     }
 
+    /// The receive time, when it is the engine's clock (live).
+    fn live(&self, received_ms: i64) -> Option<i64> {
+        (self.settings.time == TimeSource::Receive).then_some(received_ms)
+    }
+
     /// Engine time for an event received at `received_ms`.
     fn now(&self, received_ms: i64) -> i64 {
         match self.settings.time {
@@ -413,7 +418,10 @@ impl FeedStep {
                 out,
             );
         }
-        if let Err(why) = self.guard.check_time(item.trade.event_time_ms) {
+        if let Err(why) = self
+            .guard
+            .check_time(item.trade.event_time_ms, self.live(item.received_ms))
+        {
             let detail = format!(
                 "{:?}; stream clock {:?}",
                 item.trade,
@@ -644,7 +652,10 @@ impl FeedStep {
 
     fn on_depth(&mut self, update: DepthUpdate, received_ms: i64, out: &mut Vec<FeedOutput>) {
         let symbol = update.symbol.clone();
-        if let Err(why) = self.guard.check_time(update.event_time_ms) {
+        if let Err(why) = self
+            .guard
+            .check_time(update.event_time_ms, self.live(received_ms))
+        {
             let detail = format!(
                 "depth update {}..={} at {}; stream clock {:?}",
                 update.first_update_id,

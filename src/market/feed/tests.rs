@@ -118,7 +118,8 @@ fn quarantined(outputs: &[FeedOutput]) -> Vec<&'static str> {
 /// A clean stream of BTC trades 1..=n, one every 100 ms from T0.
 fn warm(s: &mut FeedStep, n: u64) {
     for id in 1..=n {
-        let out = feed(s, &btc(id, T0 + id as i64 * 100), 0, &mut rest_empty);
+        let t = T0 + id as i64 * 100;
+        let out = feed(s, &btc(id, t), t + 10, &mut rest_empty);
         assert_eq!(delivered(&out).len(), 1, "{out:?}");
     }
 }
@@ -452,4 +453,17 @@ fn aggregates_that_drive_the_models_are_guarded_like_trades() {
     assert_eq!(delivered(&out), [(35, T0 + 1_100)]);
     let r = s.report();
     assert_eq!((r.agg_trade_gaps, r.duplicate_agg_trades), (0, 0));
+}
+
+#[test]
+fn live_the_first_event_cannot_set_the_clock_into_the_future() {
+    let mut s = step(TimeSource::Receive);
+    let now = T0 + 50;
+    let ahead = feed(&mut s, &btc(1, T0 + 3_600_000), now, &mut rest_empty);
+    assert_eq!(quarantined(&ahead), ["EVENT_TIME_AHEAD"]);
+    for id in 2..=5 {
+        let t = T0 + id as i64 * 100;
+        let out = feed(&mut s, &btc(id, t), t + 20, &mut rest_empty);
+        assert_eq!(delivered(&out), [(id, t + 20)], "{out:?}");
+    }
 }
