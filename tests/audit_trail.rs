@@ -32,15 +32,6 @@ fn config_for(day: &str, dir: &Path, key: &Path) -> (bizra_risk::config::Config,
     (common::test_config(&server.url(), dir, key), server)
 }
 
-fn lines(path: &Path) -> Vec<Vec<u8>> {
-    fs::read(path)
-        .unwrap()
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
 /// Verify records as a stream that starts mid-chain.
 fn verify_window(records: &[Vec<u8>], vk: VerifyingKey) -> VerifyReport {
     let options = VerifyOptions {
@@ -74,7 +65,7 @@ fn tampering_with_a_real_trail_is_caught_with_the_right_reason() {
         assert!(r.ok(), "{:?}", r.failures);
         assert!(r.chains.values().all(|c| c.checkpoints_verified > 0));
     }
-    let btc = lines(&a.join("events/bizra.BTCUSDT.jsonl"));
+    let btc = common::record_lines(&a.join("events/bizra.BTCUSDT.jsonl"));
     assert!(btc.len() > 100);
     let window = |mid: Vec<u8>| vec![btc[9].clone(), mid, btc[11].clone()];
     assert!(verify_window(&window(btc[10].clone()), vk).ok());
@@ -126,7 +117,7 @@ fn tampering_with_a_real_trail_is_caught_with_the_right_reason() {
     );
 
     // Splice two chains of the same name (two runs): the seam breaks the link.
-    let other = lines(&b.join("events/bizra.BTCUSDT.jsonl"));
+    let other = common::record_lines(&b.join("events/bizra.BTCUSDT.jsonl"));
     let spliced: Vec<Vec<u8>> = btc[..50].iter().chain(&other[50..100]).cloned().collect();
     assert_eq!(first_reason(&spliced, vk), FailureReason::BrokenLink);
 

@@ -97,15 +97,6 @@ fn copy_trail(from: &Path, to: &Path) {
     }
 }
 
-fn lines(path: &Path) -> Vec<Vec<u8>> {
-    fs::read(path)
-        .unwrap()
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
 fn write_lines(path: &Path, lines: &[Vec<u8>]) {
     let mut out = Vec::new();
     for l in lines {
@@ -143,7 +134,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "payload_byte_flipped",
         &|d| {
-            let mut l = lines(&d.join(btc));
+            let mut l = common::record_lines(&d.join(btc));
             let n = l[10].len();
             l[10][n - 200] ^= 1;
             write_lines(&d.join(btc), &l);
@@ -153,7 +144,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "event_deleted",
         &|d| {
-            let mut l = lines(&d.join(btc));
+            let mut l = common::record_lines(&d.join(btc));
             l.remove(30);
             write_lines(&d.join(btc), &l);
         },
@@ -162,7 +153,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "event_duplicated",
         &|d| {
-            let mut l = lines(&d.join(btc));
+            let mut l = common::record_lines(&d.join(btc));
             let copy = l[5].clone();
             l.insert(9, copy);
             write_lines(&d.join(btc), &l);
@@ -172,7 +163,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "events_swapped",
         &|d| {
-            let mut l = lines(&d.join(btc));
+            let mut l = common::record_lines(&d.join(btc));
             l.swap(20, 21);
             write_lines(&d.join(btc), &l);
         },
@@ -181,7 +172,7 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "middle_checkpoint_deleted",
         &|d| {
-            let mut l = lines(&d.join(btc_cp));
+            let mut l = common::record_lines(&d.join(btc_cp));
             l.remove(1);
             write_lines(&d.join(btc_cp), &l);
         },
@@ -215,12 +206,12 @@ fn the_reference_verifier_agrees_with_verify_on_a_real_trail_and_its_tampered_co
     case(
         "tail_cut_with_its_checkpoints",
         &|d| {
-            let cps = lines(&d.join(btc_cp));
+            let cps = common::record_lines(&d.join(btc_cp));
             let keep = cps.len() - 2;
             let last_kept: serde_json::Value = serde_json::from_slice(&cps[keep - 1]).unwrap();
             let upto = last_kept["checkpoint"]["last_seq"].as_u64().unwrap() as usize;
             write_lines(&d.join(btc_cp), &cps[..keep]);
-            let events = lines(&d.join(btc));
+            let events = common::record_lines(&d.join(btc));
             write_lines(&d.join(btc), &events[..=upto]);
         },
         anchor.clone(),

@@ -766,6 +766,24 @@ impl rdkafka::client::ClientContext for ReaderContext {
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
+/// A consumer that reads partitions it assigns itself, from given offsets to their end,
+/// committing nothing.
+pub(super) fn reader(
+    brokers: &str,
+    group_id: &str,
+    isolation_level: &str,
+) -> Result<BaseConsumer<ReaderContext>, SinkError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation_level)
+        .create_with_context(ReaderContext)
+        .map_err(kerr)
+}
+
 pub struct KafkaSource {
     consumer: BaseConsumer<ReaderContext>,
     topic: String,
@@ -773,17 +791,9 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
-        let consumer: BaseConsumer<ReaderContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "bizra-risk-verify")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            // Desks and auditors see committed records only (all of them, unless the
-            // engine publishes transactionally).
-            .set("isolation.level", "read_committed")
-            .create_with_context(ReaderContext)
-            .map_err(kerr)?;
+        // Desks and auditors see committed records only (all of them, unless the engine
+        // publishes transactionally).
+        let consumer = reader(brokers, "bizra-risk-verify", "read_committed")?;
         Ok(Self {
             consumer,
             topic: topic.to_string(),

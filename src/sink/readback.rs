@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -43,14 +42,8 @@ pub fn read_back(
     timeout: Duration,
 ) -> Result<BTreeMap<(String, i32), PartitionView>, SinkError> {
     let kerr = |e: KafkaError| SinkError::Kafka(e.to_string());
-    let consumer: BaseConsumer<super::kafka::ReaderContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bizra-risk-readback")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_uncommitted")
-        .create_with_context(super::kafka::ReaderContext)
-        .map_err(kerr)?;
+    // What the broker acknowledged, committed or not.
+    let consumer = super::kafka::reader(brokers, "bizra-risk-readback", "read_uncommitted")?;
     let mut out = BTreeMap::new();
     for ((topic, partition), first) in from {
         let (low, high) = consumer

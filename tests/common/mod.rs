@@ -91,6 +91,16 @@ pub fn kafka_test_config(url: &str, dir: &Path, key: &Path, brokers: &str, topic
     c
 }
 
+/// The non-empty lines of a file (a trail file's records), without their newlines.
+pub fn record_lines(path: &Path) -> Vec<Vec<u8>> {
+    std::fs::read(path)
+        .expect("read records")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 pub fn new_key(dir: &Path) -> PathBuf {
     let path = dir.join("signing.key");
     if !path.exists() {
