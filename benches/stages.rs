@@ -12,9 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use bizra_risk::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
 use bizra_risk::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use bizra_risk::config::Config;
-use bizra_risk::elf::{
-    ActionRequest, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleSet,
-};
+use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, InputRange, KillSwitch, RuleSet};
 use bizra_risk::market::parse_combined;
 use bizra_risk::risk::RiskAction;
 use bizra_risk::var::nig::{McScratch, NigParams, NigPosterior};
@@ -62,7 +60,7 @@ fn request(i: u64) -> ActionRequest {
 
 fn gate(parallel: bool) -> ElfGate {
     let config = Config::embedded().expect("defaults");
-    let mut settings = GateSettings::from_config(&config.elf);
+    let mut settings = config.elf.gate_settings();
     settings.parallelize_l2_l3 = parallel;
     let rules = RuleSet::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -888,6 +888,57 @@ impl Config {
         out
     }
 
+    /// The step of instrument `index`, signing on `chain`.
+    pub fn symbol_settings(
+        &self,
+        index: usize,
+        chain: String,
+    ) -> Option<crate::engine::SymbolSettings> {
+        let inst = self.instruments.get(index)?;
+        Some(crate::engine::SymbolSettings {
+            symbol: inst.symbol.clone(),
+            index,
+            chain,
+            position_qty: inst.position_qty,
+            limit_cap_usd: inst.limit_cap_usd,
+            interval_ms: self.bars.interval_ms,
+            model: self.symbol_model(index),
+            limits: self.limit_policy(inst.var_limit_usd),
+            snapshot_every_bars: self.snapshot_every_bars(),
+        })
+    }
+
+    /// The portfolio step, signing on `chain`.
+    pub fn portfolio_settings(&self, chain: String) -> crate::engine::PortfolioSettings {
+        crate::engine::PortfolioSettings {
+            chain,
+            position_qty: self.instruments.iter().map(|i| i.position_qty).collect(),
+            interval_ms: self.bars.interval_ms,
+            model: self.portfolio_model(),
+            limits: self.limit_policy(self.portfolio.var_limit_usd),
+            snapshot_every_bars: self.snapshot_every_bars(),
+        }
+    }
+
+    fn limit_policy(&self, limit_usd: f64) -> crate::risk::LimitPolicy {
+        crate::risk::LimitPolicy {
+            limit_usd,
+            reduce_ratio: self.limits.reduce_ratio,
+            halt_ratio: self.limits.halt_ratio,
+            resume_ratio: self.limits.resume_ratio,
+        }
+    }
+
+    /// Where model snapshots go, when they are kept.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        let dir = &self.var.snapshot.dir;
+        (!dir.as_os_str().is_empty()).then(|| dir.clone())
+    }
+
+    fn snapshot_every_bars(&self) -> Option<u32> {
+        self.snapshot_dir().map(|_| self.var.snapshot.every_bars)
+    }
+
     pub fn symbols(&self) -> Vec<String> {
         self.instruments.iter().map(|i| i.symbol.clone()).collect()
     }
@@ -898,6 +949,33 @@ impl Config {
 
     pub fn kafka_enabled(&self) -> bool {
         !self.kafka.brokers.trim().is_empty()
+    }
+}
+
+impl ElfConfig {
+    /// The gate's settings as plain values.
+    pub fn gate_settings(&self) -> crate::elf::GateSettings {
+        let c = self;
+        crate::elf::GateSettings {
+            input_validation: c.input_validation_guardrail,
+            compliance_threshold: c.constitutional_compliance,
+            parallelize_l2_l3: c.parallelize_l2_l3,
+            max_data_age_ms: c.max_data_age_ms,
+            max_future_skew_ms: c.max_future_skew_ms,
+            duplicate_window: c.duplicate_window,
+            weights: crate::elf::ComplianceWeights {
+                freshness: c.weight_freshness,
+                sample: c.weight_sample,
+                mc_agreement: c.weight_mc_agreement,
+                backtest: c.weight_backtest,
+            },
+            ess_target: c.ess_target,
+            throttle_max_actions: c.throttle_max_actions,
+            throttle_window_ms: c.throttle_window_ms,
+            decision_cache: c.enable_decision_cache,
+            decision_cache_size: c.decision_cache_size,
+            decision_cache_ttl: std::time::Duration::from_secs(c.decision_cache_ttl_s),
+        }
     }
 }
 

@@ -16,8 +16,7 @@ use crate::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
 use crate::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use crate::config::Config;
 use crate::elf::{
-    ActionRequest, Decision, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleError,
-    RuleSet,
+    ActionRequest, Decision, ElfGate, Evidence, InputRange, KillSwitch, RuleError, RuleSet,
 };
 use crate::risk::RiskAction;
 use crate::var::symbol_risk::SymbolRiskModel;
@@ -66,7 +65,7 @@ fn request(id: &str, symbol: &str, action: RiskAction, age_ms: i64) -> ActionReq
 
 /// A gate with `config`'s ELF settings for BTCUSDT and ETHUSDT.
 pub fn demo_gate(config: &Config, rules: Arc<RuleSet>, cache: bool, parallel: bool) -> ElfGate {
-    let mut settings = GateSettings::from_config(&config.elf);
+    let mut settings = config.elf.gate_settings();
     settings.decision_cache = cache;
     settings.parallelize_l2_l3 = parallel;
     let known: HashSet<String> = ["BTCUSDT".to_string(), "ETHUSDT".to_string()].into();

@@ -5,12 +5,14 @@
 //! `actors`, `replay`, `sink` and `pipeline` do the moving. See ARCHITECTURE.md.
 
 pub mod actors;
+pub mod assemble;
 pub mod audit;
 pub mod backtest;
 pub mod clock;
 pub mod config;
 pub mod elf;
 pub mod elf_demo;
+pub mod engine;
 pub mod heads;
 pub mod market;
 pub mod metrics;

@@ -202,4 +202,61 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+
+    /// A gate decision: requests per layer reached, refusals by reason, cache and shadow
+    /// outcomes, and the layer latencies (`decided`: L0-L3, `total`: with L4).
+    pub fn observe_decision(
+        &self,
+        decision: &crate::elf::Decision,
+        decided: std::time::Duration,
+        total: std::time::Duration,
+    ) {
+        use crate::elf::Layer;
+        // A request reaches each layer up to the one that stopped it.
+        let reached = match decision.layer {
+            Some(Layer::L0) => 1,
+            Some(Layer::L1) => 2,
+            _ => 4,
+        };
+        for l in &[Layer::L0, Layer::L1, Layer::L2, Layer::L3][..reached] {
+            self.elf_requests_total
+                .with_label_values(&[l.as_str()])
+                .inc();
+        }
+        self.elf_requests_total
+            .with_label_values(&[Layer::L4.as_str()])
+            .inc();
+        // Flags on a passed action are not refusals; refusals count at their own layer.
+        if decision.layer.is_some() {
+            for r in &decision.reasons {
+                self.elf_blocks_total
+                    .with_label_values(&[r.layer().as_str(), r.as_str()])
+                    .inc();
+            }
+        }
+        self.elf_latency_seconds
+            .with_label_values(&["L0_L3"])
+            .observe(decided.as_secs_f64());
+        if let Some(ns) = decision.layer_ns {
+            for (layer, ns) in ["L0", "L1", "L2", "L3"].iter().zip(ns) {
+                self.elf_latency_seconds
+                    .with_label_values(&[layer])
+                    .observe(ns as f64 * 1e-9);
+            }
+        }
+        if decision.compliance.is_some() && decision.layer != Some(Layer::L1) {
+            let result = if decision.cached { "hit" } else { "miss" };
+            self.elf_decision_cache_total
+                .with_label_values(&[result])
+                .inc();
+        }
+        if let Some(s) = &decision.shadow {
+            self.elf_shadow_decisions_total
+                .with_label_values(&[if s.diverged { "true" } else { "false" }])
+                .inc();
+        }
+        self.elf_latency_seconds
+            .with_label_values(&["L4"])
+            .observe(total.saturating_sub(decided).as_secs_f64());
+    }
 }

@@ -1,52 +1,28 @@
 //! Wires the actors for one run: ingest -> symbol (VaR) actors -> gate actors -> publisher,
 //! with bar returns also flowing to the portfolio actor and its gate.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::gate::{GateActor, GateStats, GetGateStats, ReloadRules, SealCheckpoint};
+use crate::actors::gate::{GateActor, GetGateStats, ReloadRules, SealCheckpoint};
 use crate::actors::ingest::{shard_symbols, IngestActor, IngestReport, RunIngest};
-use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor, PortfolioReport};
+use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
-use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor, SymbolReport};
+use crate::actors::symbol::{GetSymbolReport, SaveSnapshot, SymbolActor};
 use crate::actors::PipelineError;
-use crate::audit::wire::RunProvenance;
-use crate::audit::{keys, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
+pub use crate::assemble::{chain_id, load_rules, StartError};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::elf::{ElfGate, GateSettings, KillSwitch, RuleError, RuleSet};
-use crate::heads::{self, HeadsError};
+use crate::elf::KillSwitch;
+use crate::engine::{GateStats, PortfolioReport, SymbolReport};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::spool::{Spool, TopicKind};
 use crate::sink::{
     FileSink, KafkaSink, KafkaSource, NewestRecords, Readback, Sink, SinkError, Topics,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Rules(#[from] crate::elf::RuleError),
-    #[error(transparent)]
-    Key(#[from] crate::audit::AuditError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error(transparent)]
-    Heads(#[from] HeadsError),
-    #[error(
-        "chain {chain} was last signed by key {head_key}, not by the configured key {key}: \
-         to rotate, set signing.previous_key_file to the key {head_key} for one start"
-    )]
-    KeyMismatch {
-        chain: String,
-        head_key: String,
-        key: String,
-    },
-    #[error("metrics: {0}")]
-    Metrics(String),
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -67,10 +43,6 @@ pub struct RunSummary {
     pub acked_records_resent: u64,
     /// Acknowledged records the broker lost that could no longer be sent again.
     pub acked_records_unrecoverable: Vec<String>,
-}
-
-pub fn chain_id(engine_id: &str, symbol: &str) -> String {
-    format!("{engine_id}.{symbol}")
 }
 
 /// The file sink when no brokers are configured.
@@ -137,64 +109,6 @@ async fn open_kafka_sink(
     Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
-/// Where each chain continues from: its persisted head reconciled with its last record
-/// in the sink (the file, or the Kafka topic read once at start), or genesis.
-fn chain_head(
-    config: &Config,
-    persisted: &std::collections::BTreeMap<String, ChainHead>,
-    kafka_heads: &HashMap<String, ChainHead>,
-    chain: &str,
-) -> Result<ChainHead, StartError> {
-    let trail = if config.kafka_enabled() {
-        kafka_heads
-            .get(chain)
-            .cloned()
-            .unwrap_or_else(ChainHead::genesis)
-    } else {
-        FileSink::recover_head(&config.sink.dir, chain)?
-    };
-    Ok(heads::reconcile(chain, persisted.get(chain), trail)?)
-}
-
-/// Beside the trail, `keys/<key_id>.pub` holds each verifying key that signed it, so an
-/// auditor who receives the directory also receives the public keys to check it with.
-fn publish_verifying_key(
-    dir: &std::path::Path,
-    key_id: &str,
-    hex_key: &str,
-) -> Result<(), StartError> {
-    let keys_dir = dir.join("keys");
-    let path = keys_dir.join(format!("{key_id}.pub"));
-    std::fs::create_dir_all(&keys_dir)
-        .and_then(|_| std::fs::write(&path, format!("{hex_key}\n")))
-        .map_err(|source| {
-            StartError::Sink(SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        })
-}
-
-/// The key that signed the chains so far, when rotating to a new one.
-fn previous_key(config: &Config) -> Result<Option<ed25519_dalek::SigningKey>, StartError> {
-    let path = &config.signing.previous_key_file;
-    if path.as_os_str().is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(keys::load_signing_key(path)?))
-}
-
-/// The active rule set and, in shadow mode, the candidate one.
-pub fn load_rules(config: &Config) -> Result<(Arc<RuleSet>, Option<Arc<RuleSet>>), RuleError> {
-    let active = Arc::new(RuleSet::load(&config.elf.rules_file)?);
-    let shadow = if config.elf.shadow_rules_file.as_os_str().is_empty() {
-        None
-    } else {
-        Some(Arc::new(RuleSet::load(&config.elf.shadow_rules_file)?))
-    };
-    Ok((active, shadow))
-}
-
 /// On SIGHUP, reload the rule files; a file that does not parse or type-check keeps the
 /// rules in force and is logged with its problems.
 fn spawn_rule_reloader(config: Config, gates: Vec<Addr<GateActor>>, metrics: Arc<Metrics>) {
@@ -243,18 +157,6 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) -> Result<RunSummary, anyhow::Error> {
-    let (rules, shadow_rules) = load_rules(&config).map_err(StartError::from)?;
-    let signing_key = keys::load_signing_key(&config.signing.key_file).map_err(StartError::from)?;
-    let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
-    tracing::info!(
-        verifying_key = %verifying_key_hex,
-        key_id = %keys::key_id(&signing_key.verifying_key()),
-        "PoI signer ready"
-    );
-    let provenance = RunProvenance {
-        config_sha256: config.hash_hex(),
-        rules_sha256: rules.hash_hex().to_string(),
-    };
     // With Kafka: create topics and open the spool first, then read the decisions and
     // checkpoints topics once; a chain continues after the later of its newest record on
     // the topics and in the spool.
@@ -298,137 +200,69 @@ pub async fn run(
             HashMap::new(),
         )
     };
-    let persisted = heads::load(&config.signing.heads_file)
-        .map_err(StartError::from)?
-        .unwrap_or_default();
-    let previous_key = previous_key(&config)?;
-    let key_id = keys::key_id(&signing_key.verifying_key());
-    let policy = CheckpointPolicy {
-        every_events: config.signing.checkpoint_every_events,
-        every_ms: i64::try_from(config.signing.checkpoint_every_s)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-    };
-    let symbols = config.symbols();
-    let mut chains = Vec::new();
-    if config.portfolio.enabled {
-        chains.push(crate::PORTFOLIO_CHAIN.to_string());
-    }
-    chains.extend(symbols.iter().cloned());
-    let mut start_heads = std::collections::BTreeMap::new();
-    for sym in &chains {
-        let chain = chain_id(&config.engine.engine_id, sym);
-        let head = chain_head(&config, &persisted, &kafka_heads, &chain)?;
-        if head.next_seq > 0 {
-            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
-            start_heads.insert(chain, head);
-        }
-    }
+    let gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
+    tracing::info!(
+        verifying_key = %gates.verifying_key_hex,
+        key_id = %gates.key_id,
+        "PoI signer ready"
+    );
     let sink_label = sink.describe();
     if !config.kafka_enabled() {
-        publish_verifying_key(&config.sink.dir, &key_id, &verifying_key_hex)?;
+        crate::assemble::publish_verifying_key(
+            &config.sink.dir,
+            &gates.key_id,
+            &gates.verifying_key_hex,
+        )?;
     }
     let cap = config.feed.mailbox_capacity;
     let publisher = PublisherActor::new(
         sink,
         config.signing.heads_file.clone(),
-        start_heads.clone(),
+        gates.continued.clone(),
         cap,
         metrics.clone(),
     )
     .start();
-    let settings = GateSettings::from_config(&config.elf);
-    let mut rotations: Vec<SignedEvent> = Vec::new();
-
-    let mut make_gate = |chain: String,
-                         partition_key: &str,
-                         known: HashSet<String>|
-     -> Result<Addr<GateActor>, StartError> {
-        let head = start_heads
-            .get(&chain)
-            .cloned()
-            .unwrap_or_else(ChainHead::genesis);
-        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
-        gate.set_shadow_rules(shadow_rules.clone());
-        let head_key = head.key_id.clone();
-        // The engine clock at start: under event time, the last signed event's time (no
-        // later exchange time has been seen yet), so the chain's times never go back.
-        let rotation_ms = match config.engine.clock {
-            crate::config::ClockMode::System => crate::clock::system_now_ms().max(head.ts_ms),
-            crate::config::ClockMode::EventTime => head.ts_ms,
-        };
-        let mut signer = ChainSigner::new(signing_key.clone(), chain.clone(), head, policy);
-        if let Some(head_key) = head_key.filter(|k| *k != key_id) {
-            match &previous_key {
-                Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
-                    rotations.push(signer.rotate_from(old, rotation_ms, partition_key)?);
-                    tracing::info!(chain = %chain, from = %head_key, to = %key_id, "key rotated");
-                }
-                _ => {
-                    return Err(StartError::KeyMismatch {
-                        chain,
-                        head_key,
-                        key: key_id.clone(),
-                    })
-                }
-            }
-        }
-        Ok(GateActor::new(
-            gate,
-            signer,
-            provenance.clone(),
-            publisher.clone(),
-            metrics.clone(),
-            cap,
-            partition_key.to_string(),
-        )
-        .start())
-    };
 
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
     let start = tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
         .await
         .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
-    let mut symbol_starts = start.symbols.into_iter();
+    let (symbol_steps, portfolio_step) = crate::assemble::model_steps(&config, start);
+    let snapshot_dir = config.snapshot_dir();
+    let start_gate = |step| GateActor::new(step, publisher.clone(), metrics.clone(), cap).start();
 
-    let mut gates = Vec::new();
-    let portfolio = if config.portfolio.enabled {
-        let chain = chain_id(&config.engine.engine_id, crate::PORTFOLIO_CHAIN);
-        let gate = make_gate(
-            chain.clone(),
-            crate::PORTFOLIO_CHAIN,
-            [crate::PORTFOLIO_CHAIN.to_string()].into(),
-        )?;
-        gates.push(gate.clone());
-        Some(PortfolioActor::new(&config, chain, gate, start.portfolio).start())
-    } else {
-        None
+    let mut gate_actors = Vec::new();
+    let portfolio = match (portfolio_step, gates.portfolio) {
+        (Some(step), Some(gate)) => {
+            let gate = start_gate(gate);
+            gate_actors.push(gate.clone());
+            Some(PortfolioActor::new(step, gate, cap, snapshot_dir.clone()).start())
+        }
+        _ => None,
     };
     let mut routes = HashMap::new();
     let mut symbol_actors = Vec::new();
-    for (i, sym) in symbols.iter().enumerate() {
-        let chain = chain_id(&config.engine.engine_id, sym);
-        let gate = make_gate(chain.clone(), sym, [sym.clone()].into())?;
-        gates.push(gate.clone());
-        let symbol_start = symbol_starts.next().unwrap_or_default();
-        let Some(actor) =
-            SymbolActor::new(&config, i, chain, gate, portfolio.clone(), symbol_start)
-        else {
-            continue;
-        };
-        let addr = actor.start();
-        routes.insert(sym.clone(), addr.clone());
+    for (step, gate) in symbol_steps.into_iter().zip(gates.symbols) {
+        let gate = start_gate(gate);
+        gate_actors.push(gate.clone());
+        let symbol = step.symbol().to_string();
+        let addr =
+            SymbolActor::new(step, gate, portfolio.clone(), cap, snapshot_dir.clone()).start();
+        routes.insert(symbol, addr.clone());
         symbol_actors.push(addr);
     }
+    let gates_list = gate_actors;
 
-    for r in rotations {
+    for r in gates.rotations {
         publisher
             .send(Publish::from(r))
             .await
             .map_err(PipelineError::from)??;
     }
-    spawn_rule_reloader(config.clone(), gates.clone(), metrics.clone());
+    spawn_rule_reloader(config.clone(), gates_list.clone(), metrics.clone());
+    let symbols = config.symbols();
 
     // One ingest actor per connection shard; the per-IP connection-rate limit is split
     // between them so that together they never exceed it.
@@ -465,7 +299,7 @@ pub async fn run(
     for result in futures_util::future::join_all(runs).await {
         ingest_report.merge(result.map_err(PipelineError::from)??);
     }
-    for g in &gates {
+    for g in &gates_list {
         g.send(SealCheckpoint)
             .await
             .map_err(PipelineError::from)??;
@@ -504,7 +338,7 @@ pub async fn run(
         None => None,
     };
     let mut gate_stats = Vec::new();
-    for g in &gates {
+    for g in &gates_list {
         gate_stats.push(g.send(GetGateStats).await.map_err(PipelineError::from)?);
     }
     Ok(RunSummary {
@@ -513,9 +347,9 @@ pub async fn run(
         portfolio: portfolio_report,
         gates: gate_stats,
         sink: sink_label,
-        verifying_key_hex,
-        config_sha256: provenance.config_sha256,
-        rules_sha256: provenance.rules_sha256,
+        verifying_key_hex: gates.verifying_key_hex,
+        config_sha256: gates.provenance.config_sha256,
+        rules_sha256: gates.provenance.rules_sha256,
         spooled_bytes_left: drained.spooled_bytes_left,
         tick_to_ack_us: drained.tick_to_ack_us,
         acked_records_resent: drained.acked_records_resent,

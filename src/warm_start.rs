@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use crate::actors::portfolio::PortfolioStart;
-use crate::actors::symbol::SymbolStart;
 use crate::config::Config;
+use crate::engine::{PortfolioStart, SymbolStart};
 use crate::market::rest::{self, Kline, MAX_KLINES};
 use crate::snapshot::{self, PortfolioSnapshot, SymbolSnapshot};
 

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use bizra_risk::config::Config;
-use bizra_risk::elf::{
-    ActionRequest, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleSet,
-};
+use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, InputRange, KillSwitch, RuleSet};
 use bizra_risk::risk::RiskAction;
 
 const NOW_MS: i64 = 1_000_000_000;
@@ -85,7 +83,7 @@ fn run_corpus(cache: bool, parallel: bool) -> usize {
     let rules =
         Arc::new(RuleSet::load(&common::repo().join("tests/data/elf_corpus_rules.yaml")).unwrap());
     let config = Config::embedded().unwrap();
-    let mut settings = GateSettings::from_config(&config.elf);
+    let mut settings = config.elf.gate_settings();
     settings.decision_cache = cache;
     settings.parallelize_l2_l3 = parallel;
     let mut mismatches = Vec::new();
@@ -200,7 +198,7 @@ mod properties {
         ) {
             let rules = Arc::new(RuleSet::load(&common::repo().join("config/rules.yaml")).unwrap());
             let config = Config::embedded().unwrap();
-            let mut settings = GateSettings::from_config(&config.elf);
+            let mut settings = config.elf.gate_settings();
             settings.decision_cache = flags & 1 != 0;
             settings.parallelize_l2_l3 = flags & 2 != 0;
             let mut gate = ElfGate::new(settings, ["BTCUSDT".to_string()].into(), rules, KillSwitch::default());

@@ -12,7 +12,6 @@ use super::l2::{Guardrails, KillSwitch};
 use super::rules::{Enforcement, RuleHit, RuleMatches, RuleSet};
 use super::worker::Worker;
 use super::{ActionRequest, FastMap, FastSet, Layer, ReasonCode, Verdict};
-use crate::config::ElfConfig;
 
 /// Gate settings derived from `[elf]`.
 #[derive(Debug, Clone)]
@@ -30,31 +29,6 @@ pub struct GateSettings {
     pub decision_cache: bool,
     pub decision_cache_size: u64,
     pub decision_cache_ttl: Duration,
-}
-
-impl GateSettings {
-    pub fn from_config(c: &ElfConfig) -> Self {
-        Self {
-            input_validation: c.input_validation_guardrail,
-            compliance_threshold: c.constitutional_compliance,
-            parallelize_l2_l3: c.parallelize_l2_l3,
-            max_data_age_ms: c.max_data_age_ms,
-            max_future_skew_ms: c.max_future_skew_ms,
-            duplicate_window: c.duplicate_window,
-            weights: ComplianceWeights {
-                freshness: c.weight_freshness,
-                sample: c.weight_sample,
-                mc_agreement: c.weight_mc_agreement,
-                backtest: c.weight_backtest,
-            },
-            ess_target: c.ess_target,
-            throttle_max_actions: c.throttle_max_actions,
-            throttle_window_ms: c.throttle_window_ms,
-            decision_cache: c.enable_decision_cache,
-            decision_cache_size: c.decision_cache_size,
-            decision_cache_ttl: Duration::from_secs(c.decision_cache_ttl_s),
-        }
-    }
 }
 
 /// The gate's verdict on one request, with everything an auditor needs to re-check it.
@@ -490,7 +464,7 @@ mod tests {
 
     fn gate(parallel: bool) -> ElfGate {
         let c = Config::embedded().unwrap();
-        let mut s = GateSettings::from_config(&c.elf);
+        let mut s = c.elf.gate_settings();
         s.parallelize_l2_l3 = parallel;
         let rules = RuleSet::parse(
             "version: 1\nrules:\n  - id: wide\n    trigger: [HALT]\n    check: \"var_ci_rel_width > 2\"\n    enforce: block\n",
@@ -581,7 +555,7 @@ mod tests {
     #[test]
     fn cached_outcomes_expire_after_the_ttl_on_the_injected_clock() {
         let c = Config::embedded().unwrap();
-        let mut s = GateSettings::from_config(&c.elf);
+        let mut s = c.elf.gate_settings();
         s.decision_cache = true;
         s.decision_cache_ttl = Duration::from_secs(120);
         let mut g = ElfGate::new(
@@ -605,7 +579,7 @@ mod tests {
     #[test]
     fn cache_hits_decide_the_same_and_a_reload_invalidates_them() {
         let c = Config::embedded().unwrap();
-        let mut s = GateSettings::from_config(&c.elf);
+        let mut s = c.elf.gate_settings();
         s.decision_cache = true;
         let mut g = ElfGate::new(
             s,

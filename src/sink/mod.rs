@@ -5,12 +5,11 @@ mod kafka;
 mod newest;
 mod readback;
 pub mod spool;
-pub mod var_snapshot;
 
+pub use crate::engine::VarSnapshot;
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
 pub use kafka::{ensure_topics, KafkaSink, KafkaSource, Readback, StartAt, Topics, SCHEMA_VERSION};
 pub use newest::NewestRecords;
-pub use var_snapshot::VarSnapshot;
 
 use crate::audit::wire::RecordKind;
 use crate::audit::SignedEvent;

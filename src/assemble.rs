@@ -1,0 +1,219 @@
+//! Builds one engine's steps from the configuration, for every host: the rules, the signing
+//! key, each chain's head (reconciled with its trail, rotated to a new key when asked), the
+//! gate, symbol and portfolio steps, and where the models start from.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::audit::wire::RunProvenance;
+use crate::audit::{keys, ChainHead, ChainSigner, CheckpointPolicy, SignedEvent};
+use crate::config::{ClockMode, Config};
+use crate::elf::{ElfGate, KillSwitch, RuleError, RuleSet};
+use crate::engine::{GateStep, PortfolioStep, SymbolStep};
+use crate::heads::{self, HeadsError};
+use crate::sink::{FileSink, SinkError};
+use crate::warm_start::StartState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Key(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Heads(#[from] HeadsError),
+    #[error(
+        "chain {chain} was last signed by key {head_key}, not by the configured key {key}: \
+         to rotate, set signing.previous_key_file to the key {head_key} for one start"
+    )]
+    KeyMismatch {
+        chain: String,
+        head_key: String,
+        key: String,
+    },
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+pub fn chain_id(engine_id: &str, symbol: &str) -> String {
+    format!("{engine_id}.{symbol}")
+}
+
+/// The active rule set and, in shadow mode, the candidate one.
+pub fn load_rules(config: &Config) -> Result<(Arc<RuleSet>, Option<Arc<RuleSet>>), RuleError> {
+    let active = Arc::new(RuleSet::load(&config.elf.rules_file)?);
+    let shadow = if config.elf.shadow_rules_file.as_os_str().is_empty() {
+        None
+    } else {
+        Some(Arc::new(RuleSet::load(&config.elf.shadow_rules_file)?))
+    };
+    Ok((active, shadow))
+}
+
+/// Every gate of an engine, ready to sign.
+pub struct Gates {
+    pub provenance: RunProvenance,
+    pub verifying_key_hex: String,
+    pub key_id: String,
+    /// The portfolio's gate, when the portfolio is on.
+    pub portfolio: Option<GateStep>,
+    /// One per instrument, in configuration order.
+    pub symbols: Vec<GateStep>,
+    /// Key rotations signed at start, to publish before anything else.
+    pub rotations: Vec<SignedEvent>,
+    /// Chains that continue an earlier trail, with where they continue from.
+    pub continued: BTreeMap<String, ChainHead>,
+}
+
+/// The chains of an engine: the portfolio's first (when on), then one per instrument.
+pub fn chain_keys(config: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    if config.portfolio.enabled {
+        keys.push(crate::PORTFOLIO_CHAIN.to_string());
+    }
+    keys.extend(config.symbols());
+    keys
+}
+
+/// Load the key and rules and build every gate step. `kafka_heads` holds the newest record
+/// of each chain on the topics and in the spool; without Kafka the trail files are read.
+pub fn gates(
+    config: &Config,
+    kill_switch: &KillSwitch,
+    kafka_heads: &HashMap<String, ChainHead>,
+) -> Result<Gates, StartError> {
+    let (rules, shadow_rules) = load_rules(config)?;
+    let signing_key = keys::load_signing_key(&config.signing.key_file)?;
+    let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
+    let key_id = keys::key_id(&signing_key.verifying_key());
+    let provenance = RunProvenance {
+        config_sha256: config.hash_hex(),
+        rules_sha256: rules.hash_hex().to_string(),
+    };
+    let persisted = heads::load(&config.signing.heads_file)?.unwrap_or_default();
+    let previous_key = previous_key(config)?;
+    let policy = CheckpointPolicy {
+        every_events: config.signing.checkpoint_every_events,
+        every_ms: i64::try_from(config.signing.checkpoint_every_s)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    };
+    let settings = config.elf.gate_settings();
+    let mut out = Gates {
+        provenance: provenance.clone(),
+        verifying_key_hex,
+        key_id: key_id.clone(),
+        portfolio: None,
+        symbols: Vec::new(),
+        rotations: Vec::new(),
+        continued: BTreeMap::new(),
+    };
+    for (n, partition_key) in chain_keys(config).into_iter().enumerate() {
+        let chain = chain_id(&config.engine.engine_id, &partition_key);
+        let head = chain_head(config, &persisted, kafka_heads, &chain)?;
+        if head.next_seq > 0 {
+            tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
+            out.continued.insert(chain.clone(), head.clone());
+        }
+        let known: HashSet<String> = [partition_key.clone()].into();
+        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+        gate.set_shadow_rules(shadow_rules.clone());
+        let head_key = head.key_id.clone();
+        // The engine clock at start: under event time, the last signed event's time (no
+        // later exchange time has been seen yet), so the chain's times never go back.
+        let rotation_ms = match config.engine.clock {
+            ClockMode::System => crate::clock::system_now_ms().max(head.ts_ms),
+            ClockMode::EventTime => head.ts_ms,
+        };
+        let mut signer = ChainSigner::new(signing_key.clone(), chain.clone(), head, policy);
+        if let Some(head_key) = head_key.filter(|k| *k != key_id) {
+            match &previous_key {
+                Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
+                    out.rotations
+                        .push(signer.rotate_from(old, rotation_ms, &partition_key)?);
+                    tracing::info!(chain = %chain, from = %head_key, to = %key_id, "key rotated");
+                }
+                _ => {
+                    return Err(StartError::KeyMismatch {
+                        chain,
+                        head_key,
+                        key: key_id,
+                    })
+                }
+            }
+        }
+        let step = GateStep::new(gate, signer, provenance.clone(), partition_key.clone());
+        if n == 0 && config.portfolio.enabled {
+            out.portfolio = Some(step);
+        } else {
+            out.symbols.push(step);
+        }
+    }
+    Ok(out)
+}
+
+/// The symbol steps (configuration order) and the portfolio step, from their start state.
+pub fn model_steps(config: &Config, start: StartState) -> (Vec<SymbolStep>, Option<PortfolioStep>) {
+    let mut starts = start.symbols.into_iter();
+    let symbols = (0..config.instruments.len())
+        .filter_map(|i| {
+            let chain = chain_id(&config.engine.engine_id, &config.instruments[i].symbol);
+            let settings = config.symbol_settings(i, chain)?;
+            Some(SymbolStep::new(settings, starts.next().unwrap_or_default()))
+        })
+        .collect();
+    let portfolio = config.portfolio.enabled.then(|| {
+        let chain = chain_id(&config.engine.engine_id, crate::PORTFOLIO_CHAIN);
+        PortfolioStep::new(config.portfolio_settings(chain), start.portfolio)
+    });
+    (symbols, portfolio)
+}
+
+/// Where each chain continues from: its persisted head reconciled with its last record
+/// in the sink (the file, or the Kafka topic read once at start), or genesis.
+fn chain_head(
+    config: &Config,
+    persisted: &BTreeMap<String, ChainHead>,
+    kafka_heads: &HashMap<String, ChainHead>,
+    chain: &str,
+) -> Result<ChainHead, StartError> {
+    let trail = if config.kafka_enabled() {
+        kafka_heads
+            .get(chain)
+            .cloned()
+            .unwrap_or_else(ChainHead::genesis)
+    } else {
+        FileSink::recover_head(&config.sink.dir, chain)?
+    };
+    Ok(heads::reconcile(chain, persisted.get(chain), trail)?)
+}
+
+/// The key that signed the chains so far, when rotating to a new one.
+fn previous_key(config: &Config) -> Result<Option<ed25519_dalek::SigningKey>, StartError> {
+    let path = &config.signing.previous_key_file;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(keys::load_signing_key(path)?))
+}
+
+/// Beside the trail, `keys/<key_id>.pub` holds each verifying key that signed it, so an
+/// auditor who receives the directory also receives the public keys to check it with.
+pub fn publish_verifying_key(
+    dir: &std::path::Path,
+    key_id: &str,
+    hex_key: &str,
+) -> Result<(), StartError> {
+    let keys_dir = dir.join("keys");
+    let path = keys_dir.join(format!("{key_id}.pub"));
+    std::fs::create_dir_all(&keys_dir)
+        .and_then(|_| std::fs::write(&path, format!("{hex_key}\n")))
+        .map_err(|source| {
+            StartError::Sink(SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+}

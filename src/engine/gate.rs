@@ -1,0 +1,172 @@
+//! The gate step of one chain: decide (L0-L3), build the decision record, sign and link it
+//! (L4), seal a checkpoint when one is due, and build the VaR snapshot from the signed
+//! record. Deciding and sealing are separate calls so a host can time each.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+
+use super::{GateRequest, VarSnapshot};
+use crate::audit::wire::{DecisionRecord, Payload, RunProvenance};
+use crate::audit::{AuditError, ChainSigner, SignedEvent};
+use crate::elf::{ActionRequest, Decision, ElfGate, Layer, ReasonCode, RuleSet};
+
+/// Counts and latencies of one gate, for the run summary. Latencies are recorded by the
+/// host, which owns the clock.
+#[derive(Debug, Clone)]
+pub struct GateStats {
+    pub chain: String,
+    pub by_verdict: BTreeMap<&'static str, u64>,
+    pub blocks_by_reason: BTreeMap<(Layer, ReasonCode), u64>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub shadow_divergences: u64,
+    /// L0-L3 decision time, nanoseconds.
+    pub decide_ns: Histogram<u64>,
+    /// Decision plus L4 signing, nanoseconds.
+    pub gate_ns: Histogram<u64>,
+    pub next_seq: u64,
+}
+
+/// What one request produced, in publishing order: the signed decision, the checkpoint it
+/// completed (if one was due) and the VaR snapshot for dashboards.
+#[derive(Debug, Clone)]
+pub struct GateOutput {
+    pub signed: SignedEvent,
+    pub checkpoint: Option<SignedEvent>,
+    /// Always present for a decision.
+    pub snapshot: Option<VarSnapshot>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+pub struct GateStep {
+    gate: ElfGate,
+    signer: ChainSigner,
+    provenance: RunProvenance,
+    /// Kafka key of this chain's records (its symbol or PORTFOLIO).
+    partition_key: String,
+    stats: GateStats,
+}
+
+impl GateStep {
+    pub fn new(
+        gate: ElfGate,
+        signer: ChainSigner,
+        provenance: RunProvenance,
+        partition_key: String,
+    ) -> Self {
+        let stats = GateStats {
+            chain: signer.chain().to_string(),
+            by_verdict: BTreeMap::new(),
+            blocks_by_reason: BTreeMap::new(),
+            cache_hits: 0,
+            cache_misses: 0,
+            shadow_divergences: 0,
+            decide_ns: histogram(),
+            gate_ns: histogram(),
+            next_seq: signer.head().next_seq,
+        };
+        Self {
+            gate,
+            signer,
+            provenance,
+            partition_key,
+            stats,
+        }
+    }
+
+    pub fn chain(&self) -> &str {
+        self.signer.chain()
+    }
+
+    /// Time each layer (for the latency metrics); off by default.
+    pub fn set_timing(&mut self, on: bool) {
+        self.gate.set_timing(on);
+    }
+
+    pub fn set_rules(&mut self, active: Arc<RuleSet>, shadow: Option<Arc<RuleSet>>) {
+        self.provenance.rules_sha256 = active.hash_hex().to_string();
+        self.gate.set_rules(active);
+        self.gate.set_shadow_rules(shadow);
+    }
+
+    /// L0-L3.
+    pub fn decide(&mut self, req: &ActionRequest) -> Decision {
+        let decision = self.gate.decide(req);
+        self.count(&decision);
+        decision
+    }
+
+    /// L4: record, sign and link the decision; the checkpoint when due; the snapshot.
+    pub fn seal(
+        &mut self,
+        request: &GateRequest,
+        decision: &Decision,
+    ) -> Result<GateOutput, AuditError> {
+        let req = &request.req;
+        let record = DecisionRecord::new(req, decision, &request.figures, &self.provenance);
+        let payload = Payload::RiskDecision(Box::new(record));
+        let signed = self.signer.sign(req.decided_at_ms, &req.symbol, &payload)?;
+        self.stats.next_seq = self.signer.head().next_seq;
+        let checkpoint = self.signer.checkpoint_if_due(&req.symbol)?;
+        let snapshot = match &payload {
+            Payload::RiskDecision(record) => {
+                Some(VarSnapshot::new(record, &signed, req.decided_at_ms))
+            }
+            _ => None,
+        };
+        Ok(GateOutput {
+            signed,
+            checkpoint,
+            snapshot,
+        })
+    }
+
+    /// Decide and seal in one call.
+    pub fn step(&mut self, request: &GateRequest) -> Result<(Decision, GateOutput), AuditError> {
+        let decision = self.decide(&request.req);
+        let out = self.seal(request, &decision)?;
+        Ok((decision, out))
+    }
+
+    /// Seal the open checkpoint now (at shutdown), stamped with the time of its last event
+    /// so that replays seal identically.
+    pub fn seal_checkpoint(&mut self) -> Result<Option<SignedEvent>, AuditError> {
+        self.signer.checkpoint(&self.partition_key)
+    }
+
+    /// Latencies measured by the host around `decide` and `decide` + `seal`.
+    pub fn record_latency(&mut self, decide_ns: u64, gate_ns: u64) {
+        let _ = self.stats.decide_ns.record(decide_ns.max(1));
+        let _ = self.stats.gate_ns.record(gate_ns.max(1));
+    }
+
+    pub fn stats(&self) -> &GateStats {
+        &self.stats
+    }
+
+    fn count(&mut self, decision: &Decision) {
+        let s = &mut self.stats;
+        *s.by_verdict.entry(decision.verdict.as_str()).or_default() += 1;
+        // Flags on a passed action are not refusals; refusals count at their own layer.
+        if decision.layer.is_some() {
+            for r in &decision.reasons {
+                *s.blocks_by_reason.entry((r.layer(), *r)).or_default() += 1;
+            }
+        }
+        if decision.compliance.is_some() && decision.layer != Some(Layer::L1) {
+            if decision.cached {
+                s.cache_hits += 1;
+            } else {
+                s.cache_misses += 1;
+            }
+        }
+        if let Some(shadow) = &decision.shadow {
+            s.shadow_divergences += u64::from(shadow.diverged);
+        }
+    }
+}
