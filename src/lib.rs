@@ -17,6 +17,7 @@ pub mod heads;
 pub mod market;
 pub mod metrics;
 pub mod pipeline;
+pub mod quarantine;
 pub mod record;
 pub mod replay;
 pub mod report;

@@ -2,10 +2,10 @@ mod cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -17,14 +17,11 @@ use bizra_risk::backtest::{
     series::{read_series, SeriesFormat},
     BacktestSettings,
 };
-use bizra_risk::config::{ClockMode, Config, OnServerClose};
-use bizra_risk::elf::KillSwitch;
-use bizra_risk::market::capture::{group_by_instrument, list_capture_files};
-use bizra_risk::metrics::Metrics;
+use bizra_risk::config::Config;
 use bizra_risk::record::RecordOptions;
 use bizra_risk::replay::{self, ReplayOptions, Speed};
+use bizra_risk::report;
 use bizra_risk::sink::{KafkaSource, StartAt};
-use bizra_risk::{pipeline, report, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +108,33 @@ enum Command {
         /// (the models then warm up live).
         #[arg(long)]
         no_history: bool,
+        /// Run the capture through the engine core in this process, without sockets (the
+        /// signed output is the same, byte for byte).
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Run capture files through the engine core in one process, without sockets, as fast
+    /// as the core goes; write the signed output and report the engine's own throughput.
+    Replay {
+        /// Capture files or directories to stream.
+        #[arg(long = "data", required = true)]
+        data: Vec<PathBuf>,
+        /// Capture files or directories served as klines history (warm start).
+        #[arg(long)]
+        history: Vec<PathBuf>,
+        /// Configuration file layered over the embedded defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output directory: events/, state/ and the signing key; an existing trail there
+        /// is continued.
+        #[arg(long, default_value = "out/replay")]
+        out: PathBuf,
+        /// Signing key (created in --out when absent).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print a JSON report instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the engine with a configuration file (defaults + file + BIZRA_* environment).
     Run {
@@ -362,13 +386,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             inject,
         } => {
             init_logging("info");
-            let files = expand_capture_paths(&data)?;
+            let files = cli::captures::expand_capture_paths(&data)?;
             let mut opts = ReplayOptions::new(files, speed);
             opts.skip_trades = skip_trades;
             opts.drop_depth = drop_depth;
             opts.inject = inject;
             if !history.is_empty() {
-                opts.history = expand_capture_paths(&history)?;
+                opts.history = cli::captures::expand_capture_paths(&history)?;
             }
             opts.ping_interval = Duration::from_millis(ping_interval_ms);
             opts.pong_timeout = Duration::from_millis(pong_timeout_ms);
@@ -385,29 +409,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { config } => {
             init_logging("info");
-            let config = Config::load(config.as_deref())?;
-            let summary = run_pipeline(config.clone(), true)?;
-            let verify = if config.kafka_enabled() {
-                None
-            } else {
-                let mut trusted = vec![keys::parse_verifying_key(&summary.verifying_key_hex)
-                    .map_err(anyhow::Error::msg)?];
-                if !config.signing.previous_key_file.as_os_str().is_empty() {
-                    trusted.push(
-                        keys::load_signing_key(&config.signing.previous_key_file)?.verifying_key(),
-                    );
-                }
-                Some(report::verify_path(&config.sink.dir, &trusted)?)
-            };
-            let mut out = std::io::stdout().lock();
-            let text = report::render_summary(&summary, verify.as_ref(), summary.ingest.elapsed);
-            write!(out, "{text}")?;
-            let whole = summary.acked_records_unrecoverable.is_empty();
-            Ok(if whole && verify.is_none_or(|v| v.ok()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            cli::run::run(config)
         }
         Command::Demo {
             out,
@@ -416,9 +418,36 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             key,
             no_history,
+            in_process,
         } => {
             init_logging("warn,bizra_risk::pipeline=info");
-            demo(out, data, speed, config, key, no_history)
+            cli::demo::run(cli::demo::DemoArgs {
+                out,
+                data,
+                speed,
+                config,
+                key,
+                no_history,
+                in_process,
+            })
+        }
+        Command::Replay {
+            data,
+            history,
+            config,
+            out,
+            key,
+            json,
+        } => {
+            init_logging("warn");
+            cli::replay::run(cli::replay::ReplayArgs {
+                data,
+                history,
+                config,
+                out,
+                key,
+                json,
+            })
         }
         Command::Record {
             url,
@@ -749,133 +778,4 @@ fn backtest_problems(settings: &BacktestSettings, returns: usize) -> Vec<String>
         ));
     }
     problems
-}
-
-fn expand_capture_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            files.extend(list_capture_files(p)?);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    if files.is_empty() {
-        bail!("no capture files found in {paths:?}");
-    }
-    Ok(files)
-}
-
-/// Per instrument, the earliest capture file becomes klines history and the rest is
-/// streamed (instruments with a single file are streamed whole).
-fn split_history(files: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut history = Vec::new();
-    let mut stream = Vec::new();
-    for mut group in group_by_instrument(files) {
-        group.sort();
-        if group.len() > 1 {
-            history.push(group.remove(0));
-        }
-        stream.extend(group);
-    }
-    (history, stream)
-}
-
-/// Run the pipeline until its input ends, or until SIGTERM/SIGINT when `signals` is set.
-fn run_pipeline(config: Config, signals: bool) -> anyhow::Result<pipeline::RunSummary> {
-    let metrics = Arc::new(Metrics::new().map_err(|e| anyhow::anyhow!("metrics: {e}"))?);
-    let system = actix::System::new();
-    let deadline = Duration::from_millis(config.engine.shutdown_timeout_ms);
-    system.block_on(async move {
-        let shutdown = if signals {
-            let (trigger, shutdown) = shutdown::channel();
-            shutdown::install_signal_handlers(trigger, deadline);
-            shutdown
-        } else {
-            shutdown::Shutdown::never()
-        };
-        pipeline::run(config, KillSwitch::default(), metrics, shutdown).await
-    })
-}
-
-/// The bundled capture: `./data/binance`, else the one next to the crate sources.
-fn default_data_dir() -> PathBuf {
-    let local = Path::new("data/binance");
-    if local.is_dir() {
-        local.to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/binance")
-    }
-}
-
-fn demo(
-    out: PathBuf,
-    data: Option<PathBuf>,
-    speed: Speed,
-    config: Option<PathBuf>,
-    key: Option<PathBuf>,
-    no_history: bool,
-) -> anyhow::Result<ExitCode> {
-    let wall = Instant::now();
-    let data = data.unwrap_or_else(default_data_dir);
-    let files = expand_capture_paths(&[data])?;
-    let (history, files) = if no_history {
-        (Vec::new(), files)
-    } else {
-        split_history(&files)
-    };
-    let events_dir = out.join("events");
-    let state_dir = out.join("state");
-    for dir in [&events_dir, &state_dir] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))?;
-        }
-    }
-    let key_file = key.unwrap_or_else(|| out.join("signing.key"));
-    if !key_file.exists() {
-        keys::write_new(&key_file, &keys::generate()?)?;
-    }
-    let mut opts = ReplayOptions::new(files, speed);
-    opts.history = history;
-    let server = replay::spawn_in_thread("127.0.0.1:0".parse()?, opts)?;
-
-    let mut config = Config::load(config.as_deref())?;
-    config.feed.url = server.url();
-    config.feed.on_server_close = OnServerClose::Stop;
-    config.engine.clock = ClockMode::EventTime;
-    config.signing.key_file = key_file;
-    config.sink.dir = events_dir.clone();
-    config.signing.heads_file = state_dir.join("chain_heads.json");
-    config.var.snapshot.dir = state_dir;
-    if !Path::new(&config.elf.rules_file).exists() {
-        config.elf.rules_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules.yaml");
-    }
-    config.validate()?;
-    let summary = if config.kafka_enabled() {
-        bail!("demo writes to files; unset BIZRA_KAFKA__BROKERS or use `run`")
-    } else {
-        run_pipeline(config, false)?
-    };
-    drop(server);
-    let vk = keys::parse_verifying_key(&summary.verifying_key_hex).map_err(anyhow::Error::msg)?;
-    std::fs::write(out.join("verifying.key"), &summary.verifying_key_hex)?;
-    let verify = report::verify_path(&events_dir, &[vk])?;
-    let mut stdout = std::io::stdout().lock();
-    write!(
-        stdout,
-        "{}",
-        report::render_summary(&summary, Some(&verify), wall.elapsed())
-    )?;
-    writeln!(
-        stdout,
-        "signed events: {}/  (verify again: bizra-risk verify {} --pubkey-file {})",
-        events_dir.display(),
-        events_dir.display(),
-        out.join("verifying.key").display()
-    )?;
-    Ok(if verify.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

@@ -134,6 +134,32 @@ fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 }
 
 /// `verify` is `None` when the events went to Kafka (verify the topic with `verify --topic`).
+/// The engine's own throughput over an in-process replay.
+pub fn render_throughput(t: &crate::replay::in_process::Throughput) -> String {
+    let st = &t.stage_us_per_market_event;
+    format!(
+        "engine throughput (in process, one thread): {} market events in {:.3} s = {:.0} events/s, \
+         {} signed events = {:.0} decisions/s; CPU {:.3} s = {:.2} us per market event \
+         (read {:.2}, parse {:.2}, feed {:.2}, bars+models {:.2}, gate+sign {:.2}, write {:.2}); \
+         per decision: decide {:.1} us, sign {:.1} us\n",
+        t.market_events,
+        t.wall_s,
+        t.market_events_per_s,
+        t.decisions,
+        t.decisions_per_s,
+        t.cpu_s,
+        t.cpu_us_per_market_event,
+        st.read,
+        st.parse,
+        st.feed,
+        st.models,
+        st.gate,
+        st.write,
+        t.decide_us_per_decision,
+        t.sign_us_per_decision,
+    )
+}
+
 pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "bizra-risk run summary");

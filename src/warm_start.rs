@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::{PortfolioStart, SymbolStart};
-use crate::market::rest::{self, Kline, MAX_KLINES};
+use crate::market::rest::{self, Http, Kline, RestTransport, MAX_KLINES};
 use crate::snapshot::{self, PortfolioSnapshot, SymbolSnapshot};
 
 /// Everything the VaR actors start from.
@@ -15,16 +15,26 @@ pub struct StartState {
     pub portfolio: PortfolioStart,
 }
 
-/// Load snapshots and fetch klines (blocking; run it off the async runtime).
-/// Missing history is not fatal: the affected models warm up live and say so.
+/// Load snapshots and fetch klines from the configured REST endpoint (blocking; run it off
+/// the async runtime). Missing history is not fatal: the affected models warm up live and
+/// say so.
 pub fn load(config: &Config, now_ms: i64) -> StartState {
+    let rest = Http::new(
+        &config.feed.rest_base(),
+        Duration::from_millis(config.var.warm_start.timeout_ms),
+    );
+    load_from(config, now_ms, &rest)
+}
+
+/// As [`load`], with klines from `rest`.
+pub fn load_from(config: &Config, now_ms: i64, rest: &impl RestTransport) -> StartState {
     let dir = &config.var.snapshot.dir;
     let snapshots_on = !dir.as_os_str().is_empty();
     let mut state = StartState::default();
     let klines: Vec<Vec<Kline>> = config
         .symbols()
         .iter()
-        .map(|symbol| fetch(config, symbol, now_ms))
+        .map(|symbol| fetch(config, symbol, now_ms, rest))
         .collect();
     for (symbol, k) in config.symbols().iter().zip(&klines) {
         let snapshot = if snapshots_on {
@@ -55,7 +65,7 @@ pub fn load(config: &Config, now_ms: i64) -> StartState {
     state
 }
 
-fn fetch(config: &Config, symbol: &str, now_ms: i64) -> Vec<Kline> {
+fn fetch(config: &Config, symbol: &str, now_ms: i64, rest: &impl RestTransport) -> Vec<Kline> {
     let w = &config.var.warm_start;
     if !w.enabled {
         return Vec::new();
@@ -63,14 +73,7 @@ fn fetch(config: &Config, symbol: &str, now_ms: i64) -> Vec<Kline> {
     let Some(interval) = rest::kline_interval(config.bars.interval_ms) else {
         return Vec::new();
     };
-    let base = config.feed.rest_base();
-    match rest::fetch_klines(
-        &base,
-        symbol,
-        interval,
-        MAX_KLINES,
-        Duration::from_millis(w.timeout_ms),
-    ) {
+    match rest::fetch_klines(rest, symbol, interval, MAX_KLINES) {
         Ok(mut k) => {
             // The newest kline may still be open.
             k.retain(|k| k.close_time_ms < now_ms);

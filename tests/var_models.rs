@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bizra_risk::audit::wire::{parse_record, ModelRecord, Payload};
-use bizra_risk::market::rest::fetch_klines;
+use bizra_risk::market::rest::{fetch_klines, Http};
 use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
 
 /// (model_warming_up, FHS warm-up remaining) of every decision in a chain file, in order.
@@ -47,7 +47,13 @@ fn replay(history: bool) -> bizra_risk::replay::RunningReplay {
 fn replay_server_serves_klines_built_from_its_history() {
     let server = replay(true);
     let base = format!("http://{}", server.addr);
-    let k = fetch_klines(&base, "BTCUSDT", "1s", 1000, Duration::from_secs(5)).unwrap();
+    let k = fetch_klines(
+        &Http::new(&base, Duration::from_secs(5)),
+        "BTCUSDT",
+        "1s",
+        1000,
+    )
+    .unwrap();
     // 2024-08-08 23:54:13 .. 23:59:59 at one bar per second with trades
     assert!(k.len() > 300 && k.len() <= 346, "{}", k.len());
     assert!(k.windows(2).all(|w| w[0].open_time_ms < w[1].open_time_ms));
@@ -55,9 +61,21 @@ fn replay_server_serves_klines_built_from_its_history() {
     // the exchange, so the first day's last trades carry 00:00:01 exchange times.
     assert!(k.last().unwrap().close_time_ms < 1_723_161_602_000);
     assert!(k.iter().all(|k| k.close > 50_000.0 && k.close < 70_000.0));
-    let minute = fetch_klines(&base, "ETHUSDT", "1m", 3, Duration::from_secs(5)).unwrap();
+    let minute = fetch_klines(
+        &Http::new(&base, Duration::from_secs(5)),
+        "ETHUSDT",
+        "1m",
+        3,
+    )
+    .unwrap();
     assert_eq!(minute.len(), 3);
-    let err = fetch_klines(&base, "XRPUSDT", "1s", 10, Duration::from_secs(5)).unwrap_err();
+    let err = fetch_klines(
+        &Http::new(&base, Duration::from_secs(5)),
+        "XRPUSDT",
+        "1s",
+        10,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
 }
 

@@ -4,7 +4,6 @@
 //! the policy. A bad frame is counted and logged with its reason; it never stops the stream.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,11 +22,12 @@ use crate::config::{FeedConfig, OnServerClose};
 use crate::market::backoff::{Backoff, ConnectLimiter};
 use crate::market::feed::books::DepthSyncEvent;
 use crate::market::feed::guard::PlausibilitySettings;
-use crate::market::feed::{
-    FeedOutput, FeedSettings, FeedStep, FeedTick, FetchAnswer, FetchRequest, IdTrade, TimeSource,
-};
-use crate::market::{AggTrade, StreamKind, Trade};
+use crate::market::feed::{FeedOutput, FeedSettings, FeedStep, FeedTick, TimeSource};
+use crate::market::fetch;
+use crate::market::rest::Http;
+use crate::market::StreamKind;
 use crate::metrics::Metrics;
+use crate::quarantine::Quarantine;
 use crate::shutdown::Shutdown;
 
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
@@ -129,16 +129,21 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut Shutdown) -> bool {
     }
 }
 
-/// `<base>/stream?streams=btcusdt@trade/btcusdt@bookTicker/...`
-pub fn stream_url(base: &str, symbols: &[String], streams: &[String]) -> String {
-    let names: Vec<String> = symbols
+/// `btcusdt@trade`, `btcusdt@bookTicker`, ... for every symbol and stream.
+pub fn stream_names(symbols: &[String], streams: &[String]) -> Vec<String> {
+    symbols
         .iter()
         .flat_map(|s| {
             streams
                 .iter()
                 .map(move |k| format!("{}@{}", s.to_lowercase(), k))
         })
-        .collect();
+        .collect()
+}
+
+/// `<base>/stream?streams=btcusdt@trade/btcusdt@bookTicker/...`
+pub fn stream_url(base: &str, symbols: &[String], streams: &[String]) -> String {
+    let names = stream_names(symbols, streams);
     format!(
         "{}/stream?streams={}",
         base.trim_end_matches('/'),
@@ -160,8 +165,10 @@ impl Handler<RunIngest> for IngestActor {
         let host = Host {
             routes: self.routes.clone(),
             metrics: self.metrics.clone(),
-            rest_base: feed.rest_base(),
-            rest_timeout: Duration::from_millis(feed.rest_timeout_ms),
+            rest: Http::new(
+                &feed.rest_base(),
+                Duration::from_millis(feed.rest_timeout_ms),
+            ),
             quarantine: self.quarantine_file.clone().map(Quarantine::new),
             rotate_now: false,
             first_event_pending: false,
@@ -368,8 +375,7 @@ async fn run(
 struct Host {
     routes: Arc<HashMap<String, Addr<SymbolActor>>>,
     metrics: Arc<Metrics>,
-    rest_base: String,
-    rest_timeout: Duration,
+    rest: Http,
     quarantine: Option<Quarantine>,
     /// A `serverShutdown` notice asked for a replacement connection.
     rotate_now: bool,
@@ -399,7 +405,11 @@ impl Host {
             let Some(request) = fetch else {
                 return Ok(());
             };
-            let answer = fetch_rest(request, &self.rest_base, self.rest_timeout).await;
+            let rest = self.rest.clone();
+            let asked = request.clone();
+            let answer = tokio::task::spawn_blocking(move || fetch::answer(asked, &rest))
+                .await
+                .unwrap_or_else(|e| fetch::failed(&request, format!("fetch task failed: {e}")));
             step.on_fetched(answer, crate::clock::system_now_ms(), outputs);
         }
     }
@@ -453,7 +463,7 @@ impl Host {
                 m.ingest_rejected_total.with_label_values(&[code]).inc();
                 tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
                 if let Some(q) = &mut self.quarantine {
-                    q.record(code, &symbol, &detail);
+                    q.record(code, &symbol, &detail, crate::clock::system_now_ms());
                 }
             }
             FeedOutput::TradeGap {
@@ -510,191 +520,6 @@ impl Host {
             }
         }
     }
-}
-
-/// Quarantined events, one JSON line each, for auditors (`<sink.dir>/quarantine/`).
-struct Quarantine {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-}
-
-impl Quarantine {
-    fn new(path: PathBuf) -> Self {
-        Self { path, file: None }
-    }
-
-    fn record(&mut self, code: &str, symbol: &str, detail: &str) {
-        if self.file.is_none() {
-            let opened = self
-                .path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)
-                });
-            match opened {
-                Ok(f) => self.file = Some(f),
-                Err(e) => {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot open the quarantine file");
-                    return;
-                }
-            }
-        }
-        let line = serde_json::json!({
-            "received_ms": crate::clock::system_now_ms(),
-            "reason": code,
-            "symbol": symbol,
-            "event": detail,
-        });
-        if let Some(f) = &mut self.file {
-            if let Err(e) = writeln!(f, "{line}") {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot record a quarantined event");
-            }
-        }
-    }
-}
-
-/// Make one REST request of the step.
-async fn fetch_rest(request: FetchRequest, base: &str, timeout: Duration) -> FetchAnswer {
-    match request {
-        FetchRequest::Trades {
-            aggregate: false,
-            symbol,
-            first,
-            last,
-        } => FetchAnswer::Trades(backfill(base, &symbol, first, last, timeout).await),
-        FetchRequest::Trades {
-            aggregate: true,
-            symbol,
-            first,
-            last,
-        } => FetchAnswer::Trades(backfill_agg(base, &symbol, first, last, timeout).await),
-        FetchRequest::DepthSnapshot { symbol, limit } => {
-            let base = base.to_string();
-            let fetched = tokio::task::spawn_blocking(move || {
-                crate::market::rest::fetch_depth_snapshot(&base, &symbol, limit, timeout)
-            })
-            .await;
-            FetchAnswer::DepthSnapshot(match fetched {
-                Ok(Ok(snapshot)) => Ok(snapshot),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("snapshot task failed: {e}")),
-            })
-        }
-    }
-}
-
-/// Items `first..=last` of an ID-paged REST endpoint (`fetch(from_id)` returns up to 1000
-/// from that ID), converted, in ID order; fewer when the endpoint has fewer or answers
-/// something unusable. An error only when nothing could be fetched at all.
-async fn backfill_by_id<T, F>(
-    what: &'static str,
-    symbol: &str,
-    first: u64,
-    last: u64,
-    fetch: F,
-    convert: impl Fn(T) -> Option<IdTrade>,
-) -> Result<Vec<IdTrade>, String>
-where
-    T: Send + 'static,
-    F: Fn(u64) -> Result<Vec<T>, crate::market::rest::RestError> + Clone + Send + 'static,
-{
-    let mut out: Vec<IdTrade> = Vec::new();
-    let mut from = first;
-    while from <= last {
-        let f = fetch.clone();
-        let failed = match tokio::task::spawn_blocking(move || f(from)).await {
-            Ok(Ok(items)) => {
-                let before = out.len();
-                for t in items.into_iter().filter_map(&convert) {
-                    if t.id >= from && t.id <= last {
-                        from = t.id.saturating_add(1);
-                        out.push(t);
-                    }
-                }
-                if out.len() == before {
-                    break;
-                }
-                continue;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("task failed: {e}"),
-        };
-        tracing::warn!(%symbol, from, what, error = %failed, "REST fetch failed");
-        if out.is_empty() {
-            return Err(failed);
-        }
-        break;
-    }
-    Ok(out)
-}
-
-/// A REST price and quantity, if both are numbers.
-fn price_qty(price: &str, qty: &str) -> Option<(f64, f64)> {
-    Some((price.parse::<f64>().ok()?, qty.parse::<f64>().ok()?))
-}
-
-/// Trades `first..=last` of `symbol` from `GET /api/v3/historicalTrades`.
-async fn backfill(
-    base: &str,
-    symbol: &str,
-    first: u64,
-    last: u64,
-    timeout: Duration,
-) -> Result<Vec<IdTrade>, String> {
-    let (b, s) = (base.to_string(), symbol.to_string());
-    let fetch =
-        move |from| crate::market::rest::fetch_historical_trades(&b, &s, from, 1000, timeout);
-    backfill_by_id("historicalTrades", symbol, first, last, fetch, |h| {
-        let (price, qty) = price_qty(&h.price, &h.qty)?;
-        Some(IdTrade {
-            id: h.id,
-            trade: Trade {
-                event_time_ms: h.time,
-                symbol: symbol.to_string(),
-                trade_id: h.id,
-                price,
-                qty,
-                trade_time_ms: h.time,
-                buyer_is_maker: h.is_buyer_maker,
-            },
-        })
-    })
-    .await
-}
-
-/// Aggregate trades `first..=last` of `symbol` from `GET /api/v3/aggTrades`, as trades.
-async fn backfill_agg(
-    base: &str,
-    symbol: &str,
-    first: u64,
-    last: u64,
-    timeout: Duration,
-) -> Result<Vec<IdTrade>, String> {
-    let (b, s) = (base.to_string(), symbol.to_string());
-    let fetch = move |from| crate::market::rest::fetch_agg_trades(&b, &s, from, 1000, timeout);
-    backfill_by_id("aggTrades", symbol, first, last, fetch, |a| {
-        let (price, qty) = price_qty(&a.price, &a.qty)?;
-        let agg = AggTrade {
-            event_time_ms: a.time,
-            symbol: symbol.to_string(),
-            agg_id: a.agg_id,
-            price,
-            qty,
-            first_trade_id: a.first_trade_id,
-            last_trade_id: a.last_trade_id,
-            trade_time_ms: a.time,
-            buyer_is_maker: a.is_buyer_maker,
-        };
-        Some(IdTrade {
-            id: agg.agg_id,
-            trade: agg.as_trade(),
-        })
-    })
-    .await
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! Commands of the `bizra-risk` binary that live in files of their own.
 
+pub mod captures;
+pub mod demo;
+pub mod replay;
+pub mod run;
 pub mod verify;
 pub mod witness;

@@ -5,6 +5,7 @@ pub mod binance;
 pub mod capture;
 pub mod depth;
 pub mod feed;
+pub mod fetch;
 pub mod health;
 pub mod rest;
 pub mod sequence;

@@ -82,10 +82,39 @@ pub fn rest_base_for_feed(feed_url: &str) -> String {
 /// Binance's limit on klines per request.
 pub const MAX_KLINES: usize = 1000;
 
-pub fn klines_url(base: &str, symbol: &str, interval: &str, limit: usize) -> String {
+/// Where REST requests go: Binance (or a compatible server) over HTTP, or a capture
+/// answered in process. Blocking.
+pub trait RestTransport {
+    /// `GET <path>?<query>` (e.g. `/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=1000`):
+    /// the body of a 200 answer.
+    fn get(&self, target: &str) -> Result<String, RestError>;
+}
+
+/// HTTP to `base` (e.g. `https://api.binance.com`), each request bounded by `timeout`.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub base: String,
+    pub timeout: Duration,
+}
+
+impl Http {
+    pub fn new(base: &str, timeout: Duration) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            timeout,
+        }
+    }
+}
+
+impl RestTransport for Http {
+    fn get(&self, target: &str) -> Result<String, RestError> {
+        get(&format!("{}{target}", self.base), self.timeout)
+    }
+}
+
+fn klines_target(symbol: &str, interval: &str, limit: usize) -> String {
     format!(
-        "{}/api/v3/klines?symbol={symbol}&interval={interval}&limit={}",
-        base.trim_end_matches('/'),
+        "/api/v3/klines?symbol={symbol}&interval={interval}&limit={}",
         limit.clamp(1, MAX_KLINES)
     )
 }
@@ -152,32 +181,29 @@ pub fn parse_historical_trades(body: &str) -> Result<Vec<HistoricalTrade>, RestE
     parse_json(body)
 }
 
-/// Trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first (blocking).
+/// Trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first.
 pub fn fetch_historical_trades(
-    base: &str,
+    rest: &impl RestTransport,
     symbol: &str,
     from_id: u64,
     limit: usize,
-    timeout: Duration,
 ) -> Result<Vec<HistoricalTrade>, RestError> {
-    get_paged(base, "historicalTrades", symbol, from_id, limit, timeout)
+    get_paged(rest, "historicalTrades", symbol, from_id, limit)
 }
 
 /// `GET /api/v3/<endpoint>?symbol=..&fromId=..&limit=..` (an ID-paged endpoint), parsed.
 fn get_paged<T: serde::de::DeserializeOwned>(
-    base: &str,
+    rest: &impl RestTransport,
     endpoint: &str,
     symbol: &str,
     from_id: u64,
     limit: usize,
-    timeout: Duration,
 ) -> Result<Vec<T>, RestError> {
-    let url = format!(
-        "{}/api/v3/{endpoint}?symbol={symbol}&fromId={from_id}&limit={}",
-        base.trim_end_matches('/'),
+    let target = format!(
+        "/api/v3/{endpoint}?symbol={symbol}&fromId={from_id}&limit={}",
         limit.clamp(1, MAX_KLINES)
     );
-    get(&url, timeout).and_then(|body| parse_json(&body))
+    rest.get(&target).and_then(|body| parse_json(&body))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, RestError> {
@@ -203,33 +229,27 @@ pub struct RestAggTrade {
     pub is_buyer_maker: bool,
 }
 
-/// Aggregate trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first
-/// (blocking).
+/// Aggregate trades of `symbol` from ID `from_id`, at most `limit` (<= 1000), oldest first.
 pub fn fetch_agg_trades(
-    base: &str,
+    rest: &impl RestTransport,
     symbol: &str,
     from_id: u64,
     limit: usize,
-    timeout: Duration,
 ) -> Result<Vec<RestAggTrade>, RestError> {
-    get_paged(base, "aggTrades", symbol, from_id, limit, timeout)
+    get_paged(rest, "aggTrades", symbol, from_id, limit)
 }
 
 /// Binance's accepted `limit` values for `GET /api/v3/depth`.
 pub const DEPTH_LIMITS: [usize; 8] = [5, 10, 20, 50, 100, 500, 1000, 5000];
 
-/// The order book snapshot of `symbol`, `limit` levels per side (blocking).
+/// The order book snapshot of `symbol`, `limit` levels per side.
 pub fn fetch_depth_snapshot(
-    base: &str,
+    rest: &impl RestTransport,
     symbol: &str,
     limit: usize,
-    timeout: Duration,
 ) -> Result<crate::market::depth::DepthSnapshot, RestError> {
-    let url = format!(
-        "{}/api/v3/depth?symbol={symbol}&limit={limit}",
-        base.trim_end_matches('/')
-    );
-    get(&url, timeout).and_then(|body| parse_json(&body))
+    rest.get(&format!("/api/v3/depth?symbol={symbol}&limit={limit}"))
+        .and_then(|body| parse_json(&body))
 }
 
 fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
@@ -250,15 +270,15 @@ fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
         .map_err(|e| http(e.to_string()))
 }
 
-/// Fetch the latest `limit` closed klines of `symbol` (blocking).
+/// Fetch the latest `limit` klines of `symbol`.
 pub fn fetch_klines(
-    base: &str,
+    rest: &impl RestTransport,
     symbol: &str,
     interval: &str,
     limit: usize,
-    timeout: Duration,
 ) -> Result<Vec<Kline>, RestError> {
-    get(&klines_url(base, symbol, interval, limit), timeout).and_then(|body| parse_klines(&body))
+    rest.get(&klines_target(symbol, interval, limit))
+        .and_then(|body| parse_klines(&body))
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 pub mod depth;
 mod faults;
+pub mod frames;
+pub mod in_process;
 pub mod rest;
 mod server;
 

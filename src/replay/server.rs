@@ -17,9 +17,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::faults::{agg_frame, skipped, DepthDropper, DropDepth, Inject, Injector, SkipTrades};
+use super::faults::{DropDepth, Inject, SkipTrades};
+use super::frames::FrameSource;
 use super::rest::{RestIndex, RestResponse};
-use crate::market::capture::{group_by_instrument, CaptureLine, CaptureMerge};
+use crate::market::capture::CaptureLine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -380,38 +381,12 @@ async fn serve_client(
 
     // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
     let (tx, mut rx) = mpsc::channel::<CaptureLine>(4096);
-    let groups = group_by_instrument(&opts.files);
-    let mut merge = CaptureMerge::open(&groups)?;
-    let wanted = subscription.streams.clone();
-    let skips = opts.skip_trades.clone();
-    let mut depth_drops = DepthDropper::new(opts.drop_depth.clone());
-    let mut injector = Injector::new(opts.inject.clone(), &wanted);
-    let index = rest.clone();
+    let mut frames = FrameSource::open(opts, rest.clone(), subscription.streams.clone())?;
     std::thread::spawn(move || loop {
-        match merge.next_line() {
+        match frames.next_frame() {
             Ok(Some(line)) => {
-                // Aggregate trades are built from the trades that complete them.
-                if let Some(agg) = agg_frame(&index, &wanted, &skips, &line) {
-                    let agg_line = CaptureLine {
-                        local_ns: line.local_ns,
-                        json: agg,
-                    };
-                    if tx.blocking_send(agg_line).is_err() {
-                        return;
-                    }
-                }
-                let poison = injector.after(&line);
-                if line.stream().is_some_and(|s| wanted.contains(s))
-                    && !skipped(&skips, &line)
-                    && !depth_drops.drops(&line)
-                    && tx.blocking_send(line).is_err()
-                {
+                if tx.blocking_send(line).is_err() {
                     return;
-                }
-                for p in poison {
-                    if tx.blocking_send(p).is_err() {
-                        return;
-                    }
                 }
             }
             Ok(None) => return,

@@ -286,19 +286,37 @@ impl FeedStep {
         received_ms: i64,
         out: &mut Vec<FeedOutput>,
     ) -> Result<(), FetchPending> {
+        let parsed = self.parse(text);
+        self.on_parsed(text, parsed, received_ms, out)
+    }
+
+    /// The parse of a text frame, `None` when it is too large to be parsed at all. A host
+    /// that times parsing apart from the step calls this, then [`Self::on_parsed`].
+    pub fn parse(&self, text: &str) -> Option<Result<MarketEvent, MarketDataError>> {
+        (text.len() <= self.settings.max_frame_bytes).then(|| parse_combined(text))
+    }
+
+    /// A text frame and its [`Self::parse`].
+    pub fn on_parsed(
+        &mut self,
+        text: &str,
+        parsed: Option<Result<MarketEvent, MarketDataError>>,
+        received_ms: i64,
+        out: &mut Vec<FeedOutput>,
+    ) -> Result<(), FetchPending> {
         if self.waiting.is_some() {
             return Err(FetchPending);
         }
         self.report.frames += 1;
-        if text.len() > self.settings.max_frame_bytes {
+        let Some(parsed) = parsed else {
             let err = MarketDataError::Oversized {
                 size: text.len(),
                 limit: self.settings.max_frame_bytes,
             };
             self.reject(&err, text.len(), out);
             return Ok(());
-        }
-        let event = match parse_combined(text) {
+        };
+        let event = match parsed {
             Ok(e) => e,
             Err(_) if is_server_shutdown(text) => {
                 self.report.server_shutdowns += 1;

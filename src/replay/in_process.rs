@@ -1,0 +1,382 @@
+//! The in-process replay host: one loop over the merged capture that feeds each frame to
+//! the feed step, answers its REST requests from the capture exactly as the replay server
+//! would, hands the ticks to the engine and writes what it signs to the trail files. No
+//! socket, no thread of its own, no clock but the capture's: for the same capture, key,
+//! configuration and seed it writes the same bytes as the socket pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::frames::FrameSource;
+use super::rest::RestIndex;
+use super::ReplayOptions;
+use crate::actors::ingest::{feed_settings, shard_symbols, stream_names};
+use crate::assemble::{self, StartError};
+use crate::audit::wire::RecordKind;
+use crate::audit::ChainHead;
+use crate::clock::Clock;
+use crate::config::{ClockMode, Config};
+use crate::elf::KillSwitch;
+use crate::engine::{Engine, EngineError, EngineOutput, Stage, Stopwatch};
+use crate::market::capture::CaptureError;
+use crate::market::feed::{FeedOutput, FeedStep, IngestReport};
+use crate::market::fetch;
+use crate::market::rest::{RestError, RestTransport};
+use crate::pipeline::RunSummary;
+use crate::quarantine::Quarantine;
+use crate::sink::{FileSink, SinkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InProcessError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("capture: {0}")]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("chain heads: {0}")]
+    Heads(#[from] crate::heads::HeadsError),
+    #[error("the in-process replay writes files; unset kafka.brokers")]
+    KafkaConfigured,
+}
+
+/// The engine's own speed over a replay, without a server competing for the cores.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Throughput {
+    pub market_events: u64,
+    pub decisions: u64,
+    pub wall_s: f64,
+    /// Process CPU time (user + system).
+    pub cpu_s: f64,
+    pub market_events_per_s: f64,
+    pub decisions_per_s: f64,
+    pub cpu_us_per_market_event: f64,
+    /// Time per market event by stage, microseconds (one thread, so close to CPU time).
+    pub stage_us_per_market_event: StageTimes,
+    /// Time per decision in the gate, microseconds.
+    pub decide_us_per_decision: f64,
+    pub sign_us_per_decision: f64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageTimes {
+    /// Reading and decompressing the capture.
+    pub read: f64,
+    pub parse: f64,
+    pub feed: f64,
+    pub models: f64,
+    pub gate: f64,
+    pub write: f64,
+}
+
+/// The REST endpoints answered from the capture's index, as the replay server answers them.
+struct LocalRest(Arc<RestIndex>);
+
+impl RestTransport for LocalRest {
+    fn get(&self, target: &str) -> Result<String, RestError> {
+        let answer = self.0.handle(target);
+        if answer.status == 200 {
+            Ok(answer.body)
+        } else {
+            Err(RestError::Http {
+                url: target.to_string(),
+                reason: format!("HTTP {}: {}", answer.status, answer.body),
+            })
+        }
+    }
+}
+
+/// Nanoseconds per stage since the last lap.
+#[derive(Default)]
+struct Laps {
+    last: Option<Instant>,
+    read: u64,
+    parse: u64,
+    feed: u64,
+    models: u64,
+    decide: u64,
+    sign: u64,
+    write: u64,
+}
+
+impl Laps {
+    fn start(&mut self) {
+        self.last = Some(Instant::now());
+    }
+
+    fn since_last(&mut self) -> u64 {
+        let now = Instant::now();
+        let ns = self
+            .last
+            .map_or(0, |t| now.duration_since(t).as_nanos() as u64);
+        self.last = Some(now);
+        ns
+    }
+}
+
+impl Stopwatch for Laps {
+    fn lap(&mut self, stage: Stage) {
+        let ns = self.since_last();
+        match stage {
+            Stage::Models => self.models += ns,
+            Stage::Decide => self.decide += ns,
+            Stage::Sign => self.sign += ns,
+        }
+    }
+}
+
+/// Where the trail goes and what the heads file says.
+struct TrailWriter {
+    sink: FileSink,
+    heads: BTreeMap<String, ChainHead>,
+    heads_file: PathBuf,
+    snapshot_dir: Option<PathBuf>,
+    decisions: u64,
+}
+
+impl TrailWriter {
+    fn write(&mut self, out: EngineOutput) -> Result<(), InProcessError> {
+        match out {
+            EngineOutput::Signed(e) => {
+                if e.kind == RecordKind::Event {
+                    self.decisions += 1;
+                    self.heads.insert(
+                        e.chain.clone(),
+                        ChainHead {
+                            next_seq: e.seq + 1,
+                            prev_hex: e.hash_hex.clone(),
+                            key_id: Some(e.key_id.clone()),
+                            ..ChainHead::genesis()
+                        },
+                    );
+                }
+                self.sink.append(&e)?;
+            }
+            EngineOutput::VarSnapshot(v) => self.sink.append_var_snapshot(&v)?,
+            EngineOutput::SymbolState(s) => {
+                if let Some(dir) = &self.snapshot_dir {
+                    let path = crate::snapshot::symbol_path(dir, &s.symbol);
+                    if let Err(e) = crate::snapshot::save(&path, &s) {
+                        tracing::warn!(symbol = %s.symbol, error = %e, "snapshot not written");
+                    }
+                }
+            }
+            EngineOutput::PortfolioState(p) => {
+                if let Some(dir) = &self.snapshot_dir {
+                    let path = crate::snapshot::portfolio_path(dir);
+                    if let Err(e) = crate::snapshot::save(&path, &p) {
+                        tracing::warn!(error = %e, "portfolio snapshot not written");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run `config` over the capture of `opts` (its files, history and faults; its speed is
+/// ignored: the loop runs as fast as the engine goes). The engine clock is event time.
+pub fn run(
+    mut config: Config,
+    opts: &ReplayOptions,
+) -> Result<(RunSummary, Throughput), InProcessError> {
+    if config.kafka_enabled() {
+        return Err(InProcessError::KafkaConfigured);
+    }
+    config.engine.clock = ClockMode::EventTime;
+    let index = Arc::new(RestIndex::build(&opts.history, &opts.files)?);
+    let rest = LocalRest(index.clone());
+
+    let gates = assemble::gates(&config, &KillSwitch::default(), &HashMap::new())?;
+    let sink = FileSink::open(&config.sink.dir)?;
+    assemble::publish_verifying_key(&config.sink.dir, &gates.key_id, &gates.verifying_key_hex)?;
+    // Every kline the server would serve closed before its stream started.
+    let start = crate::warm_start::load_from(&config, i64::MAX, &rest);
+    let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
+    let portfolio = portfolio_step.zip(gates.portfolio);
+    let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
+    let mut writer = TrailWriter {
+        sink,
+        heads: gates.continued.clone(),
+        heads_file: config.signing.heads_file.clone(),
+        snapshot_dir: config.snapshot_dir(),
+        decisions: 0,
+    };
+    for r in gates.rotations {
+        writer.write(EngineOutput::Signed(r))?;
+    }
+
+    // One feed step per connection shard, as the socket pipeline connects.
+    let symbols = config.symbols();
+    let shards = shard_symbols(
+        &symbols,
+        config.feed.streams.len(),
+        config.feed.max_streams_per_connection,
+    );
+    let settings = feed_settings(&config.feed, Clock::from_mode(config.engine.clock));
+    let mut feeds: Vec<FeedStep> = shards
+        .iter()
+        .map(|shard| FeedStep::new(settings.clone(), shard))
+        .collect();
+    let shard_of: HashMap<String, usize> = shards
+        .iter()
+        .enumerate()
+        .flat_map(|(i, shard)| shard.iter().map(move |s| (s.to_lowercase(), i)))
+        .collect();
+    let wanted = stream_names(&symbols, &config.feed.streams)
+        .into_iter()
+        .collect();
+    let mut frames = FrameSource::open(opts, index.clone(), wanted)?;
+    let mut quarantine =
+        Quarantine::new(config.sink.dir.join("quarantine").join("quarantine.jsonl"));
+
+    // The engine's throughput is measured over the event loop; indexing the capture for
+    // its REST answers is the replay server's work, not the engine's.
+    let started = Instant::now();
+    let cpu_start = process_cpu();
+    let mut laps = Laps::default();
+    let mut feed_out = Vec::new();
+    let mut engine_out = Vec::new();
+    let mut market_events = 0u64;
+    loop {
+        laps.start();
+        let Some(line) = frames.next_frame()? else {
+            break;
+        };
+        let Some(stream) = line.stream() else {
+            laps.read += laps.since_last();
+            continue;
+        };
+        let symbol = stream.split('@').next().unwrap_or_default();
+        let Some(&shard) = shard_of.get(symbol) else {
+            continue;
+        };
+        if stream.contains("@depth") {
+            // The server's book has reached this update by the time the client reads it.
+            index.depth.note_streamed(&line.json);
+        }
+        let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
+        market_events += 1;
+        laps.read += laps.since_last();
+        let feed = &mut feeds[shard];
+        let parsed = feed.parse(&line.json);
+        laps.parse += laps.since_last();
+        if feed
+            .on_parsed(&line.json, parsed, received_ms, &mut feed_out)
+            .is_err()
+        {
+            continue;
+        }
+        // Carry out the step's outputs; answer each fetch before the next frame.
+        loop {
+            laps.feed += laps.since_last();
+            let mut fetch = None;
+            for output in feed_out.drain(..) {
+                match output {
+                    FeedOutput::Deliver(tick) => {
+                        engine.on_tick(&tick, &mut laps, &mut engine_out)?;
+                        for out in engine_out.drain(..) {
+                            writer.write(out)?;
+                        }
+                        laps.write += laps.since_last();
+                    }
+                    FeedOutput::Fetch(request) => fetch = Some(request),
+                    FeedOutput::Quarantined {
+                        code,
+                        symbol,
+                        detail,
+                    } => {
+                        tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
+                        quarantine.record(code, &symbol, &detail, received_ms);
+                    }
+                    _ => {}
+                }
+            }
+            let Some(request) = fetch else {
+                break;
+            };
+            let answer = fetch::answer(request, &rest);
+            feed.on_fetched(answer, received_ms, &mut feed_out);
+        }
+        laps.feed += laps.since_last();
+    }
+    engine.finish(&mut engine_out)?;
+    for out in engine_out.drain(..) {
+        writer.write(out)?;
+    }
+    writer.sink.flush()?;
+    crate::heads::save(&writer.heads_file, &writer.heads)?;
+
+    let wall = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_start);
+    let mut ingest = IngestReport::default();
+    for f in &feeds {
+        ingest.merge(f.report());
+    }
+    ingest.ended_by = "end of capture".into();
+    ingest.elapsed = wall;
+    let throughput = throughput(market_events, writer.decisions, wall, cpu, &laps);
+    let summary = RunSummary {
+        ingest,
+        symbols: engine.symbol_reports(),
+        portfolio: engine.portfolio_report(),
+        gates: engine.gate_stats(),
+        sink: format!("files in {} (in process)", config.sink.dir.display()),
+        verifying_key_hex: gates.verifying_key_hex,
+        config_sha256: gates.provenance.config_sha256,
+        rules_sha256: gates.provenance.rules_sha256,
+        spooled_bytes_left: 0,
+        tick_to_ack_us: None,
+        acked_records_resent: 0,
+        acked_records_unrecoverable: Vec::new(),
+    };
+    Ok((summary, throughput))
+}
+
+fn throughput(
+    events: u64,
+    decisions: u64,
+    wall: Duration,
+    cpu: Duration,
+    laps: &Laps,
+) -> Throughput {
+    let per = |ns: u64, n: u64| ns as f64 / 1000.0 / n.max(1) as f64;
+    let secs = wall.as_secs_f64().max(1e-9);
+    Throughput {
+        market_events: events,
+        decisions,
+        wall_s: wall.as_secs_f64(),
+        cpu_s: cpu.as_secs_f64(),
+        market_events_per_s: events as f64 / secs,
+        decisions_per_s: decisions as f64 / secs,
+        cpu_us_per_market_event: cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
+        stage_us_per_market_event: StageTimes {
+            read: per(laps.read, events),
+            parse: per(laps.parse, events),
+            feed: per(laps.feed, events),
+            models: per(laps.models, events),
+            gate: per(laps.decide + laps.sign, events),
+            write: per(laps.write, events),
+        },
+        decide_us_per_decision: per(laps.decide, decisions),
+        sign_us_per_decision: per(laps.sign, decisions),
+    }
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given and nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
