@@ -5,12 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
-use crate::var::portfolio_risk::PortfolioModelState;
-use crate::var::symbol_risk::SymbolModelState;
-
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub use crate::engine::state::{PortfolioSnapshot, SymbolSnapshot, SNAPSHOT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -21,30 +18,6 @@ pub enum SnapshotError {
     },
     #[error("{path}: not a snapshot: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-}
-
-/// A symbol's models and where its bars stopped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SymbolSnapshot {
-    pub version: u32,
-    pub symbol: String,
-    pub interval_ms: i64,
-    pub last_bar_start_ms: i64,
-    pub last_close: f64,
-    pub model: SymbolModelState,
-}
-
-/// The portfolio models, the symbols they cover and the last aligned bar.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortfolioSnapshot {
-    pub version: u32,
-    pub symbols: Vec<String>,
-    pub interval_ms: i64,
-    pub last_bar_end_ms: i64,
-    pub last_closes: Vec<f64>,
-    pub model: PortfolioModelState,
 }
 
 pub fn symbol_path(dir: &Path, symbol: &str) -> PathBuf {

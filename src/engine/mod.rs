@@ -10,6 +10,7 @@
 
 pub mod gate;
 pub mod portfolio;
+pub mod state;
 pub mod symbol;
 mod var_snapshot;
 
@@ -22,8 +23,8 @@ use crate::audit::{AuditError, SignedEvent};
 use crate::elf::ActionRequest;
 use crate::market::feed::FeedTick;
 use crate::market::MarketEvent;
-use crate::snapshot::{PortfolioSnapshot, SymbolSnapshot};
 use crate::var::ModelFigures;
+use state::{PortfolioSnapshot, SymbolSnapshot};
 
 pub use gate::{GateOutput, GateStats, GateStep};
 pub use portfolio::{

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::state::{PortfolioSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
 use crate::elf::{ActionRequest, Evidence, InputRange};
-use crate::market::rest::Kline;
+use crate::market::Kline;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
-use crate::snapshot::{PortfolioSnapshot, SNAPSHOT_VERSION};
 use crate::var::portfolio_risk::{PortfolioModelSettings, PortfolioRiskModel};
 use crate::var::{ModelFigures, PortfolioFigures};
 

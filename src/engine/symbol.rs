@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use super::state::{SymbolSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
 use crate::elf::{ActionRequest, Evidence, InputRange};
-use crate::market::rest::Kline;
+use crate::market::Kline;
 use crate::market::Trade;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
-use crate::snapshot::{SymbolSnapshot, SNAPSHOT_VERSION};
 use crate::var::bars::{BarBuilder, ClosedBar};
 use crate::var::symbol_risk::{PrimaryView, SymbolModelSettings, SymbolRiskModel};
 use crate::var::{FhsLevelRisk, LevelRisk, ModelFigures};

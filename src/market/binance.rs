@@ -42,6 +42,15 @@ impl StreamKind {
     }
 }
 
+/// One kline (candlestick): open time and close price are what the models need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Kline {
+    pub open_time_ms: i64,
+    pub close_time_ms: i64,
+    pub close: f64,
+    pub trades: u64,
+}
+
 /// One executed trade (`<symbol>@trade`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Trade {

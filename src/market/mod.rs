@@ -13,5 +13,5 @@ pub mod skew;
 pub mod trades_csv;
 
 pub use binance::{
-    parse_combined, AggTrade, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade,
+    parse_combined, AggTrade, BookTicker, Kline, MarketDataError, MarketEvent, StreamKind, Trade,
 };

@@ -14,14 +14,7 @@ pub enum RestError {
     Parse(String),
 }
 
-/// One kline (candlestick): open time and close price are what the models need.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Kline {
-    pub open_time_ms: i64,
-    pub close_time_ms: i64,
-    pub close: f64,
-    pub trades: u64,
-}
+pub use super::binance::Kline;
 
 /// Binance's interval name for a bar length, if Binance has one.
 pub fn kline_interval(interval_ms: i64) -> Option<&'static str> {
