@@ -35,6 +35,8 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 pub fn chain_id(engine_id: &str, symbol: &str) -> String {

@@ -66,6 +66,15 @@ pub struct Config {
     pub signing: SigningConfig,
     pub sink: SinkConfig,
     pub kafka: KafkaConfig,
+    pub http: HttpConfig,
+}
+
+/// The HTTP side: metrics, health, readiness and the dashboard (read-only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `host:port`; empty serves nothing. `run` serves it; `demo` and `replay` do not.
+    pub bind: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -761,6 +770,14 @@ impl Config {
             self.kafka.request_timeout_ms > 0,
             "kafka.request_timeout_ms must be > 0".into(),
         );
+        check(
+            self.http.bind.is_empty()
+                || self.http.bind.parse::<std::net::SocketAddr>().is_ok(),
+            format!(
+                "http.bind must be empty or host:port with an IP address (e.g. 127.0.0.1:9464), got {:?}",
+                self.http.bind
+            ),
+        );
 
         if errors.is_empty() {
             Ok(())
@@ -786,6 +803,7 @@ impl Config {
         c.elf.rules_file = PathBuf::new();
         c.elf.shadow_rules_file = PathBuf::new();
         c.kafka.brokers.clear();
+        c.http.bind.clear();
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }

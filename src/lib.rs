@@ -14,6 +14,7 @@ pub mod elf;
 pub mod elf_demo;
 pub mod engine;
 pub mod heads;
+pub mod http;
 pub mod market;
 pub mod metrics;
 pub mod pipeline;

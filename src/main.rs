@@ -112,6 +112,18 @@ enum Command {
         /// signed output is the same, byte for byte).
         #[arg(long)]
         in_process: bool,
+        /// Serve /metrics, /healthz, /readyz and the dashboard at this address while the
+        /// socket pipeline runs (e.g. 127.0.0.1:9464).
+        #[arg(long, conflicts_with = "in_process")]
+        http: Option<String>,
+    },
+    /// Serve the risk dashboard over a finished run's signed files.
+    Dashboard {
+        /// The run's events directory (with var_snapshots/).
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        bind: String,
     },
     /// Run capture files through the engine core in one process, without sockets, as fast
     /// as the core goes; write the signed output and report the engine's own throughput.
@@ -419,6 +431,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             no_history,
             in_process,
+            http,
         } => {
             init_logging("warn,bizra_risk::pipeline=info");
             cli::demo::run(cli::demo::DemoArgs {
@@ -429,7 +442,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 key,
                 no_history,
                 in_process,
+                http,
             })
+        }
+        Command::Dashboard { events, bind } => {
+            init_logging("info");
+            cli::dashboard::run(&events, &bind)
         }
         Command::Replay {
             data,

@@ -201,6 +201,7 @@ pub async fn run(
         )
     };
     let gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
+    metrics.health.signer_ready.set(1);
     tracing::info!(
         verifying_key = %gates.verifying_key_hex,
         key_id = %gates.key_id,
@@ -215,6 +216,19 @@ pub async fn run(
         )?;
     }
     let cap = config.feed.mailbox_capacity;
+    let hub = Arc::new(crate::http::DashboardHub::default());
+    let http = if config.http.bind.is_empty() {
+        None
+    } else {
+        let state = crate::http::HttpState {
+            metrics: metrics.clone(),
+            hub: hub.clone(),
+            symbols: config.symbols(),
+            stale_after_s: config.feed.stale_after_ms as f64 / 1000.0,
+            live: true,
+        };
+        Some(crate::http::start(&config.http.bind, state)?)
+    };
     let publisher = PublisherActor::new(
         sink,
         config.signing.heads_file.clone(),
@@ -222,6 +236,7 @@ pub async fn run(
         cap,
         metrics.clone(),
     )
+    .with_dashboard(hub)
     .start();
 
     let start_config = config.clone();
@@ -238,7 +253,9 @@ pub async fn run(
         (Some(step), Some(gate)) => {
             let gate = start_gate(gate);
             gate_actors.push(gate.clone());
-            Some(PortfolioActor::new(step, gate, cap, snapshot_dir.clone()).start())
+            Some(
+                PortfolioActor::new(step, gate, cap, snapshot_dir.clone(), metrics.clone()).start(),
+            )
         }
         _ => None,
     };
@@ -248,8 +265,15 @@ pub async fn run(
         let gate = start_gate(gate);
         gate_actors.push(gate.clone());
         let symbol = step.symbol().to_string();
-        let addr =
-            SymbolActor::new(step, gate, portfolio.clone(), cap, snapshot_dir.clone()).start();
+        let addr = SymbolActor::new(
+            step,
+            gate,
+            portfolio.clone(),
+            cap,
+            snapshot_dir.clone(),
+            metrics.clone(),
+        )
+        .start();
         routes.insert(symbol, addr.clone());
         symbol_actors.push(addr);
     }
@@ -340,6 +364,9 @@ pub async fn run(
     let mut gate_stats = Vec::new();
     for g in &gates_list {
         gate_stats.push(g.send(GetGateStats).await.map_err(PipelineError::from)?);
+    }
+    if let Some(http) = http {
+        http.stop().await;
     }
     Ok(RunSummary {
         ingest: ingest_report,

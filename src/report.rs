@@ -141,7 +141,7 @@ pub fn render_throughput(t: &crate::replay::in_process::Throughput) -> String {
         "engine throughput (in process, one thread): {} market events in {:.3} s = {:.0} events/s, \
          {} signed events = {:.0} decisions/s; CPU {:.3} s = {:.2} us per market event \
          (read {:.2}, parse {:.2}, feed {:.2}, bars+models {:.2}, gate+sign {:.2}, write {:.2}); \
-         per decision: decide {:.1} us, sign {:.1} us\n",
+         bars+models {:.0} us per symbol bar ({} bars); per decision: decide {:.1} us, sign {:.1} us\n",
         t.market_events,
         t.wall_s,
         t.market_events_per_s,
@@ -155,6 +155,8 @@ pub fn render_throughput(t: &crate::replay::in_process::Throughput) -> String {
         st.models,
         st.gate,
         st.write,
+        t.models_us_per_bar,
+        t.symbol_bars,
         t.decide_us_per_decision,
         t.sign_us_per_decision,
     )

@@ -58,6 +58,12 @@ fn demo(out: &Path, key: &Path, in_process: bool) {
         .arg("--key")
         .arg(key)
         .current_dir(common::repo());
+    // The engine reads every BIZRA_* variable as configuration; the harness's own are not.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BIZRA_") {
+            cmd.env_remove(&name);
+        }
+    }
     if in_process {
         cmd.arg("--in-process");
     }

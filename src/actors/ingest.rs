@@ -244,6 +244,8 @@ async fn run(
         };
         connections += 1;
         backoff.reset();
+        host.metrics.health.feed_connected.inc();
+        host.metrics.health.feed_connections_total.inc();
         tracing::info!(url = %url, "market data connected");
         let (mut _write, mut read) = ws.split();
         let idle = Duration::from_millis(feed.idle_timeout_ms);
@@ -325,6 +327,10 @@ async fn run(
                 }
             };
             let now_ms = crate::clock::system_now_ms();
+            host.metrics
+                .health
+                .feed_last_frame_timestamp_seconds
+                .set(now_ms as f64 / 1000.0);
             let fed = match msg {
                 Message::Text(text) => step.on_frame(text.as_str(), now_ms, &mut outputs),
                 Message::Binary(b) => {
@@ -348,16 +354,19 @@ async fn run(
             host.drive(&mut step, &mut outputs).await?;
         };
         tracing::info!(reason = %ended_by, "market data connection ended");
+        host.metrics.health.feed_connected.dec();
         ended = ended_by;
         host.dropped_at = Some(Instant::now());
         if went_idle {
             // A silent connection is dead whatever the close policy: replace it.
             idle_reconnects += 1;
+            host.metrics.health.feed_reconnects_total.inc();
             continue;
         }
         if feed.on_server_close == OnServerClose::Stop || shutdown.is_requested() {
             break;
         }
+        host.metrics.health.feed_reconnects_total.inc();
         sleep_or_shutdown(backoff.next_delay(&mut jitter), &mut shutdown).await;
     }
     let mut report = step.report();
@@ -418,6 +427,11 @@ impl Host {
         let Some(route) = self.routes.get(tick.event.symbol()) else {
             return Ok(());
         };
+        self.metrics
+            .health
+            .feed_symbol_healthy
+            .with_label_values(&[tick.event.symbol()])
+            .set(i64::from(tick.feed_healthy));
         if self.first_event_pending {
             self.first_event_pending = false;
             if self.reconnect_to_first_event_us.len() >= 64 {
@@ -474,6 +488,14 @@ impl Host {
                 filled,
             } => {
                 let what = if aggregate { "aggTrade" } else { "trade" };
+                let wanted = last.saturating_sub(first).saturating_add(1);
+                let h = &m.health;
+                h.feed_trades_backfilled_total
+                    .with_label_values(&[&symbol])
+                    .inc_by(filled.min(wanted));
+                h.feed_trades_missing_total
+                    .with_label_values(&[&symbol])
+                    .inc_by(wanted.saturating_sub(filled));
                 if filled > last - first {
                     tracing::info!(%symbol, stream = what, first, last, filled, "ID gap filled from REST");
                 } else {

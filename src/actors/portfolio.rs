@@ -2,6 +2,7 @@
 //! portfolio gate requests to its gate, model snapshots to disk.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix::prelude::*;
 
@@ -9,6 +10,7 @@ use super::gate::{GateActor, ToGate};
 use super::symbol::SaveSnapshot;
 use super::PipelineError;
 use crate::engine::{BarClosed, PortfolioOutput, PortfolioReport, PortfolioStep};
+use crate::metrics::Metrics;
 use crate::snapshot::{self, PortfolioSnapshot};
 
 impl Message for BarClosed {
@@ -25,6 +27,7 @@ pub struct PortfolioActor {
     gate: Addr<GateActor>,
     mailbox_capacity: usize,
     snapshot_dir: Option<PathBuf>,
+    metrics: Arc<Metrics>,
 }
 
 impl PortfolioActor {
@@ -33,6 +36,7 @@ impl PortfolioActor {
         gate: Addr<GateActor>,
         mailbox_capacity: usize,
         snapshot_dir: Option<PathBuf>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         if step.report().snapshot_ignored {
             tracing::warn!("portfolio snapshot made with other parameters; ignored");
@@ -43,6 +47,7 @@ impl PortfolioActor {
             gate,
             mailbox_capacity,
             snapshot_dir,
+            metrics,
         }
     }
 }
@@ -67,9 +72,26 @@ impl Handler<BarClosed> for PortfolioActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
 
     fn handle(&mut self, bar: BarClosed, _: &mut Self::Context) -> Self::Result {
-        let skipped = self.step.report().skipped_bars;
+        let (skipped, aligned) = {
+            let r = self.step.report();
+            (r.skipped_bars, r.aligned_bars)
+        };
+        let started = std::time::Instant::now();
         self.step.on_bar(bar, &mut self.out);
-        if self.step.report().skipped_bars > skipped {
+        let r = self.step.report();
+        if r.aligned_bars > aligned {
+            self.metrics
+                .risk
+                .var_compute_seconds
+                .with_label_values(&["portfolio"])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if r.skipped_bars > skipped {
+            self.metrics
+                .risk
+                .var_errors_total
+                .with_label_values(&["portfolio"])
+                .inc_by(r.skipped_bars - skipped);
             tracing::warn!(bar_end_ms = bar.bar_end_ms, "portfolio update skipped");
         }
         if let Some(snap) = self.out.snapshot.take() {

@@ -63,6 +63,8 @@ pub struct PublisherActor {
     /// Heads of every chain as published (not yet necessarily durable).
     heads: BTreeMap<String, ChainHead>,
     published_since_flush: bool,
+    /// The live dashboard, when the HTTP side is on.
+    dashboard: Option<Arc<crate::http::DashboardHub>>,
 }
 
 impl PublisherActor {
@@ -86,7 +88,14 @@ impl PublisherActor {
             heads_file,
             heads,
             published_since_flush: false,
+            dashboard: None,
         }
+    }
+
+    /// Also hand every VaR snapshot to the live dashboard.
+    pub fn with_dashboard(mut self, hub: Arc<crate::http::DashboardHub>) -> Self {
+        self.dashboard = Some(hub);
+        self
     }
 
     /// Run `op` on the sink without holding `&mut self` across the await.
@@ -103,6 +112,7 @@ impl PublisherActor {
         AtomicResponse::new(Box::pin(op(sink).into_actor(self).map(
             |(sink, res), act, _| {
                 act.sink = Some(sink);
+                act.metrics.health.sink_healthy.set(i64::from(res.is_ok()));
                 res.map_err(PipelineError::from)
             },
         )))
@@ -113,6 +123,7 @@ impl Actor for PublisherActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        self.metrics.health.sink_healthy.set(1);
         if matches!(self.sink, Some(Sink::Kafka(_))) {
             ctx.run_interval(POLL_ACKS_EVERY, |_, ctx| ctx.notify(PollAcks));
         }
@@ -132,6 +143,21 @@ impl Handler<Publish> for PublisherActor {
             .events_published_total
             .with_label_values(&[self.label.as_str()])
             .inc();
+        match &msg.out {
+            Outgoing::VarSnapshot(v) => {
+                self.metrics.risk.observe_snapshot(v);
+                if let Some(hub) = &self.dashboard {
+                    hub.push(v);
+                }
+            }
+            Outgoing::Signed(e) if e.kind == RecordKind::Checkpoint => self
+                .metrics
+                .risk
+                .checkpoints_total
+                .with_label_values(&[e.chain.as_str()])
+                .inc(),
+            Outgoing::Signed(_) => {}
+        }
         if let Outgoing::Signed(e) = &msg.out {
             if e.kind == RecordKind::Event {
                 self.heads.insert(

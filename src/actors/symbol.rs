@@ -2,6 +2,7 @@
 //! closed bars to the portfolio, model snapshots to disk.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix::prelude::*;
 
@@ -10,6 +11,7 @@ use super::portfolio::PortfolioActor;
 use super::PipelineError;
 use crate::engine::{SymbolOutput, SymbolReport, SymbolStep};
 use crate::market::MarketEvent;
+use crate::metrics::Metrics;
 use crate::snapshot::{self, SymbolSnapshot};
 
 #[derive(Message)]
@@ -40,6 +42,7 @@ pub struct SymbolActor {
     portfolio: Option<Addr<PortfolioActor>>,
     mailbox_capacity: usize,
     snapshot_dir: Option<PathBuf>,
+    metrics: Arc<Metrics>,
 }
 
 impl SymbolActor {
@@ -49,10 +52,16 @@ impl SymbolActor {
         portfolio: Option<Addr<PortfolioActor>>,
         mailbox_capacity: usize,
         snapshot_dir: Option<PathBuf>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         if step.report().snapshot_ignored {
             tracing::warn!(symbol = %step.symbol(), "snapshot made with other parameters; ignored");
         }
+        metrics
+            .health
+            .models_ready
+            .with_label_values(&[step.symbol()])
+            .set(i64::from(step.report().primary.is_some()));
         Self {
             step,
             out: SymbolOutput::default(),
@@ -60,6 +69,25 @@ impl SymbolActor {
             portfolio,
             mailbox_capacity,
             snapshot_dir,
+            metrics,
+        }
+    }
+
+    /// After a bar: model time, readiness and the rolling backtest.
+    fn observe_bar(&self, took: std::time::Duration) {
+        let m = &self.metrics;
+        let r = self.step.report();
+        m.risk
+            .var_compute_seconds
+            .with_label_values(&["symbol"])
+            .observe(took.as_secs_f64());
+        m.health
+            .models_ready
+            .with_label_values(&[r.symbol.as_str()])
+            .set(i64::from(r.primary.is_some()));
+        if let Some(p) = r.primary {
+            m.risk
+                .observe_backtest(&r.symbol, r.exceedances, r.expected_exceedances, p.level);
         }
     }
 }
@@ -88,8 +116,12 @@ impl Handler<Tick> for SymbolActor {
             // Quotes only refresh freshness; VaR is computed from trades.
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         };
+        let started = std::time::Instant::now();
         self.step
             .on_trade(trade, msg.received_at_ms, msg.feed_healthy, &mut self.out);
+        if !self.out.bars.is_empty() {
+            self.observe_bar(started.elapsed());
+        }
         if let Some(snap) = self.out.snapshot.take() {
             save_symbol_snapshot(&self.snapshot_dir, &snap);
         }

@@ -23,6 +23,8 @@ pub struct DemoArgs {
     pub key: Option<PathBuf>,
     pub no_history: bool,
     pub in_process: bool,
+    /// Serve metrics, health and the dashboard here while the socket pipeline runs.
+    pub http: Option<String>,
 }
 
 /// The configuration of a run that writes into `out`: `events/` (emptied first when
@@ -51,6 +53,7 @@ pub fn output_config(
     // A capture ends: the run ends with it.
     config.feed.on_server_close = OnServerClose::Stop;
     config.engine.clock = ClockMode::EventTime;
+    config.http.bind.clear();
     config.signing.key_file = key_file;
     config.sink.dir = events_dir;
     config.signing.heads_file = state_dir.join("chain_heads.json");
@@ -83,6 +86,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         let server = replay::spawn_in_thread("127.0.0.1:0".parse()?, opts)?;
         config.feed.url = server.url();
+        if let Some(bind) = &args.http {
+            config.http.bind = bind.clone();
+        }
         config.validate()?;
         let summary = super::run::run_pipeline(config.clone(), false)?;
         drop(server);

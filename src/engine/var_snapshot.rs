@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::wire::{ActionRecord, DecisionRecord, ModelRecord, Num};
 use crate::audit::SignedEvent;
-use crate::elf::Verdict;
+use crate::elf::{ReasonCode, Verdict};
 use crate::var::PrimaryModel;
 
-pub const VAR_SNAPSHOT_VERSION: u32 = 1;
+pub const VAR_SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,70 @@ pub struct VarSnapshot {
     pub feed_healthy: bool,
     pub action: ActionRecord,
     pub verdict: Verdict,
+    /// Why the gate refused, held or flagged the action (empty for a clean pass).
+    pub reasons: Vec<ReasonCode>,
+    /// End of the bar the figures were computed after (the next bar's loss is what they
+    /// forecast).
+    pub bar_end_ms: i64,
+    /// Both models at the level that drives limits, in USD (absent while a model has no
+    /// figure yet).
+    pub models: ModelsUsd,
+}
+
+/// VaR and ES of one model, in USD.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarEsUsd {
+    pub var_usd: Num,
+    pub es_usd: Num,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsUsd {
+    pub fhs_aci: Option<VarEsUsd>,
+    /// NIG (symbols) or NIW (the portfolio).
+    pub bayes: Option<VarEsUsd>,
+}
+
+impl ModelsUsd {
+    fn of(record: &DecisionRecord) -> Self {
+        let notional = record.evidence.position_qty.0 * record.evidence.price.0;
+        let usd = |var: Num, es: Num, scale: f64| VarEsUsd {
+            var_usd: Num(var.0 * scale),
+            es_usd: Num(es.0 * scale),
+        };
+        match &record.model {
+            ModelRecord::Symbol {
+                fhs_aci,
+                nig_student_t,
+                ..
+            } => Self {
+                fhs_aci: (fhs_aci.warmup_remaining == 0)
+                    .then(|| fhs_aci.levels.first())
+                    .flatten()
+                    .map(|l| usd(l.var, l.es, notional)),
+                bayes: nig_student_t
+                    .as_ref()
+                    .and_then(|n| n.levels.first())
+                    .map(|l| usd(l.var, l.es, notional)),
+            },
+            ModelRecord::Portfolio {
+                fhs_aci,
+                niw_multivariate_t,
+                ..
+            } => Self {
+                fhs_aci: fhs_aci
+                    .as_ref()
+                    .filter(|f| f.warmup_remaining == 0)
+                    .map(|f| usd(f.var_usd, f.es_usd, 1.0)),
+                bayes: niw_multivariate_t
+                    .as_ref()
+                    .map(|n| usd(n.var_usd, n.es_usd, 1.0)),
+            },
+            ModelRecord::NoData => Self::default(),
+        }
+    }
 }
 
 impl VarSnapshot {
@@ -67,6 +131,9 @@ impl VarSnapshot {
             feed_healthy: record.feed_healthy,
             action: record.action.clone(),
             verdict: record.verdict,
+            reasons: record.reasons.clone(),
+            bar_end_ms: record.input.bar_end_ms,
+            models: ModelsUsd::of(record),
         }
     }
 

@@ -57,6 +57,9 @@ pub struct Throughput {
     pub cpu_us_per_market_event: f64,
     /// Time per market event by stage, microseconds (one thread, so close to CPU time).
     pub stage_us_per_market_event: StageTimes,
+    /// Symbol bars closed, and the bars+models time per symbol bar (portfolio included).
+    pub symbol_bars: u64,
+    pub models_us_per_bar: f64,
     /// Time per decision in the gate, microseconds.
     pub decide_us_per_decision: f64,
     pub sign_us_per_decision: f64,
@@ -319,7 +322,15 @@ pub fn run(
     }
     ingest.ended_by = "end of capture".into();
     ingest.elapsed = wall;
-    let throughput = throughput(market_events, writer.decisions, wall, cpu, &laps);
+    let symbol_bars: u64 = engine.symbol_reports().iter().map(|r| r.bars).sum();
+    let throughput = throughput(
+        market_events,
+        writer.decisions,
+        symbol_bars,
+        wall,
+        cpu,
+        &laps,
+    );
     let summary = RunSummary {
         ingest,
         symbols: engine.symbol_reports(),
@@ -340,6 +351,7 @@ pub fn run(
 fn throughput(
     events: u64,
     decisions: u64,
+    symbol_bars: u64,
     wall: Duration,
     cpu: Duration,
     laps: &Laps,
@@ -362,6 +374,8 @@ fn throughput(
             gate: per(laps.decide + laps.sign, events),
             write: per(laps.write, events),
         },
+        symbol_bars,
+        models_us_per_bar: per(laps.models, symbol_bars),
         decide_us_per_decision: per(laps.decide, decisions),
         sign_us_per_decision: per(laps.sign, decisions),
     }

@@ -7,8 +7,16 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+pub mod health;
+pub mod risk;
+
+pub use health::HealthMetrics;
+pub use risk::RiskMetrics;
+
 pub struct Metrics {
     pub registry: Registry,
+    pub health: HealthMetrics,
+    pub risk: RiskMetrics,
     pub ingest_frames_total: IntCounterVec,
     pub ingest_rejected_total: IntCounterVec,
     pub feed_clock_skew_seconds: Histogram,
@@ -173,6 +181,8 @@ impl Metrics {
         registry.register(Box::new(elf_rules_reloads_total.clone()))?;
         registry.register(Box::new(events_published_total.clone()))?;
         Ok(Self {
+            health: HealthMetrics::new(&registry)?,
+            risk: RiskMetrics::new(&registry)?,
             registry,
             ingest_frames_total,
             ingest_rejected_total,
