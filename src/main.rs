@@ -261,6 +261,11 @@ enum Command {
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
+        /// Also write the outcome as Prometheus text (bizra_chain_verify_failures,
+        /// bizra_chain_verify_records, bizra_chain_verify_timestamp_seconds) to FILE, for a
+        /// node exporter's textfile collector; replaced atomically.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
     },
     /// Backtest VaR / ES models side by side on a price series (Kupiec, Christoffersen,
     /// Basel traffic light, Acerbi-Szekely Z2).
@@ -700,6 +705,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             expect_head,
             anchor,
             json,
+            metrics_file,
         } => {
             init_logging("warn");
             cli::verify::run(cli::verify::VerifyArgs {
@@ -717,6 +723,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 expect_head,
                 anchor,
                 json,
+                metrics_file,
             })
         }
     }

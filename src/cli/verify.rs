@@ -29,6 +29,7 @@ pub struct VerifyArgs {
     pub expect_head: Vec<String>,
     pub anchor: Vec<PathBuf>,
     pub json: bool,
+    pub metrics_file: Option<PathBuf>,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +48,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         expect_head,
         anchor,
         json,
+        metrics_file,
     } = args;
     let mut anchors = Vec::new();
     for text in &expect_head {
@@ -127,6 +129,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         f.push_to(&mut verifier, &bytes);
     }
     let report = verifier.finish();
+    if let Some(path) = &metrics_file {
+        write_metrics(path, &report)?;
+    }
     let mut stdout = std::io::stdout().lock();
     if let (Some(seq), Some(chain)) = (prove, &chain) {
         let p = proof::build(chain, seq, kept.iter().map(Vec::as_slice))?;
@@ -150,6 +155,33 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The outcome as Prometheus text, written to a temporary file and renamed.
+fn write_metrics(
+    path: &std::path::Path,
+    report: &bizra_risk::audit::VerifyReport,
+) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let text = format!(
+        "# HELP bizra_chain_verify_failures Verification failures found in the signed trail by the last verify run\n\
+         # TYPE bizra_chain_verify_failures gauge\n\
+         bizra_chain_verify_failures {}\n\
+         # HELP bizra_chain_verify_records Records checked by the last verify run\n\
+         # TYPE bizra_chain_verify_records gauge\n\
+         bizra_chain_verify_records {}\n\
+         # HELP bizra_chain_verify_timestamp_seconds When the last verify run finished (Unix seconds)\n\
+         # TYPE bizra_chain_verify_timestamp_seconds gauge\n\
+         bizra_chain_verify_timestamp_seconds {now:.3}\n",
+        report.failures.len(),
+        report.records,
+    );
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
 }
 
 /// Whether a record line names `chain` (a cheap pre-filter; the proof builder re-checks).
