@@ -76,6 +76,8 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c.signing.heads_file = dir.join("state/chain_heads.json");
     c.kafka.spool_dir = dir.join("spool");
     c.elf.rules_file = repo().join("config/rules.yaml");
+    // Tests run engines side by side: none serves HTTP unless it asks for a port.
+    c.http.bind.clear();
     c
 }
 
@@ -303,6 +305,7 @@ pub fn engine_command(url: &str, dir: &Path, key: &Path) -> std::process::Comman
         .env("BIZRA_VAR__SNAPSHOT__DIR", dir.join("state"))
         .env("BIZRA_ELF__RULES_FILE", repo().join("config/rules.yaml"))
         .env("BIZRA_KAFKA__BROKERS", "")
+        .env("BIZRA_HTTP__BIND", "")
         .stdout(std::process::Stdio::null())
         .stderr(log);
     cmd
