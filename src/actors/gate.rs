@@ -95,6 +95,22 @@ impl Handler<ToGate> for GateActor {
         self.step
             .record_latency(decided.as_nanos() as u64, total.as_nanos() as u64);
         self.metrics.observe_decision(&decision, decided, total);
+        let req = &msg.request.req;
+        match &sealed {
+            Ok(out) => tracing::debug!(
+                chain = %out.signed.chain,
+                seq = out.signed.seq,
+                action_id = %req.action_id,
+                verdict = decision.verdict.as_str(),
+                "decision signed"
+            ),
+            Err(e) => tracing::error!(
+                chain = %self.step.chain(),
+                action_id = %req.action_id,
+                error = %e,
+                "decision not signed"
+            ),
+        }
 
         let publisher = self.publisher.clone();
         let origin = msg.origin;

@@ -1,0 +1,73 @@
+//! `bizra-risk replay-server`.
+
+use super::prelude::*;
+use std::net::SocketAddr;
+
+use bizra_risk::replay::{self, ReplayOptions, Speed};
+
+#[derive(clap::Args)]
+pub struct ReplayServerArgs {
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub bind: SocketAddr,
+    /// Capture files or directories.
+    #[arg(long = "data", required = true)]
+    pub data: Vec<PathBuf>,
+    #[arg(long, default_value = "1")]
+    pub speed: Speed,
+    #[arg(long, default_value_t = 20_000)]
+    pub ping_interval_ms: u64,
+    #[arg(long, default_value_t = 60_000)]
+    pub pong_timeout_ms: u64,
+    /// Captures of what happened before the stream, served by the REST endpoints
+    /// (klines) only; repeatable.
+    #[arg(long = "history")]
+    pub history: Vec<PathBuf>,
+    /// Fault injection: leave trades SYMBOL:FIRST-LAST out of the stream (REST still
+    /// serves them); repeatable.
+    #[arg(long = "skip-trades")]
+    pub skip_trades: Vec<bizra_risk::replay::SkipTrades>,
+    /// Fault injection: leave the Nth diff-depth update of SYMBOL (SYMBOL:N) out of
+    /// each client's stream (REST snapshots still include it); repeatable.
+    #[arg(long = "drop-depth")]
+    pub drop_depth: Vec<bizra_risk::replay::DropDepth>,
+    /// Fault injection: after the Nth trade of SYMBOL, stream COUNT (default 1)
+    /// well-formed but impossible events, SYMBOL:N:POISON[:COUNT] with POISON one of
+    /// huge-price, zero-qty, time-ahead, time-behind, id-jump, crossed-quote; repeatable.
+    #[arg(long = "inject")]
+    pub inject: Vec<bizra_risk::replay::Inject>,
+}
+
+pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
+    let ReplayServerArgs {
+        bind,
+        data,
+        speed,
+        ping_interval_ms,
+        pong_timeout_ms,
+        history,
+        skip_trades,
+        drop_depth,
+        inject,
+    } = args;
+    init_logging("info");
+    let files = super::captures::expand_capture_paths(&data)?;
+    let mut opts = ReplayOptions::new(files, speed);
+    opts.skip_trades = skip_trades;
+    opts.drop_depth = drop_depth;
+    opts.inject = inject;
+    if !history.is_empty() {
+        opts.history = super::captures::expand_capture_paths(&history)?;
+    }
+    opts.ping_interval = Duration::from_millis(ping_interval_ms);
+    opts.pong_timeout = Duration::from_millis(pong_timeout_ms);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("bind {bind}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "replay server listening");
+        replay::serve(listener, opts).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
