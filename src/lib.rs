@@ -27,6 +27,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod snapshot;
 pub mod tail;
+pub mod trail;
 pub mod var;
 pub mod warm_start;
 pub mod witness;

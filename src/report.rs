@@ -8,7 +8,6 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::audit::{Verifier, VerifyReport};
 use crate::pipeline::RunSummary;
-use crate::sink::CHECKPOINT_SUFFIX;
 
 /// Verify every `*.jsonl` file under `path` (or `path` itself when it is a file).
 pub fn verify_path(path: &Path, keys: &[VerifyingKey]) -> std::io::Result<VerifyReport> {
@@ -17,55 +16,7 @@ pub fn verify_path(path: &Path, keys: &[VerifyingKey]) -> std::io::Result<Verify
     Ok(v.finish())
 }
 
-/// A record file to verify; `chain` is the chain its records must name when it was found
-/// in a trail directory (`<chain>.jsonl`, `<chain>.checkpoints.jsonl`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RecordFile {
-    pub path: PathBuf,
-    pub chain: Option<String>,
-}
-
-impl RecordFile {
-    /// Feed this file's bytes to `v`.
-    pub fn push_to(&self, v: &mut Verifier, bytes: &[u8]) {
-        let name = self.path.display().to_string();
-        match &self.chain {
-            Some(chain) => v.push_chain_stream(&name, chain, bytes),
-            None => v.push_stream(&name, bytes),
-        }
-    }
-}
-
-/// The `*.jsonl` files of `paths` (directories expanded), checkpoint files first so that
-/// the verifier knows them before it meets their events.
-pub fn record_files(paths: &[PathBuf]) -> std::io::Result<Vec<RecordFile>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                let p = entry?.path();
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-                let Some(name) = name.filter(|n| n.ends_with(".jsonl")) else {
-                    continue;
-                };
-                let chain = name
-                    .strip_suffix(CHECKPOINT_SUFFIX)
-                    .or_else(|| name.strip_suffix(".jsonl"))
-                    .map(str::to_string);
-                files.push(RecordFile { path: p, chain });
-            }
-        } else {
-            files.push(RecordFile {
-                path: path.to_path_buf(),
-                chain: None,
-            });
-        }
-    }
-    let is_checkpoints = |f: &RecordFile| f.path.to_string_lossy().ends_with(CHECKPOINT_SUFFIX);
-    files.sort_by_key(|f| (!is_checkpoints(f), f.clone()));
-    files.dedup_by(|a, b| a.path == b.path);
-    Ok(files)
-}
+pub use crate::trail::{record_files, RecordFile};
 
 /// Feed every record file of `paths` to `v`.
 pub fn push_paths(v: &mut Verifier, paths: &[PathBuf]) -> std::io::Result<()> {

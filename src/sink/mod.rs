@@ -7,8 +7,9 @@ mod readback;
 pub mod spool;
 
 pub use crate::engine::VarSnapshot;
+pub use crate::trail::{KafkaSource, StartAt};
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
-pub use kafka::{ensure_topics, KafkaSink, KafkaSource, Readback, StartAt, Topics, SCHEMA_VERSION};
+pub use kafka::{ensure_topics, KafkaSink, Readback, Topics, SCHEMA_VERSION};
 pub use newest::NewestRecords;
 
 use crate::audit::wire::RecordKind;

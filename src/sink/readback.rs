@@ -43,7 +43,7 @@ pub fn read_back(
 ) -> Result<BTreeMap<(String, i32), PartitionView>, SinkError> {
     let kerr = |e: KafkaError| SinkError::Kafka(e.to_string());
     // What the broker acknowledged, committed or not.
-    let consumer = super::kafka::reader(brokers, "bizra-risk-readback", "read_uncommitted")?;
+    let consumer = crate::trail::topic::reader(brokers, "bizra-risk-readback", "read_uncommitted")?;
     let mut out = BTreeMap::new();
     for ((topic, partition), first) in from {
         let (low, high) = consumer
