@@ -44,8 +44,10 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stop at once: a dashboard's event stream never ends by itself, so a graceful stop
+    /// would wait out its timeout.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        self.handle.stop(false).await;
     }
 }
 
@@ -69,6 +71,7 @@ pub fn start(bind: &str, state: HttpState) -> Result<Running, HttpError> {
     })
     .workers(1)
     .disable_signals()
+    .shutdown_timeout(1)
     .client_request_timeout(std::time::Duration::from_secs(5))
     .bind(bind)
     .map_err(|e| err(e.to_string()))?;
