@@ -11,8 +11,6 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 
-use bizra_risk::replay::Speed;
-
 #[derive(Parser)]
 #[command(
     name = "bizra-risk",
@@ -27,35 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay the bundled Binance capture through the whole pipeline, verify, summarise.
-    Demo {
-        /// Output directory (events, key); emptied of earlier events first.
-        #[arg(long, default_value = "out/demo")]
-        out: PathBuf,
-        /// Capture directory (default: the bundled data/binance).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Replay speed: max, or a factor of real time (1, 10x).
-        #[arg(long, default_value = "max")]
-        speed: Speed,
-        /// Optional configuration file layered over the embedded defaults.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Signing key (created in --out when absent).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Stream every capture file instead of serving the first day as klines history
-        /// (the models then warm up live).
-        #[arg(long)]
-        no_history: bool,
-        /// Run the capture through the engine core in this process, without sockets (the
-        /// signed output is the same, byte for byte).
-        #[arg(long)]
-        in_process: bool,
-        /// Serve /metrics, /healthz, /readyz and the dashboard at this address while the
-        /// socket pipeline runs (e.g. 127.0.0.1:9464).
-        #[arg(long, conflicts_with = "in_process")]
-        http: Option<String>,
-    },
+    Demo(cli::demo::DemoArgs),
     /// Serve the risk dashboard over a finished run's signed files.
     Dashboard {
         /// The run's events directory (with var_snapshots/).
@@ -66,27 +36,7 @@ enum Command {
     },
     /// Run capture files through the engine core in one process, without sockets, as fast
     /// as the core goes; write the signed output and report the engine's own throughput.
-    Replay {
-        /// Capture files or directories to stream.
-        #[arg(long = "data", required = true)]
-        data: Vec<PathBuf>,
-        /// Capture files or directories served as klines history (warm start).
-        #[arg(long)]
-        history: Vec<PathBuf>,
-        /// Configuration file layered over the embedded defaults.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Output directory: events/, state/ and the signing key; an existing trail there
-        /// is continued.
-        #[arg(long, default_value = "out/replay")]
-        out: PathBuf,
-        /// Signing key (created in --out when absent).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Print a JSON report instead of the summary.
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(cli::replay::ReplayArgs),
     /// Run the engine with a configuration file (defaults + file + BIZRA_* environment).
     Run {
         #[arg(long)]
@@ -192,49 +142,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging("info");
             cli::run::run(config)
         }
-        Command::Demo {
-            out,
-            data,
-            speed,
-            config,
-            key,
-            no_history,
-            in_process,
-            http,
-        } => {
+        Command::Demo(args) => {
             init_logging("warn,bizra_risk::pipeline=info");
-            cli::demo::run(cli::demo::DemoArgs {
-                out,
-                data,
-                speed,
-                config,
-                key,
-                no_history,
-                in_process,
-                http,
-            })
+            cli::demo::run(args)
         }
         Command::Dashboard { events, bind } => {
             init_logging("info");
             cli::dashboard::run(&events, &bind)
         }
-        Command::Replay {
-            data,
-            history,
-            config,
-            out,
-            key,
-            json,
-        } => {
+        Command::Replay(args) => {
             init_logging("warn");
-            cli::replay::run(cli::replay::ReplayArgs {
-                data,
-                history,
-                config,
-                out,
-                key,
-                json,
-            })
+            cli::replay::run(args)
         }
         Command::Record(args) => cli::record::run(args),
         Command::ImportTrades(args) => cli::import_trades::run(args),

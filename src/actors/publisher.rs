@@ -160,15 +160,8 @@ impl Handler<Publish> for PublisherActor {
         }
         if let Outgoing::Signed(e) = &msg.out {
             if e.kind == RecordKind::Event {
-                self.heads.insert(
-                    e.chain.clone(),
-                    ChainHead {
-                        next_seq: e.seq + 1,
-                        prev_hex: e.hash_hex.clone(),
-                        key_id: Some(e.key_id.clone()),
-                        ..ChainHead::genesis()
-                    },
-                );
+                self.heads
+                    .insert(e.chain.clone(), ChainHead::persisted_after(e));
             }
         }
         self.published_since_flush = true;

@@ -32,6 +32,17 @@ pub struct CheckpointHead {
 }
 
 impl ChainHead {
+    /// What the persisted heads file keeps after `event`: where the chain continues and
+    /// the key that signed it (time and checkpoint are recovered from the trail).
+    pub fn persisted_after(event: &SignedEvent) -> Self {
+        Self {
+            next_seq: event.seq + 1,
+            prev_hex: event.hash_hex.clone(),
+            key_id: Some(event.key_id.clone()),
+            ..Self::genesis()
+        }
+    }
+
     pub fn genesis() -> Self {
         Self {
             next_seq: 0,

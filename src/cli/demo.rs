@@ -15,15 +15,34 @@ use bizra_risk::report;
 
 use super::captures::{default_data_dir, expand_capture_paths, split_history};
 
+#[derive(clap::Args)]
 pub struct DemoArgs {
+    /// Output directory (events, key); emptied of earlier events first.
+    #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
+    /// Capture directory (default: the bundled data/binance).
+    #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Replay speed: max, or a factor of real time (1, 10x).
+    #[arg(long, default_value = "max")]
     pub speed: Speed,
+    /// Optional configuration file layered over the embedded defaults.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Signing key (created in --out when absent).
+    #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Stream every capture file instead of serving the first day as klines history
+    /// (the models then warm up live).
+    #[arg(long)]
     pub no_history: bool,
+    /// Run the capture through the engine core in this process, without sockets (the
+    /// signed output is the same, byte for byte).
+    #[arg(long)]
     pub in_process: bool,
-    /// Serve metrics, health and the dashboard here while the socket pipeline runs.
+    /// Serve /metrics, /healthz, /readyz and the dashboard at this address while the
+    /// socket pipeline runs (e.g. 127.0.0.1:9464).
+    #[arg(long, conflicts_with = "in_process")]
     pub http: Option<String>,
 }
 

@@ -13,12 +13,26 @@ use bizra_risk::report;
 use super::captures::expand_capture_paths;
 use super::demo::output_config;
 
+#[derive(clap::Args)]
 pub struct ReplayArgs {
+    /// Capture files or directories to stream.
+    #[arg(long = "data", required = true)]
     pub data: Vec<PathBuf>,
+    /// Capture files or directories served as klines history (warm start).
+    #[arg(long)]
     pub history: Vec<PathBuf>,
+    /// Configuration file layered over the embedded defaults.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Output directory: events/, state/ and the signing key; an existing trail there
+    /// is continued.
+    #[arg(long, default_value = "out/replay")]
     pub out: PathBuf,
+    /// Signing key (created in --out when absent).
+    #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Print a JSON report instead of the summary.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -147,15 +147,8 @@ impl TrailWriter {
             EngineOutput::Signed(e) => {
                 if e.kind == RecordKind::Event {
                     self.decisions += 1;
-                    self.heads.insert(
-                        e.chain.clone(),
-                        ChainHead {
-                            next_seq: e.seq + 1,
-                            prev_hex: e.hash_hex.clone(),
-                            key_id: Some(e.key_id.clone()),
-                            ..ChainHead::genesis()
-                        },
-                    );
+                    self.heads
+                        .insert(e.chain.clone(), ChainHead::persisted_after(&e));
                 }
                 self.sink.append(&e)?;
             }
