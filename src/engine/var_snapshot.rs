@@ -34,13 +34,17 @@ pub struct VarSnapshot {
     pub feed_healthy: bool,
     pub action: ActionRecord,
     pub verdict: Verdict,
-    /// Why the gate refused, held or flagged the action (empty for a clean pass).
+    /// Why the gate refused, held or flagged the action (empty for a clean pass). This and
+    /// the next two fields came with version 2; version 1 snapshots read without them.
+    #[serde(default)]
     pub reasons: Vec<ReasonCode>,
     /// End of the bar the figures were computed after (the next bar's loss is what they
     /// forecast).
+    #[serde(default)]
     pub bar_end_ms: i64,
     /// Both models at the level that drives limits, in USD (absent while a model has no
     /// figure yet).
+    #[serde(default)]
     pub models: ModelsUsd,
 }
 

@@ -83,6 +83,8 @@ impl DashboardHub {
         paths.sort();
         for path in paths {
             let text = std::fs::read_to_string(&path)?;
+            let mut skipped = 0usize;
+            let mut first_error = None;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match serde_json::from_str::<VarSnapshot>(line) {
                     Ok(v) => {
@@ -90,11 +92,44 @@ impl DashboardHub {
                         n += 1;
                     }
                     Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "not a VaR snapshot; skipped")
+                        skipped += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
                     }
                 }
             }
+            if let Some(error) = first_error {
+                tracing::warn!(path = %path.display(), skipped, %error, "lines that are not VaR snapshots were skipped");
+            }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1 line (before reasons, bar end and models) as an older run wrote it.
+    const V1: &str = "{\"v\":1,\"symbol\":\"ETHUSDT\",\"chain\":\"bizra.ETHUSDT\",\"seq\":0,\"event_sha256\":\"7c71156ad5c947f08a2b2f66a09ca50018b5122cd5729b9ff616105b51c55dc9\",\"ts_ms\":1723161602072,\"data_time_ms\":1723161602072,\"primary_model\":\"fhs_aci\",\"level\":0.99,\"var_usd\":60.31042176755003,\"es_usd\":82.93888145973115,\"var_ci_low_usd\":44.37440245682339,\"var_ci_high_usd\":99.46939334912297,\"limit_usd\":40.0,\"position_qty\":30.0,\"price\":2682.51,\"model_warming_up\":false,\"feed_healthy\":true,\"action\":{\"type\":\"PUBLISH_RISK_SNAPSHOT\"},\"verdict\":\"PASS\"}";
+
+    #[test]
+    fn a_finished_run_loads_old_and_new_snapshots_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("var_snapshots")).unwrap();
+        let v1: VarSnapshot = serde_json::from_str(V1).unwrap();
+        assert!(v1.reasons.is_empty() && v1.models.fhs_aci.is_none());
+        let mut v2 = v1.clone();
+        v2.v = crate::engine::VAR_SNAPSHOT_VERSION;
+        v2.seq += 1;
+        let text = format!(
+            "{V1}\n{}\nnot json\n",
+            String::from_utf8(v2.to_json()).unwrap()
+        );
+        std::fs::write(dir.path().join("var_snapshots/ETHUSDT.jsonl"), text).unwrap();
+        let hub = DashboardHub::default();
+        assert_eq!(hub.load_dir(dir.path()).unwrap(), 2);
+        let history: Vec<serde_json::Value> = serde_json::from_str(&hub.history_json()).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1]["v"], 2);
     }
 }
