@@ -36,6 +36,16 @@ impl Clock {
     }
 }
 
+/// Monotonic nanoseconds since the first call in this process (for latency measurement
+/// only, never for a signed time).
+pub fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn system_now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -54,11 +54,6 @@ const FORBIDDEN: &[(&str, &str)] = &[
 /// may use. Remove an entry when its file is made pure.
 const KNOWN: &[(&str, &[&str], &str)] = &[
     (
-        "src/elf/gate.rs",
-        &["Instant::now"],
-        "times its layers for the latency metrics",
-    ),
-    (
         "src/elf/worker.rs",
         &["Instant::now"],
         "the L3 worker thread bounds its spin-wait with the monotonic clock",

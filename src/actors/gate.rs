@@ -53,7 +53,7 @@ impl GateActor {
         metrics: Arc<Metrics>,
         mailbox_capacity: usize,
     ) -> Self {
-        step.set_timing(true);
+        step.set_timer(Some(crate::clock::monotonic_ns));
         Self {
             step,
             publisher,

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lru::LruCache;
 
@@ -108,7 +108,8 @@ pub struct ElfGate {
     cache: Option<LruCache<DecisionKey, (Arc<RuleOutcome>, i64)>>,
     /// Interned symbol names for cache keys.
     symbols: FastMap<String, Arc<str>>,
-    timing: bool,
+    /// Monotonic nanoseconds, given by the host when it wants layer times.
+    timer: Option<fn() -> u64>,
     /// L3 beside L2 on a long-lived thread (`parallelize_l2_l3`).
     l3_worker: Option<Worker<L3Job, Option<L3Matches>>>,
 }
@@ -188,7 +189,7 @@ impl ElfGate {
             shadow: None,
             cache,
             symbols: FastMap::default(),
-            timing: false,
+            timer: None,
             l3_worker: None,
         };
         if gate.settings.parallelize_l2_l3 {
@@ -221,9 +222,10 @@ impl ElfGate {
         self.shadow.as_ref()
     }
 
-    /// Measure each layer's time into `Decision::layer_ns`.
-    pub fn set_timing(&mut self, on: bool) {
-        self.timing = on;
+    /// Measure each layer's time into `Decision::layer_ns` with `timer` (monotonic
+    /// nanoseconds; the host owns the clock), or stop measuring.
+    pub fn set_timer(&mut self, timer: Option<fn() -> u64>) {
+        self.timer = timer;
     }
 
     fn clear_cache(&mut self) {
@@ -238,14 +240,18 @@ impl ElfGate {
 
     /// Decide and, when allowed, apply the action's effect on the gate's state.
     pub fn decide(&mut self, req: &ActionRequest) -> Decision {
-        let clock = self.timing.then(Instant::now);
-        let lap = |since: &mut Option<Instant>| -> u64 {
-            since.as_mut().map_or(0, |t| {
-                let now = Instant::now();
-                let ns = now.duration_since(*t).as_nanos() as u64;
-                *t = now;
-                ns
-            })
+        let timer = self.timer;
+        let clock = timer.map(|now| now());
+        let lap = |since: &mut Option<u64>| -> u64 {
+            match (since.as_mut(), timer) {
+                (Some(t), Some(now)) => {
+                    let now = now();
+                    let ns = now.saturating_sub(*t);
+                    *t = now;
+                    ns
+                }
+                _ => 0,
+            }
         };
         let mut since = clock;
         let mut layer_ns = [0u64; 4];
@@ -334,9 +340,11 @@ impl ElfGate {
                     .l3_worker
                     .as_ref()
                     .is_some_and(|w| w.submit_with(|job| job.set(rules, shadow, req)));
-                let t = Instant::now();
+                let t = timer.map(|now| now());
                 self.guardrails.check(req, &mut l2_reasons);
-                layer_ns[2] = t.elapsed().as_nanos() as u64;
+                if let (Some(t), Some(now)) = (t, timer) {
+                    layer_ns[2] = now().saturating_sub(t);
+                }
                 let matches = match (&self.l3_worker, submitted) {
                     (Some(w), true) => w.collect().flatten(),
                     _ => None,
@@ -503,6 +511,31 @@ mod tests {
                 model_warming_up: false,
             },
             input: InputRange::default(),
+        }
+    }
+
+    /// A timer that advances 1 µs per reading: every layer takes time, deterministically.
+    fn ticking() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NOW: AtomicU64 = AtomicU64::new(0);
+        NOW.fetch_add(1_000, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn layer_times_come_from_the_hosts_timer() {
+        for parallel in [false, true] {
+            let mut g = gate(parallel);
+            assert_eq!(
+                g.decide(&req("a", RiskAction::PublishRiskSnapshot))
+                    .layer_ns,
+                None
+            );
+            g.set_timer(Some(ticking));
+            let ns = g
+                .decide(&req("b", RiskAction::PublishRiskSnapshot))
+                .layer_ns
+                .unwrap();
+            assert!(ns.iter().all(|&n| n >= 1_000), "{ns:?}");
         }
     }
 

@@ -83,9 +83,10 @@ impl GateStep {
         self.signer.chain()
     }
 
-    /// Time each layer (for the latency metrics); off by default.
-    pub fn set_timing(&mut self, on: bool) {
-        self.gate.set_timing(on);
+    /// Time each layer with `timer` (monotonic nanoseconds from the host) for the latency
+    /// metrics; off by default.
+    pub fn set_timer(&mut self, timer: Option<fn() -> u64>) {
+        self.gate.set_timer(timer);
     }
 
     pub fn set_rules(&mut self, active: Arc<RuleSet>, shadow: Option<Arc<RuleSet>>) {
