@@ -9,6 +9,11 @@ pub mod publisher;
 pub mod symbol;
 
 use crate::audit::AuditError;
+
+/// Write the model snapshot now (at shutdown): to the symbol and portfolio actors.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct SaveSnapshot;
 use crate::sink::SinkError;
 
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::gate::{GateActor, ToGate};
-use super::symbol::SaveSnapshot;
-use super::PipelineError;
+use super::{PipelineError, SaveSnapshot};
 use crate::engine::{BarClosed, PortfolioOutput, PortfolioReport, PortfolioStep};
 use crate::metrics::Metrics;
 use crate::snapshot::{self, PortfolioSnapshot};

@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::gate::{GateActor, ToGate};
 use super::portfolio::PortfolioActor;
-use super::PipelineError;
+use super::{PipelineError, SaveSnapshot};
 use crate::engine::{SymbolOutput, SymbolReport, SymbolStep};
 use crate::market::MarketEvent;
 use crate::metrics::Metrics;
@@ -25,11 +25,6 @@ pub struct Tick {
     /// False while the feed for this symbol is not trustworthy.
     pub feed_healthy: bool,
 }
-
-/// Write the model snapshot now (at shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SaveSnapshot;
 
 #[derive(Message)]
 #[rtype(result = "SymbolReport")]
