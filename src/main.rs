@@ -1,14 +1,11 @@
 mod cli;
 
-use cli::args::{trusted_keys, KafkaReadArgs, TrustArgs};
 use cli::init_logging;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -49,65 +46,9 @@ enum Command {
     /// Copy every checkpoint record not seen yet, from trail directories or the checkpoints
     /// topic, to the end of a witness file: the anchor an auditor keeps apart from the
     /// trail (`verify --anchor`). Run it apart from the engine.
-    Witness {
-        /// Trail directories or checkpoint files.
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        kafka: KafkaReadArgs,
-        /// The witness file: created, then only appended to.
-        #[arg(long)]
-        out: PathBuf,
-        /// Keep watching: the topic as records arrive, directories every --poll-ms.
-        #[arg(long, short)]
-        follow: bool,
-        #[arg(long, default_value_t = 1000)]
-        poll_ms: u64,
-    },
+    Witness(cli::witness::WitnessArgs),
     /// Verify signed events in files/directories or a Kafka topic.
-    Verify {
-        /// Files or directories of *.jsonl records.
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        keys: TrustArgs,
-        #[command(flatten)]
-        kafka: KafkaReadArgs,
-        /// Topic of signed checkpoints, read before the events.
-        #[arg(long)]
-        checkpoint_topic: Option<String>,
-        /// Check every signature on its own (RFC 8032 strict) and every event's canonical
-        /// form, instead of batches.
-        #[arg(long)]
-        strict: bool,
-        /// Skip byte-identical copies of a record (a producer's re-send after a crash)
-        /// instead of failing on them; they are counted in the report.
-        #[arg(long)]
-        allow_duplicates: bool,
-        /// After verifying, print the inclusion proof of event SEQ of --chain.
-        #[arg(long, value_name = "SEQ", requires = "chain")]
-        prove: Option<u64>,
-        /// Chain of --prove.
-        #[arg(long)]
-        chain: Option<String>,
-        /// Check an inclusion proof file (from --prove) instead of a trail.
-        #[arg(long, value_name = "FILE", conflicts_with = "prove")]
-        check_proof: Option<PathBuf>,
-        /// Event SEQ of CHAIN must be in the trail with event hash HASH (an anchor kept
-        /// apart from the trail); repeatable.
-        #[arg(long, value_name = "CHAIN:SEQ:HASH")]
-        expect_head: Vec<String>,
-        /// A witness file of checkpoint records (`bizra-risk witness`): each chain must
-        /// reach its newest checkpoint there; repeatable.
-        #[arg(long, value_name = "FILE")]
-        anchor: Vec<PathBuf>,
-        /// Machine-readable report.
-        #[arg(long)]
-        json: bool,
-        /// Also write the outcome as Prometheus text (bizra_chain_verify_failures,
-        /// bizra_chain_verify_records, bizra_chain_verify_timestamp_seconds) to FILE, for a
-        /// node exporter's textfile collector; replaced atomically.
-        #[arg(long, value_name = "FILE")]
-        metrics_file: Option<PathBuf>,
-    },
+    Verify(cli::verify::VerifyArgs),
     /// Backtest VaR / ES models side by side on a price series (Kupiec, Christoffersen,
     /// Basel traffic light, Acerbi-Szekely Z2).
     Backtest(cli::backtest::BacktestArgs),
@@ -159,62 +100,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ElfDemo(args) => cli::elf_demo::run(args),
         Command::Backtest(args) => cli::backtest::run(args),
         Command::Tail(args) => cli::tail::run(args),
-        Command::Witness {
-            paths,
-            kafka,
-            out,
-            follow,
-            poll_ms,
-        } => {
+        Command::Witness(args) => {
             init_logging("warn");
-            if paths.is_empty() && kafka.source()?.is_none() {
-                bail!("name trail directories or --kafka-brokers with --topic (the checkpoints topic)");
-            }
-            let start = kafka.start();
-            cli::witness::run(cli::witness::WitnessArgs {
-                kafka: kafka
-                    .source()?
-                    .map(|(b, t)| (b.to_string(), t.to_string(), start)),
-                timeout: Duration::from_millis(kafka.timeout_ms),
-                paths,
-                out,
-                follow,
-                poll: Duration::from_millis(poll_ms),
-            })
+            cli::witness::run(args)
         }
-        Command::Verify {
-            paths,
-            keys: trust,
-            kafka,
-            checkpoint_topic,
-            strict,
-            allow_duplicates,
-            prove,
-            chain,
-            check_proof,
-            expect_head,
-            anchor,
-            json,
-            metrics_file,
-        } => {
+        Command::Verify(args) => {
             init_logging("warn");
-            cli::verify::run(cli::verify::VerifyArgs {
-                trusted: trusted_keys(&trust)?,
-                start: kafka.start(),
-                timeout: Duration::from_millis(kafka.timeout_ms),
-                kafka: kafka.source()?.map(|(b, t)| (b.to_string(), t.to_string())),
-                paths,
-                checkpoint_topic,
-                strict,
-                allow_duplicates,
-                prove,
-                chain,
-                check_proof,
-                expect_head,
-                anchor,
-                json,
-                metrics_file,
-            })
+            cli::verify::run(args)
         }
     }
 }

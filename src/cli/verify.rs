@@ -11,34 +11,60 @@ use anyhow::Context;
 use bizra_risk::audit::{anchor, proof, Verifier, VerifyOptions};
 use bizra_risk::report;
 use bizra_risk::sink::{KafkaSource, SinkError, StartAt};
-use ed25519_dalek::VerifyingKey;
 
+use super::args::{trusted_keys, KafkaReadArgs, TrustArgs};
+
+#[derive(clap::Args)]
 pub struct VerifyArgs {
+    /// Files or directories of *.jsonl records.
     pub paths: Vec<PathBuf>,
-    pub trusted: Vec<VerifyingKey>,
-    /// Brokers and the decisions topic, when reading from Kafka.
-    pub kafka: Option<(String, String)>,
-    pub start: StartAt,
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub keys: TrustArgs,
+    #[command(flatten)]
+    pub kafka: KafkaReadArgs,
+    /// Topic of signed checkpoints, read before the events.
+    #[arg(long)]
     pub checkpoint_topic: Option<String>,
+    /// Check every signature on its own (RFC 8032 strict) and every event's canonical
+    /// form, instead of batches.
+    #[arg(long)]
     pub strict: bool,
+    /// Skip byte-identical copies of a record (a producer's re-send after a crash)
+    /// instead of failing on them; they are counted in the report.
+    #[arg(long)]
     pub allow_duplicates: bool,
+    /// After verifying, print the inclusion proof of event SEQ of --chain.
+    #[arg(long, value_name = "SEQ", requires = "chain")]
     pub prove: Option<u64>,
+    /// Chain of --prove.
+    #[arg(long)]
     pub chain: Option<String>,
+    /// Check an inclusion proof file (from --prove) instead of a trail.
+    #[arg(long, value_name = "FILE", conflicts_with = "prove")]
     pub check_proof: Option<PathBuf>,
+    /// Event SEQ of CHAIN must be in the trail with event hash HASH (an anchor kept
+    /// apart from the trail); repeatable.
+    #[arg(long, value_name = "CHAIN:SEQ:HASH")]
     pub expect_head: Vec<String>,
+    /// A witness file of checkpoint records (`bizra-risk witness`): each chain must
+    /// reach its newest checkpoint there; repeatable.
+    #[arg(long, value_name = "FILE")]
     pub anchor: Vec<PathBuf>,
+    /// Machine-readable report.
+    #[arg(long)]
     pub json: bool,
+    /// Also write the outcome as Prometheus text (bizra_chain_verify_failures,
+    /// bizra_chain_verify_records, bizra_chain_verify_timestamp_seconds) to FILE, for a
+    /// node exporter's textfile collector; replaced atomically.
+    #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let VerifyArgs {
         paths,
-        trusted,
-        kafka,
-        start,
-        timeout,
+        keys,
+        kafka: kafka_args,
         checkpoint_topic,
         strict,
         allow_duplicates,
@@ -50,6 +76,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         json,
         metrics_file,
     } = args;
+    let trusted = trusted_keys(&keys)?;
+    let start = kafka_args.start();
+    let timeout = Duration::from_millis(kafka_args.timeout_ms);
+    let kafka = kafka_args
+        .source()?
+        .map(|(b, t)| (b.to_string(), t.to_string()));
     let mut anchors = Vec::new();
     for text in &expect_head {
         anchors.push(anchor::parse_expected_head(text).map_err(anyhow::Error::msg)?);

@@ -6,26 +6,40 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+
+use super::args::KafkaReadArgs;
 use bizra_risk::report;
-use bizra_risk::sink::{KafkaSource, StartAt};
+use bizra_risk::sink::KafkaSource;
 use bizra_risk::witness::Witness;
 
+#[derive(clap::Args)]
 pub struct WitnessArgs {
+    /// Trail directories or checkpoint files.
     pub paths: Vec<PathBuf>,
-    /// Brokers and checkpoints topic, with where to start.
-    pub kafka: Option<(String, String, StartAt)>,
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub kafka: KafkaReadArgs,
+    /// The witness file: created, then only appended to.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Keep watching: the topic as records arrive, directories every --poll-ms.
+    #[arg(long, short)]
     pub follow: bool,
-    pub poll: Duration,
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
 }
 
 pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
+    if args.paths.is_empty() && args.kafka.source()?.is_none() {
+        bail!("name trail directories or --kafka-brokers with --topic (the checkpoints topic)");
+    }
+    let timeout = Duration::from_millis(args.kafka.timeout_ms);
+    let poll = Duration::from_millis(args.poll_ms);
     let mut witness = Witness::open(&args.out)?;
     let before = witness.records();
     let mut failed = None;
-    if let Some((brokers, topic, start)) = &args.kafka {
+    if let Some((brokers, topic)) = args.kafka.source()? {
+        let start = args.kafka.start();
         let source = KafkaSource::new(brokers, topic)?;
         let mut offer = |line: &[u8]| -> bool {
             match witness.offer(line).and_then(|appended| {
@@ -42,9 +56,9 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if args.follow {
-            source.follow(*start, args.timeout, |_, line| offer(line))?;
+            source.follow(start, timeout, |_, line| offer(line))?;
         } else {
-            source.read_from(*start, args.timeout, |_, line| {
+            source.read_from(start, timeout, |_, line| {
                 offer(line);
             })?;
         }
@@ -64,7 +78,7 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
         if !args.follow || args.paths.is_empty() {
             break;
         }
-        std::thread::sleep(args.poll);
+        std::thread::sleep(poll);
     }
     writeln!(
         std::io::stderr().lock(),
