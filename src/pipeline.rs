@@ -216,28 +216,29 @@ pub async fn run(
         )?;
     }
     let cap = config.feed.mailbox_capacity;
-    let hub = Arc::new(crate::http::DashboardHub::default());
+    let mut publisher = PublisherActor::new(
+        sink,
+        config.signing.heads_file.clone(),
+        gates.continued.clone(),
+        cap,
+        metrics.clone(),
+    );
+    // The dashboard keeps snapshots only while something can serve them.
     let http = if config.http.bind.is_empty() {
         None
     } else {
+        let hub = Arc::new(crate::http::DashboardHub::default());
+        publisher = publisher.with_dashboard(hub.clone());
         let state = crate::http::HttpState {
             metrics: metrics.clone(),
-            hub: hub.clone(),
+            hub,
             symbols: config.symbols(),
             stale_after_s: config.feed.stale_after_ms as f64 / 1000.0,
             live: true,
         };
         Some(crate::http::start(&config.http.bind, state)?)
     };
-    let publisher = PublisherActor::new(
-        sink,
-        config.signing.heads_file.clone(),
-        gates.continued.clone(),
-        cap,
-        metrics.clone(),
-    )
-    .with_dashboard(hub)
-    .start();
+    let publisher = publisher.start();
 
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();

@@ -49,6 +49,24 @@ pub struct Decision {
     pub layer_ns: Option<[u64; 4]>,
 }
 
+impl Decision {
+    /// The reason codes that refused or held the action; flags on a passed action are not
+    /// refusals.
+    pub fn refusals(&self) -> &[ReasonCode] {
+        if self.layer.is_some() {
+            &self.reasons
+        } else {
+            &[]
+        }
+    }
+
+    /// Whether L3 came from the decision cache (`Some(true)`), was evaluated
+    /// (`Some(false)`), or the cache was not consulted (L0 or L1 stopped the action).
+    pub fn cache_hit(&self) -> Option<bool> {
+        (self.compliance.is_some() && self.layer != Some(Layer::L1)).then_some(self.cached)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShadowOutcome {
     pub rules_sha256: Arc<str>,

@@ -153,18 +153,13 @@ impl GateStep {
     fn count(&mut self, decision: &Decision) {
         let s = &mut self.stats;
         *s.by_verdict.entry(decision.verdict.as_str()).or_default() += 1;
-        // Flags on a passed action are not refusals; refusals count at their own layer.
-        if decision.layer.is_some() {
-            for r in &decision.reasons {
-                *s.blocks_by_reason.entry((r.layer(), *r)).or_default() += 1;
-            }
+        for r in decision.refusals() {
+            *s.blocks_by_reason.entry((r.layer(), *r)).or_default() += 1;
         }
-        if decision.compliance.is_some() && decision.layer != Some(Layer::L1) {
-            if decision.cached {
-                s.cache_hits += 1;
-            } else {
-                s.cache_misses += 1;
-            }
+        match decision.cache_hit() {
+            Some(true) => s.cache_hits += 1,
+            Some(false) => s.cache_misses += 1,
+            None => {}
         }
         if let Some(shadow) = &decision.shadow {
             s.shadow_divergences += u64::from(shadow.diverged);

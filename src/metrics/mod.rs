@@ -236,13 +236,11 @@ impl Metrics {
         self.elf_requests_total
             .with_label_values(&[Layer::L4.as_str()])
             .inc();
-        // Flags on a passed action are not refusals; refusals count at their own layer.
-        if decision.layer.is_some() {
-            for r in &decision.reasons {
-                self.elf_blocks_total
-                    .with_label_values(&[r.layer().as_str(), r.as_str()])
-                    .inc();
-            }
+        // Refusals count at their own layer.
+        for r in decision.refusals() {
+            self.elf_blocks_total
+                .with_label_values(&[r.layer().as_str(), r.as_str()])
+                .inc();
         }
         self.elf_latency_seconds
             .with_label_values(&["L0_L3"])
@@ -254,8 +252,8 @@ impl Metrics {
                     .observe(ns as f64 * 1e-9);
             }
         }
-        if decision.compliance.is_some() && decision.layer != Some(Layer::L1) {
-            let result = if decision.cached { "hit" } else { "miss" };
+        if let Some(hit) = decision.cache_hit() {
+            let result = if hit { "hit" } else { "miss" };
             self.elf_decision_cache_total
                 .with_label_values(&[result])
                 .inc();

@@ -315,7 +315,8 @@ pub fn run(
     }
     ingest.ended_by = "end of capture".into();
     ingest.elapsed = wall;
-    let symbol_bars: u64 = engine.symbol_reports().iter().map(|r| r.bars).sum();
+    let symbols = engine.symbol_reports();
+    let symbol_bars: u64 = symbols.iter().map(|r| r.bars).sum();
     let throughput = throughput(
         market_events,
         writer.decisions,
@@ -326,7 +327,7 @@ pub fn run(
     );
     let summary = RunSummary {
         ingest,
-        symbols: engine.symbol_reports(),
+        symbols,
         portfolio: engine.portfolio_report(),
         gates: engine.gate_stats(),
         sink: format!("files in {} (in process)", config.sink.dir.display()),
