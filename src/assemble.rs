@@ -86,16 +86,48 @@ pub fn gates(
     kill_switch: &KillSwitch,
     kafka_heads: &HashMap<String, ChainHead>,
 ) -> Result<Gates, StartError> {
-    let (rules, shadow_rules) = load_rules(config)?;
     let signing_key = keys::load_signing_key(&config.signing.key_file)?;
+    let persisted = heads::load(&config.signing.heads_file)?.unwrap_or_default();
+    let previous_key = previous_key(config)?;
+    build_gates(
+        config,
+        &signing_key,
+        previous_key.as_ref(),
+        kill_switch,
+        |chain| chain_head(config, &persisted, kafka_heads, chain),
+    )
+}
+
+/// The gates an auditor's replay decides with: the configured rules, each chain continuing
+/// from `heads` (genesis when absent), signed by `key` (the replay compares payloads, so any
+/// key will do; the heads are taken over by it without a rotation event).
+pub fn audit_gates(
+    config: &Config,
+    key: &ed25519_dalek::SigningKey,
+    heads: &BTreeMap<String, ChainHead>,
+) -> Result<Gates, StartError> {
+    let key_id = keys::key_id(&key.verifying_key());
+    build_gates(config, key, None, &KillSwitch::default(), |chain| {
+        let mut head = heads.get(chain).cloned().unwrap_or_else(ChainHead::genesis);
+        head.key_id = head.key_id.map(|_| key_id.clone());
+        Ok(head)
+    })
+}
+
+fn build_gates(
+    config: &Config,
+    signing_key: &ed25519_dalek::SigningKey,
+    previous_key: Option<&ed25519_dalek::SigningKey>,
+    kill_switch: &KillSwitch,
+    head_of: impl Fn(&str) -> Result<ChainHead, StartError>,
+) -> Result<Gates, StartError> {
+    let (rules, shadow_rules) = load_rules(config)?;
     let verifying_key_hex = hex::encode(signing_key.verifying_key().as_bytes());
     let key_id = keys::key_id(&signing_key.verifying_key());
     let provenance = RunProvenance {
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
     };
-    let persisted = heads::load(&config.signing.heads_file)?.unwrap_or_default();
-    let previous_key = previous_key(config)?;
     let policy = CheckpointPolicy {
         every_events: config.signing.checkpoint_every_events,
         every_ms: i64::try_from(config.signing.checkpoint_every_s)
@@ -114,7 +146,7 @@ pub fn gates(
     };
     for (n, partition_key) in chain_keys(config).into_iter().enumerate() {
         let chain = chain_id(&config.engine.engine_id, &partition_key);
-        let head = chain_head(config, &persisted, kafka_heads, &chain)?;
+        let head = head_of(&chain)?;
         if head.next_seq > 0 {
             tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
             out.continued.insert(chain.clone(), head.clone());
@@ -131,7 +163,7 @@ pub fn gates(
         };
         let mut signer = ChainSigner::new(signing_key.clone(), chain.clone(), head, policy);
         if let Some(head_key) = head_key.filter(|k| *k != key_id) {
-            match &previous_key {
+            match previous_key {
                 Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
                     out.rotations
                         .push(signer.rotate_from(old, rotation_ms, &partition_key)?);
@@ -156,7 +188,6 @@ pub fn gates(
     Ok(out)
 }
 
-/// The symbol steps (configuration order) and the portfolio step, from their start state.
 pub fn model_steps(config: &Config, start: StartState) -> (Vec<SymbolStep>, Option<PortfolioStep>) {
     let mut starts = start.symbols.into_iter();
     let symbols = (0..config.instruments.len())

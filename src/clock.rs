@@ -47,6 +47,18 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
+/// Nanoseconds since the Unix epoch (receive times in the input recording).
+pub fn system_now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The milliseconds of [`system_now_ns`].
+pub fn ns_to_ms(ns: u128) -> i64 {
+    i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX)
+}
+
 pub fn system_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

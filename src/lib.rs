@@ -7,6 +7,7 @@
 pub mod actors;
 pub mod assemble;
 pub mod audit;
+pub mod audit_replay;
 pub mod backtest;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod quarantine;
 pub mod record;
+pub mod recording;
 pub mod replay;
 pub mod report;
 pub mod risk;

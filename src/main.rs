@@ -47,6 +47,9 @@ enum Command {
     /// topic, to the end of a witness file: the anchor an auditor keeps apart from the
     /// trail (`verify --anchor`). Run it apart from the engine.
     Witness(cli::witness::WitnessArgs),
+    /// Re-derive every signed decision of a trail from its input recording, configuration
+    /// and rules, and compare each with the signed one field by field.
+    AuditReplay(cli::audit_replay::AuditReplayArgs),
     /// Verify signed events in files/directories or a Kafka topic.
     Verify(cli::verify::VerifyArgs),
     /// Backtest VaR / ES models side by side on a price series (Kupiec, Christoffersen,
@@ -103,6 +106,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Witness(args) => {
             init_logging("warn");
             cli::witness::run(args)
+        }
+        Command::AuditReplay(args) => {
+            init_logging("warn");
+            cli::audit_replay::run(args)
         }
         Command::Verify(args) => {
             init_logging("warn");

@@ -242,9 +242,43 @@ pub async fn run(
 
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
-    let start = tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
-        .await
-        .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
+    let (start, loaded, warm_start_gets) =
+        tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
+            .await
+            .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
+    let symbols = config.symbols();
+    let shards = shard_symbols(
+        &symbols,
+        config.feed.streams.len(),
+        config.feed.max_streams_per_connection,
+    );
+    let recording = if config.sink.record_inputs {
+        let run = crate::recording::run_dir(&config.sink.dir, now_ms);
+        let next_seq = gates
+            .portfolio
+            .iter()
+            .chain(&gates.symbols)
+            .map(|g| (g.chain().to_string(), g.stats().next_seq))
+            .collect();
+        let record = crate::recording::StartRecord {
+            format: crate::recording::FORMAT.into(),
+            build: crate::audit::wire::BUILD.into(),
+            config_sha256: gates.provenance.config_sha256.clone(),
+            rules_sha256: gates.provenance.rules_sha256.clone(),
+            config: serde_json::to_value(&config).unwrap_or_default(),
+            started_ms: now_ms,
+            warm_start_now_ms: now_ms,
+            warm_start: warm_start_gets,
+            snapshots: loaded,
+            connections: shards.clone(),
+            next_seq,
+        };
+        crate::recording::write_start(&run, &record)?;
+        tracing::info!(dir = %run.display(), "recording every input");
+        Some(run)
+    } else {
+        None
+    };
     let (symbol_steps, portfolio_step) = crate::assemble::model_steps(&config, start);
     let snapshot_dir = config.snapshot_dir();
     let start_gate = |step| GateActor::new(step, publisher.clone(), metrics.clone(), cap).start();
@@ -287,21 +321,23 @@ pub async fn run(
             .map_err(PipelineError::from)??;
     }
     spawn_rule_reloader(config.clone(), gates_list.clone(), metrics.clone());
-    let symbols = config.symbols();
 
     // One ingest actor per connection shard; the per-IP connection-rate limit is split
     // between them so that together they never exceed it.
-    let shards = shard_symbols(
-        &symbols,
-        config.feed.streams.len(),
-        config.feed.max_streams_per_connection,
-    );
     let mut shard_feed = config.feed.clone();
     shard_feed.max_connects_per_window =
         (config.feed.max_connects_per_window / shards.len().max(1)).max(1);
     let runs: Vec<_> = shards
         .iter()
-        .map(|shard| {
+        .enumerate()
+        .map(|(k, shard)| {
+            let recorder = recording.as_ref().map(|run| {
+                crate::recording::writer::ConnectionWriter::new(
+                    run,
+                    k as u32,
+                    config.sink.recording_segment_mb.saturating_mul(1 << 20),
+                )
+            });
             let shard_routes = routes
                 .iter()
                 .filter(|(s, _)| shard.contains(s))
@@ -316,6 +352,7 @@ pub async fn run(
                 shutdown.clone(),
                 Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
             )
+            .with_connection(k as u32, recorder)
             .start()
             .send(RunIngest)
         })

@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::engine::{PortfolioStart, SymbolStart};
 use crate::market::rest::{self, Http, Kline, RestTransport, MAX_KLINES};
+use crate::recording::tape::Taping;
+use crate::recording::{LoadedSnapshots, RestGet};
 use crate::snapshot::{self, PortfolioSnapshot, SymbolSnapshot};
 
 /// Everything the VaR actors start from.
@@ -17,52 +19,75 @@ pub struct StartState {
 
 /// Load snapshots and fetch klines from the configured REST endpoint (blocking; run it off
 /// the async runtime). Missing history is not fatal: the affected models warm up live and
-/// say so.
-pub fn load(config: &Config, now_ms: i64) -> StartState {
-    let rest = Http::new(
+/// say so. Also returns what was loaded and asked, for the input recording.
+pub fn load(config: &Config, now_ms: i64) -> (StartState, LoadedSnapshots, Vec<RestGet>) {
+    let rest = Taping::new(Http::new(
         &config.feed.rest_base(),
         Duration::from_millis(config.var.warm_start.timeout_ms),
-    );
-    load_from(config, now_ms, &rest)
+    ));
+    let snapshots = load_snapshots(config);
+    let state = load_from(config, now_ms, &rest, snapshots.clone());
+    (state, snapshots, rest.take())
 }
 
-/// As [`load`], with klines from `rest`.
-pub fn load_from(config: &Config, now_ms: i64, rest: &impl RestTransport) -> StartState {
+/// The snapshot files of an earlier run, one per instrument and the portfolio's (none when
+/// snapshots are off; an unusable file is skipped with a warning).
+pub fn load_snapshots(config: &Config) -> LoadedSnapshots {
     let dir = &config.var.snapshot.dir;
-    let snapshots_on = !dir.as_os_str().is_empty();
-    let mut state = StartState::default();
+    if dir.as_os_str().is_empty() {
+        return LoadedSnapshots {
+            symbols: vec![None; config.symbols().len()],
+            portfolio: None,
+        };
+    }
+    let symbols = config
+        .symbols()
+        .iter()
+        .map(|symbol| {
+            snapshot::load::<SymbolSnapshot>(&snapshot::symbol_path(dir, symbol)).unwrap_or_else(
+                |e| {
+                    tracing::warn!(%symbol, error = %e, "snapshot unusable; starting without it");
+                    None
+                },
+            )
+        })
+        .collect();
+    let portfolio = snapshot::load::<PortfolioSnapshot>(&snapshot::portfolio_path(dir))
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "portfolio snapshot unusable; starting without it");
+            None
+        });
+    LoadedSnapshots { symbols, portfolio }
+}
+
+/// The start state from `snapshots` and klines fetched over `rest` that closed before
+/// `now_ms`.
+pub fn load_from(
+    config: &Config,
+    now_ms: i64,
+    rest: &impl RestTransport,
+    snapshots: LoadedSnapshots,
+) -> StartState {
     let klines: Vec<Vec<Kline>> = config
         .symbols()
         .iter()
         .map(|symbol| fetch(config, symbol, now_ms, rest))
         .collect();
-    for (symbol, k) in config.symbols().iter().zip(&klines) {
-        let snapshot = if snapshots_on {
-            match snapshot::load::<SymbolSnapshot>(&snapshot::symbol_path(dir, symbol)) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%symbol, error = %e, "snapshot unusable; starting without it");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        state.symbols.push(SymbolStart {
-            snapshot,
+    let mut loaded = snapshots.symbols.into_iter();
+    let symbols = klines
+        .iter()
+        .map(|k| SymbolStart {
+            snapshot: loaded.next().flatten(),
             klines: k.clone(),
-        });
-    }
-    let snapshot = if snapshots_on {
-        snapshot::load::<PortfolioSnapshot>(&snapshot::portfolio_path(dir)).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "portfolio snapshot unusable; starting without it");
-            None
         })
-    } else {
-        None
-    };
-    state.portfolio = PortfolioStart { snapshot, klines };
-    state
+        .collect();
+    StartState {
+        symbols,
+        portfolio: PortfolioStart {
+            snapshot: snapshots.portfolio,
+            klines,
+        },
+    }
 }
 
 fn fetch(config: &Config, symbol: &str, now_ms: i64, rest: &impl RestTransport) -> Vec<Kline> {

@@ -28,6 +28,9 @@ use crate::market::rest::Http;
 use crate::market::StreamKind;
 use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
+use crate::recording::tape::Taping;
+use crate::recording::writer::ConnectionWriter;
+use crate::recording::{RecordingError, RestUse};
 use crate::shutdown::Shutdown;
 
 /// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
@@ -94,9 +97,18 @@ pub struct IngestActor {
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     quarantine_file: Option<PathBuf>,
+    connection: u32,
+    recorder: Option<ConnectionWriter>,
 }
 
 impl IngestActor {
+    /// This actor's connection index in the run, and where it records its inputs.
+    pub fn with_connection(mut self, connection: u32, recorder: Option<ConnectionWriter>) -> Self {
+        self.connection = connection;
+        self.recorder = recorder;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         feed: FeedConfig,
@@ -117,6 +129,8 @@ impl IngestActor {
             metrics,
             shutdown,
             quarantine_file,
+            connection: 0,
+            recorder: None,
         }
     }
 }
@@ -161,7 +175,8 @@ impl Handler<RunIngest> for IngestActor {
     fn handle(&mut self, _: RunIngest, _: &mut Self::Context) -> Self::Result {
         let feed = self.feed.clone();
         let url = self.url.clone();
-        let step = FeedStep::new(feed_settings(&feed, self.clock), &self.symbols);
+        let mut step = FeedStep::new(feed_settings(&feed, self.clock), &self.symbols);
+        step.set_connection(self.connection);
         let host = Host {
             routes: self.routes.clone(),
             metrics: self.metrics.clone(),
@@ -170,6 +185,7 @@ impl Handler<RunIngest> for IngestActor {
                 Duration::from_millis(feed.rest_timeout_ms),
             ),
             quarantine: self.quarantine_file.clone().map(Quarantine::new),
+            recorder: self.recorder.take(),
             rotate_now: false,
             first_event_pending: false,
             dropped_at: None,
@@ -326,14 +342,19 @@ async fn run(
                     break format!("no frame for {} ms", feed.idle_timeout_ms);
                 }
             };
-            let now_ms = crate::clock::system_now_ms();
+            let now_ns = crate::clock::system_now_ns();
+            let now_ms = crate::clock::ns_to_ms(now_ns);
             host.metrics
                 .health
                 .feed_last_frame_timestamp_seconds
                 .set(now_ms as f64 / 1000.0);
             let fed = match msg {
-                Message::Text(text) => step.on_frame(text.as_str(), now_ms, &mut outputs),
+                Message::Text(text) => {
+                    host.record(|w| w.frame(now_ns, text.as_str()));
+                    step.on_frame(text.as_str(), now_ms, &mut outputs)
+                }
                 Message::Binary(b) => {
+                    host.record(|w| w.binary(now_ns, b.len()));
                     step.on_binary_frame(b.len(), &mut outputs);
                     Ok(())
                 }
@@ -386,6 +407,8 @@ struct Host {
     metrics: Arc<Metrics>,
     rest: Http,
     quarantine: Option<Quarantine>,
+    /// Where every input handed to the step is recorded; dropped after a write error.
+    recorder: Option<ConnectionWriter>,
     /// A `serverShutdown` notice asked for a replacement connection.
     rotate_now: bool,
     first_event_pending: bool,
@@ -395,6 +418,16 @@ struct Host {
 }
 
 impl Host {
+    fn record(&mut self, write: impl FnOnce(&mut ConnectionWriter) -> Result<(), RecordingError>) {
+        let Some(w) = &mut self.recorder else {
+            return;
+        };
+        if let Err(e) = write(w) {
+            tracing::error!(error = %e, "input recording failed: it stops here, and audit-replay will not re-derive what follows");
+            self.metrics.recording_errors_total.inc();
+            self.recorder = None;
+        }
+    }
     /// Carry out the step's outputs; make each REST request it asks for and hand the
     /// answer back, until the frame is finished.
     async fn drive(
@@ -414,12 +447,21 @@ impl Host {
             let Some(request) = fetch else {
                 return Ok(());
             };
-            let rest = self.rest.clone();
+            let rest = Taping::new(self.rest.clone());
             let asked = request.clone();
-            let answer = tokio::task::spawn_blocking(move || fetch::answer(asked, &rest))
-                .await
-                .unwrap_or_else(|e| fetch::failed(&request, format!("fetch task failed: {e}")));
-            step.on_fetched(answer, crate::clock::system_now_ms(), outputs);
+            let (answer, gets) = tokio::task::spawn_blocking(move || {
+                let answer = fetch::answer(asked, &rest);
+                (answer, rest.take())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                let answer = fetch::failed(&request, format!("fetch task failed: {e}"));
+                (answer, Vec::new())
+            });
+            let used_ns = crate::clock::system_now_ns();
+            let used_ms = crate::clock::ns_to_ms(used_ns);
+            self.record(|w| w.rest(used_ns, &RestUse { used_ms, gets }));
+            step.on_fetched(answer, used_ms, outputs);
         }
     }
 
@@ -448,6 +490,7 @@ impl Host {
                 received_at_ms: tick.received_at_ms,
                 arrived: Instant::now(),
                 feed_healthy: tick.feed_healthy,
+                input: tick.input,
             })
             .await?
     }

@@ -10,6 +10,7 @@ use super::gate::{GateActor, ToGate};
 use super::portfolio::PortfolioActor;
 use super::{PipelineError, SaveSnapshot};
 use crate::engine::{SymbolOutput, SymbolReport, SymbolStep};
+use crate::market::feed::digest::InputMark;
 use crate::market::MarketEvent;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, SymbolSnapshot};
@@ -24,6 +25,7 @@ pub struct Tick {
     pub arrived: std::time::Instant,
     /// False while the feed for this symbol is not trustworthy.
     pub feed_healthy: bool,
+    pub input: InputMark,
 }
 
 #[derive(Message)]
@@ -112,8 +114,13 @@ impl Handler<Tick> for SymbolActor {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         };
         let started = std::time::Instant::now();
-        self.step
-            .on_trade(trade, msg.received_at_ms, msg.feed_healthy, &mut self.out);
+        self.step.on_trade(
+            trade,
+            msg.received_at_ms,
+            msg.feed_healthy,
+            Some(msg.input),
+            &mut self.out,
+        );
         if !self.out.bars.is_empty() {
             self.observe_bar(started.elapsed());
         }

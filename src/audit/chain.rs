@@ -122,6 +122,8 @@ pub struct ChainSigner {
     policy: CheckpointPolicy,
     open: Option<OpenTree>,
     last_checkpoint_ms: Option<i64>,
+    /// The input mark of the last event signed, for the next checkpoint.
+    inputs: Option<wire::InputsRecord>,
 }
 
 impl ChainSigner {
@@ -135,6 +137,7 @@ impl ChainSigner {
             policy,
             open: None,
             last_checkpoint_ms: None,
+            inputs: None,
         }
     }
 
@@ -237,6 +240,14 @@ impl ChainSigner {
         self.sign_with(Some((old, old_id)), ts_ms, partition_key, &payload)
     }
 
+    /// The input mark of the event about to be signed (`None` for chains whose input is
+    /// not a connection's); the chain's next checkpoint carries the newest.
+    pub fn note_inputs(&mut self, inputs: Option<wire::InputsRecord>) {
+        if inputs.is_some() {
+            self.inputs = inputs;
+        }
+    }
+
     /// A checkpoint when the policy says one is due after the event just signed.
     pub fn checkpoint_if_due(
         &mut self,
@@ -281,6 +292,7 @@ impl ChainSigner {
             root_sha256: hex::encode(open.leaves.root()),
             last_event_sha256: hex::encode(open.last_event),
             ts_ms: open.last_ts_ms,
+            inputs: self.inputs.clone(),
         };
         let canonical = wire::canonical_checkpoint(&cp).map_err(AuditError::Encode)?;
         let input = wire::checkpoint_signing_input(&canonical);

@@ -243,6 +243,10 @@ pub struct Checkpoint {
     pub chain: String,
     #[serde(with = "exact")]
     pub first_seq: u64,
+    /// The input digest of the chain's connection at its last event (symbol chains of an
+    /// engine that digests its input): ties the trail to the recording of that input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputsRecord>,
     pub key_id: String,
     /// Hash of event `last_seq`, so the checkpoint also pins the chain head.
     pub last_event_sha256: String,
@@ -484,6 +488,17 @@ pub struct InputRecord {
     pub returns_seen: u64,
 }
 
+/// Where a connection's input stood (`market::feed::digest`): its index in the run, how
+/// many inputs it had consumed, and the SHA-256 of those inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsRecord {
+    pub connection: u32,
+    #[serde(with = "exact")]
+    pub position: u64,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
@@ -491,6 +506,10 @@ pub struct Provenance {
     pub config_sha256: String,
     pub rules_sha256: String,
 }
+
+/// What `provenance.build` names: the crate version and, after `+`, the commit it was
+/// built from (when known at build time).
+pub const BUILD: &str = env!("BIZRA_BUILD");
 
 /// Provenance shared by every event of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -556,7 +575,7 @@ impl DecisionRecord {
                 returns_seen: req.input.returns_seen,
             },
             provenance: Provenance {
-                build: env!("CARGO_PKG_VERSION").to_string(),
+                build: BUILD.to_string(),
                 config_sha256: prov.config_sha256.clone(),
                 rules_sha256: prov.rules_sha256.clone(),
             },

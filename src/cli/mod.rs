@@ -2,6 +2,7 @@
 //! several share.
 
 pub mod args;
+pub mod audit_replay;
 pub mod backtest;
 pub mod captures;
 pub mod dashboard;

@@ -122,7 +122,7 @@ impl Config {
 
     /// SHA-256 of the canonical JSON of the effective configuration (hex), with the
     /// deployment-local fields blanked (feed and REST URLs, key file, sink and snapshot
-    /// directories, rules path, brokers): they
+    /// directories, input recording, rules path, brokers): they
     /// do not change any decision, and a replay on another machine must hash the same.
     pub fn hash_hex(&self) -> String {
         let mut c = self.clone();
@@ -132,6 +132,8 @@ impl Config {
         c.signing.heads_file = PathBuf::new();
         c.kafka.spool_dir = PathBuf::new();
         c.sink.dir = PathBuf::new();
+        c.sink.record_inputs = false;
+        c.sink.recording_segment_mb = 0;
         c.var.snapshot.dir = PathBuf::new();
         c.feed.rest_url.clear();
         c.elf.rules_file = PathBuf::new();

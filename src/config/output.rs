@@ -22,6 +22,11 @@ pub struct SigningConfig {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub dir: PathBuf,
+    /// Record every input the engine consumes under `<dir>/recording/` (frames as received,
+    /// REST answers, start state), for `audit-replay`.
+    pub record_inputs: bool,
+    /// A connection's recording segment is closed at this size.
+    pub recording_segment_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +85,10 @@ impl Config {
                 && self.kafka.topic_var_snapshots != self.kafka.topic_decisions
                 && self.kafka.topic_var_snapshots != self.kafka.topic_checkpoints,
             "kafka.topic_var_snapshots must be set and differ from the other topics".into(),
+        );
+        check(
+            self.sink.recording_segment_mb >= 1,
+            "sink.recording_segment_mb must be >= 1".into(),
         );
         check(
             self.kafka.spool_max_mb >= 1,

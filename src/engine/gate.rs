@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use super::{GateRequest, VarSnapshot};
-use crate::audit::wire::{DecisionRecord, Payload, RunProvenance};
+use crate::audit::wire::{DecisionRecord, InputsRecord, Payload, RunProvenance};
 use crate::audit::{AuditError, ChainSigner, SignedEvent};
 use crate::elf::{ActionRequest, Decision, ElfGate, Layer, ReasonCode, RuleSet};
 
@@ -111,6 +111,11 @@ impl GateStep {
         let req = &request.req;
         let record = DecisionRecord::new(req, decision, &request.figures, &self.provenance);
         let payload = Payload::RiskDecision(Box::new(record));
+        self.signer.note_inputs(request.input.map(|m| InputsRecord {
+            connection: m.connection,
+            position: m.position,
+            sha256: hex::encode(m.sha256),
+        }));
         let signed = self.signer.sign(req.decided_at_ms, &req.symbol, &payload)?;
         self.stats.next_seq = self.signer.head().next_seq;
         let checkpoint = self.signer.checkpoint_if_due(&req.symbol)?;

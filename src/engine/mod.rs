@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditError, SignedEvent};
 use crate::elf::ActionRequest;
+use crate::market::feed::digest::InputMark;
 use crate::market::feed::FeedTick;
 use crate::market::MarketEvent;
 use crate::var::ModelFigures;
@@ -38,6 +39,9 @@ pub use var_snapshot::{VarSnapshot, VAR_SNAPSHOT_VERSION};
 pub struct GateRequest {
     pub req: ActionRequest,
     pub figures: Arc<ModelFigures>,
+    /// The connection's input mark at the tick that closed the bar (symbol requests); the
+    /// chain's checkpoints sign the mark of their last decision.
+    pub input: Option<InputMark>,
 }
 
 /// A symbol's closed bar, for the portfolio.
@@ -149,6 +153,7 @@ impl Engine {
             trade,
             tick.received_at_ms,
             tick.feed_healthy,
+            Some(tick.input),
             &mut self.symbol_out,
         );
         watch.lap(Stage::Models);

@@ -258,6 +258,8 @@ impl PortfolioStep {
                     },
                 },
                 figures: figures.clone(),
+                // Its inputs are the symbols' bars, whose chains sign their input marks.
+                input: None,
             });
         }
         if let Some(every) = self.settings.snapshot_every_bars {

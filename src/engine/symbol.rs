@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::state::{SymbolSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
 use crate::elf::{ActionRequest, Evidence, InputRange};
+use crate::market::feed::digest::InputMark;
 use crate::market::Kline;
 use crate::market::Trade;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
@@ -170,6 +171,7 @@ impl SymbolStep {
         trade: &Trade,
         now_ms: i64,
         feed_healthy: bool,
+        input: Option<InputMark>,
         out: &mut SymbolOutput,
     ) {
         out.clear();
@@ -183,7 +185,7 @@ impl SymbolStep {
         );
         let closed = std::mem::take(&mut self.closed);
         for bar in &closed {
-            self.on_bar(*bar, trade.trade_time_ms, now_ms, feed_healthy, out);
+            self.on_bar(*bar, trade.trade_time_ms, now_ms, feed_healthy, input, out);
         }
         self.closed = closed;
         self.closed.clear();
@@ -195,6 +197,7 @@ impl SymbolStep {
         data_time_ms: i64,
         now_ms: i64,
         feed_healthy: bool,
+        input_mark: Option<InputMark>,
         out: &mut SymbolOutput,
     ) {
         self.report.bars += 1;
@@ -265,6 +268,7 @@ impl SymbolStep {
                     input,
                 },
                 figures: figures.clone(),
+                input: input_mark,
             });
         }
         if let Some(every) = s.snapshot_every_bars {

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub kafka_acked_records_lost_total: prometheus::IntCounter,
     pub kafka_acked_records_unrecoverable_total: prometheus::IntCounter,
     pub tick_to_ack_seconds: Histogram,
+    pub recording_errors_total: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -180,10 +181,16 @@ impl Metrics {
         registry.register(Box::new(elf_shadow_decisions_total.clone()))?;
         registry.register(Box::new(elf_rules_reloads_total.clone()))?;
         registry.register(Box::new(events_published_total.clone()))?;
+        let recording_errors_total = prometheus::IntCounter::new(
+            "bizra_recording_errors_total",
+            "Input recordings stopped by a write error (audit-replay cannot re-derive past it)",
+        )?;
+        registry.register(Box::new(recording_errors_total.clone()))?;
         Ok(Self {
             health: HealthMetrics::new(&registry)?,
             risk: RiskMetrics::new(&registry)?,
             registry,
+            recording_errors_total,
             ingest_frames_total,
             ingest_rejected_total,
             feed_clock_skew_seconds,

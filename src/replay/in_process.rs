@@ -191,7 +191,8 @@ pub fn run(
     let sink = FileSink::open(&config.sink.dir)?;
     assemble::publish_verifying_key(&config.sink.dir, &gates.key_id, &gates.verifying_key_hex)?;
     // Every kline the server would serve closed before its stream started.
-    let start = crate::warm_start::load_from(&config, i64::MAX, &rest);
+    let snapshots = crate::warm_start::load_snapshots(&config);
+    let start = crate::warm_start::load_from(&config, i64::MAX, &rest, snapshots);
     let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
     let portfolio = portfolio_step.zip(gates.portfolio);
     let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;

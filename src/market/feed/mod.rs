@@ -8,12 +8,14 @@
 //! before it hands in the next frame; the frame that caused the fetch is finished then.
 
 pub mod books;
+pub mod digest;
 pub mod guard;
 pub mod report;
 
 use std::collections::HashSet;
 
 use books::{Books, DepthSyncEvent};
+use digest::{InputDigest, InputMark};
 use guard::{Guard, Implausible, PlausibilitySettings};
 pub use report::IngestReport;
 
@@ -60,6 +62,8 @@ pub struct FeedTick {
     /// Engine time of the tick: the decision time of what it closes.
     pub received_at_ms: i64,
     pub feed_healthy: bool,
+    /// The connection's input digest once this tick's input was consumed.
+    pub input: InputMark,
 }
 
 /// A REST request the host makes, then answers with [`FeedStep::on_fetched`].
@@ -190,6 +194,7 @@ pub struct FeedStep {
     event_clock_ms: i64,
     waiting: Option<Waiting>,
     report: IngestReport,
+    digest: InputDigest,
 }
 
 /// Equal up to the last digits of a decimal string's parse.
@@ -217,8 +222,19 @@ impl FeedStep {
             event_clock_ms: 0,
             waiting: None,
             report: IngestReport::default(),
+            digest: InputDigest::new(0),
             settings,
         }
+    }
+
+    /// Number this step's connection among the run's (for its input marks).
+    pub fn set_connection(&mut self, connection: u32) {
+        self.digest = InputDigest::new(connection);
+    }
+
+    /// Where this connection's input stands.
+    pub fn input_mark(&self) -> InputMark {
+        self.digest.mark()
     }
 
     /// The counters so far (the host adds its own connection figures).
@@ -275,6 +291,7 @@ impl FeedStep {
 
     /// A binary WebSocket message, where Binance sends text.
     pub fn on_binary_frame(&mut self, bytes: usize, out: &mut Vec<FeedOutput>) {
+        self.digest.binary(bytes);
         self.report.frames += 1;
         self.reject(&MarketDataError::BinaryFrame, bytes, out);
     }
@@ -307,6 +324,7 @@ impl FeedStep {
         if self.waiting.is_some() {
             return Err(FetchPending);
         }
+        self.digest.frame(text, self.live(received_ms));
         self.report.frames += 1;
         let Some(parsed) = parsed else {
             let err = MarketDataError::Oversized {
@@ -360,6 +378,7 @@ impl FeedStep {
 
     /// The answer to the last `Fetch`, received at `received_ms`.
     pub fn on_fetched(&mut self, answer: FetchAnswer, received_ms: i64, out: &mut Vec<FeedOutput>) {
+        self.digest.answer(&answer, self.live(received_ms));
         match (self.waiting.take(), answer) {
             (
                 Some(Waiting::Confirm {
@@ -585,6 +604,7 @@ impl FeedStep {
                     event: MarketEvent::Trade(t),
                     received_at_ms,
                     feed_healthy: true,
+                    input: self.digest.mark(),
                 }));
             }
             self.accepted(kind, filled, out);
@@ -641,6 +661,7 @@ impl FeedStep {
             event: MarketEvent::Trade(item.trade),
             received_at_ms: now,
             feed_healthy,
+            input: self.digest.mark(),
         }));
     }
 
@@ -665,6 +686,7 @@ impl FeedStep {
             event: MarketEvent::BookTicker(quote),
             received_at_ms: now,
             feed_healthy,
+            input: self.digest.mark(),
         }));
     }
 

@@ -1,0 +1,125 @@
+//! `bizra-risk audit-replay`: re-derive every signed decision of a trail from the input
+//! recording, the configuration and the rules; exit 0 when all match, 1 on a divergence,
+//! 2 when the replay cannot run.
+
+use super::prelude::*;
+use bizra_risk::audit_replay::{self, AuditOptions, AuditReport};
+use bizra_risk::config::Config;
+
+#[derive(clap::Args)]
+pub struct AuditReplayArgs {
+    /// The signed trail: directories or record files.
+    #[arg(long, required = true, num_args = 1..)]
+    pub trail: Vec<PathBuf>,
+    /// The input recording (`<sink.dir>/recording`, one run in it); default: the first
+    /// trail directory's `recording/`.
+    #[arg(long)]
+    pub recording: Option<PathBuf>,
+    /// The configuration file the engine ran with (defaults + file + BIZRA_* environment);
+    /// default: the configuration each run recorded.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The rules file (overrides `elf.rules_file`).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
+    let recording = match &args.recording {
+        Some(r) => r.clone(),
+        None => args.trail[0].clone(),
+    };
+    let config = match (&args.config, &args.rules) {
+        (None, None) => None,
+        (file, rules) => {
+            let mut c = match file {
+                Some(f) => Config::load(Some(f))?,
+                None => {
+                    // The recorded configuration of the first run, with other rules.
+                    let run = bizra_risk::recording::runs(&recording)?
+                        .into_iter()
+                        .next()
+                        .context("no run in the recording")?;
+                    let start = bizra_risk::recording::read_start(&run)?;
+                    serde_json::from_value(start.config).context("recorded configuration")?
+                }
+            };
+            if let Some(r) = rules {
+                c.elf.rules_file = r.clone();
+            }
+            c.validate()?;
+            Some(c)
+        }
+    };
+    let report = audit_replay::run(&AuditOptions {
+        trail: args.trail.clone(),
+        recording,
+        config,
+        progress: !args.json,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        render(&mut out, &report)?;
+    }
+    Ok(if report.all_matched() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn render(out: &mut impl Write, r: &AuditReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "audit-replay: {} run(s), {} inputs ({} market frames), {} decisions re-derived in {:.2} s ({:.0} inputs/s, {:.0} decisions/s)",
+        r.runs, r.inputs, r.market_frames, r.decisions, r.wall_s, r.inputs_per_s, r.decisions_per_s
+    )?;
+    writeln!(
+        out,
+        "  decisions: {} matched bit for bit, {} matched but signed by another build ({}), {} diverged",
+        r.matched,
+        r.matched_other_build,
+        r.signed_builds.join(", "),
+        r.diverged
+    )?;
+    writeln!(
+        out,
+        "  checkpoints: {} matched (input digests equal), {} diverged",
+        r.checkpoints_matched, r.checkpoints_diverged
+    )?;
+    for p in &r.recording_problems {
+        writeln!(out, "  recording: {p}")?;
+    }
+    for (cause, n) in &r.divergences_by_cause {
+        writeln!(out, "  diverged {n}: {cause}")?;
+    }
+    if let Some(d) = &r.first_divergence {
+        writeln!(
+            out,
+            "  first divergence: {} {} seq {}: {} signed {} recomputed {} ({}{}{})",
+            d.record,
+            d.chain,
+            d.seq,
+            if d.field.is_empty() { "-" } else { &d.field },
+            d.signed,
+            d.recomputed,
+            d.cause.as_str(),
+            if d.detail.is_empty() { "" } else { ": " },
+            d.detail
+        )?;
+    }
+    writeln!(
+        out,
+        "RESULT: {}",
+        if r.all_matched() {
+            "RE-DERIVED"
+        } else {
+            "DIVERGED"
+        }
+    )
+}

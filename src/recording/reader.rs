@@ -1,0 +1,212 @@
+//! Reads one connection's inputs back from its segments, in order, checking that no
+//! segment is missing.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::{io_error, RecordingError, RestUse};
+
+/// One input of a connection's feed step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Frame(String),
+    Binary(usize),
+    Rest(RestUse),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Receive time, nanoseconds since the Unix epoch.
+    pub ns: u128,
+    /// 1 for the connection's first input.
+    pub position: u64,
+    pub input: Input,
+}
+
+pub struct ConnectionReader {
+    segments: std::vec::IntoIter<(u64, PathBuf)>,
+    current: Option<(PathBuf, BufReader<File>)>,
+    position: u64,
+    line_no: u64,
+    peeked: Option<Recorded>,
+    buf: String,
+}
+
+/// The connections recorded in `run`, by index.
+pub fn connections(run: &Path) -> Result<Vec<u32>, RecordingError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(run).map_err(io_error(run))? {
+        let name = entry.map_err(io_error(run))?.file_name();
+        if let Some((k, _)) = parse_name(&name.to_string_lossy()) {
+            if !found.contains(&k) {
+                found.push(k);
+            }
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn parse_name(name: &str) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix("conn-")?.strip_suffix(".rec")?;
+    let (k, first) = rest.split_once('-')?;
+    Some((k.parse().ok()?, first.parse().ok()?))
+}
+
+impl ConnectionReader {
+    pub fn open(run: &Path, connection: u32) -> Result<Self, RecordingError> {
+        let mut segments = Vec::new();
+        for entry in std::fs::read_dir(run).map_err(io_error(run))? {
+            let path = entry.map_err(io_error(run))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some((k, first)) = name.as_deref().and_then(parse_name) {
+                if k == connection {
+                    segments.push((first, path));
+                }
+            }
+        }
+        segments.sort();
+        Ok(Self {
+            segments: segments.into_iter(),
+            current: None,
+            position: 0,
+            line_no: 0,
+            peeked: None,
+            buf: String::new(),
+        })
+    }
+
+    pub fn peek(&mut self) -> Result<Option<&Recorded>, RecordingError> {
+        if self.peeked.is_none() {
+            self.peeked = self.read()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Recorded>, RecordingError> {
+        match self.peeked.take() {
+            Some(r) => Ok(Some(r)),
+            None => self.read(),
+        }
+    }
+
+    fn read(&mut self) -> Result<Option<Recorded>, RecordingError> {
+        loop {
+            if self.current.is_none() {
+                let Some((first, path)) = self.segments.next() else {
+                    return Ok(None);
+                };
+                if first != self.position + 1 {
+                    return Err(RecordingError::Malformed {
+                        path: path.display().to_string(),
+                        line: 0,
+                        reason: format!(
+                            "segment starts at input {first}, but {} inputs came before it: \
+                             a segment is missing or cut",
+                            self.position
+                        ),
+                    });
+                }
+                let file = File::open(&path).map_err(io_error(&path))?;
+                self.current = Some((path, BufReader::with_capacity(1 << 16, file)));
+                self.line_no = 0;
+            }
+            let Some((path, reader)) = &mut self.current else {
+                continue;
+            };
+            self.buf.clear();
+            let n = reader.read_line(&mut self.buf).map_err(io_error(path))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            self.line_no += 1;
+            let malformed = |reason: String| RecordingError::Malformed {
+                path: path.display().to_string(),
+                line: self.line_no,
+                reason,
+            };
+            let line = self.buf.strip_suffix('\n').unwrap_or(&self.buf);
+            let (ns, body) = line.split_once(' ').unwrap_or((line, ""));
+            let ns: u128 = ns
+                .parse()
+                .map_err(|_| malformed(format!("bad receive time {ns:?}")))?;
+            let input = if let Some(json) = body.strip_prefix("#rest ") {
+                Input::Rest(serde_json::from_str(json).map_err(|e| malformed(e.to_string()))?)
+            } else if let Some(len) = body.strip_prefix("#binary ") {
+                Input::Binary(
+                    len.parse()
+                        .map_err(|_| malformed(format!("bad length {len:?}")))?,
+                )
+            } else if let Some(quoted) = body.strip_prefix("#frame ") {
+                Input::Frame(serde_json::from_str(quoted).map_err(|e| malformed(e.to_string()))?)
+            } else if body.starts_with('#') {
+                return Err(malformed(format!("unknown annotation {body:.40}")));
+            } else {
+                Input::Frame(body.to_string())
+            };
+            self.position += 1;
+            return Ok(Some(Recorded {
+                ns,
+                position: self.position,
+                input,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::writer::ConnectionWriter;
+    use super::super::RestGet;
+    use super::*;
+
+    #[test]
+    fn what_is_written_reads_back_across_segments_and_a_missing_segment_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rest = RestUse {
+            used_ms: 7,
+            gets: vec![RestGet {
+                target: "/api/v3/depth?symbol=X".into(),
+                body: Some("{}".into()),
+                error: None,
+            }],
+        };
+        {
+            let mut w = ConnectionWriter::new(dir.path(), 3, 40);
+            w.frame(1, r#"{"stream":"x@trade","data":{}}"#).unwrap();
+            w.frame(2, "# odd\nframe").unwrap();
+            w.binary(3, 12).unwrap();
+            w.rest(4, &rest).unwrap();
+            w.frame(5, "").unwrap();
+        }
+        assert_eq!(connections(dir.path()).unwrap(), vec![3]);
+        let mut r = ConnectionReader::open(dir.path(), 3).unwrap();
+        let mut got = Vec::new();
+        while let Some(x) = r.next().unwrap() {
+            got.push((x.ns, x.position, x.input));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    1,
+                    Input::Frame(r#"{"stream":"x@trade","data":{}}"#.into())
+                ),
+                (2, 2, Input::Frame("# odd\nframe".into())),
+                (3, 3, Input::Binary(12)),
+                (4, 4, Input::Rest(rest)),
+                (5, 5, Input::Frame(String::new())),
+            ]
+        );
+        // Segments start at inputs 1, 3 and 5.
+        std::fs::remove_file(dir.path().join(super::super::writer::segment_name(3, 3))).unwrap();
+        let mut r = ConnectionReader::open(dir.path(), 3).unwrap();
+        r.next().unwrap();
+        r.next().unwrap();
+        assert!(matches!(r.next(), Err(RecordingError::Malformed { .. })));
+    }
+}
