@@ -273,7 +273,7 @@ pub async fn run(
             connections: shards.clone(),
             next_seq,
         };
-        crate::recording::write_start(&run, &record)?;
+        crate::recording::write_start(&run, &record, &config)?;
         tracing::info!(dir = %run.display(), "recording every input");
         Some(run)
     } else {

@@ -80,6 +80,8 @@ pub struct AuditReport {
     pub first_divergence: Option<Divergence>,
     /// Problems with the recording itself (first 20), in the order met.
     pub recording_problems: Vec<String>,
+    /// Where the replay's configuration differs from what a run recorded.
+    pub notes: Vec<String>,
     /// The build replaying, and the builds that signed the compared decisions.
     pub replay_build: String,
     pub signed_builds: Vec<String>,
@@ -256,7 +258,7 @@ impl RunAudit<'_> {
         }
         let gates = assemble::audit_gates(config, &replay_key(), &heads)?;
         if gates.provenance.config_sha256 != start.config_sha256 {
-            self.problem(format!(
+            self.report.notes.push(format!(
                 "{}: the configuration hashes {}, the run recorded {}",
                 run.display(),
                 gates.provenance.config_sha256,
@@ -283,7 +285,7 @@ impl RunAudit<'_> {
             config.feed.max_streams_per_connection,
         );
         if shards != start.connections {
-            self.problem(format!(
+            self.report.notes.push(format!(
                 "the configuration connects {shards:?}; the run recorded {:?}",
                 start.connections
             ));

@@ -81,17 +81,23 @@ fn render(out: &mut impl Write, r: &AuditReport) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  decisions: {} matched bit for bit, {} matched but signed by another build ({}), {} diverged",
-        r.matched,
-        r.matched_other_build,
+        "  decisions: {} matched bit for bit, {} matched but for provenance.build, {} diverged",
+        r.matched, r.matched_other_build, r.diverged
+    )?;
+    writeln!(
+        out,
+        "  builds: signed by {}; replayed by {}",
         r.signed_builds.join(", "),
-        r.diverged
+        r.replay_build
     )?;
     writeln!(
         out,
         "  checkpoints: {} matched (input digests equal), {} diverged",
         r.checkpoints_matched, r.checkpoints_diverged
     )?;
+    for n in &r.notes {
+        writeln!(out, "  note: {n}")?;
+    }
     for p in &r.recording_problems {
         writeln!(out, "  recording: {p}")?;
     }

@@ -5,6 +5,7 @@
 //! ```text
 //! <sink.dir>/recording/run-<start ms, 13 digits>/
 //!     start.json                          what the engine started from
+//!     config.toml                         the effective configuration
 //!     conn-<k>-<first position, 12 digits>.rec   connection k's inputs, in segments
 //! ```
 //!
@@ -29,6 +30,8 @@ use crate::engine::state::{PortfolioSnapshot, SymbolSnapshot};
 
 pub const FORMAT: &str = "bizra-recording/1";
 pub const START_FILE: &str = "start.json";
+/// The effective configuration as TOML, for `audit-replay --config` (and to edit).
+pub const CONFIG_FILE: &str = "config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -152,7 +155,19 @@ pub fn read_start(run: &Path) -> Result<StartRecord, RecordingError> {
     })
 }
 
-pub fn write_start(run: &Path, start: &StartRecord) -> Result<(), RecordingError> {
+/// Write `start.json` and, when the configuration has a TOML form, `config.toml`.
+pub fn write_start(
+    run: &Path,
+    start: &StartRecord,
+    config: &crate::config::Config,
+) -> Result<(), RecordingError> {
     std::fs::create_dir_all(run).map_err(io_error(run))?;
+    match toml::to_string_pretty(config) {
+        Ok(text) => {
+            let path = run.join(CONFIG_FILE);
+            std::fs::write(&path, text).map_err(io_error(&path))?;
+        }
+        Err(e) => tracing::warn!(error = %e, "configuration not written as TOML; start.json holds it"),
+    }
     Ok(crate::snapshot::save(&run.join(START_FILE), start)?)
 }
