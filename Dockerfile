@@ -6,8 +6,8 @@ WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 COPY . .
 # The commit signed into every decision's provenance.build (.git is not in the context):
-# docker build --build-arg BIZRA_BUILD_COMMIT=$(git rev-parse HEAD) .
-ARG BIZRA_BUILD_COMMIT=""
+# docker build --build-arg BUILD_COMMIT=$(git rev-parse HEAD) .
+ARG BUILD_COMMIT=""
 RUN cargo build --release --locked --bin bizra-risk && strip target/release/bizra-risk
 
 FROM debian:bookworm-slim

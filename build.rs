@@ -1,17 +1,17 @@
-//! Stamps the commit the binary was built from into `BIZRA_BUILD`, which every signed
+//! Stamps the commit the binary was built from into `RISK_ENGINE_BUILD`, which every signed
 //! decision carries as `provenance.build` (`<version>+<commit>`), so an auditor knows which
-//! source re-derives it. `BIZRA_BUILD_COMMIT` overrides git (container builds have no .git).
+//! source re-derives it. `BUILD_COMMIT` overrides git (container builds have no .git).
 
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=BIZRA_BUILD_COMMIT");
+    println!("cargo:rerun-if-env-changed=BUILD_COMMIT");
     for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
-    let commit = std::env::var("BIZRA_BUILD_COMMIT")
+    let commit = std::env::var("BUILD_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| {
@@ -29,5 +29,5 @@ fn main() {
         Some(c) => format!("{version}+{c}"),
         None => version,
     };
-    println!("cargo:rustc-env=BIZRA_BUILD={build}");
+    println!("cargo:rustc-env=RISK_ENGINE_BUILD={build}");
 }

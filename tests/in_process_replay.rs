@@ -13,14 +13,16 @@ use bizra_risk::replay::{in_process, spawn_in_thread, Inject, ReplayOptions, Ski
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizra-risk");
 
-/// Every file under `dir` (relative path -> bytes), the quarantine record aside: it says
-/// when each event was received, which is the host's own clock.
+/// Every file under `dir` (relative path -> bytes), the quarantine record and the input
+/// recording aside: they say when each event was received, which is the host's own clock.
 fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                if p.file_name().is_some_and(|n| n != "quarantine") {
+                if p.file_name()
+                    .is_some_and(|n| n != "quarantine" && n != "recording")
+                {
                     walk(root, &p, out);
                 }
             } else {

@@ -509,7 +509,7 @@ pub struct Provenance {
 
 /// What `provenance.build` names: the crate version and, after `+`, the commit it was
 /// built from (when known at build time).
-pub const BUILD: &str = env!("BIZRA_BUILD");
+pub const BUILD: &str = env!("RISK_ENGINE_BUILD");
 
 /// Provenance shared by every event of a run.
 #[derive(Debug, Clone, PartialEq)]

@@ -167,7 +167,9 @@ pub fn write_start(
             let path = run.join(CONFIG_FILE);
             std::fs::write(&path, text).map_err(io_error(&path))?;
         }
-        Err(e) => tracing::warn!(error = %e, "configuration not written as TOML; start.json holds it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "configuration not written as TOML; start.json holds it")
+        }
     }
     Ok(crate::snapshot::save(&run.join(START_FILE), start)?)
 }
