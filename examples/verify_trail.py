@@ -187,7 +187,18 @@ def parse_checkpoint(line):
         obj = load_json(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise Bad("MALFORMED", "not UTF-8")
-    cp = fields(obj, CHECKPOINT, "checkpoint")
+    core = Obj((k, v) for k, v in obj.items() if k != "inputs") if isinstance(obj, Obj) else obj
+    if isinstance(obj, Obj):
+        core.dup = obj.dup
+    cp = fields(core, CHECKPOINT, "checkpoint")
+    if isinstance(obj, Obj) and "inputs" in obj:         # optional: the input digest
+        inputs = obj["inputs"]
+        if not (isinstance(inputs, Obj) and not inputs.dup
+                and set(inputs) == {"connection", "position", "sha256"}
+                and integer(inputs["connection"], 0, 2**32 - 1) is not None
+                and integer(inputs["position"], *U64) is not None
+                and isinstance(inputs["sha256"], str) and HEX64.fullmatch(inputs["sha256"])):
+            raise Bad("MALFORMED", "checkpoint: bad inputs")
     if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != body:
         raise Bad("NON_CANONICAL", "checkpoint is not canonical JSON")
     return cp, body, line[-130:-2].decode()
