@@ -187,7 +187,8 @@ def parse_checkpoint(line):
         obj = load_json(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise Bad("MALFORMED", "not UTF-8")
-    core = Obj((k, v) for k, v in obj.items() if k != "inputs") if isinstance(obj, Obj) else obj
+    optional = ("inputs", "run_start_sha256")
+    core = Obj((k, v) for k, v in obj.items() if k not in optional) if isinstance(obj, Obj) else obj
     if isinstance(obj, Obj):
         core.dup = obj.dup
     cp = fields(core, CHECKPOINT, "checkpoint")
@@ -199,6 +200,9 @@ def parse_checkpoint(line):
                 and integer(inputs["position"], *U64) is not None
                 and isinstance(inputs["sha256"], str) and HEX64.fullmatch(inputs["sha256"])):
             raise Bad("MALFORMED", "checkpoint: bad inputs")
+    if isinstance(obj, Obj) and "run_start_sha256" in obj:  # optional: a run's start state
+        if not (isinstance(obj["run_start_sha256"], str) and HEX64.fullmatch(obj["run_start_sha256"])):
+            raise Bad("MALFORMED", "checkpoint: bad run_start_sha256")
     if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != body:
         raise Bad("NON_CANONICAL", "checkpoint is not canonical JSON")
     return cp, body, line[-130:-2].decode()

@@ -1,7 +1,7 @@
 //! Wires the actors for one run: ingest -> symbol (VaR) actors -> gate actors -> publisher,
 //! with bar returns also flowing to the portfolio actor and its gate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -200,7 +200,7 @@ pub async fn run(
             HashMap::new(),
         )
     };
-    let gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
+    let mut gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
     metrics.health.signer_ready.set(1);
     tracing::info!(
         verifying_key = %gates.verifying_key_hex,
@@ -252,14 +252,20 @@ pub async fn run(
         config.feed.streams.len(),
         config.feed.max_streams_per_connection,
     );
+    // What this run starts from: the first checkpoint of every chain signs its hash.
+    let next_seq: BTreeMap<String, u64> = gates
+        .portfolio
+        .iter()
+        .chain(&gates.symbols)
+        .map(|g| (g.chain().to_string(), g.stats().next_seq))
+        .collect();
+    let start_sha256 =
+        crate::recording::start_sha256(&shards, &next_seq, &loaded, &warm_start_gets);
+    for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
+        g.note_run_start(start_sha256.clone());
+    }
     let recording = if config.sink.record_inputs {
         let run = crate::recording::run_dir(&config.sink.dir, now_ms);
-        let next_seq = gates
-            .portfolio
-            .iter()
-            .chain(&gates.symbols)
-            .map(|g| (g.chain().to_string(), g.stats().next_seq))
-            .collect();
         let record = crate::recording::StartRecord {
             format: crate::recording::FORMAT.into(),
             build: crate::audit::wire::BUILD.into(),

@@ -245,11 +245,11 @@ fn a_live_clock_trail_across_a_restart_and_a_reconnect_with_rest_backfill_rederi
     // Run 1: the first day through a proxy that goes silent once, trades missing from the
     // stream (filled from REST), under the live clock (receive times drive the engine).
     let mut opts = ReplayOptions::new(common::capture_files_of_day("20240808"), Speed::Max);
-    let first = 3_735_685_000;
+    let skipped = 3_735_685_000;
     opts.skip_trades = vec![SkipTrades {
         symbol: "BTCUSDT".into(),
-        first,
-        last: first + 40,
+        first: skipped,
+        last: skipped + 40,
     }];
     let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
     let proxy = stalling_proxy(server.addr, 4 << 20);
@@ -280,4 +280,71 @@ fn a_live_clock_trail_across_a_restart_and_a_reconnect_with_rest_backfill_rederi
     assert!(r["checkpoints_matched"].as_u64().unwrap() > 0);
     assert_eq!(r["checkpoints_diverged"], 0);
     assert_eq!(r["recording_problems"].as_array().map(Vec::len), Some(0));
+
+    // A partial replay from the second run's first BTCUSDT checkpoint (the one that signs
+    // the state the restart loaded): the same decisions of that run, all matched.
+    let checkpoints = common::record_lines(&events.join("bizra.BTCUSDT.checkpoints.jsonl"));
+    let restart_cp = checkpoints
+        .iter()
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap()["checkpoint"].clone())
+        .find(|cp| cp["first_seq"].as_u64() > Some(0) && cp["run_start_sha256"].is_string())
+        .expect("the restart's first checkpoint signs its start state");
+    let from = format!("bizra.BTCUSDT:{}", restart_cp["last_seq"]);
+    let (code, p) = audit(&[
+        "--trail".as_ref(),
+        events.as_os_str(),
+        "--from-checkpoint".as_ref(),
+        from.as_ref(),
+    ]);
+    assert_eq!(code, 0, "{p:#}");
+    assert_eq!(p["runs"], 1);
+    let runs: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(events.join("recording"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let second: Value =
+        serde_json::from_slice(&std::fs::read(runs[1].join("start.json")).unwrap()).unwrap();
+    let second_run_decisions: u64 = second["next_seq"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(chain, next)| {
+            common::record_lines(&events.join(format!("{chain}.jsonl")))
+                .iter()
+                .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+                .filter(|rec| {
+                    rec["event"]["seq"].as_u64() >= next.as_u64()
+                        && rec["event"]["kind"] == "RISK_DECISION"
+                })
+                .count() as u64
+        })
+        .sum();
+    assert_eq!(p["decisions"].as_u64(), Some(second_run_decisions), "{p:#}");
+    assert_eq!(p["matched"], p["decisions"]);
+    assert!(second_run_decisions > 0 && second_run_decisions < r["decisions"].as_u64().unwrap());
+
+    // A swapped start state (one snapshot figure changed) is not the signed one: the partial
+    // replay refuses it, and the full replay names the checkpoint that signs the original.
+    let start_file = runs[1].join("start.json");
+    let text = std::fs::read_to_string(&start_file).unwrap();
+    let mut start: Value = serde_json::from_str(&text).unwrap();
+    let close = &mut start["snapshots"]["symbols"][0]["last_close"];
+    *close = serde_json::json!(close.as_f64().unwrap() * 1.01);
+    std::fs::write(&start_file, serde_json::to_vec(&start).unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["audit-replay", "--trail"])
+        .arg(&events)
+        .args(["--from-checkpoint", &from])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run of the recording starts"));
+    let (code, r) = audit(&["--trail".as_ref(), events.as_os_str()]);
+    assert_eq!(code, 1);
+    let d = first(&r);
+    assert_eq!(d["cause"], "RECORDING_MISMATCH", "{r:#}");
 }

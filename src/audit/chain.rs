@@ -124,6 +124,8 @@ pub struct ChainSigner {
     last_checkpoint_ms: Option<i64>,
     /// The input mark of the last event signed, for the next checkpoint.
     inputs: Option<wire::InputsRecord>,
+    /// The hash of the run's start state, until the run's first checkpoint signs it.
+    run_start: Option<String>,
 }
 
 impl ChainSigner {
@@ -138,6 +140,7 @@ impl ChainSigner {
             open: None,
             last_checkpoint_ms: None,
             inputs: None,
+            run_start: None,
         }
     }
 
@@ -248,6 +251,11 @@ impl ChainSigner {
         }
     }
 
+    /// The hash of the state this run started from: the chain's next checkpoint signs it.
+    pub fn note_run_start(&mut self, sha256: String) {
+        self.run_start = Some(sha256);
+    }
+
     /// A checkpoint when the policy says one is due after the event just signed.
     pub fn checkpoint_if_due(
         &mut self,
@@ -293,6 +301,7 @@ impl ChainSigner {
             last_event_sha256: hex::encode(open.last_event),
             ts_ms: open.last_ts_ms,
             inputs: self.inputs.clone(),
+            run_start_sha256: self.run_start.take(),
         };
         let canonical = wire::canonical_checkpoint(&cp).map_err(AuditError::Encode)?;
         let input = wire::checkpoint_signing_input(&canonical);

@@ -256,6 +256,10 @@ pub struct Checkpoint {
     /// that a checkpoint cannot be deleted unnoticed.
     pub prev_checkpoint_sha256: String,
     pub root_sha256: String,
+    /// The first checkpoint of each chain in a run: the hash of the state the run started
+    /// from (`recording::start_sha256`), so a replay that starts there uses what was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_start_sha256: Option<String>,
     #[serde(with = "exact")]
     pub tree_size: u64,
     #[serde(with = "exact")]

@@ -191,6 +191,7 @@ pub fn checkpoints(
             "tree_size": c.tree_size,
             "ts_ms": c.ts_ms,
             "inputs": c.inputs,
+            "run_start_sha256": c.run_start_sha256,
         })
     };
     let (s, r) = (pick(&s), pick(&r));

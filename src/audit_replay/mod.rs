@@ -46,6 +46,10 @@ pub enum AuditReplayError {
     RecordedConfigParse { run: String, reason: String },
     #[error("a record the replay signed does not parse: {0}")]
     Internal(String),
+    #[error("the trail holds no checkpoint {0}")]
+    NoSuchCheckpoint(String),
+    #[error("{0}")]
+    NotARunStart(String),
 }
 
 pub struct AuditOptions {
@@ -58,6 +62,9 @@ pub struct AuditOptions {
     pub config: Option<Config>,
     /// Draw a progress line on standard error when it is a terminal.
     pub progress: bool,
+    /// Start at the run whose start state this checkpoint (chain, last sequence number)
+    /// signs, instead of the first run.
+    pub from_checkpoint: Option<(String, u64)>,
 }
 
 /// What the replay found.
@@ -146,7 +153,12 @@ pub fn run(opts: &AuditOptions) -> Result<AuditReport, AuditReplayError> {
         .iter()
         .map(|r| recording::read_start(r))
         .collect::<Result<_, _>>()?;
-    for (i, (run, start)) in runs.iter().zip(&starts).enumerate() {
+    let first_run = match &opts.from_checkpoint {
+        None => 0,
+        Some((chain, seq)) => start_signed_by(&trail, &starts, chain, *seq)?,
+    };
+    report.runs = runs.len() - first_run;
+    for (i, (run, start)) in runs.iter().zip(&starts).enumerate().skip(first_run) {
         let config = match &opts.config {
             Some(c) => c.clone(),
             None => recorded_config(run, start)?,
@@ -203,6 +215,34 @@ pub fn run(opts: &AuditOptions) -> Result<AuditReport, AuditReplayError> {
     Ok(report)
 }
 
+/// The run whose start state the checkpoint `chain`/`seq` signs.
+fn start_signed_by(
+    trail: &Trail,
+    starts: &[StartRecord],
+    chain: &str,
+    seq: u64,
+) -> Result<usize, AuditReplayError> {
+    let line = trail
+        .checkpoint(chain, seq)
+        .ok_or_else(|| AuditReplayError::NoSuchCheckpoint(format!("{chain}:{seq}")))?;
+    let cp = wire::parse_checkpoint(line)
+        .map_err(|e| AuditReplayError::Internal(format!("{e:?}")))?
+        .checkpoint;
+    let signed = cp.run_start_sha256.ok_or_else(|| {
+        AuditReplayError::NotARunStart(format!(
+            "checkpoint {chain}:{seq} is not the first of a run: it signs no start state"
+        ))
+    })?;
+    starts
+        .iter()
+        .position(|s| s.start_sha256() == signed)
+        .ok_or_else(|| {
+            AuditReplayError::NotARunStart(format!(
+                "no run of the recording starts from the state checkpoint {chain}:{seq} signs ({signed})"
+            ))
+        })
+}
+
 fn recorded_config(run: &Path, start: &StartRecord) -> Result<Config, AuditReplayError> {
     let config: Config = serde_json::from_value(start.config.clone()).map_err(|e| {
         AuditReplayError::RecordedConfigParse {
@@ -256,7 +296,21 @@ impl RunAudit<'_> {
         for (chain, &next) in &start.next_seq {
             heads.insert(chain.clone(), self.trail.head_before(chain, next)?);
         }
-        let gates = assemble::audit_gates(config, &replay_key(), &heads)?;
+        let mut gates = assemble::audit_gates(config, &replay_key(), &heads)?;
+        let start_sha256 = start.start_sha256();
+        for (chain, &next) in &start.next_seq {
+            if let Some((seq, signed)) = self.trail.run_start_signed(chain, next) {
+                if signed != start_sha256 {
+                    self.problem(format!(
+                        "{}: the recorded start state hashes {start_sha256}, checkpoint {chain}:{seq} signs {signed}",
+                        run.display()
+                    ));
+                }
+            }
+        }
+        for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
+            g.note_run_start(start_sha256.clone());
+        }
         if gates.provenance.config_sha256 != start.config_sha256 {
             self.report.notes.push(format!(
                 "{}: the configuration hashes {}, the run recorded {}",
@@ -489,16 +543,20 @@ impl RunAudit<'_> {
         match compare::checkpoints(signed, &e.line).map_err(AuditReplayError::Internal)? {
             None => self.report.checkpoints_matched += 1,
             Some((field, signed, recomputed)) => {
-                let cause = if field.starts_with("inputs") {
-                    Cause::RecordingMismatch
+                let (cause, detail) = if field.starts_with("inputs") {
+                    (
+                        Cause::RecordingMismatch,
+                        "the input digest the checkpoint signs differs from the recording's",
+                    )
+                } else if field.starts_with("run_start") {
+                    (
+                        Cause::RecordingMismatch,
+                        "the run's recorded start state is not the one its first checkpoint signs",
+                    )
                 } else {
-                    Cause::Unexplained
+                    (Cause::Unexplained, "")
                 };
-                let detail = if cause == Cause::RecordingMismatch {
-                    "the input digest the checkpoint signs differs from the recording's".into()
-                } else {
-                    String::new()
-                };
+                let detail = detail.to_string();
                 self.recording_problem |= cause == Cause::RecordingMismatch;
                 self.report.diverge(Divergence {
                     chain: e.chain.clone(),

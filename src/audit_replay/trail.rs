@@ -119,6 +119,14 @@ impl Trail {
         Ok(head)
     }
 
+    /// The start-state hash signed by `chain`'s first checkpoint at or after `next_seq`
+    /// (a run's first), with that checkpoint's last sequence number.
+    pub fn run_start_signed(&self, chain: &str, next_seq: u64) -> Option<(u64, String)> {
+        let (seq, line) = self.checkpoints.get(chain)?.range(next_seq..).next()?;
+        let cp = wire::parse_checkpoint(line).ok()?.checkpoint;
+        Some((*seq, cp.run_start_sha256?))
+    }
+
     /// The sequence numbers of `chain`'s events in `from..`.
     pub fn seqs_from(&self, chain: &str, from: u64) -> Vec<u64> {
         self.events

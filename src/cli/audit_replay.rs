@@ -22,6 +22,11 @@ pub struct AuditReplayArgs {
     /// The rules file (overrides `elf.rules_file`).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// Replay from the run whose start state this checkpoint signs (`CHAIN:SEQ`, its last
+    /// sequence number; the first checkpoint of each chain in a run signs it), not from the
+    /// first run.
+    #[arg(long, value_name = "CHAIN:SEQ")]
+    pub from_checkpoint: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -54,7 +59,20 @@ pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
             Some(c)
         }
     };
+    let from_checkpoint = match &args.from_checkpoint {
+        None => None,
+        Some(s) => {
+            let (chain, seq) = s
+                .rsplit_once(':')
+                .context("--from-checkpoint takes CHAIN:SEQ")?;
+            Some((
+                chain.to_string(),
+                seq.parse().context("--from-checkpoint: SEQ is a number")?,
+            ))
+        }
+    };
     let report = audit_replay::run(&AuditOptions {
+        from_checkpoint,
         trail: args.trail.clone(),
         recording,
         config,

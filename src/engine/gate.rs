@@ -95,6 +95,11 @@ impl GateStep {
         self.gate.set_shadow_rules(shadow);
     }
 
+    /// The hash of the state the run started from, for the chain's next checkpoint.
+    pub fn note_run_start(&mut self, sha256: String) {
+        self.signer.note_run_start(sha256);
+    }
+
     /// L0-L3.
     pub fn decide(&mut self, req: &ActionRequest) -> Decision {
         let decision = self.gate.decide(req);

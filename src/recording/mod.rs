@@ -110,6 +110,37 @@ pub struct StartRecord {
     pub next_seq: BTreeMap<String, u64>,
 }
 
+/// The hash the first checkpoint of each chain in a run signs: SHA-256 of the RFC 8785 JSON
+/// of `{"connections", "next_seq", "snapshots", "warm_start"}` as in `start.json`. The
+/// receive-time fields are left out, so that every host of the same input signs the same.
+pub fn start_sha256(
+    connections: &[Vec<String>],
+    next_seq: &BTreeMap<String, u64>,
+    snapshots: &LoadedSnapshots,
+    warm_start: &[RestGet],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let value = serde_json::json!({
+        "connections": connections,
+        "next_seq": next_seq,
+        "snapshots": snapshots,
+        "warm_start": warm_start,
+    });
+    let bytes = serde_json_canonicalizer::to_vec(&value).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl StartRecord {
+    pub fn start_sha256(&self) -> String {
+        start_sha256(
+            &self.connections,
+            &self.next_seq,
+            &self.snapshots,
+            &self.warm_start,
+        )
+    }
+}
+
 /// `run-<ms>` under `<sink.dir>/recording`.
 pub fn run_dir(sink_dir: &Path, started_ms: i64) -> PathBuf {
     sink_dir

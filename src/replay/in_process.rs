@@ -26,6 +26,7 @@ use crate::market::fetch;
 use crate::market::rest::{RestError, RestTransport};
 use crate::pipeline::RunSummary;
 use crate::quarantine::Quarantine;
+use crate::recording::{self, tape::Taping};
 use crate::sink::{FileSink, SinkError};
 
 #[derive(Debug, thiserror::Error)]
@@ -187,12 +188,30 @@ pub fn run(
     let index = Arc::new(RestIndex::build(&opts.history, &opts.files)?);
     let rest = LocalRest(index.clone());
 
-    let gates = assemble::gates(&config, &KillSwitch::default(), &HashMap::new())?;
+    let mut gates = assemble::gates(&config, &KillSwitch::default(), &HashMap::new())?;
     let sink = FileSink::open(&config.sink.dir)?;
     assemble::publish_verifying_key(&config.sink.dir, &gates.key_id, &gates.verifying_key_hex)?;
     // Every kline the server would serve closed before its stream started.
     let snapshots = crate::warm_start::load_snapshots(&config);
-    let start = crate::warm_start::load_from(&config, i64::MAX, &rest, snapshots);
+    let taped = Taping::new(LocalRest(index.clone()));
+    let start = crate::warm_start::load_from(&config, i64::MAX, &taped, snapshots.clone());
+    let symbols = config.symbols();
+    let shards = shard_symbols(
+        &symbols,
+        config.feed.streams.len(),
+        config.feed.max_streams_per_connection,
+    );
+    // The same start-state hash the socket pipeline signs in each chain's first checkpoint.
+    let next_seq = gates
+        .portfolio
+        .iter()
+        .chain(&gates.symbols)
+        .map(|g| (g.chain().to_string(), g.stats().next_seq))
+        .collect();
+    let start_sha256 = recording::start_sha256(&shards, &next_seq, &snapshots, &taped.take());
+    for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
+        g.note_run_start(start_sha256.clone());
+    }
     let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
     let portfolio = portfolio_step.zip(gates.portfolio);
     let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
@@ -208,16 +227,15 @@ pub fn run(
     }
 
     // One feed step per connection shard, as the socket pipeline connects.
-    let symbols = config.symbols();
-    let shards = shard_symbols(
-        &symbols,
-        config.feed.streams.len(),
-        config.feed.max_streams_per_connection,
-    );
     let settings = feed_settings(&config.feed, Clock::from_mode(config.engine.clock));
     let mut feeds: Vec<FeedStep> = shards
         .iter()
-        .map(|shard| FeedStep::new(settings.clone(), shard))
+        .enumerate()
+        .map(|(k, shard)| {
+            let mut f = FeedStep::new(settings.clone(), shard);
+            f.set_connection(k as u32);
+            f
+        })
         .collect();
     let shard_of: HashMap<String, usize> = shards
         .iter()
