@@ -25,7 +25,7 @@ pub struct Tick {
     pub arrived: std::time::Instant,
     /// False while the feed for this symbol is not trustworthy.
     pub feed_healthy: bool,
-    pub input: InputMark,
+    pub input: Option<InputMark>,
 }
 
 #[derive(Message)]
@@ -118,7 +118,7 @@ impl Handler<Tick> for SymbolActor {
             trade,
             msg.received_at_ms,
             msg.feed_healthy,
-            Some(msg.input),
+            msg.input,
             &mut self.out,
         );
         if !self.out.bars.is_empty() {

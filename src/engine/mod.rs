@@ -153,7 +153,7 @@ impl Engine {
             trade,
             tick.received_at_ms,
             tick.feed_healthy,
-            Some(tick.input),
+            tick.input,
             &mut self.symbol_out,
         );
         watch.lap(Stage::Models);

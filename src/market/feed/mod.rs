@@ -62,8 +62,9 @@ pub struct FeedTick {
     /// Engine time of the tick: the decision time of what it closes.
     pub received_at_ms: i64,
     pub feed_healthy: bool,
-    /// The connection's input digest once this tick's input was consumed.
-    pub input: InputMark,
+    /// The connection's input digest once this tick's input was consumed (trades: a trade
+    /// may close a bar, whose decisions carry it; quotes close none).
+    pub input: Option<InputMark>,
 }
 
 /// A REST request the host makes, then answers with [`FeedStep::on_fetched`].
@@ -604,7 +605,7 @@ impl FeedStep {
                     event: MarketEvent::Trade(t),
                     received_at_ms,
                     feed_healthy: true,
-                    input: self.digest.mark(),
+                    input: Some(self.digest.mark()),
                 }));
             }
             self.accepted(kind, filled, out);
@@ -661,7 +662,7 @@ impl FeedStep {
             event: MarketEvent::Trade(item.trade),
             received_at_ms: now,
             feed_healthy,
-            input: self.digest.mark(),
+            input: Some(self.digest.mark()),
         }));
     }
 
@@ -686,7 +687,7 @@ impl FeedStep {
             event: MarketEvent::BookTicker(quote),
             received_at_ms: now,
             feed_healthy,
-            input: self.digest.mark(),
+            input: None,
         }));
     }
 
