@@ -69,6 +69,24 @@ pub struct Gates {
     pub continued: BTreeMap<String, ChainHead>,
 }
 
+impl Gates {
+    /// The sequence number each chain continues at (after any rotation signed at start).
+    pub fn next_seqs(&self) -> BTreeMap<String, u64> {
+        self.portfolio
+            .iter()
+            .chain(&self.symbols)
+            .map(|g| (g.chain().to_string(), g.stats().next_seq))
+            .collect()
+    }
+
+    /// The hash of the state this run starts from, for every chain's first checkpoint.
+    pub fn note_run_start(&mut self, start_sha256: String) {
+        for g in self.portfolio.iter_mut().chain(self.symbols.iter_mut()) {
+            g.note_run_start(start_sha256.clone());
+        }
+    }
+}
+
 /// The chains of an engine: the portfolio's first (when on), then one per instrument.
 pub fn chain_keys(config: &Config) -> Vec<String> {
     let mut keys = Vec::new();

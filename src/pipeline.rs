@@ -1,7 +1,7 @@
 //! Wires the actors for one run: ingest -> symbol (VaR) actors -> gate actors -> publisher,
 //! with bar returns also flowing to the portfolio actor and its gate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -253,17 +253,13 @@ pub async fn run(
         config.feed.max_streams_per_connection,
     );
     // What this run starts from: the first checkpoint of every chain signs its hash.
-    let next_seq: BTreeMap<String, u64> = gates
-        .portfolio
-        .iter()
-        .chain(&gates.symbols)
-        .map(|g| (g.chain().to_string(), g.stats().next_seq))
-        .collect();
-    let start_sha256 =
-        crate::recording::start_sha256(&shards, &next_seq, &loaded, &warm_start_gets);
-    for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
-        g.note_run_start(start_sha256.clone());
-    }
+    let next_seq = gates.next_seqs();
+    gates.note_run_start(crate::recording::start_sha256(
+        &shards,
+        &next_seq,
+        &loaded,
+        &warm_start_gets,
+    ));
     let recording = if config.sink.record_inputs {
         let run = crate::recording::run_dir(&config.sink.dir, now_ms);
         let record = crate::recording::StartRecord {

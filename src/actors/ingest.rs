@@ -175,8 +175,11 @@ impl Handler<RunIngest> for IngestActor {
     fn handle(&mut self, _: RunIngest, _: &mut Self::Context) -> Self::Result {
         let feed = self.feed.clone();
         let url = self.url.clone();
-        let mut step = FeedStep::new(feed_settings(&feed, self.clock), &self.symbols);
-        step.set_connection(self.connection);
+        let step = FeedStep::for_connection(
+            feed_settings(&feed, self.clock),
+            &self.symbols,
+            self.connection,
+        );
         let host = Host {
             routes: self.routes.clone(),
             metrics: self.metrics.clone(),

@@ -308,9 +308,7 @@ impl RunAudit<'_> {
                 }
             }
         }
-        for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
-            g.note_run_start(start_sha256.clone());
-        }
+        gates.note_run_start(start_sha256);
         if gates.provenance.config_sha256 != start.config_sha256 {
             self.report.notes.push(format!(
                 "{}: the configuration hashes {}, the run recorded {}",
@@ -349,11 +347,7 @@ impl RunAudit<'_> {
             .connections
             .iter()
             .enumerate()
-            .map(|(k, symbols)| {
-                let mut f = FeedStep::new(settings.clone(), symbols);
-                f.set_connection(k as u32);
-                f
-            })
+            .map(|(k, symbols)| FeedStep::for_connection(settings.clone(), symbols, k as u32))
             .collect();
         let mut readers = (0..feeds.len())
             .map(|k| ConnectionReader::open(run, k as u32))

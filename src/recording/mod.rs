@@ -111,8 +111,9 @@ pub struct StartRecord {
 }
 
 /// The hash the first checkpoint of each chain in a run signs: SHA-256 of the RFC 8785 JSON
-/// of `{"connections", "next_seq", "snapshots", "warm_start"}` as in `start.json`. The
-/// receive-time fields are left out, so that every host of the same input signs the same.
+/// of `{"connections", "next_seq", "snapshots", "warm_start"}` as in `start.json`, each
+/// warm-start request as `{"target", "body"}` (`body` null when it failed). The receive
+/// times and error texts are left out, so that every host of the same input signs the same.
 pub fn start_sha256(
     connections: &[Vec<String>],
     next_seq: &BTreeMap<String, u64>,
@@ -120,6 +121,11 @@ pub fn start_sha256(
     warm_start: &[RestGet],
 ) -> String {
     use sha2::{Digest, Sha256};
+    // A failed request counts by its target only: the error text names the transport.
+    let warm_start: Vec<_> = warm_start
+        .iter()
+        .map(|g| serde_json::json!({"target": g.target, "body": g.body}))
+        .collect();
     let value = serde_json::json!({
         "connections": connections,
         "next_seq": next_seq,

@@ -202,16 +202,13 @@ pub fn run(
         config.feed.max_streams_per_connection,
     );
     // The same start-state hash the socket pipeline signs in each chain's first checkpoint.
-    let next_seq = gates
-        .portfolio
-        .iter()
-        .chain(&gates.symbols)
-        .map(|g| (g.chain().to_string(), g.stats().next_seq))
-        .collect();
-    let start_sha256 = recording::start_sha256(&shards, &next_seq, &snapshots, &taped.take());
-    for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
-        g.note_run_start(start_sha256.clone());
-    }
+    let next_seq = gates.next_seqs();
+    gates.note_run_start(recording::start_sha256(
+        &shards,
+        &next_seq,
+        &snapshots,
+        &taped.take(),
+    ));
     let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
     let portfolio = portfolio_step.zip(gates.portfolio);
     let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
@@ -231,11 +228,7 @@ pub fn run(
     let mut feeds: Vec<FeedStep> = shards
         .iter()
         .enumerate()
-        .map(|(k, shard)| {
-            let mut f = FeedStep::new(settings.clone(), shard);
-            f.set_connection(k as u32);
-            f
-        })
+        .map(|(k, shard)| FeedStep::for_connection(settings.clone(), shard, k as u32))
         .collect();
     let shard_of: HashMap<String, usize> = shards
         .iter()

@@ -228,9 +228,11 @@ impl FeedStep {
         }
     }
 
-    /// Number this step's connection among the run's (for its input marks).
-    pub fn set_connection(&mut self, connection: u32) {
-        self.digest = InputDigest::new(connection);
+    /// A step for connection number `connection` of a run (its input marks name it).
+    pub fn for_connection(settings: FeedSettings, symbols: &[String], connection: u32) -> Self {
+        let mut step = Self::new(settings, symbols);
+        step.digest = InputDigest::new(connection);
+        step
     }
 
     /// Where this connection's input stands.
