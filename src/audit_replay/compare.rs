@@ -140,6 +140,13 @@ pub fn events(
     recomputed: &[u8],
     recording_problem: bool,
 ) -> Result<Outcome, String> {
+    // Canonical bytes: equal payloads are equal byte for byte.
+    let bytes = |line| wire::parse_envelope(line).map(|e| e.payload_bytes);
+    if let (Ok(a), Ok(b)) = (bytes(signed), bytes(recomputed)) {
+        if a == b {
+            return Ok(Outcome::Match);
+        }
+    }
     let (_, s) = payload_value(signed)?;
     let (_, r) = payload_value(recomputed)?;
     let content = first_difference(&s, &r, "", &|p| p == "provenance");

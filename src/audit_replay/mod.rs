@@ -476,7 +476,12 @@ impl RunAudit<'_> {
             });
             return Ok(());
         };
-        if let Ok(p) = wire::parse_record(signed) {
+        // One binary signs a run: its first decision names the build.
+        let first_of_run = self.builds.is_empty();
+        if let Some(p) = first_of_run
+            .then(|| wire::parse_record(signed).ok())
+            .flatten()
+        {
             if let wire::Payload::RiskDecision(d) = &p.payload {
                 if !self.builds.contains(&d.provenance.build) {
                     self.builds.push(d.provenance.build.clone());
