@@ -348,3 +348,40 @@ fn a_live_clock_trail_across_a_restart_and_a_reconnect_with_rest_backfill_rederi
     let d = first(&r);
     assert_eq!(d["cause"], "RECORDING_MISMATCH", "{r:#}");
 }
+
+/// A trail on Kafka topics (the recording beside the engine, under `sink.dir`).
+#[test]
+fn a_trail_read_from_kafka_rederives() {
+    let Some(brokers) = common::kafka_brokers() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let server = spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions::new(common::capture_files_of_day("20240808"), Speed::Max),
+    )
+    .unwrap();
+    let topic = format!("bizra-audit-replay-{}", std::process::id());
+    let config = common::kafka_test_config(&server.url(), tmp.path(), &key, &brokers, &topic);
+    let summary = common::run(config);
+    drop(server);
+    assert_eq!(summary.spooled_bytes_left, 0);
+    let recording = tmp.path().join("events/recording");
+    let checkpoints = format!("{topic}.checkpoints");
+    let (code, r) = audit(&[
+        "--kafka-brokers".as_ref(),
+        brokers.as_ref(),
+        "--topic".as_ref(),
+        topic.as_ref(),
+        "--checkpoint-topic".as_ref(),
+        checkpoints.as_ref(),
+        "--recording".as_ref(),
+        recording.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{r:#}");
+    let signed: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
+    assert_eq!(r["decisions"].as_u64(), Some(signed), "{r:#}");
+    assert_eq!(r["matched"], r["decisions"]);
+    assert!(r["checkpoints_matched"].as_u64().unwrap() > 0);
+}

@@ -52,9 +52,21 @@ pub enum AuditReplayError {
     NotARunStart(String),
 }
 
-pub struct AuditOptions {
+/// Where the signed trail is read from.
+pub enum TrailSource {
     /// Trail files or directories.
-    pub trail: Vec<PathBuf>,
+    Files(Vec<PathBuf>),
+    /// The decisions topic and, when named, the checkpoints topic.
+    Kafka {
+        brokers: String,
+        decisions: String,
+        checkpoints: Option<String>,
+        timeout: std::time::Duration,
+    },
+}
+
+pub struct AuditOptions {
+    pub trail: TrailSource,
     /// A recording directory (`<sink.dir>/recording`, a run in it, or the trail directory).
     pub recording: PathBuf,
     /// The configuration to re-derive with (`--config`, `--rules`); `None` takes the one
@@ -136,7 +148,15 @@ fn replay_key() -> ed25519_dalek::SigningKey {
 }
 
 pub fn run(opts: &AuditOptions) -> Result<AuditReport, AuditReplayError> {
-    let trail = Trail::load(&opts.trail)?;
+    let trail = match &opts.trail {
+        TrailSource::Files(paths) => Trail::load(paths)?,
+        TrailSource::Kafka {
+            brokers,
+            decisions,
+            checkpoints,
+            timeout,
+        } => Trail::from_kafka(brokers, decisions, checkpoints.as_deref(), *timeout)?,
+    };
     let runs = recording::runs(&opts.recording)?;
     let started = Instant::now();
     let mut report = AuditReport {

@@ -14,12 +14,10 @@ pub enum TrailError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: not a signed record: {reason}")]
-    Malformed {
-        path: String,
-        line: usize,
-        reason: String,
-    },
+    #[error("{at}: not a signed record: {reason}")]
+    Malformed { at: String, reason: String },
+    #[error(transparent)]
+    Kafka(#[from] crate::sink::SinkError),
     #[error("chain {chain}: the trail does not hold event {seq}, where a recorded run continued")]
     Missing { chain: String, seq: u64 },
 }
@@ -52,39 +50,62 @@ impl Trail {
                 source,
             })?;
             for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-                if line.is_empty() {
-                    continue;
-                }
-                let malformed = |reason: String| TrailError::Malformed {
-                    path: path.clone(),
-                    line: i + 1,
-                    reason,
-                };
-                match wire::record_kind(line) {
-                    Some(RecordKind::Checkpoint) => {
-                        let cp = wire::parse_checkpoint(line)
-                            .map_err(|e| malformed(format!("{e:?}")))?
-                            .checkpoint;
-                        trail
-                            .checkpoints
-                            .entry(cp.chain)
-                            .or_default()
-                            .insert(cp.last_seq, line.to_vec());
-                    }
-                    Some(RecordKind::Event) => {
-                        let env =
-                            wire::parse_envelope(line).map_err(|e| malformed(format!("{e:?}")))?;
-                        trail
-                            .events
-                            .entry(env.chain.into_owned())
-                            .or_default()
-                            .insert(env.seq, line.to_vec());
-                    }
-                    None => return Err(malformed("unknown record kind".into())),
+                if !line.is_empty() {
+                    trail.push(line, &format!("{path}:{}", i + 1))?;
                 }
             }
         }
         Ok(trail)
+    }
+
+    /// Every record of the decisions topic and, when named, the checkpoints topic.
+    pub fn from_kafka(
+        brokers: &str,
+        decisions: &str,
+        checkpoints: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, TrailError> {
+        let mut trail = Self::default();
+        let mut failed = None;
+        for topic in std::iter::once(decisions).chain(checkpoints) {
+            crate::sink::KafkaSource::new(brokers, topic)?.read_all(timeout, |pos, line| {
+                if failed.is_none() {
+                    failed = trail.push(line, pos).err();
+                }
+            })?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(trail),
+        }
+    }
+
+    /// One record line; `at` names where it was read.
+    fn push(&mut self, line: &[u8], at: &str) -> Result<(), TrailError> {
+        let malformed = |reason: String| TrailError::Malformed {
+            at: at.to_string(),
+            reason,
+        };
+        match wire::record_kind(line) {
+            Some(RecordKind::Checkpoint) => {
+                let cp = wire::parse_checkpoint(line)
+                    .map_err(|e| malformed(format!("{e:?}")))?
+                    .checkpoint;
+                self.checkpoints
+                    .entry(cp.chain)
+                    .or_default()
+                    .insert(cp.last_seq, line.to_vec());
+            }
+            Some(RecordKind::Event) => {
+                let env = wire::parse_envelope(line).map_err(|e| malformed(format!("{e:?}")))?;
+                self.events
+                    .entry(env.chain.into_owned())
+                    .or_default()
+                    .insert(env.seq, line.to_vec());
+            }
+            None => return Err(malformed("unknown record kind".into())),
+        }
+        Ok(())
     }
 
     pub fn event(&self, chain: &str, seq: u64) -> Option<&[u8]> {

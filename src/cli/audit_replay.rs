@@ -3,14 +3,26 @@
 //! 2 when the replay cannot run.
 
 use super::prelude::*;
-use bizra_risk::audit_replay::{self, AuditOptions, AuditReport};
+use bizra_risk::audit_replay::{self, AuditOptions, AuditReport, TrailSource};
 use bizra_risk::config::Config;
 
 #[derive(clap::Args)]
 pub struct AuditReplayArgs {
     /// The signed trail: directories or record files.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, num_args = 1.., required_unless_present = "kafka_brokers")]
     pub trail: Vec<PathBuf>,
+    /// Read the trail from Kafka instead: bootstrap servers (with --topic).
+    #[arg(long, requires_all = ["topic", "recording"])]
+    pub kafka_brokers: Option<String>,
+    /// The decisions topic.
+    #[arg(long, requires = "kafka_brokers")]
+    pub topic: Option<String>,
+    /// The checkpoints topic (without it, checkpoints are not compared).
+    #[arg(long, requires = "kafka_brokers")]
+    pub checkpoint_topic: Option<String>,
+    /// Timeout of each broker request.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
     /// The input recording (`<sink.dir>/recording`, one run in it); default: the first
     /// trail directory's `recording/`.
     #[arg(long)]
@@ -33,9 +45,19 @@ pub struct AuditReplayArgs {
 }
 
 pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
-    let recording = match &args.recording {
-        Some(r) => r.clone(),
-        None => args.trail[0].clone(),
+    let recording = match (&args.recording, args.trail.first()) {
+        (Some(r), _) => r.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => bail!("name the recording with --recording"),
+    };
+    let trail = match (&args.kafka_brokers, &args.topic) {
+        (Some(brokers), Some(topic)) => TrailSource::Kafka {
+            brokers: brokers.clone(),
+            decisions: topic.clone(),
+            checkpoints: args.checkpoint_topic.clone(),
+            timeout: Duration::from_millis(args.timeout_ms),
+        },
+        _ => TrailSource::Files(args.trail.clone()),
     };
     let config = match (&args.config, &args.rules) {
         (None, None) => None,
@@ -73,7 +95,7 @@ pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let report = audit_replay::run(&AuditOptions {
         from_checkpoint,
-        trail: args.trail.clone(),
+        trail,
         recording,
         config,
         progress: !args.json,
