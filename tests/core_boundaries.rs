@@ -34,6 +34,8 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "crate::replay",
         "a host (the replay server and in-process replay)",
     ),
+    ("crate::audit_replay", "a host (the auditor's replay)"),
+    ("crate::recording", "the input recording (files)"),
     ("crate::sink", "the sinks (files, Kafka)"),
     ("crate::assemble", "start-up wiring"),
     ("crate::snapshot", "snapshot files"),
