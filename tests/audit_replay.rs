@@ -113,7 +113,7 @@ fn the_demo_trail_rederives_and_every_change_is_named_with_its_first_event_and_c
     ]);
     assert_eq!(code, 0);
 
-    // One configuration value: ETHUSDT's limit (the second instrument).
+    // One configuration value: BTCUSDT's VaR limit (the first instrument's).
     let text = std::fs::read_to_string(&config).unwrap();
     assert_eq!(text.matches("var_limit_usd = 50.0").count(), 1, "{text}");
     let changed = tmp.path().join("changed.toml");
