@@ -237,7 +237,8 @@ fn stalling_proxy(upstream: SocketAddr, stall_after: usize) -> SocketAddr {
 }
 
 #[test]
-fn a_live_clock_trail_across_a_restart_and_a_reconnect_with_rest_backfill_rederives() {
+fn a_live_clock_trail_across_a_restart_with_key_rotation_and_a_reconnect_with_rest_backfill_rederives(
+) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("engine");
     let key = common::new_key(tmp.path());
@@ -255,19 +256,24 @@ fn a_live_clock_trail_across_a_restart_and_a_reconnect_with_rest_backfill_rederi
     let proxy = stalling_proxy(server.addr, 4 << 20);
     let mut config = common::test_config(&format!("ws://{proxy}"), &dir, &key);
     config.engine.clock = ClockMode::System;
-    config.feed.idle_timeout_ms = 1000;
+    config.feed.idle_timeout_ms = 2000;
     let one = common::run(config.clone());
     drop(server);
     assert!(one.ingest.backfilled_trades > 0, "{:?}", one.ingest);
     assert!(one.ingest.idle_reconnects >= 1, "{:?}", one.ingest);
 
-    // Run 2, a restart: the next day, from the snapshots and chain heads of run 1.
+    // Run 2, a restart: the next day, from the snapshots and chain heads of run 1 ...
     let server = spawn_in_thread(
         "127.0.0.1:0".parse().unwrap(),
         ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Max),
     )
     .unwrap();
+    // ... with a new signing key: every chain continues with a KEY_ROTATION event.
     config.feed.url = server.url();
+    let new_key_dir = tmp.path().join("new-key");
+    std::fs::create_dir_all(&new_key_dir).unwrap();
+    config.signing.previous_key_file = key.clone();
+    config.signing.key_file = common::new_key(&new_key_dir);
     common::run(config);
     drop(server);
 

@@ -155,7 +155,10 @@ pub fn events(
         return Ok(Outcome::Match);
     };
     let differs = |p: &str| at(&s, p) != at(&r, p);
-    if field == "provenance.build" {
+    if field == "provenance.build"
+        && !differs("provenance.config_sha256")
+        && !differs("provenance.rules_sha256")
+    {
         return Ok(Outcome::MatchOtherBuild);
     }
     let cause = if differs("provenance.config_sha256") {

@@ -69,9 +69,11 @@ pub struct AuditOptions {
     pub trail: TrailSource,
     /// A recording directory (`<sink.dir>/recording`, a run in it, or the trail directory).
     pub recording: PathBuf,
-    /// The configuration to re-derive with (`--config`, `--rules`); `None` takes the one
-    /// each run recorded.
+    /// The configuration to re-derive with (`--config`); `None` takes the one each run
+    /// recorded.
     pub config: Option<Config>,
+    /// A rule file to use instead of the configuration's (`--rules`).
+    pub rules: Option<PathBuf>,
     /// Draw a progress line on standard error when it is a terminal.
     pub progress: bool,
     /// Start at the run whose start state this checkpoint (chain, last sequence number)
@@ -92,6 +94,9 @@ pub struct AuditReport {
     /// Equal but for `provenance.build` (another build of the same decisions).
     pub matched_other_build: u64,
     pub diverged: u64,
+    /// Re-derived past the last decision a run published (its engine was stopped hard, and
+    /// the next run continued from the persisted head): not compared.
+    pub unpublished: u64,
     pub checkpoints_matched: u64,
     pub checkpoints_diverged: u64,
     pub divergences_by_cause: BTreeMap<&'static str, u64>,
@@ -181,8 +186,21 @@ pub fn run(opts: &AuditOptions) -> Result<AuditReport, AuditReplayError> {
     for (i, (run, start)) in runs.iter().zip(&starts).enumerate().skip(first_run) {
         let config = match &opts.config {
             Some(c) => c.clone(),
-            None => recorded_config(run, start)?,
+            None => recorded_config(run, start, opts.rules.as_deref())?,
         };
+        // Where the next run continued each chain: what the replay derives from there on
+        // belongs to no decision this run published (its engine stopped before them).
+        let until: BTreeMap<String, u64> = start
+            .next_seq
+            .keys()
+            .map(|chain| {
+                let next = starts
+                    .get(i + 1)
+                    .and_then(|n| n.next_seq.get(chain).copied())
+                    .unwrap_or(u64::MAX);
+                (chain.clone(), next)
+            })
+            .collect();
         let mut audit = RunAudit {
             trail: &trail,
             report: &mut report,
@@ -190,6 +208,8 @@ pub fn run(opts: &AuditOptions) -> Result<AuditReport, AuditReplayError> {
             finishing: false,
             replayed: BTreeMap::new(),
             builds: Vec::new(),
+            until,
+            compare_checkpoints: trail.has_checkpoints(),
         };
         audit.replay(run, start, &config, &mut progress)?;
         // What the trail signed in this run's range that the replay did not derive.
@@ -263,13 +283,20 @@ fn start_signed_by(
         })
 }
 
-fn recorded_config(run: &Path, start: &StartRecord) -> Result<Config, AuditReplayError> {
-    let config: Config = serde_json::from_value(start.config.clone()).map_err(|e| {
+fn recorded_config(
+    run: &Path,
+    start: &StartRecord,
+    rules: Option<&Path>,
+) -> Result<Config, AuditReplayError> {
+    let mut config: Config = serde_json::from_value(start.config.clone()).map_err(|e| {
         AuditReplayError::RecordedConfigParse {
             run: run.display().to_string(),
             reason: e.to_string(),
         }
     })?;
+    if let Some(r) = rules {
+        config.elf.rules_file = r.to_path_buf();
+    }
     config
         .validate()
         .map_err(|source| AuditReplayError::RecordedConfig {
@@ -302,6 +329,10 @@ struct RunAudit<'a> {
     /// The newest sequence number re-derived per chain.
     replayed: BTreeMap<String, u64>,
     builds: Vec<String>,
+    /// Per chain, where the next run continued it.
+    until: BTreeMap<String, u64>,
+    /// The trail has checkpoints to compare with (a Kafka trail may come without them).
+    compare_checkpoints: bool,
 }
 
 impl RunAudit<'_> {
@@ -312,14 +343,34 @@ impl RunAudit<'_> {
         config: &Config,
         progress: &mut Progress,
     ) -> Result<(), AuditReplayError> {
+        // A key rotation signed at this run's start opened its chain's first checkpoint:
+        // the replay signs one at the same place and time, so its checkpoints fall alike.
         let mut heads = BTreeMap::new();
+        let mut rotations = BTreeMap::new();
         for (chain, &next) in &start.next_seq {
-            heads.insert(chain.clone(), self.trail.head_before(chain, next)?);
+            let rotation = next
+                .checked_sub(1)
+                .and_then(|seq| self.trail.event(chain, seq))
+                .and_then(|line| wire::parse_envelope(line).ok())
+                .filter(|e| e.kind == PayloadKind::KeyRotation)
+                .map(|e| e.ts_ms);
+            let from = if rotation.is_some() { next - 1 } else { next };
+            heads.insert(chain.clone(), self.trail.head_before(chain, from)?);
+            if let Some(ts_ms) = rotation {
+                rotations.insert(chain.clone(), ts_ms);
+            }
         }
-        let mut gates = assemble::audit_gates(config, &replay_key(), &heads)?;
+        let key = replay_key();
+        let mut gates = assemble::audit_gates(config, &key, &heads)?;
+        for g in gates.portfolio.iter_mut().chain(gates.symbols.iter_mut()) {
+            if let Some(&ts_ms) = rotations.get(g.chain()) {
+                g.rotate_from(&key, ts_ms).map_err(StartError::from)?;
+            }
+        }
         let start_sha256 = start.start_sha256();
         for (chain, &next) in &start.next_seq {
-            if let Some((seq, signed)) = self.trail.run_start_signed(chain, next) {
+            let until = self.until.get(chain).copied().unwrap_or(u64::MAX);
+            if let Some((seq, signed)) = self.trail.run_start_signed(chain, next, until) {
                 if signed != start_sha256 {
                     self.problem(format!(
                         "{}: the recorded start state hashes {start_sha256}, checkpoint {chain}:{seq} signs {signed}",
@@ -457,6 +508,14 @@ impl RunAudit<'_> {
                 heap.push(Reverse((x.ns, k)));
             }
         }
+        for (k, r) in readers.iter().enumerate() {
+            if r.torn() {
+                self.report.notes.push(format!(
+                    "{}: connection {k}'s last line is cut (the engine stopped hard); it is left out",
+                    run.display()
+                ));
+            }
+        }
         self.finishing = true;
         engine.finish(&mut engine_out)?;
         for out in engine_out.drain(..) {
@@ -480,7 +539,17 @@ impl RunAudit<'_> {
         }
     }
 
+    /// Derived at or past where the next run continued the chain: the recording went on
+    /// after the engine's last published decision (it was stopped hard).
+    fn beyond_run(&self, e: &SignedEvent) -> bool {
+        self.until.get(&e.chain).is_some_and(|&u| e.seq >= u)
+    }
+
     fn compare_event(&mut self, e: &SignedEvent) -> Result<(), AuditReplayError> {
+        if self.beyond_run(e) {
+            self.report.unpublished += 1;
+            return Ok(());
+        }
         self.replayed.insert(e.chain.clone(), e.seq);
         self.report.decisions += 1;
         let Some(signed) = self.trail.event(&e.chain, e.seq) else {
@@ -544,6 +613,9 @@ impl RunAudit<'_> {
     }
 
     fn compare_checkpoint(&mut self, e: &SignedEvent) -> Result<(), AuditReplayError> {
+        if !self.compare_checkpoints || self.beyond_run(e) {
+            return Ok(());
+        }
         let Some(signed) = self.trail.checkpoint(&e.chain, e.seq) else {
             if !self.finishing {
                 self.report.diverge(Divergence {

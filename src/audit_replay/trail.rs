@@ -140,12 +140,25 @@ impl Trail {
         Ok(head)
     }
 
-    /// The start-state hash signed by `chain`'s first checkpoint at or after `next_seq`
-    /// (a run's first), with that checkpoint's last sequence number.
-    pub fn run_start_signed(&self, chain: &str, next_seq: u64) -> Option<(u64, String)> {
-        let (seq, line) = self.checkpoints.get(chain)?.range(next_seq..).next()?;
+    /// The start-state hash signed by `chain`'s first checkpoint in `next_seq..until` (a
+    /// run's first: it starts at `next_seq`, or one before after a rotation at start), with
+    /// that checkpoint's last sequence number.
+    pub fn run_start_signed(
+        &self,
+        chain: &str,
+        next_seq: u64,
+        until: u64,
+    ) -> Option<(u64, String)> {
+        let (seq, line) = self.checkpoints.get(chain)?.range(next_seq..until).next()?;
         let cp = wire::parse_checkpoint(line).ok()?.checkpoint;
+        if cp.first_seq + 1 < next_seq {
+            return None;
+        }
         Some((*seq, cp.run_start_sha256?))
+    }
+
+    pub fn has_checkpoints(&self) -> bool {
+        !self.checkpoints.is_empty()
     }
 
     /// The sequence numbers of `chain`'s events in `from..`.

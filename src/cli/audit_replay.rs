@@ -59,22 +59,11 @@ pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
         },
         _ => TrailSource::Files(args.trail.clone()),
     };
-    let config = match (&args.config, &args.rules) {
-        (None, None) => None,
-        (file, rules) => {
-            let mut c = match file {
-                Some(f) => Config::load(Some(f))?,
-                None => {
-                    // The recorded configuration of the first run, with other rules.
-                    let run = bizra_risk::recording::runs(&recording)?
-                        .into_iter()
-                        .next()
-                        .context("no run in the recording")?;
-                    let start = bizra_risk::recording::read_start(&run)?;
-                    serde_json::from_value(start.config).context("recorded configuration")?
-                }
-            };
-            if let Some(r) = rules {
+    let config = match &args.config {
+        None => None,
+        Some(file) => {
+            let mut c = Config::load(Some(file))?;
+            if let Some(r) = &args.rules {
                 c.elf.rules_file = r.clone();
             }
             c.validate()?;
@@ -95,6 +84,7 @@ pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let report = audit_replay::run(&AuditOptions {
         from_checkpoint,
+        rules: args.rules.clone(),
         trail,
         recording,
         config,

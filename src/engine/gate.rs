@@ -95,6 +95,17 @@ impl GateStep {
         self.gate.set_shadow_rules(shadow);
     }
 
+    /// Hand the chain from `old` to this gate's key (a KEY_ROTATION event signed by `old`).
+    pub fn rotate_from(
+        &mut self,
+        old: &ed25519_dalek::SigningKey,
+        ts_ms: i64,
+    ) -> Result<SignedEvent, AuditError> {
+        let event = self.signer.rotate_from(old, ts_ms, &self.partition_key)?;
+        self.stats.next_seq = self.signer.head().next_seq;
+        Ok(event)
+    }
+
     /// The hash of the state the run started from, for the chain's next checkpoint.
     pub fn note_run_start(&mut self, sha256: String) {
         self.signer.note_run_start(sha256);

@@ -31,6 +31,7 @@ pub struct ConnectionReader {
     line_no: u64,
     peeked: Option<Recorded>,
     buf: String,
+    torn: bool,
 }
 
 /// The connections recorded in `run`, by index.
@@ -74,7 +75,13 @@ impl ConnectionReader {
             line_no: 0,
             peeked: None,
             buf: String::new(),
+            torn: false,
         })
+    }
+
+    /// The recording ended in a cut line (left out).
+    pub fn torn(&self) -> bool {
+        self.torn
     }
 
     pub fn peek(&mut self) -> Result<Option<&Recorded>, RecordingError> {
@@ -123,6 +130,12 @@ impl ConnectionReader {
                 continue;
             }
             self.line_no += 1;
+            if !self.buf.ends_with('\n') && self.segments.len() == 0 {
+                // The last line of the last segment, cut by a hard stop: the end.
+                self.torn = true;
+                self.current = None;
+                return Ok(None);
+            }
             let malformed = |reason: String| RecordingError::Malformed {
                 path: path.display().to_string(),
                 line: self.line_no,
@@ -202,6 +215,18 @@ mod tests {
                 (5, 5, Input::Frame(String::new())),
             ]
         );
+        // A hard stop cuts the last line of the last segment: it is left out, and said.
+        let cut = tempfile::tempdir().unwrap();
+        std::fs::write(
+            cut.path().join(super::super::writer::segment_name(0, 1)),
+            "1 {\"a\":1}\n2 #rest {\"used",
+        )
+        .unwrap();
+        let mut r = ConnectionReader::open(cut.path(), 0).unwrap();
+        assert!(r.next().unwrap().is_some());
+        assert!(r.next().unwrap().is_none());
+        assert!(r.torn());
+
         // Segments start at inputs 1, 3 and 5.
         std::fs::remove_file(dir.path().join(super::super::writer::segment_name(3, 3))).unwrap();
         let mut r = ConnectionReader::open(dir.path(), 3).unwrap();
