@@ -132,6 +132,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         config.sink.dir.display(),
         args.out.join("verifying.key").display()
     )?;
+    if config.sink.record_inputs && !args.in_process {
+        writeln!(
+            stdout,
+            "input recording: {}/recording/  (re-derive every decision: bizra-risk audit-replay --trail {})",
+            config.sink.dir.display(),
+            config.sink.dir.display()
+        )?;
+    }
     Ok(if verify.ok() {
         ExitCode::SUCCESS
     } else {
