@@ -79,6 +79,22 @@ impl Gates {
             .collect()
     }
 
+    /// This run starts from `snapshots` and the `warm_start` answers over `shards`: every
+    /// chain's first checkpoint signs the hash of that state. Returns where each chain
+    /// continues.
+    pub fn start_run(
+        &mut self,
+        shards: &[Vec<String>],
+        snapshots: &crate::recording::LoadedSnapshots,
+        warm_start: &[crate::recording::RestGet],
+    ) -> BTreeMap<String, u64> {
+        let next_seq = self.next_seqs();
+        self.note_run_start(crate::recording::start_sha256(
+            shards, &next_seq, snapshots, warm_start,
+        ));
+        next_seq
+    }
+
     /// The hash of the state this run starts from, for every chain's first checkpoint.
     pub fn note_run_start(&mut self, start_sha256: String) {
         for g in self.portfolio.iter_mut().chain(self.symbols.iter_mut()) {

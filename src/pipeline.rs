@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::gate::{GateActor, GetGateStats, ReloadRules, SealCheckpoint};
-use crate::actors::ingest::{shard_symbols, IngestActor, IngestReport, RunIngest};
+use crate::actors::ingest::{connection_shards, IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SymbolActor};
@@ -246,20 +246,8 @@ pub async fn run(
         tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
             .await
             .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
-    let symbols = config.symbols();
-    let shards = shard_symbols(
-        &symbols,
-        config.feed.streams.len(),
-        config.feed.max_streams_per_connection,
-    );
-    // What this run starts from: the first checkpoint of every chain signs its hash.
-    let next_seq = gates.next_seqs();
-    gates.note_run_start(crate::recording::start_sha256(
-        &shards,
-        &next_seq,
-        &loaded,
-        &warm_start_gets,
-    ));
+    let shards = connection_shards(&config);
+    let next_seq = gates.start_run(&shards, &loaded, &warm_start_gets);
     let recording = if config.sink.record_inputs {
         let run = crate::recording::run_dir(&config.sink.dir, now_ms);
         let record = crate::recording::StartRecord {

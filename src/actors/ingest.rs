@@ -51,6 +51,15 @@ pub fn shard_symbols(
     symbols.chunks(per_shard).map(<[String]>::to_vec).collect()
 }
 
+/// The connection shards the configuration asks for: its symbols, all streams of each.
+pub fn connection_shards(config: &crate::config::Config) -> Vec<Vec<String>> {
+    shard_symbols(
+        &config.symbols(),
+        config.feed.streams.len(),
+        config.feed.max_streams_per_connection,
+    )
+}
+
 pub use crate::market::feed::IngestReport;
 
 /// The feed step's settings from the configuration and the engine clock.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::actors::ingest::{feed_settings, shard_symbols};
+use crate::actors::ingest::{connection_shards, feed_settings};
 use crate::assemble::{self, StartError};
 use crate::audit::wire::{self, PayloadKind, RecordKind};
 use crate::audit::SignedEvent;
@@ -402,11 +402,7 @@ impl RunAudit<'_> {
         let portfolio = portfolio_step.zip(gates.portfolio);
         let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
 
-        let shards = shard_symbols(
-            &config.symbols(),
-            config.feed.streams.len(),
-            config.feed.max_streams_per_connection,
-        );
+        let shards = connection_shards(config);
         if shards != start.connections {
             self.report.notes.push(format!(
                 "the configuration connects {shards:?}; the run recorded {:?}",

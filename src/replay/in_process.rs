@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::frames::FrameSource;
 use super::rest::RestIndex;
 use super::ReplayOptions;
-use crate::actors::ingest::{feed_settings, shard_symbols, stream_names};
+use crate::actors::ingest::{connection_shards, feed_settings, stream_names};
 use crate::assemble::{self, StartError};
 use crate::audit::wire::RecordKind;
 use crate::audit::ChainHead;
@@ -26,7 +26,7 @@ use crate::market::fetch;
 use crate::market::rest::{RestError, RestTransport};
 use crate::pipeline::RunSummary;
 use crate::quarantine::Quarantine;
-use crate::recording::{self, tape::Taping};
+use crate::recording::tape::Taping;
 use crate::sink::{FileSink, SinkError};
 
 #[derive(Debug, thiserror::Error)]
@@ -196,19 +196,9 @@ pub fn run(
     let taped = Taping::new(LocalRest(index.clone()));
     let start = crate::warm_start::load_from(&config, i64::MAX, &taped, snapshots.clone());
     let symbols = config.symbols();
-    let shards = shard_symbols(
-        &symbols,
-        config.feed.streams.len(),
-        config.feed.max_streams_per_connection,
-    );
+    let shards = connection_shards(&config);
     // The same start-state hash the socket pipeline signs in each chain's first checkpoint.
-    let next_seq = gates.next_seqs();
-    gates.note_run_start(recording::start_sha256(
-        &shards,
-        &next_seq,
-        &snapshots,
-        &taped.take(),
-    ));
+    gates.start_run(&shards, &snapshots, &taped.take());
     let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
     let portfolio = portfolio_step.zip(gates.portfolio);
     let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
