@@ -37,6 +37,13 @@ pub enum StartError {
     Metrics(String),
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Tokens(#[from] crate::control::TokenError),
+    #[error(
+        "http.bind {bind} is not a loopback address and the control endpoints have no token: \
+         set http.control_tokens_file (or BIZRA_CONTROL_TOKENS), or http.control_enabled = false"
+    )]
+    ControlWithoutTokens { bind: String },
 }
 
 pub fn chain_id(engine_id: &str, symbol: &str) -> String {
@@ -67,6 +74,8 @@ pub struct Gates {
     pub rotations: Vec<SignedEvent>,
     /// Chains that continue an earlier trail, with where they continue from.
     pub continued: BTreeMap<String, ChainHead>,
+    /// The signer of the engine's control chain (taken by the host that serves control).
+    pub control: Option<ChainSigner>,
 }
 
 impl Gates {
@@ -177,21 +186,24 @@ fn build_gates(
         symbols: Vec::new(),
         rotations: Vec::new(),
         continued: BTreeMap::new(),
+        control: None,
     };
-    for (n, partition_key) in chain_keys(config).into_iter().enumerate() {
-        let chain = chain_id(&config.engine.engine_id, &partition_key);
+    // A chain's signer, continuing its head; a chain last signed by the previous key is
+    // handed to the new one by a KEY_ROTATION event (published before anything else).
+    let signer_for = |chain: String,
+                      partition_key: &str,
+                      clock: ClockMode,
+                      out: &mut Gates|
+     -> Result<ChainSigner, StartError> {
         let head = head_of(&chain)?;
         if head.next_seq > 0 {
             tracing::info!(chain = %chain, next_seq = head.next_seq, "continuing chain");
             out.continued.insert(chain.clone(), head.clone());
         }
-        let known: HashSet<String> = [partition_key.clone()].into();
-        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
-        gate.set_shadow_rules(shadow_rules.clone());
         let head_key = head.key_id.clone();
         // The engine clock at start: under event time, the last signed event's time (no
         // later exchange time has been seen yet), so the chain's times never go back.
-        let rotation_ms = match config.engine.clock {
+        let rotation_ms = match clock {
             ClockMode::System => crate::clock::system_now_ms().max(head.ts_ms),
             ClockMode::EventTime => head.ts_ms,
         };
@@ -200,18 +212,26 @@ fn build_gates(
             match previous_key {
                 Some(old) if keys::key_id(&old.verifying_key()) == head_key => {
                     out.rotations
-                        .push(signer.rotate_from(old, rotation_ms, &partition_key)?);
+                        .push(signer.rotate_from(old, rotation_ms, partition_key)?);
                     tracing::info!(chain = %chain, from = %head_key, to = %key_id, "key rotated");
                 }
                 _ => {
                     return Err(StartError::KeyMismatch {
                         chain,
                         head_key,
-                        key: key_id,
+                        key: key_id.clone(),
                     })
                 }
             }
         }
+        Ok(signer)
+    };
+    for (n, partition_key) in chain_keys(config).into_iter().enumerate() {
+        let chain = chain_id(&config.engine.engine_id, &partition_key);
+        let signer = signer_for(chain, &partition_key, config.engine.clock, &mut out)?;
+        let known: HashSet<String> = [partition_key.clone()].into();
+        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+        gate.set_shadow_rules(shadow_rules.clone());
         let step = GateStep::new(gate, signer, provenance.clone(), partition_key.clone());
         if n == 0 && config.portfolio.enabled {
             out.portfolio = Some(step);
@@ -219,6 +239,13 @@ fn build_gates(
             out.symbols.push(step);
         }
     }
+    // Control requests are wall-clock events, whatever clock the decisions use.
+    out.control = Some(signer_for(
+        crate::control::control_chain(&config.engine.engine_id),
+        crate::control::CONTROL_PARTITION_KEY,
+        ClockMode::System,
+        &mut out,
+    )?);
     Ok(out)
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::gate::{GateActor, GetGateStats, ReloadRules, SealCheckpoint};
+use crate::actors::control::{AttachGates, Control, ControlActor, GateRoute, SealControl};
+use crate::actors::gate::{GateActor, GetGateStats, SealCheckpoint};
 use crate::actors::ingest::{connection_shards, IngestActor, IngestReport, RunIngest};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
@@ -15,6 +16,7 @@ use crate::actors::{PipelineError, SaveSnapshot};
 pub use crate::assemble::{chain_id, load_rules, StartError};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::control::ControlInput;
 use crate::elf::KillSwitch;
 use crate::engine::{GateStats, PortfolioReport, SymbolReport};
 use crate::metrics::Metrics;
@@ -109,45 +111,55 @@ async fn open_kafka_sink(
     Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
-/// On SIGHUP, reload the rule files; a file that does not parse or type-check keeps the
-/// rules in force and is logged with its problems.
-fn spawn_rule_reloader(config: Config, gates: Vec<Addr<GateActor>>, metrics: Arc<Metrics>) {
+/// On SIGHUP, reload the rule files: a control request like any other (signed on the
+/// control chain; a file that does not parse keeps the rules in force).
+fn spawn_hangup_reloader(control: Addr<ControlActor>) {
     #[cfg(unix)]
     actix::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("SIGHUP handler unavailable; rules reload disabled");
+            tracing::warn!(
+                "SIGHUP handler unavailable; reload rules with POST /control/rules/reload"
+            );
             return;
         };
         while hangups.recv().await.is_some() {
-            match load_rules(&config) {
-                Ok((active, shadow)) => {
-                    metrics
-                        .elf_rules_reloads_total
-                        .with_label_values(&["ok"])
-                        .inc();
-                    for g in &gates {
-                        let msg = ReloadRules {
-                            active: active.clone(),
-                            shadow: shadow.clone(),
-                        };
-                        if g.send(msg).await.is_err() {
-                            tracing::warn!("a gate stopped before the rules reload reached it");
-                        }
-                    }
-                }
-                Err(e) => {
-                    metrics
-                        .elf_rules_reloads_total
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    tracing::error!(error = %e, "rules reload rejected; previous rules stay in force");
-                }
+            if control.send(Control(ControlInput::Hangup)).await.is_err() {
+                return;
             }
         }
     });
     #[cfg(not(unix))]
-    let _ = (config, gates, metrics);
+    let _ = control;
+}
+
+/// The control step: the control chain's signer, the tokens, and the start-up rule that a
+/// non-loopback control plane must have tokens.
+fn control_step(
+    config: &Config,
+    gates: &mut crate::assemble::Gates,
+) -> Result<crate::control::ControlStep, StartError> {
+    let tokens = crate::control::Tokens::load(&config.http.control_tokens_file)?;
+    let http = &config.http;
+    if !http.bind.is_empty() && http.control_enabled && !http.loopback() && tokens.is_empty() {
+        return Err(StartError::ControlWithoutTokens {
+            bind: http.bind.clone(),
+        });
+    }
+    if http.control_enabled && !http.bind.is_empty() {
+        tracing::info!(tokens = tokens.len(), "control plane on /control/");
+    }
+    let signer = gates
+        .control
+        .take()
+        .ok_or_else(|| StartError::Metrics("the control chain's signer was not built".into()))?;
+    Ok(crate::control::ControlStep::new(
+        signer,
+        tokens,
+        crate::control::RateLimit::new(http.control_requests_per_minute, http.control_burst),
+        config.symbols(),
+        gates.provenance.rules_sha256.clone(),
+    ))
 }
 
 /// Run the whole pipeline inside the current actix system until ingest ends.
@@ -201,6 +213,7 @@ pub async fn run(
         )
     };
     let mut gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
+    let control_step = control_step(&config, &mut gates)?;
     metrics.health.signer_ready.set(1);
     tracing::info!(
         verifying_key = %gates.verifying_key_hex,
@@ -224,21 +237,41 @@ pub async fn run(
         metrics.clone(),
     );
     // The dashboard keeps snapshots only while something can serve them.
-    let http = if config.http.bind.is_empty() {
-        None
-    } else {
-        let hub = Arc::new(crate::http::DashboardHub::default());
+    let hub =
+        (!config.http.bind.is_empty()).then(|| Arc::new(crate::http::DashboardHub::default()));
+    if let Some(hub) = &hub {
         publisher = publisher.with_dashboard(hub.clone());
-        let state = crate::http::HttpState {
-            metrics: metrics.clone(),
-            hub,
-            symbols: config.symbols(),
-            stale_after_s: config.feed.stale_after_ms as f64 / 1000.0,
-            live: true,
-        };
-        Some(crate::http::start(&config.http.bind, state)?)
-    };
+    }
     let publisher = publisher.start();
+    let control = ControlActor::new(
+        control_step,
+        publisher.clone(),
+        kill_switch.clone(),
+        config.clone(),
+        metrics.clone(),
+    )
+    .start();
+    let http = match hub {
+        None => None,
+        Some(hub) => {
+            let state = crate::http::HttpState {
+                metrics: metrics.clone(),
+                hub,
+                symbols: config.symbols(),
+                stale_after_s: config.feed.stale_after_ms as f64 / 1000.0,
+                live: true,
+                control: config
+                    .http
+                    .control_enabled
+                    .then(|| crate::http::control::ControlPlane {
+                        actor: control.clone(),
+                        max_body_bytes: config.http.max_body_bytes,
+                    }),
+            };
+            let limits = crate::http::Limits::from_config(&config.http);
+            Some(crate::http::start(&config.http.bind, limits, state)?)
+        }
+    };
 
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
@@ -274,10 +307,15 @@ pub async fn run(
     let start_gate = |step| GateActor::new(step, publisher.clone(), metrics.clone(), cap).start();
 
     let mut gate_actors = Vec::new();
+    let mut gate_routes = Vec::new();
     let portfolio = match (portfolio_step, gates.portfolio) {
         (Some(step), Some(gate)) => {
             let gate = start_gate(gate);
             gate_actors.push(gate.clone());
+            gate_routes.push(GateRoute {
+                symbol: None,
+                gate: gate.clone(),
+            });
             Some(
                 PortfolioActor::new(step, gate, cap, snapshot_dir.clone(), metrics.clone()).start(),
             )
@@ -290,6 +328,10 @@ pub async fn run(
         let gate = start_gate(gate);
         gate_actors.push(gate.clone());
         let symbol = step.symbol().to_string();
+        gate_routes.push(GateRoute {
+            symbol: Some(symbol.clone()),
+            gate: gate.clone(),
+        });
         let addr = SymbolActor::new(
             step,
             gate,
@@ -310,7 +352,11 @@ pub async fn run(
             .await
             .map_err(PipelineError::from)??;
     }
-    spawn_rule_reloader(config.clone(), gates_list.clone(), metrics.clone());
+    control
+        .send(AttachGates(gate_routes))
+        .await
+        .map_err(PipelineError::from)?;
+    spawn_hangup_reloader(control.clone());
 
     // One ingest actor per connection shard; the per-IP connection-rate limit is split
     // between them so that together they never exceed it.
@@ -356,6 +402,10 @@ pub async fn run(
             .await
             .map_err(PipelineError::from)??;
     }
+    control
+        .send(SealControl)
+        .await
+        .map_err(PipelineError::from)??;
     // Everything ingest handed on has passed the gates (every hop awaited its reply): make
     // it durable and, with Kafka, wait for the acknowledgements until the deadline.
     let deadline = std::time::Instant::now()

@@ -34,6 +34,8 @@ pub struct TailItem {
     pub limit_usd: Option<f64>,
     /// For a KEY_ROTATION event: the key the chain now uses.
     pub new_key_id: Option<String>,
+    /// For a CONTROL_REQUEST event: `<outcome> <request> by <token ID>` and its reason.
+    pub control: Option<String>,
 }
 
 /// Verify `line` (in stream order, through `verifier`) and decode it.
@@ -58,6 +60,7 @@ pub fn decode(verifier: &mut Verifier, position: &str, line: &[u8]) -> TailItem 
         es_usd: None,
         limit_usd: None,
         new_key_id: None,
+        control: None,
     };
     if let Ok(rec) = wire::parse_record(line) {
         item.chain = Some(rec.event.chain.clone());
@@ -75,6 +78,24 @@ pub fn decode(verifier: &mut Verifier, position: &str, line: &[u8]) -> TailItem 
                 item.action = Some(d.action);
             }
             Payload::KeyRotation(r) => item.new_key_id = Some(r.new_key_id),
+            Payload::ControlRequest(c) => {
+                let request = c
+                    .request
+                    .as_ref()
+                    .and_then(|r| serde_json::to_value(r).ok())
+                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| format!("{} {}", c.method, c.path));
+                let by = c.token_id.as_deref().unwrap_or(match c.source {
+                    wire::ControlSource::Signal => "signal",
+                    wire::ControlSource::Http => "anonymous",
+                });
+                let outcome = serde_json::to_value(c.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                item.control = Some(format!("{outcome} {request} by {by}"));
+                item.reasons = c.reason.iter().map(|r| r.as_str().to_string()).collect();
+            }
         }
     }
     item
@@ -126,6 +147,10 @@ pub fn render(item: &TailItem) -> String {
     );
     if let Some(k) = &item.new_key_id {
         return format!("{head} KEY_ROTATION new_key_id={k} {check}");
+    }
+    if let Some(c) = &item.control {
+        let reasons = item.reasons.join(",");
+        return format!("{head} CONTROL {c} {reasons} {check}");
     }
     let action = item
         .action

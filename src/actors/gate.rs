@@ -30,6 +30,14 @@ pub struct ReloadRules {
     pub shadow: Option<Arc<RuleSet>>,
 }
 
+/// An operator's trading-state change (a symbol's, or the global one when `None`).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetTradingState {
+    pub symbol: Option<String>,
+    pub state: crate::elf::TradingState,
+}
+
 #[derive(Message)]
 #[rtype(result = "GateStats")]
 pub struct GetGateStats;
@@ -73,6 +81,20 @@ impl Handler<ReloadRules> for GateActor {
             "rules reloaded"
         );
         self.step.set_rules(msg.active, msg.shadow);
+    }
+}
+
+impl Handler<SetTradingState> for GateActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetTradingState, _: &mut Self::Context) {
+        tracing::info!(
+            chain = %self.step.chain(),
+            symbol = msg.symbol.as_deref().unwrap_or("*"),
+            state = msg.state.as_str(),
+            "trading state set by an operator"
+        );
+        self.step
+            .set_trading_state(msg.symbol.as_deref(), msg.state);
     }
 }
 

@@ -2,6 +2,7 @@
 //! the pure modules. Every data-path message is sent with `send().await` into a bounded
 //! mailbox, so a slow stage slows its producers instead of growing a queue.
 
+pub mod control;
 pub mod gate;
 pub mod ingest;
 pub mod portfolio;

@@ -773,7 +773,7 @@ impl Verifier {
                 }
                 Ok((r.new_key_id, vk))
             }
-            wire::Payload::RiskDecision(_) => Err("not a rotation".into()),
+            _ => Err("not a rotation".into()),
         });
         match result {
             Ok((id, vk)) => {

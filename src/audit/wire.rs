@@ -208,6 +208,120 @@ pub enum Payload {
     RiskDecision(Box<DecisionRecord>),
     /// Hands the chain to a new signing key; signed by the key it retires.
     KeyRotation(KeyRotationRecord),
+    /// A request to the control plane (HTTP or signal), accepted or refused.
+    ControlRequest(Box<ControlRecord>),
+}
+
+/// One control-plane request and what became of it. Names the token's ID, never the token;
+/// holds the path, never the query string (which may carry a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRecord {
+    /// The client's IP address (HTTP); `None` for a signal.
+    pub client: Option<String>,
+    /// What was done or why not, in words (e.g. the rule problems of a rejected reload).
+    pub detail: Option<String>,
+    pub method: String,
+    pub outcome: ControlOutcome,
+    pub path: String,
+    /// Why it was refused or failed; `None` when accepted.
+    pub reason: Option<ControlReason>,
+    /// The request as understood; `None` when refused before its body was read.
+    pub request: Option<ControlCommand>,
+    /// The caller's `X-Request-Id` when it is a valid ID, else one the engine assigns:
+    /// the correlation ID that logs and the HTTP answer carry too.
+    pub request_id: String,
+    pub role: Option<crate::control::Role>,
+    pub source: ControlSource,
+    /// The ID of the bearer token that authenticated the request.
+    pub token_id: Option<String>,
+}
+
+/// What a control request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum ControlCommand {
+    /// Engage (block every action but risk snapshots) or release the kill switch.
+    KillSwitch { engaged: bool },
+    /// Set a symbol's trading state, or the global one when `symbol` is `None`.
+    TradingState {
+        state: TradingStateName,
+        symbol: Option<String>,
+    },
+    /// Reload the rule files (and the candidate set in shadow mode).
+    RulesReload,
+    /// Read the control state.
+    State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TradingStateName {
+    Active,
+    Reducing,
+    Halted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ControlOutcome {
+    Accepted,
+    Refused,
+    /// Authorised, but it could not be carried out (e.g. a rule file that does not parse).
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ControlSource {
+    Http,
+    Signal,
+}
+
+/// Stable codes for refused and failed control requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ControlReason {
+    /// No `Authorization` header.
+    Unauthenticated,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    TokenMalformed,
+    /// A bearer token that matches no configured token.
+    TokenUnknown,
+    /// A token passed in the query string: never accepted there.
+    TokenInQuery,
+    /// The token's role may not make this request.
+    Forbidden,
+    /// Too many control requests from this client.
+    RateLimited,
+    /// A body that is not the request's JSON, or a query string.
+    BadRequest,
+    /// A body over `http.max_body_bytes`.
+    BodyTooLarge,
+    /// No such control endpoint (or method).
+    UnknownEndpoint,
+    /// A symbol the engine does not trade.
+    UnknownSymbol,
+    /// The rule files did not load; the rules in force stay.
+    RulesRejected,
+}
+
+impl ControlReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::TokenMalformed => "TOKEN_MALFORMED",
+            Self::TokenUnknown => "TOKEN_UNKNOWN",
+            Self::TokenInQuery => "TOKEN_IN_QUERY",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::BodyTooLarge => "BODY_TOO_LARGE",
+            Self::UnknownEndpoint => "UNKNOWN_ENDPOINT",
+            Self::UnknownSymbol => "UNKNOWN_SYMBOL",
+            Self::RulesRejected => "RULES_REJECTED",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +337,7 @@ impl Payload {
         match self {
             Payload::RiskDecision(_) => PayloadKind::RiskDecision,
             Payload::KeyRotation(_) => PayloadKind::KeyRotation,
+            Payload::ControlRequest(_) => PayloadKind::ControlRequest,
         }
     }
 }
@@ -233,6 +348,7 @@ impl Payload {
 pub enum PayloadKind {
     RiskDecision,
     KeyRotation,
+    ControlRequest,
 }
 
 /// A signed Merkle tree head over a run of one chain's events (RFC 6962 hashing; the

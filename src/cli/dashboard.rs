@@ -24,8 +24,10 @@ pub fn run(events: &Path, bind: &str) -> anyhow::Result<ExitCode> {
             symbols,
             stale_after_s: f64::INFINITY,
             live: false,
+            control: None,
         };
-        let running = http::start(bind, state)?;
+        let limits = http::Limits::from_config(&bizra_risk::config::Config::embedded()?.http);
+        let running = http::start(bind, limits, state)?;
         writeln!(
             std::io::stdout().lock(),
             "dashboard of {n} snapshots from {}: http://{}/",

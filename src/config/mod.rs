@@ -44,6 +44,13 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// Environment prefix: `BIZRA_KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "BIZRA_";
 
+/// The largest configuration file read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+/// `BIZRA_*` variables that hold secrets, not configuration: the configuration never reads
+/// (or records) them.
+pub const SECRET_ENV_KEYS: &[&str] = &["CONTROL_TOKENS", "KAFKA_SASL_PASSWORD"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -74,15 +81,22 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
-            if !path.exists() {
+            let len = std::fs::metadata(path)
+                .map_err(|e| ConfigError::Load(format!("{}: {e}", path.display())))?
+                .len();
+            if len > MAX_CONFIG_FILE_BYTES {
                 return Err(ConfigError::Load(format!(
-                    "{} does not exist",
+                    "{}: {len} bytes is over the limit of {MAX_CONFIG_FILE_BYTES}",
                     path.display()
                 )));
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(SECRET_ENV_KEYS)
+                .split("__"),
+        );
         Self::extract(figment)
     }
 
@@ -140,6 +154,7 @@ impl Config {
         c.elf.shadow_rules_file = PathBuf::new();
         c.kafka.brokers.clear();
         c.http.bind.clear();
+        c.http.control_tokens_file = PathBuf::new();
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }

@@ -56,12 +56,39 @@ pub struct KafkaConfig {
     pub request_timeout_ms: u64,
 }
 
-/// The HTTP side: metrics, health, readiness and the dashboard (read-only).
+/// The HTTP side: the read-only plane (metrics, health, readiness, the dashboard) and the
+/// authenticated control plane under `/control/`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// `host:port`; empty serves nothing. `run` serves it; `demo` and `replay` do not.
     pub bind: String,
+    /// Serve the control endpoints. On a non-loopback `bind` they need at least one token.
+    pub control_enabled: bool,
+    /// The control tokens (TOML, mode 0600); empty: from `BIZRA_CONTROL_TOKENS`, if set.
+    pub control_tokens_file: PathBuf,
+    /// Control requests each client may make per minute, after a burst of `control_burst`.
+    pub control_requests_per_minute: u32,
+    pub control_burst: u32,
+    /// Longest request body read; a longer one is refused (413).
+    pub max_body_bytes: usize,
+    /// Largest request head (header names and values); a larger one is refused (431).
+    pub max_header_bytes: usize,
+    /// A client must send its request head within this time (slow clients are cut).
+    pub request_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this long.
+    pub keep_alive_s: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    /// True when `bind` listens on a loopback address only.
+    pub fn loopback(&self) -> bool {
+        self.bind
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
 }
 
 impl Config {
@@ -125,6 +152,30 @@ impl Config {
                 "http.bind must be empty or host:port with an IP address (e.g. 127.0.0.1:9464), got {:?}",
                 self.http.bind
             ),
+        );
+        check(
+            (1..=1 << 20).contains(&self.http.max_body_bytes),
+            "http.max_body_bytes must be in 1..=1048576".into(),
+        );
+        check(
+            (1024..=1 << 20).contains(&self.http.max_header_bytes),
+            "http.max_header_bytes must be in 1024..=1048576".into(),
+        );
+        check(
+            (100..=60_000).contains(&self.http.request_timeout_ms),
+            "http.request_timeout_ms must be in 100..=60000".into(),
+        );
+        check(
+            self.http.keep_alive_s <= 3600,
+            "http.keep_alive_s must be <= 3600".into(),
+        );
+        check(
+            (1..=100_000).contains(&self.http.max_connections),
+            "http.max_connections must be in 1..=100000".into(),
+        );
+        check(
+            self.http.control_requests_per_minute >= 1 && self.http.control_burst >= 1,
+            "http.control_requests_per_minute and http.control_burst must be >= 1".into(),
         );
     }
 }

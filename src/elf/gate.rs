@@ -252,6 +252,11 @@ impl ElfGate {
         }
     }
 
+    /// An operator's trading-state change; it takes effect from the next request.
+    pub fn set_trading_state(&mut self, symbol: Option<&str>, state: super::TradingState) {
+        self.guardrails.set_state(symbol, state);
+    }
+
     pub fn guardrails(&self) -> &Guardrails {
         &self.guardrails
     }

@@ -72,6 +72,16 @@ impl Guardrails {
             .unwrap_or(TradingState::Active)
     }
 
+    /// Set a symbol's trading state, or the global one (an operator's control request).
+    pub fn set_state(&mut self, symbol: Option<&str>, state: TradingState) {
+        match symbol {
+            Some(s) => {
+                self.states.insert(s.to_string(), state);
+            }
+            None => self.global_state = state,
+        }
+    }
+
     /// The stricter of the symbol's and the global state.
     fn effective_state(&self, symbol: &str) -> TradingState {
         match (self.global_state, self.state(symbol)) {

@@ -55,6 +55,9 @@ pub enum RuleError {
     Version(u32),
 }
 
+/// The largest rules file read. YAML nesting is bounded by the parser (128 levels).
+pub const MAX_RULES_FILE_BYTES: u64 = 1 << 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
@@ -244,11 +247,21 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Read and compile a rules file of at most `MAX_RULES_FILE_BYTES`.
     pub fn load(path: &std::path::Path) -> Result<Self, RuleError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RuleError::Io {
+        let io = |message: String| RuleError::Io {
             path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| io(e.to_string()))?
+            .len();
+        if len > MAX_RULES_FILE_BYTES {
+            return Err(io(format!(
+                "{len} bytes is over the limit of {MAX_RULES_FILE_BYTES}"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
         Self::parse(&text)
     }
 

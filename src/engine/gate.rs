@@ -95,6 +95,11 @@ impl GateStep {
         self.gate.set_shadow_rules(shadow);
     }
 
+    /// An operator's trading-state change for this chain's symbol, or the global state.
+    pub fn set_trading_state(&mut self, symbol: Option<&str>, state: crate::elf::TradingState) {
+        self.gate.set_trading_state(symbol, state);
+    }
+
     /// Hand the chain from `old` to this gate's key (a KEY_ROTATION event signed by `old`).
     pub fn rotate_from(
         &mut self,

@@ -1,8 +1,11 @@
-//! The engine's HTTP side (`http.bind`, loopback by default): `/metrics` (Prometheus text),
-//! `/healthz` (alive), `/readyz` (ready, or which condition fails), and the live risk
-//! dashboard at `/` with its data under `/api/`. Read-only: it changes nothing in the
-//! engine, and a slow client never slows the data path.
+//! The engine's HTTP side (`http.bind`, loopback by default). The read-only plane:
+//! `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (ready, or which condition
+//! fails), and the live risk dashboard at `/` with its data under `/api/`; a slow client
+//! never slows the data path. The control plane under `/control/` (`control.rs`) needs a
+//! bearer token. Every connection has limits: head within `request_timeout_ms` (32 KiB at
+//! most), body within `max_body_bytes`, idle keep-alive, a cap on connections.
 
+pub mod control;
 pub mod dashboard;
 pub mod readiness;
 
@@ -35,6 +38,28 @@ pub struct HttpState {
     pub stale_after_s: f64,
     /// False when serving a finished run: there is no feed to be ready for.
     pub live: bool,
+    /// The control plane, when served.
+    pub control: Option<control::ControlPlane>,
+}
+
+/// Connection limits of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request_timeout: std::time::Duration,
+    pub keep_alive: std::time::Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::HttpConfig) -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_millis(c.request_timeout_ms),
+            keep_alive: std::time::Duration::from_secs(c.keep_alive_s),
+            max_connections: c.max_connections,
+            max_header_bytes: c.max_header_bytes,
+        }
+    }
 }
 
 /// A running server: its address and a handle to stop it.
@@ -52,15 +77,45 @@ impl Running {
 }
 
 /// Bind `bind` and serve on the current actix/tokio runtime until stopped.
-pub fn start(bind: &str, state: HttpState) -> Result<Running, HttpError> {
+pub fn start(bind: &str, limits: Limits, state: HttpState) -> Result<Running, HttpError> {
     let err = |reason: String| HttpError::Bind {
         bind: bind.to_string(),
         reason,
     };
     let state = web::Data::new(state);
+    let max_header_bytes = limits.max_header_bytes;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                use futures_util::future::{Either, FutureExt};
+                let head_bytes: usize = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                    + req.uri().to_string().len();
+                if head_bytes > max_header_bytes {
+                    if let Some(s) = req.app_data::<web::Data<HttpState>>() {
+                        s.metrics
+                            .input_limit_breaches_total
+                            .with_label_values(&["http_header_bytes"])
+                            .inc();
+                    }
+                    let (r, _) = req.into_parts();
+                    let response = HttpResponse::build(
+                        actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    )
+                    .content_type("text/plain")
+                    .body("request head over http.max_header_bytes\n");
+                    Either::Left(std::future::ready(Ok(
+                        actix_web::dev::ServiceResponse::new(r, response),
+                    )))
+                } else {
+                    Either::Right(srv.call(req).map(|r| r.map(|r| r.map_into_boxed_body())))
+                }
+            })
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
@@ -68,11 +123,15 @@ pub fn start(bind: &str, state: HttpState) -> Result<Running, HttpError> {
             .route("/api/history", web::get().to(history))
             .route("/api/status", web::get().to(status))
             .route("/api/stream", web::get().to(stream))
+            .route("/control/{rest:.*}", web::route().to(control::handle))
     })
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
-    .client_request_timeout(std::time::Duration::from_secs(5))
+    .client_request_timeout(limits.request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+    .keep_alive(limits.keep_alive)
+    .max_connections(limits.max_connections)
     .bind(bind)
     .map_err(|e| err(e.to_string()))?;
     let addr = server
@@ -83,7 +142,7 @@ pub fn start(bind: &str, state: HttpState) -> Result<Running, HttpError> {
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    tracing::info!(%addr, "http: /metrics /healthz /readyz and the dashboard at /");
+    tracing::info!(%addr, "http: /metrics /healthz /readyz, the dashboard at / and /control/");
     Ok(Running { addr, handle })
 }
 

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub kafka_acked_records_unrecoverable_total: prometheus::IntCounter,
     pub tick_to_ack_seconds: Histogram,
     pub recording_errors_total: prometheus::IntCounter,
+    pub control_requests_total: IntCounterVec,
+    pub input_limit_breaches_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -186,7 +188,25 @@ impl Metrics {
             "Input recordings stopped by a write error (audit-replay cannot re-derive past it)",
         )?;
         registry.register(Box::new(recording_errors_total.clone()))?;
+        let control_requests_total = IntCounterVec::new(
+            Opts::new(
+                "bizra_control_requests_total",
+                "Control-plane requests, by outcome and reason code (NONE when accepted)",
+            ),
+            &["outcome", "reason"],
+        )?;
+        registry.register(Box::new(control_requests_total.clone()))?;
+        let input_limit_breaches_total = IntCounterVec::new(
+            Opts::new(
+                "bizra_input_limit_breaches_total",
+                "Inputs refused or connections cut for breaking a configured limit, by limit",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(input_limit_breaches_total.clone()))?;
         Ok(Self {
+            control_requests_total,
+            input_limit_breaches_total,
             health: HealthMetrics::new(&registry)?,
             risk: RiskMetrics::new(&registry)?,
             registry,

@@ -1,0 +1,327 @@
+//! The host of the control step: it reads the clock, carries out what the step admits
+//! (the kill switch, the gates' trading states and rules, rule files read from disk), and
+//! publishes each request's signed record before its effect, so the trail shows every
+//! change to the engine's behaviour before the first decision it touches.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::gate::{GateActor, ReloadRules, SetTradingState};
+use super::publisher::{Publish, PublisherActor};
+use super::PipelineError;
+use crate::config::Config;
+use crate::control::{
+    http_status, Admission, ControlCommand, ControlInput, ControlReason, ControlRecord, ControlStep,
+};
+use crate::elf::{KillSwitch, RuleSet, TradingState};
+use crate::metrics::Metrics;
+
+/// A control request; the answer is what the HTTP side returns.
+#[derive(Message)]
+#[rtype(result = "ControlReply")]
+pub struct Control(pub ControlInput);
+
+/// Seal the control chain's open checkpoint (at shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub struct SealControl;
+
+/// The gates, once started: the operator state set so far (and any rules reloaded) is
+/// passed on to them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachGates(pub Vec<GateRoute>);
+
+#[derive(Debug, Clone)]
+pub struct ControlReply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// A gate and the symbol its chain decides for (`None`: the portfolio).
+pub struct GateRoute {
+    pub symbol: Option<String>,
+    pub gate: Addr<GateActor>,
+}
+
+pub struct ControlActor {
+    step: ControlStep,
+    publisher: Addr<PublisherActor>,
+    gates: Arc<Vec<GateRoute>>,
+    kill_switch: KillSwitch,
+    config: Config,
+    metrics: Arc<Metrics>,
+    /// The newest rules a reload loaded, for gates attached after it.
+    reloaded: Option<(Arc<RuleSet>, Option<Arc<RuleSet>>)>,
+}
+
+/// What an admitted command does once its record is published.
+enum Effect {
+    None,
+    KillSwitch(bool),
+    TradingState(Option<String>, TradingState),
+    Rules(Arc<RuleSet>, Option<Arc<RuleSet>>),
+}
+
+impl ControlActor {
+    /// A control host without gates yet (see `AttachGates`).
+    pub fn new(
+        step: ControlStep,
+        publisher: Addr<PublisherActor>,
+        kill_switch: KillSwitch,
+        config: Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            step,
+            publisher,
+            gates: Arc::new(Vec::new()),
+            kill_switch,
+            config,
+            metrics,
+            reloaded: None,
+        }
+    }
+
+    /// Carry out the part of a command that can fail before anything changes.
+    fn prepare(
+        &mut self,
+        command: &ControlCommand,
+    ) -> (Result<Option<String>, (ControlReason, String)>, Effect) {
+        match command {
+            ControlCommand::KillSwitch { engaged } => (
+                Ok(Some(
+                    if *engaged {
+                        "kill switch engaged"
+                    } else {
+                        "kill switch released"
+                    }
+                    .into(),
+                )),
+                Effect::KillSwitch(*engaged),
+            ),
+            ControlCommand::TradingState { state, symbol } => (
+                Ok(None),
+                Effect::TradingState(symbol.clone(), (*state).into()),
+            ),
+            ControlCommand::RulesReload => match crate::assemble::load_rules(&self.config) {
+                Ok((active, shadow)) => {
+                    let sha = active.hash_hex().to_string();
+                    self.step.note_rules(sha.clone());
+                    self.reloaded = Some((active.clone(), shadow.clone()));
+                    (
+                        Ok(Some(format!("rules_sha256 {sha}"))),
+                        Effect::Rules(active, shadow),
+                    )
+                }
+                Err(e) => (
+                    Err((ControlReason::RulesRejected, e.to_string())),
+                    Effect::None,
+                ),
+            },
+            ControlCommand::State => (Ok(None), Effect::None),
+        }
+    }
+
+    fn count(&self, record: Option<&ControlRecord>) {
+        let (outcome, reason) = match record {
+            Some(r) => (
+                serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                r.reason.map_or("NONE", |x| x.as_str()),
+            ),
+            None => ("REFUSED".to_string(), ControlReason::RateLimited.as_str()),
+        };
+        self.metrics
+            .control_requests_total
+            .with_label_values(&[outcome.as_str(), reason])
+            .inc();
+        if record.is_none_or(|r| r.reason == Some(ControlReason::RateLimited)) {
+            self.metrics
+                .input_limit_breaches_total
+                .with_label_values(&["control_requests_per_minute"])
+                .inc();
+        }
+    }
+}
+
+impl Actor for ControlActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+    }
+}
+
+impl Handler<Control> for ControlActor {
+    type Result = AtomicResponse<Self, ControlReply>;
+
+    fn handle(&mut self, msg: Control, _: &mut Self::Context) -> Self::Result {
+        let now_ms = crate::clock::system_now_ms();
+        let (record, effect) = match self.step.admit(&msg.0, now_ms) {
+            Admission::Refused { record: None } => {
+                self.count(None);
+                let reply = ControlReply {
+                    status: 429,
+                    body: serde_json::json!({"outcome": "REFUSED", "reason": "RATE_LIMITED"}),
+                };
+                return AtomicResponse::new(Box::pin(fut::ready(reply)));
+            }
+            Admission::Refused { record: Some(r) } => (r, Effect::None),
+            Admission::Do {
+                command,
+                mut record,
+            } => {
+                let (result, effect) = self.prepare(&command);
+                self.step.finish(&command, &mut record, result);
+                (record, effect)
+            }
+        };
+        self.count(Some(&record));
+        let status = http_status(&record);
+        let state = (record.reason.is_none() && record.request == Some(ControlCommand::State))
+            .then(|| serde_json::to_value(self.step.state()).unwrap_or_default());
+        tracing::info!(
+            request_id = %record.request_id,
+            token_id = record.token_id.as_deref().unwrap_or("-"),
+            client = record.client.as_deref().unwrap_or("-"),
+            path = %record.path,
+            status,
+            reason = record.reason.map_or("-", |r| r.as_str()),
+            "control request"
+        );
+        let mut body = serde_json::json!({
+            "request_id": record.request_id,
+            "outcome": record.outcome,
+            "reason": record.reason,
+            "detail": record.detail,
+        });
+        if let Some(state) = state {
+            body["state"] = state;
+        }
+        let signed = self.step.sign(record, now_ms);
+        let publisher = self.publisher.clone();
+        let gates = self.gates.clone();
+        let kill_switch = self.kill_switch.clone();
+        let metrics = self.metrics.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let signed = match signed {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "control request not signed; not carried out");
+                        return ControlReply {
+                            status: 500,
+                            body: serde_json::json!({"outcome": "FAILED", "detail": "not signed"}),
+                        };
+                    }
+                };
+                body["chain"] = signed.event.chain.clone().into();
+                body["seq"] = signed.event.seq.into();
+                let mut published = publisher.send(Publish::from(signed.event)).await;
+                if let (Ok(Ok(())), Some(cp)) = (&published, signed.checkpoint) {
+                    published = publisher.send(Publish::from(cp)).await;
+                }
+                if !matches!(published, Ok(Ok(()))) {
+                    tracing::error!("control record not published; request not carried out");
+                    return ControlReply {
+                        status: 503,
+                        body: serde_json::json!({"outcome": "FAILED", "detail": "not published"}),
+                    };
+                }
+                apply(effect, &gates, &kill_switch, &metrics).await;
+                ControlReply { status, body }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Carry out an admitted command, after its record is published.
+async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch, metrics: &Metrics) {
+    match effect {
+        Effect::None => {}
+        Effect::KillSwitch(true) => kill_switch.engage(),
+        Effect::KillSwitch(false) => kill_switch.release(),
+        Effect::TradingState(symbol, state) => {
+            for g in gates {
+                let applies = match &symbol {
+                    Some(s) => g.symbol.as_ref() == Some(s),
+                    None => true,
+                };
+                if applies {
+                    let msg = SetTradingState {
+                        symbol: symbol.clone(),
+                        state,
+                    };
+                    if g.gate.send(msg).await.is_err() {
+                        tracing::warn!("a gate stopped before the trading state reached it");
+                    }
+                }
+            }
+        }
+        Effect::Rules(active, shadow) => {
+            metrics
+                .elf_rules_reloads_total
+                .with_label_values(&["ok"])
+                .inc();
+            for g in gates {
+                let msg = ReloadRules {
+                    active: active.clone(),
+                    shadow: shadow.clone(),
+                };
+                if g.gate.send(msg).await.is_err() {
+                    tracing::warn!("a gate stopped before the rules reload reached it");
+                }
+            }
+        }
+    }
+}
+
+impl Handler<AttachGates> for ControlActor {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: AttachGates, _: &mut Self::Context) -> Self::Result {
+        self.gates = Arc::new(msg.0);
+        let state = self.step.state().clone();
+        let mut effects = Vec::new();
+        if let Some(global) = state.global_trading_state {
+            effects.push(Effect::TradingState(None, global.into()));
+        }
+        for (symbol, s) in state.symbol_trading_states {
+            effects.push(Effect::TradingState(Some(symbol), s.into()));
+        }
+        if let Some((active, shadow)) = self.reloaded.clone() {
+            effects.push(Effect::Rules(active, shadow));
+        }
+        let gates = self.gates.clone();
+        let kill_switch = self.kill_switch.clone();
+        let metrics = self.metrics.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                for e in effects {
+                    apply(e, &gates, &kill_switch, &metrics).await;
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<SealControl> for ControlActor {
+    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
+    fn handle(&mut self, _: SealControl, _: &mut Self::Context) -> Self::Result {
+        let checkpoint = self.step.seal_checkpoint();
+        let publisher = self.publisher.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(cp) = checkpoint? {
+                    publisher.send(Publish::from(cp)).await??;
+                }
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}

@@ -1,0 +1,449 @@
+//! The control plane's decisions: who may ask for what, and the signed record of every
+//! request on the engine's control chain (`<engine_id>.control`). Pure: the host passes
+//! each request and the time in, carries out what is admitted (flipping the kill switch,
+//! messaging the gates, reading rule files) and publishes the signed records.
+
+pub mod rate;
+pub mod tokens;
+
+use serde::Serialize;
+
+use crate::audit::wire::Payload;
+pub use crate::audit::wire::{
+    ControlCommand, ControlOutcome, ControlReason, ControlRecord, ControlSource, TradingStateName,
+};
+use crate::audit::{AuditError, ChainSigner, SignedEvent};
+use crate::elf::TradingState;
+use crate::secret::Secret;
+pub use rate::{Admit, RateLimit};
+pub use tokens::{AuthFailure, Caller, Role, TokenError, Tokens};
+
+/// The Kafka key and partition key of the control chain's records.
+pub const CONTROL_PARTITION_KEY: &str = "CONTROL";
+
+/// The control chain of an engine.
+pub fn control_chain(engine_id: &str) -> String {
+    format!("{engine_id}.control")
+}
+
+/// Query parameters that look like a credential: a request carrying one is refused, so a
+/// token never travels (or gets logged) in a URL.
+const CREDENTIAL_PARAMS: [&str; 8] = [
+    "token",
+    "access_token",
+    "bearer",
+    "auth",
+    "authorization",
+    "api_key",
+    "apikey",
+    "key",
+];
+
+/// One HTTP request to `/control/...`, as the host read it.
+pub struct HttpRequest {
+    /// `X-Request-Id`, as sent.
+    pub request_id: Option<String>,
+    pub client_ip: String,
+    pub method: String,
+    pub path: String,
+    /// The query string; may hold a token, so it is held as a secret and never recorded.
+    pub query: Secret,
+    pub authorization: Option<Secret>,
+    /// The body, or `None` when it was longer than the limit.
+    pub body: Option<Vec<u8>>,
+}
+
+/// A request to the control plane.
+pub enum ControlInput {
+    Http(HttpRequest),
+    /// SIGHUP: reload the rules (the signal's sender is authorised by the operating system).
+    Hangup,
+}
+
+/// What the host must do with a request.
+pub enum Admission {
+    /// Carry out `command`, fill in the record's outcome with `finish`, sign it.
+    Do {
+        command: ControlCommand,
+        record: ControlRecord,
+    },
+    /// Refused: sign `record` (unless it is `None`: a rate-limited request beyond the first
+    /// of its minute, counted but not signed) and answer.
+    Refused { record: Option<ControlRecord> },
+}
+
+/// The control state operators set (trading states the gates reach by their own actions
+/// are in the decision trail).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControlState {
+    pub kill_switch_engaged: bool,
+    pub global_trading_state: Option<TradingStateName>,
+    pub symbol_trading_states: std::collections::BTreeMap<String, TradingStateName>,
+    pub rules_sha256: String,
+}
+
+/// The signed record of a request and the checkpoint it completed.
+pub struct ControlSigned {
+    pub event: SignedEvent,
+    pub checkpoint: Option<SignedEvent>,
+}
+
+pub struct ControlStep {
+    signer: ChainSigner,
+    tokens: Tokens,
+    rate: RateLimit,
+    symbols: Vec<String>,
+    state: ControlState,
+    assigned_ids: u64,
+}
+
+impl ControlStep {
+    pub fn new(
+        signer: ChainSigner,
+        tokens: Tokens,
+        rate: RateLimit,
+        symbols: Vec<String>,
+        rules_sha256: String,
+    ) -> Self {
+        Self {
+            signer,
+            tokens,
+            rate,
+            symbols,
+            state: ControlState {
+                rules_sha256,
+                ..ControlState::default()
+            },
+            assigned_ids: 0,
+        }
+    }
+
+    pub fn chain(&self) -> &str {
+        self.signer.chain()
+    }
+
+    pub fn state(&self) -> &ControlState {
+        &self.state
+    }
+
+    /// Decide whether a request may be carried out.
+    pub fn admit(&mut self, input: &ControlInput, now_ms: i64) -> Admission {
+        let req = match input {
+            ControlInput::Hangup => {
+                return Admission::Do {
+                    command: ControlCommand::RulesReload,
+                    record: ControlRecord {
+                        client: None,
+                        detail: None,
+                        method: "SIGNAL".into(),
+                        outcome: ControlOutcome::Accepted,
+                        path: "SIGHUP".into(),
+                        reason: None,
+                        request: Some(ControlCommand::RulesReload),
+                        request_id: self.assign_id(now_ms),
+                        role: None,
+                        source: ControlSource::Signal,
+                        token_id: None,
+                    },
+                }
+            }
+            ControlInput::Http(req) => req,
+        };
+        let request_id = match req.request_id.as_deref().filter(|id| valid_request_id(id)) {
+            Some(id) => id.to_string(),
+            None => self.assign_id(now_ms),
+        };
+        let mut record = ControlRecord {
+            client: Some(req.client_ip.clone()),
+            detail: None,
+            method: req.method.clone(),
+            outcome: ControlOutcome::Refused,
+            path: req.path.clone(),
+            reason: None,
+            request: None,
+            request_id,
+            role: None,
+            source: ControlSource::Http,
+            token_id: None,
+        };
+        let refuse = |mut record: ControlRecord, reason: ControlReason, detail: &str| {
+            record.reason = Some(reason);
+            record.detail = (!detail.is_empty()).then(|| detail.to_string());
+            Admission::Refused {
+                record: Some(record),
+            }
+        };
+        match self.rate.admit(&req.client_ip, now_ms) {
+            Admit::Allowed => {}
+            Admit::Limited { sign: false, .. } => return Admission::Refused { record: None },
+            Admit::Limited {
+                sign: true,
+                unsigned_before,
+            } => {
+                let detail = if unsigned_before > 0 {
+                    format!(
+                        "{unsigned_before} earlier rate-limited request(s) from this client were \
+                         counted, not signed"
+                    )
+                } else {
+                    String::new()
+                };
+                return refuse(record, ControlReason::RateLimited, &detail);
+            }
+        }
+        let query = req.query.expose();
+        if !query.is_empty() {
+            let carries_credential = query.split('&').any(|pair| {
+                let name = pair.split('=').next().unwrap_or_default();
+                CREDENTIAL_PARAMS
+                    .iter()
+                    .any(|c| name.eq_ignore_ascii_case(c))
+            });
+            return if carries_credential {
+                refuse(
+                    record,
+                    ControlReason::TokenInQuery,
+                    "tokens are accepted only in the Authorization header",
+                )
+            } else {
+                refuse(
+                    record,
+                    ControlReason::BadRequest,
+                    "control endpoints take no query string",
+                )
+            };
+        }
+        let caller = match self
+            .tokens
+            .authenticate(req.authorization.as_ref().map(Secret::expose))
+        {
+            Ok(c) => c,
+            Err(AuthFailure::Missing) => {
+                return refuse(record, ControlReason::Unauthenticated, "no bearer token")
+            }
+            Err(AuthFailure::Malformed) => {
+                return refuse(
+                    record,
+                    ControlReason::TokenMalformed,
+                    "Authorization must be 'Bearer <token>'",
+                )
+            }
+            Err(AuthFailure::Unknown) => {
+                return refuse(record, ControlReason::TokenUnknown, "no such token")
+            }
+        };
+        record.token_id = Some(caller.token_id.clone());
+        record.role = Some(caller.role);
+        let endpoint = match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/control/kill-switch") => Endpoint::KillSwitch,
+            ("POST", "/control/trading-state") => Endpoint::TradingState,
+            ("POST", "/control/rules/reload") => Endpoint::RulesReload,
+            ("GET", "/control/state") => Endpoint::State,
+            _ => {
+                return refuse(
+                    record,
+                    ControlReason::UnknownEndpoint,
+                    "see docs/control.md for the control endpoints",
+                )
+            }
+        };
+        if caller.role != Role::Operator && endpoint != Endpoint::State {
+            return refuse(
+                record,
+                ControlReason::Forbidden,
+                "this request needs the operator role",
+            );
+        }
+        let Some(body) = &req.body else {
+            return refuse(
+                record,
+                ControlReason::BodyTooLarge,
+                "the body is over http.max_body_bytes",
+            );
+        };
+        let command = match parse_command(endpoint, body) {
+            Ok(c) => c,
+            Err(detail) => return refuse(record, ControlReason::BadRequest, &detail),
+        };
+        record.request = Some(command.clone());
+        if let ControlCommand::TradingState {
+            symbol: Some(symbol),
+            ..
+        } = &command
+        {
+            if !self.symbols.contains(symbol) {
+                return refuse(
+                    record,
+                    ControlReason::UnknownSymbol,
+                    &format!("{symbol} is not one of the engine's instruments"),
+                );
+            }
+        }
+        record.outcome = ControlOutcome::Accepted;
+        Admission::Do { command, record }
+    }
+
+    /// Record what carrying out an admitted command did: `Ok(detail)` or a failure.
+    pub fn finish(
+        &mut self,
+        command: &ControlCommand,
+        record: &mut ControlRecord,
+        result: Result<Option<String>, (ControlReason, String)>,
+    ) {
+        match result {
+            Ok(detail) => {
+                record.outcome = ControlOutcome::Accepted;
+                record.detail = detail;
+                match command {
+                    ControlCommand::KillSwitch { engaged } => {
+                        self.state.kill_switch_engaged = *engaged
+                    }
+                    ControlCommand::TradingState { state, symbol } => match symbol {
+                        Some(s) => {
+                            self.state.symbol_trading_states.insert(s.clone(), *state);
+                        }
+                        None => self.state.global_trading_state = Some(*state),
+                    },
+                    ControlCommand::RulesReload | ControlCommand::State => {}
+                }
+            }
+            Err((reason, detail)) => {
+                record.outcome = ControlOutcome::Failed;
+                record.reason = Some(reason);
+                record.detail = Some(detail);
+            }
+        }
+    }
+
+    /// The rules now in force (after an accepted reload).
+    pub fn note_rules(&mut self, rules_sha256: String) {
+        self.state.rules_sha256 = rules_sha256;
+    }
+
+    /// Sign a request's record on the control chain (and a checkpoint when one is due).
+    pub fn sign(
+        &mut self,
+        record: ControlRecord,
+        now_ms: i64,
+    ) -> Result<ControlSigned, AuditError> {
+        let ts_ms = now_ms.max(self.signer.head().ts_ms);
+        let payload = Payload::ControlRequest(Box::new(record));
+        let event = self.signer.sign(ts_ms, CONTROL_PARTITION_KEY, &payload)?;
+        let checkpoint = self.signer.checkpoint_if_due(CONTROL_PARTITION_KEY)?;
+        Ok(ControlSigned { event, checkpoint })
+    }
+
+    /// Seal the open checkpoint (at shutdown).
+    pub fn seal_checkpoint(&mut self) -> Result<Option<SignedEvent>, AuditError> {
+        self.signer.checkpoint(CONTROL_PARTITION_KEY)
+    }
+
+    fn assign_id(&mut self, now_ms: i64) -> String {
+        self.assigned_ids += 1;
+        format!("ctl-{now_ms}-{}", self.assigned_ids)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    KillSwitch,
+    TradingState,
+    RulesReload,
+    State,
+}
+
+/// An ID a caller may choose: short, printable, safe in logs.
+fn valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+}
+
+fn parse_command(endpoint: Endpoint, body: &[u8]) -> Result<ControlCommand, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct KillSwitchBody {
+        engaged: bool,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TradingStateBody {
+        state: TradingStateName,
+        #[serde(default)]
+        symbol: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    fn json(what: &str) -> impl Fn(serde_json::Error) -> String + '_ {
+        move |e: serde_json::Error| {
+            format!(
+                "the body must be {what} (line {}, column {}: {})",
+                e.line(),
+                e.column(),
+                json_error_kind(&e)
+            )
+        }
+    }
+    let blank = body.iter().all(u8::is_ascii_whitespace);
+    match endpoint {
+        Endpoint::KillSwitch => serde_json::from_slice::<KillSwitchBody>(body)
+            .map(|b| ControlCommand::KillSwitch { engaged: b.engaged })
+            .map_err(json(r#"{"engaged": true|false}"#)),
+        Endpoint::TradingState => serde_json::from_slice::<TradingStateBody>(body)
+            .map(|b| ControlCommand::TradingState {
+                state: b.state,
+                symbol: b.symbol,
+            })
+            .map_err(json(
+                r#"{"state": "ACTIVE"|"REDUCING"|"HALTED", "symbol": optional}"#,
+            )),
+        Endpoint::RulesReload if blank => Ok(ControlCommand::RulesReload),
+        Endpoint::RulesReload => serde_json::from_slice::<Empty>(body)
+            .map(|_| ControlCommand::RulesReload)
+            .map_err(json("empty or {}")),
+        Endpoint::State if blank => Ok(ControlCommand::State),
+        Endpoint::State => Err("GET /control/state takes no body".into()),
+    }
+}
+
+/// What a JSON error is called in a refusal's detail (never the body's text).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "wrong fields or values",
+        serde_json::error::Category::Eof => "cut short",
+    }
+}
+
+impl From<TradingStateName> for TradingState {
+    fn from(s: TradingStateName) -> Self {
+        match s {
+            TradingStateName::Active => TradingState::Active,
+            TradingStateName::Reducing => TradingState::Reducing,
+            TradingStateName::Halted => TradingState::Halted,
+        }
+    }
+}
+
+/// The HTTP status of a request's outcome.
+pub fn http_status(record: &ControlRecord) -> u16 {
+    match record.reason {
+        None => 200,
+        Some(ControlReason::Unauthenticated)
+        | Some(ControlReason::TokenMalformed)
+        | Some(ControlReason::TokenUnknown)
+        | Some(ControlReason::TokenInQuery) => 401,
+        Some(ControlReason::Forbidden) => 403,
+        Some(ControlReason::RateLimited) => 429,
+        Some(ControlReason::BadRequest) | Some(ControlReason::UnknownSymbol) => 400,
+        Some(ControlReason::BodyTooLarge) => 413,
+        Some(ControlReason::UnknownEndpoint) => 404,
+        Some(ControlReason::RulesRejected) => 422,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! Secrets (API tokens, SASL passwords): read from files or the environment, held in memory
+//! that is zeroed when dropped, and never shown by `Debug`, `Display`, logs or errors.
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+/// The largest secret file read: a token list or a password, never megabytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret string. `Debug` and `Display` print `<redacted>`; the bytes are zeroed on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// The secret itself, for the one place that must hand it on (a comparison, a client
+    /// library's configuration).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why a secret could not be read. Messages name the file, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("secret file {path}: mode {mode:o} lets group or others read it; run chmod 600")]
+    Readable { path: String, mode: u32 },
+    #[error("secret file {path} is {bytes} bytes; at most {max} are read")]
+    TooLarge { path: String, bytes: u64, max: u64 },
+}
+
+/// Read a secret file: it must be readable by its owner only (mode 0600 or 0400) and at
+/// most `MAX_SECRET_FILE_BYTES` long. Surrounding whitespace is trimmed.
+pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
+    let shown = path.display().to_string();
+    let err = |reason: String| SecretError::File {
+        path: shown.clone(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    check_owner_only(path, &meta)?;
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(SecretError::TooLarge {
+            path: shown,
+            bytes: meta.len(),
+            max: MAX_SECRET_FILE_BYTES,
+        });
+    }
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| err("not UTF-8".into()))?;
+    Ok(Secret::new(text.trim().to_string()))
+}
+
+/// Refuse a secret file that group or others may read (on Unix).
+pub fn check_owner_only(path: &Path, meta: &std::fs::Metadata) -> Result<(), SecretError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SecretError::Readable {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
+}
+
+/// A secret from the environment variable `name`, when set and not empty.
+pub fn from_env(name: &str) -> Option<Secret> {
+    let value = Zeroizing::new(std::env::var(name).ok()?);
+    let trimmed = value.trim();
+    (!trimmed.is_empty()).then(|| Secret::new(trimmed.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_secret() {
+        let s = Secret::new("hunter2-very-secret".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{s}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_readable_files_are_refused_and_0600_ones_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "  abc \n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_secret_file(&path).unwrap_err();
+        assert!(
+            matches!(e, SecretError::Readable { mode: 0o644, .. }),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("abc"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret_file(&path).unwrap().expose(), "abc");
+    }
+}
