@@ -3,7 +3,8 @@
 
 Specification: docs/audit-format.md; [brackets] name its sections and steps. It checks what
 `bizra-risk verify` checks without `--strict` (payloads are hashed, not decoded, except a
-key rotation's) and reports the same failures. Standard library plus `cryptography` only.
+key rotation's) and reports the same failures; a control request's payload that hashes
+right it also decodes, as `--strict` does. Standard library plus `cryptography` only.
 
     python3 examples/verify_trail.py (--pubkey HEX | --pubkey-file F)... [--allow-duplicates]
         [--expect-head CHAIN:SEQ:HASH]... [--anchor FILE]... [--json] PATH...
@@ -23,11 +24,25 @@ ZERO = "0" * 64
 MAX_EXACT = 2**53 - 1
 U64, I64 = (0, 2**64 - 1), (-2**63, 2**63 - 1)
 ENVELOPE = {"v": 1, "chain": str, "seq": U64, "prev": str, "key_id": str, "ts_ms": I64,
-            "kind": {"RISK_DECISION", "KEY_ROTATION"}, "payload_sha256": str}
+            "kind": {"RISK_DECISION", "KEY_ROTATION", "CONTROL_REQUEST"}, "payload_sha256": str}
 CHECKPOINT = {"v": 2, "chain": str, "key_id": str, "first_seq": U64, "last_seq": U64,
               "tree_size": U64, "root_sha256": str, "last_event_sha256": str,
               "prev_checkpoint_sha256": str, "ts_ms": I64}
 ROTATION = {"kind", "new_key_id", "new_public_key"}
+# [CONTROL_REQUEST payload]: member -> str, bool, OPTIONAL (a string or null), the values
+# allowed, or None (`request`: null or one of CONTROL_REQUESTS, checked apart)
+OPTIONAL = (str, None)
+CONTROL = {"kind": {"CONTROL_REQUEST"}, "client": OPTIONAL, "detail": OPTIONAL, "method": str,
+           "outcome": {"ACCEPTED", "REFUSED", "FAILED"}, "path": str,
+           "reason": {None, "UNAUTHENTICATED", "TOKEN_MALFORMED", "TOKEN_UNKNOWN", "TOKEN_IN_QUERY",
+                      "FORBIDDEN", "RATE_LIMITED", "BAD_REQUEST", "BODY_TOO_LARGE",
+                      "UNKNOWN_ENDPOINT", "UNKNOWN_SYMBOL", "RULES_REJECTED"},
+           "request": None, "request_id": str, "role": {None, "operator", "viewer"},
+           "source": {"HTTP", "SIGNAL"}, "token_id": OPTIONAL}
+CONTROL_REQUESTS = {"KILL_SWITCH": {"type": str, "engaged": bool},   # `request`, tagged by `type`
+                    "TRADING_STATE": {"type": str, "state": {"ACTIVE", "REDUCING", "HALTED"},
+                                      "symbol": OPTIONAL},
+                    "RULES_RELOAD": {"type": str}, "STATE": {"type": str}}
 RECENT = 4096                                        # [step 4] sequence numbers remembered
 
 def sha256(b): return hashlib.sha256(b).hexdigest()
@@ -150,8 +165,52 @@ def fields(obj, spec, what):
         out[name] = x
     return out
 
+def is_string(x):                                    # (a lone surrogate is not a string)
+    return isinstance(x, str) and not re.search("[\ud800-\udfff]", x)
+
+def members(obj, spec, what):
+    """Exactly the members of `spec`, each a string, a boolean, or one of the values allowed."""
+    if not (isinstance(obj, Obj) and not obj.dup and set(obj) == set(spec)):
+        raise Bad("MALFORMED", f"{what} must have exactly the members " + ", ".join(spec))
+    for name, want in spec.items():
+        x = obj[name]
+        if want is str or want is OPTIONAL:
+            ok = is_string(x) or (x is None and want is OPTIONAL)
+        elif want is bool:
+            ok = type(x) is bool
+        elif isinstance(want, set):
+            ok = (x is None or isinstance(x, str)) and x in want
+        else:
+            ok = True                                    # checked by the caller
+        if not ok:
+            raise Bad("MALFORMED", f"{what}: bad {name}")
+
+def control_payload(payload):
+    """[CONTROL_REQUEST payload] of an event whose payload hashes right, read as `--strict`
+    reads it: False when it is a payload of another kind (PAYLOAD_MISMATCH, step 3), Bad when
+    it is not a control request (MALFORMED) or not canonical (NON_CANONICAL), else True."""
+    try:
+        p = load_json(payload.decode("utf-8"))
+    except Bad:
+        raise Bad("MALFORMED", "control payload is not JSON")
+    if isinstance(p, Obj) and isinstance(p.get("kind"), str) \
+            and p["kind"] in ENVELOPE["kind"] - {"CONTROL_REQUEST"}:
+        return False
+    members(p, CONTROL, "control payload")
+    r = p["request"]
+    if r is not None:
+        tag = r.get("type") if isinstance(r, Obj) else None
+        spec = CONTROL_REQUESTS.get(tag) if is_string(tag) else None
+        if spec is None:
+            raise Bad("MALFORMED", "control payload: bad request")
+        members(r, spec, "control payload: request")
+    if json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != payload:
+        raise Bad("NON_CANONICAL", "control payload is not canonical JSON")
+    return True
+
 def parse_event(line):
-    """(envelope, event bytes, payload bytes, sig hex) of an event line."""
+    """(envelope, event bytes, payload bytes, sig hex, payload of the envelope's kind) of an
+    event line."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
@@ -168,7 +227,10 @@ def parse_event(line):
             if not (HEX64.fullmatch(ev["prev"]) and HEX64.fullmatch(ev["payload_sha256"])):
                 raise Bad("MALFORMED", "prev or payload_sha256 is not 64 hex digits")
             ev["prev"], ev["payload_sha256"] = ev["prev"].lower(), ev["payload_sha256"].lower()
-            return ev, body[:end].encode(), body[end + len(PAYLOAD_INFIX):].encode(), text[-130:-2]
+            payload, same_kind = body[end + len(PAYLOAD_INFIX):].encode(), True
+            if ev["kind"] == "CONTROL_REQUEST" and sha256(payload) == ev["payload_sha256"]:
+                same_kind = control_payload(payload)
+            return ev, body[:end].encode(), payload, text[-130:-2], same_kind
     rec = load_json(text)                            # any other layout
     if not (isinstance(rec, Obj) and not rec.dup and set(rec) == {"event", "payload", "sig"}
             and isinstance(rec["sig"], str)):
@@ -270,7 +332,7 @@ class Verifier:
         pub = self.trusted.get(key_id) or (cs.introduced.get(key_id) if cs else None)
         return pub, f"key_id {key_id} is not trusted"
 
-    def event(self, pos, ev, event_bytes, payload, sig):
+    def event(self, pos, ev, event_bytes, payload, sig, same_kind):
         chain, seq = ev["chain"], ev["seq"]
         pub, why = self.key_for(self.chains.get(chain), seq, ev["key_id"])
         signing_input = EVENT_DOMAIN + event_bytes
@@ -281,9 +343,10 @@ class Verifier:
             if seq == cs.next_seq:                   # it takes its place, unchecked
                 cs.next_seq, cs.last_hash, cs.tree = seq + 1, None, None
             return
-        payload_ok = sha256(payload) == ev["payload_sha256"]   # step 3
+        payload_ok = sha256(payload) == ev["payload_sha256"] and same_kind   # step 3
         if not payload_ok:
-            self.fail(pos, chain, seq, "PAYLOAD_MISMATCH", "payload does not hash to payload_sha256")
+            self.fail(pos, chain, seq, "PAYLOAD_MISMATCH", "the payload's kind is not the envelope's"
+                      if same_kind is False else "payload does not hash to payload_sha256")
         self.link(pos, ev, sha256(signing_input), payload if payload_ok else None)
 
     def link(self, pos, ev, h, payload):

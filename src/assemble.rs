@@ -39,6 +39,8 @@ pub enum StartError {
     Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Tokens(#[from] crate::control::TokenError),
+    #[error(transparent)]
+    Tls(#[from] crate::market::tls::TlsError),
     #[error(
         "http.bind {bind} is not a loopback address and the control endpoints have no token: \
          set http.control_tokens_file (or BIZRA_CONTROL_TOKENS), or http.control_enabled = false"

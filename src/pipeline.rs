@@ -273,12 +273,15 @@ pub async fn run(
         }
     };
 
+    let roots = crate::market::tls::load(&config.feed.ca_file)?;
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
-    let (start, loaded, warm_start_gets) =
-        tokio::task::spawn_blocking(move || crate::warm_start::load(&start_config, now_ms))
-            .await
-            .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
+    let start_roots = roots.clone();
+    let (start, loaded, warm_start_gets) = tokio::task::spawn_blocking(move || {
+        crate::warm_start::load(&start_config, now_ms, start_roots)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("warm start: {e}"))?;
     let shards = connection_shards(&config);
     let next_seq = gates.start_run(&shards, &loaded, &warm_start_gets);
     let recording = if config.sink.record_inputs {
@@ -389,6 +392,7 @@ pub async fn run(
                 Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
             )
             .with_connection(k as u32, recorder)
+            .with_roots(roots.clone())
             .start()
             .send(RunIngest)
         })

@@ -20,11 +20,18 @@ pub struct StartState {
 /// Load snapshots and fetch klines from the configured REST endpoint (blocking; run it off
 /// the async runtime). Missing history is not fatal: the affected models warm up live and
 /// say so. Also returns what was loaded and asked, for the input recording.
-pub fn load(config: &Config, now_ms: i64) -> (StartState, LoadedSnapshots, Vec<RestGet>) {
-    let rest = Taping::new(Http::new(
-        &config.feed.rest_base(),
-        Duration::from_millis(config.var.warm_start.timeout_ms),
-    ));
+pub fn load(
+    config: &Config,
+    now_ms: i64,
+    roots: Option<std::sync::Arc<crate::market::tls::TrustedRoots>>,
+) -> (StartState, LoadedSnapshots, Vec<RestGet>) {
+    let rest = Taping::new(
+        Http::new(
+            &config.feed.rest_base(),
+            Duration::from_millis(config.var.warm_start.timeout_ms),
+        )
+        .with_roots(roots),
+    );
     let snapshots = load_snapshots(config);
     let state = load_from(config, now_ms, &rest, snapshots.clone());
     (state, snapshots, rest.take())

@@ -33,9 +33,6 @@ use crate::recording::writer::ConnectionWriter;
 use crate::recording::{RecordingError, RestUse};
 use crate::shutdown::Shutdown;
 
-/// Hard cap on a WebSocket message; frames above `max_frame_bytes` but below this are read,
-/// rejected and counted, so the connection survives them.
-const WS_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// During make-before-break, this much silence on the old connection means it has
 /// delivered what it had.
 const DRAIN_IDLE: Duration = Duration::from_millis(50);
@@ -108,9 +105,17 @@ pub struct IngestActor {
     quarantine_file: Option<PathBuf>,
     connection: u32,
     recorder: Option<ConnectionWriter>,
+    /// The CAs trusted for `wss://` and `https://` (`feed.ca_file`); `None`: built-in.
+    roots: Option<Arc<crate::market::tls::TrustedRoots>>,
 }
 
 impl IngestActor {
+    /// Trust `roots` (from `feed.ca_file`) instead of the built-in roots.
+    pub fn with_roots(mut self, roots: Option<Arc<crate::market::tls::TrustedRoots>>) -> Self {
+        self.roots = roots;
+        self
+    }
+
     /// This actor's connection index in the run, and where it records its inputs.
     pub fn with_connection(mut self, connection: u32, recorder: Option<ConnectionWriter>) -> Self {
         self.connection = connection;
@@ -140,6 +145,7 @@ impl IngestActor {
             quarantine_file,
             connection: 0,
             recorder: None,
+            roots: None,
         }
     }
 }
@@ -195,7 +201,9 @@ impl Handler<RunIngest> for IngestActor {
             rest: Http::new(
                 &feed.rest_base(),
                 Duration::from_millis(feed.rest_timeout_ms),
-            ),
+            )
+            .with_roots(self.roots.clone()),
+            connector: self.roots.as_ref().map(|r| r.ws_connector()),
             quarantine: self.quarantine_file.clone().map(Quarantine::new),
             recorder: self.recorder.take(),
             rotate_now: false,
@@ -232,8 +240,8 @@ async fn run(
     // Jitter only spreads reconnects; it never reaches a signed output.
     let mut jitter = rand::rngs::StdRng::from_os_rng();
     let mut ws_config = WebSocketConfig::default();
-    ws_config.max_message_size = Some(WS_MAX_MESSAGE_BYTES);
-    ws_config.max_frame_size = Some(WS_MAX_MESSAGE_BYTES);
+    ws_config.max_message_size = Some(feed.max_ws_message_bytes);
+    ws_config.max_frame_size = Some(feed.max_ws_message_bytes);
 
     loop {
         if shutdown.is_requested() {
@@ -251,8 +259,12 @@ async fn run(
             }
         }
         limiter.record(crate::clock::system_now_ms());
-        let connect =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(ws_config),
+            true,
+            host.connector.clone(),
+        );
         let ws = match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect)
             .await
         {
@@ -284,16 +296,18 @@ async fn run(
         host.rotate_now = false;
         let mut retry_rotation_at: Option<Instant> = None;
         let mut replacement = None;
+        let (mut rate_second, mut rate_count) = (0i64, 0u32);
         let ended_by = loop {
             let due = host.rotate_now
                 || connected_at.elapsed() >= Duration::from_secs(feed.rotate_after_s);
             if replacement.is_none() && due && retry_rotation_at.is_none_or(|t| Instant::now() >= t)
             {
                 limiter.record(crate::clock::system_now_ms());
-                let connect = tokio_tungstenite::connect_async_with_config(
+                let connect = tokio_tungstenite::connect_async_tls_with_config(
                     url.as_str(),
                     Some(ws_config),
                     true,
+                    host.connector.clone(),
                 );
                 match tokio::time::timeout(Duration::from_millis(feed.connect_timeout_ms), connect)
                     .await
@@ -347,7 +361,13 @@ async fn run(
             }
             let msg = match next {
                 Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => break format!("error: {e}"),
+                Ok(Some(Err(e))) => {
+                    if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
+                        host.breach("ws_message_bytes");
+                        tracing::warn!(error = %e, limit = feed.max_ws_message_bytes, "feed.max_ws_message_bytes exceeded; replacing the connection");
+                    }
+                    break format!("error: {e}");
+                }
                 Ok(None) => break "eof".to_string(),
                 Err(_) => {
                     went_idle = true;
@@ -356,6 +376,22 @@ async fn run(
             };
             let now_ns = crate::clock::system_now_ns();
             let now_ms = crate::clock::ns_to_ms(now_ns);
+            if feed.max_messages_per_s > 0 {
+                let second = now_ms.div_euclid(1000);
+                if second != rate_second {
+                    rate_second = second;
+                    rate_count = 0;
+                }
+                rate_count += 1;
+                if rate_count > feed.max_messages_per_s {
+                    host.breach("ws_messages_per_s");
+                    tracing::warn!(limit = feed.max_messages_per_s, "feed.max_messages_per_s exceeded; the connection is misbehaving and is replaced");
+                    break format!(
+                        "more than {} messages in one second",
+                        feed.max_messages_per_s
+                    );
+                }
+            }
             host.metrics
                 .health
                 .feed_last_frame_timestamp_seconds
@@ -427,9 +463,19 @@ struct Host {
     dropped_at: Option<Instant>,
     /// Bounded: the last 64.
     reconnect_to_first_event_us: Vec<u64>,
+    /// TLS with `feed.ca_file`'s roots; `None`: the built-in roots.
+    connector: Option<tokio_tungstenite::Connector>,
 }
 
 impl Host {
+    /// Count a broken input limit.
+    fn breach(&self, limit: &str) {
+        self.metrics
+            .input_limit_breaches_total
+            .with_label_values(&[limit])
+            .inc();
+    }
+
     fn record(&mut self, write: impl FnOnce(&mut ConnectionWriter) -> Result<(), RecordingError>) {
         let Some(w) = &mut self.recorder else {
             return;

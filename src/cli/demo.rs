@@ -71,6 +71,8 @@ pub fn output_config(
     let mut config = Config::load(config)?;
     // A capture ends: the run ends with it.
     config.feed.on_server_close = OnServerClose::Stop;
+    // The capture is replayed as fast as the engine reads: no exchange-rate flood limit.
+    config.feed.max_messages_per_s = 0;
     config.engine.clock = ClockMode::EventTime;
     config.http.bind.clear();
     config.signing.key_file = key_file;

@@ -35,6 +35,12 @@ pub struct ReplayServerArgs {
     /// huge-price, zero-qty, time-ahead, time-behind, id-jump, crossed-quote; repeatable.
     #[arg(long = "inject")]
     pub inject: Vec<bizra_risk::replay::Inject>,
+    /// Serve wss:// and https:// with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
@@ -48,6 +54,8 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         skip_trades,
         drop_depth,
         inject,
+        tls_cert,
+        tls_key,
     } = args;
     init_logging("info");
     let files = super::captures::expand_capture_paths(&data)?;
@@ -55,6 +63,9 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
     opts.skip_trades = skip_trades;
     opts.drop_depth = drop_depth;
     opts.inject = inject;
+    if let (Some(cert), Some(key)) = (&tls_cert, &tls_key) {
+        opts.tls = Some(bizra_risk::replay::conn::tls_server_config(cert, key)?);
+    }
     if !history.is_empty() {
         opts.history = super::captures::expand_capture_paths(&history)?;
     }
@@ -65,7 +76,8 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("bind {bind}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "replay server listening");
+        let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
+        tracing::info!(addr = %listener.local_addr()?, scheme, "replay server listening");
         replay::serve(listener, opts).await;
         anyhow::Ok(())
     })?;

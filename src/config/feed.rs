@@ -15,6 +15,16 @@ pub struct FeedConfig {
     pub url: String,
     pub streams: Vec<String>,
     pub max_frame_bytes: usize,
+    /// The WebSocket layer refuses a message or frame larger than this and the connection
+    /// is replaced (counted as `ws_message_bytes`). Frames between `max_frame_bytes` and
+    /// this are read, refused and counted, and the connection survives them.
+    pub max_ws_message_bytes: usize,
+    /// A connection that delivers more messages than this in one second is misbehaving:
+    /// it is closed and replaced (counted as `ws_messages_per_s`). 0: no limit.
+    pub max_messages_per_s: u32,
+    /// PEM bundle of the certificate authorities trusted for `wss://` and `https://`
+    /// (instead of the built-in Mozilla roots); empty: the built-in roots.
+    pub ca_file: PathBuf,
     pub connect_timeout_ms: u64,
     pub reconnect_initial_backoff_ms: u64,
     pub reconnect_max_backoff_ms: u64,
@@ -79,6 +89,17 @@ impl FeedConfig {
 impl Config {
     /// Problems of `[feed]`.
     pub(super) fn feed_problems(&self, check: &mut impl FnMut(bool, String)) {
+        check(
+            (self.feed.max_frame_bytes..=64 * 1024 * 1024)
+                .contains(&self.feed.max_ws_message_bytes),
+            format!(
+                "feed.max_ws_message_bytes must be in feed.max_frame_bytes..=67108864, got {}",
+                self.feed.max_ws_message_bytes
+            ),
+        );
+        if let Err(e) = crate::market::tls::load(&self.feed.ca_file) {
+            check(false, e.to_string());
+        }
         check(
             self.feed.url.starts_with("ws://") || self.feed.url.starts_with("wss://"),
             format!(

@@ -141,6 +141,7 @@ impl Config {
     pub fn hash_hex(&self) -> String {
         let mut c = self.clone();
         c.feed.url.clear();
+        c.feed.ca_file = PathBuf::new();
         c.signing.key_file = PathBuf::new();
         c.signing.previous_key_file = PathBuf::new();
         c.signing.heads_file = PathBuf::new();

@@ -88,6 +88,8 @@ pub trait RestTransport {
 pub struct Http {
     pub base: String,
     pub timeout: Duration,
+    /// The CAs trusted for `https://` (`feed.ca_file`); `None`: the built-in roots.
+    roots: Option<std::sync::Arc<super::tls::TrustedRoots>>,
 }
 
 impl Http {
@@ -95,13 +97,24 @@ impl Http {
         Self {
             base: base.trim_end_matches('/').to_string(),
             timeout,
+            roots: None,
         }
+    }
+
+    /// Trust `roots` instead of the built-in roots.
+    pub fn with_roots(mut self, roots: Option<std::sync::Arc<super::tls::TrustedRoots>>) -> Self {
+        self.roots = roots;
+        self
     }
 }
 
 impl RestTransport for Http {
     fn get(&self, target: &str) -> Result<String, RestError> {
-        get(&format!("{}{target}", self.base), self.timeout)
+        get(
+            &format!("{}{target}", self.base),
+            self.timeout,
+            self.roots.as_deref(),
+        )
     }
 }
 
@@ -245,15 +258,20 @@ pub fn fetch_depth_snapshot(
         .and_then(|body| parse_json(&body))
 }
 
-fn get(url: &str, timeout: Duration) -> Result<String, RestError> {
+fn get(
+    url: &str,
+    timeout: Duration,
+    roots: Option<&super::tls::TrustedRoots>,
+) -> Result<String, RestError> {
     let http = |reason: String| RestError::Http {
         url: url.to_string(),
         reason,
     };
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .build()
-        .new_agent();
+    let mut config = ureq::Agent::config_builder().timeout_global(Some(timeout));
+    if let Some(roots) = roots {
+        config = config.tls_config(roots.rest_tls());
+    }
+    let agent = config.build().new_agent();
     let mut response = agent.get(url).call().map_err(|e| http(e.to_string()))?;
     response
         .body_mut()

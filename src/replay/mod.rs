@@ -2,6 +2,7 @@
 //! REST market-data endpoints from them, so the whole pipeline runs offline exactly as it
 //! would against Binance.
 
+pub mod conn;
 pub mod depth;
 mod faults;
 pub mod frames;

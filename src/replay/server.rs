@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::conn::{is_websocket_upgrade, read_head, MAX_HEAD_BYTES};
 use super::faults::{DropDepth, Inject, SkipTrades};
 use super::frames::FrameSource;
 use super::rest::{RestIndex, RestResponse};
@@ -80,6 +81,8 @@ pub struct ReplayOptions {
     pub drop_depth: Vec<DropDepth>,
     /// Fault injection: well-formed but impossible events streamed after these trades.
     pub inject: Vec<Inject>,
+    /// Serve `wss://` and `https://` with this configuration (certificate and key).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ReplayOptions {
@@ -94,6 +97,7 @@ impl ReplayOptions {
             skip_trades: Vec::new(),
             drop_depth: Vec::new(),
             inject: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -130,13 +134,15 @@ impl Subscription {
 /// A replay server running on its own thread and runtime.
 pub struct RunningReplay {
     pub addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RunningReplay {
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -168,6 +174,7 @@ pub fn spawn_in_thread(
         .local_addr()
         .map_err(|source| ReplayError::Bind { addr: bind, source })?;
     let (stop_tx, stop_rx) = oneshot::channel();
+    let tls = opts.tls.is_some();
     let thread = std::thread::Builder::new()
         .name("replay-server".into())
         .spawn(move || {
@@ -198,6 +205,7 @@ pub fn spawn_in_thread(
         .map_err(|e| ReplayError::Thread(e.to_string()))?;
     Ok(RunningReplay {
         addr,
+        tls,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -237,66 +245,60 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
         let opts = opts.clone();
         let rest = rest.clone();
         tokio::spawn(async move {
-            match request_kind(&tcp).await {
-                Ok(RequestKind::WebSocket) => {}
-                Ok(RequestKind::Rest) => {
-                    if let Err(e) = serve_rest(tcp, &rest).await {
-                        tracing::info!(%peer, error = %e, "replay REST client ended");
+            let _ = tcp.set_nodelay(true);
+            match opts.tls.clone() {
+                Some(tls) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(tcp);
+                    match tokio::time::timeout(HEAD_TIMEOUT, accept).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, &opts, rest).await,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "replay TLS handshake failed")
+                        }
+                        Err(_) => tracing::info!(%peer, "replay TLS handshake timed out"),
                     }
-                    return;
                 }
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "replay client sent no request");
-                    return;
-                }
-            }
-            if let Err(e) = serve_client(tcp, &opts, rest).await {
-                tracing::info!(%peer, error = %e, "replay client ended");
+                None => serve_connection(tcp, peer, &opts, rest).await,
             }
             drop(permit);
         });
     }
 }
 
-enum RequestKind {
-    WebSocket,
-    Rest,
-}
+/// A client has this long to send its request head (and finish a TLS handshake).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest HTTP request head accepted.
-const MAX_HEAD_BYTES: usize = 8192;
-
-/// Look at the request head without consuming it: a WebSocket upgrade goes to the stream
-/// handler untouched, anything else is a REST call.
-async fn request_kind(tcp: &TcpStream) -> std::io::Result<RequestKind> {
-    let mut buf = vec![0u8; MAX_HEAD_BYTES];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = tokio::time::timeout_at(deadline, tcp.peek(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+/// One connection: a WebSocket upgrade streams the capture, anything else is a REST call.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    opts: &ReplayOptions,
+    rest: Arc<RestIndex>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let stream = match read_head(stream, HEAD_TIMEOUT).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "replay client sent no request");
+            return;
         }
-        let head = &buf[..n];
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || n == buf.len() {
-            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-            let upgrade = text
-                .lines()
-                .any(|l| l.starts_with("upgrade:") && l.contains("websocket"));
-            return Ok(if upgrade {
-                RequestKind::WebSocket
-            } else {
-                RequestKind::Rest
-            });
+    };
+    if !is_websocket_upgrade(stream.head()) {
+        if let Err(e) = serve_rest(stream, &rest).await {
+            tracing::info!(%peer, error = %e, "replay REST client ended");
         }
-        // Part of the head has arrived; wait briefly for the rest.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        return;
+    }
+    if let Err(e) = serve_client(stream, opts, rest).await {
+        tracing::info!(%peer, error = %e, "replay client ended");
     }
 }
 
 /// Answer one REST request (`GET <target> HTTP/1.1`) and close.
-async fn serve_rest(mut tcp: TcpStream, rest: &RestIndex) -> std::io::Result<()> {
+async fn serve_rest<S>(mut tcp: S, rest: &RestIndex) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; MAX_HEAD_BYTES];
     let mut len = 0;
@@ -347,12 +349,14 @@ enum ClientError {
 
 // The handshake callback's error type is fixed by tungstenite.
 #[allow(clippy::result_large_err)]
-async fn serve_client(
-    tcp: TcpStream,
+async fn serve_client<S>(
+    tcp: S,
     opts: &ReplayOptions,
     rest: Arc<RestIndex>,
-) -> Result<(), ClientError> {
-    let _ = tcp.set_nodelay(true);
+) -> Result<(), ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut subscription = None;
     let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
         match Subscription::from_uri(req.uri().path(), req.uri().query()) {

@@ -69,6 +69,8 @@ pub fn test_config(url: &str, dir: &Path, key: &Path) -> Config {
     c.feed.url = url.to_string();
     c.feed.on_server_close = OnServerClose::Stop;
     c.feed.connect_timeout_ms = 5_000;
+    // Captures are replayed far faster than any exchange sends.
+    c.feed.max_messages_per_s = 0;
     c.engine.clock = ClockMode::EventTime;
     c.signing.key_file = key.to_path_buf();
     c.sink.dir = dir.join("events");
@@ -295,6 +297,7 @@ pub fn engine_command(url: &str, dir: &Path, key: &Path) -> std::process::Comman
         .env_remove("BIZRA_TEST_TANSU")
         .env("BIZRA_FEED__URL", url)
         .env("BIZRA_FEED__ON_SERVER_CLOSE", "stop")
+        .env("BIZRA_FEED__MAX_MESSAGES_PER_S", "0")
         .env("BIZRA_ENGINE__CLOCK", "event_time")
         .env("BIZRA_SIGNING__KEY_FILE", key)
         .env(
