@@ -41,6 +41,8 @@ pub enum StartError {
     Tokens(#[from] crate::control::TokenError),
     #[error(transparent)]
     Tls(#[from] crate::market::tls::TlsError),
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
     #[error(
         "http.bind {bind} is not a loopback address and the control endpoints have no token: \
          set http.control_tokens_file (or BIZRA_CONTROL_TOKENS), or http.control_enabled = false"

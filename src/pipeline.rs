@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::spool::{Spool, TopicKind};
 use crate::sink::{
-    FileSink, KafkaSink, KafkaSource, NewestRecords, Readback, Sink, SinkError, Topics,
+    FileSink, KafkaEndpoint, KafkaSink, KafkaSource, NewestRecords, Readback, Sink, SinkError,
+    Topics,
 };
 
 /// What a finished run reports.
@@ -56,6 +57,7 @@ fn open_file_sink(config: &Config) -> Result<Sink, SinkError> {
 /// return the sink with the newest event and checkpoint of every chain in the spool.
 async fn open_kafka_sink(
     config: &Config,
+    endpoint: &KafkaEndpoint,
     metrics: Arc<Metrics>,
 ) -> Result<(Sink, NewestRecords), SinkError> {
     let k = &config.kafka;
@@ -66,7 +68,7 @@ async fn open_kafka_sink(
     };
     if k.create_topics {
         crate::sink::ensure_topics(
-            &k.brokers,
+            endpoint,
             &[
                 &topics.decisions,
                 &topics.checkpoints,
@@ -100,14 +102,7 @@ async fn open_kafka_sink(
     let transactional_id = k
         .transactional
         .then(|| format!("bizra-risk.{}", config.engine.engine_id));
-    let sink = KafkaSink::new(
-        &k.brokers,
-        topics,
-        spool,
-        readback,
-        transactional_id,
-        metrics,
-    )?;
+    let sink = KafkaSink::new(endpoint, topics, spool, readback, transactional_id, metrics)?;
     Ok((Sink::Kafka(Box::new(sink)), records))
 }
 
@@ -173,10 +168,11 @@ pub async fn run(
     // checkpoints topics once; a chain continues after the later of its newest record on
     // the topics and in the spool.
     let (sink, kafka_heads) = if config.kafka_enabled() {
-        let (mut sink, mut newest) = open_kafka_sink(&config, metrics.clone())
+        let endpoint = KafkaEndpoint::from_config(&config.kafka).map_err(StartError::from)?;
+        let (mut sink, mut newest) = open_kafka_sink(&config, &endpoint, metrics.clone())
             .await
             .map_err(StartError::from)?;
-        let brokers = config.kafka.brokers.clone();
+        let brokers = endpoint.clone();
         let topics = [
             config.kafka.topic_decisions.clone(),
             config.kafka.topic_checkpoints.clone(),
@@ -266,6 +262,9 @@ pub async fn run(
                     .then(|| crate::http::control::ControlPlane {
                         actor: control.clone(),
                         max_body_bytes: config.http.max_body_bytes,
+                        body_timeout: std::time::Duration::from_millis(
+                            config.http.request_timeout_ms,
+                        ),
                     }),
             };
             let limits = crate::http::Limits::from_config(&config.http);

@@ -314,6 +314,12 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     wait_for("decisions after the flood", Duration::from_secs(60), || {
         next_seq() > after_flood
     });
+    // SIGHUP is a rules reload like any other control request.
+    let reloads = metric(port, "elf_rules_reloads_total{outcome=\"ok\"}");
+    common::send_signal(&engine.id().to_string(), "-HUP");
+    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        metric(port, "elf_rules_reloads_total{outcome=\"ok\"}") > reloads
+    });
     let metrics_text = request(port, "GET", "/metrics", &[], "").2;
 
     let status = engine.wait().unwrap();
@@ -378,6 +384,12 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         1,
         "a flood is signed once a minute per client"
     );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["payload"]["source"] == "SIGNAL" && r["payload"]["outcome"] == "ACCEPTED"),
+        "the SIGHUP reload is signed"
+    );
     let accepted: Vec<&Value> = records
         .iter()
         .filter(|r| r["payload"]["outcome"] == "ACCEPTED")
@@ -394,12 +406,14 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
             "KILL_SWITCH",
             "TRADING_STATE",
             "TRADING_STATE",
+            "RULES_RELOAD",
             "RULES_RELOAD"
         ]
     );
-    assert!(accepted
-        .iter()
-        .all(|r| r["payload"]["token_id"] == "ops-alice" || r["payload"]["token_id"] == "dash"));
+    assert!(accepted.iter().all(|r| {
+        let p = &r["payload"];
+        p["token_id"] == "ops-alice" || p["token_id"] == "dash" || p["source"] == "SIGNAL"
+    }));
     let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
     let out = common::cli_ok(&[
         "verify",
@@ -413,6 +427,22 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     assert!(
         report["chains"]["bizra.control"].is_object(),
         "verify covers the control chain: {report}"
+    );
+
+    // The reference verifier, written from the format document, agrees.
+    let python = std::process::Command::new("python3")
+        .arg(common::repo().join("examples/verify_trail.py"))
+        .arg("--pubkey-file")
+        .arg(tmp.path().join("signing.key.pub"))
+        .arg("--json")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(
+        python.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&python.stdout),
+        String::from_utf8_lossy(&python.stderr)
     );
 
     // No secret anywhere: logs, metrics, HTTP answers, trail, in plain, hex or base64.

@@ -89,6 +89,8 @@ const CORE_FILES: &[&str] = &[
     "src/market/health.rs",
     "src/market/sequence.rs",
     "src/market/skew.rs",
+    "src/control/mod.rs",
+    "src/control/rate.rs",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -115,10 +115,17 @@ impl ControlActor {
                         Effect::Rules(active, shadow),
                     )
                 }
-                Err(e) => (
-                    Err((ControlReason::RulesRejected, e.to_string())),
-                    Effect::None,
-                ),
+                Err(e) => {
+                    self.metrics
+                        .elf_rules_reloads_total
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    tracing::error!(error = %e, "rules reload rejected; previous rules stay in force");
+                    (
+                        Err((ControlReason::RulesRejected, e.to_string())),
+                        Effect::None,
+                    )
+                }
             },
             ControlCommand::State => (Ok(None), Effect::None),
         }

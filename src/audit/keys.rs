@@ -59,28 +59,26 @@ pub fn public_path(secret: &Path) -> std::path::PathBuf {
     s.into()
 }
 
-/// Load a secret key, refusing files that group or others can read.
+/// Load a secret key, refusing files that group or others can read (the rule every
+/// secret file follows: `secret::read_secret_file`); its text is zeroed after parsing.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
-    let meta = fs::metadata(path).map_err(|e| key_err(path, e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_err(
-                path,
-                format!("mode {mode:o} lets others read the secret key; run chmod 600"),
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    let text = fs::read_to_string(path).map_err(|e| key_err(path, e.to_string()))?;
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| key_err(path, "expected 64 hex digits"))?;
-    Ok(SigningKey::from_bytes(&bytes))
+    let text = crate::secret::read_secret_file(path).map_err(|e| AuditError::Key {
+        path: path.display().to_string(),
+        message: match e {
+            crate::secret::SecretError::Readable { mode, .. } => {
+                format!("mode {mode:o} lets others read the secret key; run chmod 600")
+            }
+            other => other.to_string(),
+        },
+    })?;
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(text.expose()).map_err(|_| key_err(path, "expected 64 hex digits"))?,
+    );
+    let bytes: &[u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| key_err(path, "expected 64 hex digits"))?;
+    Ok(SigningKey::from_bytes(bytes))
 }
 
 /// Parse a verifying key from hex, rejecting weak (small-order) keys.

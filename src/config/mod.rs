@@ -154,6 +154,11 @@ impl Config {
         c.elf.rules_file = PathBuf::new();
         c.elf.shadow_rules_file = PathBuf::new();
         c.kafka.brokers.clear();
+        c.kafka.security_protocol.clear();
+        c.kafka.sasl_mechanism.clear();
+        c.kafka.sasl_username.clear();
+        c.kafka.sasl_password_file = PathBuf::new();
+        c.kafka.ssl_ca_file = PathBuf::new();
         c.http.bind.clear();
         c.http.control_tokens_file = PathBuf::new();
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();

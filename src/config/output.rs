@@ -54,6 +54,15 @@ pub struct KafkaConfig {
     pub topic_partitions: i32,
     pub replication_factor: i32,
     pub request_timeout_ms: u64,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// Empty, `PLAIN` (only with `sasl_ssl`), `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    /// The SASL password (mode 0600); empty: `BIZRA_KAFKA_SASL_PASSWORD`.
+    pub sasl_password_file: PathBuf,
+    /// PEM bundle of the CAs that sign the brokers' certificates; empty: the system's.
+    pub ssl_ca_file: PathBuf,
 }
 
 /// The HTTP side: the read-only plane (metrics, health, readiness, the dashboard) and the
@@ -141,6 +150,9 @@ impl Config {
             !self.signing.heads_file.as_os_str().is_empty(),
             "signing.heads_file must be set".into(),
         );
+        for problem in crate::sink::security_problems(&self.kafka) {
+            check(false, problem);
+        }
         check(
             self.kafka.request_timeout_ms > 0,
             "kafka.request_timeout_ms must be > 0".into(),

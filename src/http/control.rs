@@ -16,6 +16,8 @@ use crate::secret::Secret;
 pub struct ControlPlane {
     pub actor: Addr<ControlActor>,
     pub max_body_bytes: usize,
+    /// The body must arrive within this (the head's limit is the server's).
+    pub body_timeout: std::time::Duration,
 }
 
 pub async fn handle(
@@ -28,7 +30,21 @@ pub async fn handle(
             .content_type("text/plain")
             .body("control endpoints are disabled (http.control_enabled = false)\n");
     };
-    let body = read_body(&req, &mut payload, plane.max_body_bytes).await;
+    let body = tokio::time::timeout(
+        plane.body_timeout,
+        read_body(&req, &mut payload, plane.max_body_bytes),
+    )
+    .await;
+    let Ok(body) = body else {
+        state
+            .metrics
+            .input_limit_breaches_total
+            .with_label_values(&["http_body_timeout"])
+            .inc();
+        return HttpResponse::RequestTimeout()
+            .content_type("text/plain")
+            .body("the body did not arrive within http.request_timeout_ms\n");
+    };
     if body.is_none() {
         state
             .metrics

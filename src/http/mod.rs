@@ -2,8 +2,9 @@
 //! `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (ready, or which condition
 //! fails), and the live risk dashboard at `/` with its data under `/api/`; a slow client
 //! never slows the data path. The control plane under `/control/` (`control.rs`) needs a
-//! bearer token. Every connection has limits: head within `request_timeout_ms` (32 KiB at
-//! most), body within `max_body_bytes`, idle keep-alive, a cap on connections.
+//! bearer token. Every connection has limits: head within `request_timeout_ms` and
+//! `max_header_bytes`, control bodies within `max_body_bytes` and `request_timeout_ms`,
+//! idle keep-alive, a cap on connections.
 
 pub mod control;
 pub mod dashboard;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -53,7 +52,7 @@ impl Topics {
 /// the broker is away records accumulate in the spool; a full spool makes `send` wait.
 pub struct KafkaSink {
     producer: FutureProducer,
-    brokers: String,
+    brokers: super::KafkaEndpoint,
     topics: Topics,
     spool: Spool,
     in_flight: VecDeque<(Sent, DeliveryFuture)>,
@@ -151,12 +150,11 @@ impl KafkaSink {
     /// The idempotent producer; with a transactional ID, a transactional one whose
     /// transactions are initialised (fencing an earlier instance with the same ID).
     fn make_producer(
-        brokers: &str,
+        brokers: &super::KafkaEndpoint,
         transactional_id: Option<&str>,
     ) -> Result<FutureProducer, SinkError> {
-        let mut config = ClientConfig::new();
+        let mut config = brokers.client_config();
         config
-            .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -241,20 +239,21 @@ impl KafkaSink {
     }
 
     pub fn new(
-        brokers: &str,
+        brokers: impl Into<super::KafkaEndpoint>,
         topics: Topics,
         spool: Spool,
         readback: Readback,
         transactional_id: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
+        let brokers = brokers.into();
         Ok(Self {
-            producer: Self::make_producer(brokers, transactional_id.as_deref())?,
+            producer: Self::make_producer(&brokers, transactional_id.as_deref())?,
             transactional_id,
             txn_open: false,
             uncommitted: Vec::new(),
             on_topic: HashMap::new(),
-            brokers: brokers.to_string(),
+            brokers,
             topics,
             spool,
             in_flight: VecDeque::new(),
@@ -704,7 +703,7 @@ fn delivery_result<E>(
 
 /// Create the topics that do not exist yet (brokers without auto-creation).
 pub async fn ensure_topics(
-    brokers: &str,
+    brokers: impl Into<super::KafkaEndpoint>,
     names: &[&str],
     partitions: i32,
     replication: i32,
@@ -712,10 +711,8 @@ pub async fn ensure_topics(
 ) -> Result<(), SinkError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(kerr)?;
+    let admin: AdminClient<DefaultClientContext> =
+        brokers.into().client_config().create().map_err(kerr)?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))

@@ -1,5 +1,6 @@
 //! Where signed records go: Kafka when brokers are configured, else append-only files.
 
+mod endpoint;
 mod file;
 mod kafka;
 mod newest;
@@ -8,6 +9,7 @@ pub mod spool;
 
 pub use crate::engine::VarSnapshot;
 pub use crate::trail::{KafkaSource, StartAt};
+pub use endpoint::{security_problems, KafkaEndpoint, SASL_PASSWORD_ENV};
 pub use file::{FileSink, CHECKPOINT_SUFFIX};
 pub use kafka::{ensure_topics, KafkaSink, Readback, Topics, SCHEMA_VERSION};
 pub use newest::NewestRecords;

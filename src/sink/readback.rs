@@ -37,7 +37,7 @@ pub struct PartitionView {
 
 /// For each (topic, partition), the records from the given offset to the end.
 pub fn read_back(
-    brokers: &str,
+    brokers: &super::KafkaEndpoint,
     from: &BTreeMap<(String, i32), i64>,
     timeout: Duration,
 ) -> Result<BTreeMap<(String, i32), PartitionView>, SinkError> {

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -45,12 +44,12 @@ impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 /// A consumer that reads partitions it assigns itself, from given offsets to their end,
 /// committing nothing.
 pub fn reader(
-    brokers: &str,
+    brokers: &crate::sink::KafkaEndpoint,
     group_id: &str,
     isolation_level: &str,
 ) -> Result<BaseConsumer<ReaderContext>, SinkError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    brokers
+        .client_config()
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -66,10 +65,14 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+    pub fn new(
+        brokers: impl Into<crate::sink::KafkaEndpoint>,
+        topic: &str,
+    ) -> Result<Self, SinkError> {
+        let brokers = brokers.into();
         // Desks and auditors see committed records only (all of them, unless the engine
         // publishes transactionally).
-        let consumer = reader(brokers, "bizra-risk-verify", "read_committed")?;
+        let consumer = reader(&brokers, "bizra-risk-verify", "read_committed")?;
         Ok(Self {
             consumer,
             topic: topic.to_string(),
