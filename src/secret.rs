@@ -45,14 +45,15 @@ impl std::fmt::Display for Secret {
 pub enum SecretError {
     #[error("secret file {path}: {reason}")]
     File { path: String, reason: String },
-    #[error("secret file {path}: mode {mode:o} lets group or others read it; run chmod 600")]
+    #[error("secret file {path}: mode {mode:o} lets others read it; run chmod 600")]
     Readable { path: String, mode: u32 },
     #[error("secret file {path} is {bytes} bytes; at most {max} are read")]
     TooLarge { path: String, bytes: u64, max: u64 },
 }
 
-/// Read a secret file: it must be readable by its owner only (mode 0600 or 0400) and at
-/// most `MAX_SECRET_FILE_BYTES` long. Surrounding whitespace is trimmed.
+/// Read a secret file: readable by its owner only (mode 0600 or 0400; or by the engine's
+/// own group, see `check_owner_only`) and at most `MAX_SECRET_FILE_BYTES` long.
+/// Surrounding whitespace is trimmed.
 pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     let shown = path.display().to_string();
     let err = |reason: String| SecretError::File {
@@ -73,13 +74,19 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     Ok(Secret::new(text.trim().to_string()))
 }
 
-/// Refuse a secret file that group or others may read (on Unix).
+/// Refuse a secret file that others may read, or that a group other than the engine's own
+/// may read (on Unix). The engine's own group is allowed because Kubernetes mounts Secret
+/// files as `root:<fsGroup>` mode 0440, readable through the pod's group only.
 pub fn check_owner_only(path: &Path, meta: &std::fs::Metadata) -> Result<(), SecretError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let own_group = meta.gid() == unsafe { libc::getegid() };
+        let others = mode & 0o007 != 0;
+        let foreign_group = mode & 0o070 != 0 && !own_group;
+        if others || foreign_group {
             return Err(SecretError::Readable {
                 path: path.display().to_string(),
                 mode,
@@ -126,5 +133,10 @@ mod tests {
         assert!(!e.to_string().contains("abc"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret_file(&path).unwrap().expose(), "abc");
+        // Kubernetes: root:<fsGroup> 0440, the engine reading through its own group.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert_eq!(read_secret_file(&path).unwrap().expose(), "abc");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
+        assert!(read_secret_file(&path).is_err());
     }
 }

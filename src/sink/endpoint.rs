@@ -217,7 +217,7 @@ mod tests {
         // librdkafka is built with TLS and SCRAM: the client accepts the settings.
         let producer: Result<rdkafka::producer::BaseProducer, _> = c.create();
         assert!(producer.is_ok(), "{:?}", producer.err());
-        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o604)).unwrap();
         assert!(KafkaEndpoint::from_config(&k).is_err());
     }
 }
