@@ -456,6 +456,19 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         haystack.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
     }
     assert!(haystack.contains("ops-alice"), "the token ID is named");
+    let signing_key = std::fs::read_to_string(&key).unwrap().trim().to_string();
+    let key_bytes = hex::decode(&signing_key).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for form in [
+        signing_key.clone(),
+        signing_key.to_uppercase(),
+        b64.encode(&key_bytes),
+    ] {
+        assert!(
+            !haystack.contains(&form),
+            "the signing key leaked as {form}"
+        );
+    }
     for secret in [OPERATOR, VIEWER] {
         let b64 = base64::engine::general_purpose::STANDARD;
         for form in [

@@ -224,3 +224,31 @@ fn an_oversized_message_and_a_flood_cut_the_connection_and_the_engine_reconnects
     );
     assert_eq!(server.join().unwrap(), 2);
 }
+
+#[test]
+fn deeply_nested_frames_and_rule_files_are_refused_not_overflowed() {
+    // A frame nested far deeper than any Binance message: a typed error, no stack overflow.
+    let deep = format!(
+        "{{\"stream\":\"btcusdt@trade\",\"data\":{}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(bizra_risk::market::binance::parse_combined(&deep).is_err());
+    let deep_object = format!("{}{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    assert!(bizra_risk::market::binance::parse_combined(&deep_object).is_err());
+    // A rules file nested beyond the YAML parser's depth limit is refused with an error.
+    let yaml = format!(
+        "version: 1\nrules: {}[]{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    assert!(bizra_risk::elf::RuleSet::parse(&yaml).is_err());
+    // And one over the size limit is refused before it is read.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("rules.yaml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let e = bizra_risk::elf::RuleSet::load(&big)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("over the limit"), "{e}");
+}
