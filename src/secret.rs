@@ -82,8 +82,7 @@ pub fn check_owner_only(path: &Path, meta: &std::fs::Metadata) -> Result<(), Sec
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        // SAFETY: getegid has no preconditions and cannot fail.
-        let own_group = meta.gid() == unsafe { libc::getegid() };
+        let own_group = process_groups().contains(&meta.gid());
         let others = mode & 0o007 != 0;
         let foreign_group = mode & 0o070 != 0 && !own_group;
         if others || foreign_group {
@@ -96,6 +95,25 @@ pub fn check_owner_only(path: &Path, meta: &std::fs::Metadata) -> Result<(), Sec
     #[cfg(not(unix))]
     let _ = (path, meta);
     Ok(())
+}
+
+/// The engine's effective group and its supplementary groups.
+#[cfg(unix)]
+fn process_groups() -> Vec<u32> {
+    // SAFETY: getegid has no preconditions; getgroups writes at most `len` entries into a
+    // buffer of that length and returns how many it wrote (or -1).
+    unsafe {
+        let mut groups = vec![libc::getegid()];
+        let len = libc::getgroups(0, std::ptr::null_mut());
+        if len > 0 {
+            let mut buf = vec![0 as libc::gid_t; len as usize];
+            let n = libc::getgroups(len, buf.as_mut_ptr());
+            if n > 0 {
+                groups.extend_from_slice(&buf[..n as usize]);
+            }
+        }
+        groups
+    }
 }
 
 /// A secret from the environment variable `name`, when set and not empty.

@@ -126,10 +126,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     let tmp = tempfile::tempdir().unwrap();
     let key = common::new_key(tmp.path());
     let tokens = tokens_file(tmp.path(), 0o600);
-    let mut opts = ReplayOptions::new(
-        common::capture_files_of_day("20240809"),
-        Speed::Factor(12.0),
-    );
+    let mut opts = ReplayOptions::new(common::capture_files_of_day("20240809"), Speed::Factor(8.0));
     opts.history = common::capture_files_of_day("20240808");
     let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
     let port = common::free_port();
@@ -340,7 +337,19 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         assert!(acts(0, before[n])
             .iter()
             .all(|(_, _, r)| !r.contains(&kill)));
-        for (seq, action, reasons) in acts(engaged_at[n], released_before[n]) {
+        // The sequence number read back after the switch engaged may trail a decision or
+        // two still on its way to the sink: the first blocked one comes within that slack,
+        // and every action after it, until the release, is blocked.
+        let during_kill = acts(engaged_at[n], released_before[n]);
+        let first = during_kill
+            .iter()
+            .position(|(_, _, r)| r.contains(&kill))
+            .unwrap_or(during_kill.len());
+        assert!(
+            first <= 2,
+            "{chain}: {first} actions passed after the switch engaged"
+        );
+        for (seq, action, reasons) in &during_kill[first..] {
             assert!(
                 reasons.contains(&kill),
                 "{chain} seq {seq} {action}: {reasons:?}"
@@ -379,9 +388,9 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     ] {
         assert!(by_reason(reason) >= 1, "no signed {reason} refusal");
     }
-    assert_eq!(
-        by_reason("RATE_LIMITED"),
-        1,
+    // Once a minute per client: twice when the flood straddles a minute's turn.
+    assert!(
+        (1..=2).contains(&by_reason("RATE_LIMITED")),
         "a flood is signed once a minute per client"
     );
     assert!(
@@ -505,6 +514,8 @@ fn start_up_refuses_open_control_without_tokens_and_readable_secret_files() {
     let key = common::new_key(tmp.path());
     let port = common::free_port();
     let run = |envs: &[(&str, String)]| {
+        // Each start's log on its own: a message from an earlier start must not count.
+        let _ = std::fs::remove_file(tmp.path().join("engine.log"));
         let mut cmd = common::engine_command("ws://127.0.0.1:9/ws", tmp.path(), &key);
         for (k, v) in envs {
             cmd.env(k, v);

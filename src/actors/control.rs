@@ -54,6 +54,9 @@ pub struct ControlActor {
     metrics: Arc<Metrics>,
     /// The newest rules a reload loaded, for gates attached after it.
     reloaded: Option<(Arc<RuleSet>, Option<Arc<RuleSet>>)>,
+    /// Sealed at shutdown, or a record did not reach the sink: requests are answered 503,
+    /// unsigned.
+    stopped: bool,
 }
 
 /// What an admitted command does once its record is published.
@@ -81,6 +84,7 @@ impl ControlActor {
             config,
             metrics,
             reloaded: None,
+            stopped: false,
         }
     }
 
@@ -108,8 +112,6 @@ impl ControlActor {
             ControlCommand::RulesReload => match crate::assemble::load_rules(&self.config) {
                 Ok((active, shadow)) => {
                     let sha = active.hash_hex().to_string();
-                    self.step.note_rules(sha.clone());
-                    self.reloaded = Some((active.clone(), shadow.clone()));
                     (
                         Ok(Some(format!("rules_sha256 {sha}"))),
                         Effect::Rules(active, shadow),
@@ -166,8 +168,16 @@ impl Handler<Control> for ControlActor {
     type Result = AtomicResponse<Self, ControlReply>;
 
     fn handle(&mut self, msg: Control, _: &mut Self::Context) -> Self::Result {
+        if self.stopped {
+            // Sealed at shutdown, or the sink failed: nothing more is signed or done.
+            let reply = ControlReply {
+                status: 503,
+                body: serde_json::json!({"outcome": "FAILED", "detail": "the engine is stopping"}),
+            };
+            return AtomicResponse::new(Box::pin(fut::ready(reply)));
+        }
         let now_ms = crate::clock::system_now_ms();
-        let (record, effect) = match self.step.admit(&msg.0, now_ms) {
+        let (record, effect, command) = match self.step.admit(&msg.0, now_ms) {
             Admission::Refused { record: None } => {
                 self.count(None);
                 let reply = ControlReply {
@@ -176,19 +186,20 @@ impl Handler<Control> for ControlActor {
                 };
                 return AtomicResponse::new(Box::pin(fut::ready(reply)));
             }
-            Admission::Refused { record: Some(r) } => (r, Effect::None),
+            Admission::Refused { record: Some(r) } => (r, Effect::None, None),
             Admission::Do {
                 command,
                 mut record,
             } => {
                 let (result, effect) = self.prepare(&command);
-                self.step.finish(&command, &mut record, result);
-                (record, effect)
+                self.step.finish(&mut record, result);
+                let done = record.reason.is_none().then_some(command);
+                (record, effect, done)
             }
         };
         self.count(Some(&record));
         let status = http_status(&record);
-        let state = (record.reason.is_none() && record.request == Some(ControlCommand::State))
+        let state = (command == Some(ControlCommand::State))
             .then(|| serde_json::to_value(self.step.state()).unwrap_or_default());
         tracing::info!(
             request_id = %record.request_id,
@@ -212,42 +223,80 @@ impl Handler<Control> for ControlActor {
         let publisher = self.publisher.clone();
         let gates = self.gates.clone();
         let kill_switch = self.kill_switch.clone();
-        let metrics = self.metrics.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let signed = match signed {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "control request not signed; not carried out");
-                        return ControlReply {
-                            status: 500,
-                            body: serde_json::json!({"outcome": "FAILED", "detail": "not signed"}),
-                        };
+                        let body = serde_json::json!({"outcome": "FAILED", "detail": "not signed"});
+                        return (ControlReply { status: 500, body }, Published::No, None);
                     }
                 };
                 body["chain"] = signed.event.chain.clone().into();
                 body["seq"] = signed.event.seq.into();
-                let mut published = publisher.send(Publish::from(signed.event)).await;
-                if let (Ok(Ok(())), Some(cp)) = (&published, signed.checkpoint) {
-                    published = publisher.send(Publish::from(cp)).await;
-                }
-                if !matches!(published, Ok(Ok(()))) {
+                if !matches!(
+                    publisher.send(Publish::from(signed.event)).await,
+                    Ok(Ok(()))
+                ) {
                     tracing::error!("control record not published; request not carried out");
-                    return ControlReply {
-                        status: 503,
-                        body: serde_json::json!({"outcome": "FAILED", "detail": "not published"}),
-                    };
+                    let body = serde_json::json!({"outcome": "FAILED", "detail": "not published"});
+                    return (ControlReply { status: 503, body }, Published::No, None);
                 }
-                apply(effect, &gates, &kill_switch, &metrics).await;
-                ControlReply { status, body }
+                // The record is in the trail: its effect follows, whatever becomes of the
+                // checkpoint.
+                let rules = match &effect {
+                    Effect::Rules(a, s) => Some((a.clone(), s.clone())),
+                    _ => None,
+                };
+                apply(effect, &gates, &kill_switch).await;
+                let checkpoint_ok = match signed.checkpoint {
+                    Some(cp) => matches!(publisher.send(Publish::from(cp)).await, Ok(Ok(()))),
+                    None => true,
+                };
+                let published = if checkpoint_ok {
+                    Published::Yes
+                } else {
+                    tracing::error!("control checkpoint not published");
+                    Published::EventOnly
+                };
+                (ControlReply { status, body }, published, rules)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |(reply, published, rules), act, _| {
+                if published != Published::No {
+                    if let Some(command) = &command {
+                        act.step.commit(command);
+                    }
+                    if let Some(rules) = rules {
+                        act.metrics
+                            .elf_rules_reloads_total
+                            .with_label_values(&["ok"])
+                            .inc();
+                        act.step.note_rules(rules.0.hash_hex().to_string());
+                        act.reloaded = Some(rules);
+                    }
+                }
+                if published != Published::Yes {
+                    // The chain's head moved past what the trail holds: stop signing.
+                    act.stopped = true;
+                }
+                reply
+            }),
         ))
     }
 }
 
+/// How far a control record reached the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    No,
+    EventOnly,
+    Yes,
+}
+
 /// Carry out an admitted command, after its record is published.
-async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch, metrics: &Metrics) {
+async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch) {
     match effect {
         Effect::None => {}
         Effect::KillSwitch(true) => kill_switch.engage(),
@@ -270,10 +319,6 @@ async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch, me
             }
         }
         Effect::Rules(active, shadow) => {
-            metrics
-                .elf_rules_reloads_total
-                .with_label_values(&["ok"])
-                .inc();
             for g in gates {
                 let msg = ReloadRules {
                     active: active.clone(),
@@ -304,11 +349,10 @@ impl Handler<AttachGates> for ControlActor {
         }
         let gates = self.gates.clone();
         let kill_switch = self.kill_switch.clone();
-        let metrics = self.metrics.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 for e in effects {
-                    apply(e, &gates, &kill_switch, &metrics).await;
+                    apply(e, &gates, &kill_switch).await;
                 }
             }
             .into_actor(self),
@@ -319,6 +363,7 @@ impl Handler<AttachGates> for ControlActor {
 impl Handler<SealControl> for ControlActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, _: SealControl, _: &mut Self::Context) -> Self::Result {
+        self.stopped = true;
         let checkpoint = self.step.seal_checkpoint();
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(

@@ -348,6 +348,7 @@ async fn run(
                 if old_done || Instant::now() >= until {
                     _write = w;
                     read = r;
+                    (rate_second, rate_count) = (0, 0);
                     connected_at = Instant::now();
                     host.rotate_now = false;
                     retry_rotation_at = None;

@@ -159,8 +159,21 @@ impl Config {
         c.kafka.sasl_username.clear();
         c.kafka.sasl_password_file = PathBuf::new();
         c.kafka.ssl_ca_file = PathBuf::new();
-        c.http.bind.clear();
-        c.http.control_tokens_file = PathBuf::new();
+        // How the engine is served and guarded changes no decision.
+        c.http = HttpConfig {
+            bind: String::new(),
+            control_enabled: false,
+            control_tokens_file: PathBuf::new(),
+            control_requests_per_minute: 0,
+            control_burst: 0,
+            max_body_bytes: 0,
+            max_header_bytes: 0,
+            request_timeout_ms: 0,
+            keep_alive_s: 0,
+            max_connections: 0,
+        };
+        c.feed.max_ws_message_bytes = 0;
+        c.feed.max_messages_per_s = 0;
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }

@@ -170,8 +170,8 @@ impl Config {
             "http.max_body_bytes must be in 1..=1048576".into(),
         );
         check(
-            (1024..=1 << 20).contains(&self.http.max_header_bytes),
-            "http.max_header_bytes must be in 1024..=1048576".into(),
+            (1024..=65_536).contains(&self.http.max_header_bytes),
+            "http.max_header_bytes must be in 1024..=65536".into(),
         );
         check(
             (100..=60_000).contains(&self.http.request_timeout_ms),

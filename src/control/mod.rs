@@ -91,7 +91,10 @@ pub struct ControlSigned {
 pub struct ControlStep {
     signer: ChainSigner,
     tokens: Tokens,
+    /// Per token (authenticated) and per address (not).
     rate: RateLimit,
+    /// All unauthenticated requests together: ten times one client's allowance.
+    anonymous: RateLimit,
     symbols: Vec<String>,
     state: ControlState,
     assigned_ids: u64,
@@ -108,6 +111,7 @@ impl ControlStep {
         Self {
             signer,
             tokens,
+            anonymous: rate.scaled(10),
             rate,
             symbols,
             state: ControlState {
@@ -126,7 +130,10 @@ impl ControlStep {
         &self.state
     }
 
-    /// Decide whether a request may be carried out.
+    /// Decide whether a request may be carried out. Checked in order: credentials (a token
+    /// in the query string, then the bearer token), the rate limit (per token, or per address
+    /// and for all unauthenticated callers together), a query string, the endpoint, the
+    /// role, the body's size and shape, the symbol.
     pub fn admit(&mut self, input: &ControlInput, now_ms: i64) -> Admission {
         let req = match input {
             ControlInput::Hangup => {
@@ -173,7 +180,45 @@ impl ControlStep {
                 record: Some(record),
             }
         };
-        match self.rate.admit(&req.client_ip, now_ms) {
+        let query = req.query.expose();
+        let credential_in_query = query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            CREDENTIAL_PARAMS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+        });
+        // A token in the URL is never used, even when it is right.
+        let caller = if credential_in_query {
+            Err((
+                ControlReason::TokenInQuery,
+                "tokens are accepted only in the Authorization header",
+            ))
+        } else {
+            self.tokens
+                .authenticate(req.authorization.as_ref().map(Secret::expose))
+                .map_err(|failure| match failure {
+                    AuthFailure::Missing => (ControlReason::Unauthenticated, "no bearer token"),
+                    AuthFailure::Malformed => (
+                        ControlReason::TokenMalformed,
+                        "Authorization must be 'Bearer <token>'",
+                    ),
+                    AuthFailure::Unknown => (ControlReason::TokenUnknown, "no such token"),
+                })
+        };
+        // Authenticated callers are limited per token; the others per address and, all
+        // together, by a shared bucket, so neither can starve the other nor fill the trail.
+        let limited = match &caller {
+            Ok(c) => self.rate.admit(&format!("token:{}", c.token_id), now_ms),
+            Err(_) => match self.rate.admit(&format!("ip:{}", req.client_ip), now_ms) {
+                Admit::Allowed => self.anonymous.admit("anonymous", now_ms),
+                limited => limited,
+            },
+        };
+        if let Ok(c) = &caller {
+            record.token_id = Some(c.token_id.clone());
+            record.role = Some(c.role);
+        }
+        match limited {
             Admit::Allowed => {}
             Admit::Limited { sign: false, .. } => return Admission::Refused { record: None },
             Admit::Limited {
@@ -182,8 +227,7 @@ impl ControlStep {
             } => {
                 let detail = if unsigned_before > 0 {
                     format!(
-                        "{unsigned_before} earlier rate-limited request(s) from this client were \
-                         counted, not signed"
+                        "{unsigned_before} earlier rate-limited request(s) were counted, not signed"
                     )
                 } else {
                     String::new()
@@ -191,49 +235,17 @@ impl ControlStep {
                 return refuse(record, ControlReason::RateLimited, &detail);
             }
         }
-        let query = req.query.expose();
-        if !query.is_empty() {
-            let carries_credential = query.split('&').any(|pair| {
-                let name = pair.split('=').next().unwrap_or_default();
-                CREDENTIAL_PARAMS
-                    .iter()
-                    .any(|c| name.eq_ignore_ascii_case(c))
-            });
-            return if carries_credential {
-                refuse(
-                    record,
-                    ControlReason::TokenInQuery,
-                    "tokens are accepted only in the Authorization header",
-                )
-            } else {
-                refuse(
-                    record,
-                    ControlReason::BadRequest,
-                    "control endpoints take no query string",
-                )
-            };
-        }
-        let caller = match self
-            .tokens
-            .authenticate(req.authorization.as_ref().map(Secret::expose))
-        {
+        let caller = match caller {
             Ok(c) => c,
-            Err(AuthFailure::Missing) => {
-                return refuse(record, ControlReason::Unauthenticated, "no bearer token")
-            }
-            Err(AuthFailure::Malformed) => {
-                return refuse(
-                    record,
-                    ControlReason::TokenMalformed,
-                    "Authorization must be 'Bearer <token>'",
-                )
-            }
-            Err(AuthFailure::Unknown) => {
-                return refuse(record, ControlReason::TokenUnknown, "no such token")
-            }
+            Err((reason, detail)) => return refuse(record, reason, detail),
         };
-        record.token_id = Some(caller.token_id.clone());
-        record.role = Some(caller.role);
+        if !query.is_empty() {
+            return refuse(
+                record,
+                ControlReason::BadRequest,
+                "control endpoints take no query string",
+            );
+        }
         let endpoint = match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/control/kill-switch") => Endpoint::KillSwitch,
             ("POST", "/control/trading-state") => Endpoint::TradingState,
@@ -286,7 +298,6 @@ impl ControlStep {
     /// Record what carrying out an admitted command did: `Ok(detail)` or a failure.
     pub fn finish(
         &mut self,
-        command: &ControlCommand,
         record: &mut ControlRecord,
         result: Result<Option<String>, (ControlReason, String)>,
     ) {
@@ -294,24 +305,27 @@ impl ControlStep {
             Ok(detail) => {
                 record.outcome = ControlOutcome::Accepted;
                 record.detail = detail;
-                match command {
-                    ControlCommand::KillSwitch { engaged } => {
-                        self.state.kill_switch_engaged = *engaged
-                    }
-                    ControlCommand::TradingState { state, symbol } => match symbol {
-                        Some(s) => {
-                            self.state.symbol_trading_states.insert(s.clone(), *state);
-                        }
-                        None => self.state.global_trading_state = Some(*state),
-                    },
-                    ControlCommand::RulesReload | ControlCommand::State => {}
-                }
             }
             Err((reason, detail)) => {
                 record.outcome = ControlOutcome::Failed;
                 record.reason = Some(reason);
                 record.detail = Some(detail);
             }
+        }
+    }
+
+    /// An accepted command's record reached the trail and it was carried out: the control
+    /// state now shows it.
+    pub fn commit(&mut self, command: &ControlCommand) {
+        match command {
+            ControlCommand::KillSwitch { engaged } => self.state.kill_switch_engaged = *engaged,
+            ControlCommand::TradingState { state, symbol } => match symbol {
+                Some(s) => {
+                    self.state.symbol_trading_states.insert(s.clone(), *state);
+                }
+                None => self.state.global_trading_state = Some(*state),
+            },
+            ControlCommand::RulesReload | ControlCommand::State => {}
         }
     }
 

@@ -44,6 +44,15 @@ impl RateLimit {
         }
     }
 
+    /// A limiter allowing `factor` times as much (its table starts empty).
+    pub fn scaled(&self, factor: u32) -> Self {
+        Self {
+            burst: self.burst * f64::from(factor),
+            per_ms: self.per_ms * f64::from(factor),
+            clients: HashMap::new(),
+        }
+    }
+
     pub fn admit(&mut self, client: &str, now_ms: i64) -> Admit {
         if self.clients.len() >= MAX_CLIENTS && !self.clients.contains_key(client) {
             self.forget_idlest();

@@ -5,7 +5,6 @@ const OP: &str = "operator-token-0123456789abcdef0123";
 const VIEW: &str = "viewer-token-0123456789abcdef012345";
 
 fn step() -> ControlStep {
-    std::env::remove_var(tokens::TOKENS_ENV);
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let signer = ChainSigner::new(
         key,
@@ -126,7 +125,8 @@ fn operators_are_admitted_and_the_record_is_signed_on_the_control_chain() {
     };
     assert_eq!(record.request_id, "req-1");
     assert_eq!(record.token_id.as_deref(), Some("ops"));
-    s.finish(&command, &mut record, Ok(None));
+    s.finish(&mut record, Ok(None));
+    s.commit(&command);
     assert_eq!(
         s.state().symbol_trading_states.get("BTCUSDT"),
         Some(&TradingStateName::Halted)
@@ -178,4 +178,26 @@ fn a_hangup_is_an_authorised_rules_reload() {
     };
     assert_eq!(command, ControlCommand::RulesReload);
     assert_eq!(record.source, ControlSource::Signal);
+}
+
+#[test]
+fn an_anonymous_flood_from_the_operators_address_does_not_starve_the_operator() {
+    let mut s = step();
+    for t in 0..100 {
+        let _ = s.admit(&http("POST", "/control/kill-switch", None, "{}"), t);
+    }
+    let engage = r#"{"engaged": true}"#;
+    assert!(matches!(
+        s.admit(&http("POST", "/control/kill-switch", Some(OP), engage), 100),
+        Admission::Do { .. }
+    ));
+    // A token in the query string is refused as anonymous, and limited like one.
+    let ControlInput::Http(mut q) = http("POST", "/control/kill-switch", Some(OP), engage) else {
+        unreachable!()
+    };
+    q.query = Secret::new(format!("token={OP}"));
+    assert!(matches!(
+        s.admit(&ControlInput::Http(q), 101),
+        Admission::Refused { record: None }
+    ));
 }

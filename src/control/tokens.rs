@@ -184,28 +184,33 @@ impl Tokens {
     ) -> Result<Self, TokenError> {
         let mut problems = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
-        for (id, role, token) in specs {
+        for (n, (id, role, token)) in specs.into_iter().enumerate() {
             let id_ok = !id.is_empty()
                 && id.len() <= 64
                 && id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !id_ok {
+            // An ID that breaks the rules may be a token in the wrong place: never quote it.
+            let name = if id_ok {
+                format!("token {id:?}")
+            } else {
                 problems.push(format!(
-                    "token ID {id:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"
+                    "token {} has an ID that is not 1-64 characters of A-Z a-z 0-9 . _ -",
+                    n + 1
                 ));
-            }
+                format!("token {}", n + 1)
+            };
             if token.expose().chars().count() < MIN_TOKEN_CHARS {
                 problems.push(format!(
-                    "token {id:?} is shorter than {MIN_TOKEN_CHARS} characters"
+                    "{name} is shorter than {MIN_TOKEN_CHARS} characters"
                 ));
             }
             let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
-            if entries.iter().any(|e| e.id == id) {
-                problems.push(format!("token ID {id:?} appears twice"));
+            if id_ok && entries.iter().any(|e| e.id == id) {
+                problems.push(format!("{name} appears twice"));
             }
             if entries.iter().any(|e| bool::from(e.digest.ct_eq(&digest))) {
-                problems.push(format!("token {id:?} repeats another token's secret"));
+                problems.push(format!("{name} repeats another token's secret"));
             }
             entries.push(Entry { id, role, digest });
         }
@@ -222,9 +227,11 @@ impl Tokens {
     /// exit), each in constant time over equal-length digests.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthFailure> {
         let header = authorization.ok_or(AuthFailure::Missing)?;
+        // The scheme name is case-insensitive (RFC 9110 section 11.1).
         let presented = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(AuthFailure::Malformed)?;
         let digest = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(presented.as_bytes())));
@@ -270,6 +277,11 @@ mod tests {
         assert_eq!(v.role, Role::Viewer);
         assert_eq!(t.authenticate(None), Err(AuthFailure::Missing));
         assert_eq!(t.authenticate(Some(OP)), Err(AuthFailure::Malformed));
+        assert!(t.authenticate(Some(&format!("bearer {OP}"))).is_ok());
+        assert_eq!(
+            t.authenticate(Some(&format!("Basic {OP}"))),
+            Err(AuthFailure::Malformed)
+        );
         assert_eq!(
             t.authenticate(Some("Bearer wrong-token-0123456789abcdef0123")),
             Err(AuthFailure::Unknown)
@@ -294,7 +306,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("\"bad id\"") && e.contains("shorter") && e.contains("twice"),
+            e.contains("token 1 has an ID")
+                && e.contains("shorter")
+                && e.contains("twice")
+                && !e.contains("bad id"),
             "{e}"
         );
         assert!(!e.contains(VIEW) && !e.contains("short,"), "{e}");

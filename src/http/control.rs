@@ -45,13 +45,23 @@ pub async fn handle(
             .content_type("text/plain")
             .body("the body did not arrive within http.request_timeout_ms\n");
     };
-    if body.is_none() {
-        state
-            .metrics
-            .input_limit_breaches_total
-            .with_label_values(&["http_body_bytes"])
-            .inc();
-    }
+    let body = match body {
+        Ok(b) => Some(b),
+        Err(BodyError::TooLarge) => {
+            state
+                .metrics
+                .input_limit_breaches_total
+                .with_label_values(&["http_body_bytes"])
+                .inc();
+            None
+        }
+        // Nothing to sign: the request never arrived whole.
+        Err(BodyError::Broken) => {
+            return HttpResponse::BadRequest()
+                .content_type("text/plain")
+                .body("the body broke off\n")
+        }
+    };
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -70,8 +80,10 @@ pub async fn handle(
         authorization: header("authorization").map(Secret::new),
         body,
     });
-    match plane.actor.send(Control(input)).await {
-        Ok(reply) => {
+    // The actor waits for the sink; a request never waits longer than this for it.
+    let reply = tokio::time::timeout(ACTOR_TIMEOUT, plane.actor.send(Control(input))).await;
+    match reply {
+        Ok(Ok(reply)) => {
             let status = actix_web::http::StatusCode::from_u16(reply.status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = HttpResponse::build(status);
@@ -86,29 +98,47 @@ pub async fn handle(
             }
             response.json(reply.body)
         }
-        Err(_) => HttpResponse::ServiceUnavailable()
+        Ok(Err(_)) => HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("the engine is stopping\n"),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("the engine did not answer in time; the request may still be carried out\n"),
     }
 }
 
-/// The body, or `None` when it is (or says it is) longer than `max` bytes.
-async fn read_body(req: &HttpRequest, payload: &mut web::Payload, max: usize) -> Option<Vec<u8>> {
+/// How long a control request waits for the control actor.
+const ACTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a body could not be read.
+enum BodyError {
+    /// Longer than the limit (or declared so).
+    TooLarge,
+    /// The client broke off or sent a broken encoding.
+    Broken,
+}
+
+/// The body, unless it is (or says it is) longer than `max` bytes or breaks off.
+async fn read_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
     let declared = req
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return None;
+        return Err(BodyError::TooLarge);
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.ok()?;
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
         if body.len() + chunk.len() > max {
-            return None;
+            return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
-    Some(body)
+    Ok(body)
 }

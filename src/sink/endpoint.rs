@@ -131,7 +131,7 @@ pub fn security_problems(k: &KafkaConfig) -> Vec<String> {
             out.push("kafka.sasl_username must be set with kafka.sasl_mechanism".into());
         }
         if k.sasl_password_file.as_os_str().is_empty()
-            && std::env::var_os(SASL_PASSWORD_ENV).is_none()
+            && crate::secret::from_env(SASL_PASSWORD_ENV).is_none()
         {
             out.push(format!(
                 "kafka.sasl_mechanism needs kafka.sasl_password_file or {SASL_PASSWORD_ENV}"
