@@ -187,42 +187,27 @@ fn run_against(
 #[test]
 fn an_oversized_message_and_a_flood_cut_the_connection_and_the_engine_reconnects() {
     let tmp = tempfile::tempdir().unwrap();
-    let (url, server) = misbehaving_server(vec!["x".repeat(2 << 20)]);
-    let metrics = run_against(&url, &tmp.path().join("big"), |c| {
-        c.feed.max_ws_message_bytes = 1 << 20;
-    });
-    assert_eq!(
-        metrics
-            .input_limit_breaches_total
-            .with_label_values(&["ws_message_bytes"])
-            .get(),
-        1
-    );
-    assert_eq!(
-        metrics.health.feed_connections_total.get(),
-        2,
-        "it reconnected"
-    );
-    assert_eq!(server.join().unwrap(), 2);
-
     let frame = r#"{"stream":"btcusdt@trade","data":{"e":"trade"}}"#.to_string();
-    let (url, server) = misbehaving_server(vec![frame; 500]);
-    let metrics = run_against(&url, &tmp.path().join("flood"), |c| {
-        c.feed.max_messages_per_s = 100;
-    });
-    assert_eq!(
-        metrics
+    type Configure = fn(&mut bizra_risk::config::Config);
+    let cases: [(&str, Vec<String>, Configure); 2] = [
+        ("ws_message_bytes", vec!["x".repeat(2 << 20)], |c| {
+            c.feed.max_ws_message_bytes = 1 << 20
+        }),
+        ("ws_messages_per_s", vec![frame; 500], |c| {
+            c.feed.max_messages_per_s = 100
+        }),
+    ];
+    for (limit, first, configure) in cases {
+        let (url, server) = misbehaving_server(first);
+        let metrics = run_against(&url, &tmp.path().join(limit), configure);
+        let breaches = metrics
             .input_limit_breaches_total
-            .with_label_values(&["ws_messages_per_s"])
-            .get(),
-        1
-    );
-    assert_eq!(
-        metrics.health.feed_connections_total.get(),
-        2,
-        "it reconnected"
-    );
-    assert_eq!(server.join().unwrap(), 2);
+            .with_label_values(&[limit]);
+        assert_eq!(breaches.get(), 1, "{limit}");
+        let connections = metrics.health.feed_connections_total.get();
+        assert_eq!(connections, 2, "{limit}: it reconnected");
+        assert_eq!(server.join().unwrap(), 2);
+    }
 }
 
 #[test]
