@@ -58,7 +58,7 @@ pub enum TrailSource {
     Files(Vec<PathBuf>),
     /// The decisions topic and, when named, the checkpoints topic.
     Kafka {
-        brokers: String,
+        brokers: crate::sink::KafkaEndpoint,
         decisions: String,
         checkpoints: Option<String>,
         timeout: std::time::Duration,

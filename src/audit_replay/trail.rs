@@ -60,7 +60,7 @@ impl Trail {
 
     /// Every record of the decisions topic and, when named, the checkpoints topic.
     pub fn from_kafka(
-        brokers: &str,
+        brokers: &crate::sink::KafkaEndpoint,
         decisions: &str,
         checkpoints: Option<&str>,
         timeout: std::time::Duration,

@@ -3,7 +3,9 @@
 
 use super::prelude::*;
 use bizra_risk::audit::keys;
-use bizra_risk::sink::StartAt;
+use bizra_risk::config::Config;
+use bizra_risk::sink::{KafkaEndpoint, StartAt};
+use std::path::Path;
 
 /// The verifying keys an auditor or a desk trusts.
 #[derive(clap::Args)]
@@ -35,6 +37,21 @@ pub struct KafkaReadArgs {
     /// Timeout of each broker request.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    /// Reach the brokers with the security settings of this engine configuration file
+    /// (`kafka.security_protocol`, `sasl_*`, `ssl_ca_file`); without it, plaintext.
+    #[arg(long, value_name = "FILE")]
+    pub kafka_config: Option<PathBuf>,
+}
+
+/// The brokers `brokers`, reached with the Kafka security settings of the engine
+/// configuration `config` (plaintext without one).
+pub fn kafka_endpoint(brokers: &str, config: Option<&Path>) -> anyhow::Result<KafkaEndpoint> {
+    let Some(file) = config else {
+        return Ok(KafkaEndpoint::plaintext(brokers));
+    };
+    let mut kafka = Config::load(Some(file))?.kafka;
+    kafka.brokers = brokers.to_string();
+    KafkaEndpoint::from_config(&kafka).map_err(anyhow::Error::from)
 }
 
 impl KafkaReadArgs {
@@ -47,9 +64,9 @@ impl KafkaReadArgs {
     }
 
     /// Brokers and topic, when reading from Kafka at all.
-    pub fn source(&self) -> anyhow::Result<Option<(&str, &str)>> {
+    pub fn source(&self) -> anyhow::Result<Option<(KafkaEndpoint, &str)>> {
         match (&self.kafka_brokers, &self.topic) {
-            (Some(b), Some(t)) => Ok(Some((b, t))),
+            (Some(b), Some(t)) => Ok(Some((kafka_endpoint(b, self.kafka_config.as_deref())?, t))),
             (None, None) => Ok(None),
             _ => bail!("--kafka-brokers and --topic go together"),
         }
@@ -79,4 +96,38 @@ pub fn trusted_keys(args: &TrustArgs) -> anyhow::Result<Vec<ed25519_dalek::Verif
 pub fn parse_verdict(text: &str) -> Result<bizra_risk::elf::Verdict, String> {
     serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase()))
         .map_err(|_| format!("{text}: one of PASS, PASS_FLAGGED, REQUIRE_REVIEW, BLOCK"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn readers_reach_the_brokers_with_the_configured_security() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("sasl");
+        std::fs::write(&password, "reader-password").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = dir.path().join("engine.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nbrokers = \"ignored:9092\"\nsecurity_protocol = \"sasl_ssl\"\n\
+                 sasl_mechanism = \"SCRAM-SHA-256\"\nsasl_username = \"auditor\"\n\
+                 sasl_password_file = \"{}\"\n",
+                password.display()
+            ),
+        )
+        .unwrap();
+        let c = kafka_endpoint("broker:9093", Some(&config))
+            .unwrap()
+            .client_config();
+        assert_eq!(c.get("bootstrap.servers"), Some("broker:9093"));
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.username"), Some("auditor"));
+        let plain = kafka_endpoint("broker:9092", None).unwrap().client_config();
+        assert_eq!(plain.get("security.protocol"), Some("plaintext"));
+    }
 }

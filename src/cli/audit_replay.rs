@@ -23,6 +23,10 @@ pub struct AuditReplayArgs {
     /// Timeout of each broker request.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    /// Reach the brokers with the security settings of this engine configuration file
+    /// (`kafka.security_protocol`, `sasl_*`, `ssl_ca_file`); without it, plaintext.
+    #[arg(long, value_name = "FILE", requires = "kafka_brokers")]
+    pub kafka_config: Option<PathBuf>,
     /// The input recording (`<sink.dir>/recording`, one run in it); default: the first
     /// trail directory's `recording/`.
     #[arg(long)]
@@ -52,7 +56,7 @@ pub fn run(args: AuditReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let trail = match (&args.kafka_brokers, &args.topic) {
         (Some(brokers), Some(topic)) => TrailSource::Kafka {
-            brokers: brokers.clone(),
+            brokers: super::args::kafka_endpoint(brokers, args.kafka_config.as_deref())?,
             decisions: topic.clone(),
             checkpoints: args.checkpoint_topic.clone(),
             timeout: Duration::from_millis(args.timeout_ms),

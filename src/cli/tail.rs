@@ -66,7 +66,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(kafka.timeout_ms);
     match kafka.source()? {
         Some((brokers, topic)) => {
-            let source = KafkaSource::new(brokers, topic)?;
+            let source = KafkaSource::new(&brokers, topic)?;
             if follow {
                 source.follow(start, timeout, show)?;
             } else {

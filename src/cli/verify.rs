@@ -79,9 +79,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let trusted = trusted_keys(&keys)?;
     let start = kafka_args.start();
     let timeout = Duration::from_millis(kafka_args.timeout_ms);
-    let kafka = kafka_args
-        .source()?
-        .map(|(b, t)| (b.to_string(), t.to_string()));
+    let kafka = kafka_args.source()?.map(|(b, t)| (b, t.to_string()));
     let mut anchors = Vec::new();
     for text in &expect_head {
         anchors.push(anchor::parse_expected_head(text).map_err(anyhow::Error::msg)?);

@@ -40,7 +40,7 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     let mut failed = None;
     if let Some((brokers, topic)) = args.kafka.source()? {
         let start = args.kafka.start();
-        let source = KafkaSource::new(brokers, topic)?;
+        let source = KafkaSource::new(&brokers, topic)?;
         let mut offer = |line: &[u8]| -> bool {
             match witness.offer(line).and_then(|appended| {
                 if appended {
