@@ -44,6 +44,11 @@ pub enum StartError {
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
     #[error(
+        "operator state (kill switch, trading states) unreadable: {0}; fix or remove the file \
+         after checking the control chain's last accepted requests"
+    )]
+    ControlState(String),
+    #[error(
         "http.bind {bind} is not a loopback address and the control endpoints have no token: \
          set http.control_tokens_file (or BIZRA_CONTROL_TOKENS), or http.control_enabled = false"
     )]

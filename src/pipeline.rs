@@ -148,13 +148,26 @@ fn control_step(
         .control
         .take()
         .ok_or_else(|| StartError::Metrics("the control chain's signer was not built".into()))?;
-    Ok(crate::control::ControlStep::new(
+    let mut step = crate::control::ControlStep::new(
         signer,
         tokens,
         crate::control::RateLimit::new(http.control_requests_per_minute, http.control_burst),
         config.symbols(),
         gates.provenance.rules_sha256.clone(),
-    ))
+    );
+    // An unreadable operator state could hide an engaged kill switch: refuse to start.
+    let earlier = crate::actors::control::load_state(config)
+        .map_err(|e| StartError::ControlState(e.to_string()))?;
+    if let Some(earlier) = earlier {
+        tracing::warn!(
+            kill_switch_engaged = earlier.kill_switch_engaged,
+            global_trading_state = ?earlier.global_trading_state,
+            symbol_trading_states = earlier.symbol_trading_states.len(),
+            "operator state of the previous run restored"
+        );
+        step.restore(earlier);
+    }
+    Ok(step)
 }
 
 /// Run the whole pipeline inside the current actix system until ingest ends.

@@ -549,3 +549,72 @@ fn start_up_refuses_open_control_without_tokens_and_readable_secret_files() {
     assert!(!status.success());
     assert!(log.contains("chmod 600"), "{log}");
 }
+
+#[test]
+fn an_engaged_kill_switch_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let tokens = tokens_file(tmp.path(), 0o600);
+    let events = tmp.path().join("events");
+    let chains = ["bizra.BTCUSDT", "bizra.ETHUSDT", "bizra.PORTFOLIO"];
+
+    // First run: the operator engages the kill switch, then the capture ends.
+    let mut opts = ReplayOptions::new(
+        common::capture_files_of_day("20240808"),
+        Speed::Factor(20.0),
+    );
+    opts.history = Vec::new();
+    let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let port = common::free_port();
+    let mut engine = common::engine_command(&server.url(), tmp.path(), &key)
+        .env("BIZRA_HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("BIZRA_HTTP__CONTROL_TOKENS_FILE", &tokens)
+        .spawn()
+        .unwrap();
+    wait_for("/healthz", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && request(port, "GET", "/healthz", &[], "").0 == 200
+    });
+    let auth = bearer(OPERATOR);
+    let headers = [("Authorization", auth.as_str())];
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/control/kill-switch",
+        &headers,
+        r#"{"engaged": true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        common::engine_log(tmp.path())
+    );
+    drop(server);
+    let first_run: Vec<usize> = chains.iter().map(|c| decisions(&events, c).len()).collect();
+
+    // Second run, no request at all: the switch is still engaged from its first decision.
+    let server = common::replay_day("20240809", Speed::Max);
+    let status = common::engine_command(&server.url(), tmp.path(), &key)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", common::engine_log(tmp.path()));
+    let log = std::fs::read_to_string(tmp.path().join("engine.log")).unwrap();
+    assert!(
+        log.contains("operator state of the previous run restored"),
+        "{log}"
+    );
+    let mut blocked = 0;
+    for (n, chain) in chains.iter().enumerate() {
+        for (seq, action, reasons) in &decisions(&events, chain)[first_run[n]..] {
+            if action != "PUBLISH_RISK_SNAPSHOT" {
+                assert!(
+                    reasons.contains(&"KILL_SWITCH".to_string()),
+                    "{chain} seq {seq} {action}: {reasons:?}"
+                );
+                blocked += 1;
+            }
+        }
+    }
+    assert!(blocked > 0, "no action in the second run");
+}

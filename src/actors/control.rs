@@ -39,6 +39,21 @@ pub struct ControlReply {
     pub body: serde_json::Value,
 }
 
+/// Where the operator state (kill switch, trading states) is kept: beside the chain heads.
+pub fn state_file(config: &Config) -> std::path::PathBuf {
+    config
+        .signing
+        .heads_file
+        .with_file_name("control_state.json")
+}
+
+/// The operator state of an earlier run, if one was kept.
+pub fn load_state(
+    config: &Config,
+) -> Result<Option<crate::control::ControlState>, crate::snapshot::SnapshotError> {
+    crate::snapshot::load(&state_file(config))
+}
+
 /// A gate and the symbol its chain decides for (`None`: the portfolio).
 pub struct GateRoute {
     pub symbol: Option<String>,
@@ -57,6 +72,8 @@ pub struct ControlActor {
     /// Sealed at shutdown, or a record did not reach the sink: requests are answered 503,
     /// unsigned.
     stopped: bool,
+    /// Where the operator state is kept across restarts.
+    state_file: std::path::PathBuf,
 }
 
 /// What an admitted command does once its record is published.
@@ -68,7 +85,8 @@ enum Effect {
 }
 
 impl ControlActor {
-    /// A control host without gates yet (see `AttachGates`).
+    /// A control host without gates yet (see `AttachGates`), continuing the operator state
+    /// the step was restored with (the kill switch is engaged at once if it was).
     pub fn new(
         step: ControlStep,
         publisher: Addr<PublisherActor>,
@@ -76,7 +94,11 @@ impl ControlActor {
         config: Config,
         metrics: Arc<Metrics>,
     ) -> Self {
+        if step.state().kill_switch_engaged {
+            kill_switch.engage();
+        }
         Self {
+            state_file: state_file(&config),
             step,
             publisher,
             gates: Arc::new(Vec::new()),
@@ -130,6 +152,13 @@ impl ControlActor {
                 }
             },
             ControlCommand::State => (Ok(None), Effect::None),
+        }
+    }
+
+    /// Keep the operator state for the next start (atomically).
+    fn save_state(&self) {
+        if let Err(e) = crate::snapshot::save(&self.state_file, self.step.state()) {
+            tracing::error!(error = %e, "operator state not saved; a restart would not keep it");
         }
     }
 
@@ -267,6 +296,7 @@ impl Handler<Control> for ControlActor {
                 if published != Published::No {
                     if let Some(command) = &command {
                         act.step.commit(command);
+                        act.save_state();
                     }
                     if let Some(rules) = rules {
                         act.metrics

@@ -73,8 +73,8 @@ pub enum Admission {
 }
 
 /// The control state operators set (trading states the gates reach by their own actions
-/// are in the decision trail).
-#[derive(Debug, Clone, Default, Serialize)]
+/// are in the decision trail). The host keeps it in a file so a restart keeps it too.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ControlState {
     pub kill_switch_engaged: bool,
     pub global_trading_state: Option<TradingStateName>,
@@ -327,6 +327,16 @@ impl ControlStep {
             },
             ControlCommand::RulesReload | ControlCommand::State => {}
         }
+    }
+
+    /// Continue from the operator state of an earlier run (trading states of symbols the
+    /// engine no longer trades are dropped; the rules are this run's).
+    pub fn restore(&mut self, mut earlier: ControlState) {
+        earlier
+            .symbol_trading_states
+            .retain(|s, _| self.symbols.contains(s));
+        earlier.rules_sha256 = std::mem::take(&mut self.state.rules_sha256);
+        self.state = earlier;
     }
 
     /// The rules now in force (after an accepted reload).
