@@ -38,7 +38,7 @@ CONTROL = {"kind": {"CONTROL_REQUEST"}, "client": OPTIONAL, "detail": OPTIONAL, 
                       "FORBIDDEN", "RATE_LIMITED", "BAD_REQUEST", "BODY_TOO_LARGE",
                       "UNKNOWN_ENDPOINT", "UNKNOWN_SYMBOL", "RULES_REJECTED"},
            "request": None, "request_id": str, "role": {None, "operator", "viewer"},
-           "source": {"HTTP", "SIGNAL"}, "token_id": OPTIONAL}
+           "source": {"HTTP", "SIGNAL", "RESTART"}, "token_id": OPTIONAL}
 CONTROL_REQUESTS = {"KILL_SWITCH": {"type": str, "engaged": bool},   # `request`, tagged by `type`
                     "TRADING_STATE": {"type": str, "state": {"ACTIVE", "REDUCING", "HALTED"},
                                       "symbol": OPTIONAL},

@@ -133,7 +133,13 @@ fn spawn_hangup_reloader(control: Addr<ControlActor>) {
 fn control_step(
     config: &Config,
     gates: &mut crate::assemble::Gates,
-) -> Result<crate::control::ControlStep, StartError> {
+) -> Result<
+    (
+        crate::control::ControlStep,
+        Vec<crate::control::ControlRecord>,
+    ),
+    StartError,
+> {
     let tokens = crate::control::Tokens::load(&config.http.control_tokens_file)?;
     let http = &config.http;
     if !http.bind.is_empty() && http.control_enabled && !http.loopback() && tokens.is_empty() {
@@ -158,16 +164,27 @@ fn control_step(
     // An unreadable operator state could hide an engaged kill switch: refuse to start.
     let earlier = crate::actors::control::load_state(config)
         .map_err(|e| StartError::ControlState(e.to_string()))?;
-    if let Some(earlier) = earlier {
+    let restored = match earlier {
+        Some(earlier) => step.restore(earlier, crate::clock::system_now_ms()),
+        None => Vec::new(),
+    };
+    if !restored.is_empty() {
+        let state = step.state();
         tracing::warn!(
-            kill_switch_engaged = earlier.kill_switch_engaged,
-            global_trading_state = ?earlier.global_trading_state,
-            symbol_trading_states = earlier.symbol_trading_states.len(),
+            kill_switch_engaged = state.kill_switch_engaged,
+            global_trading_state = ?state.global_trading_state,
+            symbol_trading_states = ?state.symbol_trading_states,
+            file = %crate::actors::control::state_file(config).display(),
             "operator state of the previous run restored"
         );
-        step.restore(earlier);
+        if http.bind.is_empty() || !http.control_enabled {
+            tracing::error!(
+                "the restored operator state cannot be changed: /control/ is off; stop the \
+                 engine and remove the file to start without it"
+            );
+        }
     }
-    Ok(step)
+    Ok((step, restored))
 }
 
 /// Run the whole pipeline inside the current actix system until ingest ends.
@@ -222,7 +239,7 @@ pub async fn run(
         )
     };
     let mut gates = crate::assemble::gates(&config, &kill_switch, &kafka_heads)?;
-    let control_step = control_step(&config, &mut gates)?;
+    let (control_step, restored) = control_step(&config, &mut gates)?;
     metrics.health.signer_ready.set(1);
     tracing::info!(
         verifying_key = %gates.verifying_key_hex,
@@ -254,6 +271,7 @@ pub async fn run(
     let publisher = publisher.start();
     let control = ControlActor::new(
         control_step,
+        restored,
         publisher.clone(),
         kill_switch.clone(),
         config.clone(),

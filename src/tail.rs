@@ -87,6 +87,7 @@ pub fn decode(verifier: &mut Verifier, position: &str, line: &[u8]) -> TailItem 
                     .unwrap_or_else(|| format!("{} {}", c.method, c.path));
                 let by = c.token_id.as_deref().unwrap_or(match c.source {
                     wire::ControlSource::Signal => "signal",
+                    wire::ControlSource::Restart => "restart",
                     wire::ControlSource::Http => "anonymous",
                 });
                 let outcome = serde_json::to_value(c.outcome)

@@ -74,6 +74,8 @@ pub struct ControlActor {
     stopped: bool,
     /// Where the operator state is kept across restarts.
     state_file: std::path::PathBuf,
+    /// Records of the restored operator state, signed when the gates attach.
+    restored: Vec<ControlRecord>,
 }
 
 /// What an admitted command does once its record is published.
@@ -89,6 +91,7 @@ impl ControlActor {
     /// the step was restored with (the kill switch is engaged at once if it was).
     pub fn new(
         step: ControlStep,
+        restored: Vec<ControlRecord>,
         publisher: Addr<PublisherActor>,
         kill_switch: KillSwitch,
         config: Config,
@@ -98,6 +101,7 @@ impl ControlActor {
             kill_switch.engage();
         }
         Self {
+            restored,
             state_file: state_file(&config),
             step,
             publisher,
@@ -152,13 +156,6 @@ impl ControlActor {
                 }
             },
             ControlCommand::State => (Ok(None), Effect::None),
-        }
-    }
-
-    /// Keep the operator state for the next start (atomically).
-    fn save_state(&self) {
-        if let Err(e) = crate::snapshot::save(&self.state_file, self.step.state()) {
-            tracing::error!(error = %e, "operator state not saved; a restart would not keep it");
         }
     }
 
@@ -248,6 +245,12 @@ impl Handler<Control> for ControlActor {
         if let Some(state) = state {
             body["state"] = state;
         }
+        // The operator state after this command, kept on disk before its effect.
+        let next_state = command.as_ref().and_then(|c| {
+            let mut next = self.step.state().clone();
+            next.apply(c).then_some(next)
+        });
+        let state_file = self.state_file.clone();
         let signed = self.step.sign(record, now_ms);
         let publisher = self.publisher.clone();
         let gates = self.gates.clone();
@@ -272,8 +275,13 @@ impl Handler<Control> for ControlActor {
                     let body = serde_json::json!({"outcome": "FAILED", "detail": "not published"});
                     return (ControlReply { status: 503, body }, Published::No, None);
                 }
-                // The record is in the trail: its effect follows, whatever becomes of the
-                // checkpoint.
+                // The record is in the trail: the state is kept, then the effect follows,
+                // whatever becomes of the checkpoint.
+                if let Some(next) = &next_state {
+                    if let Err(e) = crate::snapshot::save(&state_file, next) {
+                        tracing::error!(error = %e, "operator state not saved; a restart would not keep it");
+                    }
+                }
                 let rules = match &effect {
                     Effect::Rules(a, s) => Some((a.clone(), s.clone())),
                     _ => None,
@@ -296,7 +304,6 @@ impl Handler<Control> for ControlActor {
                 if published != Published::No {
                     if let Some(command) = &command {
                         act.step.commit(command);
-                        act.save_state();
                     }
                     if let Some(rules) = rules {
                         act.metrics
@@ -366,6 +373,13 @@ impl Handler<AttachGates> for ControlActor {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: AttachGates, _: &mut Self::Context) -> Self::Result {
         self.gates = Arc::new(msg.0);
+        // The restored operator state is signed before the first decision it touches.
+        let now_ms = crate::clock::system_now_ms();
+        let signed: Vec<_> = std::mem::take(&mut self.restored)
+            .into_iter()
+            .map(|record| self.step.sign(record, now_ms))
+            .collect();
+        let publisher = self.publisher.clone();
         let state = self.step.state().clone();
         let mut effects = Vec::new();
         if let Some(global) = state.global_trading_state {
@@ -381,6 +395,21 @@ impl Handler<AttachGates> for ControlActor {
         let kill_switch = self.kill_switch.clone();
         AtomicResponse::new(Box::pin(
             async move {
+                for s in signed {
+                    let published = match s {
+                        Ok(s) => {
+                            let event = publisher.send(Publish::from(s.event)).await;
+                            match (event, s.checkpoint) {
+                                (Ok(Ok(())), Some(cp)) => publisher.send(Publish::from(cp)).await,
+                                (other, _) => other,
+                            }
+                        }
+                        Err(e) => Ok(Err(e.into())),
+                    };
+                    if !matches!(published, Ok(Ok(()))) {
+                        tracing::error!("the restored operator state's record was not published");
+                    }
+                }
                 for e in effects {
                     apply(e, &gates, &kill_switch).await;
                 }

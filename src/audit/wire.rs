@@ -276,6 +276,8 @@ pub enum ControlOutcome {
 pub enum ControlSource {
     Http,
     Signal,
+    /// A setting of the previous run's operator state, put back at start.
+    Restart,
 }
 
 /// Stable codes for refused and failed control requests.

@@ -39,7 +39,7 @@ pub struct KafkaReadArgs {
     pub timeout_ms: u64,
     /// Reach the brokers with the security settings of this engine configuration file
     /// (`kafka.security_protocol`, `sasl_*`, `ssl_ca_file`); without it, plaintext.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "kafka_brokers")]
     pub kafka_config: Option<PathBuf>,
 }
 
@@ -49,6 +49,7 @@ pub fn kafka_endpoint(brokers: &str, config: Option<&Path>) -> anyhow::Result<Ka
     let Some(file) = config else {
         return Ok(KafkaEndpoint::plaintext(brokers));
     };
+    // Loading validates the security settings (every problem listed).
     let mut kafka = Config::load(Some(file))?.kafka;
     kafka.brokers = brokers.to_string();
     KafkaEndpoint::from_config(&kafka).map_err(anyhow::Error::from)
@@ -127,6 +128,18 @@ mod tests {
         assert_eq!(c.get("bootstrap.servers"), Some("broker:9093"));
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("sasl.username"), Some("auditor"));
+        // PLAIN without TLS would send the password as it is: refused, as the engine does.
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("SCRAM-SHA-256", "PLAIN")
+                .replace("sasl_ssl", "sasl_plaintext"),
+        )
+        .unwrap();
+        let e = kafka_endpoint("broker:9093", Some(&config))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PLAIN sends the password"), "{e}");
         let plain = kafka_endpoint("broker:9092", None).unwrap().client_config();
         assert_eq!(plain.get("security.protocol"), Some("plaintext"));
     }

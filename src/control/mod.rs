@@ -82,6 +82,45 @@ pub struct ControlState {
     pub rules_sha256: String,
 }
 
+impl ControlState {
+    /// The state after an accepted command; true when it changed.
+    pub fn apply(&mut self, command: &ControlCommand) -> bool {
+        match command {
+            ControlCommand::KillSwitch { engaged } => {
+                let changed = self.kill_switch_engaged != *engaged;
+                self.kill_switch_engaged = *engaged;
+                changed
+            }
+            ControlCommand::TradingState { state, symbol } => match symbol {
+                Some(s) => self.symbol_trading_states.insert(s.clone(), *state) != Some(*state),
+                None => self.global_trading_state.replace(*state) != Some(*state),
+            },
+            ControlCommand::RulesReload | ControlCommand::State => false,
+        }
+    }
+
+    /// The commands that set this state on a fresh engine.
+    pub fn commands(&self) -> Vec<ControlCommand> {
+        let mut out = Vec::new();
+        if self.kill_switch_engaged {
+            out.push(ControlCommand::KillSwitch { engaged: true });
+        }
+        if let Some(state) = self.global_trading_state {
+            out.push(ControlCommand::TradingState {
+                state,
+                symbol: None,
+            });
+        }
+        for (symbol, state) in &self.symbol_trading_states {
+            out.push(ControlCommand::TradingState {
+                state: *state,
+                symbol: Some(symbol.clone()),
+            });
+        }
+        out
+    }
+}
+
 /// The signed record of a request and the checkpoint it completed.
 pub struct ControlSigned {
     pub event: SignedEvent,
@@ -315,28 +354,39 @@ impl ControlStep {
     }
 
     /// An accepted command's record reached the trail and it was carried out: the control
-    /// state now shows it.
-    pub fn commit(&mut self, command: &ControlCommand) {
-        match command {
-            ControlCommand::KillSwitch { engaged } => self.state.kill_switch_engaged = *engaged,
-            ControlCommand::TradingState { state, symbol } => match symbol {
-                Some(s) => {
-                    self.state.symbol_trading_states.insert(s.clone(), *state);
-                }
-                None => self.state.global_trading_state = Some(*state),
-            },
-            ControlCommand::RulesReload | ControlCommand::State => {}
-        }
+    /// state now shows it. True when the state changed.
+    pub fn commit(&mut self, command: &ControlCommand) -> bool {
+        self.state.apply(command)
     }
 
     /// Continue from the operator state of an earlier run (trading states of symbols the
     /// engine no longer trades are dropped; the rules are this run's).
-    pub fn restore(&mut self, mut earlier: ControlState) {
+    /// Returns one accepted record per restored setting, to be signed before any decision.
+    pub fn restore(&mut self, mut earlier: ControlState, now_ms: i64) -> Vec<ControlRecord> {
         earlier
             .symbol_trading_states
             .retain(|s, _| self.symbols.contains(s));
         earlier.rules_sha256 = std::mem::take(&mut self.state.rules_sha256);
         self.state = earlier;
+        self.state
+            .commands()
+            .into_iter()
+            .map(|command| ControlRecord {
+                client: None,
+                detail: Some(
+                    "the previous run's operator state, kept in control_state.json".into(),
+                ),
+                method: "RESTART".into(),
+                outcome: ControlOutcome::Accepted,
+                path: "control_state.json".into(),
+                reason: None,
+                request: Some(command),
+                request_id: self.assign_id(now_ms),
+                role: None,
+                source: ControlSource::Restart,
+                token_id: None,
+            })
+            .collect()
     }
 
     /// The rules now in force (after an accepted reload).
