@@ -279,6 +279,16 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         slow.elapsed() < Duration::from_secs(5),
         "a client that never finishes its head is cut after request_timeout_ms"
     );
+    wait_for(
+        "the cut slow client to be counted",
+        Duration::from_secs(10),
+        || {
+            metric(
+                port,
+                "bizra_input_limit_breaches_total{limit=\"http_request_incomplete\"}",
+            ) >= 1.0
+        },
+    );
     let mut limited = 0;
     for _ in 0..60 {
         if request(

@@ -77,12 +77,31 @@ impl Running {
     }
 }
 
+/// Lives as long as its connection: one that ends before a whole request head arrived (a
+/// slow client cut by `request_timeout_ms`, or one that gave up) is counted.
+struct ConnectionWatch {
+    requested: std::sync::atomic::AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnectionWatch {
+    fn drop(&mut self) {
+        if !self.requested.load(std::sync::atomic::Ordering::Relaxed) {
+            self.metrics
+                .input_limit_breaches_total
+                .with_label_values(&["http_request_incomplete"])
+                .inc();
+        }
+    }
+}
+
 /// Bind `bind` and serve on the current actix/tokio runtime until stopped.
 pub fn start(bind: &str, limits: Limits, state: HttpState) -> Result<Running, HttpError> {
     let err = |reason: String| HttpError::Bind {
         bind: bind.to_string(),
         reason,
     };
+    let watch_metrics = state.metrics.clone();
     let state = web::Data::new(state);
     let max_header_bytes = limits.max_header_bytes;
     let server = HttpServer::new(move || {
@@ -91,6 +110,11 @@ pub fn start(bind: &str, limits: Limits, state: HttpState) -> Result<Running, Ht
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
                 use futures_util::future::{Either, FutureExt};
+                if let Some(watch) = req.conn_data::<ConnectionWatch>() {
+                    watch
+                        .requested
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let head_bytes: usize = req
                     .headers()
                     .iter()
@@ -125,6 +149,12 @@ pub fn start(bind: &str, limits: Limits, state: HttpState) -> Result<Running, Ht
             .route("/api/status", web::get().to(status))
             .route("/api/stream", web::get().to(stream))
             .route("/control/{rest:.*}", web::route().to(control::handle))
+    })
+    .on_connect(move |_, extensions| {
+        extensions.insert(ConnectionWatch {
+            requested: std::sync::atomic::AtomicBool::new(false),
+            metrics: watch_metrics.clone(),
+        });
     })
     .workers(1)
     .disable_signals()
