@@ -97,20 +97,7 @@ fn the_engine_streams_over_wss_from_a_private_ca_and_refuses_another_ca() {
     let key = common::new_key(&run_dir);
     let mut config = common::test_config(&server.url(), &run_dir, &key);
     config.feed.ca_file = theirs.ca.clone();
-    let metrics = Arc::new(Metrics::new().unwrap());
-    let (trigger, shutdown) = bizra_risk::shutdown::channel();
-    let m = metrics.clone();
-    let engine = std::thread::spawn(move || {
-        actix::System::new().block_on(bizra_risk::pipeline::run(
-            config,
-            bizra_risk::elf::KillSwitch::default(),
-            m,
-            shutdown,
-        ))
-    });
-    std::thread::sleep(Duration::from_secs(4));
-    trigger.request();
-    let summary = engine.join().unwrap().unwrap();
+    let (metrics, summary) = run_until(config, Duration::from_secs(4), |_| false);
     assert_eq!(metrics.health.feed_connections_total.get(), 0);
     assert_eq!(summary.ingest.connections, 0);
     let decisions: u64 = summary.gates.iter().map(|g| g.next_seq).sum();
@@ -164,6 +151,18 @@ fn run_against(
     config.feed.reconnect_initial_backoff_ms = 50;
     config.var.warm_start.enabled = false;
     configure(&mut config);
+    run_until(config, Duration::from_secs(20), |m| {
+        m.health.feed_connections_total.get() >= 2
+    })
+    .0
+}
+
+/// Run the engine until `done` holds of its metrics or `limit` passes, then shut it down.
+fn run_until(
+    config: bizra_risk::config::Config,
+    limit: Duration,
+    done: impl Fn(&Metrics) -> bool,
+) -> (Arc<Metrics>, bizra_risk::pipeline::RunSummary) {
     let metrics = Arc::new(Metrics::new().unwrap());
     let (trigger, shutdown) = bizra_risk::shutdown::channel();
     let m = metrics.clone();
@@ -175,13 +174,13 @@ fn run_against(
             shutdown,
         ))
     });
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while metrics.health.feed_connections_total.get() < 2 && std::time::Instant::now() < until {
+    let until = std::time::Instant::now() + limit;
+    while !done(&metrics) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
     trigger.request();
-    engine.join().unwrap().unwrap();
-    metrics
+    let summary = engine.join().unwrap().unwrap();
+    (metrics, summary)
 }
 
 #[test]
