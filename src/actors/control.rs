@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::gate::{GateActor, ReloadRules, SetTradingState};
-use super::publisher::{Publish, PublisherActor};
+use super::publisher::{publish_signed, PublisherActor};
 use super::PipelineError;
 use crate::config::Config;
 use crate::control::{
@@ -267,10 +267,7 @@ impl Handler<Control> for ControlActor {
                 };
                 body["chain"] = signed.event.chain.clone().into();
                 body["seq"] = signed.event.seq.into();
-                if !matches!(
-                    publisher.send(Publish::from(signed.event)).await,
-                    Ok(Ok(()))
-                ) {
+                if publish_signed(&publisher, [signed.event]).await.is_err() {
                     tracing::error!("control record not published; request not carried out");
                     let body = serde_json::json!({"outcome": "FAILED", "detail": "not published"});
                     return (ControlReply { status: 503, body }, Published::No, None);
@@ -287,10 +284,7 @@ impl Handler<Control> for ControlActor {
                     _ => None,
                 };
                 apply(effect, &gates, &kill_switch).await;
-                let checkpoint_ok = match signed.checkpoint {
-                    Some(cp) => matches!(publisher.send(Publish::from(cp)).await, Ok(Ok(()))),
-                    None => true,
-                };
+                let checkpoint_ok = publish_signed(&publisher, signed.checkpoint).await.is_ok();
                 let published = if checkpoint_ok {
                     Published::Yes
                 } else {
@@ -398,15 +392,12 @@ impl Handler<AttachGates> for ControlActor {
                 for s in signed {
                     let published = match s {
                         Ok(s) => {
-                            let event = publisher.send(Publish::from(s.event)).await;
-                            match (event, s.checkpoint) {
-                                (Ok(Ok(())), Some(cp)) => publisher.send(Publish::from(cp)).await,
-                                (other, _) => other,
-                            }
+                            publish_signed(&publisher, [s.event].into_iter().chain(s.checkpoint))
+                                .await
                         }
-                        Err(e) => Ok(Err(e.into())),
+                        Err(e) => Err(e.into()),
                     };
-                    if !matches!(published, Ok(Ok(()))) {
+                    if published.is_err() {
                         tracing::error!("the restored operator state's record was not published");
                     }
                 }
@@ -426,13 +417,7 @@ impl Handler<SealControl> for ControlActor {
         let checkpoint = self.step.seal_checkpoint();
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                if let Some(cp) = checkpoint? {
-                    publisher.send(Publish::from(cp)).await??;
-                }
-                Ok(())
-            }
-            .into_actor(self),
+            async move { publish_signed(&publisher, checkpoint?).await }.into_actor(self),
         ))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::publisher::{Publish, PublisherActor};
+use super::publisher::{publish_signed, Publish, PublisherActor};
 use super::PipelineError;
 use crate::elf::RuleSet;
 use crate::engine::{GateRequest, GateStats, GateStep};
@@ -145,9 +145,7 @@ impl Handler<ToGate> for GateActor {
                         origin,
                     })
                     .await??;
-                if let Some(cp) = sealed.checkpoint {
-                    publisher.send(Publish::from(cp)).await??;
-                }
+                publish_signed(&publisher, sealed.checkpoint).await?;
                 if let Some(v) = sealed.snapshot {
                     publisher
                         .send(Publish {
@@ -169,13 +167,7 @@ impl Handler<SealCheckpoint> for GateActor {
         let checkpoint = self.step.seal_checkpoint();
         let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                if let Some(cp) = checkpoint? {
-                    publisher.send(Publish::from(cp)).await??;
-                }
-                Ok(())
-            }
-            .into_actor(self),
+            async move { publish_signed(&publisher, checkpoint?).await }.into_actor(self),
         ))
     }
 }

@@ -31,6 +31,18 @@ impl From<SignedEvent> for Publish {
     }
 }
 
+/// Hand `records` (an event, then the checkpoint it completed) to the publisher in order;
+/// the first that fails ends it.
+pub async fn publish_signed(
+    publisher: &Addr<PublisherActor>,
+    records: impl IntoIterator<Item = SignedEvent>,
+) -> Result<(), PipelineError> {
+    for r in records {
+        publisher.send(Publish::from(r)).await??;
+    }
+    Ok(())
+}
+
 /// At the end of a run: make everything durable, wait for the broker's acknowledgements
 /// until `deadline`, persist the heads. Returns the bytes still spooled.
 #[derive(Message)]
