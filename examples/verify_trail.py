@@ -11,7 +11,7 @@ right it also decodes, as `--strict` does. Standard library plus `cryptography` 
 
 Exit 0: records read and no failure; 1: failures (or no records); 2: usage or I/O error.
 """
-import argparse, collections, hashlib, json, os, re, sys
+import argparse, collections, decimal, hashlib, json, math, os, re, sys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -36,13 +36,45 @@ CONTROL = {"kind": {"CONTROL_REQUEST"}, "client": OPTIONAL, "detail": OPTIONAL, 
            "outcome": {"ACCEPTED", "REFUSED", "FAILED"}, "path": str,
            "reason": {None, "UNAUTHENTICATED", "TOKEN_MALFORMED", "TOKEN_UNKNOWN", "TOKEN_IN_QUERY",
                       "FORBIDDEN", "RATE_LIMITED", "BAD_REQUEST", "BODY_TOO_LARGE",
-                      "UNKNOWN_ENDPOINT", "UNKNOWN_SYMBOL", "RULES_REJECTED"},
+                      "UNKNOWN_ENDPOINT", "UNKNOWN_SYMBOL", "RULES_REJECTED",
+                      "DECISION_ALTERING", "NOTHING_TO_ROLL_BACK"},
            "request": None, "request_id": str, "role": {None, "operator", "viewer"},
-           "source": {"HTTP", "SIGNAL", "RESTART"}, "token_id": OPTIONAL}
+           "source": {"HTTP", "SIGNAL", "RESTART", "WATCHDOG"}, "token_id": OPTIONAL}
 CONTROL_REQUESTS = {"KILL_SWITCH": {"type": str, "engaged": bool},   # `request`, tagged by `type`
                     "TRADING_STATE": {"type": str, "state": {"ACTIVE", "REDUCING", "HALTED"},
                                       "symbol": OPTIONAL},
                     "RULES_RELOAD": {"type": str}, "STATE": {"type": str}}
+# CONFIG_APPLY / CONFIG_ROLLBACK members that are numbers, integers, lists or objects are
+# checked by these functions (see `members`).
+SETTINGS = {"elf.parallelize_l2_l3", "elf.enable_decision_cache", "elf.decision_cache_size",
+            "elf.decision_cache_ttl_s", "elf.constitutional_compliance"}
+KPIS = {"DECIDE_MEAN_US", "DECIDE_P50_US", "DECIDE_P95_US", "DECIDE_P99_US", "GATE_MEAN_US",
+        "GATE_P99_US", "MARKET_EVENTS_PER_S"}
+def NUM(x): return type(x) in (int, float) and math.isfinite(x)
+def INT(x): return integer(x, *I64) is not None
+def checked(spec, what):                             # an object with exactly `spec`
+    def check(x):
+        members(x, spec, what)
+        return True
+    return check
+def nullable(check): return lambda x: x is None or check(x)
+CHANGE = {"from": str, "setting": SETTINGS, "to": str}
+def CHANGES(x):
+    return isinstance(x, list) and all(checked(CHANGE, "control payload: change")(c) for c in x)
+AB_EVIDENCE = {"baseline": NUM, "candidate": NUM, "decisions_compared": INT,
+               "decisions_changed": INT, "improvement_pct": NUM, "kpi": KPIS,
+               "pairs_better_pct": NUM, "input_sha256": str, "runs_per_side": INT}
+WATCH = {"baseline": NUM, "baseline_decisions": INT, "degradation_pct": NUM, "kpi": KPIS,
+         "until_ms": INT}
+WATCH_EVIDENCE = {"baseline": NUM, "degradation_pct": NUM, "kpi": KPIS, "observed": NUM,
+                  "observed_decisions": INT}
+CONTROL_REQUESTS["CONFIG_APPLY"] = {
+    "type": str, "changes": CHANGES,
+    "evidence": nullable(checked(AB_EVIDENCE, "control payload: evidence")),
+    "watch": nullable(checked(WATCH, "control payload: watch"))}
+CONTROL_REQUESTS["CONFIG_ROLLBACK"] = {
+    "type": str, "changes": CHANGES, "cause": {"KPI_DEGRADED", "OPERATOR"},
+    "evidence": nullable(checked(WATCH_EVIDENCE, "control payload: evidence"))}
 RECENT = 4096                                        # [step 4] sequence numbers remembered
 
 def sha256(b): return hashlib.sha256(b).hexdigest()
@@ -180,10 +212,40 @@ def members(obj, spec, what):
             ok = type(x) is bool
         elif isinstance(want, set):
             ok = (x is None or isinstance(x, str)) and x in want
+        elif callable(want):
+            ok = want(x)
         else:
             ok = True                                    # checked by the caller
         if not ok:
             raise Bad("MALFORMED", f"{what}: bad {name}")
+
+def jcs_number(x):
+    """A number as RFC 8785 writes it: ECMAScript's shortest form (integers without `.0`,
+    fixed notation from 1e-6 to 1e21, else `1e-7` / `1e+21`)."""
+    if type(x) is int:
+        return str(x)
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 1e21:
+        return str(int(x))
+    r = repr(x)                                      # shortest digits that round-trip
+    if "e" not in r:
+        return r
+    if 1e-6 <= abs(x) < 1e21:
+        return format(decimal.Decimal(r), "f")
+    m, e = r.split("e")
+    return f"{m}e{'+' if int(e) > 0 else '-'}{abs(int(e))}"
+
+def canonical(x):
+    """RFC 8785 canonical JSON of a decoded value (member names sorted; ASCII here)."""
+    if isinstance(x, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(x[k])
+                              for k in sorted(x)) + "}"
+    if isinstance(x, list):
+        return "[" + ",".join(canonical(v) for v in x) + "]"
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return json.dumps(x, ensure_ascii=False)
+    return jcs_number(x)
 
 def control_payload(payload):
     """[CONTROL_REQUEST payload] of an event whose payload hashes right, read as `--strict`
@@ -204,7 +266,7 @@ def control_payload(payload):
         if spec is None:
             raise Bad("MALFORMED", "control payload: bad request")
         members(r, spec, "control payload: request")
-    if json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != payload:
+    if canonical(p).encode() != payload:
         raise Bad("NON_CANONICAL", "control payload is not canonical JSON")
     return True
 

@@ -19,6 +19,7 @@ pub mod heads;
 pub mod http;
 pub mod market;
 pub mod metrics;
+pub mod optimizer;
 pub mod pipeline;
 pub mod quarantine;
 pub mod record;

@@ -63,6 +63,10 @@ enum Command {
     Record(cli::record::RecordArgs),
     /// Convert a public Binance trades CSV into a capture the replay server can serve.
     ImportTrades(cli::import_trades::ImportTradesArgs),
+    /// Measure the gate's KPIs (over a replay, or a live engine's /metrics), recommend
+    /// setting changes, confirm each by an A/B replay of the same capture, and with --apply
+    /// send the best to a running engine as a signed control request. Dry run by default.
+    Optimize(cli::optimize::OptimizeArgs),
     /// Create an Ed25519 signing key (mode 0600) and its public key (`<out>.pub`).
     Keygen(cli::keygen::KeygenArgs),
 }
@@ -81,6 +85,10 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::Optimize(args) => {
+            init_logging("warn");
+            cli::optimize::run(args)
+        }
         Command::ReplayServer(args) => cli::replay_server::run(args),
         Command::Run { config } => {
             init_logging("info");

@@ -130,6 +130,17 @@ fn spawn_hangup_reloader(control: Addr<ControlActor>) {
 
 /// The control step: the control chain's signer, the tokens, and the start-up rule that a
 /// non-loopback control plane must have tokens.
+/// How the control step watches a performance change (`[optimizer]`).
+fn watch_settings(config: &Config) -> crate::control::WatchSettings {
+    let o = &config.optimizer;
+    crate::control::WatchSettings {
+        kpi: o.kpi(),
+        window_ms: i64::try_from(o.watch_window_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        degradation_pct: o.rollback_degradation_pct,
+        min_decisions: o.watch_min_decisions,
+    }
+}
+
 fn control_step(
     config: &Config,
     gates: &mut crate::assemble::Gates,
@@ -160,7 +171,8 @@ fn control_step(
         crate::control::RateLimit::new(http.control_requests_per_minute, http.control_burst),
         config.symbols(),
         gates.provenance.rules_sha256.clone(),
-    );
+    )
+    .with_tuning(config.elf.gate_settings().tuning(), watch_settings(config));
     // An unreadable operator state could hide an engaged kill switch: refuse to start.
     let earlier = crate::actors::control::load_state(config)
         .map_err(|e| StartError::ControlState(e.to_string()))?;

@@ -88,6 +88,7 @@ pub fn decode(verifier: &mut Verifier, position: &str, line: &[u8]) -> TailItem 
                 let by = c.token_id.as_deref().unwrap_or(match c.source {
                     wire::ControlSource::Signal => "signal",
                     wire::ControlSource::Restart => "restart",
+                    wire::ControlSource::Watchdog => "watchdog",
                     wire::ControlSource::Http => "anonymous",
                 });
                 let outcome = serde_json::to_value(c.outcome)

@@ -7,20 +7,26 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::gate::{GateActor, ReloadRules, SetTradingState};
+use super::gate::{GateActor, ReloadRules, SetTradingState, Tune};
 use super::publisher::{publish_signed, PublisherActor};
 use super::PipelineError;
 use crate::config::Config;
 use crate::control::{
     http_status, Admission, ControlCommand, ControlInput, ControlReason, ControlRecord, ControlStep,
 };
-use crate::elf::{KillSwitch, RuleSet, TradingState};
+use crate::elf::{GateTuning, KillSwitch, RuleSet, TradingState};
+use crate::metrics::optimizer::{ChangeView, WatchView};
 use crate::metrics::Metrics;
 
 /// A control request; the answer is what the HTTP side returns.
 #[derive(Message)]
 #[rtype(result = "ControlReply")]
 pub struct Control(pub ControlInput);
+
+/// Sample the gates' metrics: judge the watched change, refresh the live recommendations.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WatchTick;
 
 /// Seal the control chain's open checkpoint (at shutdown).
 #[derive(Message)]
@@ -76,6 +82,7 @@ pub struct ControlActor {
     state_file: std::path::PathBuf,
     /// Records of the restored operator state, signed when the gates attach.
     restored: Vec<ControlRecord>,
+    tick_queued: bool,
 }
 
 /// What an admitted command does once its record is published.
@@ -84,6 +91,7 @@ enum Effect {
     KillSwitch(bool),
     TradingState(Option<String>, TradingState),
     Rules(Arc<RuleSet>, Option<Arc<RuleSet>>),
+    Tuning(GateTuning),
 }
 
 impl ControlActor {
@@ -111,6 +119,7 @@ impl ControlActor {
             metrics,
             reloaded: None,
             stopped: false,
+            tick_queued: false,
         }
     }
 
@@ -156,61 +165,62 @@ impl ControlActor {
                 }
             },
             ControlCommand::State => (Ok(None), Effect::None),
+            ControlCommand::ConfigApply { .. } | ControlCommand::ConfigRollback { .. } => {
+                let mut next = self.step.state().clone();
+                match (next.apply(command), next.tuning) {
+                    (true, Some(t)) => (Ok(Some(describe(command))), Effect::Tuning(t)),
+                    _ => (Ok(None), Effect::None),
+                }
+            }
         }
     }
 
-    fn count(&self, record: Option<&ControlRecord>) {
-        let (outcome, reason) = match record {
-            Some(r) => (
-                serde_json::to_value(r.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                r.reason.map_or("NONE", |x| x.as_str()),
-            ),
-            None => ("REFUSED".to_string(), ControlReason::RateLimited.as_str()),
-        };
-        self.metrics
-            .control_requests_total
-            .with_label_values(&[outcome.as_str(), reason])
-            .inc();
-        if record.is_none_or(|r| r.reason == Some(ControlReason::RateLimited)) {
-            self.metrics
-                .input_limit_breaches_total
-                .with_label_values(&["control_requests_per_minute"])
-                .inc();
+    /// The watch over the last change and the live recommendations, for metrics and the
+    /// dashboard.
+    fn publish_optimizer_view(&self) {
+        let o = &self.metrics.optimizer;
+        if let Some(t) = self.step.tuning() {
+            o.set_tuning(t, self.config.optimizer.kpi().as_str());
+        }
+        let sample = self.metrics.live_sample();
+        o.set_watch(self.step.watch().map(|w| {
+            let (observed, n) = w.observed(&sample);
+            let t = w.terms();
+            WatchView {
+                baseline_us: t.baseline.0,
+                observed_us: observed,
+                observed_decisions: n,
+                degradation_pct_allowed: t.degradation_pct.0,
+                until_ms: t.until_ms,
+            }
+        }));
+        if let (Some(t), Ok(kpis)) = (
+            self.step.tuning(),
+            crate::optimizer::prometheus_text::parse(&self.metrics.render()),
+        ) {
+            o.set_recommendations(crate::optimizer::recommend(
+                &kpis,
+                &t,
+                self.config.elf.constitutional_compliance,
+            ));
         }
     }
-}
 
-impl Actor for ControlActor {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
-    }
-}
-
-impl Handler<Control> for ControlActor {
-    type Result = AtomicResponse<Self, ControlReply>;
-
-    fn handle(&mut self, msg: Control, _: &mut Self::Context) -> Self::Result {
-        if self.stopped {
-            // Sealed at shutdown, or the sink failed: nothing more is signed or done.
-            let reply = ControlReply {
-                status: 503,
-                body: serde_json::json!({"outcome": "FAILED", "detail": "the engine is stopping"}),
-            };
-            return AtomicResponse::new(Box::pin(fut::ready(reply)));
-        }
-        let now_ms = crate::clock::system_now_ms();
-        let (record, effect, command) = match self.step.admit(&msg.0, now_ms) {
+    /// Carry out an admitted or refused request: sign, publish, keep the state, apply the
+    /// effect, commit; the reply is what the HTTP side returns.
+    fn carry_out(
+        &mut self,
+        admission: Admission,
+        now_ms: i64,
+    ) -> ResponseActFuture<Self, ControlReply> {
+        let (record, effect, command) = match admission {
             Admission::Refused { record: None } => {
                 self.count(None);
                 let reply = ControlReply {
                     status: 429,
                     body: serde_json::json!({"outcome": "REFUSED", "reason": "RATE_LIMITED"}),
                 };
-                return AtomicResponse::new(Box::pin(fut::ready(reply)));
+                return Box::pin(fut::ready(reply));
             }
             Admission::Refused { record: Some(r) } => (r, Effect::None, None),
             Admission::Do {
@@ -245,32 +255,40 @@ impl Handler<Control> for ControlActor {
         if let Some(state) = state {
             body["state"] = state;
         }
+        if let Some(
+            c @ (ControlCommand::ConfigApply { .. } | ControlCommand::ConfigRollback { .. }),
+        ) = &command
+        {
+            body["request"] = serde_json::to_value(c).unwrap_or_default();
+        }
         // The operator state after this command, kept on disk before its effect.
         let next_state = command.as_ref().and_then(|c| {
             let mut next = self.step.state().clone();
             next.apply(c).then_some(next)
         });
+        let change_view = command.as_ref().and_then(|c| change_view(c, &record));
         let state_file = self.state_file.clone();
         let signed = self.step.sign(record, now_ms);
         let publisher = self.publisher.clone();
         let gates = self.gates.clone();
         let kill_switch = self.kill_switch.clone();
-        AtomicResponse::new(Box::pin(
+        Box::pin(
             async move {
                 let signed = match signed {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "control request not signed; not carried out");
                         let body = serde_json::json!({"outcome": "FAILED", "detail": "not signed"});
-                        return (ControlReply { status: 500, body }, Published::No, None);
+                        return (ControlReply { status: 500, body }, Published::No, None, None);
                     }
                 };
                 body["chain"] = signed.event.chain.clone().into();
                 body["seq"] = signed.event.seq.into();
+                let place = (signed.event.chain.clone(), signed.event.seq, now_ms);
                 if publish_signed(&publisher, [signed.event]).await.is_err() {
                     tracing::error!("control record not published; request not carried out");
                     let body = serde_json::json!({"outcome": "FAILED", "detail": "not published"});
-                    return (ControlReply { status: 503, body }, Published::No, None);
+                    return (ControlReply { status: 503, body }, Published::No, None, None);
                 }
                 // The record is in the trail: the state is kept, then the effect follows,
                 // whatever becomes of the checkpoint.
@@ -291,12 +309,18 @@ impl Handler<Control> for ControlActor {
                     tracing::error!("control checkpoint not published");
                     Published::EventOnly
                 };
-                (ControlReply { status, body }, published, rules)
+                let change = change_view.map(|(kind, cause, mut v)| {
+                    (v.chain, v.seq, v.ts_ms) = place;
+                    (kind, cause, v)
+                });
+                (ControlReply { status, body }, published, rules, change)
             }
             .into_actor(self)
-            .map(move |(reply, published, rules), act, _| {
+            .map(move |(reply, published, rules, change), act, _| {
                 if published != Published::No {
                     if let Some(command) = &command {
+                        // The gates have the change: the watch measures from here.
+                        act.step.note_sample(act.metrics.live_sample());
                         act.step.commit(command);
                     }
                     if let Some(rules) = rules {
@@ -307,6 +331,10 @@ impl Handler<Control> for ControlActor {
                         act.step.note_rules(rules.0.hash_hex().to_string());
                         act.reloaded = Some(rules);
                     }
+                    if let Some((kind, cause, view)) = change {
+                        act.metrics.optimizer.note_change(kind, cause, view);
+                        act.publish_optimizer_view();
+                    }
                 }
                 if published != Published::Yes {
                     // The chain's head moved past what the trail holds: stop signing.
@@ -314,8 +342,152 @@ impl Handler<Control> for ControlActor {
                 }
                 reply
             }),
-        ))
+        )
     }
+
+    fn count(&self, record: Option<&ControlRecord>) {
+        let (outcome, reason) = match record {
+            Some(r) => (
+                serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                r.reason.map_or("NONE", |x| x.as_str()),
+            ),
+            None => ("REFUSED".to_string(), ControlReason::RateLimited.as_str()),
+        };
+        self.metrics
+            .control_requests_total
+            .with_label_values(&[outcome.as_str(), reason])
+            .inc();
+        if record.is_none_or(|r| r.reason == Some(ControlReason::RateLimited)) {
+            self.metrics
+                .input_limit_breaches_total
+                .with_label_values(&["control_requests_per_minute"])
+                .inc();
+        }
+    }
+}
+
+impl Actor for ControlActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        self.publish_optimizer_view();
+        let every = std::time::Duration::from_millis(self.config.optimizer.watch_interval_ms);
+        ctx.run_interval(every, |act, ctx| {
+            // One tick at a time: a tick still waiting in the mailbox is enough.
+            if !act.tick_queued {
+                act.tick_queued = true;
+                ctx.notify(WatchTick);
+            }
+        });
+    }
+}
+
+impl Handler<Control> for ControlActor {
+    type Result = AtomicResponse<Self, ControlReply>;
+
+    fn handle(&mut self, msg: Control, _: &mut Self::Context) -> Self::Result {
+        if self.stopped {
+            // Sealed at shutdown, or the sink failed: nothing more is signed or done.
+            let reply = ControlReply {
+                status: 503,
+                body: serde_json::json!({"outcome": "FAILED", "detail": "the engine is stopping"}),
+            };
+            return AtomicResponse::new(Box::pin(fut::ready(reply)));
+        }
+        let now_ms = crate::clock::system_now_ms();
+        // An apply's baseline is the live KPI up to now.
+        self.step.note_sample(self.metrics.live_sample());
+        let admission = self.step.admit(&msg.0, now_ms);
+        AtomicResponse::new(self.carry_out(admission, now_ms))
+    }
+}
+
+impl Handler<WatchTick> for ControlActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: WatchTick, _: &mut Self::Context) -> Self::Result {
+        self.tick_queued = false;
+        if self.stopped {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
+        let now_ms = crate::clock::system_now_ms();
+        self.step.note_sample(self.metrics.live_sample());
+        let watched = self.step.watch().is_some();
+        let rollback = self.step.watch_step(now_ms);
+        if watched && rollback.is_none() && self.step.watch().is_none() {
+            tracing::info!("the applied change was watched for its whole window and is kept");
+        }
+        self.publish_optimizer_view();
+        match rollback {
+            Some(admission) => {
+                tracing::warn!("the watched KPI degraded: rolling the change back");
+                AtomicResponse::new(Box::pin(
+                    self.carry_out(admission, now_ms).map(|_, _, _| ()),
+                ))
+            }
+            None => AtomicResponse::new(Box::pin(fut::ready(()))),
+        }
+    }
+}
+
+/// A config change's effect in words.
+fn describe(command: &ControlCommand) -> String {
+    let changes = match command {
+        ControlCommand::ConfigApply { changes, .. }
+        | ControlCommand::ConfigRollback { changes, .. } => changes,
+        _ => return String::new(),
+    };
+    changes
+        .iter()
+        .map(|c| format!("{} {} -> {}", c.setting.key(), c.from, c.to))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The dashboard's line for an accepted config change: kind, cause and what changed.
+fn change_view(
+    command: &ControlCommand,
+    record: &ControlRecord,
+) -> Option<(&'static str, &'static str, ChangeView)> {
+    if record.reason.is_some() {
+        return None;
+    }
+    let (request, kind, cause, changes) = match command {
+        ControlCommand::ConfigApply {
+            changes, evidence, ..
+        } => {
+            let cause = match (record.source, evidence) {
+                (crate::control::ControlSource::Restart, _) => "RESTART",
+                (_, Some(_)) => "A_B_REPLAY",
+                (_, None) => "OPERATOR",
+            };
+            ("CONFIG_APPLY", "apply", cause, changes)
+        }
+        ControlCommand::ConfigRollback { changes, cause, .. } => {
+            let cause = match cause {
+                crate::optimizer::RollbackCause::KpiDegraded => "KPI_DEGRADED",
+                crate::optimizer::RollbackCause::Operator => "OPERATOR",
+            };
+            ("CONFIG_ROLLBACK", "rollback", cause, changes)
+        }
+        _ => return None,
+    };
+    Some((
+        kind,
+        cause,
+        ChangeView {
+            request,
+            request_id: record.request_id.clone(),
+            chain: String::new(),
+            seq: 0,
+            ts_ms: 0,
+            changes: changes.clone(),
+            detail: record.detail.clone(),
+        },
+    ))
 }
 
 /// How far a control record reached the sink.
@@ -346,6 +518,13 @@ async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch) {
                     if g.gate.send(msg).await.is_err() {
                         tracing::warn!("a gate stopped before the trading state reached it");
                     }
+                }
+            }
+        }
+        Effect::Tuning(tuning) => {
+            for g in gates {
+                if g.gate.send(Tune(tuning)).await.is_err() {
+                    tracing::warn!("a gate stopped before the settings change reached it");
                 }
             }
         }
@@ -384,6 +563,9 @@ impl Handler<AttachGates> for ControlActor {
         }
         if let Some((active, shadow)) = self.reloaded.clone() {
             effects.push(Effect::Rules(active, shadow));
+        }
+        if let Some(t) = state.tuning {
+            effects.push(Effect::Tuning(t));
         }
         let gates = self.gates.clone();
         let kill_switch = self.kill_switch.clone();

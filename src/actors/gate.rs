@@ -38,6 +38,11 @@ pub struct SetTradingState {
     pub state: crate::elf::TradingState,
 }
 
+/// New performance settings for the gate (decisions unchanged).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Tune(pub crate::elf::GateTuning);
+
 #[derive(Message)]
 #[rtype(result = "GateStats")]
 pub struct GetGateStats;
@@ -95,6 +100,14 @@ impl Handler<SetTradingState> for GateActor {
         );
         self.step
             .set_trading_state(msg.symbol.as_deref(), msg.state);
+    }
+}
+
+impl Handler<Tune> for GateActor {
+    type Result = ();
+    fn handle(&mut self, msg: Tune, _: &mut Self::Context) {
+        tracing::info!(chain = %self.step.chain(), tuning = ?msg.0, "gate settings changed");
+        self.step.set_tuning(msg.0);
     }
 }
 

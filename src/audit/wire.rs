@@ -214,7 +214,7 @@ pub enum Payload {
 
 /// One control-plane request and what became of it. Names the token's ID, never the token;
 /// holds the path, never the query string (which may carry a token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlRecord {
     /// The client's IP address (HTTP); `None` for a signal.
@@ -238,7 +238,7 @@ pub struct ControlRecord {
 }
 
 /// What a control request asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum ControlCommand {
     /// Engage (block every action but risk snapshots) or release the kill switch.
@@ -252,6 +252,127 @@ pub enum ControlCommand {
     RulesReload,
     /// Read the control state.
     State,
+    /// Change settings that only change how fast the gates decide, never what they decide,
+    /// with the evidence that justified it; the engine then watches its KPI.
+    ConfigApply {
+        changes: Vec<SettingChange>,
+        /// The A/B replay that showed the change better; `None` for an operator's own change.
+        evidence: Option<AbEvidence>,
+        /// How the engine watches the change; `None` when nothing is watched (a restart).
+        watch: Option<WatchTerms>,
+    },
+    /// Put back the settings the last applied change replaced.
+    ConfigRollback {
+        changes: Vec<SettingChange>,
+        cause: RollbackCause,
+        /// What the watch measured (automatic rollback only).
+        evidence: Option<WatchEvidence>,
+    },
+}
+
+/// A setting the optimizer may recommend. Performance settings never change a decision and
+/// may be applied at run time; a threshold changes decisions and is only ever recommended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Setting {
+    #[serde(rename = "elf.parallelize_l2_l3")]
+    ParallelizeL2L3,
+    #[serde(rename = "elf.enable_decision_cache")]
+    EnableDecisionCache,
+    #[serde(rename = "elf.decision_cache_size")]
+    DecisionCacheSize,
+    #[serde(rename = "elf.decision_cache_ttl_s")]
+    DecisionCacheTtlS,
+    #[serde(rename = "elf.constitutional_compliance")]
+    ConstitutionalCompliance,
+}
+
+/// One setting's old and new value, as TOML literals (`true`, `2048`, `0.9`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingChange {
+    pub from: String,
+    pub setting: Setting,
+    pub to: String,
+}
+
+/// A lower-is-better or higher-is-better figure of a measured run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KpiName {
+    /// L0-L3 decision time, mean / percentiles, microseconds.
+    DecideMeanUs,
+    DecideP50Us,
+    DecideP95Us,
+    DecideP99Us,
+    /// The whole gate (L0-L3 and the L4 signature), microseconds.
+    GateMeanUs,
+    GateP99Us,
+    /// Market events per second of engine time over a replay.
+    MarketEventsPerS,
+}
+
+/// The A/B replay behind an applied change: the same input through the configuration
+/// before (A) and after (B), in alternating runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbEvidence {
+    /// Median of the A runs and of the B runs.
+    pub baseline: Num,
+    pub candidate: Num,
+    /// Decisions compared between A and B, and how many differed in verdict, layer or
+    /// reasons (0 for any change that is applied).
+    #[serde(with = "exact")]
+    pub decisions_compared: i64,
+    #[serde(with = "exact")]
+    pub decisions_changed: i64,
+    /// Improvement of the KPI, percent (positive: better).
+    pub improvement_pct: Num,
+    pub kpi: KpiName,
+    /// Of all (A run, B run) pairs, the share in which B was better, percent: how
+    /// consistently, not only how much.
+    pub pairs_better_pct: Num,
+    /// SHA-256 of the replayed input's file names and sizes.
+    pub input_sha256: String,
+    #[serde(with = "exact")]
+    pub runs_per_side: i64,
+}
+
+/// How the engine watches an applied change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchTerms {
+    /// The live KPI before the change, over `baseline_decisions` decisions.
+    pub baseline: Num,
+    #[serde(with = "exact")]
+    pub baseline_decisions: i64,
+    /// Rolled back when the KPI is this much worse, percent.
+    pub degradation_pct: Num,
+    pub kpi: KpiName,
+    /// The watch ends (the change stays) at this engine time.
+    #[serde(with = "exact")]
+    pub until_ms: i64,
+}
+
+/// What the watch measured when it rolled a change back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchEvidence {
+    pub baseline: Num,
+    pub degradation_pct: Num,
+    pub kpi: KpiName,
+    pub observed: Num,
+    #[serde(with = "exact")]
+    pub observed_decisions: i64,
+}
+
+/// Why a change was rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RollbackCause {
+    /// The watched KPI degraded by at least the configured percentage.
+    KpiDegraded,
+    /// An operator asked for it.
+    Operator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +399,8 @@ pub enum ControlSource {
     Signal,
     /// A setting of the previous run's operator state, put back at start.
     Restart,
+    /// The engine's own watch of an applied change (automatic rollback).
+    Watchdog,
 }
 
 /// Stable codes for refused and failed control requests.
@@ -306,6 +429,10 @@ pub enum ControlReason {
     UnknownSymbol,
     /// The rule files did not load; the rules in force stay.
     RulesRejected,
+    /// A setting that changes decisions: recommended, never applied at run time.
+    DecisionAltering,
+    /// A rollback with no applied change to put back.
+    NothingToRollBack,
 }
 
 impl ControlReason {
@@ -322,6 +449,8 @@ impl ControlReason {
             Self::UnknownEndpoint => "UNKNOWN_ENDPOINT",
             Self::UnknownSymbol => "UNKNOWN_SYMBOL",
             Self::RulesRejected => "RULES_REJECTED",
+            Self::DecisionAltering => "DECISION_ALTERING",
+            Self::NothingToRollBack => "NOTHING_TO_ROLL_BACK",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod elf_demo;
 pub mod import_trades;
 pub mod keygen;
+pub mod optimize;
 pub mod record;
 pub mod replay;
 pub mod replay_server;

@@ -6,6 +6,7 @@
 mod elf;
 mod engine;
 mod feed;
+mod optimizer;
 mod output;
 mod risk;
 mod var;
@@ -13,6 +14,7 @@ mod var;
 pub use elf::ElfConfig;
 pub use engine::{ClockMode, EngineConfig};
 pub use feed::{FeedConfig, OnServerClose};
+pub use optimizer::OptimizerConfig;
 pub use output::{HttpConfig, KafkaConfig, SigningConfig, SinkConfig};
 pub use risk::{InstrumentConfig, LimitsConfig, PortfolioConfig};
 pub use var::{
@@ -74,6 +76,7 @@ pub struct Config {
     pub sink: SinkConfig,
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
+    pub optimizer: OptimizerConfig,
 }
 
 impl Config {
@@ -126,6 +129,7 @@ impl Config {
         self.var_problems(&mut check);
         self.risk_problems(&mut check);
         self.elf_problems(&mut check);
+        self.optimizer_problems(&mut check);
         self.output_problems(&mut check);
         if errors.is_empty() {
             Ok(())
@@ -174,6 +178,17 @@ impl Config {
         };
         c.feed.max_ws_message_bytes = 0;
         c.feed.max_messages_per_s = 0;
+        // How fast the gate decides changes no decision (the optimizer tunes these at run
+        // time, and an A/B replay checks each decision is the same).
+        c.elf.parallelize_l2_l3 = false;
+        c.elf.enable_decision_cache = false;
+        c.elf.decision_cache_size = 0;
+        c.elf.decision_cache_ttl_s = 0;
+        c.optimizer.watch_kpi.clear();
+        c.optimizer.watch_window_s = 0;
+        c.optimizer.rollback_degradation_pct = 0.0;
+        c.optimizer.watch_interval_ms = 0;
+        c.optimizer.watch_min_decisions = 0;
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }

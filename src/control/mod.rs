@@ -13,7 +13,12 @@ pub use crate::audit::wire::{
     ControlCommand, ControlOutcome, ControlReason, ControlRecord, ControlSource, TradingStateName,
 };
 use crate::audit::{AuditError, ChainSigner, SignedEvent};
-use crate::elf::TradingState;
+use crate::elf::{GateTuning, TradingState};
+use crate::optimizer::tuning::{apply_to_tuning, diff};
+use crate::optimizer::{
+    AbEvidence, LiveSample, Num, RollbackCause, SettingChange, TuningError, Watch, WatchEvidence,
+    WatchOutcome, WatchTerms,
+};
 use crate::secret::Secret;
 pub use rate::{Admit, RateLimit};
 pub use tokens::{AuthFailure, Caller, Role, TokenError, Tokens};
@@ -80,6 +85,13 @@ pub struct ControlState {
     pub global_trading_state: Option<TradingStateName>,
     pub symbol_trading_states: std::collections::BTreeMap<String, TradingStateName>,
     pub rules_sha256: String,
+    /// The gates' performance settings in force (the configuration's until a change is
+    /// applied at run time).
+    #[serde(default)]
+    pub tuning: Option<GateTuning>,
+    /// What the last applied change replaced: what a rollback puts back.
+    #[serde(default)]
+    pub tuning_before: Option<GateTuning>,
 }
 
 impl ControlState {
@@ -94,6 +106,26 @@ impl ControlState {
             ControlCommand::TradingState { state, symbol } => match symbol {
                 Some(s) => self.symbol_trading_states.insert(s.clone(), *state) != Some(*state),
                 None => self.global_trading_state.replace(*state) != Some(*state),
+            },
+            ControlCommand::ConfigApply { changes, .. } => {
+                let Some(now) = self.tuning else {
+                    return false;
+                };
+                match apply_to_tuning(&now, changes) {
+                    Ok(next) if next != now => {
+                        self.tuning_before = Some(now);
+                        self.tuning = Some(next);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            ControlCommand::ConfigRollback { .. } => match self.tuning_before.take() {
+                Some(before) => {
+                    self.tuning = Some(before);
+                    true
+                }
+                None => false,
             },
             ControlCommand::RulesReload | ControlCommand::State => false,
         }
@@ -127,6 +159,15 @@ pub struct ControlSigned {
     pub checkpoint: Option<SignedEvent>,
 }
 
+/// How the step watches an applied change (`[optimizer]`).
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    pub kpi: crate::optimizer::KpiName,
+    pub window_ms: i64,
+    pub degradation_pct: f64,
+    pub min_decisions: u64,
+}
+
 pub struct ControlStep {
     signer: ChainSigner,
     tokens: Tokens,
@@ -137,6 +178,15 @@ pub struct ControlStep {
     symbols: Vec<String>,
     state: ControlState,
     assigned_ids: u64,
+    /// The configuration's performance settings.
+    base_tuning: Option<GateTuning>,
+    watch_settings: Option<WatchSettings>,
+    /// The gate counters the host sampled last, and when the settings last changed.
+    last_sample: LiveSample,
+    since_change: LiveSample,
+    watch: Option<Watch>,
+    /// A rollback the watch asked for and the host has not carried out yet.
+    rollback_pending: bool,
 }
 
 impl ControlStep {
@@ -158,6 +208,106 @@ impl ControlStep {
                 ..ControlState::default()
             },
             assigned_ids: 0,
+            base_tuning: None,
+            watch_settings: None,
+            last_sample: LiveSample::default(),
+            since_change: LiveSample::default(),
+            watch: None,
+            rollback_pending: false,
+        }
+    }
+
+    /// The gates' performance settings from the configuration, and how a change to them is
+    /// watched: enables `/control/config/apply` and `/control/config/rollback`.
+    pub fn with_tuning(mut self, tuning: GateTuning, watch: WatchSettings) -> Self {
+        self.base_tuning = Some(tuning);
+        self.state.tuning = Some(tuning);
+        self.watch_settings = Some(watch);
+        self
+    }
+
+    /// The performance settings in force.
+    pub fn tuning(&self) -> Option<GateTuning> {
+        self.state.tuning
+    }
+
+    /// The watch over the last applied change, while there is one.
+    pub fn watch(&self) -> Option<&Watch> {
+        self.watch.as_ref()
+    }
+
+    /// The gate counters now (the host reads its metrics before each request and on its
+    /// watch interval).
+    pub fn note_sample(&mut self, sample: LiveSample) {
+        self.last_sample = sample;
+    }
+
+    /// Judge the watched change on the last sample: a rollback to carry out when it
+    /// degraded the KPI (once), and `None` otherwise; the watch ends when its window does.
+    pub fn watch_step(&mut self, now_ms: i64) -> Option<Admission> {
+        let outcome = self.watch.as_ref()?.step(&self.last_sample, now_ms);
+        match outcome {
+            WatchOutcome::Watching => None,
+            WatchOutcome::Kept => {
+                self.watch = None;
+                None
+            }
+            WatchOutcome::RollBack(evidence) => {
+                if self.rollback_pending {
+                    return None;
+                }
+                let command = self.rollback_command(RollbackCause::KpiDegraded, Some(evidence))?;
+                self.rollback_pending = true;
+                let record = ControlRecord {
+                    client: None,
+                    detail: Some("the watched KPI degraded after the change".into()),
+                    method: "WATCHDOG".into(),
+                    outcome: ControlOutcome::Accepted,
+                    path: "optimizer.watch".into(),
+                    reason: None,
+                    request: Some(command.clone()),
+                    request_id: self.assign_id(now_ms),
+                    role: None,
+                    source: ControlSource::Watchdog,
+                    token_id: None,
+                };
+                Some(Admission::Do { command, record })
+            }
+        }
+    }
+
+    fn rollback_command(
+        &self,
+        cause: RollbackCause,
+        evidence: Option<WatchEvidence>,
+    ) -> Option<ControlCommand> {
+        let (now, before) = (self.state.tuning?, self.state.tuning_before?);
+        Some(ControlCommand::ConfigRollback {
+            changes: diff(&now, &before),
+            cause,
+            evidence,
+        })
+    }
+
+    /// How an apply admitted now is watched: against the KPI since the last change, when
+    /// enough decisions measured it.
+    fn watch_terms(&self, now_ms: i64) -> Result<WatchTerms, String> {
+        let Some(w) = self.watch_settings else {
+            return Err("not watched: no watch settings".into());
+        };
+        let (baseline, n) = self.last_sample.since(&self.since_change, w.kpi);
+        match baseline {
+            Some(b) if n >= w.min_decisions => Ok(WatchTerms {
+                baseline: Num((b * 10_000.0).round() / 10_000.0),
+                baseline_decisions: i64::try_from(n).unwrap_or(i64::MAX),
+                degradation_pct: Num(w.degradation_pct),
+                kpi: w.kpi,
+                until_ms: now_ms.saturating_add(w.window_ms),
+            }),
+            _ => Err(format!(
+                "not watched: {n} decisions since the last change, {} needed for a baseline",
+                w.min_decisions
+            )),
         }
     }
 
@@ -290,6 +440,8 @@ impl ControlStep {
             ("POST", "/control/trading-state") => Endpoint::TradingState,
             ("POST", "/control/rules/reload") => Endpoint::RulesReload,
             ("GET", "/control/state") => Endpoint::State,
+            ("POST", "/control/config/apply") => Endpoint::ConfigApply,
+            ("POST", "/control/config/rollback") => Endpoint::ConfigRollback,
             _ => {
                 return refuse(
                     record,
@@ -316,6 +468,13 @@ impl ControlStep {
             Ok(c) => c,
             Err(detail) => return refuse(record, ControlReason::BadRequest, &detail),
         };
+        let command = match self.complete(command, now_ms) {
+            Ok((c, detail)) => {
+                record.detail = detail;
+                c
+            }
+            Err((reason, detail)) => return refuse(record, reason, &detail),
+        };
         record.request = Some(command.clone());
         if let ControlCommand::TradingState {
             symbol: Some(symbol),
@@ -334,6 +493,70 @@ impl ControlStep {
         Admission::Do { command, record }
     }
 
+    /// Fill in what only the engine knows: the values a config change replaces, how it is
+    /// watched, what a rollback puts back. Refuses thresholds and changes that change
+    /// nothing.
+    fn complete(
+        &self,
+        command: ControlCommand,
+        now_ms: i64,
+    ) -> Result<(ControlCommand, Option<String>), (ControlReason, String)> {
+        let not_enabled = || {
+            (
+                ControlReason::UnknownEndpoint,
+                "config changes are not enabled on this engine".to_string(),
+            )
+        };
+        match command {
+            ControlCommand::ConfigApply {
+                changes, evidence, ..
+            } => {
+                let now = self.state.tuning.ok_or_else(not_enabled)?;
+                if changes.is_empty() {
+                    return Err((ControlReason::BadRequest, "no changes".into()));
+                }
+                let next = apply_to_tuning(&now, &changes).map_err(|e| match e {
+                    TuningError::DecisionAltering(_) => {
+                        (ControlReason::DecisionAltering, e.to_string())
+                    }
+                    _ => (ControlReason::BadRequest, e.to_string()),
+                })?;
+                let changes = diff(&now, &next);
+                if changes.is_empty() {
+                    return Err((
+                        ControlReason::BadRequest,
+                        "the change sets what is already in force".into(),
+                    ));
+                }
+                let (watch, detail) = match self.watch_terms(now_ms) {
+                    Ok(terms) => (Some(terms), None),
+                    Err(why) => (None, Some(why)),
+                };
+                Ok((
+                    ControlCommand::ConfigApply {
+                        changes,
+                        evidence,
+                        watch,
+                    },
+                    detail,
+                ))
+            }
+            ControlCommand::ConfigRollback { .. } => {
+                self.state.tuning.ok_or_else(not_enabled)?;
+                let command = self
+                    .rollback_command(RollbackCause::Operator, None)
+                    .ok_or_else(|| {
+                        (
+                            ControlReason::NothingToRollBack,
+                            "no applied change to roll back".to_string(),
+                        )
+                    })?;
+                Ok((command, None))
+            }
+            other => Ok((other, None)),
+        }
+    }
+
     /// Record what carrying out an admitted command did: `Ok(detail)` or a failure.
     pub fn finish(
         &mut self,
@@ -343,7 +566,10 @@ impl ControlStep {
         match result {
             Ok(detail) => {
                 record.outcome = ControlOutcome::Accepted;
-                record.detail = detail;
+                record.detail = match (record.detail.take(), detail) {
+                    (Some(a), Some(b)) => Some(format!("{b}; {a}")),
+                    (a, b) => b.or(a),
+                };
             }
             Err((reason, detail)) => {
                 record.outcome = ControlOutcome::Failed;
@@ -356,7 +582,25 @@ impl ControlStep {
     /// An accepted command's record reached the trail and it was carried out: the control
     /// state now shows it. True when the state changed.
     pub fn commit(&mut self, command: &ControlCommand) -> bool {
-        self.state.apply(command)
+        let changed = self.state.apply(command);
+        match command {
+            ControlCommand::ConfigApply { watch, .. } if changed => {
+                // Measured from the sample the host took once the gates had the change.
+                self.since_change = self.last_sample;
+                self.watch = watch
+                    .clone()
+                    .zip(self.watch_settings)
+                    .map(|(terms, w)| Watch::new(terms, self.last_sample, w.min_decisions));
+                self.rollback_pending = false;
+            }
+            ControlCommand::ConfigRollback { .. } => {
+                self.since_change = self.last_sample;
+                self.watch = None;
+                self.rollback_pending = false;
+            }
+            _ => {}
+        }
+        changed
     }
 
     /// Continue from the operator state of an earlier run (trading states of symbols the
@@ -367,10 +611,26 @@ impl ControlStep {
             .symbol_trading_states
             .retain(|s, _| self.symbols.contains(s));
         earlier.rules_sha256 = std::mem::take(&mut self.state.rules_sha256);
+        // Performance settings applied at run time are kept; without them (or when config
+        // changes are off) the configuration's hold.
+        let base = self.base_tuning;
+        let restored_tuning = match (base, earlier.tuning) {
+            (Some(b), Some(t)) if t != b => Some(ControlCommand::ConfigApply {
+                changes: diff(&b, &t),
+                evidence: None,
+                watch: None,
+            }),
+            _ => None,
+        };
+        if base.is_none() || restored_tuning.is_none() {
+            earlier.tuning = base;
+            earlier.tuning_before = None;
+        }
         self.state = earlier;
         self.state
             .commands()
             .into_iter()
+            .chain(restored_tuning)
             .map(|command| ControlRecord {
                 client: None,
                 detail: Some(
@@ -424,6 +684,8 @@ enum Endpoint {
     TradingState,
     RulesReload,
     State,
+    ConfigApply,
+    ConfigRollback,
 }
 
 /// An ID a caller may choose: short, printable, safe in logs.
@@ -450,6 +712,19 @@ fn parse_command(endpoint: Endpoint, body: &[u8]) -> Result<ControlCommand, Stri
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Empty {}
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ChangeBody {
+        setting: crate::optimizer::Setting,
+        to: serde_json::Value,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ApplyBody {
+        changes: Vec<ChangeBody>,
+        #[serde(default)]
+        evidence: Option<AbEvidence>,
+    }
     fn json(what: &str) -> impl Fn(serde_json::Error) -> String + '_ {
         move |e: serde_json::Error| {
             format!(
@@ -477,8 +752,49 @@ fn parse_command(endpoint: Endpoint, body: &[u8]) -> Result<ControlCommand, Stri
         Endpoint::RulesReload => serde_json::from_slice::<Empty>(body)
             .map(|_| ControlCommand::RulesReload)
             .map_err(json("empty or {}")),
+        Endpoint::ConfigApply => {
+            let b = serde_json::from_slice::<ApplyBody>(body).map_err(json(
+                r#"{"changes": [{"setting": "elf.parallelize_l2_l3", "to": false}], "evidence": optional}"#,
+            ))?;
+            let changes = b
+                .changes
+                .into_iter()
+                .map(|c| {
+                    let to = match c.to {
+                        serde_json::Value::String(s) => s,
+                        v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => {
+                            v.to_string()
+                        }
+                        _ => return Err(format!("{}: a value must be a scalar", c.setting.key())),
+                    };
+                    Ok(SettingChange {
+                        from: String::new(),
+                        setting: c.setting,
+                        to,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(ControlCommand::ConfigApply {
+                changes,
+                evidence: b.evidence,
+                watch: None,
+            })
+        }
+        Endpoint::ConfigRollback if blank => Ok(rollback_placeholder()),
+        Endpoint::ConfigRollback => serde_json::from_slice::<Empty>(body)
+            .map(|_| rollback_placeholder())
+            .map_err(json("empty or {}")),
         Endpoint::State if blank => Ok(ControlCommand::State),
         Endpoint::State => Err("GET /control/state takes no body".into()),
+    }
+}
+
+/// A rollback as asked for; `complete` fills in what it puts back.
+fn rollback_placeholder() -> ControlCommand {
+    ControlCommand::ConfigRollback {
+        changes: Vec::new(),
+        cause: RollbackCause::Operator,
+        evidence: None,
     }
 }
 
@@ -515,7 +831,8 @@ pub fn http_status(record: &ControlRecord) -> u16 {
         Some(ControlReason::BadRequest) | Some(ControlReason::UnknownSymbol) => 400,
         Some(ControlReason::BodyTooLarge) => 413,
         Some(ControlReason::UnknownEndpoint) => 404,
-        Some(ControlReason::RulesRejected) => 422,
+        Some(ControlReason::RulesRejected) | Some(ControlReason::DecisionAltering) => 422,
+        Some(ControlReason::NothingToRollBack) => 409,
     }
 }
 

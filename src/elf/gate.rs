@@ -31,6 +31,29 @@ pub struct GateSettings {
     pub decision_cache_ttl: Duration,
 }
 
+/// The settings that change how fast the gate decides, never what it decides: the L3
+/// thread and the decision cache (whose outcome depends on its key alone). They may change
+/// at run time (`ElfGate::set_tuning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateTuning {
+    pub parallelize_l2_l3: bool,
+    pub enable_decision_cache: bool,
+    pub decision_cache_size: u64,
+    pub decision_cache_ttl_s: u64,
+}
+
+impl GateSettings {
+    pub fn tuning(&self) -> GateTuning {
+        GateTuning {
+            parallelize_l2_l3: self.parallelize_l2_l3,
+            enable_decision_cache: self.decision_cache,
+            decision_cache_size: self.decision_cache_size,
+            decision_cache_ttl_s: self.decision_cache_ttl.as_secs(),
+        }
+    }
+}
+
 /// The gate's verdict on one request, with everything an auditor needs to re-check it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -104,6 +127,21 @@ impl DecisionKey {
             data_age_ms: req.decided_at_ms.saturating_sub(req.data_time_ms),
         }
     }
+}
+
+fn new_cache(settings: &GateSettings) -> Option<LruCache<DecisionKey, (Arc<RuleOutcome>, i64)>> {
+    settings
+        .decision_cache
+        .then(|| usize::try_from(settings.decision_cache_size).ok())
+        .flatten()
+        .and_then(std::num::NonZeroUsize::new)
+        .map(LruCache::new)
+}
+
+fn spawn_l3_worker() -> Option<Worker<L3Job, Option<L3Matches>>> {
+    Worker::spawn("elf-l3", L3Job::run)
+        .map_err(|e| tracing::warn!(error = %e, "no L3 worker thread; L2 and L3 run in turn"))
+        .ok()
 }
 
 /// The cacheable part of a decision: the L3 hits of the active and candidate rules.
@@ -192,12 +230,7 @@ impl ElfGate {
             settings.throttle_window_ms,
             kill_switch,
         );
-        let cache = settings
-            .decision_cache
-            .then(|| usize::try_from(settings.decision_cache_size).ok())
-            .flatten()
-            .and_then(std::num::NonZeroUsize::new)
-            .map(LruCache::new);
+        let cache = new_cache(&settings);
         let mut gate = Self {
             ids: DuplicateWindow::new(settings.duplicate_window),
             settings,
@@ -211,13 +244,39 @@ impl ElfGate {
             l3_worker: None,
         };
         if gate.settings.parallelize_l2_l3 {
-            gate.l3_worker = Worker::spawn("elf-l3", L3Job::run)
-                .map_err(
-                    |e| tracing::warn!(error = %e, "no L3 worker thread; L2 and L3 run in turn"),
-                )
-                .ok();
+            gate.l3_worker = spawn_l3_worker();
         }
         gate
+    }
+
+    /// Change the performance settings from the next request: the cache starts empty when
+    /// it changes, the L3 thread starts or stops. Decisions stay the same.
+    pub fn set_tuning(&mut self, tuning: GateTuning) {
+        if tuning == self.settings.tuning() {
+            return;
+        }
+        let s = &mut self.settings;
+        let cache_changed = s.decision_cache != tuning.enable_decision_cache
+            || s.decision_cache_size != tuning.decision_cache_size;
+        s.decision_cache = tuning.enable_decision_cache;
+        s.decision_cache_size = tuning.decision_cache_size;
+        s.decision_cache_ttl = Duration::from_secs(tuning.decision_cache_ttl_s);
+        if cache_changed {
+            self.cache = new_cache(&self.settings);
+        }
+        if self.settings.parallelize_l2_l3 != tuning.parallelize_l2_l3 {
+            self.settings.parallelize_l2_l3 = tuning.parallelize_l2_l3;
+            // Dropping the worker joins its thread.
+            self.l3_worker = if tuning.parallelize_l2_l3 {
+                spawn_l3_worker()
+            } else {
+                None
+            };
+        }
+    }
+
+    pub fn tuning(&self) -> GateTuning {
+        self.settings.tuning()
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {

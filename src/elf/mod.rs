@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-pub use gate::{Decision, ElfGate, GateSettings, ShadowOutcome};
+pub use gate::{Decision, ElfGate, GateSettings, GateTuning, ShadowOutcome};
 pub use l0::DuplicateWindow;
 pub use l1::{Compliance, ComplianceComponents, ComplianceWeights};
 pub use l2::{Guardrails, KillSwitch, TradingState};

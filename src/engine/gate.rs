@@ -26,6 +26,8 @@ pub struct GateStats {
     pub decide_ns: Histogram<u64>,
     /// Decision plus L4 signing, nanoseconds.
     pub gate_ns: Histogram<u64>,
+    /// L0, L1, L2 and L3 each, nanoseconds, when the host times layers (`set_timer`).
+    pub layer_ns: [Histogram<u64>; 4],
     pub next_seq: u64,
 }
 
@@ -68,6 +70,7 @@ impl GateStep {
             shadow_divergences: 0,
             decide_ns: histogram(),
             gate_ns: histogram(),
+            layer_ns: [histogram(), histogram(), histogram(), histogram()],
             next_seq: signer.head().next_seq,
         };
         Self {
@@ -93,6 +96,11 @@ impl GateStep {
         self.provenance.rules_sha256 = active.hash_hex().to_string();
         self.gate.set_rules(active);
         self.gate.set_shadow_rules(shadow);
+    }
+
+    /// New performance settings (decisions unchanged), from the next request.
+    pub fn set_tuning(&mut self, tuning: crate::elf::GateTuning) {
+        self.gate.set_tuning(tuning);
     }
 
     /// An operator's trading-state change for this chain's symbol, or the global state.
@@ -189,6 +197,11 @@ impl GateStep {
         }
         if let Some(shadow) = &decision.shadow {
             s.shadow_divergences += u64::from(shadow.diverged);
+        }
+        if let Some(ns) = decision.layer_ns {
+            for (h, ns) in s.layer_ns.iter_mut().zip(ns) {
+                let _ = h.record(ns.max(1));
+            }
         }
     }
 }

@@ -147,6 +147,7 @@ pub fn start(bind: &str, limits: Limits, state: HttpState) -> Result<Running, Ht
             .route("/", web::get().to(page))
             .route("/api/history", web::get().to(history))
             .route("/api/status", web::get().to(status))
+            .route("/api/optimizer", web::get().to(optimizer))
             .route("/api/stream", web::get().to(stream))
             .route("/control/{rest:.*}", web::route().to(control::handle))
     })
@@ -223,6 +224,11 @@ async fn history(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 /// Feed health, readiness and ELF latency for the page's status line.
+/// The optimizer's view: settings in force, watch, live recommendations, last changes.
+async fn optimizer(state: web::Data<HttpState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.metrics.optimizer.view())
+}
+
 async fn status(state: web::Data<HttpState>) -> HttpResponse {
     let m = &state.metrics;
     let quantiles = |layer: &str| {

@@ -8,15 +8,18 @@ use prometheus::{
 };
 
 pub mod health;
+pub mod optimizer;
 pub mod risk;
 
 pub use health::HealthMetrics;
+pub use optimizer::OptimizerMetrics;
 pub use risk::RiskMetrics;
 
 pub struct Metrics {
     pub registry: Registry,
     pub health: HealthMetrics,
     pub risk: RiskMetrics,
+    pub optimizer: OptimizerMetrics,
     pub ingest_frames_total: IntCounterVec,
     pub ingest_rejected_total: IntCounterVec,
     pub feed_clock_skew_seconds: Histogram,
@@ -209,6 +212,7 @@ impl Metrics {
             input_limit_breaches_total,
             health: HealthMetrics::new(&registry)?,
             risk: RiskMetrics::new(&registry)?,
+            optimizer: OptimizerMetrics::new(&registry)?,
             registry,
             recording_errors_total,
             ingest_frames_total,
@@ -231,6 +235,17 @@ impl Metrics {
             kafka_acked_records_unrecoverable_total,
             tick_to_ack_seconds,
         })
+    }
+
+    /// The cumulative gate counters the optimizer's watch samples.
+    pub fn live_sample(&self) -> crate::optimizer::LiveSample {
+        let decide = self.elf_latency_seconds.with_label_values(&["L0_L3"]);
+        let sign = self.elf_latency_seconds.with_label_values(&["L4"]);
+        crate::optimizer::LiveSample {
+            decisions: decide.get_sample_count(),
+            decide_sum_s: decide.get_sample_sum(),
+            gate_sum_s: decide.get_sample_sum() + sign.get_sample_sum(),
+        }
     }
 
     /// Prometheus text exposition.

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
+pub use crate::optimizer::Percentiles;
+
 use super::frames::FrameSource;
 use super::rest::RestIndex;
 use super::ReplayOptions;
@@ -64,6 +68,9 @@ pub struct Throughput {
     /// Time per decision in the gate, microseconds.
     pub decide_us_per_decision: f64,
     pub sign_us_per_decision: f64,
+    /// Per decision: L0-L3, and the whole gate (L0-L3 and the L4 signature).
+    pub decide_latency_us: Percentiles,
+    pub gate_latency_us: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -94,9 +101,12 @@ impl RestTransport for LocalRest {
     }
 }
 
-/// Nanoseconds per stage since the last lap.
-#[derive(Default)]
+/// Nanoseconds per stage since the last lap, and each decision's gate times.
 struct Laps {
+    decide_hist: Histogram<u64>,
+    gate_hist: Histogram<u64>,
+    /// The decide lap of the decision being signed.
+    deciding: u64,
     last: Option<Instant>,
     read: u64,
     parse: u64,
@@ -108,6 +118,26 @@ struct Laps {
 }
 
 impl Laps {
+    fn new() -> Self {
+        let h = || {
+            Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("constant histogram bounds are valid")
+        };
+        Self {
+            decide_hist: h(),
+            gate_hist: h(),
+            deciding: 0,
+            last: None,
+            read: 0,
+            parse: 0,
+            feed: 0,
+            models: 0,
+            decide: 0,
+            sign: 0,
+            write: 0,
+        }
+    }
+
     fn start(&mut self) {
         self.last = Some(Instant::now());
     }
@@ -127,8 +157,15 @@ impl Stopwatch for Laps {
         let ns = self.since_last();
         match stage {
             Stage::Models => self.models += ns,
-            Stage::Decide => self.decide += ns,
-            Stage::Sign => self.sign += ns,
+            Stage::Decide => {
+                self.decide += ns;
+                self.deciding = ns;
+                let _ = self.decide_hist.record(ns.max(1));
+            }
+            Stage::Sign => {
+                self.sign += ns;
+                let _ = self.gate_hist.record((self.deciding + ns).max(1));
+            }
         }
     }
 }
@@ -202,6 +239,10 @@ pub fn run(
     let (symbol_steps, portfolio_step) = assemble::model_steps(&config, start);
     let portfolio = portfolio_step.zip(gates.portfolio);
     let mut engine = Engine::new(symbol_steps, gates.symbols, portfolio)?;
+    // Layer times for the run's KPIs (a few clock reads per decision, not per event).
+    for gate in engine.gates_mut() {
+        gate.set_timer(Some(crate::clock::monotonic_ns));
+    }
     let mut writer = TrailWriter {
         sink,
         heads: gates.continued.clone(),
@@ -236,7 +277,7 @@ pub fn run(
     // its REST answers is the replay server's work, not the engine's.
     let started = Instant::now();
     let cpu_start = process_cpu();
-    let mut laps = Laps::default();
+    let mut laps = Laps::new();
     let mut feed_out = Vec::new();
     let mut engine_out = Vec::new();
     let mut market_events = 0u64;
@@ -374,6 +415,8 @@ fn throughput(
         models_us_per_bar: per(laps.models, symbol_bars),
         decide_us_per_decision: per(laps.decide, decisions),
         sign_us_per_decision: per(laps.sign, decisions),
+        decide_latency_us: Percentiles::of(&laps.decide_hist),
+        gate_latency_us: Percentiles::of(&laps.gate_hist),
     }
 }
 
