@@ -91,6 +91,11 @@ const CORE_FILES: &[&str] = &[
     "src/market/skew.rs",
     "src/control/mod.rs",
     "src/control/rate.rs",
+    "src/optimizer/kpi.rs",
+    "src/optimizer/prometheus_text.rs",
+    "src/optimizer/recommend.rs",
+    "src/optimizer/tuning.rs",
+    "src/optimizer/watch.rs",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -548,10 +548,18 @@ impl Handler<AttachGates> for ControlActor {
         self.gates = Arc::new(msg.0);
         // The restored operator state is signed before the first decision it touches.
         let now_ms = crate::clock::system_now_ms();
-        let signed: Vec<_> = std::mem::take(&mut self.restored)
+        let restored = std::mem::take(&mut self.restored);
+        let changes: Vec<_> = restored
+            .iter()
+            .filter_map(|r| change_view(r.request.as_ref()?, r))
+            .collect();
+        let signed: Vec<_> = restored
             .into_iter()
             .map(|record| self.step.sign(record, now_ms))
             .collect();
+        for (kind, cause, view) in changes {
+            self.metrics.optimizer.note_change(kind, cause, view);
+        }
         let publisher = self.publisher.clone();
         let state = self.step.state().clone();
         let mut effects = Vec::new();

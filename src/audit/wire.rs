@@ -348,7 +348,8 @@ pub struct WatchTerms {
     /// Rolled back when the KPI is this much worse, percent.
     pub degradation_pct: Num,
     pub kpi: KpiName,
-    /// The watch ends (the change stays) at this engine time.
+    /// The watch ends (the change stays) at this time, ms since the Unix epoch (wall clock,
+    /// like the control chain's `ts_ms`).
     #[serde(with = "exact")]
     pub until_ms: i64,
 }

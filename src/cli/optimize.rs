@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bizra_risk::config::Config;
+use bizra_risk::optimizer::ab::candidate_config;
 use bizra_risk::optimizer::ab::{self, AbInput, AbResult};
-use bizra_risk::optimizer::tuning::{apply_to_config, as_toml};
+use bizra_risk::optimizer::tuning::as_toml;
 use bizra_risk::optimizer::{
     prometheus_text, recommend, AbEvidence, Applies, KpiName, Kpis, Recommendation, Setting,
     SettingChange,
@@ -168,7 +169,7 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
             input.runs_per_side
         )?;
         let changes = vec![rec.change.clone()];
-        let candidate = apply_to_config(&config, &changes)?;
+        let candidate = candidate_config(&config, &changes)?;
         let result = ab::compare(&config, &candidate, &input)?;
         let c = judge(
             changes,
@@ -203,7 +204,7 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
             changes.iter().map(|c| c.setting).collect();
         if distinct.len() == changes.len() {
             writeln!(out, "\ncomparing the confirmed changes together ...")?;
-            let candidate = apply_to_config(&config, &changes)?;
+            let candidate = candidate_config(&config, &changes)?;
             let result = ab::compare(&config, &candidate, &input)?;
             let c = judge(
                 changes,
@@ -283,7 +284,7 @@ fn asked_for(spec: &str, config: &Config) -> anyhow::Result<Recommendation> {
     let to = setting.normalise(value)?;
     Ok(Recommendation {
         change: SettingChange {
-            from: setting.value_in(config),
+            from: ab::value_in(setting, config),
             setting,
             to,
         },

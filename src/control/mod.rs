@@ -515,6 +515,9 @@ impl ControlStep {
                 if changes.is_empty() {
                     return Err((ControlReason::BadRequest, "no changes".into()));
                 }
+                if let Some(e) = &evidence {
+                    evidence_problem(e).map_or(Ok(()), |p| Err((ControlReason::BadRequest, p)))?;
+                }
                 let next = apply_to_tuning(&now, &changes).map_err(|e| match e {
                     TuningError::DecisionAltering(_) => {
                         (ControlReason::DecisionAltering, e.to_string())
@@ -787,6 +790,28 @@ fn parse_command(endpoint: Endpoint, body: &[u8]) -> Result<ControlCommand, Stri
         Endpoint::State if blank => Ok(ControlCommand::State),
         Endpoint::State => Err("GET /control/state takes no body".into()),
     }
+}
+
+/// Why evidence sent with an apply cannot be signed as it is, if it cannot: every number
+/// finite, counts not negative, the input a SHA-256.
+fn evidence_problem(e: &AbEvidence) -> Option<String> {
+    let numbers = [
+        e.baseline.0,
+        e.candidate.0,
+        e.improvement_pct.0,
+        e.pairs_better_pct.0,
+    ];
+    if !numbers.iter().all(|x| x.is_finite()) {
+        return Some("evidence: every figure must be a finite number".into());
+    }
+    if e.decisions_compared < 0 || e.decisions_changed < 0 || e.runs_per_side < 1 {
+        return Some("evidence: counts must not be negative, runs_per_side at least 1".into());
+    }
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !hex(&e.input_sha256) {
+        return Some("evidence: input_sha256 must be 64 lowercase hex digits".into());
+    }
+    None
 }
 
 /// A rollback as asked for; `complete` fills in what it puts back.

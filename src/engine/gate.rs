@@ -22,6 +22,8 @@ pub struct GateStats {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub shadow_divergences: u64,
+    /// Requests L0 refused (input it could not evaluate).
+    pub refused_at_l0: u64,
     /// L0-L3 decision time, nanoseconds.
     pub decide_ns: Histogram<u64>,
     /// Decision plus L4 signing, nanoseconds.
@@ -68,6 +70,7 @@ impl GateStep {
             cache_hits: 0,
             cache_misses: 0,
             shadow_divergences: 0,
+            refused_at_l0: 0,
             decide_ns: histogram(),
             gate_ns: histogram(),
             layer_ns: [histogram(), histogram(), histogram(), histogram()],
@@ -187,6 +190,7 @@ impl GateStep {
     fn count(&mut self, decision: &Decision) {
         let s = &mut self.stats;
         *s.by_verdict.entry(decision.verdict.as_str()).or_default() += 1;
+        s.refused_at_l0 += u64::from(decision.layer == Some(Layer::L0));
         for r in decision.refusals() {
             *s.blocks_by_reason.entry((r.layer(), *r)).or_default() += 1;
         }

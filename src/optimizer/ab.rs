@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::kpi::{median, Kpis};
-use crate::audit::wire::{parse_record, AbEvidence, KpiName, Num, Payload};
+use super::tuning::{parse_u64, TuningError};
+use crate::audit::wire::{parse_record, AbEvidence, KpiName, Num, Payload, Setting, SettingChange};
 use crate::config::Config;
 use crate::replay::in_process::{self, InProcessError};
 use crate::replay::ReplayOptions;
@@ -64,6 +65,38 @@ pub struct AbResult {
     pub candidate_runs: Vec<Kpis>,
     /// The first decision that differs, in words.
     pub first_difference: Option<String>,
+}
+
+/// `config` with `changes` applied (any setting, thresholds too: the replay shows what
+/// they change).
+pub fn candidate_config(config: &Config, changes: &[SettingChange]) -> Result<Config, TuningError> {
+    let mut c = config.clone();
+    for ch in changes {
+        let to = ch.setting.normalise(&ch.to)?;
+        let e = &mut c.elf;
+        match ch.setting {
+            Setting::ParallelizeL2L3 => e.parallelize_l2_l3 = to == "true",
+            Setting::EnableDecisionCache => e.enable_decision_cache = to == "true",
+            Setting::DecisionCacheSize => e.decision_cache_size = parse_u64(&to),
+            Setting::DecisionCacheTtlS => e.decision_cache_ttl_s = parse_u64(&to),
+            Setting::ConstitutionalCompliance => {
+                e.constitutional_compliance = to.parse().unwrap_or(e.constitutional_compliance)
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// A setting's value in `config`, as a TOML literal.
+pub fn value_in(setting: Setting, config: &Config) -> String {
+    match setting {
+        Setting::ConstitutionalCompliance => {
+            super::tuning::literal(config.elf.constitutional_compliance)
+        }
+        _ => setting
+            .value_in_tuning(&config.elf.gate_settings().tuning())
+            .unwrap_or_default(),
+    }
 }
 
 /// Replay `config` once into `work_dir/<label>` (emptied first).

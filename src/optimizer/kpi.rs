@@ -86,11 +86,9 @@ impl Kpis {
             blocks += g.by_verdict.get("BLOCK").copied().unwrap_or(0);
             hits += g.cache_hits;
             misses += g.cache_misses;
-            for ((layer, reason), n) in &g.blocks_by_reason {
+            l0 += g.refused_at_l0;
+            for ((_, reason), n) in &g.blocks_by_reason {
                 *by_reason.entry(reason.as_str().to_string()).or_default() += n;
-                if *layer == crate::elf::Layer::L0 {
-                    l0 += n;
-                }
             }
             if layers.is_empty() {
                 layers = g.layer_ns.to_vec();
@@ -113,8 +111,8 @@ impl Kpis {
             .collect();
         k.cache_lookups = hits + misses;
         k.cache_hit_rate = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
-        // L0 refuses requests decided by a process that has gone wrong (bad figures, stale or
-        // duplicate input): counted once per request however many L0 reasons it had.
+        // L0 refuses requests the gate cannot evaluate (bad figures, stale or duplicate
+        // input): counted once per request however many L0 reasons it had.
         k.error_rate = (l0 as f64 / n).min(1.0);
         k
     }

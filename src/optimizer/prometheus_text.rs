@@ -1,7 +1,8 @@
 //! KPIs of a live engine from its `/metrics` text: layer latencies from the
 //! `elf_latency_seconds` histogram (means exact from `_sum`/`_count`, percentiles
 //! interpolated within buckets as PromQL's `histogram_quantile` does), refusals from
-//! `elf_blocks_total`, the cache from `elf_decision_cache_total`.
+//! `elf_blocks_total`, BLOCK verdicts from `bizra_decisions_total`, requests L0 refused from
+//! `elf_requests_total` (reaching L0 but not L1), the cache from `elf_decision_cache_total`.
 
 use std::collections::BTreeMap;
 
@@ -132,8 +133,10 @@ pub fn parse(text: &str) -> Result<Kpis, MetricsTextError> {
     let mut k = Kpis::default();
     let (mut hits, mut misses) = (0.0, 0.0);
     let mut by_reason: BTreeMap<String, f64> = BTreeMap::new();
-    let mut l0_blocks = 0.0;
+    // Requests reaching L0 but not L1 were refused at L0.
+    let (mut reached_l0, mut reached_l1) = (0.0, 0.0);
     let mut decisions = 0.0;
+    let mut blocked = 0.0;
     for (i, line) in text.lines().enumerate() {
         let Some(s) = parse_line(line, i + 1)? else {
             continue;
@@ -155,13 +158,16 @@ pub fn parse(text: &str) -> Result<Kpis, MetricsTextError> {
             "elf_latency_seconds_count" => {
                 latency.entry(label("layer")).or_default().count = s.value
             }
-            "elf_requests_total" if label("layer") == "L4" => decisions = s.value,
+            "elf_requests_total" => match label("layer").as_str() {
+                "L4" => decisions = s.value,
+                "L0" => reached_l0 = s.value,
+                "L1" => reached_l1 = s.value,
+                _ => {}
+            },
             "elf_blocks_total" => {
                 *by_reason.entry(label("reason")).or_default() += s.value;
-                if label("layer") == "L0" {
-                    l0_blocks += s.value;
-                }
             }
+            "bizra_decisions_total" if label("verdict") == "BLOCK" => blocked += s.value,
             "elf_decision_cache_total" => match label("result").as_str() {
                 "hit" => hits += s.value,
                 "miss" => misses += s.value,
@@ -193,10 +199,10 @@ pub fn parse(text: &str) -> Result<Kpis, MetricsTextError> {
     }
     let n = (k.decisions as f64).max(1.0);
     k.block_rate_by_reason = by_reason.into_iter().map(|(r, c)| (r, c / n)).collect();
-    k.block_rate = k.block_rate_by_reason.values().sum::<f64>().min(1.0);
+    k.block_rate = (blocked / n).min(1.0);
     k.cache_lookups = (hits + misses) as u64;
     k.cache_hit_rate = (hits + misses > 0.0).then(|| hits / (hits + misses));
-    k.error_rate = (l0_blocks / n).min(1.0);
+    k.error_rate = ((reached_l0 - reached_l1).max(0.0) / n).min(1.0);
     Ok(k)
 }
 
@@ -218,9 +224,13 @@ elf_latency_seconds_bucket{layer="L4",le="0.000025"} 100
 elf_latency_seconds_bucket{layer="L4",le="+Inf"} 100
 elf_latency_seconds_sum{layer="L4"} 0.0016
 elf_latency_seconds_count{layer="L4"} 100
+elf_requests_total{layer="L0"} 100
+elf_requests_total{layer="L1"} 98
 elf_requests_total{layer="L4"} 100
 elf_blocks_total{layer="L2",reason="THROTTLED"} 10
 elf_blocks_total{layer="L0",reason="STALE_DATA"} 2
+bizra_decisions_total{symbol="BTCUSDT",verdict="BLOCK"} 7
+bizra_decisions_total{symbol="BTCUSDT",verdict="PASS"} 93
 elf_decision_cache_total{result="hit"} 5
 elf_decision_cache_total{result="miss"} 95
 "#;
@@ -236,6 +246,7 @@ elf_decision_cache_total{result="miss"} 95
         assert!((k.gate_us.mean - 16.3).abs() < 1e-9);
         assert!((k.block_rate_by_reason["THROTTLED"] - 0.1).abs() < 1e-12);
         assert!((k.error_rate - 0.02).abs() < 1e-12);
+        assert!((k.block_rate - 0.07).abs() < 1e-12);
         assert_eq!(k.cache_hit_rate, Some(0.05));
         assert!(parse("foo 1\n").is_err());
         assert!(parse("foo{a=\"b\" 1\n").is_err());

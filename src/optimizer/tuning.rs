@@ -1,8 +1,7 @@
 //! The settings the optimizer may change, their values as TOML literals, and how a change
-//! applies to the gate's tuning or to a configuration.
+//! applies to the gate's tuning (a configuration's: `ab::candidate_config`).
 
 use crate::audit::wire::{Setting, SettingChange};
-use crate::config::Config;
 use crate::elf::GateTuning;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,16 +50,6 @@ impl Setting {
     /// Whether the setting can change a decision (then it is only ever recommended).
     pub fn alters_decisions(self) -> bool {
         self == Setting::ConstitutionalCompliance
-    }
-
-    /// The setting's value in `config`, as a TOML literal.
-    pub fn value_in(self, config: &Config) -> String {
-        match self {
-            Setting::ConstitutionalCompliance => literal(config.elf.constitutional_compliance),
-            _ => self
-                .value_in_tuning(&config.elf.gate_settings().tuning())
-                .unwrap_or_default(),
-        }
     }
 
     /// The setting's value in a gate's tuning (`None` for a threshold).
@@ -129,25 +118,6 @@ pub fn apply_to_tuning(
     Ok(t)
 }
 
-/// `config` with `changes` applied (any setting; for A/B replays).
-pub fn apply_to_config(config: &Config, changes: &[SettingChange]) -> Result<Config, TuningError> {
-    let mut c = config.clone();
-    for ch in changes {
-        let to = ch.setting.normalise(&ch.to)?;
-        let e = &mut c.elf;
-        match ch.setting {
-            Setting::ParallelizeL2L3 => e.parallelize_l2_l3 = to == "true",
-            Setting::EnableDecisionCache => e.enable_decision_cache = to == "true",
-            Setting::DecisionCacheSize => e.decision_cache_size = parse_u64(&to),
-            Setting::DecisionCacheTtlS => e.decision_cache_ttl_s = parse_u64(&to),
-            Setting::ConstitutionalCompliance => {
-                e.constitutional_compliance = to.parse().unwrap_or(e.constitutional_compliance)
-            }
-        }
-    }
-    Ok(c)
-}
-
 /// The changes that turn `from` into `to`, in setting order.
 pub fn diff(from: &GateTuning, to: &GateTuning) -> Vec<SettingChange> {
     Setting::ALL
@@ -173,7 +143,7 @@ pub fn as_toml(changes: &[SettingChange]) -> String {
     out
 }
 
-fn parse_u64(s: &str) -> u64 {
+pub(super) fn parse_u64(s: &str) -> u64 {
     s.parse().unwrap_or(1)
 }
 
