@@ -56,6 +56,7 @@ fn exported() -> BTreeSet<String> {
     let files = [
         "src/metrics/mod.rs",
         "src/metrics/health.rs",
+        "src/metrics/optimizer.rs",
         "src/metrics/risk.rs",
         "src/cli/verify.rs",
     ];

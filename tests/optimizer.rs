@@ -140,7 +140,9 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
         .arg(tmp.path().join("optimize"))
         .arg("--json")
         .arg(&report_file)
+        // The test harness's own settings are not engine configuration.
         .env_remove("BIZRA_TEST_KAFKA_BROKERS")
+        .env_remove("BIZRA_TEST_TANSU")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -273,6 +275,9 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
         .collect();
     assert_eq!(auto.len(), 1, "{rollbacks:#?}");
     let r = &auto[0]["payload"]["request"];
+    eprintln!("applied: {}", first["request"]);
+    eprintln!("operator's apply: {}", accepted[1]["payload"]["request"]);
+    eprintln!("rolled back: {r}");
     assert_eq!(r["cause"], "KPI_DEGRADED");
     assert!(
         r["evidence"]["degradation_pct"].as_f64().unwrap() >= 5.0,
@@ -351,7 +356,9 @@ fn a_change_that_alters_decisions_is_never_applied() {
         .arg(tmp.path().join("optimize"))
         .arg("--json")
         .arg(&report_file)
+        // The test harness's own settings are not engine configuration.
         .env_remove("BIZRA_TEST_KAFKA_BROKERS")
+        .env_remove("BIZRA_TEST_TANSU")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
