@@ -72,7 +72,7 @@ impl Watch {
                     baseline: self.terms.baseline,
                     degradation_pct: Num((worse_pct * 100.0).round() / 100.0),
                     kpi: self.terms.kpi,
-                    observed: Num(observed),
+                    observed: Num((observed * 10_000.0).round() / 10_000.0),
                     observed_decisions: i64::try_from(n).unwrap_or(i64::MAX),
                 });
             }
