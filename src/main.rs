@@ -67,6 +67,9 @@ enum Command {
     /// setting changes, confirm each by an A/B replay of the same capture, and with --apply
     /// send the best to a running engine as a signed control request. Dry run by default.
     Optimize(cli::optimize::OptimizeArgs),
+    /// Derive N synthetic instruments from the bundled capture (scaled prices, shifted IDs
+    /// and times, a return noise each) with a configuration of N instruments, for load tests.
+    Synth(cli::synth::SynthArgs),
     /// Create an Ed25519 signing key (mode 0600) and its public key (`<out>.pub`).
     Keygen(cli::keygen::KeygenArgs),
 }
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::Synth(args) => cli::synth::run(args),
         Command::Optimize(args) => {
             init_logging("warn");
             cli::optimize::run(args)

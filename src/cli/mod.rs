@@ -15,6 +15,7 @@ pub mod record;
 pub mod replay;
 pub mod replay_server;
 pub mod run;
+pub mod synth;
 pub mod tail;
 pub mod verify;
 pub mod witness;

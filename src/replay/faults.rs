@@ -96,7 +96,7 @@ impl FromStr for SkipTrades {
 /// of its trades is left out by `skips`.
 pub(super) fn agg_frame(
     index: &RestIndex,
-    wanted: &HashSet<String>,
+    wanted: &super::frames::Wanted,
     skips: &[SkipTrades],
     line: &CaptureLine,
 ) -> Option<String> {

@@ -4,17 +4,49 @@
 //! replay server sends them over WebSocket; the in-process replay feeds them to the engine.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::faults::{agg_frame, skipped, DepthDropper, Injector};
 use super::rest::RestIndex;
 use super::ReplayOptions;
 use crate::market::capture::{group_by_instrument, CaptureError, CaptureLine, CaptureMerge};
 
+/// The streams a subscription wants. The replay server's connection changes it on
+/// `SUBSCRIBE` and `UNSUBSCRIBE` while the frame source reads with it.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted(Arc<RwLock<HashSet<String>>>);
+
+impl Wanted {
+    pub fn new(streams: HashSet<String>) -> Self {
+        Self(Arc::new(RwLock::new(streams)))
+    }
+
+    pub fn contains(&self, stream: &str) -> bool {
+        self.0.read().is_ok_and(|s| s.contains(stream))
+    }
+
+    pub fn snapshot(&self) -> HashSet<String> {
+        self.0.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Apply `change` to the set.
+    pub fn update<T>(&self, change: impl FnOnce(&mut HashSet<String>) -> T) -> Option<T> {
+        self.0.write().ok().map(|mut s| change(&mut s))
+    }
+}
+
 pub struct FrameSource {
     merge: CaptureMerge,
     index: Arc<RestIndex>,
-    wanted: HashSet<String>,
+    wanted: Wanted,
     opts_skips: Vec<super::SkipTrades>,
     depth_drops: DepthDropper,
     injector: Injector,
@@ -28,11 +60,20 @@ impl FrameSource {
         index: Arc<RestIndex>,
         wanted: HashSet<String>,
     ) -> Result<Self, CaptureError> {
+        Self::open_shared(opts, index, Wanted::new(wanted))
+    }
+
+    /// The frames for the streams `wanted` holds as each line is read.
+    pub fn open_shared(
+        opts: &ReplayOptions,
+        index: Arc<RestIndex>,
+        wanted: Wanted,
+    ) -> Result<Self, CaptureError> {
         let groups = group_by_instrument(&opts.files);
         Ok(Self {
             merge: CaptureMerge::open(&groups)?,
             index,
-            injector: Injector::new(opts.inject.clone(), &wanted),
+            injector: Injector::new(opts.inject.clone(), &wanted.snapshot()),
             wanted,
             opts_skips: opts.skip_trades.clone(),
             depth_drops: DepthDropper::new(opts.drop_depth.clone()),

@@ -9,6 +9,7 @@ pub mod frames;
 pub mod in_process;
 pub mod rest;
 mod server;
+pub mod subscribe;
 
 pub use faults::{DropDepth, Inject, Poison, SkipTrades};
 pub use server::{

@@ -19,8 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::conn::{is_websocket_upgrade, read_head, MAX_HEAD_BYTES};
 use super::faults::{DropDepth, Inject, SkipTrades};
-use super::frames::FrameSource;
+use super::frames::{FrameSource, Wanted};
 use super::rest::{RestIndex, RestResponse};
+use super::subscribe;
 use crate::market::capture::CaptureLine;
 
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +386,9 @@ where
 
     // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
     let (tx, mut rx) = mpsc::channel::<CaptureLine>(4096);
-    let mut frames = FrameSource::open(opts, rest.clone(), subscription.streams.clone())?;
+    let wanted = Wanted::new(subscription.streams.clone());
+    let mut combined = subscription.combined;
+    let mut frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
     std::thread::spawn(move || loop {
         match frames.next_frame() {
             Ok(Some(line)) => {
@@ -411,6 +414,8 @@ where
     let mut next: Option<CaptureLine> = None;
     let mut unflushed = 0usize;
     let mut capture_done = false;
+    // Binance closes a connection that sends more than 5 messages in a second.
+    let (mut rate_second, mut rate_count) = (0u64, 0u32);
 
     loop {
         let due = match (&next, opts.speed, first_ns) {
@@ -421,11 +426,29 @@ where
         };
         tokio::select! {
             biased;
-            msg = incoming.next() => match msg {
-                Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
+            msg = incoming.next() => {
+                if matches!(msg, Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) {
+                    let second = started.elapsed().as_secs();
+                    if second != rate_second {
+                        (rate_second, rate_count) = (second, 0);
+                    }
+                    rate_count += 1;
+                    if rate_count > subscribe::MAX_MESSAGES_PER_S {
+                        let frame = CloseFrame { code: CloseCode::Policy, reason: "too many messages".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        return Ok(());
+                    }
+                }
+                match msg {
+                    Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
+                    Some(Ok(Message::Text(request))) => {
+                        let reply = subscribe::answer(request.as_str(), &wanted, &mut combined);
+                        sink.send(Message::text(reply)).await?;
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                }
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > opts.pong_timeout {
@@ -453,7 +476,12 @@ where
                     if line.stream().is_some_and(|s| s.contains("@depth")) {
                         rest.depth.note_streamed(&line.json);
                     }
-                    sink.feed(Message::text(frame_text(&line, subscription.combined))).await?;
+                    // An UNSUBSCRIBE takes effect at once, not after the lines read ahead.
+                    let stream = line.stream();
+                    if stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
+                        continue;
+                    }
+                    sink.feed(Message::text(frame_text(&line, combined))).await?;
                     unflushed += 1;
                     if unflushed >= 256 || rx.is_empty() || !matches!(opts.speed, Speed::Max) {
                         sink.flush().await?;
@@ -463,6 +491,12 @@ where
             }
         }
     }
+}
+
+/// Frames the source builds (aggregate trades) or injects are subscribed by their own
+/// stream; they are filtered when built.
+fn is_agg_or_poison(stream: Option<&str>) -> bool {
+    stream.is_none_or(|s| s.ends_with("@aggTrade"))
 }
 
 #[derive(Deserialize)]
