@@ -401,3 +401,119 @@ fn impossible_events_and_backfilled_gaps_leave_the_signed_decisions_as_a_clean_r
         assert_eq!(outcomes(bytes), outcomes(&gapped[name]), "{name}");
     }
 }
+
+/// Binance's live subscription requests: SUBSCRIBE adds streams to an open connection,
+/// LIST_SUBSCRIPTIONS names them, UNSUBSCRIBE removes them, bad requests get Binance's error
+/// codes, and a client sending more than 5 messages a second is cut.
+#[tokio::test]
+async fn subscriptions_change_on_an_open_connection_as_binance_answers_them() {
+    use futures_util::SinkExt;
+    let s = server(Speed::Factor(2.0), 20_000, 60_000);
+    let url = format!("{}/stream?streams=btcusdt@trade", s.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    async fn next_answer(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        seen: &mut Vec<String>,
+    ) -> serde_json::Value {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if t.starts_with("{\"stream\"") {
+                        seen.push(t.to_string());
+                    } else {
+                        return serde_json::from_str(&t).unwrap();
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no answer: {other:?}"),
+            }
+        }
+    }
+    let mut frames = Vec::new();
+    ws.send(Message::text(
+        r#"{"method":"SUBSCRIBE","params":["ethusdt@trade"],"id":1}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_answer(&mut ws, &mut frames).await,
+        serde_json::json!({"result": null, "id": 1})
+    );
+    ws.send(Message::text(r#"{"method":"LIST_SUBSCRIPTIONS","id":2}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_answer(&mut ws, &mut frames).await["result"],
+        serde_json::json!(["btcusdt@trade", "ethusdt@trade"])
+    );
+    // Frames of the new stream arrive on the same connection.
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !frames
+        .iter()
+        .any(|f| f.starts_with("{\"stream\":\"ethusdt@trade\""))
+    {
+        assert!(tokio::time::Instant::now() < until, "no ethusdt frame");
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+        {
+            frames.push(t.to_string());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next_answer(&mut ws, &mut frames).await["error"]["code"], 3);
+    ws.send(Message::text(
+        r#"{"method":"UNSUBSCRIBE","params":["BTCUSDT@trade"],"id":3}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_answer(&mut ws, &mut frames).await["error"]["code"], 2);
+    // Six messages in one second: the connection is closed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for id in 10..16 {
+        let _ = ws
+            .send(Message::text(format!(
+                r#"{{"method":"LIST_SUBSCRIPTIONS","id":{id}}}"#
+            )))
+            .await;
+    }
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("not closed: {other:?}"),
+        }
+    };
+    assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
+}
+
+/// The engine names one stream in its URL and subscribes to the others with SUBSCRIBE
+/// messages (two streams each, paced); every symbol is decided and the trail verifies.
+#[test]
+fn the_engine_subscribes_to_the_streams_its_url_leaves_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let server = common::replay_day("20240809", Speed::Factor(20.0));
+    let status = common::engine_command(&server.url(), tmp.path(), &key)
+        .env("BIZRA_FEED__URL_MAX_STREAMS", "1")
+        .env("BIZRA_FEED__SUBSCRIBE_BATCH_STREAMS", "2")
+        .env("RUST_LOG", "info")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", common::engine_log(tmp.path()));
+    let log = std::fs::read_to_string(tmp.path().join("engine.log")).unwrap();
+    assert!(
+        log.contains("SUBSCRIBE confirmed for every stream not in the URL"),
+        "{}",
+        common::engine_log(tmp.path())
+    );
+    let events = tmp.path().join("events");
+    for chain in ["bizra.BTCUSDT", "bizra.ETHUSDT"] {
+        let n = common::record_lines(&events.join(format!("{chain}.jsonl"))).len();
+        assert!(n > 10, "{chain}: {n} records");
+    }
+    let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
+    common::cli_ok(&["verify", "--pubkey", &pubkey, events.to_str().unwrap()]);
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,6 +25,7 @@ use crate::market::feed::guard::PlausibilitySettings;
 use crate::market::feed::{FeedOutput, FeedSettings, FeedStep, FeedTick, TimeSource};
 use crate::market::fetch;
 use crate::market::rest::Http;
+use crate::market::subscription;
 use crate::market::StreamKind;
 use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
@@ -98,6 +99,9 @@ pub struct IngestActor {
     feed: FeedConfig,
     url: String,
     symbols: Vec<String>,
+    /// The streams subscribed by `SUBSCRIBE` once a connection is open (the URL names the
+    /// first `feed.url_max_streams`).
+    batches: Vec<Vec<String>>,
     routes: Arc<HashMap<String, Addr<SymbolActor>>>,
     clock: Clock,
     metrics: Arc<Metrics>,
@@ -133,10 +137,20 @@ impl IngestActor {
         shutdown: Shutdown,
         quarantine_file: Option<PathBuf>,
     ) -> Self {
-        let url = stream_url(&feed.url, symbols, &feed.streams);
+        let plan = subscription::plan(
+            &stream_names(symbols, &feed.streams),
+            feed.url_max_streams,
+            feed.subscribe_batch_streams,
+        );
+        let url = format!(
+            "{}/stream?streams={}",
+            feed.url.trim_end_matches('/'),
+            plan.url_streams.join("/")
+        );
         Self {
             feed,
             url,
+            batches: plan.batches,
             symbols: symbols.to_vec(),
             routes: Arc::new(routes),
             clock,
@@ -212,13 +226,15 @@ impl Handler<RunIngest> for IngestActor {
             reconnect_to_first_event_us: Vec::new(),
         };
         let shutdown = self.shutdown.clone();
-        Box::pin(async move { run(feed, url, step, host, shutdown).await })
+        let batches = self.batches.clone();
+        Box::pin(async move { run(feed, url, batches, step, host, shutdown).await })
     }
 }
 
 async fn run(
     feed: FeedConfig,
     url: String,
+    batches: Vec<Vec<String>>,
     mut step: FeedStep,
     mut host: Host,
     mut shutdown: Shutdown,
@@ -287,7 +303,12 @@ async fn run(
         host.metrics.health.feed_connected.inc();
         host.metrics.health.feed_connections_total.inc();
         tracing::info!(url = %url, "market data connected");
-        let (mut _write, mut read) = ws.split();
+        let (mut write, mut read) = ws.split();
+        // The streams not named in the URL, subscribed at a pace Binance accepts.
+        let send_every =
+            Duration::from_millis(1000 / u64::from(feed.subscribe_messages_per_s.max(1)));
+        let mut subscribing = Subscribing::new(&batches);
+        let mut send_at = tokio::time::Instant::now();
         let idle = Duration::from_millis(feed.idle_timeout_ms);
         let mut went_idle = false;
         host.first_event_pending = host.dropped_at.is_some();
@@ -315,9 +336,20 @@ async fn run(
                     Ok(Ok((ws, _))) => {
                         connections += 1;
                         rotations += 1;
+                        let (mut w, r) = ws.split();
+                        // The replacement subscribes now, paced; its answers arrive on it.
+                        let mut pending = Subscribing::new(&batches);
+                        while let Some(message) = pending.next_request() {
+                            if w.send(Message::text(message)).await.is_err() {
+                                break;
+                            }
+                            if pending.has_more() {
+                                tokio::time::sleep(send_every).await;
+                            }
+                        }
                         let drain_until =
                             Instant::now() + Duration::from_millis(feed.rotate_drain_ms);
-                        replacement = Some((ws.split(), drain_until));
+                        replacement = Some(((w, r), drain_until, pending));
                         tracing::info!(url = %url, "replacement connection open; draining the old one");
                     }
                     Ok(Err(e)) => {
@@ -332,22 +364,34 @@ async fn run(
             }
             // While draining, a short silence or the drain deadline ends the old connection.
             let wait = match &replacement {
-                Some((_, until)) => DRAIN_IDLE.min(until.saturating_duration_since(Instant::now())),
+                Some((_, until, _)) => {
+                    DRAIN_IDLE.min(until.saturating_duration_since(Instant::now()))
+                }
                 None => idle,
             };
             let next = tokio::select! {
                 biased;
                 _ = shutdown.requested() => break "shutdown".to_string(),
+                _ = tokio::time::sleep_until(send_at), if subscribing.has_more() => {
+                    if let Some(message) = subscribing.next_request() {
+                        if let Err(e) = write.send(Message::text(message)).await {
+                            break format!("error: {e}");
+                        }
+                    }
+                    send_at = tokio::time::Instant::now() + send_every;
+                    continue;
+                }
                 next = tokio::time::timeout(wait, read.next()) => next,
             };
             let old_done = match &next {
                 Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => true,
                 Ok(Some(Ok(_))) => false,
             };
-            if let Some(((w, r), until)) = replacement.take() {
+            if let Some(((w, r), until, pending)) = replacement.take() {
                 if old_done || Instant::now() >= until {
-                    _write = w;
+                    write = w;
                     read = r;
+                    subscribing = pending;
                     (rate_second, rate_count) = (0, 0);
                     connected_at = Instant::now();
                     host.rotate_now = false;
@@ -357,7 +401,7 @@ async fn run(
                         continue;
                     }
                 } else {
-                    replacement = Some(((w, r), until));
+                    replacement = Some(((w, r), until, pending));
                 }
             }
             let msg = match next {
@@ -399,6 +443,11 @@ async fn run(
                 .set(now_ms as f64 / 1000.0);
             let fed = match msg {
                 Message::Text(text) => {
+                    // The answer to a SUBSCRIBE is not market data: never recorded or parsed.
+                    if let Some(reply) = subscription::reply(text.as_str()) {
+                        subscribing.answered(reply, &host.metrics);
+                        continue;
+                    }
                     host.record(|w| w.frame(now_ns, text.as_str()));
                     step.on_frame(text.as_str(), now_ms, &mut outputs)
                 }
@@ -447,6 +496,60 @@ async fn run(
     report.elapsed = started.elapsed();
     report.reconnect_to_first_event_us = host.reconnect_to_first_event_us;
     Ok(report)
+}
+
+/// The `SUBSCRIBE` messages of one connection: sent in turn, answered by ID.
+struct Subscribing {
+    queue: std::collections::VecDeque<(u64, Vec<String>)>,
+    awaiting: HashMap<u64, usize>,
+    streams: usize,
+}
+
+impl Subscribing {
+    fn new(batches: &[Vec<String>]) -> Self {
+        Self {
+            queue: batches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i as u64 + 1, b.clone()))
+                .collect(),
+            awaiting: HashMap::new(),
+            streams: 0,
+        }
+    }
+
+    fn has_more(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    fn next_request(&mut self) -> Option<String> {
+        let (id, streams) = self.queue.pop_front()?;
+        self.awaiting.insert(id, streams.len());
+        Some(subscription::subscribe_request(id, &streams))
+    }
+
+    fn answered(&mut self, reply: subscription::Reply, metrics: &Metrics) {
+        match reply {
+            subscription::Reply::Confirmed { id } => {
+                if let Some(n) = id.and_then(|id| self.awaiting.remove(&id)) {
+                    self.streams += n;
+                    if self.awaiting.is_empty() && self.queue.is_empty() {
+                        tracing::info!(
+                            streams = self.streams,
+                            "SUBSCRIBE confirmed for every stream not in the URL"
+                        );
+                    }
+                }
+            }
+            subscription::Reply::Rejected { id, code, msg } => {
+                metrics
+                    .ingest_rejected_total
+                    .with_label_values(&["SUBSCRIBE_REJECTED"])
+                    .inc();
+                tracing::error!(id, code, msg = %msg, "the server rejected a SUBSCRIBE: those streams will not arrive and their symbols go stale");
+            }
+        }
+    }
 }
 
 /// What the host keeps besides the step: where ticks go, how REST is reached, where

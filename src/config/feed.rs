@@ -46,6 +46,13 @@ pub struct FeedConfig {
     /// Streams per WebSocket connection (Binance allows 1024); more symbols are sharded
     /// across connections.
     pub max_streams_per_connection: usize,
+    /// Streams named in the connection URL; a connection's other streams are subscribed
+    /// with `SUBSCRIBE` messages once it is open (a URL of many streams is too long).
+    pub url_max_streams: usize,
+    /// Streams per `SUBSCRIBE` message, and messages per second (Binance closes a
+    /// connection that sends more than 5 messages a second, pongs included).
+    pub subscribe_batch_streams: usize,
+    pub subscribe_messages_per_s: u32,
     /// REST base URL (klines, historical trades); empty derives it from `url`.
     pub rest_url: String,
     /// Timeout of one REST request made while streaming (gap backfill, depth snapshot);
@@ -160,6 +167,19 @@ impl Config {
             (1..=1024).contains(&self.feed.max_streams_per_connection)
                 && self.feed.streams.len() <= self.feed.max_streams_per_connection,
             "feed.max_streams_per_connection must be in 1..=1024 (Binance's limit) and hold one symbol's streams".into(),
+        );
+        check(
+            self.feed.url_max_streams >= 1
+                && (1..=1024).contains(&self.feed.subscribe_batch_streams)
+                && (1..=4).contains(&self.feed.subscribe_messages_per_s),
+            format!(
+                "feed.url_max_streams must be >= 1, feed.subscribe_batch_streams in 1..=1024 and \
+                 feed.subscribe_messages_per_s in 1..=4 (Binance allows 5 messages a second, pongs \
+                 included), got {} / {} / {}",
+                self.feed.url_max_streams,
+                self.feed.subscribe_batch_streams,
+                self.feed.subscribe_messages_per_s
+            ),
         );
         check(
             self.feed.rotate_after_s >= 1 && self.feed.rotate_drain_ms >= 1,

@@ -10,6 +10,7 @@ pub mod health;
 pub mod rest;
 pub mod sequence;
 pub mod skew;
+pub mod subscription;
 pub mod synthetic;
 pub mod tls;
 pub mod trades_csv;
