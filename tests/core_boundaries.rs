@@ -91,6 +91,8 @@ const CORE_FILES: &[&str] = &[
     "src/market/skew.rs",
     "src/control/mod.rs",
     "src/control/rate.rs",
+    "src/market/subscription.rs",
+    "src/market/synthetic.rs",
     "src/optimizer/kpi.rs",
     "src/optimizer/prometheus_text.rs",
     "src/optimizer/recommend.rs",

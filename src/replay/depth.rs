@@ -1,9 +1,12 @@
 //! The replay server's `GET /api/v3/depth`: the order book as Binance would serve it at the
 //! point the replay has reached.
 //!
-//! The book starts from a capture's REST snapshot line (or, for captures without one, from
-//! an empty book) and has every captured diff update applied up to the last one streamed to
-//! a client, so `lastUpdateId` and the levels match what a live snapshot would hold then.
+//! Each symbol's book starts from its capture's REST snapshot line (or, for captures without
+//! one, from an empty book) with the history captures' diffs applied, and follows the
+//! stream: each diff update is applied when it is first streamed to a client (or left out
+//! of the stream by fault injection), so `lastUpdateId` and the levels match what a live
+//! snapshot would hold then. Only the books are kept, never the capture's diffs: memory is
+//! bounded by the books' sizes, not the capture's length.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -20,18 +23,56 @@ struct RawLevel {
     removes: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Diff {
-    first: u64,
+/// Diffs that arrived before the one they follow (a diff left out of the stream is noted
+/// when the source reads it, ahead of what was sent) are held until it comes; more than
+/// this many waiting means the capture itself has a hole.
+const MAX_AHEAD: usize = 1024;
+
+/// One symbol's book at the point the replay has reached.
+#[derive(Debug, Default)]
+struct Book {
     last: u64,
-    bids: Vec<RawLevel>,
-    asks: Vec<RawLevel>,
+    /// Started from a REST snapshot line: a diff that does not follow on waits for the one
+    /// before it; if that never comes (a hole in the capture), nothing more is applied and
+    /// the book served stays whole, if old.
+    based: bool,
+    holed: bool,
+    ahead: BTreeMap<u64, PendingDiff>,
+    bids: Side,
+    asks: Side,
 }
 
-#[derive(Debug, Clone, Default)]
-struct History {
-    snapshot: Option<(u64, Vec<RawLevel>, Vec<RawLevel>)>,
-    diffs: Vec<Diff>,
+impl Book {
+    fn apply_diff(&mut self, first: u64, last: u64, bids: &[RawLevel], asks: &[RawLevel]) {
+        if self.holed || last <= self.last {
+            return;
+        }
+        if self.based && first > self.last + 1 {
+            if self.ahead.len() >= MAX_AHEAD {
+                self.holed = true;
+                self.ahead.clear();
+            } else {
+                self.ahead
+                    .insert(first, (first, last, bids.to_vec(), asks.to_vec()));
+            }
+            return;
+        }
+        apply(&mut self.bids, bids);
+        apply(&mut self.asks, asks);
+        self.last = last;
+        // The diffs that were waiting for this one.
+        while let Some(entry) = self.ahead.first_entry() {
+            if *entry.key() > self.last + 1 {
+                break;
+            }
+            let (_, l, b, a) = entry.remove();
+            if l > self.last {
+                apply(&mut self.bids, &b);
+                apply(&mut self.asks, &a);
+                self.last = l;
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -62,18 +103,6 @@ struct DiffLine<'a> {
     data: DiffData<'a>,
 }
 
-#[derive(Deserialize)]
-struct StreamedData<'a> {
-    s: &'a str,
-    u: u64,
-}
-
-#[derive(Deserialize)]
-struct StreamedLine<'a> {
-    #[serde(borrow)]
-    data: StreamedData<'a>,
-}
-
 fn raw_levels(levels: &[(&str, &str)]) -> Vec<RawLevel> {
     levels
         .iter()
@@ -93,95 +122,98 @@ fn raw_levels(levels: &[(&str, &str)]) -> Vec<RawLevel> {
         .collect()
 }
 
-/// Depth history per symbol, and how far each symbol's diff stream has been replayed.
+/// A history diff read but not yet applied: a capture file may hold its REST snapshot
+/// after diffs that bridge it, so a file's diffs are applied in update-ID order once the
+/// whole file is read (`finish_file`).
+type PendingDiff = (u64, u64, Vec<RawLevel>, Vec<RawLevel>);
+
+/// The book of every symbol with depth data.
 #[derive(Debug, Default)]
 pub struct DepthIndex {
-    books: HashMap<String, History>,
-    streamed: Mutex<HashMap<String, u64>>,
+    books: Mutex<HashMap<String, Book>>,
+    pending: HashMap<String, Vec<PendingDiff>>,
 }
 
 impl DepthIndex {
+    fn with_book<T>(&self, symbol: &str, f: impl FnOnce(&mut Book) -> T) -> T {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        f(books.entry(symbol.to_ascii_uppercase()).or_default())
+    }
+
     /// Take one capture line of a file holding `symbol` (REST snapshot lines carry none).
-    pub fn add_line(&mut self, symbol: Option<&str>, json: &str, is_depth_stream: bool) {
+    /// Diffs of the history (`before_stream`) are applied now; those of the streamed
+    /// captures when they are streamed (`note_streamed`).
+    pub fn add_line(
+        &mut self,
+        symbol: Option<&str>,
+        json: &str,
+        is_depth_stream: bool,
+        before_stream: bool,
+    ) {
         if is_depth_stream {
             if let Ok(line) = serde_json::from_str::<DiffLine<'_>>(json) {
                 let d = line.data;
-                self.books
-                    .entry(d.s.to_ascii_uppercase())
-                    .or_default()
-                    .diffs
-                    .push(Diff {
-                        first: d.first,
-                        last: d.u,
-                        bids: raw_levels(&d.b),
-                        asks: raw_levels(&d.a),
-                    });
+                self.with_book(d.s, |_| ());
+                if before_stream {
+                    self.pending
+                        .entry(d.s.to_ascii_uppercase())
+                        .or_default()
+                        .push((d.first, d.u, raw_levels(&d.b), raw_levels(&d.a)));
+                }
             }
         } else if let (Some(symbol), Ok(s)) =
             (symbol, serde_json::from_str::<SnapshotLine<'_>>(json))
         {
-            self.books
-                .entry(symbol.to_ascii_uppercase())
-                .or_default()
-                .snapshot = Some((s.last_update_id, raw_levels(&s.bids), raw_levels(&s.asks)));
+            self.with_book(symbol, |book| {
+                // A snapshot supersedes whatever came before it.
+                if s.last_update_id >= book.last || !book.based {
+                    *book = Book {
+                        last: s.last_update_id,
+                        based: true,
+                        holed: false,
+                        ahead: BTreeMap::new(),
+                        bids: side(&raw_levels(&s.bids)),
+                        asks: side(&raw_levels(&s.asks)),
+                    };
+                }
+            });
         }
     }
 
-    /// Order the diffs once all captures are read.
-    pub fn finish(&mut self) {
-        for h in self.books.values_mut() {
-            h.diffs.sort_by_key(|d| d.last);
-            h.diffs.dedup_by_key(|d| d.last);
+    /// The capture file read last is complete: apply its history diffs in update-ID order.
+    pub fn finish_file(&mut self) {
+        for (symbol, mut diffs) in std::mem::take(&mut self.pending) {
+            diffs.sort_by_key(|d| d.1);
+            diffs.dedup_by_key(|d| d.1);
+            self.with_book(&symbol, |book| {
+                for (first, last, bids, asks) in &diffs {
+                    book.apply_diff(*first, *last, bids, asks);
+                }
+            });
         }
     }
 
-    /// A diff-depth frame (combined envelope) was sent to a client: snapshots from now on
-    /// include it.
+    /// A diff-depth frame (combined envelope) was streamed to a client, or left out of the
+    /// stream by fault injection: snapshots from now on include it. Every client replays
+    /// from the start, so the server's "now" is the furthest any client has got and a new
+    /// client never pulls snapshots back in time.
     pub fn note_streamed(&self, json: &str) {
-        if let Ok(line) = serde_json::from_str::<StreamedLine<'_>>(json) {
-            let mut streamed = self.streamed.lock().unwrap_or_else(|e| e.into_inner());
-            // Every client replays from the start: the server's "now" is the furthest any
-            // client has got, so a new client never pulls snapshots back in time.
-            let u = line.data.u;
-            streamed
-                .entry(line.data.s.to_ascii_uppercase())
-                .and_modify(|v| *v = (*v).max(u))
-                .or_insert(u);
+        if let Ok(line) = serde_json::from_str::<DiffLine<'_>>(json) {
+            let d = line.data;
+            let (bids, asks) = (raw_levels(&d.b), raw_levels(&d.a));
+            self.with_book(d.s, |book| book.apply_diff(d.first, d.u, &bids, &asks));
         }
     }
 
     /// `{"lastUpdateId":N,"bids":[[p,q]..],"asks":[[p,q]..]}` with `limit` levels per side,
     /// or `None` for a symbol without depth data.
     pub fn snapshot_json(&self, symbol: &str, limit: usize) -> Option<String> {
-        let history = self.books.get(&symbol.to_ascii_uppercase())?;
-        let upto = self
-            .streamed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&symbol.to_ascii_uppercase())
-            .copied()
-            .unwrap_or(0);
-        let (mut last, mut bids, mut asks) = match &history.snapshot {
-            Some((id, b, a)) => (*id, side(b), side(a)),
-            None => (0, BTreeMap::new(), BTreeMap::new()),
-        };
-        let start = last;
-        for d in history
-            .diffs
-            .iter()
-            .filter(|d| d.last > start && d.last <= upto)
-        {
-            if history.snapshot.is_some() && d.first > last + 1 {
-                break; // the capture itself has a hole: serve what is known to be whole
-            }
-            apply(&mut bids, &d.bids);
-            apply(&mut asks, &d.asks);
-            last = d.last;
-        }
-        let mut body = format!("{{\"lastUpdateId\":{last},\"bids\":[");
-        write_levels(&mut body, bids.values().rev().take(limit));
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        let book = books.get(&symbol.to_ascii_uppercase())?;
+        let mut body = format!("{{\"lastUpdateId\":{},\"bids\":[", book.last);
+        write_levels(&mut body, book.bids.values().rev().take(limit));
         body.push_str("],\"asks\":[");
-        write_levels(&mut body, asks.values().take(limit));
+        write_levels(&mut body, book.asks.values().take(limit));
         body.push_str("]}");
         Some(body)
     }
@@ -233,13 +265,13 @@ mod tests {
     #[test]
     fn snapshots_follow_the_replayed_diffs_and_sync_a_client_book() {
         let mut index = DepthIndex::default();
-        index.add_line(None, &diff(5, 9, "[]", "[]"), true);
-        index.add_line(Some("BTCUSDT"), SNAP, false);
+        index.add_line(None, &diff(5, 9, "[]", "[]"), true, true);
+        index.add_line(Some("BTCUSDT"), SNAP, false, true);
         let d1 = diff(11, 12, r#"[["100.00","0.0"]]"#, "[]");
         let d2 = diff(13, 14, "[]", r#"[["101.50","3.0"]]"#);
-        index.add_line(None, &d1, true);
-        index.add_line(None, &d2, true);
-        index.finish();
+        index.add_line(None, &d1, true, false);
+        index.add_line(None, &d2, true, false);
+        index.finish_file();
         // Nothing after the snapshot streamed yet: the captured snapshot.
         let s: DepthSnapshot =
             serde_json::from_str(&index.snapshot_json("btcusdt", 100).unwrap()).unwrap();
@@ -265,5 +297,34 @@ mod tests {
         assert_eq!(book.sync(), BookSync::InSync);
         assert_eq!(book.best_ask().unwrap().price, 101.0);
         assert!(index.snapshot_json("ETHUSDT", 5).is_none());
+    }
+
+    #[test]
+    fn a_diff_noted_ahead_waits_for_the_one_before_it_and_a_real_hole_freezes_the_book() {
+        let mut index = DepthIndex::default();
+        index.add_line(Some("BTCUSDT"), SNAP, false, true);
+        index.finish_file();
+        let d1 = diff(11, 12, r#"[["100.00","0.0"]]"#, "[]");
+        let d2 = diff(13, 14, "[]", r#"[["101.50","3.0"]]"#);
+        let last = |i: &DepthIndex| {
+            let s: DepthSnapshot =
+                serde_json::from_str(&i.snapshot_json("BTCUSDT", 5).unwrap()).unwrap();
+            s.last_update_id
+        };
+        // d2 left out of the stream is noted when read, before d1 is sent.
+        index.note_streamed(&d2);
+        assert_eq!(last(&index), 10, "waits for d1");
+        index.note_streamed(&d1);
+        assert_eq!(last(&index), 14, "then both apply");
+        // A diff that never comes: after MAX_AHEAD later ones, the book stops there.
+        for k in 0..=MAX_AHEAD as u64 {
+            index.note_streamed(&diff(20 + 2 * k, 21 + 2 * k, "[]", "[]"));
+        }
+        index.note_streamed(&diff(15, 19, "[]", "[]"));
+        assert_eq!(
+            last(&index),
+            14,
+            "a hole in the capture: served whole, if old"
+        );
     }
 }

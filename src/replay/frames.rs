@@ -100,9 +100,13 @@ impl FrameSource {
             let poison = self.injector.after(&line);
             if line.stream().is_some_and(|s| self.wanted.contains(s))
                 && !skipped(&self.opts_skips, &line)
-                && !self.depth_drops.drops(&line)
             {
-                self.ready.push_back(line);
+                if self.depth_drops.drops(&line) {
+                    // Left out of the stream, not out of the server's book.
+                    self.index.depth.note_streamed(&line.json);
+                } else {
+                    self.ready.push_back(line);
+                }
             }
             self.ready.extend(poison);
         }

@@ -116,7 +116,11 @@ impl RestIndex {
             while let Some(line) = reader.next_line()? {
                 let Some(stream) = line.stream() else {
                     match &file_symbol {
-                        Some(sym) => index.depth.add_line(Some(sym), &line.json, false),
+                        Some(sym) => {
+                            index
+                                .depth
+                                .add_line(Some(sym), &line.json, false, before_stream)
+                        }
                         None => unnamed_snapshot = Some(line.json),
                     }
                     continue;
@@ -128,12 +132,14 @@ impl RestIndex {
                         .unwrap_or_default()
                         .to_ascii_uppercase();
                     if let Some(json) = unnamed_snapshot.take() {
-                        index.depth.add_line(Some(&sym), &json, false);
+                        index
+                            .depth
+                            .add_line(Some(&sym), &json, false, before_stream);
                     }
                     file_symbol = Some(sym);
                 }
                 if stream.contains("@depth") {
-                    index.depth.add_line(None, &line.json, true);
+                    index.depth.add_line(None, &line.json, true, before_stream);
                     continue;
                 }
                 if !stream.ends_with("@trade") {
@@ -157,8 +163,8 @@ impl RestIndex {
                     index.by_id.entry(t.symbol).or_default().push(point);
                 }
             }
+            index.depth.finish_file();
         }
-        index.depth.finish();
         for v in index.trades.values_mut() {
             v.sort_by_key(|t| t.time_ms);
         }

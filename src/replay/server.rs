@@ -427,7 +427,8 @@ where
         tokio::select! {
             biased;
             msg = incoming.next() => {
-                if matches!(msg, Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) {
+                // Requests and pings count; pongs answer the server's own pings.
+                if matches!(msg, Some(Ok(Message::Text(_) | Message::Ping(_)))) {
                     let second = started.elapsed().as_secs();
                     if second != rate_second {
                         (rate_second, rate_count) = (second, 0);

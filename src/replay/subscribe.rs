@@ -3,8 +3,9 @@
 //! `SET_PROPERTY` of `combined`. A request is `{"method": M, "params": [...], "id": N}`; the
 //! answer is `{"result": R, "id": N}` or `{"error": {"code": C, "msg": M}, "id": N}` with
 //! Binance's codes (0 unknown property, 1 bad value type, 2 invalid request, 3 invalid JSON).
-//! A connection listens to at most 1024 streams, and sends at most 5 messages a second
-//! (the server closes it beyond that).
+//! A connection listens to at most 1024 streams, and sends at most 5 messages a second,
+//! requests and pings (pongs answer the server's own pings and are not counted); the server
+//! closes it beyond that.
 
 use serde_json::{json, Value};
 
@@ -12,7 +13,7 @@ use super::frames::Wanted;
 
 /// Streams one connection may listen to.
 pub const MAX_STREAMS: usize = 1024;
-/// Incoming messages a connection may send per second (pings, pongs and requests).
+/// Incoming messages a connection may send per second (requests and pings).
 pub const MAX_MESSAGES_PER_S: u32 = 5;
 
 /// The answer to one request, and whether it changed how frames are wrapped.
