@@ -84,17 +84,6 @@ fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// The decisions of `chain` in `events`: (seq, action type, reasons).
 fn decisions(events: &Path, chain: &str) -> Vec<(u64, String, Vec<String>)> {
     let path = events.join(format!("{chain}.jsonl"));
@@ -139,11 +128,11 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         .spawn()
         .unwrap();
     let base_ok = || request(port, "GET", "/healthz", &[], "").0 == 200;
-    wait_for("/healthz", Duration::from_secs(30), || {
+    common::wait_for("/healthz", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok() && base_ok()
     });
     let events = tmp.path().join("events");
-    wait_for(
+    common::wait_for(
         "the first BTCUSDT decisions",
         Duration::from_secs(60),
         || events.join("bizra.BTCUSDT.jsonl").exists(),
@@ -200,7 +189,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         "{head}"
     );
     let engaged_at = next_seqs();
-    wait_for("a kill-switch block", Duration::from_secs(60), || {
+    common::wait_for("a kill-switch block", Duration::from_secs(60), || {
         metric(
             port,
             "elf_blocks_total{layer=\"L2\",reason=\"KILL_SWITCH\"}",
@@ -279,7 +268,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         slow.elapsed() < Duration::from_secs(5),
         "a client that never finishes its head is cut after request_timeout_ms"
     );
-    wait_for(
+    common::wait_for(
         "the cut slow client to be counted",
         Duration::from_secs(10),
         || {
@@ -318,13 +307,13 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     );
     // The pipeline kept going through all of it.
     let after_flood = next_seq();
-    wait_for("decisions after the flood", Duration::from_secs(60), || {
+    common::wait_for("decisions after the flood", Duration::from_secs(60), || {
         next_seq() > after_flood
     });
     // SIGHUP is a rules reload like any other control request.
     let reloads = metric(port, "elf_rules_reloads_total{outcome=\"ok\"}");
     common::send_signal(&engine.id().to_string(), "-HUP");
-    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+    common::wait_for("the SIGHUP reload", Duration::from_secs(20), || {
         metric(port, "elf_rules_reloads_total{outcome=\"ok\"}") > reloads
     });
     let metrics_text = request(port, "GET", "/metrics", &[], "").2;
@@ -581,7 +570,7 @@ fn an_engaged_kill_switch_survives_a_restart() {
         .env("BIZRA_HTTP__CONTROL_TOKENS_FILE", &tokens)
         .spawn()
         .unwrap();
-    wait_for("/healthz", Duration::from_secs(30), || {
+    common::wait_for("/healthz", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
             && request(port, "GET", "/healthz", &[], "").0 == 200
     });

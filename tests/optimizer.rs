@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bizra_risk::replay::{spawn_in_thread, ReplayOptions, Speed};
 use serde_json::Value;
@@ -70,15 +70,29 @@ fn decisions_made(port: u16) -> f64 {
         .sum()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
+/// `bizra-risk optimize ARGS` with the operator token in `dir`, its replays and JSON report
+/// under `dir`: the process output and the report.
+fn optimize(dir: &Path, args: &[&str]) -> (std::process::Output, Value) {
+    let report_file = dir.join("optimize.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
+        .arg("optimize")
+        .args(args)
+        .arg("--token-file")
+        .arg(dir.join("operator.token"))
+        .arg("--out")
+        .arg(dir.join("optimize"))
+        .arg("--json")
+        .arg(&report_file)
+        // The test harness's own settings are not engine configuration.
+        .env_remove("BIZRA_TEST_KAFKA_BROKERS")
+        .env_remove("BIZRA_TEST_TANSU")
+        .output()
+        .unwrap();
+    let report = std::fs::read(&report_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (out, report)
 }
 
 fn changes_of(view: &Value, request: &str) -> usize {
@@ -121,30 +135,26 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
         .env("BIZRA_OPTIMIZER__WATCH_WINDOW_S", "600")
         .spawn()
         .unwrap();
-    wait_for(
+    common::wait_for(
         "the engine's first decisions",
         Duration::from_secs(60),
         || decisions_made(port) >= 60.0,
     );
 
     // 1. Measure, recommend, confirm by A/B replays, apply to the running engine.
-    let report_file = tmp.path().join("optimize.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
-        .args(["optimize", "--config"])
-        .arg(&worse)
-        .args(["--runs", "3", "--apply", "--engine"])
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--out")
-        .arg(tmp.path().join("optimize"))
-        .arg("--json")
-        .arg(&report_file)
-        // The test harness's own settings are not engine configuration.
-        .env_remove("BIZRA_TEST_KAFKA_BROKERS")
-        .env_remove("BIZRA_TEST_TANSU")
-        .output()
-        .unwrap();
+    let engine_url = format!("http://127.0.0.1:{port}");
+    let (out, report) = optimize(
+        tmp.path(),
+        &[
+            "--config",
+            worse.to_str().unwrap(),
+            "--runs",
+            "3",
+            "--apply",
+            "--engine",
+            &engine_url,
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -152,7 +162,6 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("parallelize_l2_l3 = false"), "{stdout}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
     let chosen = &report["candidates"][report["chosen"].as_u64().unwrap() as usize];
     assert_eq!(chosen["verdict"], "CONFIRMED", "{report}");
     assert_eq!(chosen["ab"]["decisions_changed"], 0);
@@ -160,7 +169,7 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
     assert_eq!(report["applied"]["status"], 200, "{report}");
     let answer = &report["applied"]["answer"];
     assert_eq!(answer["chain"], "bizra.control");
-    wait_for("the applied settings", Duration::from_secs(10), || {
+    common::wait_for("the applied settings", Duration::from_secs(10), || {
         get_json(port, "/api/optimizer")["tuning"]["parallelize_l2_l3"] == false
     });
 
@@ -175,7 +184,7 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
     assert!(body.contains("DECISION_ALTERING"), "{body}");
 
     // 3. An operator's change that degrades the live KPI is rolled back by the watch.
-    wait_for(
+    common::wait_for(
         "decisions since the change",
         Duration::from_secs(60),
         || {
@@ -196,7 +205,7 @@ fn a_worse_config_is_improved_by_a_signed_apply_and_a_degrading_change_is_rolled
         applied["request"]["watch"]["baseline"].as_f64().unwrap() > 0.0,
         "{body}"
     );
-    wait_for("the automatic rollback", Duration::from_secs(60), || {
+    common::wait_for("the automatic rollback", Duration::from_secs(60), || {
         changes_of(&get_json(port, "/api/optimizer"), "CONFIG_ROLLBACK") == 1
     });
     let view = get_json(port, "/api/optimizer");
@@ -337,11 +346,10 @@ fn a_change_that_alters_decisions_is_never_applied() {
     let tmp = tempfile::tempdir().unwrap();
     let token_file = tmp.path().join("operator.token");
     write_owner_only(&token_file, OPERATOR);
-    let report_file = tmp.path().join("optimize.json");
     // No engine listens at the address: a refused change never reaches it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
-        .args([
-            "optimize",
+    let (out, report) = optimize(
+        tmp.path(),
+        &[
             "--set",
             "elf.constitutional_compliance=0.97",
             "--runs",
@@ -349,18 +357,8 @@ fn a_change_that_alters_decisions_is_never_applied() {
             "--apply",
             "--engine",
             "http://127.0.0.1:9",
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--out")
-        .arg(tmp.path().join("optimize"))
-        .arg("--json")
-        .arg(&report_file)
-        // The test harness's own settings are not engine configuration.
-        .env_remove("BIZRA_TEST_KAFKA_BROKERS")
-        .env_remove("BIZRA_TEST_TANSU")
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),
@@ -370,7 +368,6 @@ fn a_change_that_alters_decisions_is_never_applied() {
     );
     assert!(stdout.contains("DECISIONS_CHANGED"), "{stdout}");
     assert!(stdout.contains("nothing to apply"), "{stdout}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
     let threshold = report["candidates"]
         .as_array()
         .unwrap()

@@ -345,3 +345,15 @@ pub fn cli_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Poll `f` every 100 ms until it holds; fails after `timeout`, naming `what`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < until {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
