@@ -275,7 +275,7 @@ async fn serve_connection<S>(
     opts: &ReplayOptions,
     rest: Arc<RestIndex>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stream = match read_head(stream, HEAD_TIMEOUT).await {
         Ok(s) => s,
@@ -356,7 +356,7 @@ async fn serve_client<S>(
     rest: Arc<RestIndex>,
 ) -> Result<(), ClientError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut subscription = None;
     let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
@@ -405,6 +405,18 @@ where
     });
 
     let (mut sink, mut incoming) = ws.split();
+    // The client's half is read by a task of its own, polled only when the client sends:
+    // polled beside every frame sent, tungstenite zeroed its read buffer each time.
+    let (from_client, mut client_messages) = mpsc::channel(8);
+    let reader = tokio::spawn(async move {
+        while let Some(msg) = incoming.next().await {
+            let failed = msg.is_err();
+            if from_client.send(msg).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
     let mut ping = tokio::time::interval(opts.ping_interval);
     ping.tick().await;
     let mut last_pong = Instant::now();
@@ -426,7 +438,7 @@ where
         };
         tokio::select! {
             biased;
-            msg = incoming.next() => {
+            msg = client_messages.recv() => {
                 // Requests and pings count; pongs answer the server's own pings.
                 if matches!(msg, Some(Ok(Message::Text(_) | Message::Ping(_)))) {
                     let second = started.elapsed().as_secs();
@@ -491,6 +503,15 @@ where
                 }
             }
         }
+    }
+}
+
+/// Ends the client reader task when the connection's handler returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
