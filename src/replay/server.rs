@@ -494,7 +494,7 @@ where
                     if stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
                         continue;
                     }
-                    sink.feed(Message::text(frame_text(&line, combined))).await?;
+                    sink.feed(Message::text(frame_text(line, combined))).await?;
                     unflushed += 1;
                     if unflushed >= 256 || rx.is_empty() || !matches!(opts.speed, Speed::Max) {
                         sink.flush().await?;
@@ -528,13 +528,14 @@ struct Envelope<'a> {
 }
 
 /// The combined envelope as captured, or only its `data` for `/ws/` clients.
-fn frame_text(line: &CaptureLine, combined: bool) -> String {
+fn frame_text(line: CaptureLine, combined: bool) -> String {
     if combined {
-        return line.json.clone();
+        // The captured envelope is the frame: moved, not copied.
+        return line.json;
     }
     match serde_json::from_str::<Envelope<'_>>(&line.json) {
         Ok(env) => env.data.get().to_string(),
-        Err(_) => line.json.clone(),
+        Err(_) => line.json,
     }
 }
 
@@ -571,7 +572,7 @@ mod tests {
             local_ns: 1,
             json: r#"{"stream":"a@trade","data":{"x":1}}"#.into(),
         };
-        assert_eq!(frame_text(&line, false), r#"{"x":1}"#);
-        assert_eq!(frame_text(&line, true), line.json);
+        assert_eq!(frame_text(line.clone(), false), r#"{"x":1}"#);
+        assert_eq!(frame_text(line.clone(), true), line.json);
     }
 }
