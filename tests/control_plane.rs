@@ -18,18 +18,9 @@ use serde_json::Value;
 const OPERATOR: &str = "op-4f1c2a9e7d3b5a8c6e0f1d2b3c4a5e6f7d8c9b0a";
 const VIEWER: &str = "view-9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b";
 
-fn write_secret(path: &Path, text: &str, mode: u32) {
-    std::fs::write(path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
 fn tokens_file(dir: &Path, mode: u32) -> std::path::PathBuf {
     let path = dir.join("control-tokens.toml");
-    write_secret(
+    common::write_secret(
         &path,
         &format!(
             "[[tokens]]\nid = \"ops-alice\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\n\
@@ -40,44 +31,12 @@ fn tokens_file(dir: &Path, mode: u32) -> std::path::PathBuf {
     path
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, head, body).
-fn request(
-    port: u16,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = h
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, h.to_string(), b.to_string())
-}
-
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let (_, _, body) = request(port, "GET", "/metrics", &[], "");
+    let (_, _, body) = common::http_request(port, "GET", "/metrics", &[], "");
     body.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -127,7 +86,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         .env("RUST_LOG", "debug")
         .spawn()
         .unwrap();
-    let base_ok = || request(port, "GET", "/healthz", &[], "").0 == 200;
+    let base_ok = || common::http_request(port, "GET", "/healthz", &[], "").0 == 200;
     common::wait_for("/healthz", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok() && base_ok()
     });
@@ -144,7 +103,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         if let Some(a) = &auth {
             headers.push(("Authorization", a.as_str()));
         }
-        let answer = request(port, method, target, &headers, body);
+        let answer = common::http_request(port, method, target, &headers, body);
         answers.push(answer.clone());
         answer
     };
@@ -246,7 +205,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
         413
     );
     let huge_header = "h".repeat(40_000);
-    let (status, _, _) = request(
+    let (status, _, _) = common::http_request(
         port,
         "GET",
         "/healthz",
@@ -280,7 +239,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     );
     let mut limited = 0;
     for _ in 0..60 {
-        if request(
+        if common::http_request(
             port,
             "GET",
             "/control/state",
@@ -316,7 +275,7 @@ fn control_requests_are_authenticated_signed_and_carried_out() {
     common::wait_for("the SIGHUP reload", Duration::from_secs(20), || {
         metric(port, "elf_rules_reloads_total{outcome=\"ok\"}") > reloads
     });
-    let metrics_text = request(port, "GET", "/metrics", &[], "").2;
+    let metrics_text = common::http_request(port, "GET", "/metrics", &[], "").2;
 
     let status = engine.wait().unwrap();
     assert!(status.success(), "{}", common::engine_log(tmp.path()));
@@ -543,7 +502,7 @@ fn start_up_refuses_open_control_without_tokens_and_readable_secret_files() {
 
     let loose_key = tmp.path().join("loose.key");
     std::fs::copy(&key, &loose_key).unwrap();
-    write_secret(&loose_key, &std::fs::read_to_string(&key).unwrap(), 0o644);
+    common::write_secret(&loose_key, &std::fs::read_to_string(&key).unwrap(), 0o644);
     let (status, log) = run(&[("BIZRA_SIGNING__KEY_FILE", loose_key.display().to_string())]);
     assert!(!status.success());
     assert!(log.contains("chmod 600"), "{log}");
@@ -572,11 +531,11 @@ fn an_engaged_kill_switch_survives_a_restart() {
         .unwrap();
     common::wait_for("/healthz", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && request(port, "GET", "/healthz", &[], "").0 == 200
+            && common::http_request(port, "GET", "/healthz", &[], "").0 == 200
     });
     let auth = bearer(OPERATOR);
     let headers = [("Authorization", auth.as_str())];
-    let (status, _, body) = request(
+    let (status, _, body) = common::http_request(
         port,
         "POST",
         "/control/kill-switch",

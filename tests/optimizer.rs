@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,42 +15,22 @@ use serde_json::Value;
 const OPERATOR: &str = "op-7e2d4c6b8a0f1e3d5c7b9a1f2e4d6c8b0a9f7e5d";
 
 fn write_owner_only(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    common::write_secret(path, text, 0o600);
 }
 
+/// A request with the operator's token: its status and JSON body.
 fn request(port: u16, method: &str, target: &str, body: &str) -> (u16, String) {
-    // Not listening yet (or any more): no answer.
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Authorization: Bearer {OPERATOR}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = h
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let auth = format!("Bearer {OPERATOR}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, _, b) = common::http_request(port, method, target, &headers, body);
     // A chunked body: the JSON is the line that starts with '{'.
     let body = b
         .lines()
         .find(|l| l.starts_with('{'))
-        .unwrap_or(b)
+        .unwrap_or(&b)
         .to_string();
     (status, body)
 }
