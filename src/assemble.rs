@@ -180,12 +180,7 @@ fn build_gates(
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
     };
-    let policy = CheckpointPolicy {
-        every_events: config.signing.checkpoint_every_events,
-        every_ms: i64::try_from(config.signing.checkpoint_every_s)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-    };
+    let policy = checkpoint_policy(config);
     let settings = config.elf.gate_settings();
     let mut out = Gates {
         provenance: provenance.clone(),
@@ -238,10 +233,14 @@ fn build_gates(
     for (n, partition_key) in chain_keys(config).into_iter().enumerate() {
         let chain = chain_id(&config.engine.engine_id, &partition_key);
         let signer = signer_for(chain, &partition_key, config.engine.clock, &mut out)?;
-        let known: HashSet<String> = [partition_key.clone()].into();
-        let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
-        gate.set_shadow_rules(shadow_rules.clone());
-        let step = GateStep::new(gate, signer, provenance.clone(), partition_key.clone());
+        let step = gate_step(
+            &settings,
+            (&rules, shadow_rules.as_ref()),
+            kill_switch,
+            signer,
+            &provenance,
+            &partition_key,
+        );
         if n == 0 && config.portfolio.enabled {
             out.portfolio = Some(step);
         } else {
@@ -256,6 +255,84 @@ fn build_gates(
         &mut out,
     )?);
     Ok(out)
+}
+
+fn checkpoint_policy(config: &Config) -> CheckpointPolicy {
+    CheckpointPolicy {
+        every_events: config.signing.checkpoint_every_events,
+        every_ms: i64::try_from(config.signing.checkpoint_every_s)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    }
+}
+
+/// The gate step of one chain (`partition_key`: its symbol or PORTFOLIO).
+fn gate_step(
+    settings: &crate::elf::GateSettings,
+    (rules, shadow): (&Arc<RuleSet>, Option<&Arc<RuleSet>>),
+    kill_switch: &KillSwitch,
+    signer: ChainSigner,
+    provenance: &RunProvenance,
+    partition_key: &str,
+) -> GateStep {
+    let known: HashSet<String> = [partition_key.to_string()].into();
+    let mut gate = ElfGate::new(settings.clone(), known, rules.clone(), kill_switch.clone());
+    gate.set_shadow_rules(shadow.cloned());
+    GateStep::new(gate, signer, provenance.clone(), partition_key.to_string())
+}
+
+/// Builds the gate of any chain from its genesis, for hosts that take chains over one at a
+/// time and re-derive them (the Kafka roles).
+pub struct GateFactory {
+    key: ed25519_dalek::SigningKey,
+    rules: (Arc<RuleSet>, Option<Arc<RuleSet>>),
+    settings: crate::elf::GateSettings,
+    provenance: RunProvenance,
+    policy: CheckpointPolicy,
+    engine_id: String,
+    kill_switch: KillSwitch,
+}
+
+impl GateFactory {
+    /// The configured key and rules, loaded once.
+    pub fn new(config: &Config) -> Result<Self, StartError> {
+        let key = keys::load_signing_key(&config.signing.key_file)?;
+        let rules = load_rules(config)?;
+        Ok(Self {
+            provenance: RunProvenance {
+                config_sha256: config.hash_hex(),
+                rules_sha256: rules.0.hash_hex().to_string(),
+            },
+            key,
+            rules,
+            settings: config.elf.gate_settings(),
+            policy: checkpoint_policy(config),
+            engine_id: config.engine.engine_id.clone(),
+            kill_switch: KillSwitch::default(),
+        })
+    }
+
+    pub fn verifying_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    pub fn key_id(&self) -> String {
+        keys::key_id(&self.key.verifying_key())
+    }
+
+    /// The chain of `partition_key` (a symbol or PORTFOLIO) at genesis.
+    pub fn genesis(&self, partition_key: &str) -> GateStep {
+        let chain = chain_id(&self.engine_id, partition_key);
+        let signer = ChainSigner::new(self.key.clone(), chain, ChainHead::genesis(), self.policy);
+        gate_step(
+            &self.settings,
+            (&self.rules.0, self.rules.1.as_ref()),
+            &self.kill_switch,
+            signer,
+            &self.provenance,
+            partition_key,
+        )
+    }
 }
 
 pub fn model_steps(config: &Config, start: StartState) -> (Vec<SymbolStep>, Option<PortfolioStep>) {

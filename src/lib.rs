@@ -27,6 +27,7 @@ pub mod recording;
 pub mod replay;
 pub mod report;
 pub mod risk;
+pub mod roles;
 pub mod secret;
 pub mod shutdown;
 pub mod sink;

@@ -70,6 +70,10 @@ enum Command {
     /// Derive N synthetic instruments from the bundled capture (scaled prices, shifted IDs
     /// and times, a return noise each) with a configuration of N instruments, for load tests.
     Synth(cli::synth::SynthArgs),
+    /// One role of the engine split over machines on Kafka: `ingest` (market data to the
+    /// market-events topic), `risk` (a consumer group signing each symbol's chain) or
+    /// `portfolio` (the portfolio chain over the symbols' bars). docs/scale-out.md.
+    Role(cli::role::RoleArgs),
     /// Create an Ed25519 signing key (mode 0600) and its public key (`<out>.pub`).
     Keygen(cli::keygen::KeygenArgs),
 }
@@ -89,6 +93,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => cli::keygen::run(args),
         Command::Synth(args) => cli::synth::run(args),
+        Command::Role(args) => {
+            init_logging("info");
+            cli::role::run(args)
+        }
         Command::Optimize(args) => {
             init_logging("warn");
             cli::optimize::run(args)

@@ -386,7 +386,7 @@ pub async fn run(
             metrics.clone(),
         )
         .start();
-        routes.insert(symbol, addr.clone());
+        routes.insert(symbol, addr.clone().recipient());
         symbol_actors.push(addr);
     }
     let gates_list = gate_actors;

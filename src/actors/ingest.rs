@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::symbol::{SymbolActor, Tick};
+use super::symbol::Tick;
 use super::PipelineError;
 use rand::SeedableRng;
 
@@ -102,7 +102,7 @@ pub struct IngestActor {
     /// The streams subscribed by `SUBSCRIBE` once a connection is open (the URL names the
     /// first `feed.url_max_streams`).
     batches: Vec<Vec<String>>,
-    routes: Arc<HashMap<String, Addr<SymbolActor>>>,
+    routes: Arc<HashMap<String, Recipient<Tick>>>,
     clock: Clock,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
@@ -131,7 +131,7 @@ impl IngestActor {
     pub fn new(
         feed: FeedConfig,
         symbols: &[String],
-        routes: HashMap<String, Addr<SymbolActor>>,
+        routes: HashMap<String, Recipient<Tick>>,
         clock: Clock,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
@@ -555,7 +555,7 @@ impl Subscribing {
 /// What the host keeps besides the step: where ticks go, how REST is reached, where
 /// quarantined events are recorded, and the connection's own timings.
 struct Host {
-    routes: Arc<HashMap<String, Addr<SymbolActor>>>,
+    routes: Arc<HashMap<String, Recipient<Tick>>>,
     metrics: Arc<Metrics>,
     rest: Http,
     quarantine: Option<Quarantine>,

@@ -25,4 +25,7 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("signing: {0}")]
     Audit(#[from] AuditError),
+    /// A host stage other than the sink failed (the ingest role's market topic).
+    #[error("{0}")]
+    Stage(String),
 }

@@ -533,8 +533,23 @@ pub struct DecisionRecord {
     pub rules_fired: Vec<RuleFired>,
     /// Shadow mode: what the candidate rule set would have decided (not enforced).
     pub shadow: Option<ShadowRecord>,
+    /// The input record the decision came from, when the engine consumes a topic (the
+    /// `risk` and `portfolio` roles); absent for engines fed by WebSockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceOffset>,
     pub symbol: String,
     pub verdict: Verdict,
+}
+
+/// Where on a Kafka topic the input of a decision was: the record whose consumption closed
+/// the bar the decision is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOffset {
+    pub topic: String,
+    pub partition: i32,
+    #[serde(with = "exact")]
+    pub offset: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -802,6 +817,7 @@ impl DecisionRecord {
             }),
             data_time_ms: req.data_time_ms,
             feed_healthy: req.feed_healthy,
+            source: None,
             evidence: EvidenceRecord {
                 level: Num(e.level),
                 var_usd: Num(e.var_usd),

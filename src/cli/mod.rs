@@ -14,6 +14,7 @@ pub mod optimize;
 pub mod record;
 pub mod replay;
 pub mod replay_server;
+pub mod role;
 pub mod run;
 pub mod synth;
 pub mod tail;

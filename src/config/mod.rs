@@ -9,6 +9,7 @@ mod feed;
 mod optimizer;
 mod output;
 mod risk;
+mod roles;
 mod var;
 
 pub use elf::ElfConfig;
@@ -17,6 +18,7 @@ pub use feed::{FeedConfig, OnServerClose};
 pub use optimizer::OptimizerConfig;
 pub use output::{HttpConfig, KafkaConfig, SigningConfig, SinkConfig};
 pub use risk::{InstrumentConfig, LimitsConfig, PortfolioConfig};
+pub use roles::RolesConfig;
 pub use var::{
     BarsConfig, FhsConfig, FhsOverride, NigConfig, NigOverride, SnapshotConfig, VarConfig,
     WarmStartConfig,
@@ -77,6 +79,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
     pub optimizer: OptimizerConfig,
+    pub roles: RolesConfig,
 }
 
 impl Config {
@@ -130,6 +133,7 @@ impl Config {
         self.risk_problems(&mut check);
         self.elf_problems(&mut check);
         self.optimizer_problems(&mut check);
+        self.roles_problems(&mut check);
         self.output_problems(&mut check);
         if errors.is_empty() {
             Ok(())
@@ -189,6 +193,17 @@ impl Config {
         c.optimizer.rollback_degradation_pct = 0.0;
         c.optimizer.watch_interval_ms = 0;
         c.optimizer.watch_min_decisions = 0;
+        // Which topics and groups carry the roles' inputs changes no decision (a decision
+        // consumed from a topic names its source record itself).
+        c.roles = RolesConfig {
+            market_topic: String::new(),
+            market_partitions: 0,
+            bars_topic: String::new(),
+            risk_group: String::new(),
+            portfolio_group: String::new(),
+            commit_interval_ms: 0,
+            session_timeout_ms: 0,
+        };
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }

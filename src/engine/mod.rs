@@ -42,6 +42,9 @@ pub struct GateRequest {
     /// The connection's input mark at the tick that closed the bar (symbol requests); the
     /// chain's checkpoints sign the mark of their last decision.
     pub input: Option<InputMark>,
+    /// The topic record the request came from, under a Kafka role (signed with the
+    /// decision, so a record consumed twice is recognised).
+    pub source: Option<crate::audit::wire::SourceOffset>,
 }
 
 /// A symbol's closed bar, for the portfolio.

@@ -260,6 +260,7 @@ impl PortfolioStep {
                 figures: figures.clone(),
                 // Its inputs are the symbols' bars, whose chains sign their input marks.
                 input: None,
+                source: None,
             });
         }
         if let Some(every) = self.settings.snapshot_every_bars {

@@ -269,6 +269,7 @@ impl SymbolStep {
                 },
                 figures: figures.clone(),
                 input: input_mark,
+                source: None,
             });
         }
         if let Some(every) = s.snapshot_every_bars {

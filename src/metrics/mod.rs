@@ -9,10 +9,12 @@ use prometheus::{
 
 pub mod health;
 pub mod optimizer;
+pub mod roles;
 pub mod risk;
 
 pub use health::HealthMetrics;
 pub use optimizer::OptimizerMetrics;
+pub use roles::RoleMetrics;
 pub use risk::RiskMetrics;
 
 pub struct Metrics {
@@ -20,6 +22,7 @@ pub struct Metrics {
     pub health: HealthMetrics,
     pub risk: RiskMetrics,
     pub optimizer: OptimizerMetrics,
+    pub roles: RoleMetrics,
     pub ingest_frames_total: IntCounterVec,
     pub ingest_rejected_total: IntCounterVec,
     pub feed_clock_skew_seconds: Histogram,
@@ -213,6 +216,7 @@ impl Metrics {
             health: HealthMetrics::new(&registry)?,
             risk: RiskMetrics::new(&registry)?,
             optimizer: OptimizerMetrics::new(&registry)?,
+            roles: RoleMetrics::new(&registry)?,
             registry,
             recording_errors_total,
             ingest_frames_total,

@@ -56,6 +56,18 @@ impl NewestRecords {
         events.chain(checkpoints).collect()
     }
 
+    /// The newest event of each chain: its sequence number and bytes.
+    pub fn events(&self) -> impl Iterator<Item = (&str, u64, &[u8])> {
+        self.events
+            .iter()
+            .map(|(c, (s, line))| (c.as_str(), *s, line.as_slice()))
+    }
+
+    /// The last sequence number of `chain`'s newest checkpoint.
+    pub fn checkpoint_last_seq(&self, chain: &str) -> Option<u64> {
+        self.checkpoints.get(chain).map(|(s, _)| *s)
+    }
+
     /// Where each chain with events continues, with its last checkpoint's link.
     pub fn heads(&self) -> Result<HashMap<String, ChainHead>, String> {
         let mut heads = HashMap::new();
