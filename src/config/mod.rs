@@ -203,6 +203,7 @@ impl Config {
             portfolio_group: String::new(),
             commit_interval_ms: 0,
             session_timeout_ms: 0,
+            max_poll_interval_ms: 0,
         };
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))

@@ -21,8 +21,12 @@ pub struct RolesConfig {
     /// How often a worker waits for its outputs' acknowledgements and commits its input
     /// offsets (and refreshes its lag metrics).
     pub commit_interval_ms: u64,
-    /// Session timeout of the groups: how long a silent worker keeps its partitions.
+    /// Session timeout of the groups: how long a silent (killed) worker keeps its
+    /// partitions before the group hands them over.
     pub session_timeout_ms: u64,
+    /// The longest a worker may go between polls before the group takes its partitions;
+    /// also how long a rebalance waits for a member that went silent.
+    pub max_poll_interval_ms: u64,
 }
 
 impl Config {
@@ -71,10 +75,17 @@ impl Config {
             ),
         );
         check(
-            (1_000..=3_600_000).contains(&r.session_timeout_ms),
+            (6_000..=1_800_000).contains(&r.session_timeout_ms),
             format!(
-                "roles.session_timeout_ms must be in 1000..=3600000, got {}",
+                "roles.session_timeout_ms must be in 6000..=1800000 (the brokers' default group.min/max.session.timeout.ms), got {}",
                 r.session_timeout_ms
+            ),
+        );
+        check(
+            r.max_poll_interval_ms >= r.session_timeout_ms && r.max_poll_interval_ms <= 3_600_000,
+            format!(
+                "roles.max_poll_interval_ms must be in roles.session_timeout_ms..=3600000, got {}",
+                r.max_poll_interval_ms
             ),
         );
     }

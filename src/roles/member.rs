@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
@@ -37,10 +38,27 @@ pub(super) struct MemberContext {
     output: Arc<Output>,
     positions: Arc<Mutex<HashMap<i32, i64>>>,
     events: Mutex<Vec<Membership>>,
+    lag: Mutex<HashMap<i32, i64>>,
     flush_timeout: Duration,
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    /// librdkafka's statistics carry each assigned partition's lag (high watermark minus
+    /// position) without a request of our own.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        if let Ok(mut lag) = self.lag.lock() {
+            lag.clear();
+            for p in topic.partitions.values() {
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert(p.partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl MemberContext {
     fn push(&self, m: Membership) {
@@ -135,7 +153,7 @@ impl Member {
         endpoint: &KafkaEndpoint,
         group: &str,
         topic: &str,
-        session_timeout_ms: u64,
+        (session_timeout_ms, max_poll_interval_ms, stats_interval_ms): (u64, u64, u64),
         output: Arc<Output>,
         timeout: Duration,
     ) -> Result<Self, RoleError> {
@@ -145,6 +163,7 @@ impl Member {
             output,
             positions: positions.clone(),
             events: Mutex::new(Vec::new()),
+            lag: Mutex::new(HashMap::new()),
             flush_timeout: timeout,
         };
         let consumer: BaseConsumer<MemberContext> = endpoint
@@ -157,7 +176,8 @@ impl Member {
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (session_timeout_ms / 4).max(250).to_string())
-            .set("max.poll.interval.ms", "300000")
+            .set("max.poll.interval.ms", max_poll_interval_ms.to_string())
+            .set("statistics.interval.ms", stats_interval_ms.to_string())
             .create_with_context(context)
             .map_err(kerr)?;
         consumer.subscribe(&[topic]).map_err(kerr)?;
@@ -165,7 +185,8 @@ impl Member {
             consumer,
             topic: topic.to_string(),
             positions,
-            timeout,
+            // Asked between polls: kept short so the worker stays with its group.
+            timeout: timeout.min(Duration::from_secs(5)),
         })
     }
 
@@ -173,10 +194,19 @@ impl Member {
     pub(super) fn poll(&self, wait: Duration) -> Result<Option<Input>, RoleError> {
         match self.consumer.poll(wait) {
             None => Ok(None),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer");
-                Ok(None)
-            }
+            Some(Err(e)) => match e.rdkafka_error_code() {
+                // What waiting cannot fix: the group refuses this worker.
+                Some(
+                    code @ (RDKafkaErrorCode::InvalidSessionTimeout
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::InvalidGroupId),
+                ) => Err(RoleError::Kafka(format!("the consumer group refused this worker: {code}"))),
+                _ => {
+                    tracing::warn!(error = %e, "consumer");
+                    Ok(None)
+                }
+            },
             Some(Ok(m)) => Ok(Some(Input {
                 partition: m.partition(),
                 offset: m.offset(),
@@ -221,12 +251,23 @@ impl Member {
         }
     }
 
-    /// Commit the positions of `partitions` (after the outputs were flushed).
+    /// Commit the positions of `partitions` (after the outputs were flushed), without
+    /// waiting: a worker blocked in a commit during a rebalance would miss the rebalance.
     pub(super) fn commit(&self, partitions: &[i32]) -> Result<(), RoleError> {
         match positions_list(&self.topic, &self.positions, partitions) {
-            Some(tpl) => self.consumer.commit(&tpl, CommitMode::Sync).map_err(kerr),
+            Some(tpl) => self.consumer.commit(&tpl, CommitMode::Async).map_err(kerr),
             None => Ok(()),
         }
+    }
+
+    /// The lag of each owned partition in the latest statistics.
+    pub(super) fn lag(&self) -> HashMap<i32, i64> {
+        self.consumer
+            .context()
+            .lag
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// The group's committed position of each of `partitions` (absent: none committed).
@@ -255,14 +296,5 @@ impl Member {
             .fetch_watermarks(&self.topic, partition, self.timeout)
             .map(|(_, high)| high)
             .ok()
-    }
-
-    /// The next offset to consume of `partition` (0 before the first record).
-    pub(super) fn position(&self, partition: i32) -> i64 {
-        self.positions
-            .lock()
-            .ok()
-            .and_then(|p| p.get(&partition).copied())
-            .unwrap_or(0)
     }
 }

@@ -122,7 +122,11 @@ pub fn run_worker(
         &endpoint,
         group,
         topic,
-        config.roles.session_timeout_ms,
+        (
+            config.roles.session_timeout_ms,
+            config.roles.max_poll_interval_ms,
+            config.roles.commit_interval_ms,
+        ),
         output.clone(),
         timeout,
     )?;

@@ -181,6 +181,7 @@ impl RiskOwner {
                     klines: klines.into_iter().map(Into::into).collect(),
                 };
                 if let Some(lane) = self.lane(&symbol, start, Some(&input.payload)) {
+                    tracing::info!(%symbol, partition = input.partition, "symbol taken");
                     if let Some(part) = self.partitions.get_mut(&input.partition) {
                         part.lanes.insert(symbol, lane);
                     }
@@ -197,6 +198,7 @@ impl RiskOwner {
                 if !known {
                     // No history was published for it: its models warm up live.
                     if let Some(lane) = self.lane(&symbol, SymbolStart::default(), None) {
+                        tracing::info!(%symbol, partition = input.partition, "symbol taken without history");
                         if let Some(part) = self.partitions.get_mut(&input.partition) {
                             part.lanes.insert(symbol.clone(), lane);
                         }

@@ -145,14 +145,19 @@ pub(super) fn run(
 fn commit(host: &Host, owner: &impl Owner) -> Result<(), RoleError> {
     host.output.flush(host.timeout)?;
     let owned = owner.owned();
-    host.member.commit(&owned)?;
+    if let Err(e) = host.member.commit(&owned) {
+        // During a rebalance the group refuses commits of the old generation; the
+        // positions are committed at the revocation or the next interval.
+        tracing::warn!(role = host.role, error = %e, "input positions not committed");
+    }
+    let lag = host.member.lag();
     for p in owned {
-        if let Some(high) = host.member.high_watermark(p) {
+        if let Some(records) = lag.get(&p) {
             host.metrics
                 .roles
                 .consumer_lag
                 .with_label_values(&[host.role, &p.to_string()])
-                .set((high - host.member.position(p)).max(0));
+                .set(*records);
         }
     }
     Ok(())
