@@ -98,6 +98,8 @@ const CORE_FILES: &[&str] = &[
     "src/optimizer/recommend.rs",
     "src/optimizer/tuning.rs",
     "src/optimizer/watch.rs",
+    "src/roles/handover.rs",
+    "src/roles/records.rs",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -35,11 +35,18 @@ struct Deployment {
 
 impl Deployment {
     fn role(&self, role: &str, name: &str, group: &str) -> Child {
-        self.role_serving(role, name, group, "")
+        self.role_serving(role, name, group, "", name)
     }
 
-    /// A worker serving `/metrics` on `bind`.
-    fn role_serving(&self, role: &str, name: &str, group: &str, bind: &str) -> Child {
+    /// A worker with static group membership as `instance`, serving `/metrics` on `bind`.
+    fn role_serving(
+        &self,
+        role: &str,
+        name: &str,
+        group: &str,
+        bind: &str,
+        instance: &str,
+    ) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let p = &self.prefix;
         Command::new(env!("CARGO_BIN_EXE_bizra-risk"))
@@ -54,7 +61,10 @@ impl Deployment {
             .env("BIZRA_ROLES__BARS_TOPIC", format!("{p}.bars"))
             .env("BIZRA_ROLES__MARKET_PARTITIONS", "6")
             .env("BIZRA_ROLES__RISK_GROUP", format!("{p}.{group}"))
-            .env("BIZRA_ROLES__PORTFOLIO_GROUP", format!("{p}.portfolio-{group}"))
+            .env(
+                "BIZRA_ROLES__PORTFOLIO_GROUP",
+                format!("{p}.portfolio-{group}"),
+            )
             .env("BIZRA_ROLES__SESSION_TIMEOUT_MS", "6000")
             .env("BIZRA_ROLES__MAX_POLL_INTERVAL_MS", "10000")
             .env("BIZRA_FEED__URL", &self.url)
@@ -63,8 +73,12 @@ impl Deployment {
             .env("BIZRA_ENGINE__CLOCK", "event_time")
             .env("BIZRA_SIGNING__KEY_FILE", &self.key)
             .env("BIZRA_SINK__DIR", self.dir.join(name))
-            .env("BIZRA_ELF__RULES_FILE", common::repo().join("config/rules.yaml"))
+            .env(
+                "BIZRA_ELF__RULES_FILE",
+                common::repo().join("config/rules.yaml"),
+            )
             .env("BIZRA_HTTP__BIND", bind)
+            .env("BIZRA_ROLES__GROUP_INSTANCE_ID", instance)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -118,7 +132,10 @@ impl Deployment {
                     let path = entry.unwrap().path();
                     if path.extension().is_some_and(|e| e == "log") {
                         let text = std::fs::read_to_string(&path).unwrap_or_default();
-                        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("created topic")).collect();
+                        let lines: Vec<&str> = text
+                            .lines()
+                            .filter(|l| !l.contains("created topic"))
+                            .collect();
                         logs.push_str(&format!("== {}\n", path.display()));
                         for l in &lines[lines.len().saturating_sub(8)..] {
                             logs.push_str(&l.chars().take(400).collect::<String>());
@@ -178,7 +195,11 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
     };
     // 0..3: risk workers, 3: portfolio, 4: ingest, 5: the killed worker's replacement, 6:
     // a worker added later, 7..9: a fresh group re-reading everything.
-    let mut w = Reaper((0..3).map(|i| d.role("risk", &format!("risk{i}"), "g")).collect());
+    let mut w = Reaper(
+        (0..3)
+            .map(|i| d.role("risk", &format!("risk{i}"), "g"))
+            .collect(),
+    );
     w.0.push(d.role("portfolio", "portfolio", "g"));
     d.wait("every worker's assignment", Duration::from_secs(60), || {
         (0..3).all(|i| d.log(&format!("risk{i}")).contains("ASSIGNED"))
@@ -189,7 +210,11 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
     // Mid-stream, kill -9 the worker that owns BTCUSDT.
     d.wait("BTCUSDT decisions", Duration::from_secs(60), || {
         let (lines, _) = common::read_deduplicated(&brokers, &d.topic("decisions"));
-        counts(&decisions(lines)).get("bizra.BTCUSDT").copied().unwrap_or(0) > 80
+        counts(&decisions(lines))
+            .get("bizra.BTCUSDT")
+            .copied()
+            .unwrap_or(0)
+            > 80
     });
     let owner = (0..3)
         .find(|i| {
@@ -204,11 +229,17 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
     };
     let killed_at = Instant::now();
     kill(&mut w.0[owner]);
-    // Its replacement starts, as a Kubernetes Deployment restarts a pod. (A broker expires
-    // the dead member after roles.session_timeout_ms; the brokers the tests run on only
-    // notice at the next join, so the replacement's join is what moves the partitions.)
+    // Its replacement starts under the same instance ID, as a StatefulSet restarts a pod
+    // (static membership: it takes the partitions back at once; with dynamic membership the
+    // group moves them after roles.session_timeout_ms).
     let port = common::free_port();
-    w.0.push(d.role_serving("risk", "replacement", "g", &format!("127.0.0.1:{port}")));
+    w.0.push(d.role_serving(
+        "risk",
+        "replacement",
+        "g",
+        &format!("127.0.0.1:{port}"),
+        &format!("risk{owner}"),
+    ));
     let partition = d
         .log(&format!("risk{owner}"))
         .lines()
@@ -222,19 +253,36 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
             l.contains("partition re-derived") && l.contains(&format!("\"partition\":{partition},"))
         })
     };
-    d.wait("the new owner's re-derivation of BTCUSDT", Duration::from_secs(60), || {
-        (0..3).filter(|i| *i != owner).any(|i| taken_over(&format!("risk{i}"))) || taken_over("replacement")
-    });
+    d.wait(
+        "the new owner's re-derivation of BTCUSDT",
+        Duration::from_secs(180),
+        || {
+            (0..3)
+                .filter(|i| *i != owner)
+                .any(|i| taken_over(&format!("risk{i}")))
+                || taken_over("replacement")
+        },
+    );
     let handover = killed_at.elapsed();
-    d.wait("the new owner's first BTCUSDT decision", Duration::from_secs(60), || {
-        let (lines, _) = common::read_deduplicated(&brokers, &d.topic("decisions"));
-        counts(&decisions(lines)).get("bizra.BTCUSDT").copied().unwrap_or(0) > before
-    });
+    d.wait(
+        "the new owner's first BTCUSDT decision",
+        Duration::from_secs(180),
+        || {
+            let (lines, _) = common::read_deduplicated(&brokers, &d.topic("decisions"));
+            counts(&decisions(lines))
+                .get("bizra.BTCUSDT")
+                .copied()
+                .unwrap_or(0)
+                > before
+        },
+    );
     // And a fourth worker joins: partitions move again, chains continue.
     w.0.push(d.role("risk", "risk3", "g"));
-    d.wait("the new worker's assignment", Duration::from_secs(60), || {
-        d.log("risk3").contains("ASSIGNED")
-    });
+    d.wait(
+        "the new worker's assignment",
+        Duration::from_secs(180),
+        || d.log("risk3").contains("ASSIGNED"),
+    );
 
     let (_, _, metrics) = common::http_request(port, "GET", "/metrics", &[], "");
     for name in [
@@ -249,12 +297,16 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
     let want = counts(&expected);
     let mut got = BTreeMap::new();
     let mut dups = 0;
-    d.wait("every decision of the single-process run", Duration::from_secs(120), || {
-        let (lines, d_) = common::read_deduplicated(&brokers, &d.topic("decisions"));
-        dups = d_;
-        got = decisions(lines);
-        counts(&got) == want
-    });
+    d.wait(
+        "every decision of the single-process run",
+        Duration::from_secs(240),
+        || {
+            let (lines, d_) = common::read_deduplicated(&brokers, &d.topic("decisions"));
+            dups = d_;
+            got = decisions(lines);
+            counts(&got) == want
+        },
+    );
     // Nothing more comes: the workers publish exactly what one process signs.
     std::thread::sleep(Duration::from_secs(3));
     let (lines, _) = common::read_deduplicated(&brokers, &d.topic("decisions"));
@@ -277,11 +329,15 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
         },
     );
     source
-        .read_all(Duration::from_secs(60), |pos, payload| verifier.push(pos, payload))
+        .read_all(Duration::from_secs(60), |pos, payload| {
+            verifier.push(pos, payload)
+        })
         .unwrap();
     let events = bizra_risk::sink::KafkaSource::new(&brokers, &d.topic("decisions")).unwrap();
     events
-        .read_all(Duration::from_secs(60), |pos, payload| verifier.push(pos, payload))
+        .read_all(Duration::from_secs(60), |pos, payload| {
+            verifier.push(pos, payload)
+        })
         .unwrap();
     let report = verifier.finish();
     assert!(report.ok(), "{:?}", report.failures);
@@ -302,7 +358,11 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
             s["topic"].as_str().unwrap().to_string(),
             s["partition"].as_i64().unwrap(),
             s["offset"].as_i64().unwrap(),
-            format!("{} {}", r["input"]["bar_end_ms"], r["action"]["type"].as_str().unwrap()),
+            format!(
+                "{} {}",
+                r["input"]["bar_end_ms"],
+                r["action"]["type"].as_str().unwrap()
+            ),
         );
         let seq = v["event"]["seq"].as_u64().unwrap();
         if let Some(prev) = by_source.insert(key.clone(), seq) {
@@ -319,17 +379,25 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
     }
     w.0.push(d.role("risk", "again-risk", "h"));
     w.0.push(d.role("portfolio", "again-portfolio", "h"));
-    d.wait("the re-derivation of every chain", Duration::from_secs(120), || {
-        d.log("again-risk").matches("partition re-derived").count() >= 2
-            && d.log("again-portfolio").contains("portfolio re-derived")
-    });
+    d.wait(
+        "the re-derivation of every chain",
+        Duration::from_secs(240),
+        || {
+            d.log("again-risk").matches("partition re-derived").count() >= 2
+                && d.log("again-portfolio").contains("portfolio re-derived")
+        },
+    );
     std::thread::sleep(Duration::from_secs(3));
     let (lines, _) = common::read_deduplicated(&brokers, &d.topic("decisions"));
-    assert_eq!(counts(&decisions(lines)), want, "a second reading signed nothing new");
+    assert_eq!(
+        counts(&decisions(lines)),
+        want,
+        "a second reading signed nothing new"
+    );
     stop(&mut w.0[7]);
     stop(&mut w.0[8]);
     eprintln!(
-        "roles: {:?} decisions; hand-over from kill -9 to the new owner's first decision on the topic: {} ms (session timeout 6000 ms); {dups} duplicate copies",
+        "roles: {:?} decisions; hand-over from kill -9 to the new owner publishing (re-derivation at the head): {} ms (static membership); {dups} duplicate copies",
         want,
         handover.as_millis()
     );

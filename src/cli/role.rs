@@ -81,5 +81,9 @@ fn serve_metrics(
         control: None,
     };
     let limits = bizra_risk::http::Limits::from_config(&config.http);
-    Ok(Some(bizra_risk::http::start(&config.http.bind, limits, state)?))
+    Ok(Some(bizra_risk::http::start(
+        &config.http.bind,
+        limits,
+        state,
+    )?))
 }

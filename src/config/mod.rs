@@ -204,6 +204,7 @@ impl Config {
             commit_interval_ms: 0,
             session_timeout_ms: 0,
             max_poll_interval_ms: 0,
+            group_instance_id: String::new(),
         };
         let bytes = serde_json_canonicalizer::to_vec(&c).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
@@ -401,6 +402,34 @@ mod tests {
                 assert!(text.contains("constitutional_compliance"));
                 assert!(text.contains("position_qty"));
                 assert!(text.contains("feed.url"));
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_roles_problem_is_listed() {
+        let mut c = Config::embedded().unwrap();
+        c.roles.market_topic = "bad topic".into();
+        c.roles.bars_topic = c.kafka.topic_decisions.clone();
+        c.roles.market_partitions = 0;
+        c.roles.portfolio_group = c.roles.risk_group.clone();
+        c.roles.session_timeout_ms = 1_000;
+        c.roles.max_poll_interval_ms = 500;
+        match c.validate() {
+            Err(ConfigError::Invalid(errs)) => {
+                let text = errs.join("\n");
+                for needle in [
+                    "roles.market_topic must be a Kafka topic name",
+                    "roles.bars_topic \"bizra.risk.decisions\" must differ",
+                    "roles.market_partitions",
+                    "roles.risk_group and roles.portfolio_group must differ",
+                    "roles.session_timeout_ms",
+                    "roles.max_poll_interval_ms",
+                ] {
+                    assert!(text.contains(needle), "{needle} missing from {text}");
+                }
+                assert_eq!(errs.len(), 6, "{errs:?}");
             }
             other => panic!("expected Invalid, got {other:?}"),
         }

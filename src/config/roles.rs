@@ -27,6 +27,10 @@ pub struct RolesConfig {
     /// The longest a worker may go between polls before the group takes its partitions;
     /// also how long a rebalance waits for a member that went silent.
     pub max_poll_interval_ms: u64,
+    /// Static group membership (Kafka's `group.instance.id`): a worker that restarts under
+    /// the same ID (a StatefulSet pod's name) takes its partitions back at once, without a
+    /// rebalance of the others. Empty: dynamic membership.
+    pub group_instance_id: String,
 }
 
 impl Config {
@@ -34,7 +38,10 @@ impl Config {
     pub(super) fn roles_problems(&self, check: &mut impl FnMut(bool, String)) {
         let r = &self.roles;
         let k = &self.kafka;
-        for (name, topic) in [("market_topic", &r.market_topic), ("bars_topic", &r.bars_topic)] {
+        for (name, topic) in [
+            ("market_topic", &r.market_topic),
+            ("bars_topic", &r.bars_topic),
+        ] {
             check(
                 !topic.is_empty()
                     && topic.len() <= 249
@@ -44,8 +51,12 @@ impl Config {
                 format!("roles.{name} must be a Kafka topic name (1-249 of [A-Za-z0-9._-]), got {topic:?}"),
             );
             check(
-                ![&k.topic_decisions, &k.topic_checkpoints, &k.topic_var_snapshots]
-                    .contains(&topic),
+                ![
+                    &k.topic_decisions,
+                    &k.topic_checkpoints,
+                    &k.topic_var_snapshots,
+                ]
+                .contains(&topic),
                 format!("roles.{name} {topic:?} must differ from the kafka.topic_* output topics"),
             );
         }
@@ -60,7 +71,10 @@ impl Config {
                 r.market_partitions
             ),
         );
-        for (name, group) in [("risk_group", &r.risk_group), ("portfolio_group", &r.portfolio_group)] {
+        for (name, group) in [
+            ("risk_group", &r.risk_group),
+            ("portfolio_group", &r.portfolio_group),
+        ] {
             check(!group.is_empty(), format!("roles.{name} must not be empty"));
         }
         check(

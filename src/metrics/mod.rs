@@ -9,13 +9,13 @@ use prometheus::{
 
 pub mod health;
 pub mod optimizer;
-pub mod roles;
 pub mod risk;
+pub mod roles;
 
 pub use health::HealthMetrics;
 pub use optimizer::OptimizerMetrics;
-pub use roles::RoleMetrics;
 pub use risk::RiskMetrics;
+pub use roles::RoleMetrics;
 
 pub struct Metrics {
     pub registry: Registry,

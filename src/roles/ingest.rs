@@ -73,7 +73,8 @@ pub async fn run(
     let output = Arc::new(Output::new(config, &endpoint)?);
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
 
-    let roots = crate::market::tls::load(&config.feed.ca_file).map_err(crate::assemble::StartError::from)?;
+    let roots = crate::market::tls::load(&config.feed.ca_file)
+        .map_err(crate::assemble::StartError::from)?;
     let start_config = config.clone();
     let now_ms = crate::clock::system_now_ms();
     let start_roots = roots.clone();
@@ -84,7 +85,10 @@ pub async fn run(
     .map_err(|e| RoleError::Kafka(format!("warm start: {e}")))?;
     let symbols = config.symbols();
     if config.portfolio.enabled {
-        output.bar(crate::PORTFOLIO_CHAIN, &BarRecord::portfolio_start(&start.portfolio.klines).to_json())?;
+        output.bar(
+            crate::PORTFOLIO_CHAIN,
+            &BarRecord::portfolio_start(&start.portfolio.klines).to_json(),
+        )?;
     }
     for (symbol, s) in symbols.iter().zip(&start.symbols) {
         output.market(symbol, &MarketRecord::start(symbol, &s.klines).to_json())?;

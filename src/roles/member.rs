@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -86,7 +86,8 @@ fn positions_list(
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
         if let Some(next) = positions.get(p) {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*next)).ok()?;
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*next))
+                .ok()?;
         }
     }
     (tpl.count() > 0).then_some(tpl)
@@ -109,7 +110,9 @@ impl ConsumerContext for MemberContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut from_start = TopicPartitionList::new();
                 for p in &partitions {
-                    if let Err(e) = from_start.add_partition_offset(&self.topic, *p, Offset::Beginning) {
+                    if let Err(e) =
+                        from_start.add_partition_offset(&self.topic, *p, Offset::Beginning)
+                    {
                         tracing::error!(partition = p, error = %e, "cannot take the partition");
                     }
                 }
@@ -151,7 +154,7 @@ fn kerr(e: rdkafka::error::KafkaError) -> RoleError {
 impl Member {
     pub(super) fn join(
         endpoint: &KafkaEndpoint,
-        group: &str,
+        (group, instance_id): (&str, &str),
         topic: &str,
         (session_timeout_ms, max_poll_interval_ms, stats_interval_ms): (u64, u64, u64),
         output: Arc<Output>,
@@ -166,8 +169,11 @@ impl Member {
             lag: Mutex::new(HashMap::new()),
             flush_timeout: timeout,
         };
-        let consumer: BaseConsumer<MemberContext> = endpoint
-            .client_config()
+        let mut client = endpoint.client_config();
+        if !instance_id.is_empty() {
+            client.set("group.instance.id", instance_id);
+        }
+        let consumer: BaseConsumer<MemberContext> = client
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -175,7 +181,10 @@ impl Member {
             // Eager rebalancing: a partition is revoked everywhere before it is assigned.
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (session_timeout_ms / 4).max(250).to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session_timeout_ms / 4).max(250).to_string(),
+            )
             .set("max.poll.interval.ms", max_poll_interval_ms.to_string())
             .set("statistics.interval.ms", stats_interval_ms.to_string())
             .create_with_context(context)
@@ -201,7 +210,9 @@ impl Member {
                     | RDKafkaErrorCode::GroupAuthorizationFailed
                     | RDKafkaErrorCode::TopicAuthorizationFailed
                     | RDKafkaErrorCode::InvalidGroupId),
-                ) => Err(RoleError::Kafka(format!("the consumer group refused this worker: {code}"))),
+                ) => Err(RoleError::Kafka(format!(
+                    "the consumer group refused this worker: {code}"
+                ))),
                 _ => {
                     tracing::warn!(error = %e, "consumer");
                     Ok(None)

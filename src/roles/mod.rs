@@ -87,11 +87,23 @@ pub async fn ensure_topics(config: &Config, endpoint: &KafkaEndpoint) -> Result<
     }
     let timeout = Duration::from_millis(k.request_timeout_ms);
     let r = &config.roles;
-    crate::sink::ensure_topics(endpoint, &[&r.market_topic], r.market_partitions, k.replication_factor, timeout).await?;
-    crate::sink::ensure_topics(endpoint, &[&r.bars_topic], 1, k.replication_factor, timeout).await?;
     crate::sink::ensure_topics(
         endpoint,
-        &[&k.topic_decisions, &k.topic_checkpoints, &k.topic_var_snapshots],
+        &[&r.market_topic],
+        r.market_partitions,
+        k.replication_factor,
+        timeout,
+    )
+    .await?;
+    crate::sink::ensure_topics(endpoint, &[&r.bars_topic], 1, k.replication_factor, timeout)
+        .await?;
+    crate::sink::ensure_topics(
+        endpoint,
+        &[
+            &k.topic_decisions,
+            &k.topic_checkpoints,
+            &k.topic_var_snapshots,
+        ],
         k.topic_partitions,
         k.replication_factor,
         timeout,
@@ -120,7 +132,7 @@ pub fn run_worker(
     };
     let member = member::Member::join(
         &endpoint,
-        group,
+        (group, &config.roles.group_instance_id),
         topic,
         (
             config.roles.session_timeout_ms,
@@ -145,9 +157,12 @@ pub fn run_worker(
     let interval = Duration::from_millis(config.roles.commit_interval_ms);
     tracing::info!(role = role.as_str(), %group, %topic, "joining the group");
     match role {
-        Role::Portfolio => {
-            worker::run(&host, &mut portfolio::PortfolioOwner::new(config)?, interval, stop)
-        }
+        Role::Portfolio => worker::run(
+            &host,
+            &mut portfolio::PortfolioOwner::new(config)?,
+            interval,
+            stop,
+        ),
         _ => worker::run(&host, &mut risk::RiskOwner::new(config)?, interval, stop),
     }
 }

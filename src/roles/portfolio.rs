@@ -87,7 +87,10 @@ impl PortfolioOwner {
                     return Ok("DUPLICATE");
                 }
                 if klines.len() != self.symbols.len() {
-                    tracing::warn!(symbols = klines.len(), "portfolio history for another set of symbols");
+                    tracing::warn!(
+                        symbols = klines.len(),
+                        "portfolio history for another set of symbols"
+                    );
                     return Ok("RECORD_MALFORMED");
                 }
                 let start = PortfolioStart {
@@ -204,7 +207,12 @@ impl Owner for PortfolioOwner {
                     .catch_up_seconds
                     .with_label_values(&[host.role])
                     .observe(took.as_secs_f64());
-                tracing::info!(records = input.offset + 1, suppressed = o.catch_up.suppressed(), ms = took.as_millis() as u64, "portfolio re-derived; publishing from here");
+                tracing::info!(
+                    records = input.offset + 1,
+                    suppressed = o.catch_up.suppressed(),
+                    ms = took.as_millis() as u64,
+                    "portfolio re-derived; publishing from here"
+                );
             }
         }
         Ok(())

@@ -144,7 +144,12 @@ impl MarketRecord {
         }
     }
 
-    pub fn trade(trade: &Trade, received_at_ms: i64, feed_healthy: bool, input: Option<InputMark>) -> Self {
+    pub fn trade(
+        trade: &Trade,
+        received_at_ms: i64,
+        feed_healthy: bool,
+        input: Option<InputMark>,
+    ) -> Self {
         Self::Trade {
             v: RECORD_VERSION,
             symbol: trade.symbol.clone(),
@@ -268,7 +273,10 @@ mod tests {
         };
         let r = MarketRecord::trade(&trade, 5, true, Some(mark));
         let back = MarketRecord::parse(Some(b"BTCUSDT"), &r.to_json()).expect("parses");
-        let MarketRecord::Trade { trade: t, input, .. } = back else {
+        let MarketRecord::Trade {
+            trade: t, input, ..
+        } = back
+        else {
             panic!("not a trade");
         };
         assert_eq!(t.to_trade("BTCUSDT"), trade);
@@ -286,7 +294,9 @@ mod tests {
             MarketRecord::parse(None, b"{\"type\":\"TRADE\"").map_err(|e| e.code()),
             Err("RECORD_MALFORMED")
         );
-        let v2 = String::from_utf8(start).expect("utf8").replace("\"v\":1", "\"v\":2");
+        let v2 = String::from_utf8(start)
+            .expect("utf8")
+            .replace("\"v\":1", "\"v\":2");
         assert_eq!(
             MarketRecord::parse(None, v2.as_bytes()).map_err(|e| e.code()),
             Err("RECORD_VERSION")

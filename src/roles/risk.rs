@@ -162,7 +162,10 @@ impl RiskOwner {
             }
         };
         if !self.symbols.contains_key(record.symbol()) {
-            tracing::warn!(symbol = record.symbol(), "market record of an unconfigured symbol");
+            tracing::warn!(
+                symbol = record.symbol(),
+                "market record of an unconfigured symbol"
+            );
             return Ok("UNKNOWN_SYMBOL");
         }
         let symbol = record.symbol().to_string();
