@@ -16,5 +16,5 @@ run promtool check rules "$ROOT/deploy/prometheus/rules.yml"
 run promtool test rules "$ROOT/deploy/prometheus/rules.test.yml"
 run amtool check-config "$ROOT/deploy/alertmanager/alertmanager.yml"
 run docker-compose -f "$ROOT/docker-compose.yml" config -q
-run shellcheck -x "$ROOT"/deploy/scripts/*.sh "$ROOT"/scripts/test "$ROOT"/scripts/bench-e2e "$ROOT"/scripts/bench-kafka "$ROOT"/scripts/bench-replay "$ROOT"/scripts/bench-http "$ROOT"/.ci/run
+run shellcheck -x "$ROOT"/deploy/scripts/*.sh "$ROOT"/scripts/test "$ROOT"/scripts/bench-e2e "$ROOT"/scripts/bench-kafka "$ROOT"/scripts/bench-replay "$ROOT"/scripts/bench-http "$ROOT"/scripts/bench-roles "$ROOT"/.ci/run
 echo "deploy files valid"
