@@ -8,13 +8,12 @@ use actix::prelude::*;
 
 use crate::actors::control::{AttachGates, Control, ControlActor, GateRoute, SealControl};
 use crate::actors::gate::{GateActor, GetGateStats, SealCheckpoint};
-use crate::actors::ingest::{connection_shards, IngestActor, IngestReport, RunIngest};
+use crate::actors::ingest::{connection_shards, run_shards, IngestReport};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SymbolActor};
 use crate::actors::{PipelineError, SaveSnapshot};
 pub use crate::assemble::{chain_id, load_rules, StartError};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::ControlInput;
 use crate::elf::KillSwitch;
@@ -403,46 +402,24 @@ pub async fn run(
         .map_err(PipelineError::from)?;
     spawn_hangup_reloader(control.clone());
 
-    // One ingest actor per connection shard; the per-IP connection-rate limit is split
-    // between them so that together they never exceed it.
-    let mut shard_feed = config.feed.clone();
-    shard_feed.max_connects_per_window =
-        (config.feed.max_connects_per_window / shards.len().max(1)).max(1);
-    let runs: Vec<_> = shards
-        .iter()
-        .enumerate()
-        .map(|(k, shard)| {
-            let recorder = recording.as_ref().map(|run| {
+    // One ingest actor per connection shard, each recording its inputs when asked.
+    let ingest_report = run_shards(
+        &config,
+        |symbol| routes.get(symbol).cloned(),
+        |k| {
+            recording.as_ref().map(|run| {
                 crate::recording::writer::ConnectionWriter::new(
                     run,
-                    k as u32,
+                    k,
                     config.sink.recording_segment_mb.saturating_mul(1 << 20),
                 )
-            });
-            let shard_routes = routes
-                .iter()
-                .filter(|(s, _)| shard.contains(s))
-                .map(|(s, a)| (s.clone(), a.clone()))
-                .collect();
-            IngestActor::new(
-                shard_feed.clone(),
-                shard,
-                shard_routes,
-                Clock::from_mode(config.engine.clock),
-                metrics.clone(),
-                shutdown.clone(),
-                Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
-            )
-            .with_connection(k as u32, recorder)
-            .with_roots(roots.clone())
-            .start()
-            .send(RunIngest)
-        })
-        .collect();
-    let mut ingest_report = IngestReport::default();
-    for result in futures_util::future::join_all(runs).await {
-        ingest_report.merge(result.map_err(PipelineError::from)??);
-    }
+            })
+        },
+        &metrics,
+        &shutdown,
+        &roots,
+    )
+    .await?;
     for g in &gates_list {
         g.send(SealCheckpoint)
             .await

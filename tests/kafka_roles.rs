@@ -384,7 +384,7 @@ fn workers_hand_chains_over_without_forks_and_decide_as_one_process() {
         Duration::from_secs(240),
         || {
             d.log("again-risk").matches("partition re-derived").count() >= 2
-                && d.log("again-portfolio").contains("portfolio re-derived")
+                && d.log("again-portfolio").contains("partition re-derived")
         },
     );
     std::thread::sleep(Duration::from_secs(3));

@@ -60,6 +60,52 @@ pub fn connection_shards(config: &crate::config::Config) -> Vec<Vec<String>> {
 
 pub use crate::market::feed::IngestReport;
 
+/// Run one ingest actor per connection shard of `config` until every connection ends, and
+/// merge their reports. The per-IP connection-rate limit is split between them so that
+/// together they never exceed it. `route` names where a shard's symbols' ticks go, and
+/// `recorder` where connection `k` records its inputs.
+pub async fn run_shards(
+    config: &crate::config::Config,
+    mut route: impl FnMut(&str) -> Option<Recipient<Tick>>,
+    mut recorder: impl FnMut(u32) -> Option<ConnectionWriter>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+    roots: &Option<Arc<crate::market::tls::TrustedRoots>>,
+) -> Result<IngestReport, PipelineError> {
+    let shards = connection_shards(config);
+    let mut shard_feed = config.feed.clone();
+    shard_feed.max_connects_per_window =
+        (config.feed.max_connects_per_window / shards.len().max(1)).max(1);
+    let runs: Vec<_> = shards
+        .iter()
+        .enumerate()
+        .map(|(k, shard)| {
+            let routes = shard
+                .iter()
+                .filter_map(|s| route(s).map(|r| (s.clone(), r)))
+                .collect();
+            IngestActor::new(
+                shard_feed.clone(),
+                shard,
+                routes,
+                Clock::from_mode(config.engine.clock),
+                metrics.clone(),
+                shutdown.clone(),
+                Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
+            )
+            .with_connection(k as u32, recorder(k as u32))
+            .with_roots(roots.clone())
+            .start()
+            .send(RunIngest)
+        })
+        .collect();
+    let mut report = IngestReport::default();
+    for result in futures_util::future::join_all(runs).await {
+        report.merge(result??);
+    }
+    Ok(report)
+}
+
 /// The feed step's settings from the configuration and the engine clock.
 pub fn feed_settings(feed: &FeedConfig, clock: Clock) -> FeedSettings {
     FeedSettings {

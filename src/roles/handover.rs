@@ -1,9 +1,10 @@
 //! Hand-over of a partition to a new owner, decided without I/O. The new owner re-derives
 //! every chain of the partition from the partition's first record (the engine is
-//! deterministic: same records, configuration, key and seed, same bytes) and publishes only
-//! what the chain's published head does not already hold. At the published head the
-//! re-derived event must be byte-identical to the published one; if it is not (another
-//! configuration, key or input), the owner stops instead of forking the chain.
+//! deterministic: same records, build, configuration, key and seed, same bytes) and
+//! publishes only what the chain's published head does not already hold. At the published
+//! head the re-derived event (and checkpoint) must be byte-identical to the published one; if
+//! it is not, the owner stops instead of forking the chain. A partition whose first records
+//! were deleted cannot be re-derived and is refused.
 
 use std::collections::HashMap;
 
@@ -15,8 +16,8 @@ use crate::audit::SignedEvent;
 pub struct Published {
     /// The newest event: its sequence number and bytes.
     pub event: Option<(u64, Vec<u8>)>,
-    /// The newest checkpoint's last sequence number.
-    pub checkpoint_last_seq: Option<u64>,
+    /// The newest checkpoint: its last sequence number and bytes.
+    pub checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +31,22 @@ pub enum Route {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum HandoverError {
     #[error(
-        "chain {chain}: the re-derived event at seq {seq} differs from the published one \
-         (another configuration, key or input?); refusing to fork the chain"
+        "chain {chain}: the re-derived {what} at seq {seq} differs from the published one \
+         (another build, configuration, rules, key or input?); refusing to fork the chain"
     )]
-    WouldFork { chain: String, seq: u64 },
+    WouldFork {
+        chain: String,
+        what: &'static str,
+        seq: u64,
+    },
     #[error(
-        "chain {chain}: the published head is at seq {published} but the re-derivation \
-         produced seq {seq} first; the input topic no longer holds the chain's history"
+        "{topic} partition {partition} starts at offset {first_offset}, not 0: its history \
+         was deleted (retention), so its chains cannot be re-derived; refusing the partition"
     )]
     HistoryMissing {
-        chain: String,
-        published: u64,
-        seq: u64,
+        topic: String,
+        partition: i32,
+        first_offset: i64,
     },
 }
 
@@ -54,20 +59,52 @@ impl HandoverError {
     }
 }
 
+/// A partition whose first record is not at offset 0 cannot be re-derived.
+pub fn check_history(topic: &str, partition: i32, first_offset: i64) -> Result<(), HandoverError> {
+    if first_offset > 0 {
+        return Err(HandoverError::HistoryMissing {
+            topic: topic.to_string(),
+            partition,
+            first_offset,
+        });
+    }
+    Ok(())
+}
+
 /// The catch-up of the chains of one owned partition.
 #[derive(Debug, Default)]
 pub struct CatchUp {
     published: HashMap<String, Published>,
-    /// Chains whose re-derivation has reached the published head.
-    caught_up: HashMap<String, bool>,
     suppressed: u64,
+}
+
+/// Below the published head: suppress; at it: the same bytes or a fork; above: publish.
+fn against(
+    head: Option<&(u64, Vec<u8>)>,
+    event: &SignedEvent,
+    what: &'static str,
+) -> Result<Route, HandoverError> {
+    match head {
+        Some((seq, _)) if event.seq < *seq => Ok(Route::Suppress),
+        Some((seq, bytes)) if event.seq == *seq => {
+            if *bytes == event.line {
+                Ok(Route::Suppress)
+            } else {
+                Err(HandoverError::WouldFork {
+                    chain: event.chain.clone(),
+                    what,
+                    seq: event.seq,
+                })
+            }
+        }
+        _ => Ok(Route::Publish),
+    }
 }
 
 impl CatchUp {
     pub fn new(published: HashMap<String, Published>) -> Self {
         Self {
             published,
-            caught_up: HashMap::new(),
             suppressed: 0,
         }
     }
@@ -77,50 +114,15 @@ impl CatchUp {
         self.suppressed
     }
 
-    /// True once every chain seen so far has reached its published head.
-    pub fn is_caught_up(&self, chain: &str) -> bool {
-        match self.published.get(chain).and_then(|p| p.event.as_ref()) {
-            None => true,
-            Some(_) => self.caught_up.get(chain).copied().unwrap_or(false),
-        }
-    }
-
-    /// Where a re-derived signed record goes.
+    /// Where a re-derived signed record goes. Chains are hash-linked, so the same bytes at
+    /// the published head mean the same chain up to it.
     pub fn route(&mut self, event: &SignedEvent) -> Result<Route, HandoverError> {
         let Some(published) = self.published.get(&event.chain) else {
             return Ok(Route::Publish);
         };
         let route = match event.kind {
-            RecordKind::Event => match &published.event {
-                None => Route::Publish,
-                Some((seq, _)) if event.seq < *seq => {
-                    if event.seq == 0 || self.caught_up.contains_key(&event.chain) {
-                        self.caught_up.insert(event.chain.clone(), false);
-                        Route::Suppress
-                    } else {
-                        return Err(HandoverError::HistoryMissing {
-                            chain: event.chain.clone(),
-                            published: *seq,
-                            seq: event.seq,
-                        });
-                    }
-                }
-                Some((seq, bytes)) if event.seq == *seq => {
-                    if *bytes != event.line {
-                        return Err(HandoverError::WouldFork {
-                            chain: event.chain.clone(),
-                            seq: event.seq,
-                        });
-                    }
-                    self.caught_up.insert(event.chain.clone(), true);
-                    Route::Suppress
-                }
-                Some(_) => Route::Publish,
-            },
-            RecordKind::Checkpoint => match published.checkpoint_last_seq {
-                Some(last) if event.seq <= last => Route::Suppress,
-                _ => Route::Publish,
-            },
+            RecordKind::Event => against(published.event.as_ref(), event, "event")?,
+            RecordKind::Checkpoint => against(published.checkpoint.as_ref(), event, "checkpoint")?,
         };
         if route == Route::Suppress {
             self.suppressed += 1;
@@ -166,7 +168,7 @@ mod tests {
                 "e.BTCUSDT".to_string(),
                 Published {
                     event: Some((seq, line.as_bytes().to_vec())),
-                    checkpoint_last_seq: cp,
+                    checkpoint: cp.map(|s| (s, b"cp".to_vec())),
                 },
             )]
             .into(),
@@ -179,9 +181,7 @@ mod tests {
         assert_eq!(c.route(&event(0, "zero")), Ok(Route::Suppress));
         assert_eq!(c.route(&event(1, "one")), Ok(Route::Suppress));
         assert_eq!(c.route(&checkpoint(1)), Ok(Route::Suppress));
-        assert!(!c.is_caught_up("e.BTCUSDT"));
         assert_eq!(c.route(&event(2, "two")), Ok(Route::Suppress));
-        assert!(c.is_caught_up("e.BTCUSDT"));
         assert_eq!(c.snapshot_route("e.BTCUSDT", 2), Route::Suppress);
         assert_eq!(c.route(&event(3, "three")), Ok(Route::Publish));
         assert_eq!(c.route(&checkpoint(3)), Ok(Route::Publish));
@@ -192,20 +192,24 @@ mod tests {
     }
 
     #[test]
-    fn a_different_event_at_the_head_stops_the_owner() {
+    fn a_different_event_or_checkpoint_at_the_head_stops_the_owner() {
         let mut c = published(1, "one", None);
         assert_eq!(c.route(&event(0, "zero")), Ok(Route::Suppress));
         assert_eq!(
             c.route(&event(1, "ONE")).map_err(|e| e.code()),
             Err("WOULD_FORK")
         );
+        let mut c = published(4, "four", Some(2));
+        let mut cp = checkpoint(2);
+        cp.line = b"another cp".to_vec();
+        assert_eq!(c.route(&cp).map_err(|e| e.code()), Err("WOULD_FORK"));
     }
 
     #[test]
-    fn a_re_derivation_that_does_not_start_at_genesis_is_refused() {
-        let mut c = published(5, "five", None);
+    fn a_partition_without_its_first_records_is_refused() {
+        assert_eq!(check_history("m", 3, 0), Ok(()));
         assert_eq!(
-            c.route(&event(3, "three")).map_err(|e| e.code()),
+            check_history("m", 3, 120).map_err(|e| e.code()),
             Err("HISTORY_MISSING")
         );
     }

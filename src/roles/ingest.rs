@@ -5,7 +5,6 @@
 //! (`PORTFOLIO_START`), so that whoever owns a partition starts its models from what the
 //! topic says, not from whatever REST answers at hand-over time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +13,9 @@ use actix::prelude::*;
 use super::output::{OutKind, Output};
 use super::records::{BarRecord, MarketRecord};
 use super::RoleError;
-use crate::actors::ingest::{connection_shards, IngestActor, IngestReport, RunIngest};
+use crate::actors::ingest::{run_shards, IngestReport};
 use crate::actors::symbol::Tick;
 use crate::actors::PipelineError;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::market::MarketEvent;
 use crate::metrics::Metrics;
@@ -102,37 +100,15 @@ pub async fn run(
     }
     .start()
     .recipient::<Tick>();
-    let shards = connection_shards(config);
-    let mut shard_feed = config.feed.clone();
-    shard_feed.max_connects_per_window =
-        (config.feed.max_connects_per_window / shards.len().max(1)).max(1);
-    let runs: Vec<_> = shards
-        .iter()
-        .enumerate()
-        .map(|(k, shard)| {
-            let routes: HashMap<String, Recipient<Tick>> = shard
-                .iter()
-                .map(|s| (s.clone(), publisher.clone()))
-                .collect();
-            IngestActor::new(
-                shard_feed.clone(),
-                shard,
-                routes,
-                Clock::from_mode(config.engine.clock),
-                metrics.clone(),
-                shutdown.clone(),
-                Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
-            )
-            .with_connection(k as u32, None)
-            .with_roots(roots.clone())
-            .start()
-            .send(RunIngest)
-        })
-        .collect();
-    let mut report = IngestReport::default();
-    for result in futures_util::future::join_all(runs).await {
-        report.merge(result.map_err(PipelineError::from)??);
-    }
+    let report = run_shards(
+        config,
+        |_| Some(publisher.clone()),
+        |_| None,
+        &metrics,
+        &shutdown,
+        &roots,
+    )
+    .await?;
     flush(&output, timeout).await?;
     Ok(report)
 }

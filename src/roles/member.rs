@@ -122,10 +122,13 @@ impl ConsumerContext for MemberContext {
                 self.push(Membership::Assigned(partitions));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if let Err(e) = self.output.flush(self.flush_timeout) {
-                    tracing::error!(error = %e, "outputs not acknowledged before the revocation; the next owner re-derives them");
+                match self.output.flush(self.flush_timeout) {
+                    // Positions are committed only once what they produced is on the topics.
+                    Ok(()) => self.commit(consumer, &partitions),
+                    Err(e) => {
+                        tracing::error!(error = %e, "outputs not acknowledged before the revocation; positions left uncommitted, the next owner re-derives them")
+                    }
                 }
-                self.commit(consumer, &partitions);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassignment failed");
                 }
@@ -167,7 +170,8 @@ impl Member {
             positions: positions.clone(),
             events: Mutex::new(Vec::new()),
             lag: Mutex::new(HashMap::new()),
-            flush_timeout: timeout,
+            // Inside the rebalance callback: well under the time the group waits.
+            flush_timeout: timeout.min(Duration::from_millis(max_poll_interval_ms / 3)),
         };
         let mut client = endpoint.client_config();
         if !instance_id.is_empty() {
@@ -209,7 +213,8 @@ impl Member {
                     code @ (RDKafkaErrorCode::InvalidSessionTimeout
                     | RDKafkaErrorCode::GroupAuthorizationFailed
                     | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::InvalidGroupId),
+                    | RDKafkaErrorCode::InvalidGroupId
+                    | RDKafkaErrorCode::FencedInstanceId),
                 ) => Err(RoleError::Kafka(format!(
                     "the consumer group refused this worker: {code}"
                 ))),
@@ -301,11 +306,28 @@ impl Member {
         out
     }
 
-    /// The partition's high watermark (the offset after its last record).
-    pub(super) fn high_watermark(&self, partition: i32) -> Option<i64> {
+    /// The partition's first offset and high watermark (the offset after its last record).
+    pub(super) fn watermarks(&self, partition: i32) -> Result<(i64, i64), RoleError> {
         self.consumer
             .fetch_watermarks(&self.topic, partition, self.timeout)
-            .map(|(_, high)| high)
-            .ok()
+            .map_err(kerr)
+    }
+
+    /// How many partitions the topic has (0 while it does not exist).
+    pub(super) fn partition_count(&self) -> Result<usize, RoleError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), self.timeout)
+            .map_err(kerr)?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .map(|t| t.partitions().len())
+            .sum())
+    }
+
+    pub(super) fn topic(&self) -> &str {
+        &self.topic
     }
 }

@@ -87,16 +87,24 @@ pub async fn ensure_topics(config: &Config, endpoint: &KafkaEndpoint) -> Result<
     }
     let timeout = Duration::from_millis(k.request_timeout_ms);
     let r = &config.roles;
-    crate::sink::ensure_topics(
-        endpoint,
-        &[&r.market_topic],
-        r.market_partitions,
-        k.replication_factor,
-        timeout,
-    )
-    .await?;
-    crate::sink::ensure_topics(endpoint, &[&r.bars_topic], 1, k.replication_factor, timeout)
+    // A new owner re-derives from the first record: the inputs keep their whole history.
+    let keep = [
+        ("retention.ms", "-1"),
+        ("cleanup.policy", "delete"),
+        ("max.message.bytes", "4194304"),
+    ];
+    let inputs = [(&r.market_topic, r.market_partitions), (&r.bars_topic, 1)];
+    for (topic, partitions) in inputs {
+        crate::sink::ensure_topics_with(
+            endpoint,
+            &[topic],
+            partitions,
+            k.replication_factor,
+            &keep,
+            timeout,
+        )
         .await?;
+    }
     crate::sink::ensure_topics(
         endpoint,
         &[
@@ -142,6 +150,9 @@ pub fn run_worker(
         output.clone(),
         timeout,
     )?;
+    if role == Role::Portfolio && member.partition_count()? > 1 {
+        return Err(RoleError::BarsPartitions(topic.clone()));
+    }
     let host = worker::Host {
         role: role.as_str(),
         member,

@@ -84,6 +84,8 @@ impl Output {
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", MAX_QUEUED)
             .set("message.timeout.ms", "120000")
+            // START records carry up to 1000 klines per symbol.
+            .set("message.max.bytes", "4194304")
             .create_with_context(OutputContext::default())
             .map_err(kerr)?;
         Ok(Self {

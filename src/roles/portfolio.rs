@@ -9,11 +9,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::handover::{CatchUp, Route};
+use super::handover::{check_history, CatchUp};
 use super::member::Input;
-use super::output::OutKind;
 use super::records::BarRecord;
-use super::risk::publish_signed;
 use super::worker::{Host, Owner};
 use super::RoleError;
 use crate::assemble::{chain_id, GateFactory};
@@ -137,20 +135,12 @@ impl PortfolioOwner {
                     partition: input.partition,
                     offset: input.offset,
                 };
-                for request in &mut self.out.requests {
-                    request.source = Some(source.clone());
-                    let (_, sealed) = lane.gate.step(request)?;
-                    publish_signed(host, &mut owned.catch_up, &sealed.signed)?;
-                    if let Some(cp) = &sealed.checkpoint {
-                        publish_signed(host, &mut owned.catch_up, cp)?;
-                    }
-                    if let Some(v) = &sealed.snapshot {
-                        if owned.catch_up.snapshot_route(&v.chain, v.seq) == Route::Publish {
-                            host.output.var_snapshot(v)?;
-                            host.published(OutKind::VarSnapshot);
-                        }
-                    }
-                }
+                host.gate_and_publish(
+                    &mut lane.gate,
+                    &mut owned.catch_up,
+                    &mut self.out.requests,
+                    &source,
+                )?;
                 Ok("TAKEN")
             }
         }
@@ -170,7 +160,8 @@ impl Owner for PortfolioOwner {
         let committed = host.member.committed(partitions);
         host.member
             .start_at(0, committed.get(&0).copied().unwrap_or(0));
-        let high = host.member.high_watermark(0).unwrap_or(0);
+        let (first, high) = host.member.watermarks(0)?;
+        check_history(host.member.topic(), 0, first)?;
         self.owned = Some(Owned {
             lane: None,
             catch_up: CatchUp::new(published),
@@ -201,17 +192,11 @@ impl Owner for PortfolioOwner {
         if let Some(o) = &mut self.owned {
             if o.catch_up_to.is_some_and(|end| input.offset + 1 >= end) {
                 o.catch_up_to = None;
-                let took = o.assigned_at.elapsed();
-                host.metrics
-                    .roles
-                    .catch_up_seconds
-                    .with_label_values(&[host.role])
-                    .observe(took.as_secs_f64());
-                tracing::info!(
-                    records = input.offset + 1,
-                    suppressed = o.catch_up.suppressed(),
-                    ms = took.as_millis() as u64,
-                    "portfolio re-derived; publishing from here"
+                host.caught_up(
+                    input.partition,
+                    input.offset + 1,
+                    &o.catch_up,
+                    o.assigned_at.elapsed(),
                 );
             }
         }

@@ -106,6 +106,8 @@ pub enum RecordError {
     UnknownSymbol(String),
     #[error("record key {key:?} does not name its symbol {symbol}")]
     KeyMismatch { key: String, symbol: String },
+    #[error("impossible trade: {0}")]
+    Implausible(String),
 }
 
 impl RecordError {
@@ -116,6 +118,7 @@ impl RecordError {
             Self::Version(_) => "RECORD_VERSION",
             Self::UnknownSymbol(_) => "UNKNOWN_SYMBOL",
             Self::KeyMismatch { .. } => "KEY_MISMATCH",
+            Self::Implausible(_) => "RECORD_IMPLAUSIBLE",
         }
     }
 }
@@ -188,12 +191,21 @@ impl MarketRecord {
             Self::Start { v, .. } | Self::Trade { v, .. } => *v,
         };
         version(v)?;
-        if let Some(key) = key {
-            if key != r.symbol().as_bytes() {
-                return Err(RecordError::KeyMismatch {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    symbol: r.symbol().to_string(),
-                });
+        // The key decides the partition, and the partition the chain's one writer.
+        if key != Some(r.symbol().as_bytes()) {
+            return Err(RecordError::KeyMismatch {
+                key: key
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
+                symbol: r.symbol().to_string(),
+            });
+        }
+        if let Self::Trade { trade, .. } = &r {
+            if !(trade.price.is_finite() && trade.price > 0.0) {
+                return Err(RecordError::Implausible(format!("price {}", trade.price)));
+            }
+            if !(trade.qty.is_finite() && trade.qty >= 0.0) {
+                return Err(RecordError::Implausible(format!("quantity {}", trade.qty)));
             }
         }
         Ok(r)
@@ -291,14 +303,35 @@ mod tests {
             Err("KEY_MISMATCH")
         );
         assert_eq!(
+            MarketRecord::parse(None, &start).map_err(|e| e.code()),
+            Err("KEY_MISMATCH")
+        );
+        assert_eq!(
             MarketRecord::parse(None, b"{\"type\":\"TRADE\"").map_err(|e| e.code()),
             Err("RECORD_MALFORMED")
+        );
+        let trade = Trade {
+            event_time_ms: 1,
+            symbol: "BTCUSDT".into(),
+            trade_id: 1,
+            price: -1.0,
+            qty: 1.0,
+            trade_time_ms: 1,
+            buyer_is_maker: false,
+        };
+        assert_eq!(
+            MarketRecord::parse(
+                Some(b"BTCUSDT"),
+                &MarketRecord::trade(&trade, 1, true, None).to_json()
+            )
+            .map_err(|e| e.code()),
+            Err("RECORD_IMPLAUSIBLE")
         );
         let v2 = String::from_utf8(start)
             .expect("utf8")
             .replace("\"v\":1", "\"v\":2");
         assert_eq!(
-            MarketRecord::parse(None, v2.as_bytes()).map_err(|e| e.code()),
+            MarketRecord::parse(Some(b"BTCUSDT"), v2.as_bytes()).map_err(|e| e.code()),
             Err("RECORD_VERSION")
         );
         assert_eq!(

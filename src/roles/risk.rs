@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::handover::{CatchUp, Route};
+use super::handover::{check_history, CatchUp};
 use super::member::Input;
 use super::output::OutKind;
 use super::records::{BarRecord, MarketRecord, RECORD_VERSION};
@@ -96,7 +96,8 @@ impl Owner for RiskOwner {
         for &p in partitions {
             let bars_from = committed.get(&p).copied().unwrap_or(0);
             host.member.start_at(p, bars_from);
-            let high = host.member.high_watermark(p).unwrap_or(0);
+            let (first, high) = host.member.watermarks(p)?;
+            check_history(host.member.topic(), p, first)?;
             self.partitions.insert(
                 p,
                 Partition {
@@ -132,18 +133,11 @@ impl Owner for RiskOwner {
         if let Some(part) = self.partitions.get_mut(&input.partition) {
             if part.catch_up_to.is_some_and(|end| input.offset + 1 >= end) {
                 part.catch_up_to = None;
-                let took = part.assigned_at.elapsed();
-                host.metrics
-                    .roles
-                    .catch_up_seconds
-                    .with_label_values(&[host.role])
-                    .observe(took.as_secs_f64());
-                tracing::info!(
-                    partition = input.partition,
-                    records = input.offset + 1,
-                    suppressed = part.catch_up.suppressed(),
-                    ms = took.as_millis() as u64,
-                    "partition re-derived; publishing from here"
+                host.caught_up(
+                    input.partition,
+                    input.offset + 1,
+                    &part.catch_up,
+                    part.assigned_at.elapsed(),
                 );
             }
         }
@@ -226,20 +220,12 @@ impl RiskOwner {
                     partition: input.partition,
                     offset: input.offset,
                 };
-                for request in &mut self.out.requests {
-                    request.source = Some(source.clone());
-                    let (_, sealed) = lane.gate.step(request)?;
-                    publish_signed(host, &mut part.catch_up, &sealed.signed)?;
-                    if let Some(cp) = &sealed.checkpoint {
-                        publish_signed(host, &mut part.catch_up, cp)?;
-                    }
-                    if let Some(v) = &sealed.snapshot {
-                        if part.catch_up.snapshot_route(&v.chain, v.seq) == Route::Publish {
-                            host.output.var_snapshot(v)?;
-                            host.published(OutKind::VarSnapshot);
-                        }
-                    }
-                }
+                host.gate_and_publish(
+                    &mut lane.gate,
+                    &mut part.catch_up,
+                    &mut self.out.requests,
+                    &source,
+                )?;
                 if input.offset >= part.bars_from {
                     for bar in &self.out.bars {
                         let record = BarRecord::Bar {
@@ -255,20 +241,4 @@ impl RiskOwner {
             }
         }
     }
-}
-
-/// A signed record to its topic unless the topic already holds it.
-pub(super) fn publish_signed(
-    host: &Host,
-    catch_up: &mut CatchUp,
-    event: &crate::audit::SignedEvent,
-) -> Result<(), RoleError> {
-    match catch_up.route(event)? {
-        Route::Publish => {
-            let kind = host.output.signed(event)?;
-            host.published(kind);
-        }
-        Route::Suppress => host.suppressed(),
-    }
-    Ok(())
 }

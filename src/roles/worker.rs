@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handover::Published;
+use super::handover::{CatchUp, Published, Route};
 use super::member::{Input, Member, Membership};
 use super::output::{OutKind, Output};
 use super::RoleError;
+use crate::audit::wire::SourceOffset;
+use crate::audit::SignedEvent;
+use crate::engine::{GateRequest, GateStep};
 use crate::metrics::Metrics;
 use crate::sink::{KafkaEndpoint, KafkaSource, NewestRecords};
 
@@ -50,6 +53,67 @@ impl Host {
             .inc();
     }
 
+    /// Each request through `gate`, signed with the input record it came from; what the
+    /// output topics do not hold yet is published.
+    pub(super) fn gate_and_publish(
+        &self,
+        gate: &mut GateStep,
+        catch_up: &mut CatchUp,
+        requests: &mut [GateRequest],
+        source: &SourceOffset,
+    ) -> Result<(), RoleError> {
+        for request in requests {
+            request.source = Some(source.clone());
+            let (_, sealed) = gate.step(request)?;
+            self.publish_signed(catch_up, &sealed.signed)?;
+            if let Some(cp) = &sealed.checkpoint {
+                self.publish_signed(catch_up, cp)?;
+            }
+            if let Some(v) = &sealed.snapshot {
+                if catch_up.snapshot_route(&v.chain, v.seq) == Route::Publish {
+                    self.output.var_snapshot(v)?;
+                    self.published(OutKind::VarSnapshot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_signed(&self, catch_up: &mut CatchUp, event: &SignedEvent) -> Result<(), RoleError> {
+        match catch_up.route(event)? {
+            Route::Publish => {
+                let kind = self.output.signed(event)?;
+                self.published(kind);
+            }
+            Route::Suppress => self.suppressed(),
+        }
+        Ok(())
+    }
+
+    /// The re-derivation of `partition` reached the high watermark seen at its assignment:
+    /// from here on everything is published.
+    pub(super) fn caught_up(
+        &self,
+        partition: i32,
+        records: i64,
+        catch_up: &CatchUp,
+        took: Duration,
+    ) {
+        self.metrics
+            .roles
+            .catch_up_seconds
+            .with_label_values(&[self.role])
+            .observe(took.as_secs_f64());
+        tracing::info!(
+            role = self.role,
+            partition,
+            records,
+            suppressed = catch_up.suppressed(),
+            ms = took.as_millis() as u64,
+            "partition re-derived; publishing from here"
+        );
+    }
+
     /// The newest event and checkpoint of every chain on the output topics.
     pub(super) fn published_heads(&self) -> Result<HashMap<String, Published>, RoleError> {
         let started = Instant::now();
@@ -64,7 +128,9 @@ impl Host {
                     chain.to_string(),
                     Published {
                         event: Some((seq, line.to_vec())),
-                        checkpoint_last_seq: newest.checkpoint_last_seq(chain),
+                        checkpoint: newest
+                            .newest_checkpoint(chain)
+                            .map(|(s, line)| (s, line.to_vec())),
                     },
                 )
             })
@@ -143,7 +209,15 @@ pub(super) fn run(
 
 /// Outputs acknowledged first, then the positions that produced them committed.
 fn commit(host: &Host, owner: &impl Owner) -> Result<(), RoleError> {
-    host.output.flush(host.timeout)?;
+    match host.output.flush(host.timeout) {
+        Ok(()) => {}
+        // Slow brokers: nothing is committed this time; a failed delivery stops the worker.
+        Err(RoleError::Kafka(e)) => {
+            tracing::warn!(role = host.role, error = %e, "outputs not yet acknowledged; positions not committed");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     let owned = owner.owned();
     if let Err(e) = host.member.commit(&owned) {
         // During a rebalance the group refuses commits of the old generation; the

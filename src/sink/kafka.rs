@@ -709,13 +709,30 @@ pub async fn ensure_topics(
     replication: i32,
     timeout: Duration,
 ) -> Result<(), SinkError> {
+    ensure_topics_with(brokers, names, partitions, replication, &[], timeout).await
+}
+
+/// `ensure_topics`, creating them with topic `settings` (e.g. `retention.ms`).
+pub async fn ensure_topics_with(
+    brokers: impl Into<super::KafkaEndpoint>,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+    settings: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), SinkError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
         brokers.into().client_config().create().map_err(kerr)?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
+        .map(|n| {
+            settings.iter().fold(
+                NewTopic::new(n, partitions, TopicReplication::Fixed(replication)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let results = tokio::time::timeout(timeout, admin.create_topics(&topics, &opts))

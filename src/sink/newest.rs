@@ -63,9 +63,9 @@ impl NewestRecords {
             .map(|(c, (s, line))| (c.as_str(), *s, line.as_slice()))
     }
 
-    /// The last sequence number of `chain`'s newest checkpoint.
-    pub fn checkpoint_last_seq(&self, chain: &str) -> Option<u64> {
-        self.checkpoints.get(chain).map(|(s, _)| *s)
+    /// `chain`'s newest checkpoint: its last sequence number and bytes.
+    pub fn newest_checkpoint(&self, chain: &str) -> Option<(u64, &[u8])> {
+        self.checkpoints.get(chain).map(|(s, l)| (*s, l.as_slice()))
     }
 
     /// Where each chain with events continues, with its last checkpoint's link.
