@@ -15,7 +15,6 @@ use super::records::BarRecord;
 use super::worker::{Host, Owner};
 use super::RoleError;
 use crate::assemble::{chain_id, GateFactory};
-use crate::audit::wire::SourceOffset;
 use crate::config::Config;
 use crate::engine::{GateStep, PortfolioOutput, PortfolioStart, PortfolioStep};
 
@@ -37,7 +36,6 @@ pub(super) struct PortfolioOwner {
     config: Config,
     factory: GateFactory,
     symbols: Vec<String>,
-    topic: String,
     owned: Option<Owned>,
     out: PortfolioOutput,
 }
@@ -48,7 +46,6 @@ impl PortfolioOwner {
             factory: GateFactory::new(config)?,
             config: config.clone(),
             symbols: config.symbols(),
-            topic: config.roles.bars_topic.clone(),
             owned: None,
             out: PortfolioOutput::default(),
         })
@@ -130,16 +127,11 @@ impl PortfolioOwner {
                 }
                 lane.last_end[bar.index] = bar.bar_end_ms;
                 lane.step.on_bar(bar, &mut self.out);
-                let source = SourceOffset {
-                    topic: self.topic.clone(),
-                    partition: input.partition,
-                    offset: input.offset,
-                };
                 host.gate_and_publish(
                     &mut lane.gate,
                     &mut owned.catch_up,
                     &mut self.out.requests,
-                    &source,
+                    input,
                 )?;
                 Ok("TAKEN")
             }
@@ -150,7 +142,7 @@ impl PortfolioOwner {
 impl Owner for PortfolioOwner {
     fn assign(&mut self, host: &Host, partitions: &[i32]) -> Result<(), RoleError> {
         if partitions.iter().any(|p| *p != 0) {
-            return Err(RoleError::BarsPartitions(self.topic.clone()));
+            return Err(RoleError::BarsPartitions(host.member.topic().to_string()));
         }
         if partitions.is_empty() {
             return Ok(());

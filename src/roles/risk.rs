@@ -18,7 +18,6 @@ use super::records::{BarRecord, MarketRecord, RECORD_VERSION};
 use super::worker::{Host, Owner};
 use super::RoleError;
 use crate::assemble::{chain_id, GateFactory};
-use crate::audit::wire::SourceOffset;
 use crate::config::Config;
 use crate::engine::{GateStep, SymbolOutput, SymbolStart, SymbolStep};
 
@@ -45,7 +44,6 @@ pub(super) struct RiskOwner {
     config: Config,
     factory: GateFactory,
     symbols: HashMap<String, usize>,
-    topic: String,
     partitions: BTreeMap<i32, Partition>,
     out: SymbolOutput,
 }
@@ -62,7 +60,6 @@ impl RiskOwner {
             factory: GateFactory::new(config)?,
             config: config.clone(),
             symbols,
-            topic: config.roles.market_topic.clone(),
             partitions: BTreeMap::new(),
             out: SymbolOutput::default(),
         })
@@ -215,16 +212,11 @@ impl RiskOwner {
                 let mark = mark.as_ref().and_then(|m| m.to_mark());
                 lane.symbol
                     .on_trade(&trade, received_at_ms, feed_healthy, mark, &mut self.out);
-                let source = SourceOffset {
-                    topic: self.topic.clone(),
-                    partition: input.partition,
-                    offset: input.offset,
-                };
                 host.gate_and_publish(
                     &mut lane.gate,
                     &mut part.catch_up,
                     &mut self.out.requests,
-                    &source,
+                    input,
                 )?;
                 if input.offset >= part.bars_from {
                     for bar in &self.out.bars {

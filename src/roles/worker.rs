@@ -60,8 +60,13 @@ impl Host {
         gate: &mut GateStep,
         catch_up: &mut CatchUp,
         requests: &mut [GateRequest],
-        source: &SourceOffset,
+        input: &Input,
     ) -> Result<(), RoleError> {
+        let source = SourceOffset {
+            topic: self.member.topic().to_string(),
+            partition: input.partition,
+            offset: input.offset,
+        };
         for request in requests {
             request.source = Some(source.clone());
             let (_, sealed) = gate.step(request)?;
