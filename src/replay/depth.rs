@@ -14,14 +14,9 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
-/// A level as captured: the decimal strings are served back unchanged.
-#[derive(Debug, Clone)]
-struct RawLevel {
-    price: f64,
-    price_text: String,
-    qty_text: String,
-    removes: bool,
-}
+/// A level as captured, held until it can be applied: the decimal strings are served back
+/// unchanged.
+type OwnedLevel = (String, String);
 
 /// Diffs that arrived before the one they follow (a diff left out of the stream is noted
 /// when the source reads it, ahead of what was sent) are held until it comes; more than
@@ -43,7 +38,7 @@ struct Book {
 }
 
 impl Book {
-    fn apply_diff(&mut self, first: u64, last: u64, bids: &[RawLevel], asks: &[RawLevel]) {
+    fn apply_diff(&mut self, first: u64, last: u64, bids: &[(&str, &str)], asks: &[(&str, &str)]) {
         if self.holed || last <= self.last {
             return;
         }
@@ -53,7 +48,7 @@ impl Book {
                 self.ahead.clear();
             } else {
                 self.ahead
-                    .insert(first, (first, last, bids.to_vec(), asks.to_vec()));
+                    .insert(first, (first, last, owned(bids), owned(asks)));
             }
             return;
         }
@@ -67,8 +62,8 @@ impl Book {
             }
             let (_, l, b, a) = entry.remove();
             if l > self.last {
-                apply(&mut self.bids, &b);
-                apply(&mut self.asks, &a);
+                apply(&mut self.bids, &borrowed(&b));
+                apply(&mut self.asks, &borrowed(&a));
                 self.last = l;
             }
         }
@@ -103,29 +98,24 @@ struct DiffLine<'a> {
     data: DiffData<'a>,
 }
 
-fn raw_levels(levels: &[(&str, &str)]) -> Vec<RawLevel> {
+fn owned(levels: &[(&str, &str)]) -> Vec<OwnedLevel> {
     levels
         .iter()
-        .filter_map(|(p, q)| {
-            let price = p
-                .parse::<f64>()
-                .ok()
-                .filter(|x| *x > 0.0 && x.is_finite())?;
-            let qty = q.parse::<f64>().ok().filter(|x| x.is_finite())?;
-            Some(RawLevel {
-                price,
-                price_text: (*p).to_string(),
-                qty_text: (*q).to_string(),
-                removes: qty <= 0.0,
-            })
-        })
+        .map(|(p, q)| ((*p).to_string(), (*q).to_string()))
+        .collect()
+}
+
+fn borrowed(levels: &[OwnedLevel]) -> Vec<(&str, &str)> {
+    levels
+        .iter()
+        .map(|(p, q)| (p.as_str(), q.as_str()))
         .collect()
 }
 
 /// A history diff read but not yet applied: a capture file may hold its REST snapshot
 /// after diffs that bridge it, so a file's diffs are applied in update-ID order once the
 /// whole file is read (`finish_file`).
-type PendingDiff = (u64, u64, Vec<RawLevel>, Vec<RawLevel>);
+type PendingDiff = (u64, u64, Vec<OwnedLevel>, Vec<OwnedLevel>);
 
 /// The book of every symbol with depth data.
 #[derive(Debug, Default)]
@@ -137,6 +127,10 @@ pub struct DepthIndex {
 impl DepthIndex {
     fn with_book<T>(&self, symbol: &str, f: impl FnOnce(&mut Book) -> T) -> T {
         let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        // Symbols arrive upper-case: look up without allocating first.
+        if let Some(book) = books.get_mut(symbol) {
+            return f(book);
+        }
         f(books.entry(symbol.to_ascii_uppercase()).or_default())
     }
 
@@ -158,7 +152,7 @@ impl DepthIndex {
                     self.pending
                         .entry(d.s.to_ascii_uppercase())
                         .or_default()
-                        .push((d.first, d.u, raw_levels(&d.b), raw_levels(&d.a)));
+                        .push((d.first, d.u, owned(&d.b), owned(&d.a)));
                 }
             }
         } else if let (Some(symbol), Ok(s)) =
@@ -172,8 +166,8 @@ impl DepthIndex {
                         based: true,
                         holed: false,
                         ahead: BTreeMap::new(),
-                        bids: side(&raw_levels(&s.bids)),
-                        asks: side(&raw_levels(&s.asks)),
+                        bids: side(&s.bids),
+                        asks: side(&s.asks),
                     };
                 }
             });
@@ -187,7 +181,7 @@ impl DepthIndex {
             diffs.dedup_by_key(|d| d.1);
             self.with_book(&symbol, |book| {
                 for (first, last, bids, asks) in &diffs {
-                    book.apply_diff(*first, *last, bids, asks);
+                    book.apply_diff(*first, *last, &borrowed(bids), &borrowed(asks));
                 }
             });
         }
@@ -200,8 +194,7 @@ impl DepthIndex {
     pub fn note_streamed(&self, json: &str) {
         if let Ok(line) = serde_json::from_str::<DiffLine<'_>>(json) {
             let d = line.data;
-            let (bids, asks) = (raw_levels(&d.b), raw_levels(&d.a));
-            self.with_book(d.s, |book| book.apply_diff(d.first, d.u, &bids, &asks));
+            self.with_book(d.s, |book| book.apply_diff(d.first, d.u, &d.b, &d.a));
         }
     }
 
@@ -211,31 +204,63 @@ impl DepthIndex {
         let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
         let book = books.get(&symbol.to_ascii_uppercase())?;
         let mut body = format!("{{\"lastUpdateId\":{},\"bids\":[", book.last);
-        write_levels(&mut body, book.bids.values().rev().take(limit));
+        write_levels(&mut body, best_first(&book.bids, limit, true));
         body.push_str("],\"asks\":[");
-        write_levels(&mut body, book.asks.values().take(limit));
+        write_levels(&mut body, best_first(&book.asks, limit, false));
         body.push_str("]}");
         Some(body)
     }
 }
 
-type Side = BTreeMap<u64, (String, String)>;
+/// Levels by the bits of their price. Unordered: every streamed diff updates the book, but
+/// only a snapshot request (rare) needs it in price order.
+type Side = HashMap<u64, (String, String), foldhash::fast::RandomState>;
 
-fn side(levels: &[RawLevel]) -> Side {
-    let mut s = Side::new();
+/// The `limit` best levels: highest prices first for bids, lowest first for asks. The keys
+/// are bit patterns of positive finite prices, which order as the prices do.
+fn best_first(side: &Side, limit: usize, highest: bool) -> impl Iterator<Item = &(String, String)> {
+    let mut keys: Vec<u64> = side.keys().copied().collect();
+    if highest {
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+    } else {
+        keys.sort_unstable();
+    }
+    keys.truncate(limit);
+    keys.into_iter().filter_map(move |k| side.get(&k))
+}
+
+fn side(levels: &[(&str, &str)]) -> Side {
+    let mut s = Side::default();
     apply(&mut s, levels);
     s
 }
 
-fn apply(side: &mut Side, levels: &[RawLevel]) {
-    for l in levels {
-        if l.removes {
-            side.remove(&l.price.to_bits());
-        } else {
-            side.insert(
-                l.price.to_bits(),
-                (l.price_text.clone(), l.qty_text.clone()),
-            );
+/// Apply captured levels: a zero quantity removes the price, a level already held keeps its
+/// strings' storage (most updates change a quantity at a held price), an unreadable level is
+/// skipped.
+fn apply(side: &mut Side, levels: &[(&str, &str)]) {
+    for (p, q) in levels {
+        let Some(price) = p.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()) else {
+            continue;
+        };
+        let Some(qty) = q.parse::<f64>().ok().filter(|x| x.is_finite()) else {
+            continue;
+        };
+        if qty <= 0.0 {
+            side.remove(&price.to_bits());
+            continue;
+        }
+        match side.entry(price.to_bits()) {
+            std::collections::hash_map::Entry::Occupied(mut held) => {
+                let (pt, qt) = held.get_mut();
+                pt.clear();
+                pt.push_str(p);
+                qt.clear();
+                qt.push_str(q);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(((*p).to_string(), (*q).to_string()));
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use crate::config::{ClockMode, Config};
 use crate::elf::KillSwitch;
 use crate::engine::{Engine, EngineError, EngineOutput, Stage, Stopwatch};
 use crate::market::capture::CaptureError;
-use crate::market::feed::{FeedOutput, FeedStep, IngestReport};
+use crate::market::feed::{FeedOutput, FeedStep, FeedTick, IngestReport};
 use crate::market::fetch;
 use crate::market::rest::{RestError, RestTransport};
 use crate::pipeline::RunSummary;
@@ -47,6 +48,10 @@ pub enum InProcessError {
     Heads(#[from] crate::heads::HeadsError),
     #[error("the in-process replay writes files; unset kafka.brokers")]
     KafkaConfigured,
+    #[error("the replay's reading thread could not start: {0}")]
+    Thread(std::io::Error),
+    #[error("the replay's reading thread panicked")]
+    ReaderPanicked,
 }
 
 /// The engine's own speed over a replay, without a server competing for the cores.
@@ -138,6 +143,13 @@ impl Laps {
         }
     }
 
+    /// The reading thread's stages, timed on that thread.
+    fn add_reading(&mut self, reading: &Laps) {
+        self.read += reading.read;
+        self.parse += reading.parse;
+        self.feed += reading.feed;
+    }
+
     fn start(&mut self) {
         self.last = Some(Instant::now());
     }
@@ -167,6 +179,101 @@ impl Stopwatch for Laps {
                 let _ = self.gate_hist.record((self.deciding + ns).max(1));
             }
         }
+    }
+}
+
+/// Ticks handed from the reading thread to the engine at a time, and batches in flight:
+/// the channel's bound is the backpressure on the reader.
+const TICKS_PER_BATCH: usize = 256;
+const TICK_BATCHES_IN_FLIGHT: usize = 8;
+
+/// The reading half of the replay: capture frames through the feed steps (REST requests
+/// answered from the index), ticks out in order.
+struct Reader {
+    frames: FrameSource,
+    index: Arc<RestIndex>,
+    rest: LocalRest,
+    feeds: Vec<FeedStep>,
+    shard_of: HashMap<String, usize>,
+    quarantine: Quarantine,
+    laps: Laps,
+    market_events: u64,
+}
+
+/// What the reader hands back at the end: its feed steps (for the ingest report), its stage
+/// times and the market events it read.
+type ReadOutcome = (Vec<FeedStep>, Laps, u64);
+
+impl Reader {
+    fn run(mut self, tx: &SyncSender<Vec<FeedTick>>) -> Result<ReadOutcome, InProcessError> {
+        let mut feed_out = Vec::new();
+        let mut batch = Vec::with_capacity(TICKS_PER_BATCH);
+        loop {
+            self.laps.start();
+            let Some(line) = self.frames.next_frame()? else {
+                break;
+            };
+            let Some(stream) = line.stream() else {
+                self.laps.read += self.laps.since_last();
+                continue;
+            };
+            let symbol = stream.split('@').next().unwrap_or_default();
+            let Some(&shard) = self.shard_of.get(symbol) else {
+                continue;
+            };
+            if stream.contains("@depth") {
+                // The server's book has reached this update by the time the client reads it.
+                self.index.depth.note_streamed(&line.json);
+            }
+            let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
+            self.market_events += 1;
+            self.laps.read += self.laps.since_last();
+            let feed = &mut self.feeds[shard];
+            let parsed = feed.parse(&line.json);
+            self.laps.parse += self.laps.since_last();
+            if feed
+                .on_parsed(&line.json, parsed, received_ms, &mut feed_out)
+                .is_err()
+            {
+                continue;
+            }
+            // Carry out the step's outputs; answer each fetch before the next frame.
+            loop {
+                let mut fetch = None;
+                for output in feed_out.drain(..) {
+                    match output {
+                        FeedOutput::Deliver(tick) => batch.push(tick),
+                        FeedOutput::Fetch(request) => fetch = Some(request),
+                        FeedOutput::Quarantined {
+                            code,
+                            symbol,
+                            detail,
+                        } => {
+                            tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
+                            self.quarantine.record(code, &symbol, &detail, received_ms);
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(request) = fetch else {
+                    break;
+                };
+                let answer = fetch::answer(request, &self.rest);
+                feed.on_fetched(answer, received_ms, &mut feed_out);
+            }
+            self.laps.feed += self.laps.since_last();
+            if batch.len() >= TICKS_PER_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(TICKS_PER_BATCH));
+                if tx.send(full).is_err() {
+                    // The engine stopped; its error is the run's.
+                    return Ok((self.feeds, self.laps, self.market_events));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        Ok((self.feeds, self.laps, self.market_events))
     }
 }
 
@@ -256,7 +363,7 @@ pub fn run(
 
     // One feed step per connection shard, as the socket pipeline connects.
     let settings = feed_settings(&config.feed, Clock::from_mode(config.engine.clock));
-    let mut feeds: Vec<FeedStep> = shards
+    let feeds: Vec<FeedStep> = shards
         .iter()
         .enumerate()
         .map(|(k, shard)| FeedStep::for_connection(settings.clone(), shard, k as u32))
@@ -269,86 +376,60 @@ pub fn run(
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()
         .collect();
-    let mut frames = FrameSource::open(opts, index.clone(), wanted)?;
-    let mut quarantine =
-        Quarantine::new(config.sink.dir.join("quarantine").join("quarantine.jsonl"));
+    let reader = Reader {
+        frames: FrameSource::open(opts, index.clone(), wanted)?,
+        index,
+        rest,
+        feeds,
+        shard_of,
+        quarantine: Quarantine::new(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
+        laps: Laps::new(),
+        market_events: 0,
+    };
 
     // The engine's throughput is measured over the event loop; indexing the capture for
-    // its REST answers is the replay server's work, not the engine's.
+    // its REST answers is the replay server's work, not the engine's. The capture is read,
+    // parsed and fed on a thread of its own, the engine steps on this one: the ticks cross
+    // in order through a bounded channel, so the signed output is the same as on one thread.
     let started = Instant::now();
     let cpu_start = process_cpu();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FeedTick>>(TICK_BATCHES_IN_FLIGHT);
     let mut laps = Laps::new();
-    let mut feed_out = Vec::new();
-    let mut engine_out = Vec::new();
-    let mut market_events = 0u64;
-    loop {
-        laps.start();
-        let Some(line) = frames.next_frame()? else {
-            break;
-        };
-        let Some(stream) = line.stream() else {
-            laps.read += laps.since_last();
-            continue;
-        };
-        let symbol = stream.split('@').next().unwrap_or_default();
-        let Some(&shard) = shard_of.get(symbol) else {
-            continue;
-        };
-        if stream.contains("@depth") {
-            // The server's book has reached this update by the time the client reads it.
-            index.depth.note_streamed(&line.json);
-        }
-        let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
-        market_events += 1;
-        laps.read += laps.since_last();
-        let feed = &mut feeds[shard];
-        let parsed = feed.parse(&line.json);
-        laps.parse += laps.since_last();
-        if feed
-            .on_parsed(&line.json, parsed, received_ms, &mut feed_out)
-            .is_err()
-        {
-            continue;
-        }
-        // Carry out the step's outputs; answer each fetch before the next frame.
-        loop {
-            laps.feed += laps.since_last();
-            let mut fetch = None;
-            for output in feed_out.drain(..) {
-                match output {
-                    FeedOutput::Deliver(tick) => {
-                        engine.on_tick(&tick, &mut laps, &mut engine_out)?;
-                        for out in engine_out.drain(..) {
-                            writer.write(out)?;
-                        }
-                        laps.write += laps.since_last();
+    let (read_result, engine_result) = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("replay-read".into())
+            .spawn_scoped(scope, move || reader.run(&tx));
+        let engine_result = (|| -> Result<(), InProcessError> {
+            let mut engine_out = Vec::new();
+            for batch in rx.iter() {
+                laps.start();
+                for tick in &batch {
+                    engine.on_tick(tick, &mut laps, &mut engine_out)?;
+                    for out in engine_out.drain(..) {
+                        writer.write(out)?;
                     }
-                    FeedOutput::Fetch(request) => fetch = Some(request),
-                    FeedOutput::Quarantined {
-                        code,
-                        symbol,
-                        detail,
-                    } => {
-                        tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
-                        quarantine.record(code, &symbol, &detail, received_ms);
-                    }
-                    _ => {}
+                    laps.write += laps.since_last();
                 }
             }
-            let Some(request) = fetch else {
-                break;
-            };
-            let answer = fetch::answer(request, &rest);
-            feed.on_fetched(answer, received_ms, &mut feed_out);
-        }
-        laps.feed += laps.since_last();
-    }
-    engine.finish(&mut engine_out)?;
-    for out in engine_out.drain(..) {
-        writer.write(out)?;
-    }
-    writer.sink.flush()?;
-    crate::heads::save(&writer.heads_file, &writer.heads)?;
+            engine.finish(&mut engine_out)?;
+            for out in engine_out.drain(..) {
+                writer.write(out)?;
+            }
+            writer.sink.flush()?;
+            crate::heads::save(&writer.heads_file, &writer.heads)?;
+            Ok(())
+        })();
+        // An engine error drops the receiver, which stops the reader at its next send.
+        drop(rx);
+        let read_result = match reading {
+            Ok(handle) => handle.join().unwrap_or(Err(InProcessError::ReaderPanicked)),
+            Err(e) => Err(InProcessError::Thread(e)),
+        };
+        (read_result, engine_result)
+    });
+    engine_result?;
+    let (feeds, read_laps, market_events) = read_result?;
+    laps.add_reading(&read_laps);
 
     let wall = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_start);

@@ -165,12 +165,15 @@ impl RestIndex {
             }
             index.depth.finish_file();
         }
+        // Sorted and trimmed to their length: the index lives as long as the replay.
         for v in index.trades.values_mut() {
             v.sort_by_key(|t| t.time_ms);
+            v.shrink_to_fit();
         }
         for v in index.by_id.values_mut() {
             v.sort_by_key(|t| t.id);
             v.dedup_by_key(|t| t.id);
+            v.shrink_to_fit();
         }
         index.aggs = index
             .by_id
@@ -397,6 +400,7 @@ fn aggregate(trades: &[TradePoint]) -> Vec<AggPoint> {
             }),
         }
     }
+    out.shrink_to_fit();
     out
 }
 

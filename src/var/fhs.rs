@@ -272,8 +272,10 @@ impl FhsFilter {
             .map(|f| f.adjusted_alpha)
             .fold(0.0, f64::max);
         // Only the lower tail matters: draw its exponential weights one by one and the
-        // rest of the Dirichlet normaliser as a single Gamma(n - k) variate.
-        let k = n.min(((4.0 * max_a * n as f64).ceil() as usize).saturating_add(32));
+        // rest of the Dirichlet normaliser as a single Gamma(n - k) variate. k is about twice
+        // the weights the walk to the largest tail probability needs; a walk that needs more
+        // splits them off the remainder exactly (`TailWeights::extend`).
+        let k = n.min(((2.0 * max_a * n as f64).ceil() as usize).saturating_add(16));
         let rest = (n > k)
             .then(|| Gamma::new((n - k) as f64, 1.0).ok())
             .flatten();
@@ -282,19 +284,23 @@ impl FhsFilter {
         scratch.es.clear();
         scratch.var.resize(self.adjusted.len() * draws, 0.0);
         scratch.es.resize(self.adjusted.len() * draws, 0.0);
-        scratch.weights.clear();
-        scratch.weights.resize(k, 0.0);
         for d in 0..draws {
-            let mut total = 0.0;
-            for w in scratch.weights.iter_mut() {
-                *w = Exp1.sample(rng);
-                total += *w;
+            scratch.weights.clear();
+            let mut drawn = 0.0;
+            for _ in 0..k {
+                let w: f64 = Exp1.sample(rng);
+                scratch.weights.push(w);
+                drawn += w;
             }
-            if let Some(g) = &rest {
-                total += g.sample(rng);
-            }
+            let remainder = rest.as_ref().map_or(0.0, |g| g.sample(rng));
+            let mut weights = TailWeights {
+                weights: &mut scratch.weights,
+                remainder,
+                n,
+                total: drawn + remainder,
+            };
             for (l, a) in self.forecast.iter().map(|f| f.adjusted_alpha).enumerate() {
-                let (q, mean) = weighted_tail(&self.pool[..k], &scratch.weights, total, a);
+                let (q, mean) = weights.tail(&self.pool, a, rng);
                 scratch.var[l * draws + d] = -sigma * q;
                 scratch.es[l * draws + d] = -sigma * mean;
             }
@@ -340,21 +346,56 @@ pub fn sorted_tail(pool: &[f64], a: f64) -> (f64, f64) {
 
 /// Weighted lower quantile (first point whose cumulative weight reaches `a`) and the
 /// weighted mean below it, over the sorted tail `pool` with weights / `total`.
-fn weighted_tail(pool: &[f64], weights: &[f64], total: f64, a: f64) -> (f64, f64) {
-    let target = a * total;
-    let mut cum = 0.0;
-    let mut sum = 0.0;
-    for (s, w) in pool.iter().zip(weights) {
-        if cum + w >= target {
-            sum += (target - cum) * s;
-            return (*s, sum / target);
+/// One bootstrap draw's Dirichlet weights of the sorted pool's lowest values, as unnormalised
+/// exponentials, and the sum of the weights not drawn one by one (a Gamma(n - len) variate).
+struct TailWeights<'a> {
+    weights: &'a mut Vec<f64>,
+    remainder: f64,
+    n: usize,
+    total: f64,
+}
+
+impl TailWeights<'_> {
+    /// The weighted quantile at `a` (the first sorted value whose cumulative weight reaches
+    /// a·total) and the weighted mean of the tail up to it.
+    fn tail<R: Rng>(&mut self, pool: &[f64], a: f64, rng: &mut R) -> (f64, f64) {
+        let target = a * self.total;
+        let mut cum = 0.0;
+        let mut sum = 0.0;
+        for (i, s) in pool.iter().enumerate() {
+            if i == self.weights.len() && !self.extend(rng) {
+                break;
+            }
+            let w = self.weights[i];
+            if cum + w >= target {
+                sum += (target - cum) * s;
+                return (*s, sum / target);
+            }
+            cum += w;
+            sum += w * s;
         }
-        cum += w;
-        sum += w * s;
+        // Rounding left the walk short of `a`: use what it has.
+        let last = pool.last().copied().unwrap_or(f64::NAN);
+        (last, if cum > 0.0 { sum / cum } else { last })
     }
-    // The drawn tail did not reach `a` (very unlikely by construction): use what it has.
-    let last = pool.last().copied().unwrap_or(f64::NAN);
-    (last, if cum > 0.0 { sum / cum } else { last })
+
+    /// Split the next weight off the remainder: of m exponentials summing to G, the first
+    /// is G·B with B ~ Beta(1, m - 1) independent of G, so the draw stays exact.
+    fn extend<R: Rng>(&mut self, rng: &mut R) -> bool {
+        let m = self.n.saturating_sub(self.weights.len());
+        if m == 0 {
+            return false;
+        }
+        let w = if m == 1 {
+            self.remainder
+        } else {
+            let u: f64 = rng.random();
+            self.remainder * (1.0 - u.powf(1.0 / (m - 1) as f64))
+        };
+        self.remainder -= w;
+        self.weights.push(w);
+        true
+    }
 }
 
 /// The ACI-adjusted tail probabilities in the order of the nominal ones (rearrangement).
@@ -495,6 +536,52 @@ mod tests {
         for (c, fc) in ci.iter().zip(f.forecast()) {
             assert!(c[0] < fc.var && fc.var < c[1], "{c:?} {fc:?}");
             assert!(c[2] < fc.es && fc.es < c[3], "{c:?} {fc:?}");
+        }
+    }
+
+    /// Weights split off the remainder one by one have the law of weights drawn one by one:
+    /// the tail quantile and mean over many draws agree with all n weights drawn as
+    /// exponentials, to a few standard errors.
+    #[test]
+    fn tail_weights_split_off_the_remainder_are_exact() {
+        let n = 200;
+        let pool: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        let a = 0.05;
+        let draws = 20_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let gamma = Gamma::new(n as f64, 1.0).unwrap();
+        let (mut lazy, mut full) = (Vec::new(), Vec::new());
+        for _ in 0..draws {
+            // None drawn one by one: every weight comes from the remainder.
+            let mut weights = Vec::new();
+            let remainder = gamma.sample(&mut rng);
+            let mut tw = TailWeights {
+                weights: &mut weights,
+                remainder,
+                n,
+                total: remainder,
+            };
+            lazy.push(tw.tail(&pool, a, &mut rng));
+            let mut all: Vec<f64> = (0..n).map(|_| Exp1.sample(&mut rng)).collect();
+            let total = all.iter().sum();
+            let mut tw = TailWeights {
+                weights: &mut all,
+                remainder: 0.0,
+                n,
+                total,
+            };
+            full.push(tw.tail(&pool, a, &mut rng));
+        }
+        let moments = |v: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+            let m = v.iter().map(pick).sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (pick(x) - m).powi(2)).sum::<f64>() / v.len() as f64;
+            (m, var.sqrt() / (v.len() as f64).sqrt())
+        };
+        for pick in [|x: &(f64, f64)| x.0, |x: &(f64, f64)| x.1] {
+            let (m1, se1) = moments(&lazy, pick);
+            let (m2, se2) = moments(&full, pick);
+            let z = (m1 - m2).abs() / (se1 * se1 + se2 * se2).sqrt();
+            assert!(z < 4.0, "means {m1} and {m2}, z = {z}");
         }
     }
 

@@ -144,6 +144,22 @@ impl NigPosterior {
             return Err(TailError::Level(level));
         }
         self.draw_parameters(draws, rng, scratch)?;
+        self.horizon_over_draws(bars, level, rng, scratch)
+    }
+
+    /// The horizon (VaR, ES) over the parameter draws already in `scratch` (those of the
+    /// bar's [`risk`](Self::risk) call): the posterior is drawn once per bar, and only the
+    /// horizon sums draw from `rng`.
+    pub fn horizon_over_draws<R: Rng>(
+        &self,
+        bars: u32,
+        level: f64,
+        rng: &mut R,
+        scratch: &mut McScratch,
+    ) -> Result<(f64, f64), TailError> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(TailError::Level(level));
+        }
         let h = f64::from(bars.max(1));
         let root_h = h.sqrt();
         scratch.cond.clear();

@@ -145,10 +145,9 @@ impl SymbolRiskModel {
             Ok(levels) => {
                 let horizon = if s.horizon_bars > 1 {
                     self.nig
-                        .horizon_var_es(
+                        .horizon_over_draws(
                             s.horizon_bars,
                             s.levels[0],
-                            s.mc_draws,
                             &mut self.mc_rng,
                             &mut self.mc,
                         )
