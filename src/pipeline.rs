@@ -41,6 +41,8 @@ pub struct RunSummary {
     pub spooled_bytes_left: u64,
     /// Market event arrival to the broker's acknowledgement of its decisions (Kafka).
     pub tick_to_ack_us: Option<crate::sink::LatencySummary>,
+    /// Market event arrival to its decision signed (the live pipeline only).
+    pub tick_to_signed_us: Option<crate::sink::LatencySummary>,
     /// Acknowledged records the broker lost, found by reading back and sent again.
     pub acked_records_resent: u64,
     /// Acknowledged records the broker lost that could no longer be sent again.
@@ -480,6 +482,7 @@ pub async fn run(
         rules_sha256: gates.provenance.rules_sha256,
         spooled_bytes_left: drained.spooled_bytes_left,
         tick_to_ack_us: drained.tick_to_ack_us,
+        tick_to_signed_us: drained.tick_to_signed_us,
         acked_records_resent: drained.acked_records_resent,
         acked_records_unrecoverable: drained.acked_records_unrecoverable,
     })

@@ -326,6 +326,13 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
         accepted as f64 / wall.as_secs_f64().max(1e-9)
     );
     let _ = writeln!(s, "sink: {}", run.sink);
+    if let Some(l) = &run.tick_to_signed_us {
+        let _ = writeln!(
+            s,
+            "market event -> its decision signed (us): p50 {}  p99 {}  max {}  ({} decisions)",
+            l.p50, l.p99, l.max, l.count
+        );
+    }
     if let Some(l) = &run.tick_to_ack_us {
         let _ = writeln!(
             s,

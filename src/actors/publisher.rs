@@ -12,7 +12,7 @@ use super::PipelineError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
-use crate::sink::{DrainReport, Outgoing, Sink, SinkError};
+use crate::sink::{DrainReport, LatencySummary, Outgoing, Sink, SinkError};
 
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
@@ -77,6 +77,8 @@ pub struct PublisherActor {
     published_since_flush: bool,
     /// The live dashboard, when the HTTP side is on.
     dashboard: Option<Arc<crate::http::DashboardHub>>,
+    /// Market event arrival to signed decision here, microseconds.
+    tick_to_signed: hdrhistogram::Histogram<u64>,
 }
 
 impl PublisherActor {
@@ -101,6 +103,8 @@ impl PublisherActor {
             heads,
             published_since_flush: false,
             dashboard: None,
+            tick_to_signed: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("constant histogram bounds are valid"),
         }
     }
 
@@ -174,6 +178,13 @@ impl Handler<Publish> for PublisherActor {
             if e.kind == RecordKind::Event {
                 self.heads
                     .insert(e.chain.clone(), ChainHead::persisted_after(e));
+                if let Some(t) = msg.origin {
+                    let us = t.elapsed().as_micros().max(1) as u64;
+                    let _ = self.tick_to_signed.record(us);
+                    self.metrics
+                        .tick_to_signed_seconds
+                        .observe(us as f64 * 1e-6);
+                }
             }
         }
         self.published_since_flush = true;
@@ -246,7 +257,10 @@ impl Handler<Drain> for PublisherActor {
             .into_actor(self)
             .map(|(sink, res), act, _| {
                 act.sink = Some(sink);
-                res.map_err(PipelineError::from)
+                res.map_err(PipelineError::from).map(|mut report| {
+                    report.tick_to_signed_us = LatencySummary::of(&act.tick_to_signed);
+                    report
+                })
             }),
         ))
     }

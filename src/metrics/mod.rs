@@ -42,6 +42,7 @@ pub struct Metrics {
     pub kafka_acked_records_lost_total: prometheus::IntCounter,
     pub kafka_acked_records_unrecoverable_total: prometheus::IntCounter,
     pub tick_to_ack_seconds: Histogram,
+    pub tick_to_signed_seconds: Histogram,
     pub recording_errors_total: prometheus::IntCounter,
     pub control_requests_total: IntCounterVec,
     pub input_limit_breaches_total: IntCounterVec,
@@ -171,6 +172,16 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(tick_to_ack_seconds.clone()))?;
+        let tick_to_signed_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "bizra_tick_to_signed_seconds",
+                "From the arrival of the market event that closed a bar to its decision signed and handed to the publisher",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(tick_to_signed_seconds.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spool_full_waits_total.clone()))?;
         registry.register(Box::new(kafka_delivery_errors_total.clone()))?;
@@ -238,6 +249,7 @@ impl Metrics {
             kafka_acked_records_lost_total,
             kafka_acked_records_unrecoverable_total,
             tick_to_ack_seconds,
+            tick_to_signed_seconds,
         })
     }
 

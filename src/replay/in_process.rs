@@ -460,6 +460,7 @@ pub fn run(
         rules_sha256: gates.provenance.rules_sha256,
         spooled_bytes_left: 0,
         tick_to_ack_us: None,
+        tick_to_signed_us: None,
         acked_records_resent: 0,
         acked_records_unrecoverable: Vec::new(),
     };

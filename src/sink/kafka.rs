@@ -629,13 +629,7 @@ impl KafkaSink {
 
     /// Market event to acknowledgement latency so far, microseconds.
     pub fn tick_to_ack(&self) -> Option<super::LatencySummary> {
-        let h = &self.tick_to_ack;
-        (!h.is_empty()).then(|| super::LatencySummary {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-        })
+        super::LatencySummary::of(&self.tick_to_ack)
     }
 
     /// Wait until the broker has acknowledged everything spooled and it has been read

@@ -85,6 +85,9 @@ pub struct DrainReport {
     /// Market event arrival to broker acknowledgement of the decisions it caused,
     /// microseconds (Kafka only).
     pub tick_to_ack_us: Option<LatencySummary>,
+    /// Market event arrival to its decision signed and handed to the publisher,
+    /// microseconds (any sink).
+    pub tick_to_signed_us: Option<LatencySummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,6 +96,18 @@ pub struct LatencySummary {
     pub p50: u64,
     pub p99: u64,
     pub max: u64,
+}
+
+impl LatencySummary {
+    /// The summary of a histogram, `None` when it is empty.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
+    }
 }
 
 pub enum Sink {
@@ -134,6 +149,7 @@ impl Sink {
                 Ok(DrainReport {
                     spooled_bytes_left: left,
                     tick_to_ack_us: k.tick_to_ack(),
+                    tick_to_signed_us: None,
                     acked_records_resent: k.readback().lost_and_resent,
                     acked_records_unrecoverable: k.readback().unrecoverable.clone(),
                 })
