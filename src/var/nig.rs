@@ -140,9 +140,6 @@ impl NigPosterior {
         rng: &mut R,
         scratch: &mut McScratch,
     ) -> Result<(f64, f64), TailError> {
-        if !(level > 0.0 && level < 1.0) {
-            return Err(TailError::Level(level));
-        }
         self.draw_parameters(draws, rng, scratch)?;
         self.horizon_over_draws(bars, level, rng, scratch)
     }
