@@ -191,7 +191,7 @@ const TICK_BATCHES_IN_FLIGHT: usize = 8;
 /// answered from the index), ticks out in order.
 struct Reader {
     frames: FrameSource,
-    index: Arc<RestIndex>,
+    /// The capture's REST answers; its depth book follows what is streamed.
     rest: LocalRest,
     feeds: Vec<FeedStep>,
     shard_of: HashMap<String, usize>,
@@ -223,7 +223,7 @@ impl Reader {
             };
             if stream.contains("@depth") {
                 // The server's book has reached this update by the time the client reads it.
-                self.index.depth.note_streamed(&line.json);
+                self.rest.0.depth.note_streamed(&line.json);
             }
             let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
             self.market_events += 1;
@@ -377,8 +377,7 @@ pub fn run(
         .into_iter()
         .collect();
     let reader = Reader {
-        frames: FrameSource::open(opts, index.clone(), wanted)?,
-        index,
+        frames: FrameSource::open(opts, index, wanted)?,
         rest,
         feeds,
         shard_of,

@@ -28,7 +28,6 @@ const MAX_UNVERIFIED: usize = 200_000;
 /// Pause before records are sent again after a failed delivery.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// Topic names, by kind.
 /// How long start-up waits for the output topics' metadata at most.
 const WARM_UP_BUDGET: Duration = Duration::from_secs(2);
 
@@ -52,6 +51,7 @@ fn warm_up(producer: &FutureProducer, topics: &Topics) {
     }
 }
 
+/// Topic names, by kind.
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub decisions: String,

@@ -344,8 +344,6 @@ pub fn sorted_tail(pool: &[f64], a: f64) -> (f64, f64) {
     (q, mean)
 }
 
-/// Weighted lower quantile (first point whose cumulative weight reaches `a`) and the
-/// weighted mean below it, over the sorted tail `pool` with weights / `total`.
 /// One bootstrap draw's Dirichlet weights of the sorted pool's lowest values, as unnormalised
 /// exponentials, and the sum of the weights not drawn one by one (a Gamma(n - len) variate).
 struct TailWeights<'a> {
