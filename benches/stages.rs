@@ -137,7 +137,7 @@ fn benches(c: &mut Criterion) {
         config_sha256: "0".repeat(64),
         rules_sha256: "0".repeat(64),
     };
-    let figures = ModelFigures::None;
+    let figures = bizra_risk::audit::wire::EncodedModel::of(&ModelFigures::None);
     let r = request(0);
     let d = g.decide(&r);
     let record = DecisionRecord::new(&r, &d, &figures, &prov);

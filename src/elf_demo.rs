@@ -239,7 +239,7 @@ pub fn sample_decision(config: &Config) -> Result<DecisionRecord, RuleError> {
     Ok(DecisionRecord::new(
         &req,
         &decision,
-        &sample_figures(config),
+        &wire::EncodedModel::of(&sample_figures(config)),
         &provenance,
     ))
 }
@@ -266,7 +266,8 @@ pub fn latencies(
     rules: Arc<RuleSet>,
     n: u64,
 ) -> Result<Vec<Latency>, hdrhistogram::CreationError> {
-    let figures = sample_figures(config);
+    // Encoded once, as the engine encodes a bar's figures where it computes them.
+    let figures = wire::EncodedModel::of(&sample_figures(config));
     let provenance = RunProvenance {
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),

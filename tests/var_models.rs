@@ -23,10 +23,10 @@ fn warmup_flags(file: &Path) -> Vec<(bool, u64)> {
             let Payload::RiskDecision(d) = rec.payload else {
                 panic!("not a decision")
             };
-            let remaining = match d.model {
+            let remaining = match &*d.model {
                 ModelRecord::Symbol { fhs_aci, .. } => fhs_aci.warmup_remaining,
                 ModelRecord::Portfolio { fhs_aci, .. } => {
-                    fhs_aci.map_or(u64::MAX, |f| f.warmup_remaining)
+                    fhs_aci.as_ref().map_or(u64::MAX, |f| f.warmup_remaining)
                 }
                 ModelRecord::NoData => u64::MAX,
             };

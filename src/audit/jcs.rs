@@ -39,6 +39,30 @@ thread_local! {
     static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::default();
 }
 
+/// The newtype name under which a value hands this encoder its canonical bytes, already
+/// made (`serialize_encoded`). Any other serializer sees a plain newtype.
+const HANDED_TOKEN: &str = "$bizra::jcs::handed";
+
+thread_local! {
+    static HANDED: std::cell::Cell<Option<std::sync::Arc<[u8]>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Serialize `value`, whose canonical bytes are `canonical`: this encoder copies them in
+/// place of encoding it again; other serializers serialize `value`. `canonical` must be
+/// `to_vec(value)`.
+pub fn serialize_encoded<T: Serialize + ?Sized, S: ser::Serializer>(
+    canonical: &std::sync::Arc<[u8]>,
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    HANDED.with(|h| h.set(Some(canonical.clone())));
+    let done = serializer.serialize_newtype_struct(HANDED_TOKEN, value);
+    // Not taken by another serializer: never left for the next value.
+    HANDED.with(|h| h.take());
+    done
+}
+
 /// Canonical bytes of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
     ENCODER.with(|cell| {
@@ -490,9 +514,15 @@ impl<'a> ser::Serializer for &'a mut Encoder {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), JcsError> {
+        if name == HANDED_TOKEN {
+            if let Some(bytes) = HANDED.with(|h| h.take()) {
+                self.out.extend_from_slice(&bytes);
+                return Ok(());
+            }
+        }
         value.serialize(self)
     }
 

@@ -527,7 +527,7 @@ pub struct DecisionRecord {
     pub feed_healthy: bool,
     pub input: InputRecord,
     pub layer: Option<Layer>,
-    pub model: ModelRecord,
+    pub model: EncodedModel,
     pub provenance: Provenance,
     pub reasons: Vec<ReasonCode>,
     pub rules_fired: Vec<RuleFired>,
@@ -740,6 +740,83 @@ pub enum ModelRecord {
     NoData,
 }
 
+/// A decision's model figures with their canonical bytes, made once where the figures are
+/// computed (`of`) and shared by every decision signed with them: the gate copies them
+/// into the payload instead of encoding ~60 numbers per decision. Reads and writes as the
+/// `ModelRecord` it holds; changing the record drops the bytes.
+#[derive(Debug, Clone)]
+pub struct EncodedModel(std::sync::Arc<EncodedInner>);
+
+#[derive(Debug, Clone)]
+struct EncodedInner {
+    record: ModelRecord,
+    canonical: std::sync::OnceLock<std::sync::Arc<[u8]>>,
+}
+
+impl EncodedModel {
+    /// The record of `figures`, encoded now.
+    pub fn of(figures: &ModelFigures) -> Self {
+        let model = Self::from(model_record(figures));
+        model.canonical();
+        model
+    }
+
+    /// The canonical bytes, made on first use (`None` if the record cannot be encoded;
+    /// encoding the payload then fails the same way).
+    fn canonical(&self) -> Option<&std::sync::Arc<[u8]>> {
+        if let Some(bytes) = self.0.canonical.get() {
+            return Some(bytes);
+        }
+        let bytes = super::jcs::to_vec(&self.0.record).ok()?;
+        Some(self.0.canonical.get_or_init(|| bytes.into()))
+    }
+}
+
+impl From<ModelRecord> for EncodedModel {
+    fn from(record: ModelRecord) -> Self {
+        Self(std::sync::Arc::new(EncodedInner {
+            record,
+            canonical: std::sync::OnceLock::new(),
+        }))
+    }
+}
+
+impl std::ops::Deref for EncodedModel {
+    type Target = ModelRecord;
+    fn deref(&self) -> &ModelRecord {
+        &self.0.record
+    }
+}
+
+impl std::ops::DerefMut for EncodedModel {
+    fn deref_mut(&mut self) -> &mut ModelRecord {
+        let inner = std::sync::Arc::make_mut(&mut self.0);
+        inner.canonical = std::sync::OnceLock::new();
+        &mut inner.record
+    }
+}
+
+impl PartialEq for EncodedModel {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.record == other.0.record
+    }
+}
+
+impl Serialize for EncodedModel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.canonical() {
+            Some(bytes) => super::jcs::serialize_encoded(bytes, &self.0.record, s),
+            None => self.0.record.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EncodedModel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ModelRecord::deserialize(d).map(Self::from)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputRecord {
@@ -789,7 +866,7 @@ impl DecisionRecord {
     pub fn new(
         req: &ActionRequest,
         decision: &Decision,
-        figures: &ModelFigures,
+        model: &EncodedModel,
         prov: &RunProvenance,
     ) -> Self {
         let e = &req.evidence;
@@ -834,7 +911,7 @@ impl DecisionRecord {
                 expected_exceedances: Num(e.expected_exceedances),
                 model_warming_up: e.model_warming_up,
             },
-            model: model_record(figures),
+            model: model.clone(),
             input: InputRecord {
                 first_trade_id: req.input.first_trade_id,
                 last_trade_id: req.input.last_trade_id,
@@ -1345,7 +1422,7 @@ mod tests {
             r.compliance = None;
             r.evidence.mc_z = Num(-1.5e-7 * i as f64);
             r.input.first_trade_id = None;
-            r.model = match i {
+            r.model = EncodedModel::from(match i {
                 0 => ModelRecord::NoData,
                 1 => ModelRecord::Portfolio {
                     primary: PrimaryModel::Nig,
@@ -1371,8 +1448,8 @@ mod tests {
                         var_usd: Num(2.0),
                     }),
                 },
-                _ => r.model,
-            };
+                _ => ModelRecord::clone(&r.model),
+            });
             records.push(r);
         }
         for r in records {
@@ -1412,7 +1489,7 @@ mod tests {
         if let ModelRecord::Symbol {
             nig_student_t: Some(nig),
             ..
-        } = &mut r.model
+        } = &mut *r.model
         {
             nig.mc_seed = u64::MAX - 1;
         }

@@ -143,7 +143,7 @@ impl GateStep {
         decision: &Decision,
     ) -> Result<GateOutput, AuditError> {
         let req = &request.req;
-        let mut record = DecisionRecord::new(req, decision, &request.figures, &self.provenance);
+        let mut record = DecisionRecord::new(req, decision, &request.model, &self.provenance);
         record.source = request.source.clone();
         let payload = Payload::RiskDecision(Box::new(record));
         self.signer.note_inputs(request.input.map(|m| InputsRecord {

@@ -15,7 +15,6 @@ pub mod symbol;
 mod var_snapshot;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +23,6 @@ use crate::elf::ActionRequest;
 use crate::market::feed::digest::InputMark;
 use crate::market::feed::FeedTick;
 use crate::market::MarketEvent;
-use crate::var::ModelFigures;
 use state::{PortfolioSnapshot, SymbolSnapshot};
 
 pub use gate::{GateOutput, GateStats, GateStep};
@@ -38,7 +36,8 @@ pub use var_snapshot::{VarSnapshot, VAR_SNAPSHOT_VERSION};
 #[derive(Debug, Clone)]
 pub struct GateRequest {
     pub req: ActionRequest,
-    pub figures: Arc<ModelFigures>,
+    /// The figures' record, encoded once where they were computed.
+    pub model: crate::audit::wire::EncodedModel,
     /// The connection's input mark at the tick that closed the bar (symbol requests); the
     /// chain's checkpoints sign the mark of their last decision.
     pub input: Option<InputMark>,

@@ -2,10 +2,10 @@
 //! portfolio models and proposes portfolio-level actions.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::state::{PortfolioSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
+use crate::audit::wire::EncodedModel;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::market::Kline;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
@@ -237,7 +237,8 @@ impl PortfolioStep {
         } else {
             actions.push(RiskAction::PublishRiskSnapshot);
         }
-        let figures = Arc::new(ModelFigures::Portfolio(Box::new(forecast.figures)));
+        // Encoded here, once, for every decision signed with them.
+        let model = EncodedModel::of(&ModelFigures::Portfolio(Box::new(forecast.figures)));
         for action in actions {
             self.next_action += 1;
             out.requests.push(GateRequest {
@@ -257,7 +258,7 @@ impl PortfolioStep {
                         returns_seen: self.model.observations(),
                     },
                 },
-                figures: figures.clone(),
+                model: model.clone(),
                 // Its inputs are the symbols' bars, whose chains sign their input marks.
                 input: None,
                 source: None,

@@ -1,10 +1,9 @@
 //! The symbol step: one instrument's bars, both models, limits and warm-up rule. Each trade
 //! goes in; the gate requests and the bar return for the portfolio come out.
 
-use std::sync::Arc;
-
 use super::state::{SymbolSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
+use crate::audit::wire::EncodedModel;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::market::feed::digest::InputMark;
 use crate::market::Kline;
@@ -246,7 +245,8 @@ impl SymbolStep {
             // Desks still see the picture; nothing that needs a VaR is proposed.
             actions.push(RiskAction::PublishRiskSnapshot);
         }
-        let figures = Arc::new(ModelFigures::Symbol(Box::new(forecast.figures)));
+        // Encoded here, once, for every decision signed with them.
+        let model = EncodedModel::of(&ModelFigures::Symbol(Box::new(forecast.figures)));
         let input = InputRange {
             first_trade_id: bar.first_trade_id,
             last_trade_id: bar.last_trade_id,
@@ -267,7 +267,7 @@ impl SymbolStep {
                     evidence,
                     input,
                 },
-                figures: figures.clone(),
+                model: model.clone(),
                 input: input_mark,
                 source: None,
             });

@@ -71,7 +71,7 @@ impl ModelsUsd {
             var_usd: Num(var.0 * scale),
             es_usd: Num(es.0 * scale),
         };
-        match &record.model {
+        match &*record.model {
             ModelRecord::Symbol {
                 fhs_aci,
                 nig_student_t,
@@ -108,7 +108,7 @@ impl VarSnapshot {
     /// The snapshot of `record`, once it has been signed as `signed` at `ts_ms`.
     pub fn new(record: &DecisionRecord, signed: &SignedEvent, ts_ms: i64) -> Self {
         let e = &record.evidence;
-        let primary_model = match &record.model {
+        let primary_model = match &*record.model {
             ModelRecord::Symbol { primary, .. } | ModelRecord::Portfolio { primary, .. } => {
                 Some(*primary)
             }

@@ -115,10 +115,17 @@ impl CaptureReader {
 }
 
 /// Several files merged by local timestamp; files with equal timestamps keep argument order.
+/// A reader may park a group whose lines it does not want: the group is not read (nor
+/// gunzipped) until it is resumed, and then skips what the merge has passed meanwhile.
 pub struct CaptureMerge {
     readers: Vec<CaptureReader>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     pending: Vec<Option<CaptureLine>>,
+    /// The group whose line was taken last: refilled on the next call unless parked.
+    taken: Option<usize>,
+    parked: Vec<usize>,
+    /// Local time of the line taken last.
+    now_ns: u64,
 }
 
 impl CaptureMerge {
@@ -129,32 +136,62 @@ impl CaptureMerge {
             readers: Vec::new(),
             heap: BinaryHeap::new(),
             pending: Vec::new(),
+            taken: None,
+            parked: Vec::new(),
+            now_ns: 0,
         };
         for group in groups {
             merge.readers.push(CaptureReader::chain(group)?);
             merge.pending.push(None);
         }
         for i in 0..merge.readers.len() {
-            merge.refill(i)?;
+            merge.refill(i, 0)?;
         }
         Ok(merge)
     }
 
-    fn refill(&mut self, i: usize) -> Result<(), CaptureError> {
-        if let Some(line) = self.readers[i].next_line()? {
-            self.heap.push(Reverse((line.local_ns, i)));
-            self.pending[i] = Some(line);
+    /// Queue group `i`'s next line at or after `from_ns`.
+    fn refill(&mut self, i: usize, from_ns: u64) -> Result<(), CaptureError> {
+        while let Some(line) = self.readers[i].next_line()? {
+            if line.local_ns >= from_ns {
+                self.heap.push(Reverse((line.local_ns, i)));
+                self.pending[i] = Some(line);
+                break;
+            }
         }
         Ok(())
     }
 
     pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
-        let Some(Reverse((_, i))) = self.heap.pop() else {
+        Ok(self.next_entry()?.map(|(_, line)| line))
+    }
+
+    /// The next line and the index of its group.
+    pub fn next_entry(&mut self) -> Result<Option<(usize, CaptureLine)>, CaptureError> {
+        if let Some(i) = self.taken.take() {
+            self.refill(i, 0)?;
+        }
+        let Some(Reverse((ns, i))) = self.heap.pop() else {
             return Ok(None);
         };
-        let line = self.pending[i].take();
-        self.refill(i)?;
-        Ok(line)
+        self.now_ns = ns;
+        self.taken = Some(i);
+        Ok(self.pending[i].take().map(|line| (i, line)))
+    }
+
+    /// Stop reading the group of the line taken last.
+    pub fn park_last(&mut self) {
+        if let Some(i) = self.taken.take() {
+            self.parked.push(i);
+        }
+    }
+
+    /// Read the parked groups again from the point the merge has reached.
+    pub fn resume_parked(&mut self) -> Result<(), CaptureError> {
+        for i in std::mem::take(&mut self.parked) {
+            self.refill(i, self.now_ns)?;
+        }
+        Ok(())
     }
 }
 

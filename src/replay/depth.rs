@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use super::decimal_text::DecimalText;
+
 /// A level as captured, held until it can be applied: the decimal strings are served back
 /// unchanged.
 type OwnedLevel = (String, String);
@@ -212,13 +214,18 @@ impl DepthIndex {
     }
 }
 
-/// Levels by the bits of their price. Unordered: every streamed diff updates the book, but
-/// only a snapshot request (rare) needs it in price order.
-type Side = HashMap<u64, (String, String), foldhash::fast::RandomState>;
+/// Levels by the bits of their price, their captured text in 8 bytes each. Unordered:
+/// every streamed diff updates the book, but only a snapshot request (rare) needs it in
+/// price order.
+type Side = HashMap<u64, (DecimalText, DecimalText), foldhash::fast::RandomState>;
 
 /// The `limit` best levels: highest prices first for bids, lowest first for asks. The keys
 /// are bit patterns of positive finite prices, which order as the prices do.
-fn best_first(side: &Side, limit: usize, highest: bool) -> impl Iterator<Item = &(String, String)> {
+fn best_first(
+    side: &Side,
+    limit: usize,
+    highest: bool,
+) -> impl Iterator<Item = &(DecimalText, DecimalText)> {
     let mut keys: Vec<u64> = side.keys().copied().collect();
     if highest {
         keys.sort_unstable_by(|a, b| b.cmp(a));
@@ -235,9 +242,9 @@ fn side(levels: &[(&str, &str)]) -> Side {
     s
 }
 
-/// Apply captured levels: a zero quantity removes the price, a level already held keeps its
-/// strings' storage (most updates change a quantity at a held price), an unreadable level is
-/// skipped.
+/// Apply captured levels: a zero quantity removes the price; a level that is unreadable,
+/// or whose text is not a plain decimal that could be served back unchanged (Binance
+/// sends plain 8-decimal strings), is skipped.
 fn apply(side: &mut Side, levels: &[(&str, &str)]) {
     for (p, q) in levels {
         let Some(price) = p.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()) else {
@@ -250,22 +257,16 @@ fn apply(side: &mut Side, levels: &[(&str, &str)]) {
             side.remove(&price.to_bits());
             continue;
         }
-        match side.entry(price.to_bits()) {
-            std::collections::hash_map::Entry::Occupied(mut held) => {
-                let (pt, qt) = held.get_mut();
-                pt.clear();
-                pt.push_str(p);
-                qt.clear();
-                qt.push_str(q);
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(((*p).to_string(), (*q).to_string()));
-            }
+        if let (Some(pt), Some(qt)) = (DecimalText::parse(p), DecimalText::parse(q)) {
+            side.insert(price.to_bits(), (pt, qt));
         }
     }
 }
 
-fn write_levels<'a>(out: &mut String, levels: impl Iterator<Item = &'a (String, String)>) {
+fn write_levels<'a>(
+    out: &mut String,
+    levels: impl Iterator<Item = &'a (DecimalText, DecimalText)>,
+) {
     for (i, (p, q)) in levels.enumerate() {
         if i > 0 {
             out.push(',');

@@ -220,6 +220,13 @@ impl Injector {
         }
     }
 
+    /// Whether some fault is injected into the instrument `prefix` (`btcusdt`).
+    pub(super) fn watches(&self, prefix: &str) -> bool {
+        self.injects
+            .iter()
+            .any(|i| i.symbol.eq_ignore_ascii_case(prefix))
+    }
+
     /// The events to stream after `line`.
     pub(super) fn after(&mut self, line: &CaptureLine) -> Vec<CaptureLine> {
         if self.injects.is_empty() || !line.stream().is_some_and(|s| s.ends_with("@trade")) {

@@ -4,6 +4,7 @@
 //! replay server sends them over WebSocket; the in-process replay feeds them to the engine.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::faults::{agg_frame, skipped, DepthDropper, Injector};
@@ -14,23 +15,45 @@ use crate::market::capture::{group_by_instrument, CaptureError, CaptureLine, Cap
 /// The streams a subscription wants. The replay server's connection changes it on
 /// `SUBSCRIBE` and `UNSUBSCRIBE` while the frame source reads with it.
 #[derive(Debug, Clone, Default)]
-pub struct Wanted(Arc<RwLock<HashSet<String>>>);
+pub struct Wanted(Arc<WantedStreams>);
+
+#[derive(Debug, Default)]
+struct WantedStreams {
+    streams: RwLock<HashSet<String>>,
+    /// Counts changes, so a reader notices one without comparing sets.
+    version: AtomicU64,
+}
 
 impl Wanted {
     pub fn new(streams: HashSet<String>) -> Self {
-        Self(Arc::new(RwLock::new(streams)))
+        Self(Arc::new(WantedStreams {
+            streams: RwLock::new(streams),
+            version: AtomicU64::new(0),
+        }))
     }
 
     pub fn contains(&self, stream: &str) -> bool {
-        self.0.read().is_ok_and(|s| s.contains(stream))
+        self.0.streams.read().is_ok_and(|s| s.contains(stream))
+    }
+
+    /// Whether any wanted stream is of the instrument `prefix` (`btcusdt`).
+    fn any_of(&self, prefix: &str) -> bool {
+        self.0.streams.read().is_ok_and(|s| {
+            s.iter()
+                .any(|w| w.split_once('@').is_some_and(|(p, _)| p == prefix))
+        })
+    }
+
+    fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
     }
 
     pub fn snapshot(&self) -> HashSet<String> {
-        self.0.read().map(|s| s.clone()).unwrap_or_default()
+        self.0.streams.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.0.read().map_or(0, |s| s.len())
+        self.0.streams.read().map_or(0, |s| s.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,7 +62,9 @@ impl Wanted {
 
     /// Apply `change` to the set.
     pub fn update<T>(&self, change: impl FnOnce(&mut HashSet<String>) -> T) -> Option<T> {
-        self.0.write().ok().map(|mut s| change(&mut s))
+        let out = self.0.streams.write().ok().map(|mut s| change(&mut s));
+        self.0.version.fetch_add(1, Ordering::AcqRel);
+        out
     }
 }
 
@@ -51,6 +76,10 @@ pub struct FrameSource {
     depth_drops: DepthDropper,
     injector: Injector,
     ready: VecDeque<CaptureLine>,
+    /// The `Wanted` version the parked groups were parked under ...
+    parked_under: u64,
+    /// ... and, under it, whether each capture group's instrument is wanted.
+    group_wanted: Vec<Option<bool>>,
 }
 
 impl FrameSource {
@@ -78,6 +107,8 @@ impl FrameSource {
             opts_skips: opts.skip_trades.clone(),
             depth_drops: DepthDropper::new(opts.drop_depth.clone()),
             ready: VecDeque::new(),
+            parked_under: 0,
+            group_wanted: Vec::new(),
         })
     }
 
@@ -87,9 +118,29 @@ impl FrameSource {
             if let Some(line) = self.ready.pop_front() {
                 return Ok(Some(line));
             }
-            let Some(line) = self.merge.next_line()? else {
+            let version = self.wanted.version();
+            if version != self.parked_under {
+                self.parked_under = version;
+                self.group_wanted.clear();
+                self.merge.resume_parked()?;
+            }
+            let Some((group, line)) = self.merge.next_entry()? else {
                 return Ok(None);
             };
+            // An instrument nobody here wants is not read on (nor gunzipped) until the
+            // subscription changes; one with injected faults counts every trade.
+            if let Some((prefix, _)) = line.stream().and_then(|s| s.split_once('@')) {
+                if self.group_wanted.len() <= group {
+                    self.group_wanted.resize(group + 1, None);
+                }
+                let wanted = *self.group_wanted[group].get_or_insert_with(|| {
+                    self.wanted.any_of(prefix) || self.injector.watches(prefix)
+                });
+                if !wanted {
+                    self.merge.park_last();
+                    continue;
+                }
+            }
             // Aggregate trades are built from the trades that complete them.
             if let Some(agg) = agg_frame(&self.index, &self.wanted, &self.opts_skips, &line) {
                 self.ready.push_back(CaptureLine {

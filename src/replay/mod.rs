@@ -3,6 +3,7 @@
 //! would against Binance.
 
 pub mod conn;
+mod decimal_text;
 pub mod depth;
 mod faults;
 pub mod frames;
@@ -10,6 +11,7 @@ pub mod in_process;
 pub mod rest;
 mod server;
 pub mod subscribe;
+pub mod trade_log;
 
 pub use faults::{DropDepth, Inject, Poison, SkipTrades};
 pub use server::{

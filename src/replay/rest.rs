@@ -10,18 +10,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::depth::DepthIndex;
+use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint};
 use crate::market::binance::{parse_combined, MarketEvent};
 use crate::market::capture::{CaptureError, CaptureReader};
 use crate::market::rest::{interval_ms, MAX_KLINES};
-
-#[derive(Debug, Clone, Copy)]
-struct TradePoint {
-    id: u64,
-    time_ms: i64,
-    price: f64,
-    qty: f64,
-    buyer_is_maker: bool,
-}
 
 /// One kline being built from trades.
 struct KlineBar {
@@ -34,18 +26,6 @@ struct KlineBar {
     quote_volume: f64,
     trades: u64,
     taker_base: f64,
-}
-
-/// Trades of one taker order at one price and time, as Binance aggregates them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AggPoint {
-    pub agg_id: u64,
-    pub price: f64,
-    pub qty: f64,
-    pub first_trade_id: u64,
-    pub last_trade_id: u64,
-    pub time_ms: i64,
-    pub buyer_is_maker: bool,
 }
 
 impl AggPoint {
@@ -73,14 +53,12 @@ impl AggPoint {
     }
 }
 
-/// Trades per symbol: the history captures' in time order (klines), every capture's by
-/// trade ID (historical trades) and aggregated (aggTrades: consecutive trades with the same
-/// time, price and side; aggregate IDs count on from the first trade ID of the captures).
+/// Trades per symbol, every capture's by trade ID (historical trades), aggregated
+/// (aggTrades: consecutive trades with the same time, price and side; aggregate IDs count
+/// on from the first trade ID of the captures) and the history captures' as klines.
 #[derive(Debug, Default)]
 pub struct RestIndex {
-    trades: HashMap<String, Vec<TradePoint>>,
-    by_id: HashMap<String, Vec<TradePoint>>,
-    aggs: HashMap<String, Vec<AggPoint>>,
+    trades: HashMap<String, TradeLog>,
     pub depth: DepthIndex,
 }
 
@@ -104,6 +82,7 @@ impl RestIndex {
     /// Index `history` (captures that precede the replayed stream) and `streamed` captures.
     pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
         let mut index = Self::default();
+        let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
         for (path, before_stream) in history
             .iter()
             .map(|p| (p, true))
@@ -146,48 +125,35 @@ impl RestIndex {
                     continue;
                 }
                 if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
-                    let point = TradePoint {
-                        id: t.trade_id,
-                        time_ms: t.trade_time_ms,
-                        price: t.price,
-                        qty: t.qty,
-                        buyer_is_maker: t.buyer_is_maker,
-                    };
-                    if before_stream {
-                        index
-                            .trades
-                            .entry(t.symbol.clone())
-                            .or_default()
-                            .push(point);
-                    }
-                    index.by_id.entry(t.symbol).or_default().push(point);
+                    captured.entry(t.symbol).or_default().push(Captured {
+                        trade: TradePoint {
+                            id: t.trade_id,
+                            time_ms: t.trade_time_ms,
+                            price: t.price,
+                            qty: t.qty,
+                            buyer_is_maker: t.buyer_is_maker,
+                        },
+                        history: before_stream,
+                    });
                 }
             }
             index.depth.finish_file();
         }
-        // Sorted and trimmed to their length: the index lives as long as the replay.
-        for v in index.trades.values_mut() {
-            v.sort_by_key(|t| t.time_ms);
-            v.shrink_to_fit();
-        }
-        for v in index.by_id.values_mut() {
-            v.sort_by_key(|t| t.id);
-            v.dedup_by_key(|t| t.id);
-            v.shrink_to_fit();
-        }
-        index.aggs = index
-            .by_id
-            .iter()
-            .map(|(symbol, trades)| (symbol.clone(), aggregate(trades)))
+        index.trades = captured
+            .into_iter()
+            .map(|(symbol, trades)| (symbol, TradeLog::build(trades)))
             .collect();
         Ok(index)
     }
 
     /// The aggregate trade that `trade_id` of `symbol` completes, if it is the last of one.
-    pub fn agg_completed_by(&self, symbol: &str, trade_id: u64) -> Option<&AggPoint> {
-        let aggs = self.aggs.get(symbol)?;
-        let i = aggs.partition_point(|a| a.last_trade_id < trade_id);
-        aggs.get(i).filter(|a| a.last_trade_id == trade_id)
+    pub fn agg_completed_by(&self, symbol: &str, trade_id: u64) -> Option<AggPoint> {
+        self.trades.get(symbol)?.agg_completed_by(trade_id)
+    }
+
+    /// Heap bytes of the trade logs (the depth books are counted by `DepthIndex`).
+    pub fn trade_heap_bytes(&self) -> usize {
+        self.trades.values().map(TradeLog::heap_bytes).sum()
     }
 
     /// Answer `path?query`.
@@ -230,8 +196,10 @@ impl RestIndex {
     /// Binance `aggTrades`: up to `limit` (default 500, max 1000) aggregate trades from
     /// `fromId` (default: the most recent ones).
     fn agg_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        match page_by_id(params, &self.aggs, |a| a.agg_id) {
-            Ok(page) => json_array(page.iter().map(AggPoint::json)),
+        match page_by_id(params, &self.trades, TradeLog::agg_count, |log, from| {
+            log.first_agg_at_or_after(from)
+        }) {
+            Ok((log, range)) => json_array(range.map(|k| log.agg(k).json())),
             Err(e) => e,
         }
     }
@@ -239,8 +207,8 @@ impl RestIndex {
     /// Binance `historicalTrades`: up to `limit` (default 500, max 1000) trades from
     /// `fromId` (default: the most recent ones).
     fn historical_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        match page_by_id(params, &self.by_id, |t| t.id) {
-            Ok(page) => json_array(page.iter().map(|t| {
+        match page_by_id(params, &self.trades, TradeLog::len, TradeLog::first_at_or_after) {
+            Ok((log, range)) => json_array(range.map(|i| log.get(i)).map(|t| {
                 format!(
                     "{{\"id\":{},\"price\":\"{:.8}\",\"qty\":\"{:.8}\",\"quoteQty\":\"{:.8}\",\"time\":{},\"isBuyerMaker\":{},\"isBestMatch\":true}}",
                     t.id,
@@ -273,14 +241,18 @@ impl RestIndex {
             return RestResponse::error(400, -1121, "Invalid symbol.");
         };
         let mut bars: Vec<KlineBar> = Vec::new();
-        for t in trades {
+        let history = (0..trades.len()).filter(|i| trades.is_history(*i));
+        for t in history.map(|i| trades.get(i)) {
             let open = t.time_ms.div_euclid(step) * step;
             if start.is_some_and(|s| open < s) || end.is_some_and(|e| open > e) {
                 continue;
             }
             let taker_base = if t.buyer_is_maker { 0.0 } else { t.qty };
-            match bars.last_mut() {
-                Some(b) if b.open_ms == open => {
+            // Trades come in ID order, which may step back in time across a bar's edge.
+            let at = bars.iter().rposition(|b| b.open_ms <= open);
+            match at {
+                Some(k) if bars[k].open_ms == open => {
+                    let b = &mut bars[k];
                     b.high = b.high.max(t.price);
                     b.low = b.low.min(t.price);
                     b.close = t.price;
@@ -289,17 +261,20 @@ impl RestIndex {
                     b.trades += 1;
                     b.taker_base += taker_base;
                 }
-                _ => bars.push(KlineBar {
-                    open_ms: open,
-                    open: t.price,
-                    high: t.price,
-                    low: t.price,
-                    close: t.price,
-                    volume: t.qty,
-                    quote_volume: t.price * t.qty,
-                    trades: 1,
-                    taker_base,
-                }),
+                other => bars.insert(
+                    other.map_or(0, |k| k + 1),
+                    KlineBar {
+                        open_ms: open,
+                        open: t.price,
+                        high: t.price,
+                        low: t.price,
+                        close: t.price,
+                        volume: t.qty,
+                        quote_volume: t.price * t.qty,
+                        trades: 1,
+                        taker_base,
+                    },
+                ),
             }
         }
         let skip = bars.len().saturating_sub(limit);
@@ -330,12 +305,15 @@ impl RestIndex {
 }
 
 /// The page a Binance ID-paged endpoint answers: `symbol` (required), `limit` (default
-/// 500, 1..=1000) items from `fromId` (default: the most recent ones), by `id` order.
-fn page_by_id<'a, T>(
+/// 500, 1..=1000) items from `fromId` (default: the most recent ones), as the symbol's log
+/// and the range of item positions (`count` items in all; `find` gives the position of the
+/// first at or after an ID).
+fn page_by_id<'a>(
     params: &HashMap<&str, &str>,
-    index: &'a HashMap<String, Vec<T>>,
-    id: impl Fn(&T) -> u64,
-) -> Result<&'a [T], RestResponse> {
+    index: &'a HashMap<String, TradeLog>,
+    count: impl Fn(&TradeLog) -> usize,
+    find: impl Fn(&TradeLog, u64) -> usize,
+) -> Result<(&'a TradeLog, std::ops::Range<usize>), RestResponse> {
     let Some(symbol) = params.get("symbol") else {
         return Err(RestResponse::error(
             400,
@@ -348,12 +326,13 @@ fn page_by_id<'a, T>(
         Some(Ok(l)) if (1..=MAX_KLINES).contains(&l) => l,
         Some(_) => return Err(RestResponse::error(400, -1130, "Invalid limit.")),
     };
-    let Some(items) = index.get(&symbol.to_ascii_uppercase()) else {
+    let Some(log) = index.get(&symbol.to_ascii_uppercase()) else {
         return Err(RestResponse::error(400, -1121, "Invalid symbol."));
     };
+    let len = count(log);
     let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
-        None => items.len().saturating_sub(limit),
-        Some(Ok(from)) => items.partition_point(|t| id(t) < from),
+        None => len.saturating_sub(limit),
+        Some(Ok(from)) => find(log, from),
         Some(Err(_)) => {
             return Err(RestResponse::error(
                 400,
@@ -362,8 +341,7 @@ fn page_by_id<'a, T>(
             ))
         }
     };
-    let end = items.len().min(start + limit);
-    Ok(&items[start..end])
+    Ok((log, start..len.min(start + limit)))
 }
 
 fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
@@ -374,78 +352,41 @@ fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
     }
 }
 
-/// Consecutive trades (by ID) with the same time, price and side form one aggregate trade.
-fn aggregate(trades: &[TradePoint]) -> Vec<AggPoint> {
-    let base = trades.first().map_or(0, |t| t.id);
-    let mut out: Vec<AggPoint> = Vec::new();
-    for t in trades {
-        match out.last_mut() {
-            Some(a)
-                if a.last_trade_id + 1 == t.id
-                    && a.time_ms == t.time_ms
-                    && a.price == t.price
-                    && a.buyer_is_maker == t.buyer_is_maker =>
-            {
-                a.last_trade_id = t.id;
-                a.qty += t.qty;
-            }
-            _ => out.push(AggPoint {
-                agg_id: base + out.len() as u64,
-                price: t.price,
-                qty: t.qty,
-                first_trade_id: t.id,
-                last_trade_id: t.id,
-                time_ms: t.time_ms,
-                buyer_is_maker: t.buyer_is_maker,
-            }),
-        }
-    }
-    out.shrink_to_fit();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::market::rest::parse_klines;
 
-    fn index() -> RestIndex {
-        let mut trades = HashMap::new();
-        trades.insert(
-            "BTCUSDT".to_string(),
-            vec![
-                TradePoint {
-                    id: 1,
-                    time_ms: 1000,
-                    price: 10.0,
-                    qty: 1.0,
-                    buyer_is_maker: false,
-                },
-                TradePoint {
-                    id: 2,
-                    time_ms: 1500,
-                    price: 12.0,
-                    qty: 2.0,
-                    buyer_is_maker: true,
-                },
-                TradePoint {
-                    id: 3,
-                    time_ms: 3200,
-                    price: 11.0,
-                    qty: 1.0,
-                    buyer_is_maker: true,
-                },
-            ],
-        );
+    fn trade(id: u64, time_ms: i64, price: f64, qty: f64, maker: bool) -> Captured {
+        Captured {
+            trade: TradePoint {
+                id,
+                time_ms,
+                price,
+                qty,
+                buyer_is_maker: maker,
+            },
+            history: true,
+        }
+    }
+
+    fn index_of(trades: Vec<Captured>) -> RestIndex {
         RestIndex {
-            aggs: trades
-                .iter()
-                .map(|(s, t)| (s.clone(), aggregate(t)))
-                .collect(),
-            by_id: trades.clone(),
-            trades,
+            trades: HashMap::from([("BTCUSDT".to_string(), TradeLog::build(trades))]),
             depth: DepthIndex::default(),
         }
+    }
+
+    fn three() -> Vec<Captured> {
+        vec![
+            trade(1, 1000, 10.0, 1.0, false),
+            trade(2, 1500, 12.0, 2.0, true),
+            trade(3, 3200, 11.0, 1.0, true),
+        ]
+    }
+
+    fn index() -> RestIndex {
+        index_of(three())
     }
 
     #[test]
@@ -465,20 +406,9 @@ mod tests {
 
     #[test]
     fn agg_trades_group_same_time_price_and_side() {
-        let mut i = index();
-        let btc = i.by_id.get_mut("BTCUSDT").unwrap();
-        btc.push(TradePoint {
-            id: 4,
-            time_ms: 3200,
-            price: 11.0,
-            qty: 2.0,
-            buyer_is_maker: true,
-        });
-        i.aggs = i
-            .by_id
-            .iter()
-            .map(|(s, t)| (s.clone(), aggregate(t)))
-            .collect();
+        let mut trades = three();
+        trades.push(trade(4, 3200, 11.0, 2.0, true));
+        let i = index_of(trades);
         let r = i.handle("/api/v3/aggTrades?symbol=BTCUSDT&fromId=2");
         let aggs: Vec<crate::market::rest::RestAggTrade> = serde_json::from_str(&r.body).unwrap();
         assert_eq!(aggs.len(), 2, "{}", r.body);

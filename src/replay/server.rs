@@ -385,7 +385,7 @@ where
     );
 
     // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
-    let (tx, mut rx) = mpsc::channel::<CaptureLine>(4096);
+    let (tx, mut rx) = mpsc::channel::<CaptureLine>(1024);
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
     let mut frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;

@@ -1,0 +1,98 @@
+//! A captured decimal string (`"61685.99000000"`) held in 8 bytes and written back
+//! character for character: the replay server's books hold thousands of levels per symbol
+//! and serve their text unchanged.
+
+use std::fmt;
+
+const MANTISSA_BITS: u32 = 60;
+const MAX_SCALE: usize = 15;
+
+/// Digits as one integer and the number of them after the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalText(u64);
+
+impl DecimalText {
+    /// `text` when it is a plain decimal (`0.5`, `33000`, `1.25869000`: no sign, exponent
+    /// or leading zero) of at most 18 digits with at most 15 after the point; `None`
+    /// otherwise, as it could not be written back unchanged.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (int, frac) = match text.split_once('.') {
+            Some((i, f)) if !f.is_empty() => (i, f),
+            Some(_) => return None,
+            None => (text, ""),
+        };
+        let plain_int = !int.is_empty() && (int == "0" || !int.starts_with('0'));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if !plain_int || !digits(int) || !digits(frac) || frac.len() > MAX_SCALE {
+            return None;
+        }
+        let mut mantissa: u64 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        (mantissa < 1 << MANTISSA_BITS)
+            .then_some(Self(mantissa | (frac.len() as u64) << MANTISSA_BITS))
+    }
+}
+
+impl fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scale = (self.0 >> MANTISSA_BITS) as usize;
+        let mantissa = self.0 & ((1 << MANTISSA_BITS) - 1);
+        let digits = format!("{mantissa:0>width$}", width = scale + 1);
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        if scale == 0 {
+            f.write_str(int)
+        } else {
+            write!(f, "{int}.{frac}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn binance_decimals_come_back_unchanged() {
+        for text in [
+            "61685.99000000",
+            "0.00032000",
+            "0.00000000",
+            "33000",
+            "0",
+            "0.5",
+            "123456789012.345678",
+        ] {
+            assert_eq!(DecimalText::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn what_could_not_be_written_back_is_refused() {
+        for text in [
+            "",
+            ".5",
+            "5.",
+            "-1.0",
+            "+1",
+            "1e5",
+            "01.5",
+            "1.5.0",
+            "1,5",
+            "0.0000000000000001",
+            "9999999999999999999",
+        ] {
+            assert!(DecimalText::parse(text).is_none(), "{text}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_plain_decimal_round_trips(int in 0u64..10_000_000_000, frac in "[0-9]{0,8}") {
+            let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
+            prop_assert_eq!(DecimalText::parse(&text).unwrap().to_string(), text);
+        }
+    }
+}
