@@ -489,6 +489,56 @@ async fn subscriptions_change_on_an_open_connection_as_binance_answers_them() {
     assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
 }
 
+/// A client that subscribes to an instrument's diff-depth stream late (here: after a while
+/// of its trades only) gets a REST snapshot its first diff follows on from: the server's
+/// book moved on with the diffs it read and did not send.
+#[tokio::test]
+async fn a_depth_stream_subscribed_late_follows_on_from_the_rest_snapshot() {
+    use futures_util::SinkExt;
+    let s = server(Speed::Factor(20.0), 20_000, 60_000);
+    let url = format!("{}/stream?streams=btcusdt@trade", s.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let text = |m: Option<Result<Message, _>>| match m {
+        Some(Ok(Message::Text(t))) => Some(t.to_string()),
+        Some(Ok(_)) => None,
+        other => panic!("connection ended: {other:?}"),
+    };
+    // Two seconds of the capture's time pass with trades only.
+    let mut trades = 0;
+    while trades < 200 {
+        if let Some(t) = text(ws.next().await) {
+            trades += usize::from(t.contains("@trade"));
+        }
+    }
+    ws.send(Message::text(
+        r#"{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":1}"#,
+    ))
+    .await
+    .unwrap();
+    let first = loop {
+        let Some(t) = text(ws.next().await) else {
+            continue;
+        };
+        if t.contains("@depth") {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            break v["data"]["U"].as_u64().unwrap();
+        }
+    };
+    let port = s.addr.port();
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        common::http_request(port, "GET", "/api/v3/depth?symbol=BTCUSDT&limit=5", &[], "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let last = snapshot["lastUpdateId"].as_u64().unwrap();
+    assert!(
+        last + 1 >= first,
+        "snapshot {last} is older than the first diff sent ({first}): the book cannot sync"
+    );
+}
+
 /// The engine names one stream in its URL and subscribes to the others with SUBSCRIBE
 /// messages (two streams each, paced); every symbol is decided and the trail verifies.
 #[test]

@@ -145,19 +145,26 @@ impl CaptureMerge {
             merge.pending.push(None);
         }
         for i in 0..merge.readers.len() {
-            merge.refill(i, 0)?;
+            merge.refill(i, 0, &mut |_| ())?;
         }
         Ok(merge)
     }
 
-    /// Queue group `i`'s next line at or after `from_ns`.
-    fn refill(&mut self, i: usize, from_ns: u64) -> Result<(), CaptureError> {
+    /// Queue group `i`'s next line at or after `from_ns`; the lines before it go to
+    /// `skipped`.
+    fn refill(
+        &mut self,
+        i: usize,
+        from_ns: u64,
+        skipped: &mut impl FnMut(&CaptureLine),
+    ) -> Result<(), CaptureError> {
         while let Some(line) = self.readers[i].next_line()? {
             if line.local_ns >= from_ns {
                 self.heap.push(Reverse((line.local_ns, i)));
                 self.pending[i] = Some(line);
                 break;
             }
+            skipped(&line);
         }
         Ok(())
     }
@@ -169,7 +176,7 @@ impl CaptureMerge {
     /// The next line and the index of its group.
     pub fn next_entry(&mut self) -> Result<Option<(usize, CaptureLine)>, CaptureError> {
         if let Some(i) = self.taken.take() {
-            self.refill(i, 0)?;
+            self.refill(i, 0, &mut |_| ())?;
         }
         let Some(Reverse((ns, i))) = self.heap.pop() else {
             return Ok(None);
@@ -186,10 +193,14 @@ impl CaptureMerge {
         }
     }
 
-    /// Read the parked groups again from the point the merge has reached.
-    pub fn resume_parked(&mut self) -> Result<(), CaptureError> {
+    /// Read the parked groups again from the point the merge has reached; the lines they
+    /// hold before it go to `skipped`.
+    pub fn resume_parked(
+        &mut self,
+        mut skipped: impl FnMut(&CaptureLine),
+    ) -> Result<(), CaptureError> {
         for i in std::mem::take(&mut self.parked) {
-            self.refill(i, self.now_ns)?;
+            self.refill(i, self.now_ns, &mut skipped)?;
         }
         Ok(())
     }

@@ -122,7 +122,8 @@ impl FrameSource {
             if version != self.parked_under {
                 self.parked_under = version;
                 self.group_wanted.clear();
-                self.merge.resume_parked()?;
+                let depth = &self.index.depth;
+                self.merge.resume_parked(|line| note_depth(depth, line))?;
             }
             let Some((group, line)) = self.merge.next_entry()? else {
                 return Ok(None);
@@ -137,6 +138,7 @@ impl FrameSource {
                     self.wanted.any_of(prefix) || self.injector.watches(prefix)
                 });
                 if !wanted {
+                    note_depth(&self.index.depth, &line);
                     self.merge.park_last();
                     continue;
                 }
@@ -149,17 +151,27 @@ impl FrameSource {
                 });
             }
             let poison = self.injector.after(&line);
-            if line.stream().is_some_and(|s| self.wanted.contains(s))
-                && !skipped(&self.opts_skips, &line)
-            {
+            let sent = line.stream().is_some_and(|s| self.wanted.contains(s));
+            if sent && !skipped(&self.opts_skips, &line) {
                 if self.depth_drops.drops(&line) {
                     // Left out of the stream, not out of the server's book.
                     self.index.depth.note_streamed(&line.json);
                 } else {
                     self.ready.push_back(line);
                 }
+            } else if !sent {
+                note_depth(&self.index.depth, &line);
             }
             self.ready.extend(poison);
         }
+    }
+}
+
+/// A diff-depth line this source passes without sending (an instrument not subscribed
+/// yet): the server's books still move on with it, so a client that subscribes later
+/// gets snapshots its diffs follow on from.
+fn note_depth(depth: &super::depth::DepthIndex, line: &CaptureLine) {
+    if line.stream().is_some_and(|s| s.contains("@depth")) {
+        depth.note_streamed(&line.json);
     }
 }
