@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use bizra_risk::config::Config;
 use bizra_risk::market::capture::CaptureReader;
-use bizra_risk::market::synthetic::{Deriver, SyntheticSymbol};
+use bizra_risk::market::synthetic::{Deriver, PassShift, PassSpan, SyntheticSymbol};
 use flate2::write::GzEncoder;
 
 use super::captures::{default_data_dir, expand_capture_paths};
@@ -25,11 +25,18 @@ pub struct SynthArgs {
     /// Capture directory the instruments are derived from (default: the bundled one).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Write the last captured day this many times back to back, each pass moved in time
+    /// and IDs to follow on from the one before (a longer replay for memory over time).
+    #[arg(long, default_value_t = 1)]
+    pub passes: u32,
 }
 
 pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     if !(1..=10_000).contains(&args.symbols) {
         bail!("--symbols must be in 1..=10000");
+    }
+    if !(1..=1_000).contains(&args.passes) {
+        bail!("--passes must be in 1..=1000");
     }
     let files = expand_capture_paths(&[args.data.clone().unwrap_or_else(default_data_dir)])?;
     let defaults = Config::embedded()?;
@@ -60,14 +67,16 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
             .filter(|f| file_instrument(f) == source_lower)
             .collect();
         sources.sort();
-        for source in sources {
+        let last_day = sources.len().saturating_sub(1);
+        for (day, source) in sources.into_iter().enumerate() {
             let name = file_name(source).replacen(&source_lower, &symbol.name.to_lowercase(), 1);
             let name = name
                 .trim_end_matches(".txt")
                 .trim_end_matches(".gz")
                 .to_string()
                 + ".gz";
-            write_derived(source, &data_dir.join(name), &mut deriver)?;
+            let passes = if day == last_day { args.passes } else { 1 };
+            write_derived(source, &data_dir.join(name), &mut deriver, passes)?;
         }
     }
     let portfolio = defaults.portfolio.var_limit_usd * args.symbols as f64 / sources.len() as f64;
@@ -106,15 +115,36 @@ fn file_instrument(p: &Path) -> String {
         .to_string()
 }
 
-fn write_derived(source: &Path, target: &Path, deriver: &mut Deriver) -> anyhow::Result<()> {
-    let mut reader = CaptureReader::open(source)?;
+fn write_derived(
+    source: &Path,
+    target: &Path,
+    deriver: &mut Deriver,
+    passes: u32,
+) -> anyhow::Result<()> {
+    let mut span = PassSpan::default();
+    if passes > 1 {
+        let mut reader = CaptureReader::open(source)?;
+        while let Some(line) = reader.next_line()? {
+            span.add(&line.json);
+        }
+    }
+    let step = span.shift();
     let file =
         std::fs::File::create(target).with_context(|| format!("create {}", target.display()))?;
     let mut w = BufWriter::new(GzEncoder::new(file, flate2::Compression::fast()));
-    while let Some(line) = reader.next_line()? {
-        if let Some(derived) = deriver.derive(line.local_ns, &line.json)? {
-            w.write_all(derived.as_bytes())?;
-            w.write_all(b"\n")?;
+    for pass in 0..passes {
+        let k = i64::from(pass);
+        deriver.set_pass(PassShift {
+            time_ms: step.time_ms * k,
+            trade_ids: step.trade_ids * u64::from(pass),
+            update_ids: step.update_ids * u64::from(pass),
+        });
+        let mut reader = CaptureReader::open(source)?;
+        while let Some(line) = reader.next_line()? {
+            if let Some(derived) = deriver.derive(line.local_ns, &line.json)? {
+                w.write_all(derived.as_bytes())?;
+                w.write_all(b"\n")?;
+            }
         }
     }
     w.into_inner()

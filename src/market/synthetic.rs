@@ -43,9 +43,83 @@ impl SyntheticSymbol {
     }
 }
 
+/// How far a repeated pass of a captured day is moved so that it follows on from the pass
+/// before it: times, trade (and aggregate) IDs, and order-book update IDs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassShift {
+    pub time_ms: i64,
+    pub trade_ids: u64,
+    pub update_ids: u64,
+}
+
+/// What a pass spans, measured over the source's lines (`PassSpan::add`): the shift that
+/// makes the next pass follow on from it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassSpan {
+    first_ms: Option<i64>,
+    last_ms: i64,
+    first_trade: Option<u64>,
+    last_trade: u64,
+    first_update: Option<u64>,
+    last_update: u64,
+}
+
+impl PassSpan {
+    /// Take one captured line into the span.
+    pub fn add(&mut self, json: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(json) else {
+            return;
+        };
+        let data = v.get("data").unwrap_or(&v);
+        let widen = |first: &mut Option<u64>, last: &mut u64, lo: Option<u64>, hi: Option<u64>| {
+            if let (Some(lo), Some(hi)) = (lo.or(hi), hi.or(lo)) {
+                *first = Some(first.map_or(lo, |f| f.min(lo)));
+                *last = (*last).max(hi);
+            }
+        };
+        let field = |k: &str| data.get(k).and_then(Value::as_u64);
+        let (mut ft, mut lt) = (self.first_trade, self.last_trade);
+        widen(
+            &mut ft,
+            &mut lt,
+            field("t").or(field("f")),
+            field("t").or(field("l")),
+        );
+        let (mut fu, mut lu) = (self.first_update, self.last_update);
+        widen(
+            &mut fu,
+            &mut lu,
+            field("U").or(field("lastUpdateId")),
+            field("u").or(field("lastUpdateId")),
+        );
+        (
+            self.first_trade,
+            self.last_trade,
+            self.first_update,
+            self.last_update,
+        ) = (ft, lt, fu, lu);
+        if let Some(t) = data.get("E").and_then(Value::as_i64) {
+            self.first_ms = Some(self.first_ms.map_or(t, |f| f.min(t)));
+            self.last_ms = self.last_ms.max(t);
+        }
+    }
+
+    /// The shift of the pass after this one (times: the span plus 100 ms, one diff-depth
+    /// interval).
+    pub fn shift(&self) -> PassShift {
+        let span = |first: Option<u64>, last: u64| first.map_or(0, |f| last.saturating_sub(f) + 1);
+        PassShift {
+            time_ms: self.first_ms.map_or(0, |f| self.last_ms - f + 100),
+            trade_ids: span(self.first_trade, self.last_trade),
+            update_ids: span(self.first_update, self.last_update),
+        }
+    }
+}
+
 /// Turns the source's lines into the synthetic symbol's, in order.
 pub struct Deriver {
     symbol: SyntheticSymbol,
+    pass: PassShift,
     lower: String,
     source_lower: String,
     rng: ChaCha8Rng,
@@ -66,8 +140,15 @@ impl Deriver {
             source_lower: symbol.source.to_lowercase(),
             rng: ChaCha8Rng::seed_from_u64(symbol.seed),
             log_noise: 0.0,
+            pass: PassShift::default(),
             symbol,
         }
+    }
+
+    /// Derive the lines of a repeated pass of the source, moved by `pass` (the noise runs
+    /// on).
+    pub fn set_pass(&mut self, pass: PassShift) {
+        self.pass = pass;
     }
 
     /// The synthetic line for a captured `<local_ns> <json>` line of the source; `None` for
@@ -88,7 +169,7 @@ impl Deriver {
             None => return Err(bad("no stream")),
         };
         let kind = kind.as_str();
-        let shift = self.symbol.time_shift_ms;
+        let shift = self.symbol.time_shift_ms + self.pass.time_ms;
         let is_trade = kind == "trade";
         if is_trade {
             let z: f64 = StandardNormal.sample(&mut self.rng);
@@ -107,8 +188,11 @@ impl Deriver {
                 "s" => *value = Value::String(self.symbol.name.clone()),
                 "E" | "T" => shift_time(value, shift),
                 // Numbers only: a bookTicker's `a` is a price string and stays as it is here.
-                "t" | "a" | "f" | "l" | "U" | "u" | "pu" | "lastUpdateId" => {
-                    shift_id(value, self.symbol.id_offset)
+                "t" | "a" | "f" | "l" => {
+                    shift_id(value, self.symbol.id_offset + self.pass.trade_ids)
+                }
+                "U" | "u" | "pu" | "lastUpdateId" => {
+                    shift_id(value, self.symbol.id_offset + self.pass.update_ids)
                 }
                 _ => {}
             }
@@ -206,5 +290,38 @@ mod tests {
         // another instrument's line is not this one's
         let eth = TRADE.replace("btcusdt", "ethusdt");
         assert_eq!(d.derive(1, &eth).unwrap(), None);
+    }
+
+    #[test]
+    fn a_repeated_pass_follows_on_from_the_one_before() {
+        let mut span = PassSpan::default();
+        span.add(TRADE);
+        span.add(
+            &TRADE
+                .replace("3700000000", "3700000009")
+                .replace("1723161601273", "1723161901273"),
+        );
+        span.add(DEPTH);
+        let shift = span.shift();
+        assert_eq!(
+            shift,
+            PassShift {
+                time_ms: 300_100,
+                trade_ids: 10,
+                update_ids: 28,
+            }
+        );
+        let s = SyntheticSymbol::nth(0, &["BTCUSDT"]);
+        let offset = s.id_offset;
+        let mut d = Deriver::new(s);
+        d.set_pass(shift);
+        let depth = d.derive(1, DEPTH).unwrap().unwrap();
+        let v: Value = serde_json::from_str(depth.split_once(' ').unwrap().1).unwrap();
+        // The next pass's first diff follows on from this pass's last.
+        assert_eq!(v["data"]["U"], offset + 50093421612 + 1);
+        let trade = d.derive(1, TRADE).unwrap().unwrap();
+        let v: Value = serde_json::from_str(trade.split_once(' ').unwrap().1).unwrap();
+        assert_eq!(v["data"]["t"], offset + 3_700_000_010);
+        assert_eq!(v["data"]["E"], 1723161601273i64 + 300_100);
     }
 }

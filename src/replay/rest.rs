@@ -83,11 +83,18 @@ impl RestIndex {
     pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
         let mut index = Self::default();
         let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
-        for (path, before_stream) in history
+        // One instrument's files together (history first), its trades sealed before the
+        // next instrument's are read: the build holds one instrument's raw trades at a time.
+        let mut files: Vec<(&PathBuf, bool)> = history
             .iter()
             .map(|p| (p, true))
             .chain(streamed.iter().map(|p| (p, false)))
-        {
+            .collect();
+        files.sort_by_key(|(p, history)| (file_instrument(p), !*history));
+        for (k, &(path, before_stream)) in files.iter().enumerate() {
+            if k > 0 && file_instrument(files[k - 1].0) != file_instrument(path) {
+                index.seal(&mut captured);
+            }
             let mut reader = CaptureReader::open(path)?;
             // A capture file holds one symbol; its REST snapshot line does not name it.
             let mut file_symbol: Option<String> = None;
@@ -139,21 +146,24 @@ impl RestIndex {
             }
             index.depth.finish_file();
         }
-        index.trades = captured
-            .into_iter()
-            .map(|(symbol, trades)| (symbol, TradeLog::build(trades)))
-            .collect();
+        index.seal(&mut captured);
         Ok(index)
+    }
+
+    /// Seal the trades read so far into their symbols' logs (with what a log of the same
+    /// symbol already holds, should its files be named apart).
+    fn seal(&mut self, captured: &mut HashMap<String, Vec<Captured>>) {
+        for (symbol, mut trades) in captured.drain() {
+            if let Some(log) = self.trades.remove(&symbol) {
+                trades.extend(log.captured());
+            }
+            self.trades.insert(symbol, TradeLog::build(trades));
+        }
     }
 
     /// The aggregate trade that `trade_id` of `symbol` completes, if it is the last of one.
     pub fn agg_completed_by(&self, symbol: &str, trade_id: u64) -> Option<AggPoint> {
         self.trades.get(symbol)?.agg_completed_by(trade_id)
-    }
-
-    /// Heap bytes of the trade logs (the depth books are counted by `DepthIndex`).
-    pub fn trade_heap_bytes(&self) -> usize {
-        self.trades.values().map(TradeLog::heap_bytes).sum()
     }
 
     /// Answer `path?query`.
@@ -350,6 +360,15 @@ fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
         status: 200,
         body: format!("[{}]", items.join(",")),
     }
+}
+
+/// The instrument a capture file holds, by its name (`btcusdt` of `btcusdt_20240809.gz`).
+fn file_instrument(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.split('_').next().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

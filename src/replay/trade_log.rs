@@ -243,12 +243,12 @@ impl TradeLog {
         (next == i + 1).then(|| self.agg(k))
     }
 
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.trades.capacity() * std::mem::size_of::<Packed>()
-            + self.segments.capacity() * std::mem::size_of::<Segment>()
-            + (self.maker.capacity() + self.history.capacity()) * 8
-            + self.agg_starts.capacity() * 4
+    /// The trades back as captured, in ID order.
+    pub fn captured(&self) -> impl Iterator<Item = Captured> + '_ {
+        (0..self.len()).map(|i| Captured {
+            trade: self.get(i),
+            history: self.is_history(i),
+        })
     }
 }
 
