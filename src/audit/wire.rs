@@ -750,25 +750,17 @@ pub struct EncodedModel(std::sync::Arc<EncodedInner>);
 #[derive(Debug, Clone)]
 struct EncodedInner {
     record: ModelRecord,
-    canonical: std::sync::OnceLock<std::sync::Arc<[u8]>>,
+    /// Set by `of`; a record read back or changed has none and is encoded with the payload.
+    canonical: Option<std::sync::Arc<[u8]>>,
 }
 
 impl EncodedModel {
-    /// The record of `figures`, encoded now.
+    /// The record of `figures`, encoded now (if it cannot be, encoding the payload fails
+    /// the same way later).
     pub fn of(figures: &ModelFigures) -> Self {
-        let model = Self::from(model_record(figures));
-        model.canonical();
-        model
-    }
-
-    /// The canonical bytes, made on first use (`None` if the record cannot be encoded;
-    /// encoding the payload then fails the same way).
-    fn canonical(&self) -> Option<&std::sync::Arc<[u8]>> {
-        if let Some(bytes) = self.0.canonical.get() {
-            return Some(bytes);
-        }
-        let bytes = super::jcs::to_vec(&self.0.record).ok()?;
-        Some(self.0.canonical.get_or_init(|| bytes.into()))
+        let record = model_record(figures);
+        let canonical = super::jcs::to_vec(&record).ok().map(Into::into);
+        Self(std::sync::Arc::new(EncodedInner { record, canonical }))
     }
 }
 
@@ -776,7 +768,7 @@ impl From<ModelRecord> for EncodedModel {
     fn from(record: ModelRecord) -> Self {
         Self(std::sync::Arc::new(EncodedInner {
             record,
-            canonical: std::sync::OnceLock::new(),
+            canonical: None,
         }))
     }
 }
@@ -791,7 +783,7 @@ impl std::ops::Deref for EncodedModel {
 impl std::ops::DerefMut for EncodedModel {
     fn deref_mut(&mut self) -> &mut ModelRecord {
         let inner = std::sync::Arc::make_mut(&mut self.0);
-        inner.canonical = std::sync::OnceLock::new();
+        inner.canonical = None;
         &mut inner.record
     }
 }
@@ -804,7 +796,7 @@ impl PartialEq for EncodedModel {
 
 impl Serialize for EncodedModel {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.canonical() {
+        match &self.0.canonical {
             Some(bytes) => super::jcs::serialize_encoded(bytes, &self.0.record, s),
             None => self.0.record.serialize(s),
         }

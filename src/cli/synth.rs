@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bizra_risk::config::Config;
-use bizra_risk::market::capture::CaptureReader;
+use bizra_risk::market::capture::{file_instrument, CaptureReader};
 use bizra_risk::market::synthetic::{Deriver, PassShift, PassSpan, SyntheticSymbol};
 use flate2::write::GzEncoder;
 
@@ -104,15 +104,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default()
-}
-
-/// `btcusdt` of `btcusdt_20240809.gz`.
-fn file_instrument(p: &Path) -> String {
-    file_name(p)
-        .split('_')
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn write_derived(

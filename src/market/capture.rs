@@ -243,17 +243,23 @@ pub fn group_by_instrument(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
     sorted.sort();
     let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
     for f in sorted {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let key = name.split('_').next().unwrap_or_default().to_string();
+        let key = file_instrument(&f);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(f),
             None => groups.push((key, vec![f])),
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The instrument a capture file holds, by the prefix of its name (`btcusdt` of
+/// `btcusdt_20240809.gz`).
+pub fn file_instrument(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.split('_').next().unwrap_or_default().to_string()
 }
 
 /// The capture files (`*.gz`, `*.txt`) in a directory.

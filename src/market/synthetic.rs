@@ -56,12 +56,21 @@ pub struct PassShift {
 /// makes the next pass follow on from it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassSpan {
-    first_ms: Option<i64>,
-    last_ms: i64,
-    first_trade: Option<u64>,
-    last_trade: u64,
-    first_update: Option<u64>,
-    last_update: u64,
+    times_ms: Range<i64>,
+    trade_ids: Range<u64>,
+    update_ids: Range<u64>,
+}
+
+/// The lowest and highest values seen, if any.
+#[derive(Debug, Clone, Copy, Default)]
+struct Range<T>(Option<(T, T)>);
+
+impl<T: Copy + Ord> Range<T> {
+    fn widen(&mut self, lo: Option<T>, hi: Option<T>) {
+        if let (Some(lo), Some(hi)) = (lo.or(hi), hi.or(lo)) {
+            self.0 = Some(self.0.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+    }
 }
 
 impl PassSpan {
@@ -71,47 +80,25 @@ impl PassSpan {
             return;
         };
         let data = v.get("data").unwrap_or(&v);
-        let widen = |first: &mut Option<u64>, last: &mut u64, lo: Option<u64>, hi: Option<u64>| {
-            if let (Some(lo), Some(hi)) = (lo.or(hi), hi.or(lo)) {
-                *first = Some(first.map_or(lo, |f| f.min(lo)));
-                *last = (*last).max(hi);
-            }
-        };
-        let field = |k: &str| data.get(k).and_then(Value::as_u64);
-        let (mut ft, mut lt) = (self.first_trade, self.last_trade);
-        widen(
-            &mut ft,
-            &mut lt,
-            field("t").or(field("f")),
-            field("t").or(field("l")),
+        let id = |k: &str| data.get(k).and_then(Value::as_u64);
+        self.trade_ids
+            .widen(id("t").or(id("f")), id("t").or(id("l")));
+        self.update_ids.widen(
+            id("U").or(id("lastUpdateId")),
+            id("u").or(id("lastUpdateId")),
         );
-        let (mut fu, mut lu) = (self.first_update, self.last_update);
-        widen(
-            &mut fu,
-            &mut lu,
-            field("U").or(field("lastUpdateId")),
-            field("u").or(field("lastUpdateId")),
-        );
-        (
-            self.first_trade,
-            self.last_trade,
-            self.first_update,
-            self.last_update,
-        ) = (ft, lt, fu, lu);
-        if let Some(t) = data.get("E").and_then(Value::as_i64) {
-            self.first_ms = Some(self.first_ms.map_or(t, |f| f.min(t)));
-            self.last_ms = self.last_ms.max(t);
-        }
+        let time = data.get("E").and_then(Value::as_i64);
+        self.times_ms.widen(time, time);
     }
 
     /// The shift of the pass after this one (times: the span plus 100 ms, one diff-depth
     /// interval).
     pub fn shift(&self) -> PassShift {
-        let span = |first: Option<u64>, last: u64| first.map_or(0, |f| last.saturating_sub(f) + 1);
+        let ids = |r: Range<u64>| r.0.map_or(0, |(lo, hi)| hi - lo + 1);
         PassShift {
-            time_ms: self.first_ms.map_or(0, |f| self.last_ms - f + 100),
-            trade_ids: span(self.first_trade, self.last_trade),
-            update_ids: span(self.first_update, self.last_update),
+            time_ms: self.times_ms.0.map_or(0, |(lo, hi)| hi - lo + 100),
+            trade_ids: ids(self.trade_ids),
+            update_ids: ids(self.update_ids),
         }
     }
 }

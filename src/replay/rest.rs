@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use super::depth::DepthIndex;
 use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint};
 use crate::market::binance::{parse_combined, MarketEvent};
-use crate::market::capture::{CaptureError, CaptureReader};
+use crate::market::capture::{file_instrument, CaptureError, CaptureReader};
 use crate::market::rest::{interval_ms, MAX_KLINES};
 
 /// One kline being built from trades.
@@ -360,15 +360,6 @@ fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
         status: 200,
         body: format!("[{}]", items.join(",")),
     }
-}
-
-/// The instrument a capture file holds, by its name (`btcusdt` of `btcusdt_20240809.gz`).
-fn file_instrument(path: &std::path::Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    name.split('_').next().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]
