@@ -152,3 +152,61 @@ fn faults_and_rest_backfill_give_the_same_bytes_in_process() {
         &dir("in-process").join("events"),
     );
 }
+
+/// `synth --passes`: each repeated pass of the day follows on from the one before without
+/// a break the engine has to repair. The pass's depth diffs leave levels of the pass before
+/// (prices moved during the day) that would cross the next pass's book and make the engine
+/// resync on every diff, so the passes are joined by diffs that empty the book.
+#[test]
+fn synthetic_passes_follow_on_without_resyncs_or_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("synth");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(common::repo());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("BIZRA_") {
+                cmd.env_remove(&name);
+            }
+        }
+        let o = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    run(&[
+        "synth".as_ref(),
+        "--symbols".as_ref(),
+        "1".as_ref(),
+        "--passes".as_ref(),
+        "3".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let data = out.join("data");
+    let (day, history) = (
+        data.join("s0000usdt_20240809.gz"),
+        data.join("s0000usdt_20240808.gz"),
+    );
+    let summary = run(&[
+        "replay".as_ref(),
+        "--config".as_ref(),
+        out.join("config.toml").as_os_str(),
+        "--out".as_ref(),
+        tmp.path().join("out").as_os_str(),
+        "--data".as_ref(),
+        day.as_os_str(),
+        "--history".as_ref(),
+        history.as_os_str(),
+    ]);
+    assert!(
+        summary.contains("order books: 1 snapshots loaded, 0 depth gaps and 0 crossed books"),
+        "{summary}"
+    );
+    assert!(summary.contains(", 0 trade-ID gaps"), "{summary}");
+    assert!(summary.contains("rejected {}"), "{summary}");
+}

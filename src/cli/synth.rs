@@ -8,9 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bizra_risk::config::Config;
-use bizra_risk::market::capture::{file_instrument, CaptureReader};
-use bizra_risk::market::synthetic::{Deriver, PassShift, PassSpan, SyntheticSymbol};
+use bizra_risk::market::capture::{file_instrument, parse_line, CaptureLine, CaptureReader};
+use bizra_risk::market::synthetic::{
+    Deriver, PassShift, PassSpan, SyntheticSymbol, PASS_RESET_DIFFS, PASS_RESET_LEVELS,
+};
+use bizra_risk::replay::depth::DepthIndex;
 use flate2::write::GzEncoder;
+use serde::Deserialize;
 
 use super::captures::{default_data_dir, expand_capture_paths};
 
@@ -62,6 +66,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         ));
         // One derivation per source file, in day order, so the noise runs on across days.
         let mut deriver = Deriver::new(symbol.clone());
+        let mut book = (args.passes > 1).then(|| PassBook::new(&symbol.name));
         let mut sources: Vec<&PathBuf> = files
             .iter()
             .filter(|f| file_instrument(f) == source_lower)
@@ -76,7 +81,15 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
                 .to_string()
                 + ".gz";
             let passes = if day == last_day { args.passes } else { 1 };
-            write_derived(source, &data_dir.join(name), &mut deriver, passes)?;
+            let target = data_dir.join(name);
+            write_derived(
+                source,
+                &target,
+                &mut deriver,
+                passes,
+                book.as_mut(),
+                day == last_day,
+            )?;
         }
     }
     let portfolio = defaults.portfolio.var_limit_usd * args.symbols as f64 / sources.len() as f64;
@@ -111,6 +124,8 @@ fn write_derived(
     target: &Path,
     deriver: &mut Deriver,
     passes: u32,
+    mut book: Option<&mut PassBook>,
+    streamed: bool,
 ) -> anyhow::Result<()> {
     let mut span = PassSpan::default();
     if passes > 1 {
@@ -130,16 +145,148 @@ fn write_derived(
             trade_ids: step.trade_ids * u64::from(pass),
             update_ids: step.update_ids * u64::from(pass),
         });
-        let mut reader = CaptureReader::open(source)?;
-        while let Some(line) = reader.next_line()? {
-            if let Some(derived) = deriver.derive(line.local_ns, &line.json)? {
-                w.write_all(derived.as_bytes())?;
+        if pass > 0 {
+            for reset in book
+                .as_deref_mut()
+                .map(PassBook::reset_lines)
+                .unwrap_or_default()
+            {
+                w.write_all(reset.as_bytes())?;
                 w.write_all(b"\n")?;
             }
         }
+        let mut reader = CaptureReader::open(source)?;
+        while let Some(line) = reader.next_line()? {
+            let Some(derived) = deriver.derive(line.local_ns, &line.json)? else {
+                continue;
+            };
+            let Ok(derived_line) = parse_line(&derived) else {
+                continue;
+            };
+            // A repeated pass streams; the REST snapshot line stays with the first.
+            if pass > 0 && derived_line.stream().is_none() {
+                continue;
+            }
+            if let Some(book) = book.as_deref_mut() {
+                book.follow(&derived_line, streamed);
+            }
+            w.write_all(derived.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+    }
+    if let Some(book) = book {
+        book.finish_file();
     }
     w.into_inner()
         .map_err(|e| anyhow::anyhow!("{}: {}", target.display(), e.error()))?
         .finish()?;
     Ok(())
+}
+
+/// The synthetic symbol's order book as a replay serves it, followed through the derived
+/// lines so that a repeated pass can start from an empty book: the day's diffs do not
+/// remove the levels left at the end of the pass before (the prices moved during the day),
+/// and those left over would cross the book of the next pass. Between passes
+/// [`PASS_RESET_DIFFS`] diffs remove every level (`reset_lines`).
+struct PassBook {
+    symbol: String,
+    index: DepthIndex,
+    /// The last streamed diff: its stream kind (`depth@100ms`), `u`, `E` and local time.
+    last: Option<(String, u64, i64, u64)>,
+}
+
+#[derive(Deserialize)]
+struct DiffIds {
+    data: DiffIdsData,
+}
+
+#[derive(Deserialize)]
+struct DiffIdsData {
+    u: u64,
+    #[serde(rename = "E")]
+    event_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct Levels {
+    bids: Vec<(String, String)>,
+    asks: Vec<(String, String)>,
+}
+
+impl PassBook {
+    fn new(symbol: &str) -> Self {
+        Self {
+            symbol: symbol.to_ascii_uppercase(),
+            index: DepthIndex::default(),
+            last: None,
+        }
+    }
+
+    /// Take one derived line, as the replay's index (history) or stream would.
+    fn follow(&mut self, line: &CaptureLine, streamed: bool) {
+        match line.stream() {
+            None => self
+                .index
+                .add_line(Some(&self.symbol), &line.json, false, !streamed),
+            Some(stream) if stream.contains("@depth") => {
+                self.index.add_line(None, &line.json, true, !streamed);
+                if streamed {
+                    self.index.note_streamed(&line.json);
+                    if let Ok(ids) = serde_json::from_str::<DiffIds>(&line.json) {
+                        let kind = stream.split_once('@').map_or("", |(_, k)| k).to_string();
+                        self.last = Some((kind, ids.data.u, ids.data.event_ms, line.local_ns));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn finish_file(&mut self) {
+        self.index.finish_file();
+    }
+
+    /// The diffs that empty the book: the update IDs after the pass's last diff, a
+    /// millisecond after it, each with up to [`PASS_RESET_LEVELS`] levels at quantity zero
+    /// (empty diffs make up the count; a book with more levels keeps the rest).
+    fn reset_lines(&mut self) -> Vec<String> {
+        let Some((kind, u, event_ms, local_ns)) = self.last.clone() else {
+            return Vec::new();
+        };
+        let levels: Levels = self
+            .index
+            .snapshot_json(&self.symbol, usize::MAX)
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Levels {
+                bids: Vec::new(),
+                asks: Vec::new(),
+            });
+        let mut zeroed = levels
+            .bids
+            .into_iter()
+            .map(|(p, _)| (true, p))
+            .chain(levels.asks.into_iter().map(|(p, _)| (false, p)));
+        let stream = format!("{}@{kind}", self.symbol.to_ascii_lowercase());
+        (1..=PASS_RESET_DIFFS)
+            .map(|k| {
+                let (mut b, mut a) = (Vec::new(), Vec::new());
+                for (bid, price) in zeroed.by_ref().take(PASS_RESET_LEVELS) {
+                    if bid { &mut b } else { &mut a }.push((price, "0.00000000"));
+                }
+                let data = serde_json::json!({
+                    "e": "depthUpdate",
+                    "E": event_ms + 1,
+                    "s": self.symbol,
+                    "U": u + k,
+                    "u": u + k,
+                    "b": b,
+                    "a": a,
+                });
+                let json = format!("{{\"stream\":\"{stream}\",\"data\":{data}}}");
+                // The replay's book follows the reset as the stream does.
+                self.index.note_streamed(&json);
+                format!("{} {json}", local_ns + 1_000_000)
+            })
+            .collect()
+    }
 }

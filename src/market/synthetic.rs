@@ -43,6 +43,12 @@ impl SyntheticSymbol {
     }
 }
 
+/// Update IDs taken between two passes by the diffs that empty the book (`synth`), each
+/// removing at most [`PASS_RESET_LEVELS`] levels so that a frame stays well under the
+/// engine's 64 KB limit.
+pub const PASS_RESET_DIFFS: u64 = 16;
+pub const PASS_RESET_LEVELS: usize = 1000;
+
 /// How far a repeated pass of a captured day is moved so that it follows on from the pass
 /// before it: times, trade (and aggregate) IDs, and order-book update IDs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,22 +89,27 @@ impl PassSpan {
         let id = |k: &str| data.get(k).and_then(Value::as_u64);
         self.trade_ids
             .widen(id("t").or(id("f")), id("t").or(id("l")));
-        self.update_ids.widen(
-            id("U").or(id("lastUpdateId")),
-            id("u").or(id("lastUpdateId")),
-        );
+        // Diffs only: a REST snapshot line's `lastUpdateId` lies before the diffs that
+        // bridge it and would open a hole between passes.
+        self.update_ids.widen(id("U"), id("u"));
         let time = data.get("E").and_then(Value::as_i64);
         self.times_ms.widen(time, time);
     }
 
     /// The shift of the pass after this one (times: the span plus 100 ms, one diff-depth
-    /// interval).
+    /// interval; update IDs: the span plus those of the diffs that empty the book between
+    /// passes, [`PASS_RESET_DIFFS`]).
     pub fn shift(&self) -> PassShift {
         let ids = |r: Range<u64>| r.0.map_or(0, |(lo, hi)| hi - lo + 1);
+        let update_ids = ids(self.update_ids);
         PassShift {
             time_ms: self.times_ms.0.map_or(0, |(lo, hi)| hi - lo + 100),
             trade_ids: ids(self.trade_ids),
-            update_ids: ids(self.update_ids),
+            update_ids: if update_ids > 0 {
+                update_ids + PASS_RESET_DIFFS
+            } else {
+                0
+            },
         }
     }
 }
@@ -295,7 +306,7 @@ mod tests {
             PassShift {
                 time_ms: 300_100,
                 trade_ids: 10,
-                update_ids: 28,
+                update_ids: 28 + PASS_RESET_DIFFS,
             }
         );
         let s = SyntheticSymbol::nth(0, &["BTCUSDT"]);
@@ -304,8 +315,9 @@ mod tests {
         d.set_pass(shift);
         let depth = d.derive(1, DEPTH).unwrap().unwrap();
         let v: Value = serde_json::from_str(depth.split_once(' ').unwrap().1).unwrap();
-        // The next pass's first diff follows on from this pass's last.
-        assert_eq!(v["data"]["U"], offset + 50093421612 + 1);
+        // The next pass's first diff follows on from this pass's last and the reset diffs
+        // between them.
+        assert_eq!(v["data"]["U"], offset + 50093421612 + PASS_RESET_DIFFS + 1);
         let trade = d.derive(1, TRADE).unwrap().unwrap();
         let v: Value = serde_json::from_str(trade.split_once(' ').unwrap().1).unwrap();
         assert_eq!(v["data"]["t"], offset + 3_700_000_010);
