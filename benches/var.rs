@@ -1,5 +1,6 @@
 //! VaR model costs: per-tick updates of both models, Monte-Carlo and bootstrap intervals,
-//! portfolio models at 20 symbols, and the backtest statistics.
+//! one symbol's whole per-bar forecast at the defaults, portfolio models at 20 symbols,
+//! and the backtest statistics.
 
 use std::hint::black_box;
 
@@ -9,10 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StudentT};
 
 use bizra_risk::backtest::stats;
+use bizra_risk::config::Config;
 use bizra_risk::var::fhs::{BootstrapScratch, FhsFilter, FhsParams, Side};
 use bizra_risk::var::nig::{McScratch, NigParams, NigPosterior};
 use bizra_risk::var::portfolio::NiwPosterior;
 use bizra_risk::var::portfolio_fhs::PortfolioFhs;
+use bizra_risk::var::symbol_risk::SymbolRiskModel;
 
 /// Fat-tailed returns (t with 4 df, scaled to about 0.1 % per bar).
 fn returns(n: usize, seed: u64) -> Vec<f64> {
@@ -75,6 +78,18 @@ fn benches(c: &mut Criterion) {
             i = (i + 1) % rs.len();
             f.update(black_box(rs[i]));
             f.forecast().first().map(|x| x.var)
+        })
+    });
+    // The per-bar model work of one symbol at the embedded defaults (both models, every
+    // level, the horizon, both credible intervals), after a full FHS window of returns.
+    let config = Config::embedded().unwrap();
+    let mut model = SymbolRiskModel::new(config.symbol_model(0));
+    model.warm(&returns(2000, 4));
+    c.bench_function("symbol_forecast_per_bar_defaults", |b| {
+        b.iter(|| {
+            i = (i + 1) % rs.len();
+            model.absorb(black_box(rs[i]));
+            model.forecast()
         })
     });
     let mut boot = BootstrapScratch::default();

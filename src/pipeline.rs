@@ -414,6 +414,7 @@ pub async fn run(
                     run,
                     k,
                     config.sink.recording_segment_mb.saturating_mul(1 << 20),
+                    config.sink.recording_compress_closed,
                 )
             })
         },

@@ -27,6 +27,8 @@ pub struct SinkConfig {
     pub record_inputs: bool,
     /// A connection's recording segment is closed at this size.
     pub recording_segment_mb: u64,
+    /// Gzip each closed segment in the background (`conn-<k>-<n>.rec.gz`).
+    pub recording_compress_closed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

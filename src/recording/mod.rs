@@ -7,6 +7,7 @@
 //!     start.json                          what the engine started from
 //!     config.toml                         the effective configuration
 //!     conn-<k>-<first position, 12 digits>.rec   connection k's inputs, in segments
+//!     conn-<k>-<first position, 12 digits>.rec.gz   a closed segment, compressed
 //! ```
 //!
 //! A segment line is one input of the connection's feed step, in the order it was consumed:
@@ -17,6 +18,7 @@
 //! across its segments; the checkpoints of the connection's symbol chains sign the input
 //! digest (`market::feed::digest`) at a position, which ties the recording to the trail.
 
+pub mod compress;
 pub mod reader;
 pub mod tape;
 pub mod writer;

@@ -1,6 +1,7 @@
 //! Writes one connection's inputs as segments of its recording, in the order the feed step
 //! consumes them. Lines are buffered and reach the file at least every second; a segment is
-//! fsynced when it is closed.
+//! fsynced when it is closed, and then compressed in the background when asked
+//! (`recording::compress`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -15,6 +16,7 @@ pub struct ConnectionWriter {
     dir: PathBuf,
     connection: u32,
     segment_bytes: u64,
+    compress_closed: bool,
     out: Option<(PathBuf, BufWriter<File>)>,
     written: u64,
     position: u64,
@@ -28,12 +30,13 @@ pub fn segment_name(connection: u32, first_position: u64) -> String {
 
 impl ConnectionWriter {
     /// Segments of connection `connection` in the run directory `dir`, each closed once it
-    /// holds `segment_bytes`.
-    pub fn new(dir: &Path, connection: u32, segment_bytes: u64) -> Self {
+    /// holds `segment_bytes` (and then gzipped in the background if `compress_closed`).
+    pub fn new(dir: &Path, connection: u32, segment_bytes: u64, compress_closed: bool) -> Self {
         Self {
             dir: dir.to_path_buf(),
             connection,
             segment_bytes: segment_bytes.max(1),
+            compress_closed,
             out: None,
             written: 0,
             position: 0,
@@ -60,18 +63,27 @@ impl ConnectionWriter {
         self.line(ns, &format!("#rest {json}"))
     }
 
-    /// Flush and fsync the open segment.
+    /// Flush and fsync the open segment (the newest stays plain).
     pub fn close(&mut self) -> Result<(), RecordingError> {
-        if let Some((path, mut w)) = self.out.take() {
-            w.flush().map_err(io_error(&path))?;
-            w.get_ref().sync_all().map_err(io_error(&path))?;
-        }
-        Ok(())
+        self.close_segment().map(|_| ())
+    }
+
+    fn close_segment(&mut self) -> Result<Option<PathBuf>, RecordingError> {
+        let Some((path, mut w)) = self.out.take() else {
+            return Ok(None);
+        };
+        w.flush().map_err(io_error(&path))?;
+        w.get_ref().sync_all().map_err(io_error(&path))?;
+        Ok(Some(path))
     }
 
     fn line(&mut self, ns: u128, body: &str) -> Result<(), RecordingError> {
         if self.out.is_none() || self.written >= self.segment_bytes {
-            self.close()?;
+            if let Some(closed) = self.close_segment()? {
+                if self.compress_closed {
+                    super::compress::compress_in_background(closed);
+                }
+            }
             std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
             let path = self
                 .dir

@@ -272,10 +272,13 @@ impl FhsFilter {
             .map(|f| f.adjusted_alpha)
             .fold(0.0, f64::max);
         // Only the lower tail matters: draw its exponential weights one by one and the
-        // rest of the Dirichlet normaliser as a single Gamma(n - k) variate. k is about twice
-        // the weights the walk to the largest tail probability needs; a walk that needs more
-        // splits them off the remainder exactly (`TailWeights::extend`).
-        let k = n.min(((2.0 * max_a * n as f64).ceil() as usize).saturating_add(16));
+        // rest of the Dirichlet normaliser as a single Gamma(n - k) variate. k is the
+        // weights the walk to the largest tail probability needs on average plus one
+        // standard deviation (about a·n ± √(a·n)); a walk that needs more (about one draw
+        // in twelve) splits them off the remainder exactly (`TailWeights::extend`), which
+        // costs about six exponentials a weight.
+        let expected = max_a * n as f64;
+        let k = n.min(((expected + expected.sqrt()).ceil() as usize).saturating_add(2));
         let rest = (n > k)
             .then(|| Gamma::new((n - k) as f64, 1.0).ok())
             .flatten();
@@ -306,17 +309,13 @@ impl FhsFilter {
             }
         }
         let mut out = Vec::with_capacity(self.adjusted.len());
+        // Four quantiles of each level's draws by selection, not a sort: the same values.
+        let quantile = super::nig::select_quantile;
         for l in 0..self.adjusted.len() {
             let v = &mut scratch.var[l * draws..(l + 1) * draws];
-            v.sort_unstable_by(f64::total_cmp);
+            let (v_low, v_high) = (quantile(v, tail), quantile(v, 1.0 - tail));
             let e = &mut scratch.es[l * draws..(l + 1) * draws];
-            e.sort_unstable_by(f64::total_cmp);
-            out.push([
-                super::nig::sorted_quantile(v, tail),
-                super::nig::sorted_quantile(v, 1.0 - tail),
-                super::nig::sorted_quantile(e, tail),
-                super::nig::sorted_quantile(e, 1.0 - tail),
-            ]);
+            out.push([v_low, v_high, quantile(e, tail), quantile(e, 1.0 - tail)]);
         }
         out
     }

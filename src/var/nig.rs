@@ -97,10 +97,12 @@ impl NigPosterior {
         let df = self.predictive_df();
         let scale = self.predictive_scale();
         let tail = (1.0 - credible_level) / 2.0;
+        let alphas: Vec<f64> = levels.iter().map(|l| 1.0 - l).collect();
+        let mut mc_quantiles = vec![0.0; levels.len()];
+        select_quantiles(&mut scratch.sim, &alphas, &mut mc_quantiles);
         let mut out = Vec::with_capacity(levels.len());
-        for &level in levels {
+        for ((&level, &alpha), mc_quantile) in levels.iter().zip(&alphas).zip(mc_quantiles) {
             let (var, es) = t_var_es(df, m, scale, level)?;
-            let alpha = 1.0 - level;
             let z = normal_quantile(alpha);
             scratch.cond.clear();
             scratch.cond.extend(
@@ -110,20 +112,21 @@ impl NigPosterior {
                     .zip(&scratch.sigma)
                     .map(|(mu, s)| -(mu + s * z)),
             );
-            let mc_var = -select_quantile(&mut scratch.sim, alpha);
             let density = t_pdf(df, m, scale, -var);
             let mc_std_error = if density > 0.0 {
                 (alpha * (1.0 - alpha) / draws as f64).sqrt() / density
             } else {
                 f64::INFINITY
             };
+            let mut ci = [0.0; 2];
+            select_quantiles(&mut scratch.cond, &[tail, 1.0 - tail], &mut ci);
             out.push(LevelRisk {
                 level,
                 var,
                 es,
-                var_ci_low: select_quantile(&mut scratch.cond, tail),
-                var_ci_high: select_quantile(&mut scratch.cond, 1.0 - tail),
-                mc_var,
+                var_ci_low: ci[0],
+                var_ci_high: ci[1],
+                mc_var: -mc_quantile,
                 mc_std_error,
             });
         }
@@ -141,17 +144,17 @@ impl NigPosterior {
         scratch: &mut McScratch,
     ) -> Result<(f64, f64), TailError> {
         self.draw_parameters(draws, rng, scratch)?;
-        self.horizon_over_draws(bars, level, rng, scratch)
+        self.horizon_over_draws(bars, level, scratch)
     }
 
-    /// The horizon (VaR, ES) over the parameter draws already in `scratch` (those of the
-    /// bar's [`risk`](Self::risk) call): the posterior is drawn once per bar, and only the
-    /// horizon sums draw from `rng`.
-    pub fn horizon_over_draws<R: Rng>(
+    /// The horizon (VaR, ES) over the draws already in `scratch` (those of the bar's
+    /// [`risk`](Self::risk) call): the posterior is drawn once per bar, and each draw's sum
+    /// of `bars` returns, N(h·mu, h·s2), is made from the standard normal of that draw's
+    /// simulated return (common random numbers: no further draws).
+    pub fn horizon_over_draws(
         &self,
         bars: u32,
         level: f64,
-        rng: &mut R,
         scratch: &mut McScratch,
     ) -> Result<(f64, f64), TailError> {
         if !(level > 0.0 && level < 1.0) {
@@ -160,8 +163,7 @@ impl NigPosterior {
         let h = f64::from(bars.max(1));
         let root_h = h.sqrt();
         scratch.cond.clear();
-        for (mu, s) in scratch.mu.iter().zip(&scratch.sigma) {
-            let z: f64 = StandardNormal.sample(rng);
+        for ((mu, s), z) in scratch.mu.iter().zip(&scratch.sigma).zip(&scratch.z) {
             scratch.cond.push(h * mu + root_h * s * z);
         }
         let alpha = 1.0 - level;
@@ -189,6 +191,7 @@ impl NigPosterior {
         let inv_root_k = 1.0 / k.sqrt();
         scratch.mu.clear();
         scratch.sigma.clear();
+        scratch.z.clear();
         scratch.sim.clear();
         for _ in 0..draws {
             let sigma = (1.0 / precision.sample(rng)).sqrt();
@@ -197,6 +200,7 @@ impl NigPosterior {
             let z2: f64 = StandardNormal.sample(rng);
             scratch.mu.push(mu);
             scratch.sigma.push(sigma);
+            scratch.z.push(z2);
             scratch.sim.push(mu + sigma * z2);
         }
         Ok(())
@@ -208,8 +212,40 @@ impl NigPosterior {
 pub struct McScratch {
     mu: Vec<f64>,
     sigma: Vec<f64>,
+    /// The standard normal of each draw's simulated return, in draw order.
+    z: Vec<f64>,
     sim: Vec<f64>,
     cond: Vec<f64>,
+}
+
+/// Type-7 quantiles of unsorted data at each of `ps` (any order) into `out`, by selection:
+/// the same values as [`select_quantile`] at each, but each selection after the first
+/// works only on the part of `data` above the one before it. Reorders `data`.
+pub fn select_quantiles(data: &mut [f64], ps: &[f64], out: &mut [f64]) {
+    let n = data.len();
+    if n == 0 {
+        out.fill(f64::NAN);
+        return;
+    }
+    let mut order: Vec<usize> = (0..ps.len().min(out.len())).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    // Everything before `start` ranks below every order statistic still to come.
+    let mut start = 0;
+    for i in order {
+        let h = (n - 1) as f64 * ps[i].clamp(0.0, 1.0);
+        let j = (h.floor() as usize).min(n - 1);
+        let g = h - j as f64;
+        if j >= start {
+            data[start..].select_nth_unstable_by(j - start, f64::total_cmp);
+            start = j + 1;
+        }
+        // data[j] is the j-th order statistic, and data[j + 1..] holds those above it.
+        let lo = data[j];
+        out[i] = match data[j + 1..].iter().copied().min_by(f64::total_cmp) {
+            Some(next) if g > 0.0 => lo + g * (next - lo),
+            _ => lo,
+        };
+    }
 }
 
 /// Type-7 quantile of unsorted data by selection (O(n)); reorders `data`.
@@ -228,26 +264,26 @@ pub fn select_quantile(data: &mut [f64], p: f64) -> f64 {
     }
 }
 
-/// Linear-interpolated quantile of sorted data (type 7).
-pub fn sorted_quantile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * p.clamp(0.0, 1.0);
-    let j = h.floor() as usize;
-    let g = h - j as f64;
-    match sorted.get(j + 1) {
-        Some(next) => sorted[j] + g * (next - sorted[j]),
-        None => sorted[j],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    /// The reference: linear-interpolated quantile of sorted data (type 7).
+    fn sorted_quantile(sorted: &[f64], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let h = (sorted.len() - 1) as f64 * p.clamp(0.0, 1.0);
+        let j = h.floor() as usize;
+        let g = h - j as f64;
+        match sorted.get(j + 1) {
+            Some(next) => sorted[j] + g * (next - sorted[j]),
+            None => sorted[j],
+        }
+    }
 
     fn prior() -> NigParams {
         NigParams {
@@ -371,6 +407,21 @@ mod tests {
             let mut sorted = xs.clone();
             sorted.sort_unstable_by(f64::total_cmp);
             prop_assert_eq!(select_quantile(&mut xs, p), sorted_quantile(&sorted, p));
+        }
+
+        #[test]
+        fn several_quantiles_by_selection_equal_each_sorted_quantile(
+            // Few distinct values too, so that ties and repeated ranks occur.
+            mut xs in prop::collection::vec(prop_oneof![-1.0f64..1.0, (0u8..4).prop_map(f64::from)], 1..200),
+            ps in prop::collection::vec(prop_oneof![0.0f64..1.0, Just(0.0), Just(1.0)], 0..5),
+        ) {
+            let mut sorted = xs.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let mut out = vec![0.0; ps.len()];
+            select_quantiles(&mut xs, &ps, &mut out);
+            for (p, q) in ps.iter().zip(&out) {
+                prop_assert_eq!(q.to_bits(), sorted_quantile(&sorted, *p).to_bits());
+            }
         }
     }
 

@@ -145,12 +145,7 @@ impl SymbolRiskModel {
             Ok(levels) => {
                 let horizon = if s.horizon_bars > 1 {
                     self.nig
-                        .horizon_over_draws(
-                            s.horizon_bars,
-                            s.levels[0],
-                            &mut self.mc_rng,
-                            &mut self.mc,
-                        )
+                        .horizon_over_draws(s.horizon_bars, s.levels[0], &mut self.mc)
                         .ok()
                         .map(|(var, es)| HorizonRisk {
                             bars: s.horizon_bars,
