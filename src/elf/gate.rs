@@ -338,16 +338,16 @@ impl ElfGate {
         let mut since = clock;
         let mut layer_ns = [0u64; 4];
         let mut reasons = Vec::new();
+        // Even a refused ID is remembered, so a replayed request never gets a second chance.
+        let seen_before = !self.ids.insert(&req.action_id);
         if self.settings.input_validation {
             let limits = L0Limits {
                 known_symbols: &self.known_symbols,
                 max_data_age_ms: self.settings.max_data_age_ms,
                 max_future_skew_ms: self.settings.max_future_skew_ms,
             };
-            l0::validate(req, &limits, &self.ids, &mut reasons);
+            l0::validate(req, &limits, seen_before, &mut reasons);
         }
-        // Even a refused ID is remembered, so a replayed request never gets a second chance.
-        self.ids.insert(&req.action_id);
         layer_ns[0] = lap(&mut since);
         if !reasons.is_empty() {
             return Decision {
