@@ -146,9 +146,10 @@ fn write_derived(
             update_ids: step.update_ids * u64::from(pass),
         });
         if pass > 0 {
+            let gap = span.reset_ids();
             for reset in book
                 .as_deref_mut()
-                .map(PassBook::reset_lines)
+                .map(|b| b.reset_lines(gap))
                 .unwrap_or_default()
             {
                 w.write_all(reset.as_bytes())?;
@@ -246,10 +247,11 @@ impl PassBook {
         self.index.finish_file();
     }
 
-    /// The diffs that empty the book: the update IDs after the pass's last diff, a
-    /// millisecond after it, each with up to [`PASS_RESET_LEVELS`] levels at quantity zero
-    /// (empty diffs make up the count; a book with more levels keeps the rest).
-    fn reset_lines(&mut self) -> Vec<String> {
+    /// The diffs that empty the book: the `gap` update IDs after the pass's last diff (one
+    /// each, the last diff taking the rest), a millisecond after it, each with up to
+    /// [`PASS_RESET_LEVELS`] levels at quantity zero (empty diffs make up the count; a book
+    /// with more levels keeps the rest).
+    fn reset_lines(&mut self, gap: u64) -> Vec<String> {
         let Some((kind, u, event_ms, local_ns)) = self.last.clone() else {
             return Vec::new();
         };
@@ -278,7 +280,7 @@ impl PassBook {
                     "E": event_ms + 1,
                     "s": self.symbol,
                     "U": u + k,
-                    "u": u + k,
+                    "u": if k == PASS_RESET_DIFFS { u + gap.max(k) } else { u + k },
                     "b": b,
                     "a": a,
                 });

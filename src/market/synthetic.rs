@@ -64,7 +64,11 @@ pub struct PassShift {
 pub struct PassSpan {
     times_ms: Range<i64>,
     trade_ids: Range<u64>,
+    /// Every order-book update ID: diffs' `U` and `u`, book tickers' `u`, snapshots'
+    /// `lastUpdateId`.
     update_ids: Range<u64>,
+    /// The diffs' alone.
+    diff_ids: Range<u64>,
 }
 
 /// The lowest and highest values seen, if any.
@@ -79,7 +83,20 @@ impl<T: Copy + Ord> Range<T> {
     }
 }
 
+/// How many values a range spans (0 for none).
+fn ids(r: Range<u64>) -> u64 {
+    r.0.map_or(0, |(lo, hi)| hi - lo + 1)
+}
+
 impl PassSpan {
+    /// The update IDs between a pass's last diff and the next pass's first: at least
+    /// [`PASS_RESET_DIFFS`], more when book tickers or a snapshot reach past the diffs. The
+    /// diffs that empty the book between passes take them all, so the diff stream has no
+    /// hole.
+    pub fn reset_ids(&self) -> u64 {
+        self.shift().update_ids.saturating_sub(ids(self.diff_ids))
+    }
+
     /// Take one captured line into the span.
     pub fn add(&mut self, json: &str) {
         let Ok(v) = serde_json::from_str::<Value>(json) else {
@@ -89,9 +106,13 @@ impl PassSpan {
         let id = |k: &str| data.get(k).and_then(Value::as_u64);
         self.trade_ids
             .widen(id("t").or(id("f")), id("t").or(id("l")));
-        // Diffs only: a REST snapshot line's `lastUpdateId` lies before the diffs that
-        // bridge it and would open a hole between passes.
-        self.update_ids.widen(id("U"), id("u"));
+        self.update_ids.widen(
+            id("U").or(id("lastUpdateId")),
+            id("u").or(id("lastUpdateId")),
+        );
+        if let (Some(first), Some(last)) = (id("U"), id("u")) {
+            self.diff_ids.widen(Some(first), Some(last));
+        }
         let time = data.get("E").and_then(Value::as_i64);
         self.times_ms.widen(time, time);
     }
@@ -100,7 +121,6 @@ impl PassSpan {
     /// interval; update IDs: the span plus those of the diffs that empty the book between
     /// passes, [`PASS_RESET_DIFFS`]).
     pub fn shift(&self) -> PassShift {
-        let ids = |r: Range<u64>| r.0.map_or(0, |(lo, hi)| hi - lo + 1);
         let update_ids = ids(self.update_ids);
         PassShift {
             time_ms: self.times_ms.0.map_or(0, |(lo, hi)| hi - lo + 100),
@@ -322,5 +342,23 @@ mod tests {
         let v: Value = serde_json::from_str(trade.split_once(' ').unwrap().1).unwrap();
         assert_eq!(v["data"]["t"], offset + 3_700_000_010);
         assert_eq!(v["data"]["E"], 1723161601273i64 + 300_100);
+    }
+
+    #[test]
+    fn the_diffs_between_passes_take_every_update_id_the_book_tickers_reach_past_the_diffs() {
+        let mut span = PassSpan::default();
+        span.add(DEPTH);
+        assert_eq!(span.reset_ids(), PASS_RESET_DIFFS);
+        // A book ticker after the last diff: its `u` is past the diffs' last.
+        span.add(
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":50093421620,"s":"BTCUSDT","b":"1","B":"1","a":"2","A":"1"}}"#,
+        );
+        let shift = span.shift();
+        assert_eq!(shift.update_ids, 36 + PASS_RESET_DIFFS);
+        // The next pass's first diff (U + shift) follows the last reset ID (u + reset_ids).
+        assert_eq!(
+            50093421585 + shift.update_ids,
+            50093421612 + span.reset_ids() + 1
+        );
     }
 }
