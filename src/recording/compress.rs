@@ -1,6 +1,6 @@
-//! Closed segments compressed with gzip in the background: Binance frames shrink about six
-//! times at the fastest level, so a recording at a hundred symbols takes ~3 GB an hour
-//! instead of ~18 GB. `conn-<k>-<n>.rec` becomes `conn-<k>-<n>.rec.gz` (written as
+//! Closed segments compressed with gzip in the background: a recording of Binance frames
+//! shrinks about 4.5 times at the fastest level, so at a hundred symbols it takes ~4 GB an
+//! hour instead of ~18 GB. `conn-<k>-<n>.rec` becomes `conn-<k>-<n>.rec.gz` (written as
 //! `.rec.gz.tmp`, fsynced and renamed, then the `.rec` removed), so at every moment one
 //! complete copy of the segment exists; the reader takes either. At most
 //! [`MAX_IN_FLIGHT`] segments are compressed at once: a segment closed while that many are
