@@ -229,14 +229,16 @@ impl PassBook {
             None => self
                 .index
                 .add_line(Some(&self.symbol), &line.json, false, !streamed),
+            // A history diff waits for its file's end (`finish_file`); a streamed one is
+            // applied as the stream would apply it.
+            Some(stream) if stream.contains("@depth") && !streamed => {
+                self.index.add_line(None, &line.json, true, true);
+            }
             Some(stream) if stream.contains("@depth") => {
-                self.index.add_line(None, &line.json, true, !streamed);
-                if streamed {
-                    self.index.note_streamed(&line.json);
-                    if let Ok(ids) = serde_json::from_str::<DiffIds>(&line.json) {
-                        let kind = stream.split_once('@').map_or("", |(_, k)| k).to_string();
-                        self.last = Some((kind, ids.data.u, ids.data.event_ms, line.local_ns));
-                    }
+                self.index.note_streamed(&line.json);
+                if let Ok(ids) = serde_json::from_str::<DiffIds>(&line.json) {
+                    let kind = stream.split_once('@').map_or("", |(_, k)| k).to_string();
+                    self.last = Some((kind, ids.data.u, ids.data.event_ms, line.local_ns));
                 }
             }
             Some(_) => {}

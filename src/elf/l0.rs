@@ -34,7 +34,8 @@ impl DuplicateWindow {
         }
     }
 
-    pub fn contains(&self, id: &str) -> bool {
+    #[cfg(test)]
+    fn contains(&self, id: &str) -> bool {
         self.seen.contains(&fingerprint(id))
     }
 

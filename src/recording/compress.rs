@@ -80,8 +80,9 @@ pub fn compress(segment: &Path) -> Result<PathBuf, RecordingError> {
     Ok(done)
 }
 
-/// Wait until no compression is under way (tests, and a clean end of a run).
-pub fn wait_idle(timeout: std::time::Duration) -> bool {
+/// Wait until no compression is under way.
+#[cfg(test)]
+pub(crate) fn wait_idle(timeout: std::time::Duration) -> bool {
     let until = std::time::Instant::now() + timeout;
     while IN_FLIGHT.load(Ordering::Acquire) > 0 {
         if std::time::Instant::now() >= until {
