@@ -36,9 +36,14 @@ pub struct CaptureLine {
 impl CaptureLine {
     /// The `stream` name of a combined-stream message, or `None` (e.g. a REST snapshot).
     pub fn stream(&self) -> Option<&str> {
-        let rest = self.json.strip_prefix("{\"stream\":\"")?;
-        rest.split_once('"').map(|(name, _)| name)
+        stream_of(&self.json)
     }
+}
+
+/// The `stream` name of a combined-stream message as captured, or `None`.
+pub fn stream_of(json: &str) -> Option<&str> {
+    let rest = json.strip_prefix("{\"stream\":\"")?;
+    rest.split_once('"').map(|(name, _)| name)
 }
 
 /// Split `<ns> <json>`.

@@ -47,12 +47,12 @@ impl DepthDropper {
     }
 
     pub(super) fn drops(&mut self, line: &CaptureLine) -> bool {
-        let Some(stream) = line.stream().filter(|s| s.contains("@depth")) else {
-            return false;
-        };
         if self.drops.is_empty() {
             return false;
         }
+        let Some(stream) = line.stream().filter(|s| s.contains("@depth")) else {
+            return false;
+        };
         let symbol = stream
             .split('@')
             .next()
@@ -92,23 +92,24 @@ impl FromStr for SkipTrades {
     }
 }
 
-/// The `aggTrade` frame a trade line completes, when the client subscribed to it and none
-/// of its trades is left out by `skips`.
+/// The `aggTrade` frame a trade line completes, when none of its trades is left out by
+/// `skips` (the caller knows the client subscribed to it).
 pub(super) fn agg_frame(
     index: &RestIndex,
-    wanted: &super::frames::Wanted,
     skips: &[SkipTrades],
     line: &CaptureLine,
 ) -> Option<String> {
-    let stream = line.stream()?;
-    let symbol = stream.strip_suffix("@trade")?;
-    if !wanted.contains(&format!("{symbol}@aggTrade")) {
-        return None;
-    }
+    line.stream()?.strip_suffix("@trade")?;
     let Ok(crate::market::MarketEvent::Trade(t)) = crate::market::parse_combined(&line.json) else {
         return None;
     };
-    let agg = index.agg_completed_by(&t.symbol, t.trade_id)?;
+    let agg = match index.agg_completed_by(&t.symbol, t.trade_id) {
+        Ok(agg) => agg?,
+        Err(e) => {
+            tracing::error!(error = %e, symbol = %t.symbol, "replay trade store unreadable; aggregate not sent");
+            return None;
+        }
+    };
     let lost = skips.iter().any(|k| {
         k.symbol == t.symbol && k.first <= agg.last_trade_id && agg.first_trade_id <= k.last
     });

@@ -44,7 +44,7 @@ impl Wanted {
         })
     }
 
-    fn version(&self) -> u64 {
+    pub(super) fn version(&self) -> u64 {
         self.0.version.load(Ordering::Acquire)
     }
 
@@ -78,8 +78,17 @@ pub struct FrameSource {
     ready: VecDeque<CaptureLine>,
     /// The `Wanted` version the parked groups were parked under ...
     parked_under: u64,
-    /// ... and, under it, whether each capture group's instrument is wanted.
+    /// ... and, under it, whether each capture group's instrument is wanted ...
     group_wanted: Vec<Option<bool>>,
+    /// ... and what of each stream a group has had (a few per group, compared as found).
+    stream_wanted: Vec<Vec<StreamWanted>>,
+}
+
+/// Whether a subscription wants a stream's frames, and the aggregates its trades complete.
+struct StreamWanted {
+    stream: String,
+    sent: bool,
+    aggregates: bool,
 }
 
 impl FrameSource {
@@ -109,6 +118,7 @@ impl FrameSource {
             ready: VecDeque::new(),
             parked_under: 0,
             group_wanted: Vec::new(),
+            stream_wanted: Vec::new(),
         })
     }
 
@@ -122,6 +132,7 @@ impl FrameSource {
             if version != self.parked_under {
                 self.parked_under = version;
                 self.group_wanted.clear();
+                self.stream_wanted.clear();
                 let depth = &self.index.depth;
                 self.merge.resume_parked(|line| note_depth(depth, line))?;
             }
@@ -143,15 +154,20 @@ impl FrameSource {
                     continue;
                 }
             }
+            let (sent, aggregates) = match line.stream() {
+                Some(stream) => self.stream_wanted(group, stream),
+                None => (false, false),
+            };
             // Aggregate trades are built from the trades that complete them.
-            if let Some(agg) = agg_frame(&self.index, &self.wanted, &self.opts_skips, &line) {
-                self.ready.push_back(CaptureLine {
-                    local_ns: line.local_ns,
-                    json: agg,
-                });
+            if aggregates {
+                if let Some(agg) = agg_frame(&self.index, &self.opts_skips, &line) {
+                    self.ready.push_back(CaptureLine {
+                        local_ns: line.local_ns,
+                        json: agg,
+                    });
+                }
             }
             let poison = self.injector.after(&line);
-            let sent = line.stream().is_some_and(|s| self.wanted.contains(s));
             if sent && !skipped(&self.opts_skips, &line) {
                 if self.depth_drops.drops(&line) {
                     // Left out of the stream, not out of the server's book.
@@ -164,6 +180,33 @@ impl FrameSource {
             }
             self.ready.extend(poison);
         }
+    }
+}
+
+impl FrameSource {
+    /// Whether the subscription wants `stream` (of capture group `group`) and the aggregate
+    /// trades its trades complete; looked up in the shared set once per stream and version.
+    fn stream_wanted(&mut self, group: usize, stream: &str) -> (bool, bool) {
+        if self.stream_wanted.len() <= group {
+            self.stream_wanted.resize_with(group + 1, Vec::new);
+        }
+        if let Some(w) = self.stream_wanted[group]
+            .iter()
+            .find(|w| w.stream == stream)
+        {
+            return (w.sent, w.aggregates);
+        }
+        let aggregates = stream
+            .strip_suffix("@trade")
+            .is_some_and(|symbol| self.wanted.contains(&format!("{symbol}@aggTrade")));
+        let w = StreamWanted {
+            stream: stream.to_string(),
+            sent: self.wanted.contains(stream),
+            aggregates,
+        };
+        let found = (w.sent, w.aggregates);
+        self.stream_wanted[group].push(w);
+        found
     }
 }
 

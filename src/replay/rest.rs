@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::depth::DepthIndex;
-use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint};
+use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint, TradeStore};
 use crate::market::binance::{parse_combined, MarketEvent};
 use crate::market::capture::{file_instrument, CaptureError, CaptureReader};
 use crate::market::rest::{interval_ms, MAX_KLINES};
@@ -82,6 +82,7 @@ impl RestIndex {
     /// Index `history` (captures that precede the replayed stream) and `streamed` captures.
     pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
         let mut index = Self::default();
+        let mut store = TradeStore::new().map_err(store_error)?;
         let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
         // One instrument's files together (history first), its trades sealed before the
         // next instrument's are read: the build holds one instrument's raw trades at a time.
@@ -93,7 +94,7 @@ impl RestIndex {
         files.sort_by_key(|(p, history)| (file_instrument(p), !*history));
         for (k, &(path, before_stream)) in files.iter().enumerate() {
             if k > 0 && file_instrument(files[k - 1].0) != file_instrument(path) {
-                index.seal(&mut captured);
+                index.seal(&mut captured, &mut store)?;
             }
             let mut reader = CaptureReader::open(path)?;
             // A capture file holds one symbol; its REST snapshot line does not name it.
@@ -146,24 +147,37 @@ impl RestIndex {
             }
             index.depth.finish_file();
         }
-        index.seal(&mut captured);
+        index.seal(&mut captured, &mut store)?;
         Ok(index)
     }
 
     /// Seal the trades read so far into their symbols' logs (with what a log of the same
     /// symbol already holds, should its files be named apart).
-    fn seal(&mut self, captured: &mut HashMap<String, Vec<Captured>>) {
+    fn seal(
+        &mut self,
+        captured: &mut HashMap<String, Vec<Captured>>,
+        store: &mut TradeStore,
+    ) -> Result<(), CaptureError> {
         for (symbol, mut trades) in captured.drain() {
             if let Some(log) = self.trades.remove(&symbol) {
-                trades.extend(log.captured());
+                trades.extend(log.captured().map_err(store_error)?);
             }
-            self.trades.insert(symbol, TradeLog::build(trades));
+            let log = TradeLog::build(trades, store).map_err(store_error)?;
+            self.trades.insert(symbol, log);
         }
+        Ok(())
     }
 
     /// The aggregate trade that `trade_id` of `symbol` completes, if it is the last of one.
-    pub fn agg_completed_by(&self, symbol: &str, trade_id: u64) -> Option<AggPoint> {
-        self.trades.get(symbol)?.agg_completed_by(trade_id)
+    pub fn agg_completed_by(
+        &self,
+        symbol: &str,
+        trade_id: u64,
+    ) -> std::io::Result<Option<AggPoint>> {
+        match self.trades.get(symbol) {
+            Some(log) => log.agg_completed_by(trade_id),
+            None => Ok(None),
+        }
     }
 
     /// Answer `path?query`.
@@ -206,19 +220,36 @@ impl RestIndex {
     /// Binance `aggTrades`: up to `limit` (default 500, max 1000) aggregate trades from
     /// `fromId` (default: the most recent ones).
     fn agg_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        match page_by_id(params, &self.trades, TradeLog::agg_count, |log, from| {
-            log.first_agg_at_or_after(from)
-        }) {
-            Ok((log, range)) => json_array(range.map(|k| log.agg(k).json())),
-            Err(e) => e,
+        let (log, range) =
+            match page_by_id(params, &self.trades, TradeLog::agg_count, |log, from| {
+                Ok(log.first_agg_at_or_after(from))
+            }) {
+                Ok(page) => page,
+                Err(e) => return e,
+            };
+        match range.map(|k| log.agg(k).map(|a| a.json())).collect() {
+            Ok(items) => json_array(items),
+            Err(e) => internal_error(&e),
         }
     }
 
     /// Binance `historicalTrades`: up to `limit` (default 500, max 1000) trades from
     /// `fromId` (default: the most recent ones).
     fn historical_trades(&self, params: &HashMap<&str, &str>) -> RestResponse {
-        match page_by_id(params, &self.trades, TradeLog::len, TradeLog::first_at_or_after) {
-            Ok((log, range)) => json_array(range.map(|i| log.get(i)).map(|t| {
+        let (log, range) = match page_by_id(
+            params,
+            &self.trades,
+            TradeLog::len,
+            TradeLog::first_at_or_after,
+        ) {
+            Ok(page) => page,
+            Err(e) => return e,
+        };
+        let trades = match log.read(range) {
+            Ok(trades) => trades,
+            Err(e) => return internal_error(&e),
+        };
+        json_array(trades.into_iter().map(|(t, _)| {
                 format!(
                     "{{\"id\":{},\"price\":\"{:.8}\",\"qty\":\"{:.8}\",\"quoteQty\":\"{:.8}\",\"time\":{},\"isBuyerMaker\":{},\"isBestMatch\":true}}",
                     t.id,
@@ -228,9 +259,8 @@ impl RestIndex {
                     t.time_ms,
                     t.buyer_is_maker
                 )
-            })),
-            Err(e) => e,
-        }
+            })
+            .collect())
     }
 
     fn klines(&self, params: &HashMap<&str, &str>) -> RestResponse {
@@ -251,11 +281,10 @@ impl RestIndex {
             return RestResponse::error(400, -1121, "Invalid symbol.");
         };
         let mut bars: Vec<KlineBar> = Vec::new();
-        let history = (0..trades.len()).filter(|i| trades.is_history(*i));
-        for t in history.map(|i| trades.get(i)) {
+        let scanned = trades.scan(|t, history| {
             let open = t.time_ms.div_euclid(step) * step;
-            if start.is_some_and(|s| open < s) || end.is_some_and(|e| open > e) {
-                continue;
+            if !history || start.is_some_and(|s| open < s) || end.is_some_and(|e| open > e) {
+                return;
             }
             let taker_base = if t.buyer_is_maker { 0.0 } else { t.qty };
             // Trades come in ID order, which may step back in time across a bar's edge.
@@ -286,6 +315,9 @@ impl RestIndex {
                     },
                 ),
             }
+        });
+        if let Err(e) = scanned {
+            return internal_error(&e);
         }
         let skip = bars.len().saturating_sub(limit);
         let mut body = String::from("[");
@@ -322,7 +354,7 @@ fn page_by_id<'a>(
     params: &HashMap<&str, &str>,
     index: &'a HashMap<String, TradeLog>,
     count: impl Fn(&TradeLog) -> usize,
-    find: impl Fn(&TradeLog, u64) -> usize,
+    find: impl Fn(&TradeLog, u64) -> std::io::Result<usize>,
 ) -> Result<(&'a TradeLog, std::ops::Range<usize>), RestResponse> {
     let Some(symbol) = params.get("symbol") else {
         return Err(RestResponse::error(
@@ -342,7 +374,7 @@ fn page_by_id<'a>(
     let len = count(log);
     let start = match params.get("fromId").map(|v| v.parse::<u64>()) {
         None => len.saturating_sub(limit),
-        Some(Ok(from)) => find(log, from),
+        Some(Ok(from)) => find(log, from).map_err(|e| internal_error(&e))?,
         Some(Err(_)) => {
             return Err(RestResponse::error(
                 400,
@@ -354,8 +386,25 @@ fn page_by_id<'a>(
     Ok((log, start..len.min(start + limit)))
 }
 
-fn json_array(items: impl Iterator<Item = String>) -> RestResponse {
-    let items: Vec<String> = items.collect();
+/// The trade store could not be read: Binance's answer to an internal failure.
+fn internal_error(e: &std::io::Error) -> RestResponse {
+    tracing::error!(error = %e, "replay trade store unreadable");
+    RestResponse::error(
+        500,
+        -1000,
+        "An unknown error occurred while processing the request.",
+    )
+}
+
+/// The trade store could not be written while indexing.
+fn store_error(source: std::io::Error) -> CaptureError {
+    CaptureError::Io {
+        path: format!("trade store in {}", std::env::temp_dir().display()),
+        source,
+    }
+}
+
+fn json_array(items: Vec<String>) -> RestResponse {
     RestResponse {
         status: 200,
         body: format!("[{}]", items.join(",")),
@@ -382,7 +431,10 @@ mod tests {
 
     fn index_of(trades: Vec<Captured>) -> RestIndex {
         RestIndex {
-            trades: HashMap::from([("BTCUSDT".to_string(), TradeLog::build(trades))]),
+            trades: HashMap::from([(
+                "BTCUSDT".to_string(),
+                TradeLog::build(trades, &mut TradeStore::new().unwrap()).unwrap(),
+            )]),
             depth: DepthIndex::default(),
         }
     }
@@ -431,12 +483,19 @@ mod tests {
             (3, 3, 4)
         );
         assert_eq!(aggs[1].qty, "3.00000000");
-        assert_eq!(i.agg_completed_by("BTCUSDT", 4).map(|a| a.agg_id), Some(3));
+        assert_eq!(
+            i.agg_completed_by("BTCUSDT", 4).unwrap().map(|a| a.agg_id),
+            Some(3)
+        );
         assert!(
-            i.agg_completed_by("BTCUSDT", 3).is_none(),
+            i.agg_completed_by("BTCUSDT", 3).unwrap().is_none(),
             "3 does not end its group"
         );
-        let frame = i.agg_completed_by("BTCUSDT", 4).unwrap().frame("BTCUSDT");
+        let frame = i
+            .agg_completed_by("BTCUSDT", 4)
+            .unwrap()
+            .unwrap()
+            .frame("BTCUSDT");
         match crate::market::parse_combined(&frame).unwrap() {
             MarketEvent::AggTrade(a) => assert_eq!((a.agg_id, a.qty), (3, 3.0)),
             other => panic!("{other:?}"),

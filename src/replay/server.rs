@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,14 +15,14 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::conn::{is_websocket_upgrade, read_head, MAX_HEAD_BYTES};
 use super::faults::{DropDepth, Inject, SkipTrades};
 use super::frames::{FrameSource, Wanted};
 use super::rest::{RestIndex, RestResponse};
 use super::subscribe;
-use crate::market::capture::CaptureLine;
+use crate::market::capture::stream_of;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -326,7 +326,8 @@ where
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
-        _ => "Method Not Allowed",
+        405 => "Method Not Allowed",
+        _ => "Internal Server Error",
     };
     let out = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
@@ -384,23 +385,18 @@ where
         "replay client subscribed"
     );
 
-    // A reader thread keeps file I/O and gunzip off the async runtime; the channel is bounded.
-    let (tx, mut rx) = mpsc::channel::<CaptureLine>(1024);
+    // A reader thread keeps file I/O and gunzip off the async runtime. It hands lines over
+    // in batches (one wake-up per batch, not per frame) through a bounded channel, each
+    // batch with the subscription version its first line was filtered under.
+    let (tx, mut rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
     let mut frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
+    let reader_wanted = wanted.clone();
     std::thread::spawn(move || loop {
-        match frames.next_frame() {
-            Ok(Some(line)) => {
-                if tx.blocking_send(line).is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "replay capture read failed");
-                return;
-            }
+        let (batch, done) = Batch::read(&mut frames, reader_wanted.version());
+        if (!batch.lines.is_empty() && tx.blocking_send(batch).is_err()) || done {
+            return;
         }
     });
 
@@ -423,18 +419,22 @@ where
     let mut ping_seq: u64 = 0;
     let started = Instant::now();
     let mut first_ns: Option<u64> = None;
-    let mut next: Option<CaptureLine> = None;
-    let mut unflushed = 0usize;
+    let mut pending = Batch::default();
     let mut capture_done = false;
     // Binance closes a connection that sends more than 5 messages in a second.
     let (mut rate_second, mut rate_count) = (0u64, 0u32);
+    // When captured time `ns` falls due; `None` at maximum speed (always).
+    let due_at = |ns: u64, first: u64| match opts.speed {
+        Speed::Factor(f) => {
+            Some(started + Duration::from_secs_f64(ns.saturating_sub(first) as f64 / 1e9 / f))
+        }
+        Speed::Max => None,
+    };
 
     loop {
-        let due = match (&next, opts.speed, first_ns) {
-            (Some(line), Speed::Factor(f), Some(t0)) => {
-                started + Duration::from_secs_f64(line.local_ns.saturating_sub(t0) as f64 / 1e9 / f)
-            }
-            _ => Instant::now(),
+        let due = match (pending.lines.front(), first_ns) {
+            (Some(line), Some(t0)) => due_at(line.local_ns, t0),
+            _ => None,
         };
         tokio::select! {
             biased;
@@ -472,10 +472,12 @@ where
                 ping_seq += 1;
                 sink.send(Message::Ping(ping_seq.to_be_bytes().to_vec().into())).await?;
             }
-            line = rx.recv(), if next.is_none() && !capture_done => match line {
-                Some(l) => {
-                    first_ns.get_or_insert(l.local_ns);
-                    next = Some(l);
+            batch = rx.recv(), if pending.lines.is_empty() && !capture_done => match batch {
+                Some(b) => {
+                    if let Some(line) = b.lines.front() {
+                        first_ns.get_or_insert(line.local_ns);
+                    }
+                    pending = b;
                 }
                 None => {
                     capture_done = true;
@@ -484,25 +486,110 @@ where
                     sink.send(Message::Close(Some(frame))).await?;
                 }
             },
-            _ = async { if due > Instant::now() { sleep_until(due).await } }, if next.is_some() => {
-                if let Some(line) = next.take() {
-                    if line.stream().is_some_and(|s| s.contains("@depth")) {
-                        rest.depth.note_streamed(&line.json);
+            _ = async { if let Some(d) = due { sleep_until(d).await } }, if !pending.lines.is_empty() => {
+                // Every line due by now goes out, then one flush: frames of one moment
+                // share a write.
+                let now = due.map(|_| Instant::now());
+                // An UNSUBSCRIBE takes effect at once, not after the lines read ahead.
+                let changed = wanted.version() != pending.version;
+                while let Some(line) = pending.lines.front() {
+                    if let (Some(now), Some(t0)) = (now, first_ns) {
+                        if due_at(line.local_ns, t0).is_some_and(|d| d > now) {
+                            break;
+                        }
                     }
-                    // An UNSUBSCRIBE takes effect at once, not after the lines read ahead.
-                    let stream = line.stream();
-                    if stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
+                    let Some(line) = pending.lines.pop_front() else { break };
+                    let json = pending.json(&line);
+                    let stream = stream_of(json);
+                    if stream.is_some_and(|s| s.contains("@depth")) {
+                        rest.depth.note_streamed(json);
+                    }
+                    if changed && stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
                         continue;
                     }
-                    sink.feed(Message::text(frame_text(line, combined))).await?;
-                    unflushed += 1;
-                    if unflushed >= 256 || rx.is_empty() || !matches!(opts.speed, Speed::Max) {
-                        sink.flush().await?;
-                        unflushed = 0;
-                    }
+                    sink.feed(Message::Text(pending.frame(&line, combined))).await?;
+                }
+                sink.flush().await?;
+            }
+        }
+    }
+}
+
+/// Lines a connection's reader hands over at once ...
+const BATCH_LINES: usize = 256;
+/// ... and batches read ahead.
+const BATCHES_AHEAD: usize = 4;
+
+/// Lines read ahead for one connection, filtered under subscription `version`: their text
+/// back to back in one buffer, so handing a batch over and freeing it costs one
+/// allocation, not one per frame.
+#[derive(Default)]
+struct Batch {
+    version: u64,
+    text: Utf8Bytes,
+    lines: VecDeque<BatchLine>,
+}
+
+/// A line of a batch: its capture time and where its JSON lies in the batch's text.
+struct BatchLine {
+    local_ns: u64,
+    span: std::ops::Range<usize>,
+}
+
+impl Batch {
+    /// Up to `BATCH_LINES` frames of `frames`; `true` once they are all read (or unreadable).
+    fn read(frames: &mut FrameSource, version: u64) -> (Self, bool) {
+        let mut text = String::with_capacity(BATCH_LINES * 200);
+        let mut lines = VecDeque::with_capacity(BATCH_LINES);
+        let mut done = false;
+        while lines.len() < BATCH_LINES {
+            match frames.next_frame() {
+                Ok(Some(line)) => {
+                    let start = text.len();
+                    text.push_str(&line.json);
+                    lines.push_back(BatchLine {
+                        local_ns: line.local_ns,
+                        span: start..text.len(),
+                    });
+                }
+                Ok(None) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "replay capture read failed");
+                    done = true;
+                    break;
                 }
             }
         }
+        let batch = Self {
+            version,
+            text: text.into(),
+            lines,
+        };
+        (batch, done)
+    }
+
+    fn json(&self, line: &BatchLine) -> &str {
+        self.text
+            .as_str()
+            .get(line.span.clone())
+            .unwrap_or_default()
+    }
+
+    /// The frame of `line`: the combined envelope as captured, or only its `data` for
+    /// `/ws/` clients; a view of the batch's text, not a copy.
+    fn frame(&self, line: &BatchLine, combined: bool) -> Utf8Bytes {
+        let span = if combined {
+            line.span.clone()
+        } else {
+            let data = data_span(self.json(line));
+            line.span.start + data.start..line.span.start + data.end
+        };
+        let bytes: &bytes::Bytes = self.text.as_ref();
+        // A span of a valid string cut at ASCII boundaries: the check cannot fail.
+        Utf8Bytes::try_from(bytes.slice(span)).unwrap_or_default()
     }
 }
 
@@ -527,15 +614,15 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
-/// The combined envelope as captured, or only its `data` for `/ws/` clients.
-fn frame_text(line: CaptureLine, combined: bool) -> String {
-    if combined {
-        // The captured envelope is the frame: moved, not copied.
-        return line.json;
-    }
-    match serde_json::from_str::<Envelope<'_>>(&line.json) {
-        Ok(env) => env.data.get().to_string(),
-        Err(_) => line.json,
+/// Where a combined envelope's `data` lies in it (the whole envelope if it has none).
+fn data_span(json: &str) -> std::ops::Range<usize> {
+    match serde_json::from_str::<Envelope<'_>>(json) {
+        Ok(env) => {
+            let data = env.data.get();
+            let start = data.as_ptr() as usize - json.as_ptr() as usize;
+            start..start + data.len()
+        }
+        Err(_) => 0..json.len(),
     }
 }
 
@@ -568,11 +655,18 @@ mod tests {
 
     #[test]
     fn raw_clients_get_data_only() {
-        let line = CaptureLine {
-            local_ns: 1,
-            json: r#"{"stream":"a@trade","data":{"x":1}}"#.into(),
+        let envelope = r#"{"stream":"a@trade","data":{"x":1}}"#;
+        let batch = Batch {
+            version: 0,
+            text: format!("{envelope}{envelope}").into(),
+            lines: VecDeque::new(),
         };
-        assert_eq!(frame_text(line.clone(), false), r#"{"x":1}"#);
-        assert_eq!(frame_text(line.clone(), true), line.json);
+        let second = BatchLine {
+            local_ns: 1,
+            span: envelope.len()..2 * envelope.len(),
+        };
+        assert_eq!(batch.frame(&second, false).as_str(), r#"{"x":1}"#);
+        assert_eq!(batch.frame(&second, true).as_str(), envelope);
+        assert_eq!(data_span("not json"), 0..8);
     }
 }
