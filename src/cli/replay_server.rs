@@ -57,6 +57,7 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         tls_cert,
         tls_key,
     } = args;
+    one_malloc_arena();
     init_logging("info");
     let files = super::captures::expand_capture_paths(&data)?;
     let mut opts = ReplayOptions::new(files, speed);
@@ -82,4 +83,16 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every client has a reader thread, and glibc gives each thread that allocates its own
+/// malloc arena, whose freed memory stays resident: with 100 symbols over five connections
+/// the server peaked at 154 MB with an arena per thread and 87 MB with one, at the same CPU
+/// per frame (`cargo bench --bench replay_server`).
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any client thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }

@@ -120,10 +120,15 @@ impl CaptureReader {
 }
 
 /// Several files merged by local timestamp; files with equal timestamps keep argument order.
-/// A reader may park a group whose lines it does not want: the group is not read (nor
-/// gunzipped) until it is resumed, and then skips what the merge has passed meanwhile.
+/// A reader may park a group whose lines it does not want: its files are closed (their
+/// buffers and gunzip state freed) until it is resumed, then reopened past the lines it
+/// had given, the lines before the point the merge has reached going to the resumer.
 pub struct CaptureMerge {
-    readers: Vec<CaptureReader>,
+    groups: Vec<Vec<PathBuf>>,
+    /// Each group's reader; `None` while parked.
+    readers: Vec<Option<CaptureReader>>,
+    /// Lines each group's reader has given.
+    read: Vec<u64>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     pending: Vec<Option<CaptureLine>>,
     /// The group whose line was taken last: refilled on the next call unless parked.
@@ -138,7 +143,9 @@ impl CaptureMerge {
     /// are read one after the other; groups are merged with each other.
     pub fn open(groups: &[Vec<PathBuf>]) -> Result<Self, CaptureError> {
         let mut merge = Self {
+            groups: groups.to_vec(),
             readers: Vec::new(),
+            read: vec![0; groups.len()],
             heap: BinaryHeap::new(),
             pending: Vec::new(),
             taken: None,
@@ -146,7 +153,7 @@ impl CaptureMerge {
             now_ns: 0,
         };
         for group in groups {
-            merge.readers.push(CaptureReader::chain(group)?);
+            merge.readers.push(Some(CaptureReader::chain(group)?));
             merge.pending.push(None);
         }
         for i in 0..merge.readers.len() {
@@ -163,7 +170,11 @@ impl CaptureMerge {
         from_ns: u64,
         skipped: &mut impl FnMut(&CaptureLine),
     ) -> Result<(), CaptureError> {
-        while let Some(line) = self.readers[i].next_line()? {
+        let Some(reader) = self.readers.get_mut(i).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        while let Some(line) = reader.next_line()? {
+            self.read[i] += 1;
             if line.local_ns >= from_ns {
                 self.heap.push(Reverse((line.local_ns, i)));
                 self.pending[i] = Some(line);
@@ -194,6 +205,7 @@ impl CaptureMerge {
     /// Stop reading the group of the line taken last.
     pub fn park_last(&mut self) {
         if let Some(i) = self.taken.take() {
+            self.readers[i] = None;
             self.parked.push(i);
         }
     }
@@ -205,6 +217,13 @@ impl CaptureMerge {
         mut skipped: impl FnMut(&CaptureLine),
     ) -> Result<(), CaptureError> {
         for i in std::mem::take(&mut self.parked) {
+            let mut reader = CaptureReader::chain(&self.groups[i])?;
+            for _ in 0..self.read[i] {
+                if reader.next_line()?.is_none() {
+                    break;
+                }
+            }
+            self.readers[i] = Some(reader);
             self.refill(i, self.now_ns, &mut skipped)?;
         }
         Ok(())
@@ -322,5 +341,44 @@ mod tests {
             seen.push(l.local_ns);
         }
         assert_eq!(seen, vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    /// A parked group is closed and, resumed, reopened past what it gave: the lines passed
+    /// meanwhile go to the resumer, none is given twice (even at the same timestamp).
+    #[test]
+    fn a_parked_group_resumes_where_the_merge_is_without_repeating_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, lines: &[(u64, u32)]| {
+            let p = dir.path().join(name);
+            let mut f = File::create(&p).unwrap();
+            for (ns, n) in lines {
+                writeln!(f, r#"{ns} {{"stream":"{name}","data":{{"n":{n}}}}}"#).unwrap();
+            }
+            p
+        };
+        let a = write("aaa_1.txt", &[(1, 1), (3, 2), (3, 3), (6, 4), (9, 5)]);
+        let b = write("bbb_1.txt", &[(2, 1), (3, 2), (4, 3), (8, 4)]);
+        let mut m = CaptureMerge::open(&group_by_instrument(&[a, b])).unwrap();
+        let mut given = Vec::new();
+        let mut take = |m: &mut CaptureMerge| {
+            let (group, line) = m.next_entry().unwrap().unwrap();
+            (group, line.local_ns, line.json)
+        };
+        given.push(take(&mut m)); // a@1
+        given.push(take(&mut m)); // b@2
+        let (group, ns, _) = take(&mut m); // a@3 (the first), parked
+        assert_eq!((group, ns), (0, 3));
+        m.park_last();
+        given.push(take(&mut m)); // b@3
+        given.push(take(&mut m)); // b@4
+        let mut passed = Vec::new();
+        m.resume_parked(|l| passed.push(l.local_ns)).unwrap();
+        // a's second line at 3 is before the merge's point (4); its line at 6 follows on.
+        assert_eq!(passed, vec![3]);
+        while let Some(entry) = m.next_entry().unwrap() {
+            given.push((entry.0, entry.1.local_ns, entry.1.json));
+        }
+        let order: Vec<(usize, u64)> = given.iter().map(|(g, ns, _)| (*g, *ns)).collect();
+        assert_eq!(order, vec![(0, 1), (1, 2), (1, 3), (1, 4), (0, 6), (1, 8), (0, 9)]);
     }
 }
