@@ -379,6 +379,9 @@ mod tests {
             given.push((entry.0, entry.1.local_ns, entry.1.json));
         }
         let order: Vec<(usize, u64)> = given.iter().map(|(g, ns, _)| (*g, *ns)).collect();
-        assert_eq!(order, vec![(0, 1), (1, 2), (1, 3), (1, 4), (0, 6), (1, 8), (0, 9)]);
+        assert_eq!(
+            order,
+            vec![(0, 1), (1, 2), (1, 3), (1, 4), (0, 6), (1, 8), (0, 9)]
+        );
     }
 }
