@@ -360,7 +360,7 @@ mod tests {
         let b = write("bbb_1.txt", &[(2, 1), (3, 2), (4, 3), (8, 4)]);
         let mut m = CaptureMerge::open(&group_by_instrument(&[a, b])).unwrap();
         let mut given = Vec::new();
-        let mut take = |m: &mut CaptureMerge| {
+        let take = |m: &mut CaptureMerge| {
             let (group, line) = m.next_entry().unwrap().unwrap();
             (group, line.local_ns, line.json)
         };
