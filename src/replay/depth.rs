@@ -122,7 +122,7 @@ type PendingDiff = (u64, u64, Vec<OwnedLevel>, Vec<OwnedLevel>);
 /// The book of every symbol with depth data.
 #[derive(Debug, Default)]
 pub struct DepthIndex {
-    books: Mutex<HashMap<String, Book>>,
+    books: Mutex<HashMap<String, Book, foldhash::fast::RandomState>>,
     pending: HashMap<String, Vec<PendingDiff>>,
 }
 
