@@ -310,12 +310,16 @@ impl FhsFilter {
         }
         let mut out = Vec::with_capacity(self.adjusted.len());
         // Four quantiles of each level's draws by selection, not a sort: the same values.
-        let quantile = super::nig::select_quantile;
+        let (mut v, mut e) = ([0.0; 2], [0.0; 2]);
         for l in 0..self.adjusted.len() {
-            let v = &mut scratch.var[l * draws..(l + 1) * draws];
-            let (v_low, v_high) = (quantile(v, tail), quantile(v, 1.0 - tail));
-            let e = &mut scratch.es[l * draws..(l + 1) * draws];
-            out.push([v_low, v_high, quantile(e, tail), quantile(e, 1.0 - tail)]);
+            let range = l * draws..(l + 1) * draws;
+            super::nig::select_quantiles(
+                &mut scratch.var[range.clone()],
+                &[tail, 1.0 - tail],
+                &mut v,
+            );
+            super::nig::select_quantiles(&mut scratch.es[range], &[tail, 1.0 - tail], &mut e);
+            out.push([v[0], v[1], e[0], e[1]]);
         }
         out
     }

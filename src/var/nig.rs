@@ -167,7 +167,9 @@ impl NigPosterior {
             scratch.cond.push(h * mu + root_h * s * z);
         }
         let alpha = 1.0 - level;
-        let q = select_quantile(&mut scratch.cond, alpha);
+        let mut q = [0.0];
+        select_quantiles(&mut scratch.cond, &[alpha], &mut q);
+        let q = q[0];
         let (sum, n) = scratch
             .cond
             .iter()
@@ -218,9 +220,10 @@ pub struct McScratch {
     cond: Vec<f64>,
 }
 
-/// Type-7 quantiles of unsorted data at each of `ps` (any order) into `out`, by selection:
-/// the same values as [`select_quantile`] at each, but each selection after the first
-/// works only on the part of `data` above the one before it. Reorders `data`.
+/// Type-7 quantiles of unsorted data at each of `ps` (any order) into `out`, by selection
+/// (O(n) each): the same values as interpolating in the sorted data, but each selection
+/// after the first works only on the part of `data` above the one before it. Reorders
+/// `data`.
 pub fn select_quantiles(data: &mut [f64], ps: &[f64], out: &mut [f64]) {
     let n = data.len();
     if n == 0 {
@@ -245,22 +248,6 @@ pub fn select_quantiles(data: &mut [f64], ps: &[f64], out: &mut [f64]) {
             Some(next) if g > 0.0 => lo + g * (next - lo),
             _ => lo,
         };
-    }
-}
-
-/// Type-7 quantile of unsorted data by selection (O(n)); reorders `data`.
-pub fn select_quantile(data: &mut [f64], p: f64) -> f64 {
-    if data.is_empty() {
-        return f64::NAN;
-    }
-    let h = (data.len() - 1) as f64 * p.clamp(0.0, 1.0);
-    let j = h.floor() as usize;
-    let g = h - j as f64;
-    let (_, lo, rest) = data.select_nth_unstable_by(j, f64::total_cmp);
-    let lo = *lo;
-    match rest.iter().copied().min_by(f64::total_cmp) {
-        Some(next) if g > 0.0 => lo + g * (next - lo),
-        _ => lo,
     }
 }
 
@@ -399,16 +386,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn selection_quantile_equals_sorted_quantile(
-            mut xs in prop::collection::vec(-1.0f64..1.0, 1..200),
-            p in 0.0f64..1.0,
-        ) {
-            let mut sorted = xs.clone();
-            sorted.sort_unstable_by(f64::total_cmp);
-            prop_assert_eq!(select_quantile(&mut xs, p), sorted_quantile(&sorted, p));
-        }
-
         #[test]
         fn several_quantiles_by_selection_equal_each_sorted_quantile(
             // Few distinct values too, so that ties and repeated ranks occur.
