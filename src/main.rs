@@ -40,6 +40,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Serve capture files over a Binance-compatible WebSocket.
+    ///
+    /// The captured trades its REST endpoints answer from are kept in a temporary file
+    /// (25 bytes a trade, under TMPDIR), so it needs a writable temporary directory.
     ReplayServer(cli::replay_server::ReplayServerArgs),
     /// Print decoded, verified events from a Kafka topic or files, one line each.
     Tail(cli::tail::TailArgs),
