@@ -692,6 +692,11 @@ impl Host {
                     .push(at.elapsed().as_micros() as u64);
             }
         }
+        // Only trades feed the models; quotes count for the feed's health (above) and
+        // would cost the symbol actor an awaited round trip each for nothing.
+        if !matches!(tick.event, crate::market::MarketEvent::Trade(_)) {
+            return Ok(());
+        }
         route
             .send(Tick {
                 event: tick.event,
