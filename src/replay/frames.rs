@@ -184,6 +184,12 @@ impl FrameSource {
 }
 
 impl FrameSource {
+    /// The subscription version the frames queued so far were filtered under; frames read
+    /// after a change are filtered under a later one.
+    pub fn filtered_under(&self) -> u64 {
+        self.parked_under
+    }
+
     /// Whether the subscription wants `stream` (of capture group `group`) and the aggregate
     /// trades its trades complete; looked up in the shared set once per stream and version.
     fn stream_wanted(&mut self, group: usize, stream: &str) -> (bool, bool) {

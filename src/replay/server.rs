@@ -392,9 +392,8 @@ where
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
     let mut frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
-    let reader_wanted = wanted.clone();
     std::thread::spawn(move || loop {
-        let (batch, done) = Batch::read(&mut frames, reader_wanted.version());
+        let (batch, done) = Batch::read(&mut frames);
         if (!batch.lines.is_empty() && tx.blocking_send(batch).is_err()) || done {
             return;
         }
@@ -538,7 +537,10 @@ struct BatchLine {
 
 impl Batch {
     /// Up to `BATCH_LINES` frames of `frames`; `true` once they are all read (or unreadable).
-    fn read(frames: &mut FrameSource, version: u64) -> (Self, bool) {
+    /// Stamped with the oldest subscription version its lines were filtered under: lines
+    /// the source had queued before a change come first.
+    fn read(frames: &mut FrameSource) -> (Self, bool) {
+        let version = frames.filtered_under();
         let mut text = String::with_capacity(BATCH_LINES * 200);
         let mut lines = VecDeque::with_capacity(BATCH_LINES);
         let mut done = false;

@@ -259,10 +259,13 @@ impl TradeLog {
         }
         let block = (k - 1) * SAMPLE_EVERY..(k * SAMPLE_EVERY).min(self.len);
         let first = self.samples[k - 1];
-        let past = self.samples.get(k).copied().unwrap_or(self.last_id + 1);
+        let span = match self.samples.get(k) {
+            Some(next) => Some(next - first),
+            None => (self.last_id - first).checked_add(1),
+        };
         // IDs are strictly increasing: a block spanning as many IDs as it holds trades has
         // no gap, and the trade is found by its distance from the block's first.
-        if past - first == block.len() as u64 {
+        if span == Some(block.len() as u64) {
             return Ok(block.start + (id - first) as usize);
         }
         let trades = self.read(block.clone())?;

@@ -230,11 +230,22 @@ pub fn select_quantiles(data: &mut [f64], ps: &[f64], out: &mut [f64]) {
         out.fill(f64::NAN);
         return;
     }
-    let mut order: Vec<usize> = (0..ps.len().min(out.len())).collect();
+    // The order of the quantiles asked, on the stack for the few a bar asks.
+    let count = ps.len().min(out.len());
+    let (mut few, mut many) = ([0usize; 8], Vec::new());
+    let order: &mut [usize] = if count <= few.len() {
+        &mut few[..count]
+    } else {
+        many.resize(count, 0);
+        &mut many
+    };
+    for (k, slot) in order.iter_mut().enumerate() {
+        *slot = k;
+    }
     order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
     // Everything before `start` ranks below every order statistic still to come.
     let mut start = 0;
-    for i in order {
+    for &i in order.iter() {
         let h = (n - 1) as f64 * ps[i].clamp(0.0, 1.0);
         let j = (h.floor() as usize).min(n - 1);
         let g = h - j as f64;
