@@ -57,7 +57,7 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         tls_cert,
         tls_key,
     } = args;
-    one_malloc_arena();
+    two_malloc_arenas();
     init_logging("info");
     let files = super::captures::expand_capture_paths(&data)?;
     let mut opts = ReplayOptions::new(files, speed);
@@ -87,12 +87,14 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
 
 /// Every client has a reader thread, and glibc gives each thread that allocates its own
 /// malloc arena, whose freed memory stays resident: with 100 symbols over five connections
-/// the server peaked at 154 MB with an arena per thread and 87 MB with one, at the same CPU
-/// per frame (`cargo bench --bench replay_server`).
-fn one_malloc_arena() {
+/// the server peaked at 154 MB with an arena per thread and 82–96 MB with two, at the same
+/// CPU per frame (`cargo bench --bench replay_server`). Two, not one: the REST index is
+/// built on two threads, which one arena would serialise (47 s on one thread, 36 s on two
+/// sharing an arena, 23 s on two arenas for the one-hour capture of 100 symbols).
+fn two_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any client thread.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -176,6 +176,18 @@ impl DepthIndex {
         }
     }
 
+    /// Take the books of `other`, an index of other instruments; `false` (and nothing
+    /// taken) when the two hold a book of the same symbol.
+    pub fn absorb(&mut self, other: DepthIndex) -> bool {
+        let theirs = other.books.into_inner().unwrap_or_else(|e| e.into_inner());
+        let ours = self.books.get_mut().unwrap_or_else(|e| e.into_inner());
+        if theirs.keys().any(|symbol| ours.contains_key(symbol)) {
+            return false;
+        }
+        ours.extend(theirs);
+        true
+    }
+
     /// The capture file read last is complete: apply its history diffs in update-ID order.
     pub fn finish_file(&mut self) {
         for (symbol, mut diffs) in std::mem::take(&mut self.pending) {

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::depth::DepthIndex;
 use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint, TradeStore};
@@ -80,75 +81,132 @@ impl RestResponse {
 
 impl RestIndex {
     /// Index `history` (captures that precede the replayed stream) and `streamed` captures.
+    ///
+    /// Instruments are indexed on as many threads as there are cores, each instrument's
+    /// files together on one (history first), its trades sealed before that thread reads
+    /// the next instrument: a thread holds one instrument's raw trades at a time. The index
+    /// is the same whatever the threads; should one symbol's files be named apart (two
+    /// instruments by name), it is built again on one thread.
     pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
-        let mut index = Self::default();
-        let mut store = TradeStore::new().map_err(store_error)?;
-        let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
-        // One instrument's files together (history first), its trades sealed before the
-        // next instrument's are read: the build holds one instrument's raw trades at a time.
         let mut files: Vec<(&PathBuf, bool)> = history
             .iter()
             .map(|p| (p, true))
             .chain(streamed.iter().map(|p| (p, false)))
             .collect();
         files.sort_by_key(|(p, history)| (file_instrument(p), !*history));
-        for (k, &(path, before_stream)) in files.iter().enumerate() {
-            if k > 0 && file_instrument(files[k - 1].0) != file_instrument(path) {
-                index.seal(&mut captured, &mut store)?;
-            }
-            let mut reader = CaptureReader::open(path)?;
-            // A capture file holds one symbol; its REST snapshot line does not name it.
-            let mut file_symbol: Option<String> = None;
-            let mut unnamed_snapshot: Option<String> = None;
-            while let Some(line) = reader.next_line()? {
-                let Some(stream) = line.stream() else {
-                    match &file_symbol {
-                        Some(sym) => {
-                            index
-                                .depth
-                                .add_line(Some(sym), &line.json, false, before_stream)
-                        }
-                        None => unnamed_snapshot = Some(line.json),
-                    }
-                    continue;
-                };
-                if file_symbol.is_none() {
-                    let sym = stream
-                        .split('@')
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_uppercase();
-                    if let Some(json) = unnamed_snapshot.take() {
-                        index
-                            .depth
-                            .add_line(Some(&sym), &json, false, before_stream);
-                    }
-                    file_symbol = Some(sym);
-                }
-                if stream.contains("@depth") {
-                    index.depth.add_line(None, &line.json, true, before_stream);
-                    continue;
-                }
-                if !stream.ends_with("@trade") {
-                    continue;
-                }
-                if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
-                    captured.entry(t.symbol).or_default().push(Captured {
-                        trade: TradePoint {
-                            id: t.trade_id,
-                            time_ms: t.trade_time_ms,
-                            price: t.price,
-                            qty: t.qty,
-                            buyer_is_maker: t.buyer_is_maker,
-                        },
-                        history: before_stream,
-                    });
-                }
-            }
-            index.depth.finish_file();
+        let instruments: Vec<&[(&PathBuf, bool)]> = files
+            .chunk_by(|a, b| file_instrument(a.0) == file_instrument(b.0))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(instruments.len());
+        if threads <= 1 {
+            return Self::build_part(&instruments, &AtomicUsize::new(0));
         }
-        index.seal(&mut captured, &mut store)?;
+        let next = AtomicUsize::new(0);
+        let parts: Vec<Result<Self, CaptureError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(|| Self::build_part(&instruments, &next)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(CaptureError::Io {
+                            path: "replay REST index".into(),
+                            source: std::io::Error::other("an indexing thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut index = Self::default();
+        for part in parts {
+            let part = part?;
+            let disjoint = index.depth.absorb(part.depth)
+                && part
+                    .trades
+                    .into_iter()
+                    .all(|(symbol, log)| index.trades.insert(symbol, log).is_none());
+            if !disjoint {
+                return Self::build_part(&instruments, &AtomicUsize::new(0));
+            }
+        }
+        release_freed_memory();
         Ok(index)
+    }
+
+    /// Index the instruments `next` hands out until there are none left.
+    fn build_part(
+        instruments: &[&[(&PathBuf, bool)]],
+        next: &AtomicUsize,
+    ) -> Result<Self, CaptureError> {
+        let mut index = Self::default();
+        let mut store = TradeStore::new().map_err(store_error)?;
+        let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
+        while let Some(files) = instruments.get(next.fetch_add(1, Ordering::Relaxed)) {
+            for &(path, before_stream) in files.iter() {
+                index.add_file(path, before_stream, &mut captured)?;
+            }
+            index.seal(&mut captured, &mut store)?;
+        }
+        Ok(index)
+    }
+
+    /// Read one capture file into the depth books and `captured` trades.
+    fn add_file(
+        &mut self,
+        path: &Path,
+        before_stream: bool,
+        captured: &mut HashMap<String, Vec<Captured>>,
+    ) -> Result<(), CaptureError> {
+        let mut reader = CaptureReader::open(path)?;
+        // A capture file holds one symbol; its REST snapshot line does not name it.
+        let mut file_symbol: Option<String> = None;
+        let mut unnamed_snapshot: Option<String> = None;
+        while let Some(line) = reader.next_line()? {
+            let Some(stream) = line.stream() else {
+                match &file_symbol {
+                    Some(sym) => self
+                        .depth
+                        .add_line(Some(sym), &line.json, false, before_stream),
+                    None => unnamed_snapshot = Some(line.json),
+                }
+                continue;
+            };
+            if file_symbol.is_none() {
+                let sym = stream
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_uppercase();
+                if let Some(json) = unnamed_snapshot.take() {
+                    self.depth.add_line(Some(&sym), &json, false, before_stream);
+                }
+                file_symbol = Some(sym);
+            }
+            if stream.contains("@depth") {
+                self.depth.add_line(None, &line.json, true, before_stream);
+                continue;
+            }
+            if !stream.ends_with("@trade") {
+                continue;
+            }
+            if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
+                captured.entry(t.symbol).or_default().push(Captured {
+                    trade: TradePoint {
+                        id: t.trade_id,
+                        time_ms: t.trade_time_ms,
+                        price: t.price,
+                        qty: t.qty,
+                        buyer_is_maker: t.buyer_is_maker,
+                    },
+                    history: before_stream,
+                });
+            }
+        }
+        self.depth.finish_file();
+        Ok(())
     }
 
     /// Seal the trades read so far into their symbols' logs (with what a log of the same
@@ -386,6 +444,17 @@ fn page_by_id<'a>(
     Ok((log, start..len.min(start + limit)))
 }
 
+/// Hand the memory the build freed (each instrument's raw trades and records) back to the
+/// system: glibc keeps it otherwise, and the server would hold the build's high-water mark
+/// for as long as it runs.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The trade store could not be read: Binance's answer to an internal failure.
 fn internal_error(e: &std::io::Error) -> RestResponse {
     tracing::error!(error = %e, "replay trade store unreadable");
@@ -516,5 +585,62 @@ mod tests {
             400
         );
         assert_eq!(i.handle("/nope").status, 404);
+    }
+
+    fn bundled(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("data/binance")
+            .join(name)
+    }
+
+    /// What an index answers for a symbol, endpoint by endpoint.
+    fn answers(index: &RestIndex, symbol: &str) -> Vec<RestResponse> {
+        [
+            format!("/api/v3/depth?symbol={symbol}&limit=5000"),
+            format!("/api/v3/aggTrades?symbol={symbol}&limit=1000"),
+            format!("/api/v3/aggTrades?symbol={symbol}&fromId=1&limit=1000"),
+            format!("/api/v3/historicalTrades?symbol={symbol}&limit=1000"),
+            format!("/api/v3/klines?symbol={symbol}&interval=1m&limit=1000"),
+        ]
+        .iter()
+        .map(|target| index.handle(target))
+        .collect()
+    }
+
+    /// Built on several threads, or again on one when a symbol's files are named apart,
+    /// the index answers exactly as one built on one thread.
+    #[test]
+    fn an_index_built_on_several_threads_answers_as_one_built_on_one() {
+        let history = vec![
+            bundled("btcusdt_20240808.gz"),
+            bundled("ethusdt_20240808.gz"),
+        ];
+        let streamed = vec![
+            bundled("btcusdt_20240809.gz"),
+            bundled("ethusdt_20240809.gz"),
+        ];
+        let mut files: Vec<(&PathBuf, bool)> = history
+            .iter()
+            .map(|p| (p, true))
+            .chain(streamed.iter().map(|p| (p, false)))
+            .collect();
+        files.sort_by_key(|(p, history)| (file_instrument(p), !*history));
+        let instruments: Vec<&[(&PathBuf, bool)]> = files
+            .chunk_by(|a, b| file_instrument(a.0) == file_instrument(b.0))
+            .collect();
+        let one = RestIndex::build_part(&instruments, &AtomicUsize::new(0)).unwrap();
+        let many = RestIndex::build(&history, &streamed).unwrap();
+        for symbol in ["BTCUSDT", "ETHUSDT"] {
+            let expected = answers(&one, symbol);
+            assert!(expected.iter().all(|a| a.status == 200 && a.body.len() > 2));
+            assert_eq!(answers(&many, symbol), expected, "{symbol}");
+        }
+        // The second BTCUSDT day under another name: two instruments by name, one symbol.
+        let dir = tempfile::tempdir().unwrap();
+        let renamed = dir.path().join("xbtc_20240809.gz");
+        std::fs::copy(&streamed[0], &renamed).unwrap();
+        let apart = RestIndex::build(&history, &[renamed, streamed[1].clone()]).unwrap();
+        assert_eq!(answers(&apart, "BTCUSDT"), answers(&one, "BTCUSDT"));
+        assert_eq!(answers(&apart, "ETHUSDT"), answers(&one, "ETHUSDT"));
     }
 }
