@@ -302,8 +302,9 @@ impl FhsFilter {
                 n,
                 total: drawn + remainder,
             };
+            let mut walk = Walk::default();
             for (l, a) in self.forecast.iter().map(|f| f.adjusted_alpha).enumerate() {
-                let (q, mean) = weights.tail(&self.pool, a, rng);
+                let (q, mean) = weights.tail(&self.pool, a, &mut walk, rng);
                 scratch.var[l * draws + d] = -sigma * q;
                 scratch.es[l * draws + d] = -sigma * mean;
             }
@@ -313,12 +314,12 @@ impl FhsFilter {
         let (mut v, mut e) = ([0.0; 2], [0.0; 2]);
         for l in 0..self.adjusted.len() {
             let range = l * draws..(l + 1) * draws;
-            super::nig::select_quantiles(
+            super::quantiles::select_quantiles(
                 &mut scratch.var[range.clone()],
                 &[tail, 1.0 - tail],
                 &mut v,
             );
-            super::nig::select_quantiles(&mut scratch.es[range], &[tail, 1.0 - tail], &mut e);
+            super::quantiles::select_quantiles(&mut scratch.es[range], &[tail, 1.0 - tail], &mut e);
             out.push([v[0], v[1], e[0], e[1]]);
         }
         out
@@ -347,6 +348,16 @@ pub fn sorted_tail(pool: &[f64], a: f64) -> (f64, f64) {
     (q, mean)
 }
 
+/// Where a walk over the sorted pool stopped: the index it stopped at, the weight and the
+/// weighted sum of the values before it, and the target it walked to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Walk {
+    at: usize,
+    cum: f64,
+    sum: f64,
+    target: f64,
+}
+
 /// One bootstrap draw's Dirichlet weights of the sorted pool's lowest values, as unnormalised
 /// exponentials, and the sum of the weights not drawn one by one (a Gamma(n - len) variate).
 struct TailWeights<'a> {
@@ -358,23 +369,36 @@ struct TailWeights<'a> {
 
 impl TailWeights<'_> {
     /// The weighted quantile at `a` (the first sorted value whose cumulative weight reaches
-    /// a·total) and the weighted mean of the tail up to it.
-    fn tail<R: Rng>(&mut self, pool: &[f64], a: f64, rng: &mut R) -> (f64, f64) {
+    /// a·total) and the weighted mean of the tail up to it. `walk` is where the walk to the
+    /// previous level stopped: a level whose target is not below it goes on from there (the
+    /// same sums, added in the same order, as a walk from the start), any other starts over.
+    fn tail<R: Rng>(&mut self, pool: &[f64], a: f64, walk: &mut Walk, rng: &mut R) -> (f64, f64) {
         let target = a * self.total;
-        let mut cum = 0.0;
-        let mut sum = 0.0;
-        for (i, s) in pool.iter().enumerate() {
-            if i == self.weights.len() && !self.extend(rng) {
+        if target < walk.target {
+            *walk = Walk::default();
+        }
+        walk.target = target;
+        let Walk {
+            mut at,
+            mut cum,
+            mut sum,
+            ..
+        } = *walk;
+        while let Some(s) = pool.get(at) {
+            if at == self.weights.len() && !self.extend(rng) {
                 break;
             }
-            let w = self.weights[i];
+            let w = self.weights[at];
             if cum + w >= target {
+                (walk.at, walk.cum, walk.sum) = (at, cum, sum);
                 sum += (target - cum) * s;
                 return (*s, sum / target);
             }
             cum += w;
             sum += w * s;
+            at += 1;
         }
+        (walk.at, walk.cum, walk.sum) = (at, cum, sum);
         // Rounding left the walk short of `a`: use what it has.
         let last = pool.last().copied().unwrap_or(f64::NAN);
         (last, if cum > 0.0 { sum / cum } else { last })
@@ -540,6 +564,46 @@ mod tests {
         }
     }
 
+    /// Walking on from where the previous level stopped gives, bit for bit, what a walk
+    /// from the start gives, with the same draws (weights split off the remainder included),
+    /// whatever the order of the levels.
+    #[test]
+    fn a_walk_that_goes_on_equals_one_from_the_start() {
+        let n = 300;
+        let pool: Vec<f64> = (0..n).map(|i| (i as f64 - 150.0) / 37.0).collect();
+        let gamma = Gamma::new((n - 4) as f64, 1.0).unwrap();
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let first: Vec<f64> = (0..4).map(|_| Exp1.sample(&mut rng)).collect();
+            let remainder = gamma.sample(&mut rng);
+            let total = first.iter().sum::<f64>() + remainder;
+            let levels = [0.01, 0.03, 0.02, 0.05, 0.05, 0.2];
+            let run = |go_on: bool, rng: &mut ChaCha8Rng| {
+                let mut weights = first.clone();
+                let mut tw = TailWeights {
+                    weights: &mut weights,
+                    remainder,
+                    n,
+                    total,
+                };
+                let mut walk = Walk::default();
+                let out: Vec<(u64, u64)> = levels
+                    .iter()
+                    .map(|a| {
+                        if !go_on {
+                            walk = Walk::default();
+                        }
+                        let (q, mean) = tw.tail(&pool, *a, &mut walk, rng);
+                        (q.to_bits(), mean.to_bits())
+                    })
+                    .collect();
+                (out, rng.get_word_pos())
+            };
+            let mut again = rng.clone();
+            assert_eq!(run(true, &mut rng), run(false, &mut again), "seed {seed}");
+        }
+    }
+
     /// Weights split off the remainder one by one have the law of weights drawn one by one:
     /// the tail quantile and mean over many draws agree with all n weights drawn as
     /// exponentials, to a few standard errors.
@@ -562,7 +626,7 @@ mod tests {
                 n,
                 total: remainder,
             };
-            lazy.push(tw.tail(&pool, a, &mut rng));
+            lazy.push(tw.tail(&pool, a, &mut Walk::default(), &mut rng));
             let mut all: Vec<f64> = (0..n).map(|_| Exp1.sample(&mut rng)).collect();
             let total = all.iter().sum();
             let mut tw = TailWeights {
@@ -571,7 +635,7 @@ mod tests {
                 n,
                 total,
             };
-            full.push(tw.tail(&pool, a, &mut rng));
+            full.push(tw.tail(&pool, a, &mut Walk::default(), &mut rng));
         }
         let moments = |v: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
             let m = v.iter().map(pick).sum::<f64>() / v.len() as f64;

@@ -12,6 +12,7 @@ pub mod nig;
 pub mod portfolio;
 pub mod portfolio_fhs;
 pub mod portfolio_risk;
+pub mod quantiles;
 pub mod student;
 pub mod symbol_risk;
 
