@@ -111,10 +111,9 @@ fn sample_rank(data: &[f64], count: usize, side: Side) -> f64 {
 fn gather_low(data: &mut [f64], start: usize, pivot: f64) -> usize {
     let mut end = start;
     for i in start..data.len() {
-        let x = data[i];
-        data[i] = data[end];
-        data[end] = x;
-        end += usize::from(x.total_cmp(&pivot).is_le());
+        let keep = data[i].total_cmp(&pivot).is_le();
+        data.swap(i, end);
+        end += usize::from(keep);
     }
     end
 }
@@ -124,10 +123,9 @@ fn gather_low(data: &mut [f64], start: usize, pivot: f64) -> usize {
 fn gather_high(data: &mut [f64], start: usize, pivot: f64) -> usize {
     let mut begin = data.len();
     for i in (start..data.len()).rev() {
-        let x = data[i];
-        data[i] = data[begin - 1];
-        data[begin - 1] = x;
-        begin -= usize::from(x.total_cmp(&pivot).is_ge());
+        let keep = data[i].total_cmp(&pivot).is_ge();
+        data.swap(i, begin - 1);
+        begin -= usize::from(keep);
     }
     begin
 }
