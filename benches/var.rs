@@ -1,6 +1,6 @@
 //! VaR model costs: per-tick updates of both models, Monte-Carlo and bootstrap intervals,
-//! one symbol's whole per-bar forecast at the defaults, portfolio models at 20 symbols,
-//! and the backtest statistics.
+//! one symbol's whole per-bar forecast at the defaults, the tail quantiles of a bar's draws,
+//! portfolio models at 20 symbols, and the backtest statistics.
 
 use std::hint::black_box;
 
@@ -15,6 +15,7 @@ use bizra_risk::var::fhs::{BootstrapScratch, FhsFilter, FhsParams, Side};
 use bizra_risk::var::nig::{McScratch, NigParams, NigPosterior};
 use bizra_risk::var::portfolio::NiwPosterior;
 use bizra_risk::var::portfolio_fhs::PortfolioFhs;
+use bizra_risk::var::quantiles::select_quantiles;
 use bizra_risk::var::symbol_risk::SymbolRiskModel;
 
 /// Fat-tailed returns (t with 4 df, scaled to about 0.1 % per bar).
@@ -130,6 +131,27 @@ fn benches(c: &mut Criterion) {
             pf.forecast(0.99, &weights, &mut order)
         })
     });
+
+    // The quantiles a bar asks of its 2 000 draws: the simulated VaR at two levels, and a
+    // credible interval. Each iteration copies the draws back (~16 KB) before selecting.
+    let draws = returns(2000, 5);
+    let mut work = draws.clone();
+    for (name, ps) in [
+        (
+            "quantiles_of_2000_draws_at_1_and_2_5_percent",
+            [0.01, 0.025],
+        ),
+        ("quantiles_of_2000_draws_at_5_and_95_percent", [0.05, 0.95]),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                work.copy_from_slice(&draws);
+                let mut out = [0.0; 2];
+                select_quantiles(black_box(&mut work), &ps, &mut out);
+                out
+            })
+        });
+    }
 
     let hits: Vec<bool> = returns(8000, 4).iter().map(|r| *r < -1.6e-3).collect();
     c.bench_function("kupiec_and_christoffersen_8000_forecasts", |b| {
