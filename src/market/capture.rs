@@ -129,6 +129,9 @@ pub struct CaptureMerge {
     readers: Vec<Option<CaptureReader>>,
     /// Lines each group's reader has given.
     read: Vec<u64>,
+    /// Groups whose reader was closed after their first line (`open_closing`), to be
+    /// reopened past it if that line is taken and the group is not parked.
+    closed_early: Vec<bool>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     pending: Vec<Option<CaptureLine>>,
     /// The group whose line was taken last: refilled on the next call unless parked.
@@ -142,24 +145,49 @@ impl CaptureMerge {
     /// Files of one instrument split by day should be passed as one group (`groups`), so they
     /// are read one after the other; groups are merged with each other.
     pub fn open(groups: &[Vec<PathBuf>]) -> Result<Self, CaptureError> {
+        Self::open_closing(groups, |_| true)
+    }
+
+    /// As [`open`](Self::open), but a group whose first line `keep_open` refuses has its
+    /// files closed again once that line is read, so a reader that will park most groups
+    /// never holds all their buffers and gunzip state at once. The line still comes in its
+    /// turn; taking it reopens the group unless it is parked then.
+    pub fn open_closing(
+        groups: &[Vec<PathBuf>],
+        mut keep_open: impl FnMut(&CaptureLine) -> bool,
+    ) -> Result<Self, CaptureError> {
         let mut merge = Self {
             groups: groups.to_vec(),
             readers: Vec::new(),
             read: vec![0; groups.len()],
+            closed_early: vec![false; groups.len()],
             heap: BinaryHeap::new(),
             pending: Vec::new(),
             taken: None,
             parked: Vec::new(),
             now_ns: 0,
         };
-        for group in groups {
+        for (i, group) in groups.iter().enumerate() {
             merge.readers.push(Some(CaptureReader::chain(group)?));
             merge.pending.push(None);
-        }
-        for i in 0..merge.readers.len() {
             merge.refill(i, 0, &mut |_| ())?;
+            if merge.pending[i].as_ref().is_some_and(|l| !keep_open(l)) {
+                merge.readers[i] = None;
+                merge.closed_early[i] = true;
+            }
         }
         Ok(merge)
+    }
+
+    /// A reader for group `i` past the lines it has given.
+    fn reopen(&self, i: usize) -> Result<CaptureReader, CaptureError> {
+        let mut reader = CaptureReader::chain(&self.groups[i])?;
+        for _ in 0..self.read[i] {
+            if reader.next_line()?.is_none() {
+                break;
+            }
+        }
+        Ok(reader)
     }
 
     /// Queue group `i`'s next line at or after `from_ns`; the lines before it go to
@@ -192,6 +220,9 @@ impl CaptureMerge {
     /// The next line and the index of its group.
     pub fn next_entry(&mut self) -> Result<Option<(usize, CaptureLine)>, CaptureError> {
         if let Some(i) = self.taken.take() {
+            if std::mem::take(&mut self.closed_early[i]) {
+                self.readers[i] = Some(self.reopen(i)?);
+            }
             self.refill(i, 0, &mut |_| ())?;
         }
         let Some(Reverse((ns, i))) = self.heap.pop() else {
@@ -206,6 +237,7 @@ impl CaptureMerge {
     pub fn park_last(&mut self) {
         if let Some(i) = self.taken.take() {
             self.readers[i] = None;
+            self.closed_early[i] = false;
             self.parked.push(i);
         }
     }
@@ -217,13 +249,7 @@ impl CaptureMerge {
         mut skipped: impl FnMut(&CaptureLine),
     ) -> Result<(), CaptureError> {
         for i in std::mem::take(&mut self.parked) {
-            let mut reader = CaptureReader::chain(&self.groups[i])?;
-            for _ in 0..self.read[i] {
-                if reader.next_line()?.is_none() {
-                    break;
-                }
-            }
-            self.readers[i] = Some(reader);
+            self.readers[i] = Some(self.reopen(i)?);
             self.refill(i, self.now_ns, &mut skipped)?;
         }
         Ok(())
@@ -341,6 +367,66 @@ mod tests {
             seen.push(l.local_ns);
         }
         assert_eq!(seen, vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    /// Groups closed after their first line give what an open merge gives: taken, they
+    /// reopen past it; parked when taken, they resume like any parked group.
+    #[test]
+    fn groups_closed_after_their_first_line_give_the_same_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, lines: &[u64]| {
+            let p = dir.path().join(name);
+            let mut f = File::create(&p).unwrap();
+            for ns in lines {
+                writeln!(f, r#"{ns} {{"stream":"{name}@trade","data":{{}}}}"#).unwrap();
+            }
+            p
+        };
+        let files = [
+            write("aaa_1.txt", &[1, 4, 8]),
+            write("bbb_1.txt", &[2, 3, 5, 7]),
+            write("ccc_1.txt", &[3, 6, 9]),
+        ];
+        let groups = group_by_instrument(&files);
+        let all = |m: &mut CaptureMerge| {
+            let mut seen = Vec::new();
+            while let Some((g, l)) = m.next_entry().unwrap() {
+                seen.push((g, l.local_ns));
+            }
+            seen
+        };
+        let expected = all(&mut CaptureMerge::open(&groups).unwrap());
+        let mut closing =
+            CaptureMerge::open_closing(&groups, |l| l.stream() == Some("bbb_1.txt@trade")).unwrap();
+        assert_eq!(closing.readers.iter().filter(|r| r.is_some()).count(), 1);
+        assert_eq!(all(&mut closing), expected);
+        // Parked when its first line is taken, resumed later: its lines from then on.
+        let mut m = CaptureMerge::open_closing(&groups, |_| false).unwrap();
+        let (g, l) = m.next_entry().unwrap().unwrap();
+        assert_eq!((g, l.local_ns), (0, 1));
+        m.park_last();
+        let mut rest = vec![];
+        for _ in 0..4 {
+            let (g, l) = m.next_entry().unwrap().unwrap();
+            rest.push((g, l.local_ns));
+        }
+        let mut passed = Vec::new();
+        m.resume_parked(|l| passed.push(l.local_ns)).unwrap();
+        assert_eq!(passed, vec![4]);
+        rest.extend(all(&mut m));
+        assert_eq!(
+            rest,
+            vec![
+                (1, 2),
+                (1, 3),
+                (2, 3),
+                (1, 5),
+                (2, 6),
+                (1, 7),
+                (0, 8),
+                (2, 9)
+            ]
+        );
     }
 
     /// A parked group is closed and, resumed, reopened past what it gave: the lines passed

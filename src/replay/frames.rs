@@ -108,10 +108,20 @@ impl FrameSource {
         wanted: Wanted,
     ) -> Result<Self, CaptureError> {
         let groups = group_by_instrument(&opts.files);
+        let injector = Injector::new(opts.inject.clone(), &wanted.snapshot());
+        // A group whose first instrument nobody here wants is closed again at once: with
+        // many instruments over many connections, each would otherwise hold every file's
+        // buffers until its first line came round.
+        let merge = CaptureMerge::open_closing(&groups, |line| {
+            match line.stream().and_then(|s| s.split_once('@')) {
+                Some((prefix, _)) => wanted.any_of(prefix) || injector.watches(prefix),
+                None => true,
+            }
+        })?;
         Ok(Self {
-            merge: CaptureMerge::open(&groups)?,
+            merge,
             index,
-            injector: Injector::new(opts.inject.clone(), &wanted.snapshot()),
+            injector,
             wanted,
             opts_skips: opts.skip_trades.clone(),
             depth_drops: DepthDropper::new(opts.drop_depth.clone()),
