@@ -82,6 +82,9 @@ pub struct FrameSource {
     group_wanted: Vec<Option<bool>>,
     /// ... and what of each stream a group has had (a few per group, compared as found).
     stream_wanted: Vec<Vec<StreamWanted>>,
+    /// The instrument of each parked group, so a change of subscription reopens only the
+    /// groups it wants.
+    parked_instrument: Vec<Option<String>>,
 }
 
 /// Whether a subscription wants a stream's frames, and the aggregates its trades complete.
@@ -129,6 +132,7 @@ impl FrameSource {
             parked_under: 0,
             group_wanted: Vec::new(),
             stream_wanted: Vec::new(),
+            parked_instrument: Vec::new(),
         })
     }
 
@@ -143,8 +147,23 @@ impl FrameSource {
                 self.parked_under = version;
                 self.group_wanted.clear();
                 self.stream_wanted.clear();
-                let depth = &self.index.depth;
-                self.merge.resume_parked(|line| note_depth(depth, line))?;
+                let (depth, wanted, injector) = (&self.index.depth, &self.wanted, &self.injector);
+                let parked = &mut self.parked_instrument;
+                self.merge.resume_parked_where(
+                    |group| {
+                        let resume = parked
+                            .get(group)
+                            .and_then(Option::as_deref)
+                            .is_none_or(|prefix| wanted.any_of(prefix) || injector.watches(prefix));
+                        if resume {
+                            if let Some(slot) = parked.get_mut(group) {
+                                *slot = None;
+                            }
+                        }
+                        resume
+                    },
+                    |line| note_depth(depth, line),
+                )?;
             }
             let Some((group, line)) = self.merge.next_entry()? else {
                 return Ok(None);
@@ -161,6 +180,10 @@ impl FrameSource {
                 if !wanted {
                     note_depth(&self.index.depth, &line);
                     self.merge.park_last();
+                    if self.parked_instrument.len() <= group {
+                        self.parked_instrument.resize(group + 1, None);
+                    }
+                    self.parked_instrument[group] = Some(prefix.to_string());
                     continue;
                 }
             }
