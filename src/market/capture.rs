@@ -345,6 +345,16 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A capture file `name` of empty `<name>@trade` lines at the times `lines`.
+    fn trade_file(dir: &Path, name: &str, lines: &[u64]) -> PathBuf {
+        let p = dir.join(name);
+        let mut f = File::create(&p).unwrap();
+        for ns in lines {
+            writeln!(f, r#"{ns} {{"stream":"{name}@trade","data":{{}}}}"#).unwrap();
+        }
+        p
+    }
+
     #[test]
     fn parses_lines_and_stream_names() {
         let l = parse_line(r#"17 {"stream":"btcusdt@trade","data":{}}"#).unwrap();
@@ -359,14 +369,7 @@ mod tests {
     #[test]
     fn merges_groups_in_time_order() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, lines: &[u64]| {
-            let p = dir.path().join(name);
-            let mut f = File::create(&p).unwrap();
-            for ns in lines {
-                writeln!(f, r#"{ns} {{"stream":"{name}","data":{{}}}}"#).unwrap();
-            }
-            p
-        };
+        let write = |name: &str, lines: &[u64]| trade_file(dir.path(), name, lines);
         let a1 = write("aaa_1.txt", &[1, 4]);
         let a2 = write("aaa_2.txt", &[6]);
         let b = write("bbb_1.txt", &[2, 3, 5, 7]);
@@ -385,14 +388,7 @@ mod tests {
     #[test]
     fn groups_closed_after_their_first_line_give_the_same_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, lines: &[u64]| {
-            let p = dir.path().join(name);
-            let mut f = File::create(&p).unwrap();
-            for ns in lines {
-                writeln!(f, r#"{ns} {{"stream":"{name}@trade","data":{{}}}}"#).unwrap();
-            }
-            p
-        };
+        let write = |name: &str, lines: &[u64]| trade_file(dir.path(), name, lines);
         let files = [
             write("aaa_1.txt", &[1, 4, 8]),
             write("bbb_1.txt", &[2, 3, 5, 7]),

@@ -116,10 +116,7 @@ impl FrameSource {
         // many instruments over many connections, each would otherwise hold every file's
         // buffers until its first line came round.
         let merge = CaptureMerge::open_closing(&groups, |line| {
-            match line.stream().and_then(|s| s.split_once('@')) {
-                Some((prefix, _)) => wanted.any_of(prefix) || injector.watches(prefix),
-                None => true,
-            }
+            instrument_of(line).is_none_or(|prefix| serves(&wanted, &injector, prefix))
         })?;
         Ok(Self {
             merge,
@@ -154,7 +151,7 @@ impl FrameSource {
                         let resume = parked
                             .get(group)
                             .and_then(Option::as_deref)
-                            .is_none_or(|prefix| wanted.any_of(prefix) || injector.watches(prefix));
+                            .is_none_or(|prefix| serves(wanted, injector, prefix));
                         if resume {
                             if let Some(slot) = parked.get_mut(group) {
                                 *slot = None;
@@ -170,13 +167,12 @@ impl FrameSource {
             };
             // An instrument nobody here wants is not read on (nor gunzipped) until the
             // subscription changes; one with injected faults counts every trade.
-            if let Some((prefix, _)) = line.stream().and_then(|s| s.split_once('@')) {
+            if let Some(prefix) = instrument_of(&line) {
                 if self.group_wanted.len() <= group {
                     self.group_wanted.resize(group + 1, None);
                 }
-                let wanted = *self.group_wanted[group].get_or_insert_with(|| {
-                    self.wanted.any_of(prefix) || self.injector.watches(prefix)
-                });
+                let wanted = *self.group_wanted[group]
+                    .get_or_insert_with(|| serves(&self.wanted, &self.injector, prefix));
                 if !wanted {
                     note_depth(&self.index.depth, &line);
                     self.merge.park_last();
@@ -247,6 +243,19 @@ impl FrameSource {
         self.stream_wanted[group].push(w);
         found
     }
+}
+
+/// The instrument of a stream line (`btcusdt` of `btcusdt@trade`).
+fn instrument_of(line: &CaptureLine) -> Option<&str> {
+    line.stream()
+        .and_then(|s| s.split_once('@'))
+        .map(|(prefix, _)| prefix)
+}
+
+/// Whether this source reads an instrument's lines: a stream of it is wanted, or it has
+/// injected faults (which count every trade).
+fn serves(wanted: &Wanted, injector: &Injector, prefix: &str) -> bool {
+    wanted.any_of(prefix) || injector.watches(prefix)
 }
 
 /// A diff-depth line this source passes without sending (an instrument not subscribed

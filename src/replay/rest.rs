@@ -88,6 +88,16 @@ impl RestIndex {
     /// is the same whatever the threads; should one symbol's files be named apart (two
     /// instruments by name), it is built again on one thread.
     pub fn build(history: &[PathBuf], streamed: &[PathBuf]) -> Result<Self, CaptureError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::build_on(history, streamed, cores)
+    }
+
+    /// [`build`](Self::build) on at most `cores` threads.
+    fn build_on(
+        history: &[PathBuf],
+        streamed: &[PathBuf],
+        cores: usize,
+    ) -> Result<Self, CaptureError> {
         let mut files: Vec<(&PathBuf, bool)> = history
             .iter()
             .map(|p| (p, true))
@@ -97,9 +107,7 @@ impl RestIndex {
         let instruments: Vec<&[(&PathBuf, bool)]> = files
             .chunk_by(|a, b| file_instrument(a.0) == file_instrument(b.0))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(instruments.len());
+        let threads = cores.min(instruments.len());
         if threads <= 1 {
             return Self::build_part(&instruments, &AtomicUsize::new(0));
         }
@@ -619,16 +627,7 @@ mod tests {
             bundled("btcusdt_20240809.gz"),
             bundled("ethusdt_20240809.gz"),
         ];
-        let mut files: Vec<(&PathBuf, bool)> = history
-            .iter()
-            .map(|p| (p, true))
-            .chain(streamed.iter().map(|p| (p, false)))
-            .collect();
-        files.sort_by_key(|(p, history)| (file_instrument(p), !*history));
-        let instruments: Vec<&[(&PathBuf, bool)]> = files
-            .chunk_by(|a, b| file_instrument(a.0) == file_instrument(b.0))
-            .collect();
-        let one = RestIndex::build_part(&instruments, &AtomicUsize::new(0)).unwrap();
+        let one = RestIndex::build_on(&history, &streamed, 1).unwrap();
         let many = RestIndex::build(&history, &streamed).unwrap();
         for symbol in ["BTCUSDT", "ETHUSDT"] {
             let expected = answers(&one, symbol);
