@@ -12,6 +12,7 @@ use crate::actors::ingest::{connection_shards, run_shards, IngestReport};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SymbolActor};
+use crate::actors::threads::ShardThreads;
 use crate::actors::{PipelineError, SaveSnapshot};
 pub use crate::assemble::{chain_id, load_rules, StartError};
 use crate::config::Config;
@@ -350,13 +351,22 @@ pub async fn run(
     };
     let (symbol_steps, portfolio_step) = crate::assemble::model_steps(&config, start);
     let snapshot_dir = config.snapshot_dir();
-    let start_gate = |step| GateActor::new(step, publisher.clone(), metrics.clone(), cap).start();
+    let threads = ShardThreads::start(config.engine.worker_threads, shards.len());
+    let shard_of: HashMap<&str, usize> = shards
+        .iter()
+        .enumerate()
+        .flat_map(|(k, shard)| shard.iter().map(move |s| (s.as_str(), k)))
+        .collect();
+    let start_gate = |step, on: &ArbiterHandle| {
+        let (publisher, metrics) = (publisher.clone(), metrics.clone());
+        GateActor::start_in_arbiter(on, move |_| GateActor::new(step, publisher, metrics, cap))
+    };
 
     let mut gate_actors = Vec::new();
     let mut gate_routes = Vec::new();
     let portfolio = match (portfolio_step, gates.portfolio) {
         (Some(step), Some(gate)) => {
-            let gate = start_gate(gate);
+            let gate = start_gate(gate, &Arbiter::current());
             gate_actors.push(gate.clone());
             gate_routes.push(GateRoute {
                 symbol: None,
@@ -371,22 +381,19 @@ pub async fn run(
     let mut routes = HashMap::new();
     let mut symbol_actors = Vec::new();
     for (step, gate) in symbol_steps.into_iter().zip(gates.symbols) {
-        let gate = start_gate(gate);
-        gate_actors.push(gate.clone());
         let symbol = step.symbol().to_string();
+        let on = threads.handle(shard_of.get(symbol.as_str()).copied().unwrap_or(0));
+        let gate = start_gate(gate, &on);
+        gate_actors.push(gate.clone());
         gate_routes.push(GateRoute {
             symbol: Some(symbol.clone()),
             gate: gate.clone(),
         });
-        let addr = SymbolActor::new(
-            step,
-            gate,
-            portfolio.clone(),
-            cap,
-            snapshot_dir.clone(),
-            metrics.clone(),
-        )
-        .start();
+        let (portfolio, snapshot_dir, metrics) =
+            (portfolio.clone(), snapshot_dir.clone(), metrics.clone());
+        let addr = SymbolActor::start_in_arbiter(&on, move |_| {
+            SymbolActor::new(step, gate, portfolio, cap, snapshot_dir, metrics)
+        });
         routes.insert(symbol, addr.clone().recipient());
         symbol_actors.push(addr);
     }
@@ -418,6 +425,7 @@ pub async fn run(
                 )
             })
         },
+        &threads,
         &metrics,
         &shutdown,
         &roots,
@@ -469,6 +477,7 @@ pub async fn run(
     for g in &gates_list {
         gate_stats.push(g.send(GetGateStats).await.map_err(PipelineError::from)?);
     }
+    threads.stop().await;
     if let Some(http) = http {
         http.stop().await;
     }

@@ -153,6 +153,45 @@ fn faults_and_rest_backfill_give_the_same_bytes_in_process() {
     );
 }
 
+/// The socket pipeline with one connection per symbol, each connection (its ingest, its
+/// symbol's models and gate) on a thread of its own: the same signed bytes as in process,
+/// where one thread steps everything in order.
+#[test]
+fn connections_on_their_own_threads_give_the_same_bytes_in_process() {
+    let files = common::capture_files_of_day("20240808");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = common::new_key(tmp.path());
+    let dir = |name: &str| -> PathBuf { tmp.path().join(name) };
+    let two_connections = |url: &str, out: &Path| {
+        let mut c = common::test_config(url, out, &key);
+        c.feed.max_streams_per_connection = c.feed.streams.len();
+        c.engine.worker_threads = 2;
+        c
+    };
+
+    let server = spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions::new(files.clone(), Speed::Max),
+    )
+    .unwrap();
+    let socket = common::run(two_connections(&server.url(), &dir("sockets")));
+    drop(server);
+    assert_eq!(socket.ingest.connections, 2, "{:?}", socket.ingest);
+
+    let config = two_connections("ws://unused.invalid", &dir("in-process"));
+    let (local, _) = in_process::run(config, &ReplayOptions::new(files, Speed::Max)).unwrap();
+    assert_eq!(socket.ingest.accepted, local.ingest.accepted);
+    assert!(socket.gates.iter().map(|g| g.gate_ns.len()).sum::<u64>() > 0);
+    assert_same(
+        &dir("sockets").join("events"),
+        &dir("in-process").join("events"),
+    );
+    assert_same(
+        &dir("sockets").join("state"),
+        &dir("in-process").join("state"),
+    );
+}
+
 /// `synth --passes`: each repeated pass of the day follows on from the one before without
 /// a break the engine has to repair. The pass's depth diffs leave levels of the pass before
 /// (prices moved during the day) that would cross the next pass's book and make the engine

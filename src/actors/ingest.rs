@@ -62,12 +62,14 @@ pub use crate::market::feed::IngestReport;
 
 /// Run one ingest actor per connection shard of `config` until every connection ends, and
 /// merge their reports. The per-IP connection-rate limit is split between them so that
-/// together they never exceed it. `route` names where a shard's symbols' ticks go, and
-/// `recorder` where connection `k` records its inputs.
+/// together they never exceed it. `route` names where a shard's symbols' ticks go,
+/// `recorder` where connection `k` records its inputs, and `threads` the thread it runs on
+/// (its symbols' actors must be there too).
 pub async fn run_shards(
     config: &crate::config::Config,
     mut route: impl FnMut(&str) -> Option<Recipient<Tick>>,
     mut recorder: impl FnMut(u32) -> Option<ConnectionWriter>,
+    threads: &super::threads::ShardThreads,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
     roots: &Option<Arc<crate::market::tls::TrustedRoots>>,
@@ -84,7 +86,7 @@ pub async fn run_shards(
                 .iter()
                 .filter_map(|s| route(s).map(|r| (s.clone(), r)))
                 .collect();
-            IngestActor::new(
+            let actor = IngestActor::new(
                 shard_feed.clone(),
                 shard,
                 routes,
@@ -94,9 +96,8 @@ pub async fn run_shards(
                 Some(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
             )
             .with_connection(k as u32, recorder(k as u32))
-            .with_roots(roots.clone())
-            .start()
-            .send(RunIngest)
+            .with_roots(roots.clone());
+            IngestActor::start_in_arbiter(&threads.handle(k), move |_| actor).send(RunIngest)
         })
         .collect();
     let mut report = IngestReport::default();

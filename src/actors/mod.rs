@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod portfolio;
 pub mod publisher;
 pub mod symbol;
+pub mod threads;
 
 use crate::audit::AuditError;
 

@@ -1,6 +1,9 @@
-//! `[engine]`: chain-ID prefix, seed, clock, shutdown deadline.
+//! `[engine]`: chain-ID prefix, seed, clock, shutdown deadline, worker threads.
 
 use super::*;
+
+/// More threads than this only add hand-offs on any machine the engine targets.
+const MAX_WORKER_THREADS: usize = 256;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +22,10 @@ pub struct EngineConfig {
     pub clock: ClockMode,
     /// After SIGTERM/SIGINT: how long draining (actors, producer) may take before exit.
     pub shutdown_timeout_ms: u64,
+    /// Threads the live run spreads its connection shards over (each shard's ingest, symbols
+    /// and gates on one); 0: one per core. One shard always runs on the system's thread.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 impl Config {
@@ -39,6 +46,13 @@ impl Config {
         check(
             self.engine.shutdown_timeout_ms > 0,
             "engine.shutdown_timeout_ms must be > 0".into(),
+        );
+        check(
+            self.engine.worker_threads <= MAX_WORKER_THREADS,
+            format!(
+                "engine.worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core), got {}",
+                self.engine.worker_threads
+            ),
         );
     }
 }

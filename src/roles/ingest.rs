@@ -15,6 +15,7 @@ use super::records::{BarRecord, MarketRecord};
 use super::RoleError;
 use crate::actors::ingest::{run_shards, IngestReport};
 use crate::actors::symbol::Tick;
+use crate::actors::threads::ShardThreads;
 use crate::actors::PipelineError;
 use crate::config::Config;
 use crate::market::MarketEvent;
@@ -104,6 +105,8 @@ pub async fn run(
         config,
         |_| Some(publisher.clone()),
         |_| None,
+        // Every tick goes to the one publisher: its connections stay on its thread.
+        &ShardThreads::none(),
         &metrics,
         &shutdown,
         &roots,
