@@ -132,6 +132,34 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The portfolio's NIW update and VaR at many symbols: its cost per bar grows with the
+    // cube of the symbols (the predictive's factorisation).
+    for d in [100usize, 300, 1000] {
+        let weights: Vec<f64> = (0..d).map(|j| 1000.0 + 100.0 * j as f64).collect();
+        let vectors: Vec<Vec<f64>> = (0..64)
+            .map(|k| {
+                let common = rs[k % rs.len()];
+                let own = returns(d, 100 + k as u64);
+                own.iter().map(|x| 0.6 * common + 0.8 * x).collect()
+            })
+            .collect();
+        let mut niw = NiwPosterior::new(d, 0.01, 1e-8, 0.995);
+        for v in &vectors {
+            niw.update(v).unwrap();
+        }
+        let mut k = 0;
+        c.bench_function(
+            &format!("niw_update_and_var_es_components_{d}_symbols"),
+            |b| {
+                b.iter(|| {
+                    k = (k + 1) % vectors.len();
+                    niw.update(black_box(&vectors[k])).unwrap();
+                    niw.risk(&weights, 0.99)
+                })
+            },
+        );
+    }
+
     // The quantiles a bar asks of its 2 000 draws: the simulated VaR at two levels, and a
     // credible interval. Each iteration copies the draws back (~16 KB) before selecting.
     let draws = returns(2000, 5);

@@ -12,7 +12,7 @@ use crate::actors::ingest::{connection_shards, run_shards, IngestReport};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SymbolActor};
-use crate::actors::threads::ShardThreads;
+use crate::actors::threads::RunThreads;
 use crate::actors::{PipelineError, SaveSnapshot};
 pub use crate::assemble::{chain_id, load_rules, StartError};
 use crate::config::Config;
@@ -351,7 +351,7 @@ pub async fn run(
     };
     let (symbol_steps, portfolio_step) = crate::assemble::model_steps(&config, start);
     let snapshot_dir = config.snapshot_dir();
-    let threads = ShardThreads::start(config.engine.worker_threads, shards.len());
+    let threads = RunThreads::start(config.engine.worker_threads, shards.len());
     let shard_of: HashMap<&str, usize> = shards
         .iter()
         .enumerate()
@@ -366,15 +366,17 @@ pub async fn run(
     let mut gate_routes = Vec::new();
     let portfolio = match (portfolio_step, gates.portfolio) {
         (Some(step), Some(gate)) => {
-            let gate = start_gate(gate, &Arbiter::current());
+            let on = threads.portfolio();
+            let gate = start_gate(gate, &on);
             gate_actors.push(gate.clone());
             gate_routes.push(GateRoute {
                 symbol: None,
                 gate: gate.clone(),
             });
-            Some(
-                PortfolioActor::new(step, gate, cap, snapshot_dir.clone(), metrics.clone()).start(),
-            )
+            let (snapshot_dir, metrics) = (snapshot_dir.clone(), metrics.clone());
+            Some(PortfolioActor::start_in_arbiter(&on, move |_| {
+                PortfolioActor::new(step, gate, cap, snapshot_dir, metrics)
+            }))
         }
         _ => None,
     };
@@ -382,7 +384,7 @@ pub async fn run(
     let mut symbol_actors = Vec::new();
     for (step, gate) in symbol_steps.into_iter().zip(gates.symbols) {
         let symbol = step.symbol().to_string();
-        let on = threads.handle(shard_of.get(symbol.as_str()).copied().unwrap_or(0));
+        let on = threads.shard(shard_of.get(symbol.as_str()).copied().unwrap_or(0));
         let gate = start_gate(gate, &on);
         gate_actors.push(gate.clone());
         gate_routes.push(GateRoute {

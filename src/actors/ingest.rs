@@ -69,7 +69,7 @@ pub async fn run_shards(
     config: &crate::config::Config,
     mut route: impl FnMut(&str) -> Option<Recipient<Tick>>,
     mut recorder: impl FnMut(u32) -> Option<ConnectionWriter>,
-    threads: &super::threads::ShardThreads,
+    threads: &super::threads::RunThreads,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
     roots: &Option<Arc<crate::market::tls::TrustedRoots>>,
@@ -97,7 +97,7 @@ pub async fn run_shards(
             )
             .with_connection(k as u32, recorder(k as u32))
             .with_roots(roots.clone());
-            IngestActor::start_in_arbiter(&threads.handle(k), move |_| actor).send(RunIngest)
+            IngestActor::start_in_arbiter(&threads.shard(k), move |_| actor).send(RunIngest)
         })
         .collect();
     let mut report = IngestReport::default();
@@ -257,7 +257,8 @@ impl Handler<RunIngest> for IngestActor {
             self.connection,
         );
         let host = Host {
-            routes: self.routes.clone(),
+            routes: routes_with_gauges(&self.routes, &self.metrics),
+            frames_accepted: frame_counters(&self.metrics),
             metrics: self.metrics.clone(),
             rest: Http::new(
                 &feed.rest_base(),
@@ -602,7 +603,9 @@ impl Subscribing {
 /// What the host keeps besides the step: where ticks go, how REST is reached, where
 /// quarantined events are recorded, and the connection's own timings.
 struct Host {
-    routes: Arc<HashMap<String, Recipient<Tick>>>,
+    routes: HashMap<String, Route>,
+    /// `bizra_ingest_frames_total` by stream kind, looked up once, not per frame.
+    frames_accepted: [prometheus::IntCounter; 4],
     metrics: Arc<Metrics>,
     rest: Http,
     quarantine: Option<Quarantine>,
@@ -616,6 +619,50 @@ struct Host {
     reconnect_to_first_event_us: Vec<u64>,
     /// TLS with `feed.ca_file`'s roots; `None`: the built-in roots.
     connector: Option<tokio_tungstenite::Connector>,
+}
+
+/// Where one symbol's ticks go, and its feed-health gauge (looked up once, not per tick).
+struct Route {
+    ticks: Recipient<Tick>,
+    healthy: prometheus::IntGauge,
+}
+
+/// The routes of a connection, each with its symbol's gauge.
+fn routes_with_gauges(
+    routes: &HashMap<String, Recipient<Tick>>,
+    metrics: &Metrics,
+) -> HashMap<String, Route> {
+    routes
+        .iter()
+        .map(|(symbol, ticks)| {
+            let healthy = metrics
+                .health
+                .feed_symbol_healthy
+                .with_label_values(&[symbol.as_str()]);
+            let ticks = ticks.clone();
+            (symbol.clone(), Route { ticks, healthy })
+        })
+        .collect()
+}
+
+/// `bizra_ingest_frames_total`'s counter of each stream kind, in `kind_slot` order.
+fn frame_counters(metrics: &Metrics) -> [prometheus::IntCounter; 4] {
+    [
+        StreamKind::Trade,
+        StreamKind::AggTrade,
+        StreamKind::BookTicker,
+        StreamKind::Depth,
+    ]
+    .map(|k| metrics.ingest_frames_total.with_label_values(&[k.as_str()]))
+}
+
+fn kind_slot(kind: StreamKind) -> usize {
+    match kind {
+        StreamKind::Trade => 0,
+        StreamKind::AggTrade => 1,
+        StreamKind::BookTicker => 2,
+        StreamKind::Depth => 3,
+    }
 }
 
 impl Host {
@@ -678,11 +725,7 @@ impl Host {
         let Some(route) = self.routes.get(tick.event.symbol()) else {
             return Ok(());
         };
-        self.metrics
-            .health
-            .feed_symbol_healthy
-            .with_label_values(&[tick.event.symbol()])
-            .set(i64::from(tick.feed_healthy));
+        route.healthy.set(i64::from(tick.feed_healthy));
         if self.first_event_pending {
             self.first_event_pending = false;
             if self.reconnect_to_first_event_us.len() >= 64 {
@@ -699,6 +742,7 @@ impl Host {
             return Ok(());
         }
         route
+            .ticks
             .send(Tick {
                 event: tick.event,
                 received_at_ms: tick.received_at_ms,
@@ -714,10 +758,9 @@ impl Host {
         let m = &self.metrics;
         match output {
             FeedOutput::Deliver(_) | FeedOutput::Fetch(_) => {}
-            FeedOutput::Accepted { kind, count } => m
-                .ingest_frames_total
-                .with_label_values(&[kind.as_str()])
-                .inc_by(count),
+            FeedOutput::Accepted { kind, count } => {
+                self.frames_accepted[kind_slot(kind)].inc_by(count)
+            }
             FeedOutput::Rejected {
                 code,
                 detail,

@@ -3,6 +3,7 @@
 //! mailbox, so a slow stage slows its producers instead of growing a queue.
 
 pub mod control;
+pub mod durable;
 pub mod gate;
 pub mod ingest;
 pub mod portfolio;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::durable::Durable;
 use super::PipelineError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{ChainHead, SignedEvent};
@@ -71,7 +72,8 @@ pub struct PublisherActor {
     label: String,
     mailbox_capacity: usize,
     metrics: Arc<Metrics>,
-    heads_file: PathBuf,
+    /// The files' fsyncs and the heads file, in order, off this thread.
+    durable: Durable,
     /// Heads of every chain as published (not yet necessarily durable).
     heads: BTreeMap<String, ChainHead>,
     published_since_flush: bool,
@@ -98,8 +100,8 @@ impl PublisherActor {
             sink: Some(sink),
             label,
             mailbox_capacity,
+            durable: Durable::new(heads_file, metrics.clone()),
             metrics,
-            heads_file,
             heads,
             published_since_flush: false,
             dashboard: None,
@@ -201,12 +203,30 @@ impl Handler<Flush> for PublisherActor {
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
         // Everything published before this point becomes durable, then so does its head.
         let heads = self.heads.clone();
-        let path = self.heads_file.clone();
+        if let Some(Sink::File(files)) = self.sink.as_mut() {
+            if self.durable.busy() {
+                // Still syncing the last flush: these records go with the next one.
+                return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+            }
+            if self.durable.take_failure() {
+                files.resync_all();
+            }
+            self.published_since_flush = false;
+            let res = files
+                .begin_flush()
+                .map(|pending| self.durable.spawn(pending, heads));
+            if let Err(e) = &res {
+                tracing::error!(error = %e, "flush failed");
+                self.metrics.health.sink_healthy.set(0);
+            }
+            return AtomicResponse::new(Box::pin(fut::ready(res.map_err(PipelineError::from))));
+        }
         self.published_since_flush = false;
+        let save = self.durable.heads_in_order(heads);
         self.with_sink(|mut sink| async move {
             let mut res = sink.flush().await;
             if res.is_ok() {
-                res = save_heads(path, heads).await;
+                res = save.await;
             }
             if let Err(e) = &res {
                 tracing::error!(error = %e, "flush failed");
@@ -214,13 +234,6 @@ impl Handler<Flush> for PublisherActor {
             (sink, res)
         })
     }
-}
-
-async fn save_heads(path: PathBuf, heads: BTreeMap<String, ChainHead>) -> Result<(), SinkError> {
-    tokio::task::spawn_blocking(move || crate::heads::save(&path, &heads))
-        .await
-        .map_err(|e| SinkError::Heads(format!("writer task: {e}")))
-        .and_then(|r| r.map_err(|e| SinkError::Heads(e.to_string())))
 }
 
 impl Handler<PollAcks> for PublisherActor {
@@ -238,8 +251,7 @@ impl Handler<PollAcks> for PublisherActor {
 impl Handler<Drain> for PublisherActor {
     type Result = AtomicResponse<Self, Result<DrainReport, PipelineError>>;
     fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
-        let heads = self.heads.clone();
-        let path = self.heads_file.clone();
+        let save = self.durable.heads_in_order(self.heads.clone());
         self.published_since_flush = false;
         let Some(mut sink) = self.sink.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(Err(PipelineError::Sink(
@@ -249,7 +261,7 @@ impl Handler<Drain> for PublisherActor {
         AtomicResponse::new(Box::pin(
             async move {
                 let res = match sink.drain(msg.deadline).await {
-                    Ok(left) => save_heads(path, heads).await.map(|_| left),
+                    Ok(left) => save.await.map(|_| left),
                     Err(e) => Err(e),
                 };
                 (sink, res)

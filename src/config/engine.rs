@@ -23,7 +23,8 @@ pub struct EngineConfig {
     /// After SIGTERM/SIGINT: how long draining (actors, producer) may take before exit.
     pub shutdown_timeout_ms: u64,
     /// Threads the live run spreads its connection shards over (each shard's ingest, symbols
-    /// and gates on one); 0: one per core. One shard always runs on the system's thread.
+    /// and gates on one), the portfolio getting one more; 0: one per core. One shard always
+    /// runs on the system's thread.
     #[serde(default)]
     pub worker_threads: usize,
 }

@@ -15,7 +15,7 @@ use super::records::{BarRecord, MarketRecord};
 use super::RoleError;
 use crate::actors::ingest::{run_shards, IngestReport};
 use crate::actors::symbol::Tick;
-use crate::actors::threads::ShardThreads;
+use crate::actors::threads::RunThreads;
 use crate::actors::PipelineError;
 use crate::config::Config;
 use crate::market::MarketEvent;
@@ -106,7 +106,7 @@ pub async fn run(
         |_| Some(publisher.clone()),
         |_| None,
         // Every tick goes to the one publisher: its connections stay on its thread.
-        &ShardThreads::none(),
+        &RunThreads::none(),
         &metrics,
         &shutdown,
         &roots,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::SinkError;
 use crate::audit::wire::RecordKind;
@@ -15,7 +16,52 @@ pub const CHECKPOINT_SUFFIX: &str = ".checkpoints.jsonl";
 
 pub struct FileSink {
     dir: PathBuf,
-    files: HashMap<PathBuf, BufWriter<File>>,
+    files: HashMap<PathBuf, OpenFile>,
+}
+
+/// One appended file: buffered writes, and whether it was written since its last fsync.
+struct OpenFile {
+    writer: BufWriter<SharedFile>,
+    dirty: bool,
+}
+
+/// A file written through a buffer on one thread and fsynced from another
+/// (`PendingSync::sync`), so that a flush of many chains does not hold up the writer.
+struct SharedFile(Arc<File>);
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The files a flush must fsync: everything appended before `FileSink::begin_flush` is in
+/// them. Syncing blocks; it may run on any thread while the sink goes on appending.
+#[must_use = "nothing is durable until the files are synced"]
+pub struct PendingSync(Vec<(PathBuf, Arc<File>)>);
+
+impl PendingSync {
+    pub fn sync(self) -> Result<(), SinkError> {
+        for (path, file) in self.0 {
+            file.sync_data().map_err(|source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Files to sync.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl FileSink {
@@ -74,27 +120,53 @@ impl FileSink {
                 .append(true)
                 .open(&path)
                 .map_err(io)?;
-            self.files
-                .insert(path.clone(), BufWriter::with_capacity(1 << 16, f));
+            let writer = BufWriter::with_capacity(1 << 16, SharedFile(Arc::new(f)));
+            self.files.insert(
+                path.clone(),
+                OpenFile {
+                    writer,
+                    dirty: false,
+                },
+            );
         }
-        if let Some(w) = self.files.get_mut(&path) {
-            w.write_all(line)
-                .and_then(|_| w.write_all(b"\n"))
+        if let Some(open) = self.files.get_mut(&path) {
+            open.dirty = true;
+            open.writer
+                .write_all(line)
+                .and_then(|_| open.writer.write_all(b"\n"))
                 .map_err(io)?;
         }
         Ok(())
     }
 
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        for (path, w) in &mut self.files {
-            w.flush()
-                .and_then(|_| w.get_ref().sync_data())
-                .map_err(|source| SinkError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+    /// Hand every buffered record to its file, and name the files written since the last
+    /// flush: once they are synced, everything appended so far is durable.
+    pub fn begin_flush(&mut self) -> Result<PendingSync, SinkError> {
+        let mut pending = Vec::new();
+        for (path, open) in &mut self.files {
+            if !open.dirty {
+                continue;
+            }
+            open.writer.flush().map_err(|source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            open.dirty = false;
+            pending.push((path.clone(), open.writer.get_ref().0.clone()));
         }
-        Ok(())
+        Ok(PendingSync(pending))
+    }
+
+    /// Sync every file at the next flush (after a failed sync).
+    pub fn resync_all(&mut self) {
+        for open in self.files.values_mut() {
+            open.dirty = true;
+        }
+    }
+
+    /// Everything appended so far made durable, on this thread.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.begin_flush()?.sync()
     }
 
     /// A crash can leave a record half-written at the end of a file. It was never
@@ -208,5 +280,35 @@ impl FileSink {
             return Err(damaged("last record longer than 1 MiB"));
         }
         Ok(Some(body[start..].to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_syncs_only_the_files_written_since_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        let mut sink = FileSink::open(dir.path()).unwrap();
+        sink.append_line(a.clone(), b"1").unwrap();
+        sink.append_line(b.clone(), b"2").unwrap();
+        let first = sink.begin_flush().unwrap();
+        assert_eq!(first.len(), 2);
+        // The records are in the files before the sync, which may run anywhere later.
+        assert_eq!(fs::read(&a).unwrap(), b"1\n");
+        sink.append_line(b.clone(), b"3").unwrap();
+        let second = sink.begin_flush().unwrap();
+        assert_eq!(second.len(), 1);
+        std::thread::spawn(move || first.sync())
+            .join()
+            .unwrap()
+            .unwrap();
+        second.sync().unwrap();
+        assert!(sink.begin_flush().unwrap().is_empty());
+        sink.resync_all();
+        assert_eq!(sink.begin_flush().unwrap().len(), 2);
+        assert_eq!(fs::read(&b).unwrap(), b"2\n3\n");
     }
 }

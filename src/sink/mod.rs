@@ -10,7 +10,7 @@ pub mod spool;
 pub use crate::engine::VarSnapshot;
 pub use crate::trail::{KafkaSource, StartAt};
 pub use endpoint::{security_problems, KafkaEndpoint, SASL_PASSWORD_ENV};
-pub use file::{FileSink, CHECKPOINT_SUFFIX};
+pub use file::{FileSink, PendingSync, CHECKPOINT_SUFFIX};
 pub use kafka::{ensure_topics, ensure_topics_with, KafkaSink, Readback, Topics, SCHEMA_VERSION};
 pub use newest::NewestRecords;
 
