@@ -605,7 +605,7 @@ impl Subscribing {
 struct Host {
     routes: HashMap<String, Route>,
     /// `bizra_ingest_frames_total` by stream kind, looked up once, not per frame.
-    frames_accepted: [prometheus::IntCounter; 4],
+    frames_accepted: [prometheus::IntCounter; StreamKind::COUNT],
     metrics: Arc<Metrics>,
     rest: Http,
     quarantine: Option<Quarantine>,
@@ -645,24 +645,9 @@ fn routes_with_gauges(
         .collect()
 }
 
-/// `bizra_ingest_frames_total`'s counter of each stream kind, in `kind_slot` order.
-fn frame_counters(metrics: &Metrics) -> [prometheus::IntCounter; 4] {
-    [
-        StreamKind::Trade,
-        StreamKind::AggTrade,
-        StreamKind::BookTicker,
-        StreamKind::Depth,
-    ]
-    .map(|k| metrics.ingest_frames_total.with_label_values(&[k.as_str()]))
-}
-
-fn kind_slot(kind: StreamKind) -> usize {
-    match kind {
-        StreamKind::Trade => 0,
-        StreamKind::AggTrade => 1,
-        StreamKind::BookTicker => 2,
-        StreamKind::Depth => 3,
-    }
+/// `bizra_ingest_frames_total`'s counter of each stream kind, by `StreamKind::index`.
+fn frame_counters(metrics: &Metrics) -> [prometheus::IntCounter; StreamKind::COUNT] {
+    StreamKind::ALL.map(|k| metrics.ingest_frames_total.with_label_values(&[k.as_str()]))
 }
 
 impl Host {
@@ -759,7 +744,7 @@ impl Host {
         match output {
             FeedOutput::Deliver(_) | FeedOutput::Fetch(_) => {}
             FeedOutput::Accepted { kind, count } => {
-                self.frames_accepted[kind_slot(kind)].inc_by(count)
+                self.frames_accepted[kind.index()].inc_by(count)
             }
             FeedOutput::Rejected {
                 code,

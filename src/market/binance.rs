@@ -32,6 +32,20 @@ impl StreamKind {
         }
     }
 
+    /// How many kinds there are, and each one's place among them (tables by kind).
+    pub const COUNT: usize = 4;
+    pub const ALL: [StreamKind; Self::COUNT] =
+        [Self::Trade, Self::AggTrade, Self::BookTicker, Self::Depth];
+
+    pub fn index(self) -> usize {
+        match self {
+            Self::Trade => 0,
+            Self::AggTrade => 1,
+            Self::BookTicker => 2,
+            Self::Depth => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Trade => "trade",

@@ -4,7 +4,7 @@
 //! unhealthy symbol are blocked by ELF L2 (DATA_UNHEALTHY) and pass again once it is fresh.
 //! Pure: times come in. Bounded: one entry per symbol and stream.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::StreamKind;
 
@@ -13,11 +13,17 @@ pub struct FeedHealth {
     streams: Vec<StreamKind>,
     stale_after_ms: i64,
     gap_unhealthy_ms: i64,
-    /// Newest event per (symbol, stream), and the first event per symbol.
-    last: HashMap<(String, StreamKind), i64>,
-    first: HashMap<String, i64>,
-    unhealthy_until: HashMap<String, i64>,
-    books_out_of_sync: HashSet<String>,
+    /// Looked up by `&str` at every event: no key is built per lookup.
+    symbols: HashMap<String, SymbolHealth, foldhash::fast::RandomState>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SymbolHealth {
+    first_ms: Option<i64>,
+    /// Newest event per stream, by `StreamKind::index`.
+    last_ms: [Option<i64>; StreamKind::COUNT],
+    unhealthy_until_ms: Option<i64>,
+    book_out_of_sync: bool,
 }
 
 impl FeedHealth {
@@ -26,54 +32,58 @@ impl FeedHealth {
             streams,
             stale_after_ms,
             gap_unhealthy_ms,
-            last: HashMap::new(),
-            first: HashMap::new(),
-            unhealthy_until: HashMap::new(),
-            books_out_of_sync: HashSet::new(),
+            symbols: HashMap::default(),
+        }
+    }
+
+    /// Change `symbol`'s entry, made on its first use (its name copied once).
+    fn update(&mut self, symbol: &str, change: impl FnOnce(&mut SymbolHealth)) {
+        match self.symbols.get_mut(symbol) {
+            Some(h) => change(h),
+            None => {
+                let mut h = SymbolHealth::default();
+                change(&mut h);
+                self.symbols.insert(symbol.to_string(), h);
+            }
         }
     }
 
     pub fn seen(&mut self, symbol: &str, kind: StreamKind, now_ms: i64) {
-        self.first.entry(symbol.to_string()).or_insert(now_ms);
-        self.last.insert((symbol.to_string(), kind), now_ms);
+        self.update(symbol, |h| {
+            h.first_ms.get_or_insert(now_ms);
+            h.last_ms[kind.index()] = Some(now_ms);
+        });
     }
 
     /// Trades were lost for good: the symbol is unhealthy for a while.
     pub fn gap_unfilled(&mut self, symbol: &str, now_ms: i64) {
-        self.unhealthy_until.insert(
-            symbol.to_string(),
-            now_ms.saturating_add(self.gap_unhealthy_ms),
-        );
+        let until = now_ms.saturating_add(self.gap_unhealthy_ms);
+        self.update(symbol, |h| h.unhealthy_until_ms = Some(until));
     }
 
     /// The symbol's local order book is (or is no longer) in step with the exchange.
     pub fn book_in_sync(&mut self, symbol: &str, in_sync: bool) {
         if in_sync {
-            self.books_out_of_sync.remove(symbol);
-        } else if !self.books_out_of_sync.contains(symbol) {
-            self.books_out_of_sync.insert(symbol.to_string());
+            if let Some(h) = self.symbols.get_mut(symbol) {
+                h.book_out_of_sync = false;
+            }
+        } else {
+            self.update(symbol, |h| h.book_out_of_sync = true);
         }
     }
 
     pub fn healthy(&self, symbol: &str, now_ms: i64) -> bool {
-        if self.books_out_of_sync.contains(symbol) {
+        let Some(h) = self.symbols.get(symbol) else {
+            // Never seen: nothing is stale yet.
+            return true;
+        };
+        if h.book_out_of_sync || h.unhealthy_until_ms.is_some_and(|until| now_ms < until) {
             return false;
         }
-        if self
-            .unhealthy_until
-            .get(symbol)
-            .is_some_and(|until| now_ms < *until)
-        {
-            return false;
-        }
-        let first = self.first.get(symbol).copied().unwrap_or(now_ms);
+        let first = h.first_ms.unwrap_or(now_ms);
         self.streams.iter().all(|kind| {
             // A stream not seen yet is only stale once the symbol has been live that long.
-            let last = self
-                .last
-                .get(&(symbol.to_string(), *kind))
-                .copied()
-                .unwrap_or(first);
+            let last = h.last_ms[kind.index()].unwrap_or(first);
             now_ms.saturating_sub(last) <= self.stale_after_ms
         })
     }

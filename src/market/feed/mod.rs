@@ -669,20 +669,20 @@ impl FeedStep {
     }
 
     fn on_quote(&mut self, quote: BookTicker, received_ms: i64, out: &mut Vec<FeedOutput>) {
-        let symbol = quote.symbol.clone();
+        let symbol = quote.symbol.as_str();
         let mid = 0.5 * (quote.bid_price + quote.ask_price);
         let in_band = self
             .guard
-            .prices_in_band(&symbol, [quote.bid_price, quote.ask_price].into_iter());
-        if !in_band && !self.guard.price_by_consensus(&symbol, mid) {
-            return self.quarantine(Implausible::Price, &symbol, format!("{quote:?}"), out);
+            .prices_in_band(symbol, [quote.bid_price, quote.ask_price].into_iter());
+        if !in_band && !self.guard.price_by_consensus(symbol, mid) {
+            return self.quarantine(Implausible::Price, symbol, format!("{quote:?}"), out);
         }
         if !in_band {
-            self.guard.accept_price(&symbol, mid);
+            self.guard.accept_price(symbol, mid);
         }
         let now = self.now(received_ms);
-        self.health.seen(&symbol, StreamKind::BookTicker, now);
-        let feed_healthy = self.health.healthy(&symbol, now);
+        self.health.seen(symbol, StreamKind::BookTicker, now);
+        let feed_healthy = self.health.healthy(symbol, now);
         self.report.unhealthy_ticks += u64::from(!feed_healthy);
         self.accepted(StreamKind::BookTicker, 1, out);
         out.push(FeedOutput::Deliver(FeedTick {
