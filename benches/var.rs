@@ -25,6 +25,20 @@ fn returns(n: usize, seed: u64) -> Vec<f64> {
     (0..n).map(|_| t.sample(&mut rng) * 7e-4).collect()
 }
 
+/// Positions of `d` symbols and `count` bars of their returns: a common factor (`common`,
+/// in turn) and a noise of each symbol's own.
+fn portfolio_load(d: usize, count: usize, common: &[f64]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let weights = (0..d).map(|j| 1000.0 + 100.0 * j as f64).collect();
+    let vectors = (0..count)
+        .map(|k| {
+            let c = common[k % common.len()];
+            let own = returns(d, 100 + k as u64);
+            own.iter().map(|x| 0.6 * c + 0.8 * x).collect()
+        })
+        .collect();
+    (weights, vectors)
+}
+
 fn nig() -> NigPosterior {
     let mut p = NigPosterior::new(
         NigParams {
@@ -99,14 +113,7 @@ fn benches(c: &mut Criterion) {
     });
 
     const D: usize = 20;
-    let weights: Vec<f64> = (0..D).map(|j| 1000.0 + 100.0 * j as f64).collect();
-    let vectors: Vec<Vec<f64>> = (0..1024)
-        .map(|k| {
-            let common = rs[k % rs.len()];
-            let own = returns(D, 100 + k as u64);
-            own.iter().map(|x| 0.6 * common + 0.8 * x).collect()
-        })
-        .collect();
+    let (weights, vectors) = portfolio_load(D, 1024, &rs);
     let mut niw = NiwPosterior::new(D, 0.01, 1e-8, 0.995);
     for v in vectors.iter().take(300) {
         niw.update(v).unwrap();
@@ -135,14 +142,7 @@ fn benches(c: &mut Criterion) {
     // The portfolio's NIW update and VaR at many symbols: its cost per bar grows with the
     // cube of the symbols (the predictive's factorisation).
     for d in [100usize, 300, 1000] {
-        let weights: Vec<f64> = (0..d).map(|j| 1000.0 + 100.0 * j as f64).collect();
-        let vectors: Vec<Vec<f64>> = (0..64)
-            .map(|k| {
-                let common = rs[k % rs.len()];
-                let own = returns(d, 100 + k as u64);
-                own.iter().map(|x| 0.6 * common + 0.8 * x).collect()
-            })
-            .collect();
+        let (weights, vectors) = portfolio_load(d, 64, &rs);
         let mut niw = NiwPosterior::new(d, 0.01, 1e-8, 0.995);
         for v in &vectors {
             niw.update(v).unwrap();
