@@ -202,12 +202,12 @@ impl Handler<Flush> for PublisherActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
         // Everything published before this point becomes durable, then so does its head.
-        let heads = self.heads.clone();
         if let Some(Sink::File(files)) = self.sink.as_mut() {
             if self.durable.busy() {
                 // Still syncing the last flush: these records go with the next one.
                 return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
             }
+            let heads = self.heads.clone();
             if self.durable.take_failure() {
                 files.resync_all();
             }
@@ -222,7 +222,7 @@ impl Handler<Flush> for PublisherActor {
             return AtomicResponse::new(Box::pin(fut::ready(res.map_err(PipelineError::from))));
         }
         self.published_since_flush = false;
-        let save = self.durable.heads_in_order(heads);
+        let save = self.durable.heads_in_order(self.heads.clone());
         self.with_sink(|mut sink| async move {
             let mut res = sink.flush().await;
             if res.is_ok() {
