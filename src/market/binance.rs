@@ -240,15 +240,36 @@ pub fn is_server_shutdown(text: &str) -> bool {
 
 /// Parse one combined-stream frame into a validated, typed event.
 pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
+    // Binance writes `{"stream":…,"data":…}` compactly: the data is then parsed once, into
+    // its type. Any other layout, and any frame that fails there, takes the general path,
+    // so the outcome (errors included) is the general path's.
+    if let Some(event) = compact_parts(text).and_then(|(stream, raw)| typed(stream, raw).ok()) {
+        return Ok(event);
+    }
     let env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
-    let (stream_symbol, suffix) = env
-        .stream
+    typed(env.stream, env.data.get())
+}
+
+/// The stream name and the data's text of a frame laid out exactly as
+/// `{"stream":"<name>","data":<data>}`; `None` for any other layout.
+fn compact_parts(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix("{\"stream\":\"")?;
+    let (stream, rest) = rest.split_at(rest.find('"')?);
+    if stream.contains('\\') {
+        return None;
+    }
+    let data = rest.strip_prefix("\",\"data\":")?.strip_suffix('}')?;
+    Some((stream, data))
+}
+
+/// The event of stream `stream` from its data's text `raw`, validated.
+fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
+    let (stream_symbol, suffix) = stream
         .split_once('@')
-        .ok_or_else(|| MarketDataError::UnknownStream(env.stream.to_string()))?;
+        .ok_or_else(|| MarketDataError::UnknownStream(stream.to_string()))?;
     let kind = StreamKind::from_suffix(suffix)
-        .ok_or_else(|| MarketDataError::UnknownStream(env.stream.to_string()))?;
-    let raw = env.data.get();
+        .ok_or_else(|| MarketDataError::UnknownStream(stream.to_string()))?;
     let event = match kind {
         StreamKind::Trade => {
             let t: Trade =
@@ -284,7 +305,7 @@ pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
     };
     if !event.symbol().eq_ignore_ascii_case(stream_symbol) {
         return Err(MarketDataError::SymbolMismatch {
-            stream: env.stream.to_string(),
+            stream: stream.to_string(),
             symbol: event.symbol().to_string(),
         });
     }
@@ -372,6 +393,54 @@ mod tests {
         }
         let bad = text.replace("\"f\":100", "\"f\":104");
         assert_eq!(parse_combined(&bad).unwrap_err().code(), "MALFORMED_JSON");
+    }
+
+    /// The general path alone, to hold the compact path to it.
+    fn general(text: &str) -> Result<MarketEvent, MarketDataError> {
+        let env: Envelope<'_> =
+            serde_json::from_str(text).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+        typed(env.stream, env.data.get())
+    }
+
+    #[test]
+    fn the_compact_path_agrees_with_the_general_one_on_every_layout() {
+        let data = &TRADE[TRADE.find("{\"e\"").unwrap()..TRADE.len() - 1];
+        for text in [
+            TRADE.to_string(),
+            format!("{{ \"stream\" : \"btcusdt@trade\" , \"data\" : {data} }}"),
+            format!("{{\"stream\":\"btcusdt@trade\",\"data\": {data}\n}}"),
+            format!("{{\"data\":{data},\"stream\":\"btcusdt@trade\"}}"),
+            format!("{{\"stream\":\"btcusdt@trade\",\"data\":{data},\"x\":1}}"),
+            format!("{{\"stream\":\"btcusdt@trade\",\"data\":{data},\"stream\":\"x@trade\"}}"),
+            format!("{{\"stream\":\"btc\\u0075sdt@trade\",\"data\":{data}}}"),
+            format!("{{\"stream\":\"ethusdt@trade\",\"data\":{data}}}"),
+            format!("{{\"stream\":\"btcusdt@trade\",\"data\":{data}}}}}"),
+            "{\"stream\":\"btcusdt@trade\",\"data\":{}}".to_string(),
+            "{\"stream\":\"btcusdt@trade\",\"data\":}".to_string(),
+            "{\"stream\":\"".to_string(),
+        ] {
+            assert_eq!(
+                format!("{:?}", parse_combined(&text)),
+                format!("{:?}", general(&text)),
+                "{text}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_compact_path_agrees_with_the_general_one_on_any_byte_changed(
+            at in 0usize..TRADE.len(),
+            byte in 0x20u8..0x7f,
+        ) {
+            let mut bytes = TRADE.as_bytes().to_vec();
+            bytes[at] = byte;
+            let text = String::from_utf8(bytes).unwrap();
+            proptest::prop_assert_eq!(
+                format!("{:?}", parse_combined(&text)),
+                format!("{:?}", general(&text))
+            );
+        }
     }
 
     const BOOK: &str = r#"{"stream":"ethusdt@bookTicker","data":{"u":35346513512,"s":"ETHUSDT","b":"2673.60000000","B":"1.00000000","a":"2673.61000000","A":"2.50000000"}}"#;

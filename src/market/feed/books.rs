@@ -54,24 +54,24 @@ impl DepthSyncEvent {
 
 #[derive(Debug, Clone)]
 pub struct Books {
-    books: HashMap<String, OrderBook>,
+    books: HashMap<String, OrderBook, foldhash::fast::RandomState>,
     /// After a failed or unusable snapshot, no new request before `.0`; `.1` is the wait
     /// that led there (doubling while requests keep failing).
-    retry_at: HashMap<String, (i64, i64)>,
+    retry_at: HashMap<String, (i64, i64), foldhash::fast::RandomState>,
     /// Books that broke (gap or crossed) and have not been bridged since.
-    recovering: HashSet<String>,
+    recovering: HashSet<String, foldhash::fast::RandomState>,
     /// When each book's last snapshot was loaded.
-    loaded_at: HashMap<String, i64>,
+    loaded_at: HashMap<String, i64, foldhash::fast::RandomState>,
     max_levels: usize,
 }
 
 impl Books {
     pub fn new(max_levels: usize) -> Self {
         Self {
-            books: HashMap::new(),
-            retry_at: HashMap::new(),
-            recovering: HashSet::new(),
-            loaded_at: HashMap::new(),
+            books: HashMap::default(),
+            retry_at: HashMap::default(),
+            recovering: HashSet::default(),
+            loaded_at: HashMap::default(),
             max_levels,
         }
     }

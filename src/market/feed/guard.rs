@@ -73,9 +73,9 @@ pub struct Guard {
     settings: PlausibilitySettings,
     /// The newest accepted event time of the connection.
     stream_ms: Option<i64>,
-    reference_price: HashMap<String, f64>,
-    price_candidates: HashMap<String, Candidate<f64>>,
-    id_candidates: HashMap<(String, bool), Candidate<u64>>,
+    reference_price: HashMap<String, f64, foldhash::fast::RandomState>,
+    price_candidates: HashMap<String, Candidate<f64>, foldhash::fast::RandomState>,
+    id_candidates: HashMap<(String, bool), Candidate<u64>, foldhash::fast::RandomState>,
 }
 
 impl Guard {
@@ -83,9 +83,9 @@ impl Guard {
         Self {
             settings,
             stream_ms: None,
-            reference_price: HashMap::new(),
-            price_candidates: HashMap::new(),
-            id_candidates: HashMap::new(),
+            reference_price: HashMap::default(),
+            price_candidates: HashMap::default(),
+            id_candidates: HashMap::default(),
         }
     }
 

@@ -183,7 +183,8 @@ enum Waiting {
 
 pub struct FeedStep {
     settings: FeedSettings,
-    symbols: HashSet<String>,
+    /// Looked up at every frame: foldhash, not SipHash (the keys are configured symbols).
+    symbols: HashSet<String, foldhash::fast::RandomState>,
     aggs_drive_models: bool,
     trades: TradeSequence,
     aggregates: TradeSequence,
