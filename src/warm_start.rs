@@ -29,6 +29,7 @@ pub fn load(
         Http::new(
             &config.feed.rest_base(),
             Duration::from_millis(config.var.warm_start.timeout_ms),
+            config.feed.rest_weight_per_minute,
         )
         .with_roots(roots),
     );

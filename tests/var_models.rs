@@ -48,7 +48,7 @@ fn replay_server_serves_klines_built_from_its_history() {
     let server = replay(true);
     let base = format!("http://{}", server.addr);
     let k = fetch_klines(
-        &Http::new(&base, Duration::from_secs(5)),
+        &Http::new(&base, Duration::from_secs(5), 5000),
         "BTCUSDT",
         "1s",
         1000,
@@ -62,7 +62,7 @@ fn replay_server_serves_klines_built_from_its_history() {
     assert!(k.last().unwrap().close_time_ms < 1_723_161_602_000);
     assert!(k.iter().all(|k| k.close > 50_000.0 && k.close < 70_000.0));
     let minute = fetch_klines(
-        &Http::new(&base, Duration::from_secs(5)),
+        &Http::new(&base, Duration::from_secs(5), 5000),
         "ETHUSDT",
         "1m",
         3,
@@ -70,7 +70,7 @@ fn replay_server_serves_klines_built_from_its_history() {
     .unwrap();
     assert_eq!(minute.len(), 3);
     let err = fetch_klines(
-        &Http::new(&base, Duration::from_secs(5)),
+        &Http::new(&base, Duration::from_secs(5), 5000),
         "XRPUSDT",
         "1s",
         10,

@@ -266,6 +266,7 @@ impl Handler<RunIngest> for IngestActor {
             rest: Http::new(
                 &feed.rest_base(),
                 Duration::from_millis(feed.rest_timeout_ms),
+                feed.rest_weight_per_minute,
             )
             .with_roots(self.roots.clone()),
             connector: self.roots.as_ref().map(|r| r.ws_connector()),

@@ -58,6 +58,11 @@ pub struct FeedConfig {
     /// Timeout of one REST request made while streaming (gap backfill, depth snapshot);
     /// ingest waits for it, so it is kept short.
     pub rest_timeout_ms: u64,
+    /// Request weight the engine spends per minute at its REST base, all connections and
+    /// the warm start together (Binance allows 6 000 per IP); a request over it is not
+    /// sent and is retried by its caller's back-off. Older configurations lack it: 5000.
+    #[serde(default = "default_rest_weight_per_minute")]
+    pub rest_weight_per_minute: u32,
     /// Fetch trades missing from the stream (trade-ID gaps) from the REST endpoint.
     pub backfill_gaps: bool,
     /// At most this many trades are fetched for one gap; the rest is reported missing.
@@ -80,6 +85,10 @@ pub struct FeedConfig {
     pub max_trade_id_jump: u64,
     /// Without REST, this many consistent events in a row confirm a new level or range.
     pub confirm_events: u32,
+}
+
+fn default_rest_weight_per_minute() -> u32 {
+    5000
 }
 
 impl FeedConfig {
@@ -148,6 +157,10 @@ impl Config {
                 && self.feed.reconnect_initial_backoff_ms <= self.feed.reconnect_max_backoff_ms,
             "feed.reconnect_initial_backoff_ms must be > 0 and <= feed.reconnect_max_backoff_ms"
                 .into(),
+        );
+        check(
+            self.feed.rest_weight_per_minute >= 1,
+            "feed.rest_weight_per_minute must be at least 1".into(),
         );
         check(
             (1..=1_000_000).contains(&self.feed.mailbox_capacity),

@@ -14,6 +14,7 @@ pub mod subscription;
 pub mod synthetic;
 pub mod tls;
 pub mod trades_csv;
+pub mod weight;
 
 pub use binance::{
     parse_combined, AggTrade, BookTicker, Kline, MarketDataError, MarketEvent, StreamKind, Trade,

@@ -12,6 +12,12 @@ pub enum RestError {
     Http { url: String, reason: String },
     #[error("klines response: {0}")]
     Parse(String),
+    /// Not sent: Binance's request weight (`market::weight`).
+    #[error("GET {url}: {refusal}")]
+    RateLimited {
+        url: String,
+        refusal: super::weight::Refusal,
+    },
 }
 
 pub use super::binance::Kline;
@@ -83,19 +89,25 @@ pub trait RestTransport {
     fn get(&self, target: &str) -> Result<String, RestError>;
 }
 
-/// HTTP to `base` (e.g. `https://api.binance.com`), each request bounded by `timeout`.
+/// HTTP to `base` (e.g. `https://api.binance.com`), each request bounded by `timeout` and
+/// paid from the request weight budget of `base` (`market::weight`).
 #[derive(Debug, Clone)]
 pub struct Http {
     pub base: String,
     pub timeout: Duration,
     /// The CAs trusted for `https://` (`feed.ca_file`); `None`: the built-in roots.
     roots: Option<std::sync::Arc<super::tls::TrustedRoots>>,
+    weight: std::sync::Arc<super::weight::WeightBudget>,
 }
 
 impl Http {
-    pub fn new(base: &str, timeout: Duration) -> Self {
+    /// `weight_per_minute` (`feed.rest_weight_per_minute`) applies if this is the
+    /// process's first client of `base`; later ones share its budget.
+    pub fn new(base: &str, timeout: Duration, weight_per_minute: u32) -> Self {
+        let base = base.trim_end_matches('/').to_string();
         Self {
-            base: base.trim_end_matches('/').to_string(),
+            weight: super::weight::shared(&base, weight_per_minute),
+            base,
             timeout,
             roots: None,
         }
@@ -110,11 +122,12 @@ impl Http {
 
 impl RestTransport for Http {
     fn get(&self, target: &str) -> Result<String, RestError> {
-        get(
-            &format!("{}{target}", self.base),
-            self.timeout,
-            self.roots.as_deref(),
-        )
+        let url = format!("{}{target}", self.base);
+        let now_ms = crate::clock::system_now_ms();
+        if let Err(refusal) = self.weight.admit(now_ms, super::weight::weight_of(target)) {
+            return Err(RestError::RateLimited { url, refusal });
+        }
+        get(&url, self.timeout, self.roots.as_deref(), &self.weight)
     }
 }
 
@@ -262,17 +275,48 @@ fn get(
     url: &str,
     timeout: Duration,
     roots: Option<&super::tls::TrustedRoots>,
+    weight: &super::weight::WeightBudget,
 ) -> Result<String, RestError> {
     let http = |reason: String| RestError::Http {
         url: url.to_string(),
         reason,
     };
-    let mut config = ureq::Agent::config_builder().timeout_global(Some(timeout));
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false);
     if let Some(roots) = roots {
         config = config.tls_config(roots.rest_tls());
     }
     let agent = config.build().new_agent();
     let mut response = agent.get(url).call().map_err(|e| http(e.to_string()))?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let now_ms = crate::clock::system_now_ms();
+    if let Some(used) = header("x-mbx-used-weight-1m") {
+        weight.observe_used(now_ms, u32::try_from(used).unwrap_or(u32::MAX));
+    }
+    let status = response.status().as_u16();
+    if status == 429 || status == 418 {
+        let until_ms = weight.pause(now_ms, header("retry-after"));
+        tracing::warn!(
+            url,
+            status,
+            until_ms,
+            "REST server asked for a pause; no request to it until then"
+        );
+        return Err(RestError::RateLimited {
+            url: url.to_string(),
+            refusal: super::weight::Refusal::Paused { until_ms },
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(http(format!("http status: {status}")));
+    }
     response
         .body_mut()
         .with_config()
@@ -295,6 +339,91 @@ pub fn fetch_klines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback HTTP server answering each request with the next of `answers` (status
+    /// line and headers); returns its base URL and the count of requests it received.
+    fn server(
+        answers: Vec<&'static str>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for (stream, head) in listener.incoming().zip(answers) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = "[]";
+                let _ = write!(
+                    stream,
+                    "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (base, count)
+    }
+
+    #[test]
+    fn a_429_pauses_every_request_to_its_server_for_its_retry_after() {
+        let (base, count) = server(vec![
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30",
+            "HTTP/1.1 200 OK",
+        ]);
+        let a = Http::new(&base, Duration::from_secs(5), 6000);
+        let b = Http::new(&base, Duration::from_secs(5), 6000);
+        let first = a.get("/api/v3/depth?symbol=BTCUSDT&limit=1000");
+        assert!(
+            matches!(first, Err(RestError::RateLimited { .. })),
+            "{first:?}"
+        );
+        // Another client of the same server is paused too, and nothing reaches it.
+        let second = b.get("/api/v3/aggTrades?symbol=BTCUSDT&fromId=1");
+        assert!(
+            matches!(
+                second,
+                Err(RestError::RateLimited {
+                    refusal: super::super::weight::Refusal::Paused { .. },
+                    ..
+                })
+            ),
+            "{second:?}"
+        );
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_server_s_weight_count_stops_requests_that_would_exceed_the_minute() {
+        let (base, count) = server(vec![
+            "HTTP/1.1 200 OK\r\nX-MBX-USED-WEIGHT-1M: 5990",
+            "HTTP/1.1 200 OK",
+        ]);
+        let http = Http::new(&base, Duration::from_secs(5), 6000);
+        assert_eq!(
+            http.get("/api/v3/klines?symbol=X&interval=1s").unwrap(),
+            "[]"
+        );
+        let next = http.get("/api/v3/depth?symbol=X&limit=1000");
+        assert!(
+            matches!(next, Err(RestError::RateLimited { .. })) || {
+                // The minute turned between the two requests: the count no longer applies.
+                next.is_ok()
+            },
+            "{next:?}"
+        );
+        assert!(count.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+    }
+
+    #[test]
+    fn other_error_statuses_are_http_errors() {
+        let (base, _) = server(vec!["HTTP/1.1 404 Not Found"]);
+        let http = Http::new(&base, Duration::from_secs(5), 6000);
+        let err = http.get("/api/v3/klines?symbol=X").unwrap_err();
+        assert!(err.to_string().ends_with("http status: 404"), "{err}");
+    }
 
     #[test]
     fn intervals_round_trip() {
