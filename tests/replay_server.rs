@@ -567,3 +567,47 @@ fn the_engine_subscribes_to_the_streams_its_url_leaves_out() {
     let pubkey = hex::encode(common::verifying_key(&key).as_bytes());
     common::cli_ok(&["verify", "--pubkey", &pubkey, events.to_str().unwrap()]);
 }
+
+/// The replay server's Binance-like request weight limit and the engine's REST client
+/// together: the client stops at the server's 429 and sends nothing more during the pause
+/// it asked for (the server would answer 418, Binance's ban), and so does every other
+/// client of the same server in the process.
+#[test]
+fn a_429_from_the_server_stops_every_client_until_its_retry_after() {
+    use bizra_risk::market::rest::{Http, RestError, RestTransport};
+    use bizra_risk::replay::rest_limit::RestLimit;
+    // Three snapshots of weight 50 must fall in one minute of the server's.
+    let second_of_minute = bizra_risk::clock::system_now_ms().rem_euclid(60_000);
+    if second_of_minute > 50_000 {
+        std::thread::sleep(Duration::from_millis(
+            (60_000 - second_of_minute) as u64 + 100,
+        ));
+    }
+    let mut opts = ReplayOptions::new(common::capture_files(), Speed::Max);
+    opts.rest_limit = Some(std::sync::Arc::new(RestLimit::new(100)));
+    let server = spawn_in_thread("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+    let base = format!("http://{}", server.addr);
+    let depth = "/api/v3/depth?symbol=BTCUSDT&limit=1000";
+    let client = Http::new(&base, Duration::from_secs(30), 6000);
+    client.get(depth).unwrap();
+    client.get(depth).unwrap();
+    let third = client.get(depth);
+    assert!(
+        matches!(third, Err(RestError::RateLimited { .. })),
+        "{third:?}"
+    );
+    assert_eq!(server.rest_refusals(), Some((1, 0)));
+    let other = Http::new(&base, Duration::from_secs(30), 6000);
+    for target in [depth, "/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=10"] {
+        let refused = other.get(target);
+        assert!(
+            matches!(refused, Err(RestError::RateLimited { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        server.rest_refusals(),
+        Some((1, 0)),
+        "nothing reached the server during its pause"
+    );
+}

@@ -35,6 +35,10 @@ pub struct ReplayServerArgs {
     /// huge-price, zero-qty, time-ahead, time-behind, id-jump, crossed-quote; repeatable.
     #[arg(long = "inject")]
     pub inject: Vec<bizra_risk::replay::Inject>,
+    /// Limit the REST request weight per minute as Binance does per IP: over it HTTP 429
+    /// with Retry-After, and HTTP 418 to a request sent before that pause is over.
+    #[arg(long, value_name = "WEIGHT")]
+    pub rest_weight_per_minute: Option<u32>,
     /// Serve wss:// and https:// with this PEM certificate chain (with --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -54,6 +58,7 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
         skip_trades,
         drop_depth,
         inject,
+        rest_weight_per_minute,
         tls_cert,
         tls_key,
     } = args;
@@ -64,6 +69,8 @@ pub fn run(args: ReplayServerArgs) -> anyhow::Result<ExitCode> {
     opts.skip_trades = skip_trades;
     opts.drop_depth = drop_depth;
     opts.inject = inject;
+    opts.rest_limit = rest_weight_per_minute
+        .map(|w| std::sync::Arc::new(bizra_risk::replay::rest_limit::RestLimit::new(w)));
     if let (Some(cert), Some(key)) = (&tls_cert, &tls_key) {
         opts.tls = Some(bizra_risk::replay::conn::tls_server_config(cert, key)?);
     }

@@ -9,6 +9,7 @@ mod faults;
 pub mod frames;
 pub mod in_process;
 pub mod rest;
+pub mod rest_limit;
 mod server;
 pub mod subscribe;
 pub mod trade_log;

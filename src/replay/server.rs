@@ -84,6 +84,8 @@ pub struct ReplayOptions {
     pub inject: Vec<Inject>,
     /// Serve `wss://` and `https://` with this configuration (certificate and key).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Binance's REST request weight limit, enforced (`replay::rest_limit`); `None`: none.
+    pub rest_limit: Option<Arc<super::rest_limit::RestLimit>>,
 }
 
 impl ReplayOptions {
@@ -99,6 +101,7 @@ impl ReplayOptions {
             drop_depth: Vec::new(),
             inject: Vec::new(),
             tls: None,
+            rest_limit: None,
         }
     }
 }
@@ -136,6 +139,7 @@ impl Subscription {
 pub struct RunningReplay {
     pub addr: SocketAddr,
     tls: bool,
+    rest_limit: Option<Arc<super::rest_limit::RestLimit>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -144,6 +148,11 @@ impl RunningReplay {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// The REST weight limit's refusals so far, (429, 418); `None` without a limit.
+    pub fn rest_refusals(&self) -> Option<(u64, u64)> {
+        self.rest_limit.as_ref().map(|l| l.refusals())
     }
 }
 
@@ -176,6 +185,7 @@ pub fn spawn_in_thread(
         .map_err(|source| ReplayError::Bind { addr: bind, source })?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let tls = opts.tls.is_some();
+    let rest_limit = opts.rest_limit.clone();
     let thread = std::thread::Builder::new()
         .name("replay-server".into())
         .spawn(move || {
@@ -207,6 +217,7 @@ pub fn spawn_in_thread(
     Ok(RunningReplay {
         addr,
         tls,
+        rest_limit,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -285,7 +296,7 @@ async fn serve_connection<S>(
         }
     };
     if !is_websocket_upgrade(stream.head()) {
-        if let Err(e) = serve_rest(stream, &rest).await {
+        if let Err(e) = serve_rest(stream, &rest, opts.rest_limit.as_deref()).await {
             tracing::info!(%peer, error = %e, "replay REST client ended");
         }
         return;
@@ -296,7 +307,11 @@ async fn serve_connection<S>(
 }
 
 /// Answer one REST request (`GET <target> HTTP/1.1`) and close.
-async fn serve_rest<S>(mut tcp: S, rest: &RestIndex) -> std::io::Result<()>
+async fn serve_rest<S>(
+    mut tcp: S,
+    rest: &RestIndex,
+    limit: Option<&super::rest_limit::RestLimit>,
+) -> std::io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -315,8 +330,41 @@ where
     }
     let head = String::from_utf8_lossy(&buf[..len]);
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    use super::rest_limit::Verdict;
+    let mut extra = String::new();
     let response = match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) => rest.handle(target),
+        (Some("GET"), Some(target)) => {
+            let verdict = limit.map(|l| l.judge(target, crate::clock::system_now_ms()));
+            match verdict {
+                None => rest.handle(target),
+                Some(Verdict::Serve { used }) => {
+                    extra = format!("X-MBX-USED-WEIGHT-1M: {used}\r\n");
+                    rest.handle(target)
+                }
+                Some(Verdict::TooMany {
+                    retry_after_s,
+                    used,
+                }) => {
+                    extra =
+                        format!("X-MBX-USED-WEIGHT-1M: {used}\r\nRetry-After: {retry_after_s}\r\n");
+                    RestResponse {
+                        status: 429,
+                        body: "{\"code\":-1003,\"msg\":\"Too much request weight used.\"}".into(),
+                    }
+                }
+                Some(Verdict::Banned {
+                    retry_after_s,
+                    used,
+                }) => {
+                    extra =
+                        format!("X-MBX-USED-WEIGHT-1M: {used}\r\nRetry-After: {retry_after_s}\r\n");
+                    RestResponse {
+                        status: 418,
+                        body: "{\"code\":-1003,\"msg\":\"Way too much request weight used; IP banned.\"}".into(),
+                    }
+                }
+            }
+        }
         _ => RestResponse {
             status: 405,
             body: "{\"code\":-1000,\"msg\":\"Only GET is supported.\"}".into(),
@@ -327,10 +375,12 @@ where
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        418 => "I'm a teapot",
+        429 => "Too Many Requests",
         _ => "Internal Server Error",
     };
     let out = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
         response.status,
         response.body.len(),
         response.body
