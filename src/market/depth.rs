@@ -10,7 +10,7 @@
 //! Quantities are absolute, so re-applying an update the book already holds is harmless.
 //! Pure: no I/O, bounded by `max_levels` per side and `max_buffered` pending updates.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -107,7 +107,7 @@ pub enum BookSync {
 
 /// Price levels keyed by the price's IEEE bits: for positive finite prices the bit
 /// patterns order like the prices, and the same decimal string always gives the same key.
-type Side = BTreeMap<u64, f64>;
+type Side = super::book_side::BookSide;
 
 #[derive(Debug, Clone)]
 pub struct OrderBook {
@@ -123,8 +123,8 @@ pub struct OrderBook {
 impl OrderBook {
     pub fn new(max_levels: usize, max_buffered: usize) -> Self {
         Self {
-            bids: Side::new(),
-            asks: Side::new(),
+            bids: Side::default(),
+            asks: Side::default(),
             last_update_id: None,
             bridged: false,
             pending: VecDeque::new(),
@@ -146,16 +146,16 @@ impl OrderBook {
     }
 
     pub fn best_bid(&self) -> Option<Level> {
-        self.bids.iter().next_back().map(|(k, q)| Level {
-            price: f64::from_bits(*k),
-            qty: *q,
+        self.bids.last().map(|(k, qty)| Level {
+            price: f64::from_bits(k),
+            qty,
         })
     }
 
     pub fn best_ask(&self) -> Option<Level> {
-        self.asks.iter().next().map(|(k, q)| Level {
-            price: f64::from_bits(*k),
-            qty: *q,
+        self.asks.first().map(|(k, qty)| Level {
+            price: f64::from_bits(k),
+            qty,
         })
     }
 
@@ -240,7 +240,7 @@ fn apply(side: &mut Side, levels: &[Level], max_levels: usize, bids: bool) {
             continue;
         }
         if l.qty <= 0.0 {
-            side.remove(&l.price.to_bits());
+            side.remove(l.price.to_bits());
         } else {
             side.insert(l.price.to_bits(), l.qty);
         }

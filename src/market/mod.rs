@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod binance;
+pub mod book_side;
 pub mod capture;
 pub mod depth;
 pub mod feed;

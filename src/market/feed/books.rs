@@ -10,8 +10,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::market::depth::{BookSync, DepthOutcome, DepthSnapshot, DepthUpdate, OrderBook};
 
-/// Pending updates kept per book while a snapshot is awaited.
-const MAX_BUFFERED_DEPTH_UPDATES: usize = 1000;
+/// Pending updates kept per book while a snapshot is awaited: 10 s of a `@100ms` stream.
+/// The stream waits while a snapshot is fetched, so only a snapshot put off (its retry
+/// wait, or a spent request weight: minutes at many symbols) buffers, and of that only
+/// what follows the snapshot is used; 1000 per book held ~1 MB each at 1000 symbols.
+const MAX_BUFFERED_DEPTH_UPDATES: usize = 100;
 const SNAPSHOT_RETRY_MS: i64 = 1_000;
 const SNAPSHOT_RETRY_MAX_MS: i64 = 60_000;
 /// A book that breaks sooner than this after its snapshot was loaded asks for the next one
