@@ -341,26 +341,25 @@ where
                     extra = format!("X-MBX-USED-WEIGHT-1M: {used}\r\n");
                     rest.handle(target)
                 }
-                Some(Verdict::TooMany {
-                    retry_after_s,
-                    used,
-                }) => {
-                    extra =
-                        format!("X-MBX-USED-WEIGHT-1M: {used}\r\nRetry-After: {retry_after_s}\r\n");
-                    RestResponse {
-                        status: 429,
-                        body: "{\"code\":-1003,\"msg\":\"Too much request weight used.\"}".into(),
+                Some(
+                    verdict @ (Verdict::TooMany {
+                        retry_after_s,
+                        used,
                     }
-                }
-                Some(Verdict::Banned {
-                    retry_after_s,
-                    used,
-                }) => {
+                    | Verdict::Banned {
+                        retry_after_s,
+                        used,
+                    }),
+                ) => {
                     extra =
                         format!("X-MBX-USED-WEIGHT-1M: {used}\r\nRetry-After: {retry_after_s}\r\n");
+                    let (status, msg) = match verdict {
+                        Verdict::TooMany { .. } => (429, "Too much request weight used."),
+                        _ => (418, "Way too much request weight used; IP banned."),
+                    };
                     RestResponse {
-                        status: 418,
-                        body: "{\"code\":-1003,\"msg\":\"Way too much request weight used; IP banned.\"}".into(),
+                        status,
+                        body: format!("{{\"code\":-1003,\"msg\":\"{msg}\"}}"),
                     }
                 }
             }
