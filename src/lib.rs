@@ -15,6 +15,7 @@ pub mod control;
 pub mod elf;
 pub mod elf_demo;
 pub mod engine;
+pub mod fast_hash;
 pub mod heads;
 pub mod http;
 pub mod market;

@@ -12,11 +12,7 @@ mod worker;
 
 use serde::{Deserialize, Serialize};
 
-/// Sets and maps on the decision path hash with foldhash rather than SipHash: their keys
-/// are the engine's own symbols and action IDs, and the per-process seed still spreads
-/// them.
-type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::fast_hash::{FastMap, FastSet};
 
 pub use gate::{Decision, ElfGate, GateSettings, GateTuning, ShadowOutcome};
 pub use l0::DuplicateWindow;

@@ -138,6 +138,7 @@ impl BookSide {
     }
 
     /// Every level in key order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
         self.pages
             .iter()

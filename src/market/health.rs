@@ -4,7 +4,7 @@
 //! unhealthy symbol are blocked by ELF L2 (DATA_UNHEALTHY) and pass again once it is fresh.
 //! Pure: times come in. Bounded: one entry per symbol and stream.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 use super::StreamKind;
 
@@ -14,7 +14,7 @@ pub struct FeedHealth {
     stale_after_ms: i64,
     gap_unhealthy_ms: i64,
     /// Looked up by `&str` at every event: no key is built per lookup.
-    symbols: HashMap<String, SymbolHealth, foldhash::fast::RandomState>,
+    symbols: FastMap<String, SymbolHealth>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -32,7 +32,7 @@ impl FeedHealth {
             streams,
             stale_after_ms,
             gap_unhealthy_ms,
-            symbols: HashMap::default(),
+            symbols: FastMap::default(),
         }
     }
 

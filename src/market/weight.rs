@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-const MINUTE_MS: i64 = 60_000;
+/// Binance's weight window: the calendar minute.
+pub const MINUTE_MS: i64 = 60_000;
 
 /// A pause asked for without `Retry-After`.
 const DEFAULT_PAUSE_S: u64 = 60;

@@ -122,7 +122,7 @@ type PendingDiff = (u64, u64, Vec<OwnedLevel>, Vec<OwnedLevel>);
 /// The book of every symbol with depth data.
 #[derive(Debug, Default)]
 pub struct DepthIndex {
-    books: Mutex<HashMap<String, Book, foldhash::fast::RandomState>>,
+    books: Mutex<crate::fast_hash::FastMap<String, Book>>,
     pending: HashMap<String, Vec<PendingDiff>>,
 }
 
@@ -229,7 +229,7 @@ impl DepthIndex {
 /// Levels by the bits of their price, their captured text in 8 bytes each. Unordered:
 /// every streamed diff updates the book, but only a snapshot request (rare) needs it in
 /// price order.
-type Side = HashMap<u64, (DecimalText, DecimalText), foldhash::fast::RandomState>;
+type Side = crate::fast_hash::FastMap<u64, (DecimalText, DecimalText)>;
 
 /// The `limit` best levels: highest prices first for bids, lowest first for asks. The keys
 /// are bit patterns of positive finite prices, which order as the prices do.

@@ -8,9 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::market::weight::weight_of;
-
-const MINUTE_MS: i64 = 60_000;
+use crate::market::weight::{weight_of, MINUTE_MS};
 
 /// What the limit says of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

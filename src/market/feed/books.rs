@@ -6,7 +6,7 @@
 //! diff, which against Binance would spend the request weight (250 for a 5000-level
 //! snapshot) and get the IP banned. Pure: the receive time comes in.
 
-use std::collections::{HashMap, HashSet};
+use crate::fast_hash::{FastMap, FastSet};
 
 use crate::market::depth::{BookSync, DepthOutcome, DepthSnapshot, DepthUpdate, OrderBook};
 
@@ -57,24 +57,24 @@ impl DepthSyncEvent {
 
 #[derive(Debug, Clone)]
 pub struct Books {
-    books: HashMap<String, OrderBook, foldhash::fast::RandomState>,
+    books: FastMap<String, OrderBook>,
     /// After a failed or unusable snapshot, no new request before `.0`; `.1` is the wait
     /// that led there (doubling while requests keep failing).
-    retry_at: HashMap<String, (i64, i64), foldhash::fast::RandomState>,
+    retry_at: FastMap<String, (i64, i64)>,
     /// Books that broke (gap or crossed) and have not been bridged since.
-    recovering: HashSet<String, foldhash::fast::RandomState>,
+    recovering: FastSet<String>,
     /// When each book's last snapshot was loaded.
-    loaded_at: HashMap<String, i64, foldhash::fast::RandomState>,
+    loaded_at: FastMap<String, i64>,
     max_levels: usize,
 }
 
 impl Books {
     pub fn new(max_levels: usize) -> Self {
         Self {
-            books: HashMap::default(),
-            retry_at: HashMap::default(),
-            recovering: HashSet::default(),
-            loaded_at: HashMap::default(),
+            books: FastMap::default(),
+            retry_at: FastMap::default(),
+            recovering: FastSet::default(),
+            loaded_at: FastMap::default(),
             max_levels,
         }
     }

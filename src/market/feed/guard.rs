@@ -3,7 +3,7 @@
 //! within a window of the stream's clock, and a trade ID within a window of the cursor.
 //! What cannot be confirmed is quarantined, never delivered. Pure: times come in.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 /// Why a well-formed event was not believed. Codes are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,9 +73,9 @@ pub struct Guard {
     settings: PlausibilitySettings,
     /// The newest accepted event time of the connection.
     stream_ms: Option<i64>,
-    reference_price: HashMap<String, f64, foldhash::fast::RandomState>,
-    price_candidates: HashMap<String, Candidate<f64>, foldhash::fast::RandomState>,
-    id_candidates: HashMap<(String, bool), Candidate<u64>, foldhash::fast::RandomState>,
+    reference_price: FastMap<String, f64>,
+    price_candidates: FastMap<String, Candidate<f64>>,
+    id_candidates: FastMap<(String, bool), Candidate<u64>>,
 }
 
 impl Guard {
@@ -83,9 +83,9 @@ impl Guard {
         Self {
             settings,
             stream_ms: None,
-            reference_price: HashMap::default(),
-            price_candidates: HashMap::default(),
-            id_candidates: HashMap::default(),
+            reference_price: FastMap::default(),
+            price_candidates: FastMap::default(),
+            id_candidates: FastMap::default(),
         }
     }
 

@@ -12,7 +12,7 @@ pub mod digest;
 pub mod guard;
 pub mod report;
 
-use std::collections::HashSet;
+use crate::fast_hash::FastSet;
 
 use books::{Books, DepthSyncEvent};
 use digest::{InputDigest, InputMark};
@@ -183,8 +183,7 @@ enum Waiting {
 
 pub struct FeedStep {
     settings: FeedSettings,
-    /// Looked up at every frame: foldhash, not SipHash (the keys are configured symbols).
-    symbols: HashSet<String, foldhash::fast::RandomState>,
+    symbols: FastSet<String>,
     aggs_drive_models: bool,
     trades: TradeSequence,
     aggregates: TradeSequence,
