@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use bizra_risk::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
+use bizra_risk::audit::wire::{self, BarRecords, DecisionRecord, Payload, RunProvenance};
 use bizra_risk::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use bizra_risk::config::Config;
 use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, InputRange, KillSwitch, RuleSet};
@@ -136,11 +136,13 @@ fn benches(c: &mut Criterion) {
     let prov = RunProvenance {
         config_sha256: "0".repeat(64),
         rules_sha256: "0".repeat(64),
-    };
-    let figures = bizra_risk::audit::wire::EncodedModel::of(&ModelFigures::None);
+    }
+    .record();
     let r = request(0);
+    // A bar's records, encoded once where the bar closes.
+    let bar = BarRecords::of(&r.evidence, &r.input, &ModelFigures::None);
     let d = g.decide(&r);
-    let record = DecisionRecord::new(&r, &d, &figures, &prov);
+    let record = DecisionRecord::new(&r, &d, &bar, &prov);
     let sample_payload = Payload::RiskDecision(Box::new(record.clone()));
     let sample = wire::canonical_payload(&sample_payload).expect("canonical");
     c.bench_function("rfc8785_encode_payload", |b| {
@@ -173,7 +175,7 @@ fn benches(c: &mut Criterion) {
                 signer.sign(
                     0,
                     "BTCUSDT",
-                    &Payload::RiskDecision(Box::new(DecisionRecord::new(&r, &d, &figures, &prov))),
+                    &Payload::RiskDecision(Box::new(DecisionRecord::new(&r, &d, &bar, &prov))),
                 )
             },
             BatchSize::SmallInput,

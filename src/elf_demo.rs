@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StudentT};
 
-use crate::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
+use crate::audit::wire::{self, BarRecords, DecisionRecord, Payload, RunProvenance};
 use crate::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use crate::config::Config;
 use crate::elf::{
@@ -199,7 +199,7 @@ fn measure_in_turn(
         .iter()
         .map(|_| histogram())
         .collect::<Result<Vec<_>, _>>()?;
-    // Warm-up, not recorded.
+    // Warm-up, not recorded (calls u64::MAX, u64::MAX - 1, ...).
     for i in 0..n / 10 + 100 {
         for (_, f) in ops.iter_mut() {
             f(u64::MAX - i);
@@ -236,11 +236,12 @@ pub fn sample_decision(config: &Config) -> Result<DecisionRecord, RuleError> {
         config_sha256: "0".repeat(64),
         rules_sha256: "0".repeat(64),
     };
+    let bar = BarRecords::of(&req.evidence, &req.input, &sample_figures(config));
     Ok(DecisionRecord::new(
         &req,
         &decision,
-        &wire::EncodedModel::of(&sample_figures(config)),
-        &provenance,
+        &bar,
+        &provenance.record(),
     ))
 }
 
@@ -266,12 +267,11 @@ pub fn latencies(
     rules: Arc<RuleSet>,
     n: u64,
 ) -> Result<Vec<Latency>, hdrhistogram::CreationError> {
-    // Encoded once, as the engine encodes a bar's figures where it computes them.
-    let figures = wire::EncodedModel::of(&sample_figures(config));
     let provenance = RunProvenance {
         config_sha256: config.hash_hex(),
         rules_sha256: rules.hash_hex().to_string(),
-    };
+    }
+    .record();
     // Snapshots pass every layer without throttling, so every call does the full work.
     let action = RiskAction::PublishRiskSnapshot;
     let mut out = Vec::new();
@@ -299,8 +299,14 @@ pub fn latencies(
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let mut gate = demo_gate(config, rules.clone(), false, false);
     let sample_req = request("bench/sample", "BTCUSDT", action, 200);
+    // Encoded once, as the engine encodes a bar's records where the bar closes.
+    let bar = BarRecords::of(
+        &sample_req.evidence,
+        &sample_req.input,
+        &sample_figures(config),
+    );
     let decision = gate.decide(&sample_req);
-    let record = DecisionRecord::new(&sample_req, &decision, &figures, &provenance);
+    let record = DecisionRecord::new(&sample_req, &decision, &bar, &provenance);
     let mut sample_signer = ChainSigner::new(
         key.clone(),
         "bizra.BTCUSDT".into(),
@@ -331,15 +337,33 @@ pub fn latencies(
     let mut bare_whole = |_| {
         black_box(key.sign(black_box(&whole_bytes)));
     };
-    let mut full_gate = |i| {
-        let mut req = request("", "BTCUSDT", action, 200);
-        req.action_id = format!("gate/{i}");
-        let d = gate.decide(&req);
-        let record = DecisionRecord::new(&req, &d, &figures, &provenance);
+    // The gate's input, made beforehand as the symbol step makes it (each with an ID of
+    // its own, or L0 would refuse it as a replay).
+    let gate_calls = n / 10 + 1;
+    let warm_up_calls = gate_calls / 10 + 100;
+    let requests: Vec<ActionRequest> = (0..gate_calls + warm_up_calls)
+        .map(|i| {
+            let mut req = sample_req.clone();
+            req.action_id = format!("gate/{i}");
+            req
+        })
+        .collect();
+    let mut full_gate = |i: u64| {
+        // Warm-up calls count down from u64::MAX (`measure_in_turn`).
+        let index = if i < gate_calls {
+            i
+        } else {
+            gate_calls + (u64::MAX - i)
+        };
+        let Some(req) = usize::try_from(index).ok().and_then(|i| requests.get(i)) else {
+            return;
+        };
+        let d = gate.decide(req);
+        let record = DecisionRecord::new(req, &d, &bar, &provenance);
         let _ = black_box(signer.sign(NOW_MS, "BTCUSDT", &Payload::RiskDecision(Box::new(record))));
     };
     out.extend(measure_in_turn(
-        n / 10 + 1,
+        gate_calls,
         &mut [
             (
                 "bare Ed25519 sign, same bytes (signed envelope)",

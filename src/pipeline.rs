@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use crate::actors::control::{AttachGates, Control, ControlActor, GateRoute, SealControl};
 use crate::actors::gate::{GateActor, GetGateStats, SealCheckpoint};
-use crate::actors::ingest::{connection_shards, run_shards, IngestReport};
+use crate::actors::ingest::{connection_shards, run_shards, shard_index, IngestReport};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
 use crate::actors::symbol::{GetSymbolReport, SymbolActor};
@@ -352,11 +352,7 @@ pub async fn run(
     let (symbol_steps, portfolio_step) = crate::assemble::model_steps(&config, start);
     let snapshot_dir = config.snapshot_dir();
     let threads = RunThreads::start(config.engine.worker_threads, shards.len());
-    let shard_of: HashMap<&str, usize> = shards
-        .iter()
-        .enumerate()
-        .flat_map(|(k, shard)| shard.iter().map(move |s| (s.as_str(), k)))
-        .collect();
+    let shard_of = shard_index(&shards);
     let start_gate = |step, on: &ArbiterHandle| {
         let (publisher, metrics) = (publisher.clone(), metrics.clone());
         GateActor::start_in_arbiter(on, move |_| GateActor::new(step, publisher, metrics, cap))

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 
 use crate::clock::Clock;
 use crate::config::{FeedConfig, OnServerClose};
+use crate::fast_hash::FastMap;
 use crate::market::backoff::{Backoff, ConnectLimiter};
 use crate::market::feed::books::DepthSyncEvent;
 use crate::market::feed::guard::PlausibilitySettings;
@@ -59,6 +60,16 @@ pub fn connection_shards(config: &crate::config::Config) -> Vec<Vec<String>> {
         config.feed.streams.len(),
         config.feed.max_streams_per_connection,
     )
+}
+
+/// Which connection shard each symbol of `shards` is on: where its actors must run, and
+/// which feed step reads it.
+pub fn shard_index(shards: &[Vec<String>]) -> FastMap<&str, usize> {
+    shards
+        .iter()
+        .enumerate()
+        .flat_map(|(k, shard)| shard.iter().map(move |s| (s.as_str(), k)))
+        .collect()
 }
 
 pub use crate::market::feed::IngestReport;

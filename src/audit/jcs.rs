@@ -74,15 +74,18 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
             Err(_) => &mut fresh,
         };
         encoder.open.clear();
-        // Room for the largest value seen so far (up to 64 KiB), so that a record is
-        // written without growing its buffer.
-        encoder.out = Vec::with_capacity(encoder.largest.min(64 * 1024) + 64);
+        encoder.out.clear();
         let done = value.serialize(&mut *encoder);
-        let out = std::mem::take(&mut encoder.out);
-        encoder.largest = encoder.largest.max(out.len());
+        // The bytes leave in a vector of their own size; the buffer stays for the next
+        // value (its capacity trimmed back should one value have been unusually large).
+        let out = encoder.out.as_slice().to_vec();
+        encoder.out.shrink_to(KEPT_BUFFER_BYTES);
         done.map(|_| out)
     })
 }
+
+/// The encoding buffer kept between values: a signed decision is ~2.5 KB.
+const KEPT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// One open object: where its members start and where each member's key and value lie.
 #[derive(Default)]
@@ -92,6 +95,9 @@ struct Frame {
     members: Vec<(Range<usize>, Range<usize>)>,
     /// Every key so far came after the one before it.
     in_order: bool,
+    /// The only key out of order so far was the second (the first member is then the one
+    /// out of place, as when an internally tagged enum writes its tag first).
+    only_first_misplaced: bool,
     /// The member being written: its quoted key, and where its value starts.
     key: Range<usize>,
     value_start: usize,
@@ -105,7 +111,6 @@ pub struct Encoder {
     spare: Vec<Frame>,
     /// Scratch copy of an object being put in order.
     reorder: Vec<u8>,
-    largest: usize,
 }
 
 /// Byte order of two short keys (a plain loop beats a `memcmp` call at these lengths).
@@ -145,14 +150,26 @@ impl Encoder {
         frame.members.clear();
         frame.start = self.out.len();
         frame.in_order = true;
+        frame.only_first_misplaced = false;
         self.open.push(frame);
     }
 
-    /// Start a member: its key (checked, and compared with the one before) and the colon.
+    /// Start a member under a key that is not a struct's field name: the key is checked.
     fn key(&mut self, key: &str) -> Result<(), JcsError> {
         if !key_ok(key.as_bytes()) {
             return fail("object keys must be [A-Za-z0-9_]");
         }
+        self.field_key(key)
+    }
+
+    /// Start a member: its key (compared with the one before) and the colon. Struct field
+    /// names are fixed when the program is built, so only debug builds check them (every
+    /// record type is encoded by the tests).
+    fn field_key(&mut self, key: &str) -> Result<(), JcsError> {
+        debug_assert!(
+            key_ok(key.as_bytes()),
+            "field name {key:?} is not a JCS key"
+        );
         let Some(frame) = self.open.last_mut() else {
             return fail("key outside an object");
         };
@@ -168,7 +185,10 @@ impl Encoder {
             match short_cmp(&self.out[previous.clone()], &self.out[start..end]) {
                 Ordering::Less => {}
                 Ordering::Equal => return fail("duplicate key"),
-                Ordering::Greater => frame.in_order = false,
+                Ordering::Greater => {
+                    frame.only_first_misplaced = frame.in_order && frame.members.len() == 1;
+                    frame.in_order = false;
+                }
             }
         }
         self.out.push(b':');
@@ -191,12 +211,41 @@ impl Encoder {
         };
         let result = if frame.in_order {
             Ok(())
+        } else if frame.only_first_misplaced {
+            self.move_first_in_place(&frame)
         } else {
             self.put_in_order(&mut frame)
         };
         self.spare.push(frame);
         self.out.push(b'}');
         result
+    }
+
+    /// Members 1.. are in order and member 0 ranks after member 1 (a tag written first):
+    /// move member 0 to its place, shifting only the members it passes.
+    fn move_first_in_place(&mut self, frame: &Frame) -> Result<(), JcsError> {
+        let members = &frame.members;
+        let out = &self.out;
+        let first = &out[members[0].0.clone()];
+        // Members 1.. are sorted, so those ranking below member 0 come first.
+        let passes =
+            members[1..].partition_point(|(k, _)| short_cmp(&out[k.clone()], first).is_lt());
+        if members
+            .get(1 + passes)
+            .is_some_and(|(k, _)| out[k.clone()] == *first)
+        {
+            return fail("duplicate key");
+        }
+        // [m0 "," m1 "," … mk]  becomes  [m1 "," … mk "," m0]
+        let m0 = members[0].0.start..members[0].1.end;
+        let rest = members[1].0.start..members[passes].1.end;
+        self.reorder.clear();
+        self.reorder.extend_from_slice(&self.out[m0.clone()]);
+        self.out.copy_within(rest.clone(), m0.start);
+        let comma = m0.start + rest.len();
+        self.out[comma] = b',';
+        self.out[comma + 1..rest.end].copy_from_slice(&self.reorder);
+        Ok(())
     }
 
     /// Sort the members of the object that starts at `frame.start` by key, in place.
@@ -661,7 +710,10 @@ macro_rules! struct_like {
                 key: &'static str,
                 value: &T,
             ) -> Result<(), JcsError> {
-                self.member(key, value)
+                self.enc.field_key(key)?;
+                value.serialize(&mut *self.enc)?;
+                self.enc.end_member();
+                Ok(())
             }
 
             fn end(self) -> Result<(), JcsError> {
@@ -967,6 +1019,28 @@ mod tests {
             let reference_value = json!([{"z": 0, "b": [1]}, Value::Object(sorted.into_iter().collect())]);
             let reference = serde_json_canonicalizer::to_vec(&reference_value).unwrap();
             prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(reference).unwrap());
+        }
+
+        /// One member written first, the rest in order: how an internally tagged enum
+        /// writes its tag.
+        #[test]
+        fn a_first_member_out_of_place_moves_to_its_place(
+            members in prop::collection::btree_map("[A-Za-z0-9_]{1,8}", value(), 1..10),
+            pick in any::<prop::sample::Index>(),
+            duplicate in any::<bool>(),
+        ) {
+            let sorted: Vec<(String, Value)> = members.into_iter().collect();
+            let mut written = sorted.clone();
+            let first = written.remove(pick.index(sorted.len()));
+            written.insert(0, first.clone());
+            let ours = to_vec(&InOrder(written.clone()));
+            let reference = serde_json_canonicalizer::to_vec(&Value::Object(sorted.into_iter().collect())).unwrap();
+            prop_assert_eq!(String::from_utf8(ours.unwrap()).unwrap(), String::from_utf8(reference).unwrap());
+            if duplicate {
+                written.push(first);
+                written[1..].sort_by(|a, b| a.0.cmp(&b.0));
+                prop_assert!(to_vec(&InOrder(written)).is_err());
+            }
         }
 
         #[test]

@@ -3,6 +3,7 @@
 
 pub mod anchor;
 mod chain;
+pub mod encoded;
 pub mod jcs;
 pub mod keys;
 pub mod merkle;

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::elf::{ActionRequest, Decision, Layer, ReasonCode, Verdict};
+use super::encoded::Encoded;
+use crate::elf::{ActionRequest, Decision, Evidence, InputRange, Layer, ReasonCode, Verdict};
 use crate::risk::RiskAction;
 use crate::var::{ModelFigures, PrimaryModel};
 
@@ -523,12 +524,12 @@ pub struct DecisionRecord {
     pub compliance: Option<ComplianceRecord>,
     #[serde(with = "exact")]
     pub data_time_ms: i64,
-    pub evidence: EvidenceRecord,
+    pub evidence: Encoded<EvidenceRecord>,
     pub feed_healthy: bool,
-    pub input: InputRecord,
+    pub input: Encoded<InputRecord>,
     pub layer: Option<Layer>,
     pub model: EncodedModel,
-    pub provenance: Provenance,
+    pub provenance: Encoded<Provenance>,
     pub reasons: Vec<ReasonCode>,
     pub rules_fired: Vec<RuleFired>,
     /// Shadow mode: what the candidate rule set would have decided (not enforced).
@@ -741,71 +742,68 @@ pub enum ModelRecord {
 }
 
 /// A decision's model figures with their canonical bytes, made once where the figures are
-/// computed (`of`) and shared by every decision signed with them: the gate copies them
-/// into the payload instead of encoding ~60 numbers per decision. Reads and writes as the
-/// `ModelRecord` it holds; changing the record drops the bytes.
-#[derive(Debug, Clone)]
-pub struct EncodedModel(std::sync::Arc<EncodedInner>);
-
-#[derive(Debug, Clone)]
-struct EncodedInner {
-    record: ModelRecord,
-    /// Set by `of`; a record read back or changed has none and is encoded with the payload.
-    canonical: Option<std::sync::Arc<[u8]>>,
-}
+/// computed and shared by every decision signed with them.
+pub type EncodedModel = Encoded<ModelRecord>;
 
 impl EncodedModel {
-    /// The record of `figures`, encoded now (if it cannot be, encoding the payload fails
-    /// the same way later).
-    pub fn of(figures: &ModelFigures) -> Self {
-        let record = model_record(figures);
-        let canonical = super::jcs::to_vec(&record).ok().map(Into::into);
-        Self(std::sync::Arc::new(EncodedInner { record, canonical }))
+    /// The record of `figures`, encoded now.
+    pub fn of_figures(figures: &ModelFigures) -> Self {
+        Encoded::of(model_record(figures))
     }
 }
 
-impl From<ModelRecord> for EncodedModel {
-    fn from(record: ModelRecord) -> Self {
-        Self(std::sync::Arc::new(EncodedInner {
-            record,
-            canonical: None,
-        }))
-    }
+/// The parts of a decision record that every action proposed at one bar shares, encoded
+/// once where the bar closes: the gate's own encoding is then the decision's outcome.
+#[derive(Debug, Clone)]
+pub struct BarRecords {
+    pub evidence: Encoded<EvidenceRecord>,
+    pub input: Encoded<InputRecord>,
+    pub model: EncodedModel,
 }
 
-impl std::ops::Deref for EncodedModel {
-    type Target = ModelRecord;
-    fn deref(&self) -> &ModelRecord {
-        &self.0.record
-    }
-}
-
-impl std::ops::DerefMut for EncodedModel {
-    fn deref_mut(&mut self) -> &mut ModelRecord {
-        let inner = std::sync::Arc::make_mut(&mut self.0);
-        inner.canonical = None;
-        &mut inner.record
-    }
-}
-
-impl PartialEq for EncodedModel {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.record == other.0.record
-    }
-}
-
-impl Serialize for EncodedModel {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0.canonical {
-            Some(bytes) => super::jcs::serialize_encoded(bytes, &self.0.record, s),
-            None => self.0.record.serialize(s),
+impl BarRecords {
+    /// The records of a bar's evidence, input range and model figures. Every request made
+    /// at the bar carries the same `evidence` and `input` (the gate signs these records and
+    /// decides on the request's).
+    pub fn of(evidence: &Evidence, input: &InputRange, figures: &ModelFigures) -> Self {
+        Self {
+            evidence: Encoded::of(EvidenceRecord::from(evidence)),
+            input: Encoded::of(InputRecord::from(input)),
+            model: EncodedModel::of_figures(figures),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for EncodedModel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ModelRecord::deserialize(d).map(Self::from)
+impl From<&Evidence> for EvidenceRecord {
+    fn from(e: &Evidence) -> Self {
+        EvidenceRecord {
+            level: Num(e.level),
+            var_usd: Num(e.var_usd),
+            es_usd: Num(e.es_usd),
+            limit_usd: Num(e.limit_usd),
+            limit_cap_usd: Num(e.limit_cap_usd),
+            var_ci_low_usd: Num(e.var_ci_low_usd),
+            var_ci_high_usd: Num(e.var_ci_high_usd),
+            position_qty: Num(e.position_qty),
+            price: Num(e.price),
+            ess: Num(e.ess),
+            mc_z: Num(e.mc_z),
+            exceedances: Num(e.exceedances),
+            expected_exceedances: Num(e.expected_exceedances),
+            model_warming_up: e.model_warming_up,
+        }
+    }
+}
+
+impl From<&InputRange> for InputRecord {
+    fn from(i: &InputRange) -> Self {
+        InputRecord {
+            first_trade_id: i.first_trade_id,
+            last_trade_id: i.last_trade_id,
+            bar_start_ms: i.bar_start_ms,
+            bar_end_ms: i.bar_end_ms,
+            returns_seen: i.returns_seen,
+        }
     }
 }
 
@@ -854,14 +852,30 @@ pub struct RunProvenance {
     pub rules_sha256: String,
 }
 
+impl RunProvenance {
+    /// The record every decision of the run signs, encoded once.
+    pub fn record(&self) -> Encoded<Provenance> {
+        Encoded::of(Provenance {
+            build: BUILD.to_string(),
+            config_sha256: self.config_sha256.clone(),
+            rules_sha256: self.rules_sha256.clone(),
+        })
+    }
+}
+
 impl DecisionRecord {
+    /// The record of `decision` on `req`, with the records of its bar and of the run.
     pub fn new(
         req: &ActionRequest,
         decision: &Decision,
-        model: &EncodedModel,
-        prov: &RunProvenance,
+        bar: &BarRecords,
+        provenance: &Encoded<Provenance>,
     ) -> Self {
-        let e = &req.evidence;
+        debug_assert!(
+            *bar.evidence == EvidenceRecord::from(&req.evidence)
+                && *bar.input == InputRecord::from(&req.input),
+            "a request signed with another bar's records"
+        );
         Self {
             action_id: req.action_id.clone(),
             symbol: req.symbol.clone(),
@@ -887,35 +901,10 @@ impl DecisionRecord {
             data_time_ms: req.data_time_ms,
             feed_healthy: req.feed_healthy,
             source: None,
-            evidence: EvidenceRecord {
-                level: Num(e.level),
-                var_usd: Num(e.var_usd),
-                es_usd: Num(e.es_usd),
-                limit_usd: Num(e.limit_usd),
-                limit_cap_usd: Num(e.limit_cap_usd),
-                var_ci_low_usd: Num(e.var_ci_low_usd),
-                var_ci_high_usd: Num(e.var_ci_high_usd),
-                position_qty: Num(e.position_qty),
-                price: Num(e.price),
-                ess: Num(e.ess),
-                mc_z: Num(e.mc_z),
-                exceedances: Num(e.exceedances),
-                expected_exceedances: Num(e.expected_exceedances),
-                model_warming_up: e.model_warming_up,
-            },
-            model: model.clone(),
-            input: InputRecord {
-                first_trade_id: req.input.first_trade_id,
-                last_trade_id: req.input.last_trade_id,
-                bar_start_ms: req.input.bar_start_ms,
-                bar_end_ms: req.input.bar_end_ms,
-                returns_seen: req.input.returns_seen,
-            },
-            provenance: Provenance {
-                build: BUILD.to_string(),
-                config_sha256: prov.config_sha256.clone(),
-                rules_sha256: prov.rules_sha256.clone(),
-            },
+            evidence: bar.evidence.clone(),
+            model: bar.model.clone(),
+            input: bar.input.clone(),
+            provenance: provenance.clone(),
         }
     }
 }

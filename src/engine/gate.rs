@@ -8,7 +8,8 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use super::{GateRequest, VarSnapshot};
-use crate::audit::wire::{DecisionRecord, InputsRecord, Payload, RunProvenance};
+use crate::audit::encoded::Encoded;
+use crate::audit::wire::{DecisionRecord, InputsRecord, Payload, Provenance, RunProvenance};
 use crate::audit::{AuditError, ChainSigner, SignedEvent};
 use crate::elf::{ActionRequest, Decision, ElfGate, Layer, ReasonCode, RuleSet};
 
@@ -53,6 +54,8 @@ pub struct GateStep {
     gate: ElfGate,
     signer: ChainSigner,
     provenance: RunProvenance,
+    /// `provenance` as every decision signs it, encoded once (again when the rules change).
+    provenance_record: Encoded<Provenance>,
     /// Kafka key of this chain's records (its symbol or PORTFOLIO).
     partition_key: String,
     stats: GateStats,
@@ -81,6 +84,7 @@ impl GateStep {
         Self {
             gate,
             signer,
+            provenance_record: provenance.record(),
             provenance,
             partition_key,
             stats,
@@ -99,6 +103,7 @@ impl GateStep {
 
     pub fn set_rules(&mut self, active: Arc<RuleSet>, shadow: Option<Arc<RuleSet>>) {
         self.provenance.rules_sha256 = active.hash_hex().to_string();
+        self.provenance_record = self.provenance.record();
         self.gate.set_rules(active);
         self.gate.set_shadow_rules(shadow);
     }
@@ -143,7 +148,7 @@ impl GateStep {
         decision: &Decision,
     ) -> Result<GateOutput, AuditError> {
         let req = &request.req;
-        let mut record = DecisionRecord::new(req, decision, &request.model, &self.provenance);
+        let mut record = DecisionRecord::new(req, decision, &request.bar, &self.provenance_record);
         record.source = request.source.clone();
         let payload = Payload::RiskDecision(Box::new(record));
         self.signer.note_inputs(request.input.map(|m| InputsRecord {

@@ -36,8 +36,9 @@ pub use var_snapshot::{VarSnapshot, VAR_SNAPSHOT_VERSION};
 #[derive(Debug, Clone)]
 pub struct GateRequest {
     pub req: ActionRequest,
-    /// The figures' record, encoded once where they were computed.
-    pub model: crate::audit::wire::EncodedModel,
+    /// The bar's evidence, input range and model figures as signed, encoded once where
+    /// the bar closed (the same values as `req`'s).
+    pub bar: crate::audit::wire::BarRecords,
     /// The connection's input mark at the tick that closed the bar (symbol requests); the
     /// chain's checkpoints sign the mark of their last decision.
     pub input: Option<InputMark>,

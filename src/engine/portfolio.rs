@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::state::{PortfolioSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
-use crate::audit::wire::EncodedModel;
+use crate::audit::wire::BarRecords;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::market::Kline;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
@@ -238,7 +238,18 @@ impl PortfolioStep {
             actions.push(RiskAction::PublishRiskSnapshot);
         }
         // Encoded here, once, for every decision signed with them.
-        let model = EncodedModel::of(&ModelFigures::Portfolio(Box::new(forecast.figures)));
+        let input = InputRange {
+            first_trade_id: None,
+            last_trade_id: None,
+            bar_start_ms: bar_end_ms - self.settings.interval_ms,
+            bar_end_ms,
+            returns_seen: self.model.observations(),
+        };
+        let records = BarRecords::of(
+            &evidence,
+            &input,
+            &ModelFigures::Portfolio(Box::new(forecast.figures)),
+        );
         for action in actions {
             self.next_action += 1;
             out.requests.push(GateRequest {
@@ -250,15 +261,9 @@ impl PortfolioStep {
                     decided_at_ms: now_ms,
                     feed_healthy,
                     evidence,
-                    input: InputRange {
-                        first_trade_id: None,
-                        last_trade_id: None,
-                        bar_start_ms: bar_end_ms - self.settings.interval_ms,
-                        bar_end_ms,
-                        returns_seen: self.model.observations(),
-                    },
+                    input,
                 },
-                model: model.clone(),
+                bar: records.clone(),
                 // Its inputs are the symbols' bars, whose chains sign their input marks.
                 input: None,
                 source: None,

@@ -3,7 +3,7 @@
 
 use super::state::{SymbolSnapshot, SNAPSHOT_VERSION};
 use super::{BarClosed, GateRequest};
-use crate::audit::wire::EncodedModel;
+use crate::audit::wire::BarRecords;
 use crate::elf::{ActionRequest, Evidence, InputRange};
 use crate::market::feed::digest::InputMark;
 use crate::market::Kline;
@@ -246,7 +246,6 @@ impl SymbolStep {
             actions.push(RiskAction::PublishRiskSnapshot);
         }
         // Encoded here, once, for every decision signed with them.
-        let model = EncodedModel::of(&ModelFigures::Symbol(Box::new(forecast.figures)));
         let input = InputRange {
             first_trade_id: bar.first_trade_id,
             last_trade_id: bar.last_trade_id,
@@ -254,6 +253,11 @@ impl SymbolStep {
             bar_end_ms: bar.end_ms,
             returns_seen: self.model.returns_seen(),
         };
+        let records = BarRecords::of(
+            &evidence,
+            &input,
+            &ModelFigures::Symbol(Box::new(forecast.figures)),
+        );
         for action in actions {
             self.next_action += 1;
             out.requests.push(GateRequest {
@@ -267,7 +271,7 @@ impl SymbolStep {
                     evidence,
                     input,
                 },
-                model: model.clone(),
+                bar: records.clone(),
                 input: input_mark,
                 source: None,
             });

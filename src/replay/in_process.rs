@@ -17,7 +17,7 @@ pub use crate::optimizer::Percentiles;
 use super::frames::FrameSource;
 use super::rest::RestIndex;
 use super::ReplayOptions;
-use crate::actors::ingest::{connection_shards, feed_settings, stream_names};
+use crate::actors::ingest::{connection_shards, feed_settings, shard_index, stream_names};
 use crate::assemble::{self, StartError};
 use crate::audit::wire::RecordKind;
 use crate::audit::ChainHead;
@@ -368,10 +368,10 @@ pub fn run(
         .enumerate()
         .map(|(k, shard)| FeedStep::for_connection(settings.clone(), shard, k as u32))
         .collect();
-    let shard_of: HashMap<String, usize> = shards
-        .iter()
-        .enumerate()
-        .flat_map(|(i, shard)| shard.iter().map(move |s| (s.to_lowercase(), i)))
+    // Streams name their symbols in lower case.
+    let shard_of: HashMap<String, usize> = shard_index(&shards)
+        .into_iter()
+        .map(|(symbol, k)| (symbol.to_lowercase(), k))
         .collect();
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()
