@@ -168,23 +168,26 @@ impl ChainSigner {
         partition_key: &str,
         payload: &Payload,
     ) -> Result<SignedEvent, AuditError> {
-        let (other_key, key_id) = match other {
-            Some((key, id)) => (Some(key), id),
-            None => (None, self.key_id.clone()),
+        let (other_key, other_id) = match other {
+            Some((key, id)) => (Some(key), Some(id)),
+            None => (None, None),
         };
+        let key_id = other_id.unwrap_or_else(|| self.key_id.clone());
         let kind = payload.kind();
         let payload_bytes = wire::canonical_payload(payload).map_err(AuditError::Encode)?;
-        let event = Event {
+        let payload_sha256 = super::Hex32::of(&Sha256::digest(&payload_bytes).into());
+        let seq = self.head.next_seq;
+        let canonical = wire::canonical_event(&Event::<&str> {
             v: FORMAT_VERSION,
-            chain: self.chain.clone(),
-            seq: self.head.next_seq,
-            prev: self.head.prev_hex.clone(),
-            key_id: key_id.clone(),
+            chain: &self.chain,
+            seq,
+            prev: &self.head.prev_hex,
+            key_id: &key_id,
             ts_ms,
             kind,
-            payload_sha256: super::hex32(&Sha256::digest(&payload_bytes).into()),
-        };
-        let canonical = wire::canonical_event(&event).map_err(AuditError::Encode)?;
+            payload_sha256: payload_sha256.as_str(),
+        })
+        .map_err(AuditError::Encode)?;
         let input = wire::signing_input(&canonical);
         let sig = match other_key {
             Some(key) => key.sign(&input).to_bytes(),
@@ -193,7 +196,7 @@ impl ChainSigner {
         let hash: [u8; 32] = Sha256::digest(&input).into();
         let hash_hex = super::hex32(&hash);
         let open = self.open.get_or_insert_with(|| OpenTree {
-            first_seq: event.seq,
+            first_seq: seq,
             leaves: TreeBuilder::default(),
             last_event: hash,
             last_ts_ms: ts_ms,
@@ -205,13 +208,13 @@ impl ChainSigner {
         let signed = SignedEvent {
             kind: RecordKind::Event,
             chain: self.chain.clone(),
-            seq: event.seq,
+            seq,
             partition_key: partition_key.to_string(),
             key_id: key_id.clone(),
             hash_hex: hash_hex.clone(),
             line: wire::record_line(&canonical, &payload_bytes, &sig),
         };
-        self.head.next_seq = event.seq + 1;
+        self.head.next_seq = seq + 1;
         self.head.prev_hex = hash_hex;
         self.head.key_id = Some(key_id);
         self.head.ts_ms = ts_ms;

@@ -20,13 +20,24 @@ pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyOptions, VerifyRe
 /// Lower-case hex of a 32-byte hash (`hex::encode` goes char by char; this is on the
 /// signing path twice per event).
 pub fn hex32(hash: &[u8; 32]) -> String {
-    let mut digits = [0u8; 64];
-    // 64 output bytes always fit 32 input bytes.
-    let _ = hex::encode_to_slice(hash, &mut digits);
-    // Hex digits are ASCII, so this never falls back.
-    std::str::from_utf8(&digits)
-        .map(str::to_owned)
-        .unwrap_or_default()
+    Hex32::of(hash).as_str().to_owned()
+}
+
+/// The 64 lower-case hex digits of a 32-byte hash, on the stack.
+pub struct Hex32([u8; 64]);
+
+impl Hex32 {
+    pub fn of(hash: &[u8; 32]) -> Self {
+        let mut digits = [0u8; 64];
+        // 64 output bytes always fit 32 input bytes.
+        let _ = hex::encode_to_slice(hash, &mut digits);
+        Self(digits)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII, so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

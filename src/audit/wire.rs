@@ -185,17 +185,18 @@ mod exact {
     }
 }
 
-/// The signed envelope of a record; it commits to the payload by hash.
+/// The signed envelope of a record; it commits to the payload by hash. Read back with
+/// its strings owned; the signer writes one that borrows them (`Event<&str>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Event {
-    pub chain: String,
-    pub key_id: String,
+pub struct Event<S = String> {
+    pub chain: S,
+    pub key_id: S,
     pub kind: PayloadKind,
     /// Hex SHA-256 of the payload's canonical bytes.
-    pub payload_sha256: String,
+    pub payload_sha256: S,
     /// Hex SHA-256 of the previous event's signing input; zeros for seq 0.
-    pub prev: String,
+    pub prev: S,
     #[serde(with = "exact")]
     pub seq: u64,
     #[serde(with = "exact")]
@@ -1034,7 +1035,7 @@ fn rules_fired_records(hits: &[crate::elf::RuleHit]) -> Vec<RuleFired> {
 }
 
 /// RFC 8785 canonical bytes of an envelope.
-pub fn canonical_event(event: &Event) -> Result<Vec<u8>, String> {
+pub fn canonical_event<S: Serialize>(event: &Event<S>) -> Result<Vec<u8>, String> {
     super::jcs::to_vec(event).map_err(|e| e.to_string())
 }
 
