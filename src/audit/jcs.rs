@@ -3,14 +3,17 @@
 //! A serde `Serializer` of its own writes straight into one buffer and remembers where
 //! each member of every open object starts. Members that arrive in canonical order (struct
 //! fields declared in key order, sorted maps) stay where they are; an object whose keys
-//! arrive out of order (an internally tagged enum puts its tag first) is sorted in place
-//! when it closes. Numbers are written as ECMAScript's `Number.prototype.toString`:
-//! shortest round-trip digits (zmij), laid out by ECMAScript's rules. Strings get JSON's
-//! minimal escapes.
+//! arrive out of order is put in order when it closes: a first member alone out of place
+//! (an internally tagged enum writes its tag first) is moved to its place, shifting only
+//! the members it passes, and any other disorder sorts the members. Numbers are written as
+//! ECMAScript's `Number.prototype.toString`: shortest round-trip digits (zmij), laid out by
+//! ECMAScript's rules. Strings get JSON's minimal escapes.
 //!
 //! Keys are compared as raw bytes, which equals RFC 8785's UTF-16 order for keys made of
 //! ASCII letters, digits and `_` (all keys of the signed format); other keys are rejected
-//! so the encoder can never silently produce a non-canonical order.
+//! so the encoder can never silently produce a non-canonical order. Map keys are checked
+//! as they are written; struct field names, fixed when the program is built, are checked
+//! in debug builds (they are Rust identifiers: the signed format renames no field).
 
 use std::cmp::Ordering;
 use std::ops::Range;
