@@ -872,8 +872,10 @@ impl DecisionRecord {
         bar: &BarRecords,
         provenance: &Encoded<Provenance>,
     ) -> Self {
+        // Compared as signed (a NaN figure, recorded as "NaN", equals itself there).
         debug_assert!(
-            *bar.evidence == EvidenceRecord::from(&req.evidence)
+            super::jcs::to_vec(&*bar.evidence).ok()
+                == super::jcs::to_vec(&EvidenceRecord::from(&req.evidence)).ok()
                 && *bar.input == InputRecord::from(&req.input),
             "a request signed with another bar's records"
         );
@@ -1359,6 +1361,27 @@ mod tests {
 
     fn ours(payload: &Payload) -> String {
         String::from_utf8(canonical_payload(payload).unwrap()).unwrap()
+    }
+
+    /// A bar whose figures are not finite (blocked at L0, still signed) is signed with the
+    /// records its bar encoded, as the strings the format gives such numbers.
+    #[test]
+    fn a_decision_on_a_non_finite_figure_carries_its_bar_records() {
+        let config = crate::config::Config::embedded().unwrap();
+        let rules = crate::elf_demo::default_rules().unwrap();
+        let (_, req, decision) = crate::elf_demo::cases(&config, rules)
+            .into_iter()
+            .find(|(name, _, _)| name.contains("NaN"))
+            .unwrap();
+        let bar = BarRecords::of(&req.evidence, &req.input, &ModelFigures::None);
+        let provenance = RunProvenance {
+            config_sha256: "0".repeat(64),
+            rules_sha256: "0".repeat(64),
+        }
+        .record();
+        let record = DecisionRecord::new(&req, &decision, &bar, &provenance);
+        let signed = ours(&Payload::RiskDecision(Box::new(record)));
+        assert!(signed.contains(r#""var_usd":"NaN""#), "{signed}");
     }
 
     /// Every shape the signed format uses (tagged enums, options, vectors, boxes,
