@@ -632,7 +632,7 @@ impl Subscribing {
 /// What the host keeps besides the step: where ticks go, how REST is reached, where
 /// quarantined events are recorded, and the connection's own timings.
 struct Host {
-    routes: crate::fast_hash::FastMap<String, Route>,
+    routes: FastMap<String, Route>,
     /// `bizra_ingest_frames_total` by stream kind, looked up once, not per frame.
     frames_accepted: [prometheus::IntCounter; StreamKind::COUNT],
     metrics: Arc<Metrics>,
@@ -660,7 +660,7 @@ struct Route {
 fn routes_with_gauges(
     routes: &HashMap<String, Recipient<Tick>>,
     metrics: &Metrics,
-) -> crate::fast_hash::FastMap<String, Route> {
+) -> FastMap<String, Route> {
     routes
         .iter()
         .map(|(symbol, ticks)| {

@@ -746,13 +746,6 @@ pub enum ModelRecord {
 /// computed and shared by every decision signed with them.
 pub type EncodedModel = Encoded<ModelRecord>;
 
-impl EncodedModel {
-    /// The record of `figures`, encoded now.
-    pub fn of_figures(figures: &ModelFigures) -> Self {
-        Encoded::of(model_record(figures))
-    }
-}
-
 /// The parts of a decision record that every action proposed at one bar shares, encoded
 /// once where the bar closes: the gate's own encoding is then the decision's outcome.
 #[derive(Debug, Clone)]
@@ -770,7 +763,7 @@ impl BarRecords {
         Self {
             evidence: Encoded::of(EvidenceRecord::from(evidence)),
             input: Encoded::of(InputRecord::from(input)),
-            model: EncodedModel::of_figures(figures),
+            model: Encoded::of(model_record(figures)),
         }
     }
 }

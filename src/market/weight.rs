@@ -66,25 +66,44 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug)]
 pub struct WeightBudget {
     per_minute: u32,
-    state: Mutex<State>,
+    state: Mutex<MinuteWeight>,
 }
 
+/// The weight spent in one minute and a pause: what either end of the limit keeps (this
+/// client's budget, and the replay server's `replay::rest_limit`).
 #[derive(Debug, Default)]
-struct State {
+pub struct MinuteWeight {
     minute: i64,
-    used: u32,
-    paused_until_ms: i64,
+    pub used: u32,
+    pub paused_until_ms: i64,
+}
+
+impl MinuteWeight {
+    /// Move to the minute of `now_ms`, whose weight starts at nothing; returns that minute.
+    pub fn at(&mut self, now_ms: i64) -> i64 {
+        let minute = now_ms.div_euclid(MINUTE_MS);
+        if minute != self.minute {
+            self.minute = minute;
+            self.used = 0;
+        }
+        minute
+    }
+
+    /// `now_ms` falls in the minute the weight was last counted in.
+    fn counts(&self, now_ms: i64) -> bool {
+        now_ms.div_euclid(MINUTE_MS) == self.minute
+    }
 }
 
 impl WeightBudget {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute: per_minute.max(1),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(MinuteWeight::default()),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> std::sync::MutexGuard<'_, MinuteWeight> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -97,11 +116,7 @@ impl WeightBudget {
                 until_ms: s.paused_until_ms,
             });
         }
-        let minute = now_ms.div_euclid(MINUTE_MS);
-        if minute != s.minute {
-            s.minute = minute;
-            s.used = 0;
-        }
+        let minute = s.at(now_ms);
         if s.used > 0 && s.used.saturating_add(weight) > self.per_minute {
             return Err(Refusal::Spent {
                 until_ms: (minute + 1) * MINUTE_MS,
@@ -115,7 +130,7 @@ impl WeightBudget {
     /// what other clients of the same IP spent too.
     pub fn observe_used(&self, now_ms: i64, used: u32) {
         let mut s = self.state();
-        if now_ms.div_euclid(MINUTE_MS) == s.minute {
+        if s.counts(now_ms) {
             s.used = s.used.max(used);
         }
     }

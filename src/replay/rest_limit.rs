@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::market::weight::{weight_of, MINUTE_MS};
+use crate::market::weight::{weight_of, MinuteWeight, MINUTE_MS};
 
 /// What the limit says of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,23 +24,16 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct RestLimit {
     per_minute: u32,
-    state: Mutex<State>,
+    state: Mutex<MinuteWeight>,
     too_many: AtomicU64,
     banned: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    minute: i64,
-    used: u32,
-    paused_until_ms: i64,
 }
 
 impl RestLimit {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(MinuteWeight::default()),
             too_many: AtomicU64::new(0),
             banned: AtomicU64::new(0),
         }
@@ -49,11 +42,7 @@ impl RestLimit {
     /// Judge `GET <target>` arriving at `now_ms`.
     pub fn judge(&self, target: &str, now_ms: i64) -> Verdict {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let minute = now_ms.div_euclid(MINUTE_MS);
-        if minute != s.minute {
-            s.minute = minute;
-            s.used = 0;
-        }
+        let minute = s.at(now_ms);
         let retry_after_s = |until_ms: i64| ((until_ms - now_ms).max(0) as u64).div_ceil(1000);
         if now_ms < s.paused_until_ms {
             self.banned.fetch_add(1, Ordering::Relaxed);
