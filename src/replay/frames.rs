@@ -6,7 +6,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::thread::Scope;
 
+use super::depth_notes::DepthNotes;
 use super::faults::{agg_frame, skipped, DepthDropper, Injector};
 use super::rest::RestIndex;
 use super::ReplayOptions;
@@ -74,6 +76,8 @@ pub struct FrameSource {
     wanted: Wanted,
     opts_skips: Vec<super::SkipTrades>,
     depth_drops: DepthDropper,
+    /// Where the diffs this source passes over or leaves out reach the server's books.
+    depth_notes: DepthNotes,
     injector: Injector,
     ready: VecDeque<CaptureLine>,
     /// The `Wanted` version the parked groups were parked under ...
@@ -120,6 +124,7 @@ impl FrameSource {
         })?;
         Ok(Self {
             merge,
+            depth_notes: DepthNotes::at_once(index.clone()),
             index,
             injector,
             wanted,
@@ -144,7 +149,8 @@ impl FrameSource {
                 self.parked_under = version;
                 self.group_wanted.clear();
                 self.stream_wanted.clear();
-                let (depth, wanted, injector) = (&self.index.depth, &self.wanted, &self.injector);
+                let (depth, wanted, injector) =
+                    (&mut self.depth_notes, &self.wanted, &self.injector);
                 let parked = &mut self.parked_instrument;
                 self.merge.resume_parked_where(
                     |group| {
@@ -174,7 +180,7 @@ impl FrameSource {
                 let wanted = *self.group_wanted[group]
                     .get_or_insert_with(|| serves(&self.wanted, &self.injector, prefix));
                 if !wanted {
-                    note_depth(&self.index.depth, &line);
+                    note_depth(&mut self.depth_notes, &line);
                     self.merge.park_last();
                     if self.parked_instrument.len() <= group {
                         self.parked_instrument.resize(group + 1, None);
@@ -200,12 +206,12 @@ impl FrameSource {
             if sent && !skipped(&self.opts_skips, &line) {
                 if self.depth_drops.drops(&line) {
                     // Left out of the stream, not out of the server's book.
-                    self.index.depth.note_streamed(&line.json);
+                    self.depth_notes.note(&line.json);
                 } else {
                     self.ready.push_back(line);
                 }
             } else if !sent {
-                note_depth(&self.index.depth, &line);
+                note_depth(&mut self.depth_notes, &line);
             }
             self.ready.extend(poison);
         }
@@ -213,6 +219,24 @@ impl FrameSource {
 }
 
 impl FrameSource {
+    /// Apply the depth diffs noted from now on (this source's and `note_sent_depth`'s) on
+    /// a thread of `scope`, in the same order.
+    pub fn depth_on_a_thread<'scope>(&mut self, scope: &'scope Scope<'scope, '_>) {
+        self.depth_notes.caught_up();
+        self.depth_notes = DepthNotes::on_a_thread(scope, self.index.clone());
+    }
+
+    /// A diff-depth frame of this source reached its client: the server's books take it
+    /// (the server notes it as it sends; a host without a server, here).
+    pub fn note_sent_depth(&mut self, json: &str) {
+        self.depth_notes.note(json);
+    }
+
+    /// Wait until the server's books hold every diff noted so far: before a REST answer.
+    pub fn depth_caught_up(&mut self) {
+        self.depth_notes.caught_up();
+    }
+
     /// The subscription version the frames queued so far were filtered under; frames read
     /// after a change are filtered under a later one.
     pub fn filtered_under(&self) -> u64 {
@@ -261,8 +285,8 @@ fn serves(wanted: &Wanted, injector: &Injector, prefix: &str) -> bool {
 /// A diff-depth line this source passes without sending (an instrument not subscribed
 /// yet): the server's books still move on with it, so a client that subscribes later
 /// gets snapshots its diffs follow on from.
-fn note_depth(depth: &super::depth::DepthIndex, line: &CaptureLine) {
+fn note_depth(depth: &mut DepthNotes, line: &CaptureLine) {
     if line.stream().is_some_and(|s| s.contains("@depth")) {
-        depth.note_streamed(&line.json);
+        depth.note(&line.json);
     }
 }

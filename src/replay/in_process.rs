@@ -1,8 +1,10 @@
 //! The in-process replay host: one loop over the merged capture that feeds each frame to
 //! the feed step, answers its REST requests from the capture exactly as the replay server
 //! would, hands the ticks to the engine and writes what it signs to the trail files. No
-//! socket, no thread of its own, no clock but the capture's: for the same capture, key,
-//! configuration and seed it writes the same bytes as the socket pipeline.
+//! socket and no clock but the capture's: for the same capture, key, configuration and seed
+//! it writes the same bytes as the socket pipeline. Three threads: the reader (capture,
+//! feed steps), the engine (on the caller's), and the server's depth books following the
+//! stream (`replay::depth_notes`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -191,7 +193,7 @@ const TICK_BATCHES_IN_FLIGHT: usize = 8;
 /// answered from the index), ticks out in order.
 struct Reader {
     frames: FrameSource,
-    /// The capture's REST answers; its depth book follows what is streamed.
+    /// The capture's REST answers (its depth books follow what `frames` notes).
     rest: LocalRest,
     feeds: Vec<FeedStep>,
     shard_of: HashMap<String, usize>,
@@ -223,7 +225,7 @@ impl Reader {
             };
             if stream.contains("@depth") {
                 // The server's book has reached this update by the time the client reads it.
-                self.rest.0.depth.note_streamed(&line.json);
+                self.frames.note_sent_depth(&line.json);
             }
             let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
             self.market_events += 1;
@@ -258,6 +260,7 @@ impl Reader {
                 let Some(request) = fetch else {
                     break;
                 };
+                self.frames.depth_caught_up();
                 let answer = fetch::answer(request, &self.rest);
                 feed.on_fetched(answer, received_ms, &mut feed_out);
             }
@@ -330,7 +333,6 @@ pub fn run(
     }
     config.engine.clock = ClockMode::EventTime;
     let index = Arc::new(RestIndex::build(&opts.history, &opts.files)?);
-    let rest = LocalRest(index.clone());
 
     let mut gates = assemble::gates(&config, &KillSwitch::default(), &HashMap::new())?;
     let sink = FileSink::open(&config.sink.dir)?;
@@ -376,9 +378,9 @@ pub fn run(
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()
         .collect();
-    let reader = Reader {
-        frames: FrameSource::open(opts, index, wanted)?,
-        rest,
+    let mut reader = Reader {
+        frames: FrameSource::open(opts, index.clone(), wanted)?,
+        rest: LocalRest(index.clone()),
         feeds,
         shard_of,
         quarantine: Quarantine::new(config.sink.dir.join("quarantine").join("quarantine.jsonl")),
@@ -395,6 +397,8 @@ pub fn run(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FeedTick>>(TICK_BATCHES_IN_FLIGHT);
     let mut laps = Laps::new();
     let (read_result, engine_result) = std::thread::scope(|scope| {
+        // The replay server's depth books follow the stream beside the reader.
+        reader.frames.depth_on_a_thread(scope);
         let reading = std::thread::Builder::new()
             .name("replay-read".into())
             .spawn_scoped(scope, move || reader.run(&tx));

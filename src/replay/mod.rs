@@ -5,6 +5,7 @@
 pub mod conn;
 mod decimal_text;
 pub mod depth;
+mod depth_notes;
 mod faults;
 pub mod frames;
 pub mod in_process;
