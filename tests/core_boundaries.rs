@@ -85,6 +85,7 @@ const CORE_FILES: &[&str] = &[
     "src/audit/verify.rs",
     "src/audit/wire.rs",
     "src/market/binance.rs",
+    "src/market/compact.rs",
     "src/market/depth.rs",
     "src/market/health.rs",
     "src/market/sequence.rs",

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 
-use bizra_risk::audit::wire::{self, DecisionRecord, Payload, RunProvenance};
+use bizra_risk::audit::wire::{self, BarRecords, DecisionRecord, Payload, RunProvenance};
 use bizra_risk::audit::{ChainHead, ChainSigner, CheckpointPolicy};
 use bizra_risk::config::Config;
-use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, GateSettings, InputRange, KillSwitch, RuleSet};
+use bizra_risk::elf::{ActionRequest, ElfGate, Evidence, InputRange, KillSwitch, RuleSet};
 use bizra_risk::risk::RiskAction;
 use bizra_risk::var::ModelFigures;
 
@@ -24,7 +24,7 @@ fn f(data: &[u8], i: usize) -> f64 {
 fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::embedded() else { return };
     let Ok(rules) = RuleSet::parse(include_str!("../../config/rules.yaml")) else { return };
-    let mut settings = GateSettings::from_config(&config.elf);
+    let mut settings = config.elf.gate_settings();
     let flags = data.first().copied().unwrap_or(0);
     settings.decision_cache = flags & 1 != 0;
     settings.parallelize_l2_l3 = flags & 2 != 0;
@@ -67,7 +67,8 @@ fuzz_target!(|data: &[u8]| {
 
     // L4: whatever was decided is signed, and the record reads back byte for byte.
     let provenance = RunProvenance { config_sha256: "0".repeat(64), rules_sha256: "1".repeat(64) };
-    let record = DecisionRecord::new(&req, &first, &ModelFigures::None, &provenance);
+    let bar = BarRecords::of(&req.evidence, &req.input, &ModelFigures::None);
+    let record = DecisionRecord::new(&req, &first, &bar, &provenance.record());
     let mut signer = ChainSigner::new(
         ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
         "bizra.FUZZ".into(),

@@ -241,8 +241,9 @@ pub fn is_server_shutdown(text: &str) -> bool {
 /// Parse one combined-stream frame into a validated, typed event.
 pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
     // Binance writes `{"stream":…,"data":…}` compactly: the data is then parsed once, into
-    // its type. Any other layout, and any frame that fails there, takes the general path,
-    // so the outcome (errors included) is the general path's.
+    // its type (trades, quotes and depth laid out as Binance writes them in one pass over
+    // the bytes, `market::compact`). Any other layout, and any frame that fails there,
+    // takes the general path, so the outcome (errors included) is the general path's.
     if let Some(event) = compact_parts(text).and_then(|(stream, raw)| typed(stream, raw).ok()) {
         return Ok(event);
     }
@@ -272,8 +273,11 @@ fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
         .ok_or_else(|| MarketDataError::UnknownStream(stream.to_string()))?;
     let event = match kind {
         StreamKind::Trade => {
-            let t: Trade =
-                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            let t = match super::compact::trade(raw) {
+                Some(t) => t,
+                None => serde_json::from_str(raw)
+                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
+            };
             validate_trade(&t)?;
             MarketEvent::Trade(t)
         }
@@ -291,14 +295,20 @@ fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
             MarketEvent::AggTrade(a)
         }
         StreamKind::BookTicker => {
-            let b: BookTicker =
-                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            let b = match super::compact::book_ticker(raw) {
+                Some(b) => b,
+                None => serde_json::from_str(raw)
+                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
+            };
             validate_book_ticker(&b)?;
             MarketEvent::BookTicker(b)
         }
         StreamKind::Depth => {
-            let d: DepthUpdate =
-                serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string()))?;
+            let d = match super::compact::depth_update(raw) {
+                Some(d) => d,
+                None => serde_json::from_str(raw)
+                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
+            };
             super::depth::validate_update(&d)?;
             MarketEvent::Depth(d)
         }

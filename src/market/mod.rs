@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod binance;
 pub mod book_side;
 pub mod capture;
+pub mod compact;
 pub mod depth;
 pub mod feed;
 pub mod fetch;
