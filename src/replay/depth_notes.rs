@@ -120,6 +120,7 @@ impl Drop for DepthNotes {
 }
 
 fn follow(index: &RestIndex, rx: &Receiver<Job>) {
+    yield_to_the_engine();
     for job in rx {
         match job {
             Job::Lines(lines) => apply(index, &lines),
@@ -127,6 +128,22 @@ fn follow(index: &RestIndex, rx: &Receiver<Job>) {
                 let _ = done.send(());
             }
         }
+    }
+}
+
+/// Three busy threads share the cores: this one's batches would otherwise preempt the
+/// engine's and stretch its decisions' latency several times over. At a lower priority it
+/// runs when a core is free, and the bounded channel still holds the reader to its pace.
+fn yield_to_the_engine() {
+    const NICE: libc::c_int = 10;
+    // SAFETY: gettid and setpriority take and return plain integers; on Linux, a thread
+    // ID given to setpriority changes that thread's niceness alone.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let Ok(tid) = libc::id_t::try_from(tid) else {
+        return;
+    };
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, NICE) } != 0 {
+        tracing::debug!("the depth books' thread keeps its priority");
     }
 }
 
