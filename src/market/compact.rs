@@ -4,8 +4,9 @@
 //! key the type does not know (Binance's `e` and `M` excepted). Any other text is `None`
 //! and goes to the general serde path, whose result is the contract: whatever this accepts,
 //! serde reads as the same value (unit and property tests, and the `parse_frame` fuzz
-//! target, compare the two). Decimal strings go through the same `f64::from_str` as the
-//! general path, so the values are the same bits.
+//! target, compare the two). Decimal strings come out as the same bits as the general
+//! path's `f64::from_str`: plain ones by one exact division (`plain_decimal`), any other
+//! through `f64::from_str` itself.
 
 use super::binance::{BookTicker, Trade};
 use super::depth::{DepthUpdate, Level};
