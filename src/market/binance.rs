@@ -241,8 +241,8 @@ pub fn is_server_shutdown(text: &str) -> bool {
 /// Parse one combined-stream frame into a validated, typed event.
 pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
     // Binance writes `{"stream":…,"data":…}` compactly: the data is then parsed once, into
-    // its type (trades, quotes and depth laid out as Binance writes them in one pass over
-    // the bytes, `market::compact`). Any other layout, and any frame that fails there,
+    // its type (trades, quotes and depth written plainly in one pass over the bytes,
+    // `market::compact`). Any other layout, and any frame that fails there,
     // takes the general path, so the outcome (errors included) is the general path's.
     if let Some(event) = compact_parts(text).and_then(|(stream, raw)| typed(stream, raw).ok()) {
         return Ok(event);
@@ -273,11 +273,7 @@ fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
         .ok_or_else(|| MarketDataError::UnknownStream(stream.to_string()))?;
     let event = match kind {
         StreamKind::Trade => {
-            let t = match super::compact::trade(raw) {
-                Some(t) => t,
-                None => serde_json::from_str(raw)
-                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
-            };
+            let t = data(raw, super::compact::trade)?;
             validate_trade(&t)?;
             MarketEvent::Trade(t)
         }
@@ -295,20 +291,12 @@ fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
             MarketEvent::AggTrade(a)
         }
         StreamKind::BookTicker => {
-            let b = match super::compact::book_ticker(raw) {
-                Some(b) => b,
-                None => serde_json::from_str(raw)
-                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
-            };
+            let b = data(raw, super::compact::book_ticker)?;
             validate_book_ticker(&b)?;
             MarketEvent::BookTicker(b)
         }
         StreamKind::Depth => {
-            let d = match super::compact::depth_update(raw) {
-                Some(d) => d,
-                None => serde_json::from_str(raw)
-                    .map_err(|e| MarketDataError::Malformed(e.to_string()))?,
-            };
+            let d = data(raw, super::compact::depth_update)?;
             super::depth::validate_update(&d)?;
             MarketEvent::Depth(d)
         }
@@ -320,6 +308,17 @@ fn typed(stream: &str, raw: &str) -> Result<MarketEvent, MarketDataError> {
         });
     }
     Ok(event)
+}
+
+/// The data `raw` read in one pass when written plainly, by serde otherwise.
+fn data<T: serde::de::DeserializeOwned>(
+    raw: &str,
+    one_pass: fn(&str) -> Option<T>,
+) -> Result<T, MarketDataError> {
+    match one_pass(raw) {
+        Some(value) => Ok(value),
+        None => serde_json::from_str(raw).map_err(|e| MarketDataError::Malformed(e.to_string())),
+    }
 }
 
 fn validate_trade(t: &Trade) -> Result<(), MarketDataError> {
