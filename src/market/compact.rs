@@ -119,6 +119,8 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     Some(())
 }
 
+/// A position in the text being read. A read that fails may leave it anywhere: the whole
+/// object is then refused.
 struct Cursor<'a> {
     text: &'a str,
     at: usize,
@@ -165,12 +167,7 @@ impl<'a> Cursor<'a> {
 
     /// A non-negative JSON integer that fits an `i64`.
     fn int(&mut self) -> Option<i64> {
-        let at = self.at;
-        let value = self.uint().and_then(|v| i64::try_from(v).ok());
-        if value.is_none() {
-            self.at = at;
-        }
-        value
+        self.uint().and_then(|v| i64::try_from(v).ok())
     }
 
     fn bool(&mut self) -> Option<bool> {
@@ -205,12 +202,7 @@ impl<'a> Cursor<'a> {
             self.at += len;
             return Some(value);
         }
-        let at = self.at;
-        let value = self.text().and_then(|t| t.parse::<f64>().ok());
-        if value.is_none() {
-            self.at = at;
-        }
-        value
+        self.text().and_then(|t| t.parse::<f64>().ok())
     }
 
     /// `[["price","qty"],…]`, possibly empty.
