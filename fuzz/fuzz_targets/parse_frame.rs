@@ -20,5 +20,9 @@ fuzz_target!(|data: &[u8]| {
             let general = serde_json::from_str::<DepthUpdate>(text).ok();
             assert_eq!(Some(shown(&d)), general.map(|g| shown(&g)), "{text}");
         }
+        if let Some(d) = compact::depth_text(text) {
+            let general = serde_json::from_str::<compact::DepthText<'_>>(text).ok();
+            assert_eq!(Some(shown(&d)), general.map(|g| shown(&g)), "{text}");
+        }
     }
 });

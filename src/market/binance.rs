@@ -254,7 +254,7 @@ pub fn parse_combined(text: &str) -> Result<MarketEvent, MarketDataError> {
 
 /// The stream name and the data's text of a frame laid out exactly as
 /// `{"stream":"<name>","data":<data>}`; `None` for any other layout.
-fn compact_parts(text: &str) -> Option<(&str, &str)> {
+pub(crate) fn compact_parts(text: &str) -> Option<(&str, &str)> {
     let rest = text.strip_prefix("{\"stream\":\"")?;
     let (stream, rest) = rest.split_at(rest.find('"')?);
     if stream.contains('\\') {

@@ -8,6 +8,8 @@
 //! path's `f64::from_str`: plain ones by one exact division (`plain_decimal`), any other
 //! through `f64::from_str` itself.
 
+use serde::Deserialize;
+
 use super::binance::{BookTicker, Trade};
 use super::depth::{DepthUpdate, Level};
 
@@ -80,6 +82,47 @@ pub fn depth_update(raw: &str) -> Option<DepthUpdate> {
     Some(DepthUpdate {
         event_time_ms: event_time_ms?,
         symbol: symbol?.to_string(),
+        first_update_id: first_update_id?,
+        final_update_id: final_update_id?,
+        bids: bids?,
+        asks: asks?,
+    })
+}
+
+/// A diff-depth update as written, its levels' decimal strings unread: what the replay
+/// server keeps to serve them back unchanged. The general path is its serde reading.
+#[derive(Debug, PartialEq, Deserialize)]
+pub struct DepthText<'a> {
+    #[serde(rename = "s")]
+    pub symbol: &'a str,
+    #[serde(rename = "U")]
+    pub first_update_id: u64,
+    #[serde(rename = "u")]
+    pub final_update_id: u64,
+    #[serde(borrow, rename = "b")]
+    pub bids: Vec<(&'a str, &'a str)>,
+    #[serde(borrow, rename = "a")]
+    pub asks: Vec<(&'a str, &'a str)>,
+}
+
+/// `{"e":…,"E":…,"s":…,"U":…,"u":…,"b":[["p","q"],…],"a":[…]}`, `e` and `E` optional, as
+/// text.
+pub fn depth_text(raw: &str) -> Option<DepthText<'_>> {
+    let (mut symbol, mut ignored) = (None, (None, None));
+    let (mut first_update_id, mut final_update_id) = (None, None);
+    let (mut bids, mut asks) = (None, None);
+    fields(raw, |key, c| match key {
+        b'e' => once(&mut ignored.0, c.text()),
+        b'E' => once(&mut ignored.1, c.int()),
+        b's' => once(&mut symbol, c.text()),
+        b'U' => once(&mut first_update_id, c.uint()),
+        b'u' => once(&mut final_update_id, c.uint()),
+        b'b' => once(&mut bids, c.level_texts()),
+        b'a' => once(&mut asks, c.level_texts()),
+        _ => None,
+    })?;
+    Some(DepthText {
+        symbol: symbol?,
         first_update_id: first_update_id?,
         final_update_id: final_update_id?,
         bids: bids?,
@@ -207,20 +250,38 @@ impl<'a> Cursor<'a> {
 
     /// `[["price","qty"],…]`, possibly empty.
     fn levels(&mut self) -> Option<Vec<Level>> {
+        self.pairs(|c| {
+            let price = c.decimal()?;
+            c.lit(",")?;
+            Some(Level {
+                price,
+                qty: c.decimal()?,
+            })
+        })
+    }
+
+    /// `[["price","qty"],…]` as written.
+    fn level_texts(&mut self) -> Option<Vec<(&'a str, &'a str)>> {
+        self.pairs(|c| {
+            let price = c.text()?;
+            c.lit(",")?;
+            Some((price, c.text()?))
+        })
+    }
+
+    /// `[[…],…]`, possibly empty, each inner array's content read by `pair`.
+    fn pairs<T>(&mut self, mut pair: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         self.lit("[")?;
-        let mut levels = Vec::new();
+        let mut all = Vec::new();
         if self.lit("]").is_some() {
-            return Some(levels);
+            return Some(all);
         }
         loop {
             self.lit("[")?;
-            let price = self.decimal()?;
-            self.lit(",")?;
-            let qty = self.decimal()?;
+            all.push(pair(self)?);
             self.lit("]")?;
-            levels.push(Level { price, qty });
             if self.lit("]").is_some() {
-                return Some(levels);
+                return Some(all);
             }
             self.lit(",")?;
         }
@@ -232,6 +293,16 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// `mantissa / 10^scale` when both are exact doubles (the mantissa below 2^53, the scale
+/// at most 22): the one division then rounds the decimal's exact value correctly, bit for
+/// bit what `f64::from_str` gives for its text.
+pub(crate) fn exact_decimal(mantissa: u64, scale: usize) -> Option<f64> {
+    if mantissa >= 1 << 53 {
+        return None;
+    }
+    Some(mantissa as f64 / EXACT_POWERS_OF_TEN.get(scale)?)
+}
 
 /// A JSON string `"digits[.digits]"` at the start of `bytes` (as Binance writes prices and
 /// quantities) whose digits, read as one integer, are below 2^53, with at most 22 after the
@@ -250,11 +321,11 @@ fn plain_decimal(bytes: &[u8]) -> Option<(f64, usize)> {
         } else if b == b'.' && point.is_none() {
             point = Some(digits);
         } else if b == b'"' {
-            if digits == 0 || digits > 19 || mantissa >= 1 << 53 {
+            if digits == 0 || digits > 19 {
                 return None;
             }
-            let power = EXACT_POWERS_OF_TEN.get(digits - point.unwrap_or(digits))?;
-            return Some((mantissa as f64 / power, i + 2));
+            let value = exact_decimal(mantissa, digits - point.unwrap_or(digits))?;
+            return Some((value, i + 2));
         } else {
             return None;
         }
@@ -297,6 +368,12 @@ mod tests {
             serde_json::from_str::<DepthUpdate>(raw)
                 .ok()
                 .map(|d| shown(&d)),
+        )?;
+        same(
+            depth_text(raw).map(|d| shown(&d)),
+            serde_json::from_str::<DepthText<'_>>(raw)
+                .ok()
+                .map(|d| shown(&d)),
         )
     }
 
@@ -305,6 +382,14 @@ mod tests {
         assert!(trade(TRADE).is_some());
         assert!(book_ticker(BOOK).is_some());
         assert_eq!(depth_update(DEPTH).map(|d| d.bids.len()), Some(2));
+        assert_eq!(
+            depth_text(DEPTH).map(|d| d.bids),
+            Some(vec![
+                ("61737.63000000", "0.00000000"),
+                ("61730.17000000", "1.5")
+            ])
+        );
+        assert!(depth_text(&DEPTH.replace("\"E\":1723161255208,", "")).is_some());
         // Keys in another order (sorted, as a generic JSON writer puts them), `e` and `M`
         // left out.
         let sorted = r#"{"A":"2.50000000","B":"1.00000000","a":"2673.61000000","b":"2673.60000000","s":"ETHUSDT","u":35346513512}"#;
@@ -343,7 +428,8 @@ mod tests {
             assert!(
                 trade(&raw).is_none()
                     && book_ticker(&raw).is_none()
-                    && depth_update(&raw).is_none(),
+                    && depth_update(&raw).is_none()
+                    && depth_text(&raw).is_none(),
                 "{raw}"
             );
         }

@@ -16,22 +16,33 @@ impl DecimalText {
     /// or leading zero) of at most 18 digits with at most 15 after the point; `None`
     /// otherwise, as it could not be written back unchanged.
     pub fn parse(text: &str) -> Option<Self> {
-        let (int, frac) = match text.split_once('.') {
-            Some((i, f)) if !f.is_empty() => (i, f),
-            Some(_) => return None,
-            None => (text, ""),
-        };
-        let plain_int = !int.is_empty() && (int == "0" || !int.starts_with('0'));
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if !plain_int || !digits(int) || !digits(frac) || frac.len() > MAX_SCALE {
+        // One pass: the digits as one integer, and where the point was.
+        let (mut mantissa, mut digits, mut point) = (0u64, 0usize, None);
+        for &b in text.as_bytes() {
+            let d = b.wrapping_sub(b'0');
+            if d <= 9 {
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(d))?;
+                digits += 1;
+            } else if b == b'.' && point.is_none() {
+                point = Some(digits);
+            } else {
+                return None;
+            }
+        }
+        let int_digits = point.unwrap_or(digits);
+        let scale = digits - int_digits;
+        let leading_zero = int_digits > 1 && text.starts_with('0');
+        if int_digits == 0 || leading_zero || (point.is_some() && scale == 0) || scale > MAX_SCALE {
             return None;
         }
-        let mut mantissa: u64 = 0;
-        for b in int.bytes().chain(frac.bytes()) {
-            mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        }
-        (mantissa < 1 << MANTISSA_BITS)
-            .then_some(Self(mantissa | (frac.len() as u64) << MANTISSA_BITS))
+        (mantissa < 1 << MANTISSA_BITS).then_some(Self(mantissa | (scale as u64) << MANTISSA_BITS))
+    }
+
+    /// The decimal's value, when the one exact division gives it (the bits
+    /// `f64::from_str` gives its text); `None` for mantissas past 2^53.
+    pub fn value(self) -> Option<f64> {
+        let scale = (self.0 >> MANTISSA_BITS) as usize;
+        crate::market::compact::exact_decimal(self.0 & ((1 << MANTISSA_BITS) - 1), scale)
     }
 }
 
@@ -88,11 +99,44 @@ mod tests {
         }
     }
 
+    /// The two-pass reading the one-pass one replaced.
+    fn parse_in_parts(text: &str) -> Option<DecimalText> {
+        let (int, frac) = match text.split_once('.') {
+            Some((i, f)) if !f.is_empty() => (i, f),
+            Some(_) => return None,
+            None => (text, ""),
+        };
+        let plain_int = !int.is_empty() && (int == "0" || !int.starts_with('0'));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if !plain_int || !digits(int) || !digits(frac) || frac.len() > MAX_SCALE {
+            return None;
+        }
+        let mut mantissa: u64 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        (mantissa < 1 << MANTISSA_BITS)
+            .then_some(DecimalText(mantissa | (frac.len() as u64) << MANTISSA_BITS))
+    }
+
     proptest! {
+        #[test]
+        fn reads_any_text_as_the_two_pass_reading_did(text in "[0-9.]{0,22}|[0-9.eE+-]{0,6}") {
+            prop_assert_eq!(DecimalText::parse(&text), parse_in_parts(&text), "{}", text);
+        }
+
         #[test]
         fn any_plain_decimal_round_trips(int in 0u64..10_000_000_000, frac in "[0-9]{0,8}") {
             let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
             prop_assert_eq!(DecimalText::parse(&text).unwrap().to_string(), text);
+        }
+
+        #[test]
+        fn a_value_is_the_bits_from_str_gives(int in 0u64..100_000_000_000_000, frac in "[0-9]{0,15}") {
+            let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
+            if let Some(value) = DecimalText::parse(&text).and_then(DecimalText::value) {
+                prop_assert_eq!(value.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{}", text);
+            }
         }
     }
 }

@@ -15,10 +15,72 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use super::decimal_text::DecimalText;
+use crate::market::binance::compact_parts;
+use crate::market::compact::{self, DepthText};
 
-/// A level as captured, held until it can be applied: the decimal strings are served back
-/// unchanged.
-type OwnedLevel = (String, String);
+/// A captured level, read once: its price's key and both texts (served back unchanged), or
+/// the removal of a price.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Level {
+    Set(u64, DecimalText, DecimalText),
+    Remove(u64),
+}
+
+impl Level {
+    /// A zero quantity removes the price; a level that is unreadable, or whose text is not a
+    /// plain decimal that could be served back unchanged (Binance sends plain 8-decimal
+    /// strings), is `None`, skipped.
+    fn read(price: &str, qty: &str) -> Option<Self> {
+        // Plain decimals (what Binance sends) have their values without a float parse.
+        if let (Some(pt), Some(qt)) = (DecimalText::parse(price), DecimalText::parse(qty)) {
+            if let (Some(p), Some(q)) = (pt.value(), qt.value()) {
+                return match (p > 0.0, q > 0.0) {
+                    (false, _) => None,
+                    (true, false) => Some(Self::Remove(p.to_bits())),
+                    (true, true) => Some(Self::Set(p.to_bits(), pt, qt)),
+                };
+            }
+        }
+        let p = price
+            .parse::<f64>()
+            .ok()
+            .filter(|x| *x > 0.0 && x.is_finite())?;
+        let q = qty.parse::<f64>().ok().filter(|x| x.is_finite())?;
+        if q <= 0.0 {
+            return Some(Self::Remove(p.to_bits()));
+        }
+        Some(Self::Set(
+            p.to_bits(),
+            DecimalText::parse(price)?,
+            DecimalText::parse(qty)?,
+        ))
+    }
+}
+
+/// A diff's levels, as captured text or already read.
+trait Levels {
+    fn each(&self, f: impl FnMut(Level));
+
+    fn read_all(&self) -> Vec<Level> {
+        let mut all = Vec::new();
+        self.each(|l| all.push(l));
+        all
+    }
+}
+
+impl Levels for [(&str, &str)] {
+    fn each(&self, mut f: impl FnMut(Level)) {
+        self.iter()
+            .filter_map(|(p, q)| Level::read(p, q))
+            .for_each(&mut f);
+    }
+}
+
+impl Levels for [Level] {
+    fn each(&self, f: impl FnMut(Level)) {
+        self.iter().copied().for_each(f);
+    }
+}
 
 /// Diffs that arrived before the one they follow (a diff left out of the stream is noted
 /// when the source reads it, ahead of what was sent) are held until it comes; more than
@@ -40,7 +102,7 @@ struct Book {
 }
 
 impl Book {
-    fn apply_diff(&mut self, first: u64, last: u64, bids: &[(&str, &str)], asks: &[(&str, &str)]) {
+    fn apply_diff<L: Levels + ?Sized>(&mut self, first: u64, last: u64, bids: &L, asks: &L) {
         if self.holed || last <= self.last {
             return;
         }
@@ -50,7 +112,7 @@ impl Book {
                 self.ahead.clear();
             } else {
                 self.ahead
-                    .insert(first, (first, last, owned(bids), owned(asks)));
+                    .insert(first, (first, last, bids.read_all(), asks.read_all()));
             }
             return;
         }
@@ -64,8 +126,8 @@ impl Book {
             }
             let (_, l, b, a) = entry.remove();
             if l > self.last {
-                apply(&mut self.bids, &borrowed(&b));
-                apply(&mut self.asks, &borrowed(&a));
+                apply(&mut self.bids, b.as_slice());
+                apply(&mut self.asks, a.as_slice());
                 self.last = l;
             }
         }
@@ -83,41 +145,26 @@ struct SnapshotLine<'a> {
 }
 
 #[derive(Deserialize)]
-struct DiffData<'a> {
-    s: &'a str,
-    #[serde(rename = "U")]
-    first: u64,
-    u: u64,
-    #[serde(borrow)]
-    b: Vec<(&'a str, &'a str)>,
-    #[serde(borrow)]
-    a: Vec<(&'a str, &'a str)>,
-}
-
-#[derive(Deserialize)]
 struct DiffLine<'a> {
     #[serde(borrow)]
-    data: DiffData<'a>,
+    data: DepthText<'a>,
 }
 
-fn owned(levels: &[(&str, &str)]) -> Vec<OwnedLevel> {
-    levels
-        .iter()
-        .map(|(p, q)| ((*p).to_string(), (*q).to_string()))
-        .collect()
-}
-
-fn borrowed(levels: &[OwnedLevel]) -> Vec<(&str, &str)> {
-    levels
-        .iter()
-        .map(|(p, q)| (p.as_str(), q.as_str()))
-        .collect()
+/// The diff of a captured combined-stream line: read in one pass when written as Binance
+/// writes it, by serde otherwise (the same result: `market::compact`'s tests).
+fn diff_of(json: &str) -> Option<DepthText<'_>> {
+    if let Some(d) = compact_parts(json).and_then(|(_, data)| compact::depth_text(data)) {
+        return Some(d);
+    }
+    serde_json::from_str::<DiffLine<'_>>(json)
+        .ok()
+        .map(|line| line.data)
 }
 
 /// A history diff read but not yet applied: a capture file may hold its REST snapshot
 /// after diffs that bridge it, so a file's diffs are applied in update-ID order once the
 /// whole file is read (`finish_file`).
-type PendingDiff = (u64, u64, Vec<OwnedLevel>, Vec<OwnedLevel>);
+type PendingDiff = (u64, u64, Vec<Level>, Vec<Level>);
 
 /// The book of every symbol with depth data.
 #[derive(Debug, Default)]
@@ -147,14 +194,18 @@ impl DepthIndex {
         before_stream: bool,
     ) {
         if is_depth_stream {
-            if let Ok(line) = serde_json::from_str::<DiffLine<'_>>(json) {
-                let d = line.data;
-                self.with_book(d.s, |_| ());
+            if let Some(d) = diff_of(json) {
+                self.with_book(d.symbol, |_| ());
                 if before_stream {
                     self.pending
-                        .entry(d.s.to_ascii_uppercase())
+                        .entry(d.symbol.to_ascii_uppercase())
                         .or_default()
-                        .push((d.first, d.u, owned(&d.b), owned(&d.a)));
+                        .push((
+                            d.first_update_id,
+                            d.final_update_id,
+                            d.bids.read_all(),
+                            d.asks.read_all(),
+                        ));
                 }
             }
         } else if let (Some(symbol), Ok(s)) =
@@ -168,8 +219,8 @@ impl DepthIndex {
                         based: true,
                         holed: false,
                         ahead: BTreeMap::new(),
-                        bids: side(&s.bids),
-                        asks: side(&s.asks),
+                        bids: side(s.bids.as_slice()),
+                        asks: side(s.asks.as_slice()),
                     };
                 }
             });
@@ -195,7 +246,7 @@ impl DepthIndex {
             diffs.dedup_by_key(|d| d.1);
             self.with_book(&symbol, |book| {
                 for (first, last, bids, asks) in &diffs {
-                    book.apply_diff(*first, *last, &borrowed(bids), &borrowed(asks));
+                    book.apply_diff(*first, *last, bids.as_slice(), asks.as_slice());
                 }
             });
         }
@@ -206,9 +257,15 @@ impl DepthIndex {
     /// from the start, so the server's "now" is the furthest any client has got and a new
     /// client never pulls snapshots back in time.
     pub fn note_streamed(&self, json: &str) {
-        if let Ok(line) = serde_json::from_str::<DiffLine<'_>>(json) {
-            let d = line.data;
-            self.with_book(d.s, |book| book.apply_diff(d.first, d.u, &d.b, &d.a));
+        if let Some(d) = diff_of(json) {
+            self.with_book(d.symbol, |book| {
+                book.apply_diff(
+                    d.first_update_id,
+                    d.final_update_id,
+                    d.bids.as_slice(),
+                    d.asks.as_slice(),
+                )
+            });
         }
     }
 
@@ -254,25 +311,15 @@ fn side(levels: &[(&str, &str)]) -> Side {
     s
 }
 
-/// Apply captured levels: a zero quantity removes the price; a level that is unreadable,
-/// or whose text is not a plain decimal that could be served back unchanged (Binance
-/// sends plain 8-decimal strings), is skipped.
-fn apply(side: &mut Side, levels: &[(&str, &str)]) {
-    for (p, q) in levels {
-        let Some(price) = p.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()) else {
-            continue;
-        };
-        let Some(qty) = q.parse::<f64>().ok().filter(|x| x.is_finite()) else {
-            continue;
-        };
-        if qty <= 0.0 {
-            side.remove(&price.to_bits());
-            continue;
+fn apply<L: Levels + ?Sized>(side: &mut Side, levels: &L) {
+    levels.each(|level| match level {
+        Level::Set(key, price, qty) => {
+            side.insert(key, (price, qty));
         }
-        if let (Some(pt), Some(qt)) = (DecimalText::parse(p), DecimalText::parse(q)) {
-            side.insert(price.to_bits(), (pt, qt));
+        Level::Remove(key) => {
+            side.remove(&key);
         }
-    }
+    });
 }
 
 fn write_levels<'a>(
@@ -364,5 +411,44 @@ mod tests {
             14,
             "a hole in the capture: served whole, if old"
         );
+    }
+
+    /// How a level was read before plain decimals skipped the float parse.
+    fn read_by_float_parse(p: &str, q: &str) -> Option<Level> {
+        let price = p
+            .parse::<f64>()
+            .ok()
+            .filter(|x| *x > 0.0 && x.is_finite())?;
+        let qty = q.parse::<f64>().ok().filter(|x| x.is_finite())?;
+        if qty <= 0.0 {
+            return Some(Level::Remove(price.to_bits()));
+        }
+        Some(Level::Set(
+            price.to_bits(),
+            DecimalText::parse(p)?,
+            DecimalText::parse(q)?,
+        ))
+    }
+
+    fn level_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (0u64..10_000_000_000, "[0-9]{0,15}").prop_map(|(i, f)| {
+                if f.is_empty() { i.to_string() } else { format!("{i}.{f}") }
+            }),
+            1 => "[0-9]{1,20}(\\.[0-9]{0,24})?",
+            1 => prop::sample::select(vec![
+                "0", "0.0", "0.00000000", "-1.0", "1e5", "01.5", ".5", "5.", "NaN", "inf",
+                "0.0000000000000001", "9999999999999999999", "18014398509481985",
+            ]).prop_map(str::to_string),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_level_reads_as_the_float_parse_read_it(p in level_text(), q in level_text()) {
+            prop_assert_eq!(Level::read(&p, &q), read_by_float_parse(&p, &q), "{} {}", p, q);
+        }
     }
 }
