@@ -226,9 +226,10 @@ impl PassBook {
     /// Take one derived line, as the replay's index (history) or stream would.
     fn follow(&mut self, line: &CaptureLine, streamed: bool) {
         match line.stream() {
-            None => self
-                .index
-                .add_line(Some(&self.symbol), &line.json, false, !streamed),
+            None => {
+                self.index
+                    .add_line(Some(&self.symbol), &line.json, false, !streamed);
+            }
             // A history diff waits for its file's end (`finish_file`); a streamed one is
             // applied as the stream would apply it.
             Some(stream) if stream.contains("@depth") && !streamed => {

@@ -183,18 +183,22 @@ impl DepthIndex {
         f(books.entry(symbol.to_ascii_uppercase()).or_default())
     }
 
-    /// Take one capture line of a file holding `symbol` (REST snapshot lines carry none).
-    /// Diffs of the history (`before_stream`) are applied now; those of the streamed
-    /// captures when they are streamed (`note_streamed`).
+    /// Take one capture line of a file holding `symbol` (REST snapshot lines carry none);
+    /// `true` if it was read. Diffs of the history (`before_stream`) are applied now; those
+    /// of the streamed captures when they are streamed (`note_streamed`): here they only
+    /// name the book.
     pub fn add_line(
         &mut self,
         symbol: Option<&str>,
         json: &str,
         is_depth_stream: bool,
         before_stream: bool,
-    ) {
+    ) -> bool {
         if is_depth_stream {
-            if let Some(d) = diff_of(json) {
+            let Some(d) = diff_of(json) else {
+                return false;
+            };
+            {
                 self.with_book(d.symbol, |_| ());
                 if before_stream {
                     self.pending
@@ -208,6 +212,7 @@ impl DepthIndex {
                         ));
                 }
             }
+            true
         } else if let (Some(symbol), Ok(s)) =
             (symbol, serde_json::from_str::<SnapshotLine<'_>>(json))
         {
@@ -224,6 +229,9 @@ impl DepthIndex {
                     };
                 }
             });
+            true
+        } else {
+            false
         }
     }
 

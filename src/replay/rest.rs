@@ -172,12 +172,14 @@ impl RestIndex {
         // A capture file holds one symbol; its REST snapshot line does not name it.
         let mut file_symbol: Option<String> = None;
         let mut unnamed_snapshot: Option<String> = None;
+        let mut book_named = false;
         while let Some(line) = reader.next_line()? {
             let Some(stream) = line.stream() else {
                 match &file_symbol {
-                    Some(sym) => self
-                        .depth
-                        .add_line(Some(sym), &line.json, false, before_stream),
+                    Some(sym) => {
+                        self.depth
+                            .add_line(Some(sym), &line.json, false, before_stream);
+                    }
                     None => unnamed_snapshot = Some(line.json),
                 }
                 continue;
@@ -194,7 +196,11 @@ impl RestIndex {
                 file_symbol = Some(sym);
             }
             if stream.contains("@depth") {
-                self.depth.add_line(None, &line.json, true, before_stream);
+                // A streamed file's diffs are applied as they are streamed: the first one
+                // read names its book, the rest wait for the stream.
+                if before_stream || !book_named {
+                    book_named = self.depth.add_line(None, &line.json, true, before_stream);
+                }
                 continue;
             }
             if !stream.ends_with("@trade") {
