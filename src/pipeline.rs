@@ -277,8 +277,12 @@ pub async fn run(
         metrics.clone(),
     );
     // The dashboard keeps snapshots only while something can serve them.
-    let hub =
-        (!config.http.bind.is_empty()).then(|| Arc::new(crate::http::DashboardHub::default()));
+    let hub = (!config.http.bind.is_empty()).then(|| {
+        let budget_bytes = config.http.dashboard_history_mb.saturating_mul(1 << 20);
+        Arc::new(crate::http::DashboardHub::new(
+            usize::try_from(budget_bytes).unwrap_or(usize::MAX),
+        ))
+    });
     if let Some(hub) = &hub {
         publisher = publisher.with_dashboard(hub.clone());
     }

@@ -179,6 +179,7 @@ impl Config {
             request_timeout_ms: 0,
             keep_alive_s: 0,
             max_connections: 0,
+            dashboard_history_mb: 0,
         };
         c.feed.max_ws_message_bytes = 0;
         c.feed.max_messages_per_s = 0;

@@ -91,6 +91,9 @@ pub struct HttpConfig {
     pub keep_alive_s: u64,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// The live dashboard keeps each symbol's recent VaR snapshots (an hour at most) within
+    /// this much memory in all; over it the oldest go first.
+    pub dashboard_history_mb: u64,
 }
 
 impl HttpConfig {
@@ -186,6 +189,10 @@ impl Config {
         check(
             (1..=100_000).contains(&self.http.max_connections),
             "http.max_connections must be in 1..=100000".into(),
+        );
+        check(
+            (1..=65_536).contains(&self.http.dashboard_history_mb),
+            "http.dashboard_history_mb must be in 1..=65536".into(),
         );
         check(
             self.http.control_requests_per_minute >= 1 && self.http.control_burst >= 1,
