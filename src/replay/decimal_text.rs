@@ -41,15 +41,22 @@ impl DecimalText {
     /// The decimal's value, when the one exact division gives it (the bits
     /// `f64::from_str` gives its text); `None` for mantissas past 2^53.
     pub fn value(self) -> Option<f64> {
-        let scale = (self.0 >> MANTISSA_BITS) as usize;
-        crate::market::compact::exact_decimal(self.0 & ((1 << MANTISSA_BITS) - 1), scale)
+        let (mantissa, scale) = self.parts();
+        crate::market::compact::exact_decimal(mantissa, scale)
+    }
+
+    /// The digits as one integer, and how many of them are after the point.
+    fn parts(self) -> (u64, usize) {
+        (
+            self.0 & ((1 << MANTISSA_BITS) - 1),
+            (self.0 >> MANTISSA_BITS) as usize,
+        )
     }
 }
 
 impl fmt::Display for DecimalText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scale = (self.0 >> MANTISSA_BITS) as usize;
-        let mantissa = self.0 & ((1 << MANTISSA_BITS) - 1);
+        let (mantissa, scale) = self.parts();
         let digits = format!("{mantissa:0>width$}", width = scale + 1);
         let (int, frac) = digits.split_at(digits.len() - scale);
         if scale == 0 {

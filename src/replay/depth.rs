@@ -31,29 +31,18 @@ impl Level {
     /// plain decimal that could be served back unchanged (Binance sends plain 8-decimal
     /// strings), is `None`, skipped.
     fn read(price: &str, qty: &str) -> Option<Self> {
+        let (price_text, qty_text) = (DecimalText::parse(price), DecimalText::parse(qty));
         // Plain decimals (what Binance sends) have their values without a float parse.
-        if let (Some(pt), Some(qt)) = (DecimalText::parse(price), DecimalText::parse(qty)) {
-            if let (Some(p), Some(q)) = (pt.value(), qt.value()) {
-                return match (p > 0.0, q > 0.0) {
-                    (false, _) => None,
-                    (true, false) => Some(Self::Remove(p.to_bits())),
-                    (true, true) => Some(Self::Set(p.to_bits(), pt, qt)),
-                };
-            }
-        }
-        let p = price
-            .parse::<f64>()
-            .ok()
-            .filter(|x| *x > 0.0 && x.is_finite())?;
-        let q = qty.parse::<f64>().ok().filter(|x| x.is_finite())?;
+        let value = |text: Option<DecimalText>, raw: &str| {
+            text.and_then(DecimalText::value)
+                .or_else(|| raw.parse::<f64>().ok())
+        };
+        let p = value(price_text, price).filter(|x| *x > 0.0 && x.is_finite())?;
+        let q = value(qty_text, qty).filter(|x| x.is_finite())?;
         if q <= 0.0 {
             return Some(Self::Remove(p.to_bits()));
         }
-        Some(Self::Set(
-            p.to_bits(),
-            DecimalText::parse(price)?,
-            DecimalText::parse(qty)?,
-        ))
+        Some(Self::Set(p.to_bits(), price_text?, qty_text?))
     }
 }
 
