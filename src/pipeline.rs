@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::control::{AttachGates, Control, ControlActor, GateRoute, SealControl};
-use crate::actors::gate::{GateActor, GetGateStats, SealCheckpoint};
+use crate::actors::gate::{GateControl, GateHost, GetGateStats, SealCheckpoint};
 use crate::actors::ingest::{connection_shards, run_shards, shard_index, IngestReport};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
@@ -357,26 +357,23 @@ pub async fn run(
     let snapshot_dir = config.snapshot_dir();
     let threads = RunThreads::start(config.engine.worker_threads, shards.len());
     let shard_of = shard_index(&shards);
-    let start_gate = |step, on: &ArbiterHandle| {
-        let (publisher, metrics) = (publisher.clone(), metrics.clone());
-        GateActor::start_in_arbiter(on, move |_| GateActor::new(step, publisher, metrics, cap))
-    };
+    let gate_host = |step| GateHost::new(step, metrics.clone());
 
-    let mut gate_actors = Vec::new();
+    // The portfolio's gate first, then the symbols' in configuration order.
     let mut gate_routes = Vec::new();
     let portfolio = match (portfolio_step, gates.portfolio) {
         (Some(step), Some(gate)) => {
-            let on = threads.portfolio();
-            let gate = start_gate(gate, &on);
-            gate_actors.push(gate.clone());
+            let gate = gate_host(gate);
+            let (publisher, snapshot_dir, metrics) =
+                (publisher.clone(), snapshot_dir.clone(), metrics.clone());
+            let addr = PortfolioActor::start_in_arbiter(&threads.portfolio(), move |_| {
+                PortfolioActor::new(step, gate, publisher, cap, snapshot_dir, metrics)
+            });
             gate_routes.push(GateRoute {
                 symbol: None,
-                gate: gate.clone(),
+                gate: GateControl::of(&addr),
             });
-            let (snapshot_dir, metrics) = (snapshot_dir.clone(), metrics.clone());
-            Some(PortfolioActor::start_in_arbiter(&on, move |_| {
-                PortfolioActor::new(step, gate, cap, snapshot_dir, metrics)
-            }))
+            Some(addr)
         }
         _ => None,
     };
@@ -385,21 +382,27 @@ pub async fn run(
     for (step, gate) in symbol_steps.into_iter().zip(gates.symbols) {
         let symbol = step.symbol().to_string();
         let on = threads.shard(shard_of.get(symbol.as_str()).copied().unwrap_or(0));
-        let gate = start_gate(gate, &on);
-        gate_actors.push(gate.clone());
+        let gate = gate_host(gate);
+        let (publisher, portfolio, snapshot_dir, metrics) = (
+            publisher.clone(),
+            portfolio.clone(),
+            snapshot_dir.clone(),
+            metrics.clone(),
+        );
+        let addr = SymbolActor::start_in_arbiter(&on, move |_| {
+            SymbolActor::new(step, gate, publisher, portfolio, cap, snapshot_dir, metrics)
+        });
         gate_routes.push(GateRoute {
             symbol: Some(symbol.clone()),
-            gate: gate.clone(),
-        });
-        let (portfolio, snapshot_dir, metrics) =
-            (portfolio.clone(), snapshot_dir.clone(), metrics.clone());
-        let addr = SymbolActor::start_in_arbiter(&on, move |_| {
-            SymbolActor::new(step, gate, portfolio, cap, snapshot_dir, metrics)
+            gate: GateControl::of(&addr),
         });
         routes.insert(symbol, addr.clone().recipient());
         symbol_actors.push(addr);
     }
-    let gates_list = gate_actors;
+    let gates_list: Vec<_> = gate_routes
+        .iter()
+        .map(|r| (r.gate.seal.clone(), r.gate.stats.clone()))
+        .collect();
 
     for r in gates.rotations {
         publisher
@@ -433,8 +436,8 @@ pub async fn run(
         &roots,
     )
     .await?;
-    for g in &gates_list {
-        g.send(SealCheckpoint)
+    for (seal, _) in &gates_list {
+        seal.send(SealCheckpoint)
             .await
             .map_err(PipelineError::from)??;
     }
@@ -476,8 +479,13 @@ pub async fn run(
         None => None,
     };
     let mut gate_stats = Vec::new();
-    for g in &gates_list {
-        gate_stats.push(g.send(GetGateStats).await.map_err(PipelineError::from)?);
+    for (_, stats) in &gates_list {
+        gate_stats.push(
+            stats
+                .send(GetGateStats)
+                .await
+                .map_err(PipelineError::from)?,
+        );
     }
     threads.stop().await;
     if let Some(http) = http {

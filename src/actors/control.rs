@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::gate::{GateActor, ReloadRules, SetTradingState, Tune};
+use super::gate::{GateControl, ReloadRules, SetTradingState, Tune};
 use super::publisher::{publish_signed, PublisherActor};
 use super::PipelineError;
 use crate::config::Config;
@@ -63,7 +63,7 @@ pub fn load_state(
 /// A gate and the symbol its chain decides for (`None`: the portfolio).
 pub struct GateRoute {
     pub symbol: Option<String>,
-    pub gate: Addr<GateActor>,
+    pub gate: GateControl,
 }
 
 pub struct ControlActor {
@@ -515,7 +515,7 @@ async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch) {
                         symbol: symbol.clone(),
                         state,
                     };
-                    if g.gate.send(msg).await.is_err() {
+                    if g.gate.trading_state.send(msg).await.is_err() {
                         tracing::warn!("a gate stopped before the trading state reached it");
                     }
                 }
@@ -523,7 +523,7 @@ async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch) {
         }
         Effect::Tuning(tuning) => {
             for g in gates {
-                if g.gate.send(Tune(tuning)).await.is_err() {
+                if g.gate.tune.send(Tune(tuning)).await.is_err() {
                     tracing::warn!("a gate stopped before the settings change reached it");
                 }
             }
@@ -534,7 +534,7 @@ async fn apply(effect: Effect, gates: &[GateRoute], kill_switch: &KillSwitch) {
                     active: active.clone(),
                     shadow: shadow.clone(),
                 };
-                if g.gate.send(msg).await.is_err() {
+                if g.gate.reload.send(msg).await.is_err() {
                     tracing::warn!("a gate stopped before the rules reload reached it");
                 }
             }

@@ -1,26 +1,21 @@
-//! The host of one chain's gate step (`engine::gate`): it times the step, records the
-//! metrics, and hands the signed decision, checkpoint and VaR snapshot to the publisher.
+//! A chain's gate step (`engine::gate`) as the actor that makes the chain's requests hosts
+//! it: the symbol actor for a symbol's chain, the portfolio actor for the portfolio's. The
+//! gate runs in the same handler as the models, so a closed bar is decided, signed and
+//! handed to the publisher in one batch, with no hop between models and signature (each
+//! hop waits behind every other task on the thread). The operator's messages reach the
+//! gate through its host (`GateControl`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::publisher::{publish_signed, Publish, PublisherActor};
 use super::PipelineError;
+use crate::audit::{AuditError, SignedEvent};
 use crate::elf::RuleSet;
 use crate::engine::{GateRequest, GateStats, GateStep};
 use crate::metrics::Metrics;
 use crate::sink::Outgoing;
-
-/// A gate request and, beside it, when the market event that caused it arrived
-/// (end-to-end latency).
-#[derive(Message)]
-#[rtype(result = "Result<(), PipelineError>")]
-pub struct ToGate {
-    pub request: GateRequest,
-    pub origin: Option<Instant>,
-}
 
 /// Swap the active (and candidate) rule sets at run time.
 #[derive(Message, Clone)]
@@ -52,33 +47,70 @@ pub struct GetGateStats;
 #[rtype(result = "Result<(), PipelineError>")]
 pub struct SealCheckpoint;
 
-pub struct GateActor {
+/// One chain's gate step with its timing, metrics and logs.
+pub struct GateHost {
     step: GateStep,
-    publisher: Addr<PublisherActor>,
     metrics: Arc<Metrics>,
-    mailbox_capacity: usize,
 }
 
-impl GateActor {
-    pub fn new(
-        mut step: GateStep,
-        publisher: Addr<PublisherActor>,
-        metrics: Arc<Metrics>,
-        mailbox_capacity: usize,
-    ) -> Self {
+impl GateHost {
+    pub fn new(mut step: GateStep, metrics: Arc<Metrics>) -> Self {
         step.set_timer(Some(crate::clock::monotonic_ns));
-        Self {
-            step,
-            publisher,
-            metrics,
-            mailbox_capacity,
-        }
+        Self { step, metrics }
     }
-}
 
-impl Handler<ReloadRules> for GateActor {
-    type Result = ();
-    fn handle(&mut self, msg: ReloadRules, _: &mut Self::Context) {
+    /// Decide and seal one request; its records (the decision, the checkpoint it
+    /// completed, its VaR snapshot) go to `outs` in publishing order.
+    pub fn pass(
+        &mut self,
+        request: &GateRequest,
+        outs: &mut Vec<Outgoing>,
+    ) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        let decision = self.step.decide(&request.req);
+        let decided = started.elapsed();
+        let sealed = self.step.seal(request, &decision);
+        let total = started.elapsed();
+        self.step
+            .record_latency(decided.as_nanos() as u64, total.as_nanos() as u64);
+        self.metrics.observe_decision(&decision, decided, total);
+        let req = &request.req;
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::error!(
+                    chain = %self.step.chain(),
+                    action_id = %req.action_id,
+                    error = %e,
+                    "decision not signed"
+                );
+                return Err(e.into());
+            }
+        };
+        tracing::debug!(
+            chain = %sealed.signed.chain,
+            seq = sealed.signed.seq,
+            action_id = %req.action_id,
+            verdict = decision.verdict.as_str(),
+            "decision signed"
+        );
+        outs.push(Outgoing::Signed(sealed.signed));
+        outs.extend(sealed.checkpoint.map(Outgoing::Signed));
+        outs.extend(sealed.snapshot.map(|v| Outgoing::VarSnapshot(Box::new(v))));
+        Ok(())
+    }
+
+    /// Every request in order into `outs`; the first that fails stops the rest (what was
+    /// sealed before it is still in `outs`, to be published).
+    pub fn pass_all(
+        &mut self,
+        requests: &[GateRequest],
+        outs: &mut Vec<Outgoing>,
+    ) -> Result<(), PipelineError> {
+        requests.iter().try_for_each(|r| self.pass(r, outs))
+    }
+
+    pub fn reload(&mut self, msg: ReloadRules) {
         tracing::info!(
             chain = %self.step.chain(),
             rules_sha256 = %msg.active.hash_hex(),
@@ -87,11 +119,8 @@ impl Handler<ReloadRules> for GateActor {
         );
         self.step.set_rules(msg.active, msg.shadow);
     }
-}
 
-impl Handler<SetTradingState> for GateActor {
-    type Result = ();
-    fn handle(&mut self, msg: SetTradingState, _: &mut Self::Context) {
+    pub fn set_trading_state(&mut self, msg: SetTradingState) {
         tracing::info!(
             chain = %self.step.chain(),
             symbol = msg.symbol.as_deref().unwrap_or("*"),
@@ -101,93 +130,108 @@ impl Handler<SetTradingState> for GateActor {
         self.step
             .set_trading_state(msg.symbol.as_deref(), msg.state);
     }
-}
 
-impl Handler<Tune> for GateActor {
-    type Result = ();
-    fn handle(&mut self, msg: Tune, _: &mut Self::Context) {
+    pub fn tune(&mut self, msg: Tune) {
         tracing::info!(chain = %self.step.chain(), tuning = ?msg.0, "gate settings changed");
         self.step.set_tuning(msg.0);
     }
-}
 
-impl Actor for GateActor {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    pub fn stats(&self) -> GateStats {
+        self.step.stats().clone()
+    }
+
+    pub fn seal_checkpoint(&mut self) -> Result<Option<SignedEvent>, AuditError> {
+        self.step.seal_checkpoint()
     }
 }
 
-impl Handler<ToGate> for GateActor {
-    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
+/// Where the operator's messages and the end of the run reach one chain's gate.
+pub struct GateControl {
+    pub reload: Recipient<ReloadRules>,
+    pub trading_state: Recipient<SetTradingState>,
+    pub tune: Recipient<Tune>,
+    pub seal: Recipient<SealCheckpoint>,
+    pub stats: Recipient<GetGateStats>,
+}
 
-    fn handle(&mut self, msg: ToGate, _: &mut Self::Context) -> Self::Result {
-        let started = Instant::now();
-        let decision = self.step.decide(&msg.request.req);
-        let decided = started.elapsed();
-        let sealed = self.step.seal(&msg.request, &decision);
-        let total = started.elapsed();
-        self.step
-            .record_latency(decided.as_nanos() as u64, total.as_nanos() as u64);
-        self.metrics.observe_decision(&decision, decided, total);
-        let req = &msg.request.req;
-        match &sealed {
-            Ok(out) => tracing::debug!(
-                chain = %out.signed.chain,
-                seq = out.signed.seq,
-                action_id = %req.action_id,
-                verdict = decision.verdict.as_str(),
-                "decision signed"
-            ),
-            Err(e) => tracing::error!(
-                chain = %self.step.chain(),
-                action_id = %req.action_id,
-                error = %e,
-                "decision not signed"
-            ),
+impl GateControl {
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<ReloadRules>
+            + Handler<SetTradingState>
+            + Handler<Tune>
+            + Handler<SealCheckpoint>
+            + Handler<GetGateStats>,
+    {
+        Self {
+            reload: addr.clone().recipient(),
+            trading_state: addr.clone().recipient(),
+            tune: addr.clone().recipient(),
+            seal: addr.clone().recipient(),
+            stats: addr.clone().recipient(),
+        }
+    }
+}
+
+/// The gate's messages for an actor with a `gate: GateHost` and a
+/// `publisher: Addr<PublisherActor>`.
+macro_rules! hosts_gate {
+    ($actor:ty) => {
+        impl ::actix::Handler<$crate::actors::gate::ReloadRules> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: $crate::actors::gate::ReloadRules, _: &mut Self::Context) {
+                self.gate.reload(msg);
+            }
         }
 
-        let publisher = self.publisher.clone();
-        let origin = msg.origin;
-        AtomicResponse::new(Box::pin(
-            async move {
-                let sealed = sealed?;
-                publisher
-                    .send(Publish {
-                        out: Outgoing::Signed(sealed.signed),
-                        origin,
-                    })
-                    .await??;
-                publish_signed(&publisher, sealed.checkpoint).await?;
-                if let Some(v) = sealed.snapshot {
-                    publisher
-                        .send(Publish {
-                            out: Outgoing::VarSnapshot(Box::new(v)),
-                            origin: None,
-                        })
-                        .await??;
-                }
-                Ok(())
+        impl ::actix::Handler<$crate::actors::gate::SetTradingState> for $actor {
+            type Result = ();
+            fn handle(
+                &mut self,
+                msg: $crate::actors::gate::SetTradingState,
+                _: &mut Self::Context,
+            ) {
+                self.gate.set_trading_state(msg);
             }
-            .into_actor(self),
-        ))
-    }
-}
+        }
 
-impl Handler<SealCheckpoint> for GateActor {
-    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
-    fn handle(&mut self, _: SealCheckpoint, _: &mut Self::Context) -> Self::Result {
-        let checkpoint = self.step.seal_checkpoint();
-        let publisher = self.publisher.clone();
-        AtomicResponse::new(Box::pin(
-            async move { publish_signed(&publisher, checkpoint?).await }.into_actor(self),
-        ))
-    }
-}
+        impl ::actix::Handler<$crate::actors::gate::Tune> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: $crate::actors::gate::Tune, _: &mut Self::Context) {
+                self.gate.tune(msg);
+            }
+        }
 
-impl Handler<GetGateStats> for GateActor {
-    type Result = MessageResult<GetGateStats>;
-    fn handle(&mut self, _: GetGateStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.step.stats().clone())
-    }
+        impl ::actix::Handler<$crate::actors::gate::GetGateStats> for $actor {
+            type Result = ::actix::MessageResult<$crate::actors::gate::GetGateStats>;
+            fn handle(
+                &mut self,
+                _: $crate::actors::gate::GetGateStats,
+                _: &mut Self::Context,
+            ) -> Self::Result {
+                ::actix::MessageResult(self.gate.stats())
+            }
+        }
+
+        impl ::actix::Handler<$crate::actors::gate::SealCheckpoint> for $actor {
+            type Result = ::actix::AtomicResponse<Self, Result<(), $crate::actors::PipelineError>>;
+            fn handle(
+                &mut self,
+                _: $crate::actors::gate::SealCheckpoint,
+                _: &mut Self::Context,
+            ) -> Self::Result {
+                use ::actix::WrapFuture;
+                let checkpoint = self.gate.seal_checkpoint();
+                let publisher = self.publisher.clone();
+                ::actix::AtomicResponse::new(Box::pin(
+                    async move {
+                        $crate::actors::publisher::publish_signed(&publisher, checkpoint?).await
+                    }
+                    .into_actor(self),
+                ))
+            }
+        }
+    };
 }
+pub(super) use hosts_gate;

@@ -1,12 +1,13 @@
-//! The host of the portfolio step (`engine::portfolio`): closed bars of every symbol in,
-//! portfolio gate requests to its gate, model snapshots to disk.
+//! The host of the portfolio step (`engine::portfolio`) and its chain's gate: closed bars
+//! of every symbol in, signed decisions to the publisher, model snapshots to disk.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::gate::{GateActor, ToGate};
+use super::gate::{hosts_gate, GateHost};
+use super::publisher::{publish_then, PublisherActor};
 use super::{PipelineError, SaveSnapshot};
 use crate::engine::{BarClosed, PortfolioOutput, PortfolioReport, PortfolioStep};
 use crate::metrics::Metrics;
@@ -23,7 +24,8 @@ pub struct GetPortfolioReport;
 pub struct PortfolioActor {
     step: PortfolioStep,
     out: PortfolioOutput,
-    gate: Addr<GateActor>,
+    gate: GateHost,
+    publisher: Addr<PublisherActor>,
     mailbox_capacity: usize,
     snapshot_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
@@ -32,7 +34,8 @@ pub struct PortfolioActor {
 impl PortfolioActor {
     pub fn new(
         step: PortfolioStep,
-        gate: Addr<GateActor>,
+        gate: GateHost,
+        publisher: Addr<PublisherActor>,
         mailbox_capacity: usize,
         snapshot_dir: Option<PathBuf>,
         metrics: Arc<Metrics>,
@@ -44,6 +47,7 @@ impl PortfolioActor {
             step,
             out: PortfolioOutput::default(),
             gate,
+            publisher,
             mailbox_capacity,
             snapshot_dir,
             metrics,
@@ -96,23 +100,16 @@ impl Handler<BarClosed> for PortfolioActor {
         if let Some(snap) = self.out.snapshot.take() {
             save_portfolio_snapshot(&self.snapshot_dir, &snap);
         }
-        let requests = std::mem::take(&mut self.out.requests);
-        let gate = self.gate.clone();
+        let mut outs = Vec::new();
+        let sealed = self.gate.pass_all(&self.out.requests, &mut outs);
+        let publisher = self.publisher.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                for request in requests {
-                    gate.send(ToGate {
-                        request,
-                        origin: None,
-                    })
-                    .await??;
-                }
-                Ok(())
-            }
-            .into_actor(self),
+            async move { publish_then(&publisher, outs, None, sealed).await }.into_actor(self),
         ))
     }
 }
+
+hosts_gate!(PortfolioActor);
 
 impl Handler<SaveSnapshot> for PortfolioActor {
     type Result = ();

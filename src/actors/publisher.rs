@@ -15,33 +15,48 @@ use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
 use crate::sink::{DrainReport, LatencySummary, Outgoing, Sink, SinkError};
 
+/// Records for the sink, in order: what one step produced (a bar's decisions, each with
+/// the checkpoint it completed and its VaR snapshot), handed over in one message so the
+/// step waits for the publisher once.
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
 pub struct Publish {
-    pub out: Outgoing,
-    /// Arrival of the market event behind it, when known (tick-to-acknowledged latency).
+    pub outs: Vec<Outgoing>,
+    /// Arrival of the market event behind its decisions, when known (tick-to-signed and
+    /// tick-to-acknowledged latency).
     pub origin: Option<std::time::Instant>,
 }
 
 impl From<SignedEvent> for Publish {
     fn from(e: SignedEvent) -> Self {
         Publish {
-            out: Outgoing::Signed(e),
+            outs: vec![Outgoing::Signed(e)],
             origin: None,
         }
     }
 }
 
-/// Hand `records` (an event, then the checkpoint it completed) to the publisher in order;
-/// the first that fails ends it.
+/// Hand `outs` to the publisher, then report `sealed`: what was sealed before a failure is
+/// still published, so the chain's head on disk is the last record signed.
+pub async fn publish_then(
+    publisher: &Addr<PublisherActor>,
+    outs: Vec<Outgoing>,
+    origin: Option<std::time::Instant>,
+    sealed: Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    if !outs.is_empty() {
+        publisher.send(Publish { outs, origin }).await??;
+    }
+    sealed
+}
+
+/// Hand `records` (an event, then the checkpoint it completed) to the publisher in order.
 pub async fn publish_signed(
     publisher: &Addr<PublisherActor>,
     records: impl IntoIterator<Item = SignedEvent>,
 ) -> Result<(), PipelineError> {
-    for r in records {
-        publisher.send(Publish::from(r)).await??;
-    }
-    Ok(())
+    let outs = records.into_iter().map(Outgoing::Signed).collect();
+    publish_then(publisher, outs, None, Ok(())).await
 }
 
 /// At the end of a run: make everything durable, wait for the broker's acknowledgements
@@ -157,11 +172,38 @@ impl Actor for PublisherActor {
 impl Handler<Publish> for PublisherActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
+        let Publish { outs, origin } = msg;
+        for out in &outs {
+            self.note(out, origin);
+        }
+        self.published_since_flush = true;
+        self.with_sink(move |mut sink| async move {
+            let mut res = Ok(());
+            for out in outs {
+                // Only a decision's latency is measured from its market event.
+                let origin = origin.filter(|_| is_decision(&out));
+                res = sink.publish(out, origin).await;
+                if res.is_err() {
+                    break;
+                }
+            }
+            (sink, res)
+        })
+    }
+}
+
+fn is_decision(out: &Outgoing) -> bool {
+    matches!(out, Outgoing::Signed(e) if e.kind == RecordKind::Event)
+}
+
+impl PublisherActor {
+    /// Metrics, dashboard and chain heads for one record as it is handed to the sink.
+    fn note(&mut self, out: &Outgoing, origin: Option<std::time::Instant>) {
         self.metrics
             .events_published_total
             .with_label_values(&[self.label.as_str()])
             .inc();
-        match &msg.out {
+        match out {
             Outgoing::VarSnapshot(v) => {
                 self.metrics.risk.observe_snapshot(v);
                 if let Some(hub) = &self.dashboard {
@@ -174,27 +216,20 @@ impl Handler<Publish> for PublisherActor {
                 .checkpoints_total
                 .with_label_values(&[e.chain.as_str()])
                 .inc(),
-            Outgoing::Signed(_) => {}
-        }
-        if let Outgoing::Signed(e) = &msg.out {
-            if e.kind == RecordKind::Event {
-                self.heads
-                    .insert(e.chain.clone(), ChainHead::persisted_after(e));
-                if let Some(t) = msg.origin {
-                    let us = t.elapsed().as_micros().max(1) as u64;
-                    let _ = self.tick_to_signed.record(us);
-                    self.metrics
-                        .tick_to_signed_seconds
-                        .observe(us as f64 * 1e-6);
+            Outgoing::Signed(e) => {
+                if e.kind == RecordKind::Event {
+                    self.heads
+                        .insert(e.chain.clone(), ChainHead::persisted_after(e));
+                    if let Some(t) = origin {
+                        let us = t.elapsed().as_micros().max(1) as u64;
+                        let _ = self.tick_to_signed.record(us);
+                        self.metrics
+                            .tick_to_signed_seconds
+                            .observe(us as f64 * 1e-6);
+                    }
                 }
             }
         }
-        self.published_since_flush = true;
-        let Publish { out, origin } = msg;
-        self.with_sink(move |mut sink| async move {
-            let res = sink.publish(out, origin).await;
-            (sink, res)
-        })
     }
 }
 

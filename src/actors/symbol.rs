@@ -1,13 +1,15 @@
-//! The host of one symbol's step (`engine::symbol`): trades in, gate requests to its gate,
-//! closed bars to the portfolio, model snapshots to disk.
+//! The host of one symbol's step (`engine::symbol`) and its chain's gate: trades in, the
+//! bar's signed decisions to the publisher in one batch, closed bars to the portfolio,
+//! model snapshots to disk.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::gate::{GateActor, ToGate};
+use super::gate::{hosts_gate, GateHost};
 use super::portfolio::PortfolioActor;
+use super::publisher::{publish_then, PublisherActor};
 use super::{PipelineError, SaveSnapshot};
 use crate::engine::{SymbolOutput, SymbolReport, SymbolStep};
 use crate::market::feed::digest::InputMark;
@@ -35,7 +37,8 @@ pub struct GetSymbolReport;
 pub struct SymbolActor {
     step: SymbolStep,
     out: SymbolOutput,
-    gate: Addr<GateActor>,
+    gate: GateHost,
+    publisher: Addr<PublisherActor>,
     portfolio: Option<Addr<PortfolioActor>>,
     mailbox_capacity: usize,
     snapshot_dir: Option<PathBuf>,
@@ -45,7 +48,8 @@ pub struct SymbolActor {
 impl SymbolActor {
     pub fn new(
         step: SymbolStep,
-        gate: Addr<GateActor>,
+        gate: GateHost,
+        publisher: Addr<PublisherActor>,
         portfolio: Option<Addr<PortfolioActor>>,
         mailbox_capacity: usize,
         snapshot_dir: Option<PathBuf>,
@@ -63,6 +67,7 @@ impl SymbolActor {
             step,
             out: SymbolOutput::default(),
             gate,
+            publisher,
             portfolio,
             mailbox_capacity,
             snapshot_dir,
@@ -130,16 +135,15 @@ impl Handler<Tick> for SymbolActor {
         if self.out.requests.is_empty() && self.out.bars.is_empty() {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
-        let requests = std::mem::take(&mut self.out.requests);
+        let mut outs = Vec::new();
+        let sealed = self.gate.pass_all(&self.out.requests, &mut outs);
         let bars = std::mem::take(&mut self.out.bars);
-        let gate = self.gate.clone();
+        let publisher = self.publisher.clone();
         let portfolio = self.portfolio.clone();
         let origin = Some(msg.arrived);
         AtomicResponse::new(Box::pin(
             async move {
-                for request in requests {
-                    gate.send(ToGate { request, origin }).await??;
-                }
+                publish_then(&publisher, outs, origin, sealed).await?;
                 if let Some(p) = portfolio {
                     for bar in bars {
                         p.send(bar).await??;
@@ -151,6 +155,8 @@ impl Handler<Tick> for SymbolActor {
         ))
     }
 }
+
+hosts_gate!(SymbolActor);
 
 impl Handler<SaveSnapshot> for SymbolActor {
     type Result = ();
