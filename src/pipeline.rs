@@ -8,10 +8,10 @@ use actix::prelude::*;
 
 use crate::actors::control::{AttachGates, Control, ControlActor, GateRoute, SealControl};
 use crate::actors::gate::{GateControl, GateHost, GetGateStats, SealCheckpoint};
-use crate::actors::ingest::{connection_shards, run_shards, shard_index, IngestReport};
+use crate::actors::ingest::{connection_shards, run_shards, shard_index, IngestReport, TickRoute};
 use crate::actors::portfolio::{GetPortfolioReport, PortfolioActor};
 use crate::actors::publisher::{Drain, Publish, PublisherActor};
-use crate::actors::symbol::{GetSymbolReport, SymbolActor};
+use crate::actors::symbol::{GetSymbolReport, SymbolActor, SymbolCore};
 use crate::actors::threads::RunThreads;
 use crate::actors::{PipelineError, SaveSnapshot};
 pub use crate::assemble::{chain_id, load_rules, StartError};
@@ -382,21 +382,14 @@ pub async fn run(
     for (step, gate) in symbol_steps.into_iter().zip(gates.symbols) {
         let symbol = step.symbol().to_string();
         let on = threads.shard(shard_of.get(symbol.as_str()).copied().unwrap_or(0));
-        let gate = gate_host(gate);
-        let (publisher, portfolio, snapshot_dir, metrics) = (
-            publisher.clone(),
-            portfolio.clone(),
-            snapshot_dir.clone(),
-            metrics.clone(),
-        );
-        let addr = SymbolActor::start_in_arbiter(&on, move |_| {
-            SymbolActor::new(step, gate, publisher, portfolio, cap, snapshot_dir, metrics)
-        });
+        let core = SymbolCore::new(step, gate_host(gate), snapshot_dir.clone(), metrics.clone());
+        let (addr, handle) =
+            SymbolActor::start(core, publisher.clone(), portfolio.clone(), cap, &on);
         gate_routes.push(GateRoute {
             symbol: Some(symbol.clone()),
             gate: GateControl::of(&addr),
         });
-        routes.insert(symbol, addr.clone().recipient());
+        routes.insert(symbol, TickRoute::Symbol(handle));
         symbol_actors.push(addr);
     }
     let gates_list: Vec<_> = gate_routes

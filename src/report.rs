@@ -297,10 +297,10 @@ pub fn render_summary(run: &RunSummary, verify: Option<&VerifyReport>, wall: Dur
             let _ = writeln!(s, "      {} {}: {}", layer.as_str(), reason.as_str(), c);
         }
         if let Some(h) = decide.as_mut() {
-            let _ = h.add(&g.decide_ns);
+            crate::engine::gate::add_counts(h, &g.decide_ns);
         }
         if let Some(h) = gate.as_mut() {
-            let _ = h.add(&g.gate_ns);
+            crate::engine::gate::add_counts(h, &g.gate_ns);
         }
     }
     if let (Some(d), Some(g)) = (&decide, &gate) {

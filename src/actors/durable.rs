@@ -1,7 +1,8 @@
 //! The file sink made durable off the publisher's thread. Every second the publisher hands
-//! its buffered records to their files (`FileSink::begin_flush`) and goes on appending;
-//! a task of its own fsyncs the files written since the last flush, then rewrites the heads
-//! file with the heads as they were at that flush. With a file per chain, a thousand chains
+//! its buffered records to their files (`FileSink::write_out`, 64 files per turn, between
+//! the records it goes on appending); a task of its own fsyncs the files written since the
+//! last flush, then rewrites the heads file with the heads as they were when that flush
+//! began. With a file per chain, a thousand chains
 //! are a thousand fsyncs a second: on the publisher's thread they held up every signed
 //! record behind them.
 //!

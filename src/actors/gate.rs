@@ -174,14 +174,14 @@ impl GateControl {
     }
 }
 
-/// The gate's messages for an actor with a `gate: GateHost` and a
-/// `publisher: Addr<PublisherActor>`.
+/// The gate's messages for an actor with a `with_gate(FnOnce(&mut GateHost) -> R) -> R`
+/// method and a `publisher: Addr<PublisherActor>`.
 macro_rules! hosts_gate {
     ($actor:ty) => {
         impl ::actix::Handler<$crate::actors::gate::ReloadRules> for $actor {
             type Result = ();
             fn handle(&mut self, msg: $crate::actors::gate::ReloadRules, _: &mut Self::Context) {
-                self.gate.reload(msg);
+                self.with_gate(|g| g.reload(msg));
             }
         }
 
@@ -192,14 +192,14 @@ macro_rules! hosts_gate {
                 msg: $crate::actors::gate::SetTradingState,
                 _: &mut Self::Context,
             ) {
-                self.gate.set_trading_state(msg);
+                self.with_gate(|g| g.set_trading_state(msg));
             }
         }
 
         impl ::actix::Handler<$crate::actors::gate::Tune> for $actor {
             type Result = ();
             fn handle(&mut self, msg: $crate::actors::gate::Tune, _: &mut Self::Context) {
-                self.gate.tune(msg);
+                self.with_gate(|g| g.tune(msg));
             }
         }
 
@@ -210,7 +210,7 @@ macro_rules! hosts_gate {
                 _: $crate::actors::gate::GetGateStats,
                 _: &mut Self::Context,
             ) -> Self::Result {
-                ::actix::MessageResult(self.gate.stats())
+                ::actix::MessageResult(self.with_gate(|g| g.stats()))
             }
         }
 
@@ -222,7 +222,7 @@ macro_rules! hosts_gate {
                 _: &mut Self::Context,
             ) -> Self::Result {
                 use ::actix::WrapFuture;
-                let checkpoint = self.gate.seal_checkpoint();
+                let checkpoint = self.with_gate(|g| g.seal_checkpoint());
                 let publisher = self.publisher.clone();
                 ::actix::AtomicResponse::new(Box::pin(
                     async move {

@@ -1,6 +1,6 @@
 //! Ingest: the host of one Binance combined-stream connection. It connects, reconnects and
 //! rotates connections, hands every frame to the feed step (`market::feed`), makes the REST
-//! requests the step asks for, and routes the ticks to the symbol actors; the step holds
+//! requests the step asks for, and hands the trades to the symbols' steps; the step holds
 //! the policy. A bad frame is counted and logged with its reason; it never stops the stream.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::symbol::Tick;
+use super::symbol::{SymbolHandle, Tick};
 use super::PipelineError;
 use rand::SeedableRng;
 
@@ -81,7 +81,7 @@ pub use crate::market::feed::IngestReport;
 /// (its symbols' actors must be there too).
 pub async fn run_shards(
     config: &crate::config::Config,
-    mut route: impl FnMut(&str) -> Option<Recipient<Tick>>,
+    mut route: impl FnMut(&str) -> Option<TickRoute>,
     mut recorder: impl FnMut(u32) -> Option<ConnectionWriter>,
     threads: &super::threads::RunThreads,
     metrics: &Arc<Metrics>,
@@ -163,7 +163,7 @@ pub struct IngestActor {
     /// The streams subscribed by `SUBSCRIBE` once a connection is open (the URL names the
     /// first `feed.url_max_streams`).
     batches: Vec<Vec<String>>,
-    routes: Arc<HashMap<String, Recipient<Tick>>>,
+    routes: Arc<HashMap<String, TickRoute>>,
     clock: Clock,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
@@ -192,7 +192,7 @@ impl IngestActor {
     pub fn new(
         feed: FeedConfig,
         symbols: &[String],
-        routes: HashMap<String, Recipient<Tick>>,
+        routes: HashMap<String, TickRoute>,
         clock: Clock,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
@@ -650,15 +650,32 @@ struct Host {
     connector: Option<tokio_tungstenite::Connector>,
 }
 
+/// Where a symbol's trades go: its step, called in ingest's own task, or another host's
+/// handler (the ingest role's market topic).
+#[derive(Clone)]
+pub enum TickRoute {
+    Symbol(SymbolHandle),
+    Handler(Recipient<Tick>),
+}
+
+impl TickRoute {
+    async fn deliver(&self, tick: Tick) -> Result<(), PipelineError> {
+        match self {
+            Self::Symbol(symbol) => symbol.tick(tick).await,
+            Self::Handler(handler) => handler.send(tick).await?,
+        }
+    }
+}
+
 /// Where one symbol's ticks go, and its feed-health gauge (looked up once, not per tick).
 struct Route {
-    ticks: Recipient<Tick>,
+    ticks: TickRoute,
     healthy: prometheus::IntGauge,
 }
 
 /// The routes of a connection, each with its symbol's gauge.
 fn routes_with_gauges(
-    routes: &HashMap<String, Recipient<Tick>>,
+    routes: &HashMap<String, TickRoute>,
     metrics: &Metrics,
 ) -> FastMap<String, Route> {
     routes
@@ -750,21 +767,20 @@ impl Host {
                     .push(at.elapsed().as_micros() as u64);
             }
         }
-        // Only trades feed the models; quotes count for the feed's health (above) and
-        // would cost the symbol actor an awaited round trip each for nothing.
+        // Only trades feed the models; quotes count for the feed's health (above).
         if !matches!(tick.event, crate::market::MarketEvent::Trade(_)) {
             return Ok(());
         }
         route
             .ticks
-            .send(Tick {
+            .deliver(Tick {
                 event: tick.event,
                 received_at_ms: tick.received_at_ms,
                 arrived: Instant::now(),
                 feed_healthy: tick.feed_healthy,
                 input: tick.input,
             })
-            .await?
+            .await
     }
 
     /// Metrics and logs for everything but ticks and fetches.

@@ -1,6 +1,8 @@
 //! Thin actors: they move messages, hold state and do I/O; the maths and the gate live in
-//! the pure modules. Every data-path message is sent with `send().await` into a bounded
-//! mailbox, so a slow stage slows its producers instead of growing a queue.
+//! the pure modules. Ingest calls a trade's symbol step in its own task; every other
+//! data-path message (records to the publisher, bars to the portfolio) is sent with
+//! `send().await` into a bounded mailbox, so a slow stage slows its producers instead of
+//! growing a queue.
 
 pub mod control;
 pub mod durable;

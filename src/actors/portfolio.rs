@@ -55,6 +55,12 @@ impl PortfolioActor {
     }
 }
 
+impl PortfolioActor {
+    fn with_gate<R>(&mut self, f: impl FnOnce(&mut GateHost) -> R) -> R {
+        f(&mut self.gate)
+    }
+}
+
 pub(super) fn save_portfolio_snapshot(dir: &Option<PathBuf>, snap: &PortfolioSnapshot) {
     let Some(dir) = dir else {
         return;

@@ -13,7 +13,7 @@ use super::PipelineError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{ChainHead, SignedEvent};
 use crate::metrics::Metrics;
-use crate::sink::{DrainReport, LatencySummary, Outgoing, Sink, SinkError};
+use crate::sink::{DrainReport, LatencySummary, Outgoing, PendingSync, Sink, SinkError};
 
 /// Records for the sink, in order: what one step produced (a bar's decisions, each with
 /// the checkpoint it completed and its VaR snapshot), handed over in one message so the
@@ -74,8 +74,25 @@ pub struct Flush;
 
 /// How often published records are made durable and the heads file rewritten.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Files a flush writes out per turn of the publisher (file sink): a flush of a thousand
+/// chains' files in one go (about 3000 writes) held up the records behind it by ~10 ms.
+const FLUSH_FILES_PER_TURN: usize = 64;
 /// How often broker acknowledgements are collected between sends (Kafka).
 const POLL_ACKS_EVERY: Duration = Duration::from_millis(2);
+
+/// Write out the next files of the flush under way.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushMore;
+
+/// A file-sink flush under way: the heads as they stood when it began (every record
+/// before them is in a file it writes out), the files still to write out, and those
+/// written out, to sync before the heads are persisted.
+struct FlushRound {
+    heads: BTreeMap<String, ChainHead>,
+    todo: Vec<PathBuf>,
+    written: PendingSync,
+}
 
 /// Settle the deliveries the broker has acknowledged since the last send.
 #[derive(Message)]
@@ -92,6 +109,7 @@ pub struct PublisherActor {
     /// Heads of every chain as published (not yet necessarily durable).
     heads: BTreeMap<String, ChainHead>,
     published_since_flush: bool,
+    flushing: Option<FlushRound>,
     /// The live dashboard, when the HTTP side is on.
     dashboard: Option<Arc<crate::http::DashboardHub>>,
     /// Market event arrival to signed decision here, microseconds.
@@ -119,6 +137,7 @@ impl PublisherActor {
             metrics,
             heads,
             published_since_flush: false,
+            flushing: None,
             dashboard: None,
             tick_to_signed: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("constant histogram bounds are valid"),
@@ -235,26 +254,25 @@ impl PublisherActor {
 
 impl Handler<Flush> for PublisherActor {
     type Result = AtomicResponse<Self, Result<(), PipelineError>>;
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
         // Everything published before this point becomes durable, then so does its head.
         if let Some(Sink::File(files)) = self.sink.as_mut() {
-            if self.durable.busy() {
-                // Still syncing the last flush: these records go with the next one.
+            if self.durable.busy() || self.flushing.is_some() {
+                // Still writing or syncing the last flush: these records go with the next.
                 return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
             }
-            let heads = self.heads.clone();
             if self.durable.take_failure() {
                 files.resync_all();
             }
             self.published_since_flush = false;
-            let res = files
-                .begin_flush()
-                .map(|pending| self.durable.spawn(pending, heads));
-            if let Err(e) = &res {
-                tracing::error!(error = %e, "flush failed");
-                self.metrics.health.sink_healthy.set(0);
-            }
-            return AtomicResponse::new(Box::pin(fut::ready(res.map_err(PipelineError::from))));
+            self.flushing = Some(FlushRound {
+                heads: self.heads.clone(),
+                todo: files.dirty_files(),
+                written: PendingSync::default(),
+            });
+            // Its own turns, between the records published meanwhile.
+            ctx.notify(FlushMore);
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
         self.published_since_flush = false;
         let save = self.durable.heads_in_order(self.heads.clone());
@@ -268,6 +286,34 @@ impl Handler<Flush> for PublisherActor {
             }
             (sink, res)
         })
+    }
+}
+
+impl Handler<FlushMore> for PublisherActor {
+    type Result = ();
+    fn handle(&mut self, _: FlushMore, ctx: &mut Self::Context) {
+        let (Some(round), Some(Sink::File(files))) = (self.flushing.as_mut(), self.sink.as_mut())
+        else {
+            self.flushing = None;
+            return;
+        };
+        let batch = round
+            .todo
+            .split_off(round.todo.len().saturating_sub(FLUSH_FILES_PER_TURN));
+        match files.write_out(&batch) {
+            Ok(written) => round.written.append(written),
+            Err(e) => {
+                tracing::error!(error = %e, "flush failed");
+                self.metrics.health.sink_healthy.set(0);
+                self.flushing = None;
+                return;
+            }
+        }
+        if !round.todo.is_empty() {
+            ctx.notify(FlushMore);
+        } else if let Some(done) = self.flushing.take() {
+            self.durable.spawn(done.written, done.heads);
+        }
     }
 }
 
@@ -286,6 +332,8 @@ impl Handler<PollAcks> for PublisherActor {
 impl Handler<Drain> for PublisherActor {
     type Result = AtomicResponse<Self, Result<DrainReport, PipelineError>>;
     fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
+        // The drain writes out and syncs every file itself.
+        self.flushing = None;
         let save = self.durable.heads_in_order(self.heads.clone());
         self.published_since_flush = false;
         let Some(mut sink) = self.sink.take() else {

@@ -1,9 +1,12 @@
-//! The host of one symbol's step (`engine::symbol`) and its chain's gate: trades in, the
-//! bar's signed decisions to the publisher in one batch, closed bars to the portfolio,
-//! model snapshots to disk.
+//! The host of one symbol's step (`engine::symbol`) and its chain's gate. Ingest calls the
+//! step in its own task through a `SymbolHandle`: a trade's models, decisions and
+//! signatures run where the frame was read, with no hop in between (a hop waits behind
+//! every other task on the thread); the bar's records then go to the publisher in one
+//! message and the closed bars to the portfolio. The `SymbolActor` takes the rest: the
+//! operator's gate messages, the model snapshot at shutdown, the report.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actix::prelude::*;
 
@@ -11,19 +14,21 @@ use super::gate::{hosts_gate, GateHost};
 use super::portfolio::PortfolioActor;
 use super::publisher::{publish_then, PublisherActor};
 use super::{PipelineError, SaveSnapshot};
-use crate::engine::{SymbolOutput, SymbolReport, SymbolStep};
+use crate::engine::{BarClosed, SymbolOutput, SymbolReport, SymbolStep};
 use crate::market::feed::digest::InputMark;
 use crate::market::MarketEvent;
 use crate::metrics::Metrics;
+use crate::sink::Outgoing;
 use crate::snapshot::{self, SymbolSnapshot};
 
+/// A market event for a symbol, as ingest hands it on.
 #[derive(Message)]
 #[rtype(result = "Result<(), PipelineError>")]
 pub struct Tick {
     pub event: MarketEvent,
     /// The engine clock when the frame arrived.
     pub received_at_ms: i64,
-    /// Monotonic arrival time, for end-to-end latency (tick to acknowledged).
+    /// Monotonic arrival time, for end-to-end latency (tick to signed, to acknowledged).
     pub arrived: std::time::Instant,
     /// False while the feed for this symbol is not trustworthy.
     pub feed_healthy: bool,
@@ -34,24 +39,28 @@ pub struct Tick {
 #[rtype(result = "SymbolReport")]
 pub struct GetSymbolReport;
 
-pub struct SymbolActor {
+/// One symbol's step and its chain's gate, with the metrics and snapshot file around them.
+pub struct SymbolCore {
     step: SymbolStep,
     out: SymbolOutput,
     gate: GateHost,
-    publisher: Addr<PublisherActor>,
-    portfolio: Option<Addr<PortfolioActor>>,
-    mailbox_capacity: usize,
     snapshot_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
 }
 
-impl SymbolActor {
+/// What a trade left to send: the records in publishing order, the closed bars, and the
+/// gate's failure if one request could not be sealed (what was sealed before it is in
+/// `outs`).
+struct Sent {
+    outs: Vec<Outgoing>,
+    bars: Vec<BarClosed>,
+    sealed: Result<(), PipelineError>,
+}
+
+impl SymbolCore {
     pub fn new(
         step: SymbolStep,
         gate: GateHost,
-        publisher: Addr<PublisherActor>,
-        portfolio: Option<Addr<PortfolioActor>>,
-        mailbox_capacity: usize,
         snapshot_dir: Option<PathBuf>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -67,9 +76,6 @@ impl SymbolActor {
             step,
             out: SymbolOutput::default(),
             gate,
-            publisher,
-            portfolio,
-            mailbox_capacity,
             snapshot_dir,
             metrics,
         }
@@ -92,6 +98,106 @@ impl SymbolActor {
                 .observe_backtest(&r.symbol, r.exceedances, r.expected_exceedances, p.level);
         }
     }
+
+    /// A trade through the models and, for each request they make, the gate. `None`: no
+    /// bar closed.
+    fn on_tick(&mut self, tick: &Tick) -> Option<Sent> {
+        let MarketEvent::Trade(trade) = &tick.event else {
+            // Quotes only refresh freshness; VaR is computed from trades.
+            return None;
+        };
+        let started = std::time::Instant::now();
+        self.step.on_trade(
+            trade,
+            tick.received_at_ms,
+            tick.feed_healthy,
+            tick.input,
+            &mut self.out,
+        );
+        if !self.out.bars.is_empty() {
+            self.observe_bar(started.elapsed());
+        }
+        if let Some(snap) = self.out.snapshot.take() {
+            save_symbol_snapshot(&self.snapshot_dir, &snap);
+        }
+        if self.out.requests.is_empty() && self.out.bars.is_empty() {
+            return None;
+        }
+        let mut outs = Vec::new();
+        let sealed = self.gate.pass_all(&self.out.requests, &mut outs);
+        Some(Sent {
+            outs,
+            bars: std::mem::take(&mut self.out.bars),
+            sealed,
+        })
+    }
+}
+
+fn lock(core: &Mutex<SymbolCore>) -> MutexGuard<'_, SymbolCore> {
+    // Held only between two awaits, never across one; a panic inside ends the run anyway.
+    core.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where ingest hands a symbol's trades. The core is shared with the symbol's actor on the
+/// same thread; neither holds it across an await, so the lock is never contended. A
+/// trade's records are handed to the publisher before the next is taken; the actor
+/// publishes only at shutdown (`SealCheckpoint`), once ingest has stopped, so a chain's
+/// records reach the publisher in the order they were signed.
+#[derive(Clone)]
+pub struct SymbolHandle {
+    core: Arc<Mutex<SymbolCore>>,
+    publisher: Addr<PublisherActor>,
+    portfolio: Option<Addr<PortfolioActor>>,
+}
+
+impl SymbolHandle {
+    pub async fn tick(&self, tick: Tick) -> Result<(), PipelineError> {
+        let Some(sent) = lock(&self.core).on_tick(&tick) else {
+            return Ok(());
+        };
+        publish_then(&self.publisher, sent.outs, Some(tick.arrived), sent.sealed).await?;
+        if let Some(p) = &self.portfolio {
+            for bar in sent.bars {
+                p.send(bar).await??;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct SymbolActor {
+    core: Arc<Mutex<SymbolCore>>,
+    publisher: Addr<PublisherActor>,
+    mailbox_capacity: usize,
+}
+
+impl SymbolActor {
+    /// Start the symbol's actor on `on`; ingest calls its step through the handle.
+    pub fn start(
+        core: SymbolCore,
+        publisher: Addr<PublisherActor>,
+        portfolio: Option<Addr<PortfolioActor>>,
+        mailbox_capacity: usize,
+        on: &ArbiterHandle,
+    ) -> (Addr<Self>, SymbolHandle) {
+        let core = Arc::new(Mutex::new(core));
+        let actor = Self {
+            core: core.clone(),
+            publisher: publisher.clone(),
+            mailbox_capacity,
+        };
+        let addr = Self::start_in_arbiter(on, move |_| actor);
+        let handle = SymbolHandle {
+            core,
+            publisher,
+            portfolio,
+        };
+        (addr, handle)
+    }
+
+    fn with_gate<R>(&mut self, f: impl FnOnce(&mut GateHost) -> R) -> R {
+        f(&mut lock(&self.core).gate)
+    }
 }
 
 pub(super) fn save_symbol_snapshot(dir: &Option<PathBuf>, snap: &SymbolSnapshot) {
@@ -110,59 +216,14 @@ impl Actor for SymbolActor {
     }
 }
 
-impl Handler<Tick> for SymbolActor {
-    type Result = AtomicResponse<Self, Result<(), PipelineError>>;
-
-    fn handle(&mut self, msg: Tick, _: &mut Self::Context) -> Self::Result {
-        let MarketEvent::Trade(trade) = &msg.event else {
-            // Quotes only refresh freshness; VaR is computed from trades.
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
-        };
-        let started = std::time::Instant::now();
-        self.step.on_trade(
-            trade,
-            msg.received_at_ms,
-            msg.feed_healthy,
-            msg.input,
-            &mut self.out,
-        );
-        if !self.out.bars.is_empty() {
-            self.observe_bar(started.elapsed());
-        }
-        if let Some(snap) = self.out.snapshot.take() {
-            save_symbol_snapshot(&self.snapshot_dir, &snap);
-        }
-        if self.out.requests.is_empty() && self.out.bars.is_empty() {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
-        }
-        let mut outs = Vec::new();
-        let sealed = self.gate.pass_all(&self.out.requests, &mut outs);
-        let bars = std::mem::take(&mut self.out.bars);
-        let publisher = self.publisher.clone();
-        let portfolio = self.portfolio.clone();
-        let origin = Some(msg.arrived);
-        AtomicResponse::new(Box::pin(
-            async move {
-                publish_then(&publisher, outs, origin, sealed).await?;
-                if let Some(p) = portfolio {
-                    for bar in bars {
-                        p.send(bar).await??;
-                    }
-                }
-                Ok(())
-            }
-            .into_actor(self),
-        ))
-    }
-}
-
 hosts_gate!(SymbolActor);
 
 impl Handler<SaveSnapshot> for SymbolActor {
     type Result = ();
     fn handle(&mut self, _: SaveSnapshot, _: &mut Self::Context) {
-        if let Some(snap) = self.step.snapshot() {
-            save_symbol_snapshot(&self.snapshot_dir, &snap);
+        let core = lock(&self.core);
+        if let Some(snap) = core.step.snapshot() {
+            save_symbol_snapshot(&core.snapshot_dir, &snap);
         }
     }
 }
@@ -170,6 +231,6 @@ impl Handler<SaveSnapshot> for SymbolActor {
 impl Handler<GetSymbolReport> for SymbolActor {
     type Result = MessageResult<GetSymbolReport>;
     fn handle(&mut self, _: GetSymbolReport, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.step.report().clone())
+        MessageResult(lock(&self.core).step.report().clone())
     }
 }

@@ -1,11 +1,12 @@
 //! The threads of a live run. A connection shard's ingest actor and its symbols' actors
-//! (each with its chain's gate) share one thread, so the hop a trade awaits (ingest →
-//! symbol) never crosses threads; the shards are spread over `engine.worker_threads`
-//! threads. The portfolio and its gate get a thread of their own: its update grows with
-//! the cube of the number of symbols (a covariance factorisation per bar), and on the
-//! system's thread it would hold up the publisher, which stays there with control and
-//! HTTP. With one shard or one thread, everything stays on the calling thread: a single
-//! connection needs no more and would only pay for the hand-offs.
+//! share one thread: ingest calls the symbols' steps itself, and the actors that take the
+//! operator's messages for them lock the same cores, never contended. The shards are
+//! spread over `engine.worker_threads` threads. The portfolio and its gate get a thread of
+//! their own: its update grows with the cube of the number of symbols (a covariance
+//! factorisation per bar), and on the system's thread it would hold up the publisher,
+//! which stays there with control and HTTP. With one shard or one thread, everything stays
+//! on the calling thread: a single connection needs no more and would only pay for the
+//! hand-offs.
 
 use actix::{Arbiter, ArbiterHandle};
 

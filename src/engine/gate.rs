@@ -26,11 +26,11 @@ pub struct GateStats {
     /// Requests L0 refused (input it could not evaluate).
     pub refused_at_l0: u64,
     /// L0-L3 decision time, nanoseconds.
-    pub decide_ns: Histogram<u64>,
+    pub decide_ns: LatencyCounts,
     /// Decision plus L4 signing, nanoseconds.
-    pub gate_ns: Histogram<u64>,
+    pub gate_ns: LatencyCounts,
     /// L0, L1, L2 and L3 each, nanoseconds, when the host times layers (`set_timer`).
-    pub layer_ns: [Histogram<u64>; 4],
+    pub layer_ns: [LatencyCounts; 4],
     pub next_seq: u64,
 }
 
@@ -44,10 +44,22 @@ pub struct GateOutput {
     pub snapshot: Option<VarSnapshot>,
 }
 
-/// Two significant digits (1 % resolution): six of these per chain cost 180 KB, not the
-/// 1.3 MB of three digits, which matters at a thousand chains.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("constant histogram bounds are valid")
+/// A chain's latency counts, nanoseconds: two significant digits (1 % resolution), up to
+/// 10 s (longer is counted as 10 s), in 32-bit counts (they saturate; a chain does not
+/// decide four billion times in one bucket). Six of these per chain cost 80 KB, where
+/// 64-bit counts up to a minute cost 180 KB and three digits 1.3 MB: at a thousand chains
+/// that is the engine's memory.
+pub type LatencyCounts = Histogram<u32>;
+
+fn histogram() -> LatencyCounts {
+    Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("constant histogram bounds are valid")
+}
+
+/// Add a chain's counts to a run-wide histogram.
+pub fn add_counts(into: &mut Histogram<u64>, from: &LatencyCounts) {
+    for v in from.iter_recorded() {
+        into.saturating_record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
+    }
 }
 
 pub struct GateStep {
@@ -187,8 +199,8 @@ impl GateStep {
 
     /// Latencies measured by the host around `decide` and `decide` + `seal`.
     pub fn record_latency(&mut self, decide_ns: u64, gate_ns: u64) {
-        let _ = self.stats.decide_ns.record(decide_ns.max(1));
-        let _ = self.stats.gate_ns.record(gate_ns.max(1));
+        self.stats.decide_ns.saturating_record(decide_ns.max(1));
+        self.stats.gate_ns.saturating_record(gate_ns.max(1));
     }
 
     pub fn stats(&self) -> &GateStats {
@@ -212,7 +224,7 @@ impl GateStep {
         }
         if let Some(ns) = decision.layer_ns {
             for (h, ns) in s.layer_ns.iter_mut().zip(ns) {
-                let _ = h.record(ns.max(1));
+                h.saturating_record(ns.max(1));
             }
         }
     }

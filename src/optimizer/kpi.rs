@@ -91,11 +91,15 @@ impl Kpis {
                 *by_reason.entry(reason.as_str().to_string()).or_default() += n;
             }
             if layers.is_empty() {
-                layers = g.layer_ns.to_vec();
-            } else {
-                for (all, one) in layers.iter_mut().zip(&g.layer_ns) {
-                    let _ = all.add(one);
-                }
+                layers = g
+                    .layer_ns
+                    .iter()
+                    .map(|_| Histogram::new(2))
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_default();
+            }
+            for (all, one) in layers.iter_mut().zip(&g.layer_ns) {
+                crate::engine::gate::add_counts(all, one);
             }
         }
         for (name, h) in ["L0", "L1", "L2", "L3"].iter().zip(&layers) {

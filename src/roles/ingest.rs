@@ -13,7 +13,7 @@ use actix::prelude::*;
 use super::output::{OutKind, Output};
 use super::records::{BarRecord, MarketRecord};
 use super::RoleError;
-use crate::actors::ingest::{run_shards, IngestReport};
+use crate::actors::ingest::{run_shards, IngestReport, TickRoute};
 use crate::actors::symbol::Tick;
 use crate::actors::threads::RunThreads;
 use crate::actors::PipelineError;
@@ -101,6 +101,7 @@ pub async fn run(
     }
     .start()
     .recipient::<Tick>();
+    let publisher = TickRoute::Handler(publisher);
     let report = run_shards(
         config,
         |_| Some(publisher.clone()),

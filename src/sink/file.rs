@@ -41,9 +41,15 @@ impl Write for SharedFile {
 /// The files a flush must fsync: everything appended before `FileSink::begin_flush` is in
 /// them. Syncing blocks; it may run on any thread while the sink goes on appending.
 #[must_use = "nothing is durable until the files are synced"]
+#[derive(Default)]
 pub struct PendingSync(Vec<(PathBuf, Arc<File>)>);
 
 impl PendingSync {
+    /// Add the files `more` names (a flush written out in parts).
+    pub fn append(&mut self, mut more: PendingSync) {
+        self.0.append(&mut more.0);
+    }
+
     pub fn sync(self) -> Result<(), SinkError> {
         for (path, file) in self.0 {
             file.sync_data().map_err(|source| SinkError::Io {
@@ -139,14 +145,24 @@ impl FileSink {
         Ok(())
     }
 
-    /// Hand every buffered record to its file, and name the files written since the last
-    /// flush: once they are synced, everything appended so far is durable.
-    pub fn begin_flush(&mut self) -> Result<PendingSync, SinkError> {
-        let mut pending = Vec::new();
-        for (path, open) in &mut self.files {
-            if !open.dirty {
+    /// The files appended to since they were last written out.
+    pub fn dirty_files(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .filter(|(_, open)| open.dirty)
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// Hand the buffered records of `paths` to their files, and name those files for
+    /// syncing. A flush of many files can be written out a few at a time (the publisher
+    /// does, so that one flush does not hold up the records behind it).
+    pub fn write_out(&mut self, paths: &[PathBuf]) -> Result<PendingSync, SinkError> {
+        let mut pending = Vec::with_capacity(paths.len());
+        for path in paths {
+            let Some(open) = self.files.get_mut(path) else {
                 continue;
-            }
+            };
             open.writer.flush().map_err(|source| SinkError::Io {
                 path: path.display().to_string(),
                 source,
@@ -155,6 +171,13 @@ impl FileSink {
             pending.push((path.clone(), open.writer.get_ref().0.clone()));
         }
         Ok(PendingSync(pending))
+    }
+
+    /// Hand every buffered record to its file, and name the files written since the last
+    /// flush: once they are synced, everything appended so far is durable.
+    pub fn begin_flush(&mut self) -> Result<PendingSync, SinkError> {
+        let dirty = self.dirty_files();
+        self.write_out(&dirty)
     }
 
     /// Sync every file at the next flush (after a failed sync).
@@ -310,5 +333,29 @@ mod tests {
         sink.resync_all();
         assert_eq!(sink.begin_flush().unwrap().len(), 2);
         assert_eq!(fs::read(&b).unwrap(), b"2\n3\n");
+    }
+
+    #[test]
+    fn a_flush_written_out_in_parts_keeps_what_came_in_meanwhile_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        let mut sink = FileSink::open(dir.path()).unwrap();
+        sink.append_line(a.clone(), b"1").unwrap();
+        sink.append_line(b.clone(), b"2").unwrap();
+        let mut todo = sink.dirty_files();
+        todo.sort();
+        let mut written = sink.write_out(&todo[..1]).unwrap();
+        // Appended between the parts: to a file already written out, and to one not yet.
+        sink.append_line(a.clone(), b"3").unwrap();
+        sink.append_line(b.clone(), b"4").unwrap();
+        written.append(sink.write_out(&todo[1..]).unwrap());
+        assert_eq!(written.len(), 2);
+        written.sync().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"1\n");
+        assert_eq!(fs::read(&b).unwrap(), b"2\n4\n");
+        // Only the file written out before its last append is left for the next flush.
+        assert_eq!(sink.dirty_files(), vec![a.clone()]);
+        sink.begin_flush().unwrap().sync().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"1\n3\n");
     }
 }
