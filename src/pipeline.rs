@@ -1,5 +1,6 @@
-//! Wires the actors for one run: ingest -> symbol (VaR) actors -> gate actors -> publisher,
-//! with bar returns also flowing to the portfolio actor and its gate.
+//! Wires the actors for one run: ingest, which calls each trade's symbol step and its
+//! chain's gate (`SymbolHandle`), -> publisher, with bar returns also flowing to the
+//! portfolio actor and its gate; the symbol actors take the operator's gate messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
