@@ -393,10 +393,7 @@ pub async fn run(
         routes.insert(symbol, TickRoute::Symbol(handle));
         symbol_actors.push(addr);
     }
-    let gates_list: Vec<_> = gate_routes
-        .iter()
-        .map(|r| (r.gate.seal.clone(), r.gate.stats.clone()))
-        .collect();
+    let gates_list: Vec<GateControl> = gate_routes.iter().map(|r| r.gate.clone()).collect();
 
     for r in gates.rotations {
         publisher
@@ -430,8 +427,9 @@ pub async fn run(
         &roots,
     )
     .await?;
-    for (seal, _) in &gates_list {
-        seal.send(SealCheckpoint)
+    for g in &gates_list {
+        g.seal
+            .send(SealCheckpoint)
             .await
             .map_err(PipelineError::from)??;
     }
@@ -473,9 +471,9 @@ pub async fn run(
         None => None,
     };
     let mut gate_stats = Vec::new();
-    for (_, stats) in &gates_list {
+    for g in &gates_list {
         gate_stats.push(
-            stats
+            g.stats
                 .send(GetGateStats)
                 .await
                 .map_err(PipelineError::from)?,

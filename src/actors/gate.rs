@@ -146,6 +146,7 @@ impl GateHost {
 }
 
 /// Where the operator's messages and the end of the run reach one chain's gate.
+#[derive(Clone)]
 pub struct GateControl {
     pub reload: Recipient<ReloadRules>,
     pub trading_state: Recipient<SetTradingState>,

@@ -53,9 +53,7 @@ impl PortfolioActor {
             metrics,
         }
     }
-}
 
-impl PortfolioActor {
     fn with_gate<R>(&mut self, f: impl FnOnce(&mut GateHost) -> R) -> R {
         f(&mut self.gate)
     }

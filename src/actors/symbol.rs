@@ -99,8 +99,8 @@ impl SymbolCore {
         }
     }
 
-    /// A trade through the models and, for each request they make, the gate. `None`: no
-    /// bar closed.
+    /// A trade through the models and, for each request they make, the gate. `None`:
+    /// nothing to send (a quote, or a trade that closed no bar).
     fn on_tick(&mut self, tick: &Tick) -> Option<Sent> {
         let MarketEvent::Trade(trade) = &tick.event else {
             // Quotes only refresh freshness; VaR is computed from trades.

@@ -78,7 +78,11 @@ impl Kpis {
             decisions_per_s: Some(decisions_per_s),
             ..Kpis::default()
         };
-        let mut layers: Vec<Histogram<u64>> = Vec::new();
+        // L0..L3 over every gate (empty histograms are left out below).
+        let mut layers: Vec<Histogram<u64>> = (0..4)
+            .map(|_| Histogram::new(2))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
         let (mut hits, mut misses, mut blocks, mut l0) = (0u64, 0u64, 0u64, 0u64);
         let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
         for g in gates {
@@ -89,14 +93,6 @@ impl Kpis {
             l0 += g.refused_at_l0;
             for ((_, reason), n) in &g.blocks_by_reason {
                 *by_reason.entry(reason.as_str().to_string()).or_default() += n;
-            }
-            if layers.is_empty() {
-                layers = g
-                    .layer_ns
-                    .iter()
-                    .map(|_| Histogram::new(2))
-                    .collect::<Result<_, _>>()
-                    .unwrap_or_default();
             }
             for (all, one) in layers.iter_mut().zip(&g.layer_ns) {
                 crate::engine::gate::add_counts(all, one);
