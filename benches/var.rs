@@ -16,7 +16,7 @@ use bizra_risk::var::nig::{McScratch, NigParams, NigPosterior};
 use bizra_risk::var::portfolio::NiwPosterior;
 use bizra_risk::var::portfolio_fhs::PortfolioFhs;
 use bizra_risk::var::quantiles::select_quantiles;
-use bizra_risk::var::symbol_risk::SymbolRiskModel;
+use bizra_risk::var::symbol_risk::{ModelScratch, SymbolRiskModel};
 
 /// Fat-tailed returns (t with 4 df, scaled to about 0.1 % per bar).
 fn returns(n: usize, seed: u64) -> Vec<f64> {
@@ -100,11 +100,12 @@ fn benches(c: &mut Criterion) {
     let config = Config::embedded().unwrap();
     let mut model = SymbolRiskModel::new(config.symbol_model(0));
     model.warm(&returns(2000, 4));
+    let mut scratch = ModelScratch::default();
     c.bench_function("symbol_forecast_per_bar_defaults", |b| {
         b.iter(|| {
             i = (i + 1) % rs.len();
             model.absorb(black_box(rs[i]));
-            model.forecast()
+            model.forecast(&mut scratch)
         })
     });
     let mut boot = BootstrapScratch::default();

@@ -19,7 +19,7 @@ use crate::elf::{
     ActionRequest, Decision, ElfGate, Evidence, InputRange, KillSwitch, RuleError, RuleSet,
 };
 use crate::risk::RiskAction;
-use crate::var::symbol_risk::SymbolRiskModel;
+use crate::var::symbol_risk::{ModelScratch, SymbolRiskModel};
 use crate::var::ModelFigures;
 
 /// The time every demo request is decided at.
@@ -257,7 +257,9 @@ pub fn sample_figures(config: &Config) -> ModelFigures {
             .collect(),
     };
     model.warm(&returns);
-    ModelFigures::Symbol(Box::new(model.forecast().figures))
+    ModelFigures::Symbol(Box::new(
+        model.forecast(&mut ModelScratch::default()).figures,
+    ))
 }
 
 /// Per-call latency of the decision (cache off/on, L2 || L3 off/on), a bare Ed25519

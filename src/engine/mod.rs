@@ -25,6 +25,7 @@ use crate::market::feed::FeedTick;
 use crate::market::MarketEvent;
 use state::{PortfolioSnapshot, SymbolSnapshot};
 
+pub use crate::var::symbol_risk::ModelScratch;
 pub use gate::{GateOutput, GateStats, GateStep};
 pub use portfolio::{
     PortfolioOutput, PortfolioReport, PortfolioSettings, PortfolioStart, PortfolioStep,
@@ -103,6 +104,8 @@ pub struct Engine {
     portfolio: Option<(PortfolioStep, GateStep)>,
     symbol_out: SymbolOutput,
     portfolio_out: PortfolioOutput,
+    /// One for every symbol: the engine steps them one at a time.
+    scratch: ModelScratch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +138,7 @@ impl Engine {
             portfolio,
             symbol_out: SymbolOutput::default(),
             portfolio_out: PortfolioOutput::default(),
+            scratch: ModelScratch::default(),
         })
     }
 
@@ -157,6 +161,7 @@ impl Engine {
             tick.received_at_ms,
             tick.feed_healthy,
             tick.input,
+            &mut self.scratch,
             &mut self.symbol_out,
         );
         watch.lap(Stage::Models);

@@ -10,7 +10,7 @@ use crate::market::Kline;
 use crate::market::Trade;
 use crate::risk::{LimitPolicy, LimitTracker, RiskAction};
 use crate::var::bars::{BarBuilder, ClosedBar};
-use crate::var::symbol_risk::{PrimaryView, SymbolModelSettings, SymbolRiskModel};
+use crate::var::symbol_risk::{ModelScratch, PrimaryView, SymbolModelSettings, SymbolRiskModel};
 use crate::var::{FhsLevelRisk, LevelRisk, ModelFigures};
 
 /// Everything the step needs, as plain values.
@@ -164,13 +164,15 @@ impl SymbolStep {
         })
     }
 
-    /// One trade at engine time `now_ms`; `out` is cleared first.
+    /// One trade at engine time `now_ms`; `out` is cleared first. `scratch` is the host's
+    /// (one per thread will do): the models summarise their draws in it.
     pub fn on_trade(
         &mut self,
         trade: &Trade,
         now_ms: i64,
         feed_healthy: bool,
         input: Option<InputMark>,
+        scratch: &mut ModelScratch,
         out: &mut SymbolOutput,
     ) {
         out.clear();
@@ -183,8 +185,14 @@ impl SymbolStep {
             &mut self.closed,
         );
         let closed = std::mem::take(&mut self.closed);
+        let arrival = Arrival {
+            data_time_ms: trade.trade_time_ms,
+            now_ms,
+            feed_healthy,
+            input,
+        };
         for bar in &closed {
-            self.on_bar(*bar, trade.trade_time_ms, now_ms, feed_healthy, input, out);
+            self.on_bar(*bar, &arrival, scratch, out);
         }
         self.closed = closed;
         self.closed.clear();
@@ -193,19 +201,23 @@ impl SymbolStep {
     fn on_bar(
         &mut self,
         bar: ClosedBar,
-        data_time_ms: i64,
-        now_ms: i64,
-        feed_healthy: bool,
-        input_mark: Option<InputMark>,
+        arrival: &Arrival,
+        scratch: &mut ModelScratch,
         out: &mut SymbolOutput,
     ) {
+        let Arrival {
+            data_time_ms,
+            now_ms,
+            feed_healthy,
+            input: input_mark,
+        } = *arrival;
         self.report.bars += 1;
         let Some(r) = bar.log_return else {
             return;
         };
         self.model.absorb(r);
         self.report.returns = self.model.returns_seen();
-        let forecast = self.model.forecast();
+        let forecast = self.model.forecast(scratch);
         self.report.primary = forecast.primary;
         self.report.fhs_warmup_remaining = forecast.figures.fhs.warmup_remaining;
         self.report.fhs_latest = forecast.figures.fhs.levels.clone();
@@ -293,4 +305,12 @@ impl SymbolStep {
             feed_healthy,
         });
     }
+}
+
+/// The trade that closed a bar, as the bar's decisions record it.
+struct Arrival {
+    data_time_ms: i64,
+    now_ms: i64,
+    feed_healthy: bool,
+    input: Option<InputMark>,
 }

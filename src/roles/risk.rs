@@ -19,7 +19,7 @@ use super::worker::{Host, Owner};
 use super::RoleError;
 use crate::assemble::{chain_id, GateFactory};
 use crate::config::Config;
-use crate::engine::{GateStep, SymbolOutput, SymbolStart, SymbolStep};
+use crate::engine::{GateStep, ModelScratch, SymbolOutput, SymbolStart, SymbolStep};
 
 /// One symbol of an owned partition.
 struct Lane {
@@ -46,6 +46,7 @@ pub(super) struct RiskOwner {
     symbols: HashMap<String, usize>,
     partitions: BTreeMap<i32, Partition>,
     out: SymbolOutput,
+    scratch: ModelScratch,
 }
 
 impl RiskOwner {
@@ -62,6 +63,7 @@ impl RiskOwner {
             symbols,
             partitions: BTreeMap::new(),
             out: SymbolOutput::default(),
+            scratch: ModelScratch::default(),
         })
     }
 
@@ -210,8 +212,14 @@ impl RiskOwner {
                 lane.last_trade_id = Some(trade.id);
                 let trade = trade.to_trade(&symbol);
                 let mark = mark.as_ref().and_then(|m| m.to_mark());
-                lane.symbol
-                    .on_trade(&trade, received_at_ms, feed_healthy, mark, &mut self.out);
+                lane.symbol.on_trade(
+                    &trade,
+                    received_at_ms,
+                    feed_healthy,
+                    mark,
+                    &mut self.scratch,
+                    &mut self.out,
+                );
                 host.gate_and_publish(
                     &mut lane.gate,
                     &mut part.catch_up,

@@ -11,6 +11,11 @@ use super::SinkError;
 use crate::audit::wire::RecordKind;
 use crate::audit::{checkpoint_head, head_after, ChainHead, SignedEvent};
 
+/// Each open file's write buffer. A buffer's memory is touched up to the most it ever held
+/// between two flushes, so a larger one lets a thousand chains' three files each creep
+/// towards it over hours; a second of a chain's records is a few KB.
+const WRITE_BUFFER_BYTES: usize = 16 << 10;
+
 /// File name ending of a chain's checkpoint file.
 pub const CHECKPOINT_SUFFIX: &str = ".checkpoints.jsonl";
 
@@ -126,7 +131,7 @@ impl FileSink {
                 .append(true)
                 .open(&path)
                 .map_err(io)?;
-            let writer = BufWriter::with_capacity(1 << 16, SharedFile(Arc::new(f)));
+            let writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, SharedFile(Arc::new(f)));
             self.files.insert(
                 path.clone(),
                 OpenFile {

@@ -60,14 +60,21 @@ pub struct SymbolModelState {
     pub fhs: FhsFilter,
 }
 
+/// The buffers a bar's draws are summarised in (about 90 KB at the defaults). They carry
+/// nothing from one forecast to the next, so a host keeps one per thread and lends it to
+/// every symbol it steps, instead of each symbol keeping its own.
+#[derive(Debug, Default)]
+pub struct ModelScratch {
+    mc: McScratch,
+    bootstrap: BootstrapScratch,
+}
+
 pub struct SymbolRiskModel {
     settings: SymbolModelSettings,
     nig: NigPosterior,
     fhs: FhsFilter,
     mc_rng: ChaCha8Rng,
     bootstrap_rng: ChaCha8Rng,
-    mc: McScratch,
-    bootstrap: BootstrapScratch,
     backtest: ExceedanceWindow,
     last_primary_var: Option<f64>,
 }
@@ -84,8 +91,6 @@ impl SymbolRiskModel {
             backtest: ExceedanceWindow::new(settings.levels[0], BACKTEST_WINDOW),
             mc_rng,
             bootstrap_rng,
-            mc: McScratch::default(),
-            bootstrap: BootstrapScratch::default(),
             last_primary_var: None,
             settings,
         }
@@ -131,8 +136,9 @@ impl SymbolRiskModel {
         self.fhs.update(r);
     }
 
-    /// Forecast the next bar with both models.
-    pub fn forecast(&mut self) -> SymbolForecast {
+    /// Forecast the next bar with both models. `scratch` holds the draws while they are
+    /// summarised; what it held before does not matter.
+    pub fn forecast(&mut self, scratch: &mut ModelScratch) -> SymbolForecast {
         let s = &self.settings;
         let mc_stream_pos = self.mc_rng.get_word_pos();
         let nig = match self.nig.risk(
@@ -140,12 +146,12 @@ impl SymbolRiskModel {
             s.mc_draws,
             s.credible_level,
             &mut self.mc_rng,
-            &mut self.mc,
+            &mut scratch.mc,
         ) {
             Ok(levels) => {
                 let horizon = if s.horizon_bars > 1 {
                     self.nig
-                        .horizon_over_draws(s.horizon_bars, s.levels[0], &mut self.mc)
+                        .horizon_over_draws(s.horizon_bars, s.levels[0], &mut scratch.mc)
                         .ok()
                         .map(|(var, es)| HorizonRisk {
                             bars: s.horizon_bars,
@@ -173,7 +179,7 @@ impl SymbolRiskModel {
             s.bootstrap_draws,
             s.credible_level,
             &mut self.bootstrap_rng,
-            &mut self.bootstrap,
+            &mut scratch.bootstrap,
         );
         let fhs_levels: Vec<FhsLevelRisk> = self
             .fhs
@@ -291,12 +297,12 @@ mod tests {
         for r in &rs[..200] {
             m.absorb(*r);
         }
-        let f = m.forecast();
+        let f = m.forecast(&mut ModelScratch::default());
         assert!(f.primary.is_none(), "FHS needs 250 returns");
         assert_eq!(f.figures.fhs.warmup_remaining, 50);
         assert!(f.figures.nig.is_some());
         m.warm(&rs[200..]);
-        let f = m.forecast();
+        let f = m.forecast(&mut ModelScratch::default());
         let p = f.primary.unwrap();
         assert!(p.var > 0.0 && p.es >= p.var && p.var_ci_low <= p.var_ci_high);
         assert!(f.figures.nig.unwrap().horizon.unwrap().var > p.var);
@@ -310,7 +316,8 @@ mod tests {
         let state = a.state();
         let mut b = SymbolRiskModel::new(settings(PrimaryModel::FhsAci));
         assert!(b.restore(state.clone()));
-        assert_eq!(a.forecast(), b.forecast());
+        let mut scratch = ModelScratch::default();
+        assert_eq!(a.forecast(&mut scratch), b.forecast(&mut scratch));
         let mut other = settings(PrimaryModel::FhsAci);
         other.fhs.lambda = 0.8;
         assert!(!SymbolRiskModel::new(other).restore(state));
