@@ -104,7 +104,7 @@ pub struct Engine {
     portfolio: Option<(PortfolioStep, GateStep)>,
     symbol_out: SymbolOutput,
     portfolio_out: PortfolioOutput,
-    /// One for every symbol: the engine steps them one at a time.
+    /// Shared by every symbol: the engine steps them one at a time.
     scratch: ModelScratch,
 }
 

@@ -322,4 +322,29 @@ mod tests {
         other.fhs.lambda = 0.8;
         assert!(!SymbolRiskModel::new(other).restore(state));
     }
+
+    #[test]
+    fn a_scratch_left_by_a_larger_model_changes_no_figure() {
+        let rs = returns(400);
+        let mut larger = settings(PrimaryModel::Nig);
+        larger.levels = vec![0.999, 0.99, 0.975, 0.95];
+        larger.fhs.alphas = vec![0.001, 0.01, 0.025, 0.05];
+        larger.mc_draws = 3000;
+        larger.bootstrap_draws = 300;
+        larger.stream = 7;
+        let mut big = SymbolRiskModel::new(larger);
+        big.warm(&rs);
+        let mut used = ModelScratch::default();
+        big.forecast(&mut used);
+        let (mut a, mut b) = (
+            SymbolRiskModel::new(settings(PrimaryModel::FhsAci)),
+            SymbolRiskModel::new(settings(PrimaryModel::FhsAci)),
+        );
+        a.warm(&rs);
+        b.warm(&rs);
+        assert_eq!(
+            a.forecast(&mut used),
+            b.forecast(&mut ModelScratch::default())
+        );
+    }
 }
