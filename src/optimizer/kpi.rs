@@ -61,6 +61,9 @@ pub struct Kpis {
     pub error_rate: f64,
 }
 
+/// The gate's layers in the order `GateStats::layer_ns` counts them.
+const LAYER_NAMES: [&str; 4] = ["L0", "L1", "L2", "L3"];
+
 impl Kpis {
     /// The KPIs of a replay: the gates' statistics, the decide and gate latencies the host
     /// measured per decision, and the throughput.
@@ -78,8 +81,9 @@ impl Kpis {
             decisions_per_s: Some(decisions_per_s),
             ..Kpis::default()
         };
-        // L0..L3 over every gate (empty histograms are left out below).
-        let mut layers: Vec<Histogram<u64>> = (0..4)
+        // Each layer over every gate (empty histograms are left out below).
+        let mut layers: Vec<Histogram<u64>> = LAYER_NAMES
+            .iter()
             .map(|_| Histogram::new(2))
             .collect::<Result<_, _>>()
             .unwrap_or_default();
@@ -98,7 +102,7 @@ impl Kpis {
                 crate::engine::gate::add_counts(all, one);
             }
         }
-        for (name, h) in ["L0", "L1", "L2", "L3"].iter().zip(&layers) {
+        for (name, h) in LAYER_NAMES.iter().zip(&layers) {
             if !h.is_empty() {
                 k.layer_us.insert((*name).into(), Percentiles::of(h));
             }
