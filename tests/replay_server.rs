@@ -221,7 +221,7 @@ fn agg_trades_drive_the_models_and_their_gaps_are_backfilled() {
                         && maker == t.buyer_is_maker
                 });
                 if !same {
-                    *groups.entry(t.symbol.clone()).or_default() += 1;
+                    *groups.entry(t.symbol.to_string()).or_default() += 1;
                 }
                 last = Some((t.trade_id, t.trade_time_ms, t.price, t.buyer_is_maker));
                 if t.symbol == "BTCUSDT" {

@@ -14,15 +14,14 @@ pub mod state;
 pub mod symbol;
 mod var_snapshot;
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditError, SignedEvent};
 use crate::elf::ActionRequest;
+use crate::fast_hash::FastMap;
 use crate::market::feed::digest::InputMark;
 use crate::market::feed::FeedTick;
-use crate::market::MarketEvent;
+use crate::market::{MarketEvent, Symbol};
 use state::{PortfolioSnapshot, SymbolSnapshot};
 
 pub use crate::var::symbol_risk::ModelScratch;
@@ -100,7 +99,7 @@ pub enum EngineOutput {
 pub struct Engine {
     symbols: Vec<SymbolStep>,
     symbol_gates: Vec<GateStep>,
-    routes: HashMap<String, usize>,
+    routes: FastMap<Symbol, usize>,
     portfolio: Option<(PortfolioStep, GateStep)>,
     symbol_out: SymbolOutput,
     portfolio_out: PortfolioOutput,
@@ -129,7 +128,7 @@ impl Engine {
         let routes = symbols
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.symbol().to_string(), i))
+            .map(|(i, s)| (Symbol::from(s.symbol()), i))
             .collect();
         Ok(Self {
             symbols,

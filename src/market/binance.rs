@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::depth::DepthUpdate;
+use super::Symbol;
 
 /// Streams the engine understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +72,7 @@ pub struct Trade {
     #[serde(rename = "E")]
     pub event_time_ms: i64,
     #[serde(rename = "s")]
-    pub symbol: String,
+    pub symbol: Symbol,
     #[serde(rename = "t")]
     pub trade_id: u64,
     #[serde(rename = "p", deserialize_with = "decimal_str")]
@@ -90,7 +91,7 @@ pub struct AggTrade {
     #[serde(rename = "E")]
     pub event_time_ms: i64,
     #[serde(rename = "s")]
-    pub symbol: String,
+    pub symbol: Symbol,
     #[serde(rename = "a")]
     pub agg_id: u64,
     #[serde(rename = "p", deserialize_with = "decimal_str")]
@@ -128,7 +129,7 @@ pub struct BookTicker {
     #[serde(rename = "u")]
     pub update_id: u64,
     #[serde(rename = "s")]
-    pub symbol: String,
+    pub symbol: Symbol,
     #[serde(rename = "b", deserialize_with = "decimal_str")]
     pub bid_price: f64,
     #[serde(rename = "B", deserialize_with = "decimal_str")]

@@ -48,6 +48,15 @@ pub fn stream_of(json: &str) -> Option<&str> {
 
 /// Split `<ns> <json>`.
 pub fn parse_line(line: &str) -> Result<CaptureLine, &'static str> {
+    let (local_ns, json_at) = split_stamp(line)?;
+    Ok(CaptureLine {
+        local_ns,
+        json: line[json_at..].to_string(),
+    })
+}
+
+/// The timestamp of `<ns> <json>` and where its JSON starts.
+fn split_stamp(line: &str) -> Result<(u64, usize), &'static str> {
     let (ns, json) = line
         .split_once(' ')
         .ok_or("missing space between timestamp and JSON")?;
@@ -57,10 +66,7 @@ pub fn parse_line(line: &str) -> Result<CaptureLine, &'static str> {
     if !json.starts_with('{') {
         return Err("payload is not a JSON object");
     }
-    Ok(CaptureLine {
-        local_ns,
-        json: json.to_string(),
-    })
+    Ok((local_ns, ns.len() + 1))
 }
 
 /// Lines of one file (gzip when the name ends in `.gz`).
@@ -110,11 +116,47 @@ impl CaptureReader {
             }
             return parse_line(line)
                 .map(Some)
-                .map_err(|reason| CaptureError::BadLine {
+                .map_err(|reason| self.bad_line(reason));
+        }
+    }
+
+    /// As [`next_line`](Self::next_line), the line read into `text` (a line handed back
+    /// by the reader's user, whose room is used again): no allocation per line.
+    pub fn next_line_into(
+        &mut self,
+        mut text: String,
+    ) -> Result<Option<CaptureLine>, CaptureError> {
+        loop {
+            text.clear();
+            let n = self
+                .reader
+                .read_line(&mut text)
+                .map_err(|source| CaptureError::Io {
                     path: self.path.clone(),
-                    line: self.line_no,
-                    reason,
-                });
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            text.truncate(text.trim_end_matches(['\n', '\r']).len());
+            if text.is_empty() {
+                continue;
+            }
+            let (local_ns, json_at) = split_stamp(&text).map_err(|reason| self.bad_line(reason))?;
+            text.drain(..json_at);
+            return Ok(Some(CaptureLine {
+                local_ns,
+                json: text,
+            }));
+        }
+    }
+
+    fn bad_line(&self, reason: &'static str) -> CaptureError {
+        CaptureError::BadLine {
+            path: self.path.clone(),
+            line: self.line_no,
+            reason,
         }
     }
 }
@@ -139,7 +181,13 @@ pub struct CaptureMerge {
     parked: Vec<usize>,
     /// Local time of the line taken last.
     now_ns: u64,
+    /// Lines handed back (`recycle`), read into again.
+    spare: Vec<String>,
 }
+
+/// Lines a merge keeps for reading into again: enough for the lines in flight between
+/// reading one and handing it back.
+const SPARE_LINES: usize = 64;
 
 impl CaptureMerge {
     /// Files of one instrument split by day should be passed as one group (`groups`), so they
@@ -166,6 +214,7 @@ impl CaptureMerge {
             taken: None,
             parked: Vec::new(),
             now_ns: 0,
+            spare: Vec::new(),
         };
         for (i, group) in groups.iter().enumerate() {
             merge.readers.push(Some(CaptureReader::chain(group)?));
@@ -201,7 +250,7 @@ impl CaptureMerge {
         let Some(reader) = self.readers.get_mut(i).and_then(Option::as_mut) else {
             return Ok(());
         };
-        while let Some(line) = reader.next_line()? {
+        while let Some(line) = reader.next_line_into(self.spare.pop().unwrap_or_default())? {
             self.read[i] += 1;
             if line.local_ns >= from_ns {
                 self.heap.push(Reverse((line.local_ns, i)));
@@ -211,6 +260,13 @@ impl CaptureMerge {
             skipped(&line);
         }
         Ok(())
+    }
+
+    /// Hand back a line taken from the merge: its room is read into again.
+    pub fn recycle(&mut self, line: CaptureLine) {
+        if self.spare.len() < SPARE_LINES {
+            self.spare.push(line.json);
+        }
     }
 
     pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {

@@ -32,7 +32,7 @@ pub fn trade(raw: &str) -> Option<Trade> {
     })?;
     Some(Trade {
         event_time_ms: event_time_ms?,
-        symbol: symbol?.to_string(),
+        symbol: symbol?.into(),
         trade_id: trade_id?,
         price: price?,
         qty: qty?,
@@ -56,7 +56,7 @@ pub fn book_ticker(raw: &str) -> Option<BookTicker> {
     })?;
     Some(BookTicker {
         update_id: update_id?,
-        symbol: symbol?.to_string(),
+        symbol: symbol?.into(),
         bid_price: bid_price?,
         bid_qty: bid_qty?,
         ask_price: ask_price?,
@@ -81,7 +81,7 @@ pub fn depth_update(raw: &str) -> Option<DepthUpdate> {
     })?;
     Some(DepthUpdate {
         event_time_ms: event_time_ms?,
-        symbol: symbol?.to_string(),
+        symbol: symbol?.into(),
         first_update_id: first_update_id?,
         final_update_id: final_update_id?,
         bids: bids?,

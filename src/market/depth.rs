@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::Symbol;
+
 /// One price level: a quantity of zero removes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Level {
@@ -57,7 +59,7 @@ pub struct DepthUpdate {
     #[serde(rename = "E")]
     pub event_time_ms: i64,
     #[serde(rename = "s")]
-    pub symbol: String,
+    pub symbol: Symbol,
     #[serde(rename = "U")]
     pub first_update_id: u64,
     #[serde(rename = "u")]

@@ -87,7 +87,7 @@ fn backfill(
             id: h.id,
             trade: Trade {
                 event_time_ms: h.time,
-                symbol: symbol.to_string(),
+                symbol: symbol.into(),
                 trade_id: h.id,
                 price,
                 qty,
@@ -110,7 +110,7 @@ fn backfill_agg(
         let (price, qty) = price_qty(&a.price, &a.qty)?;
         let agg = AggTrade {
             event_time_ms: a.time,
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             agg_id: a.agg_id,
             price,
             qty,

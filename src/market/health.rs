@@ -5,6 +5,7 @@
 //! Pure: times come in. Bounded: one entry per symbol and stream.
 
 use crate::fast_hash::FastMap;
+use crate::market::Symbol;
 
 use super::StreamKind;
 
@@ -14,7 +15,7 @@ pub struct FeedHealth {
     stale_after_ms: i64,
     gap_unhealthy_ms: i64,
     /// Looked up by `&str` at every event: no key is built per lookup.
-    symbols: FastMap<String, SymbolHealth>,
+    symbols: FastMap<Symbol, SymbolHealth>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,7 +44,7 @@ impl FeedHealth {
             None => {
                 let mut h = SymbolHealth::default();
                 change(&mut h);
-                self.symbols.insert(symbol.to_string(), h);
+                self.symbols.insert(symbol.into(), h);
             }
         }
     }

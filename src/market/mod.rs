@@ -18,6 +18,10 @@ pub mod tls;
 pub mod trades_csv;
 pub mod weight;
 
+/// An instrument's name as market events carry it: held inline (Binance's names are far
+/// shorter than its 24 bytes), so neither parsing an event nor copying its name allocates.
+pub type Symbol = compact_str::CompactString;
+
 pub use binance::{
     parse_combined, AggTrade, BookTicker, Kline, MarketDataError, MarketEvent, StreamKind, Trade,
 };

@@ -1,7 +1,8 @@
 //! Trade-ID continuity per symbol: duplicates (e.g. the overlap of two connections) are
 //! dropped, gaps are reported. Bounded: one entry per configured symbol.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
+use crate::market::Symbol;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeOrder {
@@ -15,7 +16,7 @@ pub enum TradeOrder {
 
 #[derive(Debug, Clone, Default)]
 pub struct TradeSequence {
-    last: HashMap<String, u64>,
+    last: FastMap<Symbol, u64>,
 }
 
 impl TradeSequence {
@@ -37,7 +38,7 @@ impl TradeSequence {
         match self.last.get_mut(symbol) {
             Some(last) => *last = (*last).max(id),
             None => {
-                self.last.insert(symbol.to_string(), id);
+                self.last.insert(symbol.into(), id);
             }
         }
     }

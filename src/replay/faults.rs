@@ -237,7 +237,7 @@ impl Injector {
         else {
             return Vec::new();
         };
-        let n = self.seen.entry(t.symbol.clone()).or_default();
+        let n = self.seen.entry(t.symbol.to_string()).or_default();
         *n += 1;
         let n = *n;
         let mut out = Vec::new();
@@ -248,7 +248,7 @@ impl Injector {
         {
             for k in 0..u64::from(inject.count) {
                 let json = match inject.poison {
-                    Poison::CrossedQuote if self.quotes.contains(&t.symbol) => {
+                    Poison::CrossedQuote if self.quotes.contains(t.symbol.as_str()) => {
                         quote_frame(&t.symbol, t.price * 1.001, t.price * 0.999)
                     }
                     Poison::CrossedQuote => continue,

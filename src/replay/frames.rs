@@ -232,6 +232,11 @@ impl FrameSource {
         self.depth_notes.note(json);
     }
 
+    /// Hand back a frame this source gave: its room is read into again.
+    pub fn recycle(&mut self, line: CaptureLine) {
+        self.merge.recycle(line);
+    }
+
     /// Wait until the server's books hold every diff noted so far: before a REST answer.
     pub fn depth_caught_up(&mut self) {
         self.depth_notes.caught_up();

@@ -27,10 +27,12 @@ use crate::clock::Clock;
 use crate::config::{ClockMode, Config};
 use crate::elf::KillSwitch;
 use crate::engine::{Engine, EngineError, EngineOutput, Stage, Stopwatch};
-use crate::market::capture::CaptureError;
+use crate::fast_hash::FastMap;
+use crate::market::capture::{CaptureError, CaptureLine};
 use crate::market::feed::{FeedOutput, FeedStep, FeedTick, IngestReport};
 use crate::market::fetch;
 use crate::market::rest::{RestError, RestTransport};
+use crate::market::Symbol;
 use crate::pipeline::RunSummary;
 use crate::quarantine::Quarantine;
 use crate::recording::tape::Taping;
@@ -196,7 +198,7 @@ struct Reader {
     /// The capture's REST answers (its depth books follow what `frames` notes).
     rest: LocalRest,
     feeds: Vec<FeedStep>,
-    shard_of: HashMap<String, usize>,
+    shard_of: FastMap<Symbol, usize>,
     quarantine: Quarantine,
     laps: Laps,
     market_events: u64,
@@ -210,73 +212,84 @@ impl Reader {
     fn run(mut self, tx: &SyncSender<Vec<FeedTick>>) -> Result<ReadOutcome, InProcessError> {
         let mut feed_out = Vec::new();
         let mut batch = Vec::with_capacity(TICKS_PER_BATCH);
-        loop {
-            self.laps.start();
-            let Some(line) = self.frames.next_frame()? else {
-                break;
-            };
-            let Some(stream) = line.stream() else {
-                self.laps.read += self.laps.since_last();
-                continue;
-            };
-            let symbol = stream.split('@').next().unwrap_or_default();
-            let Some(&shard) = self.shard_of.get(symbol) else {
-                continue;
-            };
-            if stream.contains("@depth") {
-                // The server's book has reached this update by the time the client reads it.
-                self.frames.note_sent_depth(&line.json);
-            }
-            let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
-            self.market_events += 1;
-            self.laps.read += self.laps.since_last();
-            let feed = &mut self.feeds[shard];
-            let parsed = feed.parse(&line.json);
-            self.laps.parse += self.laps.since_last();
-            if feed
-                .on_parsed(&line.json, parsed, received_ms, &mut feed_out)
-                .is_err()
-            {
-                continue;
-            }
-            // Carry out the step's outputs; answer each fetch before the next frame.
-            loop {
-                let mut fetch = None;
-                for output in feed_out.drain(..) {
-                    match output {
-                        FeedOutput::Deliver(tick) => batch.push(tick),
-                        FeedOutput::Fetch(request) => fetch = Some(request),
-                        FeedOutput::Quarantined {
-                            code,
-                            symbol,
-                            detail,
-                        } => {
-                            tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
-                            self.quarantine.record(code, &symbol, &detail, received_ms);
-                        }
-                        _ => {}
-                    }
-                }
-                let Some(request) = fetch else {
-                    break;
-                };
-                self.frames.depth_caught_up();
-                let answer = fetch::answer(request, &self.rest);
-                feed.on_fetched(answer, received_ms, &mut feed_out);
-            }
-            self.laps.feed += self.laps.since_last();
+        // Each lap starts where the one before ended: three clock reads per frame.
+        self.laps.start();
+        while let Some(line) = self.frames.next_frame()? {
+            self.on_line(&line, &mut feed_out, &mut batch);
+            self.frames.recycle(line);
             if batch.len() >= TICKS_PER_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(TICKS_PER_BATCH));
                 if tx.send(full).is_err() {
                     // The engine stopped; its error is the run's.
                     return Ok((self.feeds, self.laps, self.market_events));
                 }
+                // Waiting for the engine is no stage's.
+                self.laps.start();
             }
         }
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }
         Ok((self.feeds, self.laps, self.market_events))
+    }
+
+    /// One captured line through its connection's feed step; its ticks onto `batch`.
+    fn on_line(
+        &mut self,
+        line: &CaptureLine,
+        feed_out: &mut Vec<FeedOutput>,
+        batch: &mut Vec<FeedTick>,
+    ) {
+        let Some(stream) = line.stream() else {
+            self.laps.read += self.laps.since_last();
+            return;
+        };
+        let (symbol, kind) = stream.split_once('@').unwrap_or((stream, ""));
+        let Some(&shard) = self.shard_of.get(symbol) else {
+            return;
+        };
+        if kind.starts_with("depth") {
+            // The server's book has reached this update by the time the client reads it.
+            self.frames.note_sent_depth(&line.json);
+        }
+        let received_ms = i64::try_from(line.local_ns / 1_000_000).unwrap_or(i64::MAX);
+        self.market_events += 1;
+        self.laps.read += self.laps.since_last();
+        let feed = &mut self.feeds[shard];
+        let parsed = feed.parse(&line.json);
+        self.laps.parse += self.laps.since_last();
+        if feed
+            .on_parsed(&line.json, parsed, received_ms, feed_out)
+            .is_err()
+        {
+            return;
+        }
+        // Carry out the step's outputs; answer each fetch before the next frame.
+        loop {
+            let mut fetch = None;
+            for output in feed_out.drain(..) {
+                match output {
+                    FeedOutput::Deliver(tick) => batch.push(tick),
+                    FeedOutput::Fetch(request) => fetch = Some(request),
+                    FeedOutput::Quarantined {
+                        code,
+                        symbol,
+                        detail,
+                    } => {
+                        tracing::warn!(reason = code, %symbol, event = %detail, "implausible market event quarantined");
+                        self.quarantine.record(code, &symbol, &detail, received_ms);
+                    }
+                    _ => {}
+                }
+            }
+            let Some(request) = fetch else {
+                break;
+            };
+            self.frames.depth_caught_up();
+            let answer = fetch::answer(request, &self.rest);
+            feed.on_fetched(answer, received_ms, feed_out);
+        }
+        self.laps.feed += self.laps.since_last();
     }
 }
 
@@ -371,9 +384,9 @@ pub fn run(
         .map(|(k, shard)| FeedStep::for_connection(settings.clone(), shard, k as u32))
         .collect();
     // Streams name their symbols in lower case.
-    let shard_of: HashMap<String, usize> = shard_index(&shards)
+    let shard_of: FastMap<Symbol, usize> = shard_index(&shards)
         .into_iter()
-        .map(|(symbol, k)| (symbol.to_lowercase(), k))
+        .map(|(symbol, k)| (Symbol::from(symbol.to_lowercase()), k))
         .collect();
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()

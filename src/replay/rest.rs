@@ -207,16 +207,19 @@ impl RestIndex {
                 continue;
             }
             if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
-                captured.entry(t.symbol).or_default().push(Captured {
-                    trade: TradePoint {
-                        id: t.trade_id,
-                        time_ms: t.trade_time_ms,
-                        price: t.price,
-                        qty: t.qty,
-                        buyer_is_maker: t.buyer_is_maker,
-                    },
-                    history: before_stream,
-                });
+                captured
+                    .entry(t.symbol.to_string())
+                    .or_default()
+                    .push(Captured {
+                        trade: TradePoint {
+                            id: t.trade_id,
+                            time_ms: t.trade_time_ms,
+                            price: t.price,
+                            qty: t.qty,
+                            buyer_is_maker: t.buyer_is_maker,
+                        },
+                        history: before_stream,
+                    });
             }
         }
         self.depth.finish_file();

@@ -602,6 +602,7 @@ impl Batch {
                         local_ns: line.local_ns,
                         span: start..text.len(),
                     });
+                    frames.recycle(line);
                 }
                 Ok(None) => {
                     done = true;

@@ -155,7 +155,7 @@ impl MarketRecord {
     ) -> Self {
         Self::Trade {
             v: RECORD_VERSION,
-            symbol: trade.symbol.clone(),
+            symbol: trade.symbol.to_string(),
             received_at_ms,
             feed_healthy,
             input: input.map(|m| InputMarkRecord {
@@ -216,7 +216,7 @@ impl TradeRecord {
     pub fn to_trade(&self, symbol: &str) -> Trade {
         Trade {
             event_time_ms: self.event_time_ms,
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             trade_id: self.id,
             price: self.price,
             qty: self.qty,

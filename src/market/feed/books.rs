@@ -9,6 +9,7 @@
 use crate::fast_hash::{FastMap, FastSet};
 
 use crate::market::depth::{BookSync, DepthOutcome, DepthSnapshot, DepthUpdate, OrderBook};
+use crate::market::Symbol;
 
 /// Pending updates kept per book while a snapshot is awaited: 10 s of a `@100ms` stream.
 /// The stream waits while a snapshot is fetched, so only a snapshot put off (its retry
@@ -57,14 +58,14 @@ impl DepthSyncEvent {
 
 #[derive(Debug, Clone)]
 pub struct Books {
-    books: FastMap<String, OrderBook>,
+    books: FastMap<Symbol, OrderBook>,
     /// After a failed or unusable snapshot, no new request before `.0`; `.1` is the wait
     /// that led there (doubling while requests keep failing).
-    retry_at: FastMap<String, (i64, i64)>,
+    retry_at: FastMap<Symbol, (i64, i64)>,
     /// Books that broke (gap or crossed) and have not been bridged since.
-    recovering: FastSet<String>,
+    recovering: FastSet<Symbol>,
     /// When each book's last snapshot was loaded.
-    loaded_at: FastMap<String, i64>,
+    loaded_at: FastMap<Symbol, i64>,
     max_levels: usize,
 }
 
@@ -87,7 +88,7 @@ impl Books {
                 (last * 2).clamp(SNAPSHOT_RETRY_MS, SNAPSHOT_RETRY_MAX_MS)
             });
         self.retry_at
-            .insert(symbol.to_string(), (now_ms.saturating_add(wait), wait));
+            .insert(symbol.into(), (now_ms.saturating_add(wait), wait));
         wait
     }
 
@@ -154,7 +155,7 @@ impl Books {
                         last_update_id: snapshot.last_update_id,
                     });
                 } else {
-                    self.loaded_at.insert(symbol.to_string(), now_ms);
+                    self.loaded_at.insert(symbol.into(), now_ms);
                     // Free to ask again, but the wait is kept: if this snapshot does not
                     // hold either, the next one waits twice as long.
                     if let Some(retry) = self.retry_at.get_mut(symbol) {
@@ -192,7 +193,7 @@ impl Books {
                 b.sync() == BookSync::AwaitingSnapshot
                     || (b.sync() == BookSync::Bridging && self.recovering.contains(*s))
             })
-            .map(|(s, _)| s.clone())
+            .map(|(s, _)| s.to_string())
             .collect();
         v.sort();
         v

@@ -4,6 +4,7 @@
 //! What cannot be confirmed is quarantined, never delivered. Pure: times come in.
 
 use crate::fast_hash::FastMap;
+use crate::market::Symbol;
 
 /// Why a well-formed event was not believed. Codes are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,16 +72,19 @@ struct Candidate<T> {
 #[derive(Debug, Clone)]
 pub struct Guard {
     settings: PlausibilitySettings,
+    /// `ln(1 + max_price_deviation)`: the band in log space, taken once.
+    ln_band: f64,
     /// The newest accepted event time of the connection.
     stream_ms: Option<i64>,
-    reference_price: FastMap<String, f64>,
-    price_candidates: FastMap<String, Candidate<f64>>,
-    id_candidates: FastMap<(String, bool), Candidate<u64>>,
+    reference_price: FastMap<Symbol, f64>,
+    price_candidates: FastMap<Symbol, Candidate<f64>>,
+    id_candidates: FastMap<(Symbol, bool), Candidate<u64>>,
 }
 
 impl Guard {
     pub fn new(settings: PlausibilitySettings) -> Self {
         Self {
+            ln_band: (1.0 + settings.max_price_deviation).ln(),
             settings,
             stream_ms: None,
             reference_price: FastMap::default(),
@@ -128,14 +132,14 @@ impl Guard {
     pub fn price_in_band(&self, symbol: &str, price: f64) -> bool {
         self.reference_price
             .get(symbol)
-            .is_none_or(|r| within(*r, price, self.settings.max_price_deviation))
+            .is_none_or(|r| within(*r, price, self.ln_band))
     }
 
     /// Every price of `prices` is within the band.
     pub fn prices_in_band(&self, symbol: &str, mut prices: impl Iterator<Item = f64>) -> bool {
         match self.reference_price.get(symbol) {
             None => true,
-            Some(r) => prices.all(|p| within(*r, p, self.settings.max_price_deviation)),
+            Some(r) => prices.all(|p| within(*r, p, self.ln_band)),
         }
     }
 
@@ -154,11 +158,13 @@ impl Guard {
 
     /// A good price: the band moves with it.
     pub fn accept_price(&mut self, symbol: &str, price: f64) {
-        self.price_candidates.remove(symbol);
+        if !self.price_candidates.is_empty() {
+            self.price_candidates.remove(symbol);
+        }
         match self.reference_price.get_mut(symbol) {
             Some(r) => *r = price,
             None => {
-                self.reference_price.insert(symbol.to_string(), price);
+                self.reference_price.insert(symbol.into(), price);
             }
         }
     }
@@ -166,13 +172,13 @@ impl Guard {
     /// An out-of-band price that REST could not confirm: true once `confirm_events`
     /// consecutive such prices agree with one another (the market really moved).
     pub fn price_by_consensus(&mut self, symbol: &str, price: f64) -> bool {
-        let band = self.settings.max_price_deviation;
+        let ln_band = self.ln_band;
         let need = self.settings.confirm_events.max(1);
         let c = self
             .price_candidates
-            .entry(symbol.to_string())
+            .entry(symbol.into())
             .and_modify(|c| {
-                if within(c.value, price, band) {
+                if within(c.value, price, ln_band) {
                     c.seen += 1;
                     c.value = price;
                 } else {
@@ -196,7 +202,7 @@ impl Guard {
         let need = self.settings.confirm_events.max(1);
         let c = self
             .id_candidates
-            .entry((symbol.to_string(), aggregate))
+            .entry((symbol.into(), aggregate))
             .and_modify(|c| {
                 if id > c.value && id - c.value <= window {
                     c.seen += 1;
@@ -212,15 +218,15 @@ impl Guard {
     /// An ID was accepted: any half-believed jump is forgotten.
     pub fn accept_id(&mut self, symbol: &str, aggregate: bool) {
         if !self.id_candidates.is_empty() {
-            self.id_candidates.remove(&(symbol.to_string(), aggregate));
+            self.id_candidates.remove(&(symbol.into(), aggregate));
         }
     }
 }
 
-/// `price` within a relative distance `band` of `reference`, measured in log space so the
-/// band is symmetric for rises and falls.
-fn within(reference: f64, price: f64, band: f64) -> bool {
-    (price / reference).ln().abs() <= (1.0 + band).ln()
+/// `price` within a relative distance of `reference` whose logarithm is `ln_band`, measured
+/// in log space so the band is symmetric for rises and falls.
+fn within(reference: f64, price: f64, ln_band: f64) -> bool {
+    (price / reference).ln().abs() <= ln_band
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use super::depth::{DepthSnapshot, DepthUpdate};
 use super::health::FeedHealth;
 use super::sequence::{TradeOrder, TradeSequence};
 use super::skew::ClockSkew;
-use super::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Trade};
+use super::{parse_combined, BookTicker, MarketDataError, MarketEvent, StreamKind, Symbol, Trade};
 
 /// Where the engine's "now" comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +74,12 @@ pub enum FetchRequest {
     /// (`historicalTrades` / `aggTrades`); fewer when the endpoint has fewer.
     Trades {
         aggregate: bool,
-        symbol: String,
+        symbol: Symbol,
         first: u64,
         last: u64,
     },
     /// `GET /api/v3/depth` for `symbol`.
-    DepthSnapshot { symbol: String, limit: usize },
+    DepthSnapshot { symbol: Symbol, limit: usize },
 }
 
 /// A trade from REST with its continuity ID (trade ID, or aggregate ID for aggregates).
@@ -115,29 +115,29 @@ pub enum FeedOutput {
     /// A well-formed event that is not believed: recorded for auditors, never delivered.
     Quarantined {
         code: &'static str,
-        symbol: String,
+        symbol: Symbol,
         detail: String,
     },
     /// Trades (or aggregates) `first..=last` were missing from the stream; `filled` of
     /// them were fetched and delivered before the trade that revealed the gap.
     TradeGap {
-        symbol: String,
+        symbol: Symbol,
         aggregate: bool,
         first: u64,
         last: u64,
         filled: u64,
     },
     DepthSync {
-        symbol: String,
+        symbol: Symbol,
         event: DepthSyncEvent,
     },
     BookInSync {
-        symbol: String,
+        symbol: Symbol,
         in_sync: bool,
     },
     /// Receive time minus exchange time of a trade (live clock only).
     ClockSkew {
-        symbol: String,
+        symbol: Symbol,
         skew_ms: i64,
         over_threshold: bool,
     },
@@ -176,14 +176,14 @@ enum Waiting {
         last: u64,
     },
     Snapshot {
-        symbol: String,
+        symbol: Symbol,
         received_ms: i64,
     },
 }
 
 pub struct FeedStep {
     settings: FeedSettings,
-    symbols: FastSet<String>,
+    symbols: FastSet<Symbol>,
     aggs_drive_models: bool,
     trades: TradeSequence,
     aggregates: TradeSequence,
@@ -216,7 +216,7 @@ impl FeedStep {
             skew: ClockSkew::new(settings.clock_skew_warn_ms),
             guard: Guard::new(settings.plausibility),
             books: Books::new(settings.max_book_levels),
-            symbols: symbols.iter().cloned().collect(),
+            symbols: symbols.iter().map(|s| Symbol::from(s.as_str())).collect(),
             aggs_drive_models,
             trades: TradeSequence::default(),
             aggregates: TradeSequence::default(),
@@ -280,7 +280,7 @@ impl FeedStep {
         *self.report.quarantined.entry(why.code()).or_default() += 1;
         out.push(FeedOutput::Quarantined {
             code: why.code(),
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             detail,
         });
     }
@@ -758,7 +758,7 @@ impl FeedStep {
                 DepthSyncEvent::SnapshotUnbridged { .. } => {}
             }
             out.push(FeedOutput::DepthSync {
-                symbol: symbol.to_string(),
+                symbol: symbol.into(),
                 event,
             });
         }
@@ -767,7 +767,7 @@ impl FeedStep {
     fn finish_depth(&mut self, symbol: &str, received_ms: i64, out: &mut Vec<FeedOutput>) {
         let in_sync = self.books.reliable(symbol);
         out.push(FeedOutput::BookInSync {
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             in_sync,
         });
         self.health.book_in_sync(symbol, in_sync);
