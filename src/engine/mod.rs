@@ -141,8 +141,15 @@ impl Engine {
         })
     }
 
-    /// One tick from the feed step. Quotes only refresh freshness there; VaR is computed
-    /// from trades.
+    /// Whether [`on_tick`](Self::on_tick) uses `tick`: trades only. Quotes only refresh
+    /// freshness in the feed step; VaR is computed from trades. A host that hands ticks to
+    /// the engine across threads sends only these.
+    pub fn consumes(tick: &FeedTick) -> bool {
+        matches!(tick.event, MarketEvent::Trade(_))
+    }
+
+    /// One tick from the feed step; a tick it does not [`consume`](Self::consumes) changes
+    /// nothing.
     pub fn on_tick(
         &mut self,
         tick: &FeedTick,

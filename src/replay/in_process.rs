@@ -269,7 +269,8 @@ impl Reader {
             let mut fetch = None;
             for output in feed_out.drain(..) {
                 match output {
-                    FeedOutput::Deliver(tick) => batch.push(tick),
+                    // The rest would cross to the engine's thread only to be dropped there.
+                    FeedOutput::Deliver(tick) if Engine::consumes(&tick) => batch.push(tick),
                     FeedOutput::Fetch(request) => fetch = Some(request),
                     FeedOutput::Quarantined {
                         code,
