@@ -1,18 +1,22 @@
 //! The event path allocates nothing: a captured trade or best-quote frame, once its symbol
-//! has been seen, goes through the parse and the feed step without a heap allocation
-//! (`docs/performance.md`, "The event path without allocation"). Counted by this binary's
-//! own allocator, on the test's thread only.
+//! has been seen, goes through the parse and the feed step without a heap allocation, and a
+//! trade that closes no bar through its symbol's step too (a closing bar runs the models
+//! and the gate, whose outputs do allocate). Counted by this binary's own allocator, on the
+//! test's thread only.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 
 use bizra_risk::actors::ingest::feed_settings;
+use bizra_risk::assemble::model_steps;
 use bizra_risk::clock::Clock;
 use bizra_risk::config::Config;
+use bizra_risk::engine::{ModelScratch, SymbolOutput};
 use bizra_risk::market::capture::CaptureReader;
-use bizra_risk::market::feed::{FeedOutput, FeedStep};
-use bizra_risk::market::StreamKind;
+use bizra_risk::market::feed::{FeedOutput, FeedStep, FeedTick};
+use bizra_risk::market::{MarketEvent, StreamKind};
+use bizra_risk::warm_start::StartState;
 
 struct Counting;
 
@@ -130,6 +134,69 @@ fn trades_and_quotes_allocate_nothing_under_event_time() {
 #[test]
 fn trades_and_quotes_allocate_nothing_under_the_live_clock() {
     assert_no_allocation(Clock::System);
+}
+
+#[test]
+fn a_trade_that_closes_no_bar_allocates_nothing_in_its_symbol_step() {
+    let config = Config::embedded().expect("embedded configuration");
+    let (mut steps, _) = model_steps(&config, StartState::default());
+    let btc = config
+        .symbols()
+        .iter()
+        .position(|s| s == "BTCUSDT")
+        .expect("BTCUSDT is configured");
+    let step = &mut steps[btc];
+    // The bundled capture's BTCUSDT trades, as the feed step delivers them.
+    let mut feed = a_step(Clock::EventTime { now_ms: 0 });
+    let mut out = Vec::new();
+    let mut trades: Vec<FeedTick> = Vec::new();
+    for (k, frame) in trade_and_quote_frames(20_000).iter().enumerate() {
+        out.clear();
+        let parsed = feed.parse(frame);
+        let _ = feed.on_parsed(frame, parsed, 1_723_161_600_000 + k as i64, &mut out);
+        trades.extend(out.drain(..).filter_map(|o| match o {
+            FeedOutput::Deliver(t) if matches!(t.event, MarketEvent::Trade(_)) => Some(t),
+            _ => None,
+        }));
+    }
+    let mut scratch = ModelScratch::default();
+    let mut step_out = SymbolOutput::default();
+    let (mut quiet, mut quiet_allocations, mut closing) = (0u64, 0u64, 0u64);
+    for tick in &trades {
+        let MarketEvent::Trade(trade) = &tick.event else {
+            continue;
+        };
+        if trade.symbol != "BTCUSDT" {
+            continue;
+        }
+        let n = allocations_in(|| {
+            step.on_trade(
+                trade,
+                tick.received_at_ms,
+                tick.feed_healthy,
+                tick.input,
+                &mut scratch,
+                &mut step_out,
+            )
+        });
+        if step_out.bars.is_empty() && step_out.requests.is_empty() {
+            quiet += 1;
+            // The first trades size the step's own buffers.
+            if quiet > 100 {
+                quiet_allocations += n;
+            }
+        } else {
+            closing += 1;
+        }
+    }
+    assert!(
+        quiet > 1_000 && closing > 10,
+        "{quiet} quiet trades, {closing} closing a bar"
+    );
+    assert_eq!(
+        quiet_allocations, 0,
+        "allocations over {quiet} trades that closed no bar"
+    );
 }
 
 #[test]
