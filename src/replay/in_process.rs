@@ -232,12 +232,12 @@ impl Reader {
             let timed = lines % TIMED_LINE_EVERY == 0;
             if timed {
                 self.laps.start();
-                timed_lines += 1;
             }
             let Some(line) = self.frames.next_frame()? else {
                 break;
             };
             lines += 1;
+            timed_lines += u64::from(timed);
             self.on_line(&line, timed, &mut feed_out, &mut batch);
             self.frames.recycle(line);
             if batch.len() >= TICKS_PER_BATCH {
