@@ -74,7 +74,6 @@ pub struct CaptureReader {
     path: String,
     reader: Box<dyn BufRead + Send>,
     line_no: u64,
-    buf: String,
 }
 
 impl CaptureReader {
@@ -92,32 +91,12 @@ impl CaptureReader {
             path: path.display().to_string(),
             reader,
             line_no: 0,
-            buf: String::new(),
         })
     }
 
+    /// The next line (blank lines skipped), in a string of its own.
     pub fn next_line(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
-        loop {
-            self.buf.clear();
-            let n = self
-                .reader
-                .read_line(&mut self.buf)
-                .map_err(|source| CaptureError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line_no += 1;
-            let line = self.buf.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                continue;
-            }
-            return parse_line(line)
-                .map(Some)
-                .map_err(|reason| self.bad_line(reason));
-        }
+        self.next_line_into(String::new())
     }
 
     /// As [`next_line`](Self::next_line), the line read into `text` (a line handed back
@@ -360,7 +339,6 @@ impl CaptureReader {
             path,
             reader: chained,
             line_no: 0,
-            buf: String::new(),
         })
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use super::rest::RestIndex;
 use crate::market::capture::CaptureLine;
+use crate::market::Symbol;
 
 /// The `nth` (1-based) diff-depth update of `symbol` in each client's stream is left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl FromStr for Inject {
 pub(super) struct Injector {
     injects: Vec<Inject>,
     quotes: HashSet<String>,
-    seen: HashMap<String, u64>,
+    seen: HashMap<Symbol, u64>,
 }
 
 impl Injector {
@@ -237,7 +238,7 @@ impl Injector {
         else {
             return Vec::new();
         };
-        let n = self.seen.entry(t.symbol.to_string()).or_default();
+        let n = self.seen.entry(t.symbol.clone()).or_default();
         *n += 1;
         let n = *n;
         let mut out = Vec::new();

@@ -15,6 +15,7 @@ use super::trade_log::{AggPoint, Captured, TradeLog, TradePoint, TradeStore};
 use crate::market::binance::{parse_combined, MarketEvent};
 use crate::market::capture::{file_instrument, CaptureError, CaptureReader};
 use crate::market::rest::{interval_ms, MAX_KLINES};
+use crate::market::Symbol;
 
 /// One kline being built from trades.
 struct KlineBar {
@@ -151,7 +152,7 @@ impl RestIndex {
     ) -> Result<Self, CaptureError> {
         let mut index = Self::default();
         let mut store = TradeStore::new().map_err(store_error)?;
-        let mut captured: HashMap<String, Vec<Captured>> = HashMap::new();
+        let mut captured: HashMap<Symbol, Vec<Captured>> = HashMap::new();
         while let Some(files) = instruments.get(next.fetch_add(1, Ordering::Relaxed)) {
             for &(path, before_stream) in files.iter() {
                 index.add_file(path, before_stream, &mut captured)?;
@@ -166,7 +167,7 @@ impl RestIndex {
         &mut self,
         path: &Path,
         before_stream: bool,
-        captured: &mut HashMap<String, Vec<Captured>>,
+        captured: &mut HashMap<Symbol, Vec<Captured>>,
     ) -> Result<(), CaptureError> {
         let mut reader = CaptureReader::open(path)?;
         // A capture file holds one symbol; its REST snapshot line does not name it.
@@ -207,19 +208,16 @@ impl RestIndex {
                 continue;
             }
             if let Ok(MarketEvent::Trade(t)) = parse_combined(&line.json) {
-                captured
-                    .entry(t.symbol.to_string())
-                    .or_default()
-                    .push(Captured {
-                        trade: TradePoint {
-                            id: t.trade_id,
-                            time_ms: t.trade_time_ms,
-                            price: t.price,
-                            qty: t.qty,
-                            buyer_is_maker: t.buyer_is_maker,
-                        },
-                        history: before_stream,
-                    });
+                captured.entry(t.symbol).or_default().push(Captured {
+                    trade: TradePoint {
+                        id: t.trade_id,
+                        time_ms: t.trade_time_ms,
+                        price: t.price,
+                        qty: t.qty,
+                        buyer_is_maker: t.buyer_is_maker,
+                    },
+                    history: before_stream,
+                });
             }
         }
         self.depth.finish_file();
@@ -230,15 +228,15 @@ impl RestIndex {
     /// symbol already holds, should its files be named apart).
     fn seal(
         &mut self,
-        captured: &mut HashMap<String, Vec<Captured>>,
+        captured: &mut HashMap<Symbol, Vec<Captured>>,
         store: &mut TradeStore,
     ) -> Result<(), CaptureError> {
         for (symbol, mut trades) in captured.drain() {
-            if let Some(log) = self.trades.remove(&symbol) {
+            if let Some(log) = self.trades.remove(symbol.as_str()) {
                 trades.extend(log.captured().map_err(store_error)?);
             }
             let log = TradeLog::build(trades, store).map_err(store_error)?;
-            self.trades.insert(symbol, log);
+            self.trades.insert(symbol.to_string(), log);
         }
         Ok(())
     }
