@@ -489,6 +489,55 @@ async fn subscriptions_change_on_an_open_connection_as_binance_answers_them() {
     assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
 }
 
+/// A stream subscribed on an open, paced connection starts from where the connection has
+/// got to, at once: not after the frames of its other streams the server has read ahead
+/// (at the start of the bundled capture, 1 500 Bitcoin trades span over a minute).
+#[tokio::test]
+async fn a_stream_subscribed_on_a_paced_connection_starts_where_it_has_got_to() {
+    use futures_util::SinkExt;
+    let s = server(Speed::Factor(2.0), 20_000, 60_000);
+    let url = format!("{}/stream?streams=btcusdt@trade", s.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let event_ms = |frame: &str| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+        v["data"]["E"].as_i64().unwrap()
+    };
+    // Time for the server to read ahead as far as it will.
+    let mut last_btc_ms = None;
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(until, ws.next()).await {
+        if let Message::Text(t) = msg {
+            last_btc_ms = Some(event_ms(&t));
+        }
+    }
+    let last_btc_ms = last_btc_ms.expect("Bitcoin trades in the first two seconds");
+    ws.send(Message::text(
+        r#"{"method":"SUBSCRIBE","params":["ethusdt@trade"],"id":1}"#,
+    ))
+    .await
+    .unwrap();
+    let asked = tokio::time::Instant::now();
+    let first_eth_ms = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = msg else {
+            panic!("no ethusdt frame: {msg:?}");
+        };
+        if t.starts_with("{\"stream\":\"ethusdt@trade\"") {
+            break event_ms(&t);
+        }
+    };
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "first ethusdt frame after {waited:?}"
+    );
+    // Within seconds of capture time of the last frame before the change.
+    assert!(
+        (first_eth_ms - last_btc_ms).abs() < 5_000,
+        "ethusdt starts at {first_eth_ms}, the connection was at {last_btc_ms}"
+    );
+}
+
 /// A client that subscribes to an instrument's diff-depth stream late (here: after a while
 /// of its trades only) gets a REST snapshot its first diff follows on from: the server's
 /// book moved on with the diffs it read and did not send.

@@ -9,6 +9,7 @@ mod depth_notes;
 mod faults;
 pub mod frames;
 pub mod in_process;
+mod read_ahead;
 pub mod rest;
 pub mod rest_limit;
 mod server;

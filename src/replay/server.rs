@@ -1,4 +1,4 @@
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::{sleep_until, Instant};
@@ -15,11 +13,12 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::conn::{is_websocket_upgrade, read_head, MAX_HEAD_BYTES};
 use super::faults::{DropDepth, Inject, SkipTrades};
 use super::frames::{FrameSource, Wanted};
+use super::read_ahead::{self, Batch, Pace};
 use super::rest::{RestIndex, RestResponse};
 use super::subscribe;
 use crate::market::capture::stream_of;
@@ -434,19 +433,11 @@ where
         "replay client subscribed"
     );
 
-    // A reader thread keeps file I/O and gunzip off the async runtime. It hands lines over
-    // in batches (one wake-up per batch, not per frame) through a bounded channel, each
-    // batch with the subscription version its first line was filtered under.
-    let (tx, mut rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
-    let mut frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
-    std::thread::spawn(move || loop {
-        let (batch, done) = Batch::read(&mut frames);
-        if (!batch.lines.is_empty() && tx.blocking_send(batch).is_err()) || done {
-            return;
-        }
-    });
+    let frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
+    let pace = Pace::new(opts.speed);
+    let mut rx = read_ahead::spawn(frames, pace);
 
     let (mut sink, mut incoming) = ws.split();
     // The client's half is read by a task of its own, polled only when the client sends:
@@ -465,19 +456,12 @@ where
     ping.tick().await;
     let mut last_pong = Instant::now();
     let mut ping_seq: u64 = 0;
-    let started = Instant::now();
     let mut first_ns: Option<u64> = None;
     let mut pending = Batch::default();
     let mut capture_done = false;
     // Binance closes a connection that sends more than 5 messages in a second.
     let (mut rate_second, mut rate_count) = (0u64, 0u32);
-    // When captured time `ns` falls due; `None` at maximum speed (always).
-    let due_at = |ns: u64, first: u64| match opts.speed {
-        Speed::Factor(f) => {
-            Some(started + Duration::from_secs_f64(ns.saturating_sub(first) as f64 / 1e9 / f))
-        }
-        Speed::Max => None,
-    };
+    let due_at = |ns: u64, first: u64| pace.due(ns, first).map(Instant::from_std);
 
     loop {
         let due = match (pending.lines.front(), first_ns) {
@@ -489,7 +473,7 @@ where
             msg = client_messages.recv() => {
                 // Requests and pings count; pongs answer the server's own pings.
                 if matches!(msg, Some(Ok(Message::Text(_) | Message::Ping(_)))) {
-                    let second = started.elapsed().as_secs();
+                    let second = pace.started().elapsed().as_secs();
                     if second != rate_second {
                         (rate_second, rate_count) = (second, 0);
                     }
@@ -563,88 +547,6 @@ where
     }
 }
 
-/// Lines a connection's reader hands over at once ...
-const BATCH_LINES: usize = 256;
-/// ... and batches read ahead.
-const BATCHES_AHEAD: usize = 4;
-
-/// Lines read ahead for one connection, filtered under subscription `version`: their text
-/// back to back in one buffer, so handing a batch over and freeing it costs one
-/// allocation, not one per frame.
-#[derive(Default)]
-struct Batch {
-    version: u64,
-    text: Utf8Bytes,
-    lines: VecDeque<BatchLine>,
-}
-
-/// A line of a batch: its capture time and where its JSON lies in the batch's text.
-struct BatchLine {
-    local_ns: u64,
-    span: std::ops::Range<usize>,
-}
-
-impl Batch {
-    /// Up to `BATCH_LINES` frames of `frames`; `true` once they are all read (or unreadable).
-    /// Stamped with the oldest subscription version its lines were filtered under: lines
-    /// the source had queued before a change come first.
-    fn read(frames: &mut FrameSource) -> (Self, bool) {
-        let version = frames.filtered_under();
-        let mut text = String::with_capacity(BATCH_LINES * 200);
-        let mut lines = VecDeque::with_capacity(BATCH_LINES);
-        let mut done = false;
-        while lines.len() < BATCH_LINES {
-            match frames.next_frame() {
-                Ok(Some(line)) => {
-                    let start = text.len();
-                    text.push_str(&line.json);
-                    lines.push_back(BatchLine {
-                        local_ns: line.local_ns,
-                        span: start..text.len(),
-                    });
-                    frames.recycle(line);
-                }
-                Ok(None) => {
-                    done = true;
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "replay capture read failed");
-                    done = true;
-                    break;
-                }
-            }
-        }
-        let batch = Self {
-            version,
-            text: text.into(),
-            lines,
-        };
-        (batch, done)
-    }
-
-    fn json(&self, line: &BatchLine) -> &str {
-        self.text
-            .as_str()
-            .get(line.span.clone())
-            .unwrap_or_default()
-    }
-
-    /// The frame of `line`: the combined envelope as captured, or only its `data` for
-    /// `/ws/` clients; a view of the batch's text, not a copy.
-    fn frame(&self, line: &BatchLine, combined: bool) -> Utf8Bytes {
-        let span = if combined {
-            line.span.clone()
-        } else {
-            let data = data_span(self.json(line));
-            line.span.start + data.start..line.span.start + data.end
-        };
-        let bytes: &bytes::Bytes = self.text.as_ref();
-        // A span of a valid string cut at ASCII boundaries: the check cannot fail.
-        Utf8Bytes::try_from(bytes.slice(span)).unwrap_or_default()
-    }
-}
-
 /// Ends the client reader task when the connection's handler returns.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -658,24 +560,6 @@ impl Drop for AbortOnDrop {
 /// stream; they are filtered when built.
 fn is_agg_or_poison(stream: Option<&str>) -> bool {
     stream.is_none_or(|s| s.ends_with("@aggTrade"))
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    data: &'a RawValue,
-}
-
-/// Where a combined envelope's `data` lies in it (the whole envelope if it has none).
-fn data_span(json: &str) -> std::ops::Range<usize> {
-    match serde_json::from_str::<Envelope<'_>>(json) {
-        Ok(env) => {
-            let data = env.data.get();
-            let start = data.as_ptr() as usize - json.as_ptr() as usize;
-            start..start + data.len()
-        }
-        Err(_) => 0..json.len(),
-    }
 }
 
 #[cfg(test)]
@@ -703,22 +587,5 @@ mod tests {
         assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
         assert!("0".parse::<Speed>().is_err());
         assert!("fast".parse::<Speed>().is_err());
-    }
-
-    #[test]
-    fn raw_clients_get_data_only() {
-        let envelope = r#"{"stream":"a@trade","data":{"x":1}}"#;
-        let batch = Batch {
-            version: 0,
-            text: format!("{envelope}{envelope}").into(),
-            lines: VecDeque::new(),
-        };
-        let second = BatchLine {
-            local_ns: 1,
-            span: envelope.len()..2 * envelope.len(),
-        };
-        assert_eq!(batch.frame(&second, false).as_str(), r#"{"x":1}"#);
-        assert_eq!(batch.frame(&second, true).as_str(), envelope);
-        assert_eq!(data_span("not json"), 0..8);
     }
 }
