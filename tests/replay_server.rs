@@ -538,6 +538,81 @@ async fn a_stream_subscribed_on_a_paced_connection_starts_where_it_has_got_to() 
     );
 }
 
+/// The same when the connection's own streams are quiet: after a trade of AAA comes none
+/// for ten minutes, and a BBB stream subscribed in between starts at once, from where the
+/// connection has got to (the server does not read on to AAA's next trade first).
+#[tokio::test]
+async fn a_stream_subscribed_during_a_quiet_gap_starts_at_once() {
+    use futures_util::SinkExt;
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let t0_ns: u64 = 1_723_161_253_000_000_000;
+    let trade = |symbol: &str, id: u64, ns: u64| {
+        let ms = ns / 1_000_000;
+        format!(
+            "{ns} {{\"stream\":\"{}@trade\",\"data\":{{\"e\":\"trade\",\"E\":{ms},\"s\":\"{symbol}\",\"t\":{id},\"p\":\"1.00\",\"q\":\"1.00\",\"T\":{ms},\"m\":true,\"M\":true}}}}\n",
+            symbol.to_lowercase()
+        )
+    };
+    let mut quiet = std::fs::File::create(tmp.path().join("aaausdt_20240808")).unwrap();
+    for (id, s) in [(1, 0), (2, 600)] {
+        quiet
+            .write_all(trade("AAAUSDT", id, t0_ns + s * 1_000_000_000).as_bytes())
+            .unwrap();
+    }
+    let mut busy = std::fs::File::create(tmp.path().join("bbbusdt_20240808")).unwrap();
+    for id in 0..7_000u64 {
+        busy.write_all(trade("BBBUSDT", id + 1, t0_ns + id * 100_000_000).as_bytes())
+            .unwrap();
+    }
+    drop((quiet, busy));
+    let files = vec![
+        tmp.path().join("aaausdt_20240808"),
+        tmp.path().join("bbbusdt_20240808"),
+    ];
+    let s = spawn_in_thread(
+        "127.0.0.1:0".parse().unwrap(),
+        ReplayOptions::new(files, Speed::Factor(1.0)),
+    )
+    .unwrap();
+    let url = format!("{}/stream?streams=aaausdt@trade", s.url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let first = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => break t.to_string(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no frame: {other:?}"),
+        }
+    };
+    assert!(
+        first.contains("\"t\":1,"),
+        "AAA's first trade comes first: {first}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(Message::text(
+        r#"{"method":"SUBSCRIBE","params":["bbbusdt@trade"],"id":1}"#,
+    ))
+    .await
+    .unwrap();
+    let asked = tokio::time::Instant::now();
+    let first_bbb = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = msg else {
+            panic!("no bbbusdt frame: {msg:?}");
+        };
+        if t.starts_with("{\"stream\":\"bbbusdt@trade\"") {
+            break serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        }
+    };
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "first bbbusdt frame after {waited:?}"
+    );
+    let at_s = (first_bbb["data"]["E"].as_u64().unwrap() - t0_ns / 1_000_000) / 1000;
+    assert!(at_s < 5, "bbbusdt starts {at_s} s into the capture");
+}
+
 /// A client that subscribes to an instrument's diff-depth stream late (here: after a while
 /// of its trades only) gets a REST snapshot its first diff follows on from: the server's
 /// book moved on with the diffs it read and did not send.

@@ -266,18 +266,30 @@ impl CaptureMerge {
 
     /// The next line and the index of its group.
     pub fn next_entry(&mut self) -> Result<Option<(usize, CaptureLine)>, CaptureError> {
-        if let Some(i) = self.taken.take() {
-            if std::mem::take(&mut self.closed_early[i]) {
-                self.readers[i] = Some(self.reopen(i)?);
-            }
-            self.refill(i, 0, &mut |_| ())?;
-        }
+        self.refill_taken()?;
         let Some(Reverse((ns, i))) = self.heap.pop() else {
             return Ok(None);
         };
         self.now_ns = ns;
         self.taken = Some(i);
         Ok(self.pending[i].take().map(|line| (i, line)))
+    }
+
+    /// The local time of the line `next_entry` gives next, without taking it.
+    pub fn peek_ns(&mut self) -> Result<Option<u64>, CaptureError> {
+        self.refill_taken()?;
+        Ok(self.heap.peek().map(|Reverse((ns, _))| *ns))
+    }
+
+    /// Queue the next line of the group whose line was taken last (unless it was parked).
+    fn refill_taken(&mut self) -> Result<(), CaptureError> {
+        if let Some(i) = self.taken.take() {
+            if std::mem::take(&mut self.closed_early[i]) {
+                self.readers[i] = Some(self.reopen(i)?);
+            }
+            self.refill(i, 0, &mut |_| ())?;
+        }
+        Ok(())
     }
 
     /// Stop reading the group of the line taken last.

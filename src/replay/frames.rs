@@ -70,6 +70,15 @@ impl Wanted {
     }
 }
 
+/// What a source has next, up to a captured time.
+pub enum Upcoming {
+    Frame(CaptureLine),
+    /// No frame up to that time; the next line is at this captured time.
+    After(u64),
+    /// The capture is read.
+    End,
+}
+
 pub struct FrameSource {
     merge: CaptureMerge,
     index: Arc<RestIndex>,
@@ -140,36 +149,28 @@ impl FrameSource {
 
     /// The next frame (the combined-stream envelope as captured), or `None` at the end.
     pub fn next_frame(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
+        Ok(match self.next_frame_by(u64::MAX)? {
+            Upcoming::Frame(line) => Some(line),
+            Upcoming::After(_) | Upcoming::End => None,
+        })
+    }
+
+    /// The next frame if it is read from the lines up to captured time `horizon_ns`; no
+    /// line after it is taken from the capture, so a subscription change made meanwhile
+    /// filters it, and a stream it adds starts from there.
+    pub fn next_frame_by(&mut self, horizon_ns: u64) -> Result<Upcoming, CaptureError> {
         loop {
             if let Some(line) = self.ready.pop_front() {
-                return Ok(Some(line));
+                return Ok(Upcoming::Frame(line));
             }
-            let version = self.wanted.version();
-            if version != self.parked_under {
-                self.parked_under = version;
-                self.group_wanted.clear();
-                self.stream_wanted.clear();
-                let (depth, wanted, injector) =
-                    (&mut self.depth_notes, &self.wanted, &self.injector);
-                let parked = &mut self.parked_instrument;
-                self.merge.resume_parked_where(
-                    |group| {
-                        let resume = parked
-                            .get(group)
-                            .and_then(Option::as_deref)
-                            .is_none_or(|prefix| serves(wanted, injector, prefix));
-                        if resume {
-                            if let Some(slot) = parked.get_mut(group) {
-                                *slot = None;
-                            }
-                        }
-                        resume
-                    },
-                    |line| note_depth(depth, line),
-                )?;
+            self.follow_subscription()?;
+            match self.merge.peek_ns()? {
+                None => return Ok(Upcoming::End),
+                Some(ns) if ns > horizon_ns => return Ok(Upcoming::After(ns)),
+                Some(_) => {}
             }
             let Some((group, line)) = self.merge.next_entry()? else {
-                return Ok(None);
+                return Ok(Upcoming::End);
             };
             // An instrument nobody here wants is not read on (nor gunzipped) until the
             // subscription changes; one with injected faults counts every trade.
@@ -219,6 +220,40 @@ impl FrameSource {
 }
 
 impl FrameSource {
+    /// Whether the subscription changed since the frames read so far were filtered.
+    pub fn subscription_changed(&self) -> bool {
+        self.wanted.version() != self.parked_under
+    }
+
+    /// After a change of subscription, resume the parked groups it now wants from the
+    /// point the merge has reached, and look each stream up again.
+    fn follow_subscription(&mut self) -> Result<(), CaptureError> {
+        let version = self.wanted.version();
+        if version == self.parked_under {
+            return Ok(());
+        }
+        self.parked_under = version;
+        self.group_wanted.clear();
+        self.stream_wanted.clear();
+        let (depth, wanted, injector) = (&mut self.depth_notes, &self.wanted, &self.injector);
+        let parked = &mut self.parked_instrument;
+        self.merge.resume_parked_where(
+            |group| {
+                let resume = parked
+                    .get(group)
+                    .and_then(Option::as_deref)
+                    .is_none_or(|prefix| serves(wanted, injector, prefix));
+                if resume {
+                    if let Some(slot) = parked.get_mut(group) {
+                        *slot = None;
+                    }
+                }
+                resume
+            },
+            |line| note_depth(depth, line),
+        )
+    }
+
     /// Apply the depth diffs noted from now on (this source's and `note_sent_depth`'s) on
     /// a thread of `scope`, in the same order.
     pub fn depth_on_a_thread<'scope>(&mut self, scope: &'scope Scope<'scope, '_>) {

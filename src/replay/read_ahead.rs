@@ -1,10 +1,12 @@
 //! A connection's reader thread: reads its frames ahead of the sender, off the async
 //! runtime (file I/O and gunzip), and hands them over in batches through a bounded channel.
 //!
-//! At a paced speed it reads no further than [`PACED_LEAD`] ahead of the frames' due time.
-//! A subscription change filters the lines read after it, so a stream subscribed on an
-//! open connection starts within that lead, as on Binance, not after every frame already
-//! read ahead (at 256 lines a batch, that was over a minute of a quiet capture).
+//! At a paced speed it takes no line from the capture before the line is due within
+//! [`PACED_LEAD`]: it looks at the next line's time first and waits. A subscription change
+//! filters the lines taken after it, and a stream it adds is read from the point the
+//! capture has been taken to, so on an open connection the stream starts within the lead,
+//! as on Binance, not after the frames already read ahead (256 lines a batch were over a
+//! minute of a quiet capture), and frames due together still come in one batch.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,17 +16,20 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::frames::FrameSource;
+use super::frames::{FrameSource, Upcoming};
 use super::server::Speed;
 
 /// Lines a connection's reader hands over at once ...
 const BATCH_LINES: usize = 256;
 /// ... and batches read ahead.
 const BATCHES_AHEAD: usize = 4;
-/// How far ahead of their due time a paced connection reads its frames.
+/// How long before its due time a paced connection takes a line from the capture.
 const PACED_LEAD: Duration = Duration::from_millis(100);
-/// The longest the reader sleeps before checking that its connection is still open.
-const LONGEST_NAP: Duration = Duration::from_millis(250);
+/// The longest the reader waits before checking that its connection is still open and
+/// its subscription the same.
+const LONGEST_NAP: Duration = Duration::from_millis(50);
+/// Captured time is paced no further out than this (about 31 years).
+const LONGEST_WAIT_S: f64 = 1e9;
 
 /// When captured time falls due on a connection: captured time passes `factor` times
 /// faster than real time from `started` on; at maximum speed every frame is due at once.
@@ -53,7 +58,16 @@ impl Pace {
     /// `None` at maximum speed (always due).
     pub(super) fn due(&self, ns: u64, first_ns: u64) -> Option<Instant> {
         self.factor.map(|f| {
-            self.started + Duration::from_secs_f64(ns.saturating_sub(first_ns) as f64 / 1e9 / f)
+            let s = ns.saturating_sub(first_ns) as f64 / 1e9 / f;
+            self.started + Duration::from_secs_f64(s.clamp(0.0, LONGEST_WAIT_S))
+        })
+    }
+
+    /// The latest captured time due by `at`; `None` at maximum speed (no limit).
+    fn due_by(&self, at: Instant, first_ns: u64) -> Option<u64> {
+        self.factor.map(|f| {
+            let ns = at.saturating_duration_since(self.started).as_secs_f64() * f * 1e9;
+            first_ns.saturating_add(ns as u64)
         })
     }
 }
@@ -64,31 +78,69 @@ pub(super) fn spawn(mut frames: FrameSource, pace: Pace) -> mpsc::Receiver<Batch
     let (tx, rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     std::thread::spawn(move || {
         let mut first_ns = None;
+        let mut room = Room::default();
         loop {
-            let mut due = |ns: u64| pace.due(ns, *first_ns.get_or_insert(ns));
-            let (batch, done) = Batch::read(&mut frames, |ns| {
-                due(ns).is_some_and(|d| d > Instant::now() + PACED_LEAD)
-            });
-            let last_due = batch.lines.back().and_then(|line| due(line.local_ns));
-            if (!batch.lines.is_empty() && tx.blocking_send(batch).is_err()) || done {
+            let (batch, then) = Batch::read(&mut frames, &pace, &mut first_ns, room);
+            room = Room::after(&batch);
+            if !batch.lines.is_empty() && tx.blocking_send(batch).is_err() {
                 return;
             }
-            // The next line is read once the last one read falls due within the lead.
-            if let Some(until) = last_due.and_then(|d| d.checked_sub(PACED_LEAD)) {
-                loop {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() || tx.is_closed() {
-                        break;
-                    }
-                    std::thread::sleep(left.min(LONGEST_NAP));
+            let next_ns = match then {
+                Then::Done => return,
+                Then::ReadOn => continue,
+                Then::WaitFor(ns) => ns,
+            };
+            let until = first_ns
+                .and_then(|t0| pace.due(next_ns, t0))
+                .and_then(|due| due.checked_sub(PACED_LEAD));
+            while let Some(left) = until.map(|u| u.saturating_duration_since(Instant::now())) {
+                if left.is_zero() || tx.is_closed() || frames.subscription_changed() {
+                    break;
                 }
-                if tx.is_closed() {
-                    return;
-                }
+                std::thread::sleep(left.min(LONGEST_NAP));
+            }
+            if tx.is_closed() {
+                return;
             }
         }
     });
     rx
+}
+
+/// What the reader does after a batch.
+enum Then {
+    /// Read the next one.
+    ReadOn,
+    /// Wait until the line at this captured time is due within the lead.
+    WaitFor(u64),
+    /// The capture is read (or unreadable).
+    Done,
+}
+
+/// The room a batch starts with: about what the last one used.
+#[derive(Clone, Copy)]
+struct Room {
+    text_bytes: usize,
+    lines: usize,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self {
+            text_bytes: BATCH_LINES * 200,
+            lines: BATCH_LINES,
+        }
+    }
+}
+
+impl Room {
+    fn after(batch: &Batch) -> Self {
+        let text = batch.text.as_str().len();
+        Self {
+            text_bytes: (text + text / 4).clamp(1 << 10, BATCH_LINES * 200),
+            lines: (batch.lines.len() * 2).clamp(16, BATCH_LINES),
+        }
+    }
 }
 
 /// Lines read ahead for one connection, filtered under subscription `version`: their text
@@ -108,37 +160,47 @@ pub(super) struct BatchLine {
 }
 
 impl Batch {
-    /// Up to `BATCH_LINES` frames of `frames`, ending early after a line whose capture time
-    /// `far_ahead` says is far enough; `true` once they are all read (or unreadable).
+    /// Up to `BATCH_LINES` frames of `frames`, at a paced speed only those due within the
+    /// lead (`first_ns`: the connection's first frame, set by the first batch).
     /// Stamped with the oldest subscription version its lines were filtered under: lines
     /// the source had queued before a change come first.
-    fn read(frames: &mut FrameSource, mut far_ahead: impl FnMut(u64) -> bool) -> (Self, bool) {
+    fn read(
+        frames: &mut FrameSource,
+        pace: &Pace,
+        first_ns: &mut Option<u64>,
+        room: Room,
+    ) -> (Self, Then) {
         let version = frames.filtered_under();
-        let mut text = String::with_capacity(BATCH_LINES * 200);
-        let mut lines = VecDeque::with_capacity(BATCH_LINES);
-        let mut done = false;
+        let lead_until = Instant::now() + PACED_LEAD;
+        let mut text = String::with_capacity(room.text_bytes);
+        let mut lines = VecDeque::with_capacity(room.lines);
+        let mut then = Then::ReadOn;
         while lines.len() < BATCH_LINES {
-            match frames.next_frame() {
-                Ok(Some(line)) => {
+            let horizon = first_ns
+                .and_then(|t0| pace.due_by(lead_until, t0))
+                .unwrap_or(u64::MAX);
+            match frames.next_frame_by(horizon) {
+                Ok(Upcoming::Frame(line)) => {
+                    first_ns.get_or_insert(line.local_ns);
                     let start = text.len();
                     text.push_str(&line.json);
                     lines.push_back(BatchLine {
                         local_ns: line.local_ns,
                         span: start..text.len(),
                     });
-                    let ahead = far_ahead(line.local_ns);
                     frames.recycle(line);
-                    if ahead {
-                        break;
-                    }
                 }
-                Ok(None) => {
-                    done = true;
+                Ok(Upcoming::After(ns)) => {
+                    then = Then::WaitFor(ns);
+                    break;
+                }
+                Ok(Upcoming::End) => {
+                    then = Then::Done;
                     break;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "replay capture read failed");
-                    done = true;
+                    then = Then::Done;
                     break;
                 }
             }
@@ -148,7 +210,7 @@ impl Batch {
             text: text.into(),
             lines,
         };
-        (batch, done)
+        (batch, then)
     }
 
     pub(super) fn json(&self, line: &BatchLine) -> &str {
@@ -220,6 +282,15 @@ mod tests {
             Some(paced.started() + Duration::from_secs(1))
         );
         assert_eq!(paced.due(5, 9), Some(paced.started()));
-        assert_eq!(Pace::new(Speed::Max).due(3_000_000_000, 1), None);
+        assert_eq!(
+            paced.due_by(paced.started() + Duration::from_secs(1), 1_000_000_000),
+            Some(3_000_000_000)
+        );
+        let max = Pace::new(Speed::Max);
+        assert_eq!(max.due(3_000_000_000, 1), None);
+        assert_eq!(max.due_by(max.started(), 1), None);
+        // A speed far below real time paces a far-out frame without overflowing.
+        let slow = Pace::new(Speed::Factor(1e-300));
+        assert!(slow.due(u64::MAX, 0).is_some());
     }
 }
