@@ -292,8 +292,10 @@ impl CaptureMerge {
         Ok(())
     }
 
-    /// Stop reading the group of the line taken last.
+    /// Stop reading the group of the line taken last: call it right after `next_entry`
+    /// gave that line, before anything else reads on (`peek_ns` does).
     pub fn park_last(&mut self) {
+        debug_assert!(self.taken.is_some(), "park_last without a line just taken");
         if let Some(i) = self.taken.take() {
             self.readers[i] = None;
             self.closed_early[i] = false;
@@ -304,23 +306,26 @@ impl CaptureMerge {
     /// Read the parked groups again from the point the merge has reached; the lines they
     /// hold before it go to `skipped`.
     pub fn resume_parked(&mut self, skipped: impl FnMut(&CaptureLine)) -> Result<(), CaptureError> {
-        self.resume_parked_where(|_| true, skipped)
+        self.resume_parked_where(|_| true, 0, skipped)
     }
 
-    /// As [`resume_parked`](Self::resume_parked), for the parked groups `resume` names; the
-    /// others stay parked (and closed).
+    /// As [`resume_parked`](Self::resume_parked), for the parked groups `resume` names (the
+    /// others stay parked and closed), from `from_ns` if the merge has not got that far: a
+    /// reader that has taken nothing for a while may be further on than its last line.
     pub fn resume_parked_where(
         &mut self,
         mut resume: impl FnMut(usize) -> bool,
+        from_ns: u64,
         mut skipped: impl FnMut(&CaptureLine),
     ) -> Result<(), CaptureError> {
         let (now, later): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.parked)
             .into_iter()
             .partition(|&i| resume(i));
         self.parked = later;
+        let from_ns = from_ns.max(self.now_ns);
         for i in now {
             self.readers[i] = Some(self.reopen(i)?);
-            self.refill(i, self.now_ns, &mut skipped)?;
+            self.refill(i, from_ns, &mut skipped)?;
         }
         Ok(())
     }
@@ -515,12 +520,46 @@ mod tests {
         assert_eq!((g, l.local_ns), (2, 6));
         m.park_last();
         let mut passed = Vec::new();
-        m.resume_parked_where(|g| g == 0, |l| passed.push(l.local_ns))
+        m.resume_parked_where(|g| g == 0, 0, |l| passed.push(l.local_ns))
             .unwrap();
         assert_eq!(passed, vec![4]);
         assert_eq!(m.parked, vec![2]);
         rest.extend(all(&mut m));
         assert_eq!(rest, vec![(1, 2), (1, 3), (2, 3), (1, 5), (1, 7), (0, 8)]);
+    }
+
+    /// Peeking reads nothing away: the same time again, then the line `next_entry` gives;
+    /// a parked group's lines are not looked at; a group resumed from a later point than
+    /// the merge's passes what lies before it.
+    #[test]
+    fn peeking_takes_nothing_and_a_resume_can_start_further_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, lines: &[u64]| trade_file(dir.path(), name, lines);
+        let files = [
+            write("aaa_1.txt", &[1, 2, 9]),
+            write("bbb_1.txt", &[1, 3, 5, 7, 8]),
+        ];
+        let mut m = CaptureMerge::open(&group_by_instrument(&files)).unwrap();
+        assert_eq!(m.peek_ns().unwrap(), Some(1));
+        assert_eq!(m.peek_ns().unwrap(), Some(1));
+        let (g, l) = m.next_entry().unwrap().unwrap();
+        assert_eq!((g, l.local_ns), (0, 1));
+        let (g, l) = m.next_entry().unwrap().unwrap();
+        assert_eq!((g, l.local_ns), (1, 1));
+        m.park_last();
+        assert_eq!(m.peek_ns().unwrap(), Some(2));
+        let (g, l) = m.next_entry().unwrap().unwrap();
+        assert_eq!((g, l.local_ns), (0, 2));
+        assert_eq!(m.peek_ns().unwrap(), Some(9), "bbb is parked");
+        let mut passed = Vec::new();
+        m.resume_parked_where(|_| true, 6, |l| passed.push(l.local_ns))
+            .unwrap();
+        assert_eq!(passed, vec![3, 5]);
+        let mut rest = Vec::new();
+        while let Some((g, l)) = m.next_entry().unwrap() {
+            rest.push((g, l.local_ns));
+        }
+        assert_eq!(rest, vec![(1, 7), (1, 8), (0, 9)]);
     }
 
     /// A parked group is closed and, resumed, reopened past what it gave: the lines passed

@@ -98,6 +98,9 @@ pub struct FrameSource {
     /// The instrument of each parked group, so a change of subscription reopens only the
     /// groups it wants.
     parked_instrument: Vec<Option<String>>,
+    /// Where the connection has got to in captured time (`connection_at`); 0 when only
+    /// the lines read say.
+    connection_ns: u64,
 }
 
 /// Whether a subscription wants a stream's frames, and the aggregates its trades complete.
@@ -144,6 +147,7 @@ impl FrameSource {
             group_wanted: Vec::new(),
             stream_wanted: Vec::new(),
             parked_instrument: Vec::new(),
+            connection_ns: 0,
         })
     }
 
@@ -220,6 +224,23 @@ impl FrameSource {
 }
 
 impl FrameSource {
+    /// The capture time of the next frame or of the next line read for one (`None` at the
+    /// end), taking nothing.
+    pub fn peek_ns(&mut self) -> Result<Option<u64>, CaptureError> {
+        if let Some(line) = self.ready.front() {
+            return Ok(Some(line.local_ns));
+        }
+        self.follow_subscription()?;
+        self.merge.peek_ns()
+    }
+
+    /// Where the connection has got to in captured time, when it is further on than the
+    /// last line read (a paced connection whose streams are quiet): a stream subscribed
+    /// from now on starts there, not with the frames of the quiet time.
+    pub fn connection_at(&mut self, ns: u64) {
+        self.connection_ns = ns;
+    }
+
     /// Whether the subscription changed since the frames read so far were filtered.
     pub fn subscription_changed(&self) -> bool {
         self.wanted.version() != self.parked_under
@@ -235,6 +256,12 @@ impl FrameSource {
         self.parked_under = version;
         self.group_wanted.clear();
         self.stream_wanted.clear();
+        // Not past a line of the other streams still to come: a reader behind its time
+        // sends those first, and the subscribed stream from the same point.
+        let from_ns = match self.merge.peek_ns()? {
+            Some(next) => next.min(self.connection_ns),
+            None => self.connection_ns,
+        };
         let (depth, wanted, injector) = (&mut self.depth_notes, &self.wanted, &self.injector);
         let parked = &mut self.parked_instrument;
         self.merge.resume_parked_where(
@@ -250,6 +277,7 @@ impl FrameSource {
                 }
                 resume
             },
+            from_ns,
             |line| note_depth(depth, line),
         )
     }

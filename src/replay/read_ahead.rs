@@ -3,10 +3,12 @@
 //!
 //! At a paced speed it takes no line from the capture before the line is due within
 //! [`PACED_LEAD`]: it looks at the next line's time first and waits. A subscription change
-//! filters the lines taken after it, and a stream it adds is read from the point the
-//! capture has been taken to, so on an open connection the stream starts within the lead,
-//! as on Binance, not after the frames already read ahead (256 lines a batch were over a
-//! minute of a quiet capture), and frames due together still come in one batch.
+//! filters the lines taken after it, and a stream it adds is read from the captured time
+//! the connection has got to, so on an open connection the stream starts at once, as on
+//! Binance. Reading ahead by count instead, six batches of 256 lines were over a minute of
+//! capture at the start of the bundled one, and a quiet stream was read on to its next
+//! frame however far. The lead never splits frames of one captured moment (a batch still
+//! ends at 256 lines).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -59,7 +61,13 @@ impl Pace {
     pub(super) fn due(&self, ns: u64, first_ns: u64) -> Option<Instant> {
         self.factor.map(|f| {
             let s = ns.saturating_sub(first_ns) as f64 / 1e9 / f;
-            self.started + Duration::from_secs_f64(s.clamp(0.0, LONGEST_WAIT_S))
+            // NaN (a factor no parser lets through) waits longest rather than panics.
+            let s = if s.is_nan() {
+                LONGEST_WAIT_S
+            } else {
+                s.clamp(0.0, LONGEST_WAIT_S)
+            };
+            self.started + Duration::from_secs_f64(s)
         })
     }
 
@@ -77,10 +85,23 @@ impl Pace {
 pub(super) fn spawn(mut frames: FrameSource, pace: Pace) -> mpsc::Receiver<Batch> {
     let (tx, rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     std::thread::spawn(move || {
-        let mut first_ns = None;
+        // Captured time is paced from the capture's first line, wanted or not: a stream
+        // whose first frame comes late starts late, and one subscribed before it finds
+        // the connection where it should be.
+        let first_ns = match frames.peek_ns() {
+            Ok(Some(ns)) => ns,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "replay capture read failed");
+                return;
+            }
+        };
         let mut room = Room::default();
         loop {
-            let (batch, then) = Batch::read(&mut frames, &pace, &mut first_ns, room);
+            if let Some(at) = pace.due_by(Instant::now(), first_ns) {
+                frames.connection_at(at);
+            }
+            let (batch, then) = Batch::read(&mut frames, &pace, first_ns, room);
             room = Room::after(&batch);
             if !batch.lines.is_empty() && tx.blocking_send(batch).is_err() {
                 return;
@@ -90,8 +111,8 @@ pub(super) fn spawn(mut frames: FrameSource, pace: Pace) -> mpsc::Receiver<Batch
                 Then::ReadOn => continue,
                 Then::WaitFor(ns) => ns,
             };
-            let until = first_ns
-                .and_then(|t0| pace.due(next_ns, t0))
+            let until = pace
+                .due(next_ns, first_ns)
                 .and_then(|due| due.checked_sub(PACED_LEAD));
             while let Some(left) = until.map(|u| u.saturating_duration_since(Instant::now())) {
                 if left.is_zero() || tx.is_closed() || frames.subscription_changed() {
@@ -149,6 +170,8 @@ impl Room {
 #[derive(Default)]
 pub(super) struct Batch {
     pub(super) version: u64,
+    /// Where the connection's captured time starts (the same in every batch).
+    pub(super) first_ns: u64,
     text: Utf8Bytes,
     pub(super) lines: VecDeque<BatchLine>,
 }
@@ -161,27 +184,20 @@ pub(super) struct BatchLine {
 
 impl Batch {
     /// Up to `BATCH_LINES` frames of `frames`, at a paced speed only those due within the
-    /// lead (`first_ns`: the connection's first frame, set by the first batch).
+    /// lead (`first_ns`: where the connection's captured time starts).
     /// Stamped with the oldest subscription version its lines were filtered under: lines
     /// the source had queued before a change come first.
-    fn read(
-        frames: &mut FrameSource,
-        pace: &Pace,
-        first_ns: &mut Option<u64>,
-        room: Room,
-    ) -> (Self, Then) {
+    fn read(frames: &mut FrameSource, pace: &Pace, first_ns: u64, room: Room) -> (Self, Then) {
         let version = frames.filtered_under();
-        let lead_until = Instant::now() + PACED_LEAD;
+        let horizon = pace
+            .due_by(Instant::now() + PACED_LEAD, first_ns)
+            .unwrap_or(u64::MAX);
         let mut text = String::with_capacity(room.text_bytes);
         let mut lines = VecDeque::with_capacity(room.lines);
         let mut then = Then::ReadOn;
         while lines.len() < BATCH_LINES {
-            let horizon = first_ns
-                .and_then(|t0| pace.due_by(lead_until, t0))
-                .unwrap_or(u64::MAX);
             match frames.next_frame_by(horizon) {
                 Ok(Upcoming::Frame(line)) => {
-                    first_ns.get_or_insert(line.local_ns);
                     let start = text.len();
                     text.push_str(&line.json);
                     lines.push_back(BatchLine {
@@ -207,6 +223,7 @@ impl Batch {
         }
         let batch = Self {
             version,
+            first_ns,
             text: text.into(),
             lines,
         };
@@ -262,6 +279,7 @@ mod tests {
         let envelope = r#"{"stream":"a@trade","data":{"x":1}}"#;
         let batch = Batch {
             version: 0,
+            first_ns: 0,
             text: format!("{envelope}{envelope}").into(),
             lines: VecDeque::new(),
         };

@@ -506,9 +506,7 @@ where
             }
             batch = rx.recv(), if pending.lines.is_empty() && !capture_done => match batch {
                 Some(b) => {
-                    if let Some(line) = b.lines.front() {
-                        first_ns.get_or_insert(line.local_ns);
-                    }
+                    first_ns.get_or_insert(b.first_ns);
                     pending = b;
                 }
                 None => {
