@@ -5,8 +5,9 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::Scope;
+use std::time::Instant;
 
 use super::depth_notes::DepthNotes;
 use super::faults::{agg_frame, skipped, DepthDropper, Injector};
@@ -24,6 +25,9 @@ struct WantedStreams {
     streams: RwLock<HashSet<String>>,
     /// Counts changes, so a reader notices one without comparing sets.
     version: AtomicU64,
+    /// When the first change the reader has not followed yet was made: a stream it adds
+    /// starts from the captured time the connection was at then.
+    unfollowed_since: Mutex<Option<Instant>>,
 }
 
 impl Wanted {
@@ -31,6 +35,7 @@ impl Wanted {
         Self(Arc::new(WantedStreams {
             streams: RwLock::new(streams),
             version: AtomicU64::new(0),
+            unfollowed_since: Mutex::new(None),
         }))
     }
 
@@ -64,9 +69,23 @@ impl Wanted {
 
     /// Apply `change` to the set.
     pub fn update<T>(&self, change: impl FnOnce(&mut HashSet<String>) -> T) -> Option<T> {
+        if let Ok(mut since) = self.0.unfollowed_since.lock() {
+            since.get_or_insert_with(Instant::now);
+        }
         let out = self.0.streams.write().ok().map(|mut s| change(&mut s));
         self.0.version.fetch_add(1, Ordering::AcqRel);
         out
+    }
+
+    /// When the first change not followed yet was made.
+    fn unfollowed_since(&self) -> Option<Instant> {
+        self.0.unfollowed_since.lock().ok().and_then(|since| *since)
+    }
+
+    fn followed(&self) {
+        if let Ok(mut since) = self.0.unfollowed_since.lock() {
+            *since = None;
+        }
     }
 }
 
@@ -161,7 +180,7 @@ impl FrameSource {
 
     /// The next frame if it is read from the lines up to captured time `horizon_ns`; no
     /// line after it is taken from the capture, so a subscription change made meanwhile
-    /// filters it, and a stream it adds starts from there.
+    /// filters it.
     pub fn next_frame_by(&mut self, horizon_ns: u64) -> Result<Upcoming, CaptureError> {
         loop {
             if let Some(line) = self.ready.pop_front() {
@@ -241,19 +260,27 @@ impl FrameSource {
         self.connection_ns = ns;
     }
 
+    /// When the subscription was first changed since the frames read so far were
+    /// filtered (`None`: it was not).
+    pub fn subscription_changed_at(&self) -> Option<Instant> {
+        self.wanted.unfollowed_since()
+    }
+
     /// Whether the subscription changed since the frames read so far were filtered.
     pub fn subscription_changed(&self) -> bool {
         self.wanted.version() != self.parked_under
     }
 
     /// After a change of subscription, resume the parked groups it now wants from the
-    /// point the merge has reached, and look each stream up again.
+    /// earlier of the connection's captured time (`connection_at`) and the next line of
+    /// the others, never before the point the merge has reached; look each stream up again.
     fn follow_subscription(&mut self) -> Result<(), CaptureError> {
         let version = self.wanted.version();
         if version == self.parked_under {
             return Ok(());
         }
         self.parked_under = version;
+        self.wanted.followed();
         self.group_wanted.clear();
         self.stream_wanted.clear();
         // Not past a line of the other streams still to come: a reader behind its time

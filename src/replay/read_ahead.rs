@@ -56,8 +56,8 @@ impl Pace {
         self.started
     }
 
-    /// When captured time `ns` falls due, the connection's first frame being at `first_ns`;
-    /// `None` at maximum speed (always due).
+    /// When captured time `ns` falls due, the connection's captured time starting at
+    /// `first_ns` (the capture's first line); `None` at maximum speed (always due).
     pub(super) fn due(&self, ns: u64, first_ns: u64) -> Option<Instant> {
         self.factor.map(|f| {
             let s = ns.saturating_sub(first_ns) as f64 / 1e9 / f;
@@ -98,8 +98,12 @@ pub(super) fn spawn(mut frames: FrameSource, pace: Pace) -> mpsc::Receiver<Batch
         };
         let mut room = Room::default();
         loop {
-            if let Some(at) = pace.due_by(Instant::now(), first_ns) {
-                frames.connection_at(at);
+            // Where the connection was when its subscription changed, if it did: the
+            // reader may have noticed only at the end of a nap.
+            let now = Instant::now();
+            let at = frames.subscription_changed_at().map_or(now, |t| t.min(now));
+            if let Some(ns) = pace.due_by(at, first_ns) {
+                frames.connection_at(ns);
             }
             let (batch, then) = Batch::read(&mut frames, &pace, first_ns, room);
             room = Room::after(&batch);

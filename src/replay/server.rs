@@ -34,6 +34,8 @@ pub enum ReplayError {
     Capture(#[from] crate::market::capture::CaptureError),
     #[error("no capture files given")]
     NoFiles,
+    #[error("speed factor must be finite and above 0, got {0}")]
+    Speed(f64),
     #[error("replay server thread: {0}")]
     Thread(String),
 }
@@ -45,6 +47,16 @@ pub enum Speed {
     Max,
     /// `1.0` is real time, `10.0` ten times faster.
     Factor(f64),
+}
+
+impl Speed {
+    /// A factor no pace can follow (not finite, or not above 0); `FromStr` refuses them.
+    fn bad_factor(self) -> Option<f64> {
+        match self {
+            Self::Factor(f) if !(f.is_finite() && f > 0.0) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for Speed {
@@ -174,6 +186,9 @@ pub fn spawn_in_thread(
     if opts.files.is_empty() {
         return Err(ReplayError::NoFiles);
     }
+    if let Some(f) = opts.speed.bad_factor() {
+        return Err(ReplayError::Speed(f));
+    }
     let std_listener = std::net::TcpListener::bind(bind)
         .map_err(|source| ReplayError::Bind { addr: bind, source })?;
     std_listener
@@ -224,6 +239,10 @@ pub fn spawn_in_thread(
 
 /// Accept clients forever; each gets its own pass over the capture.
 pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
+    if let Some(f) = opts.speed.bad_factor() {
+        tracing::error!(error = %ReplayError::Speed(f), "replay server not started");
+        return;
+    }
     let (history, streamed) = (opts.history.clone(), opts.files.clone());
     let rest = match tokio::task::spawn_blocking(move || RestIndex::build(&history, &streamed))
         .await
@@ -585,5 +604,9 @@ mod tests {
         assert_eq!("1".parse::<Speed>().unwrap(), Speed::Factor(1.0));
         assert!("0".parse::<Speed>().is_err());
         assert!("fast".parse::<Speed>().is_err());
+        assert_eq!(Speed::Factor(-1.0).bad_factor(), Some(-1.0));
+        assert!(Speed::Factor(f64::NAN).bad_factor().is_some());
+        assert_eq!(Speed::Factor(0.5).bad_factor(), None);
+        assert_eq!(Speed::Max.bad_factor(), None);
     }
 }
