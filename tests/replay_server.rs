@@ -489,12 +489,37 @@ async fn subscriptions_change_on_an_open_connection_as_binance_answers_them() {
     assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
 }
 
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Subscribe `stream` on the open connection `ws`: when the request went, and the `data`
+/// of the stream's first frame.
+async fn subscribe_and_await_first(
+    ws: &mut Client,
+    stream: &str,
+) -> (tokio::time::Instant, serde_json::Value) {
+    use futures_util::SinkExt;
+    let request = format!(r#"{{"method":"SUBSCRIBE","params":["{stream}"],"id":1}}"#);
+    ws.send(Message::text(request)).await.unwrap();
+    let asked = tokio::time::Instant::now();
+    let envelope = format!("{{\"stream\":\"{stream}\"");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = msg else {
+            panic!("no {stream} frame: {msg:?}");
+        };
+        if t.starts_with(&envelope) {
+            let frame: serde_json::Value = serde_json::from_str(&t).unwrap();
+            return (asked, frame["data"].clone());
+        }
+    }
+}
+
 /// A stream subscribed on an open, paced connection starts from where the connection has
 /// got to, at once: not after the frames of its other streams the server has read ahead
 /// (at the start of the bundled capture, 1 500 Bitcoin trades span over a minute).
 #[tokio::test]
 async fn a_stream_subscribed_on_a_paced_connection_starts_where_it_has_got_to() {
-    use futures_util::SinkExt;
     let s = server(Speed::Factor(2.0), 20_000, 60_000);
     let url = format!("{}/stream?streams=btcusdt@trade", s.url());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -511,21 +536,8 @@ async fn a_stream_subscribed_on_a_paced_connection_starts_where_it_has_got_to() 
         }
     }
     let last_btc_ms = last_btc_ms.expect("Bitcoin trades in the first two seconds");
-    ws.send(Message::text(
-        r#"{"method":"SUBSCRIBE","params":["ethusdt@trade"],"id":1}"#,
-    ))
-    .await
-    .unwrap();
-    let asked = tokio::time::Instant::now();
-    let first_eth_ms = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-        let Ok(Some(Ok(Message::Text(t)))) = msg else {
-            panic!("no ethusdt frame: {msg:?}");
-        };
-        if t.starts_with("{\"stream\":\"ethusdt@trade\"") {
-            break event_ms(&t);
-        }
-    };
+    let (asked, eth) = subscribe_and_await_first(&mut ws, "ethusdt@trade").await;
+    let first_eth_ms = eth["E"].as_i64().unwrap();
     let waited = asked.elapsed();
     assert!(
         waited < Duration::from_secs(5),
@@ -544,7 +556,6 @@ async fn a_stream_subscribed_on_a_paced_connection_starts_where_it_has_got_to() 
 /// BBB trades of the quiet time before the request.
 #[tokio::test]
 async fn a_stream_subscribed_during_a_quiet_gap_starts_at_once_where_the_connection_is() {
-    use futures_util::SinkExt;
     use std::io::Write;
     let tmp = tempfile::tempdir().unwrap();
     let t0_ns: u64 = 1_723_161_253_000_000_000;
@@ -593,21 +604,7 @@ async fn a_stream_subscribed_during_a_quiet_gap_starts_at_once_where_the_connect
         "AAA's first trade comes first: {first}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ws.send(Message::text(
-        r#"{"method":"SUBSCRIBE","params":["bbbusdt@trade"],"id":1}"#,
-    ))
-    .await
-    .unwrap();
-    let asked = tokio::time::Instant::now();
-    let first_bbb = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-        let Ok(Some(Ok(Message::Text(t)))) = msg else {
-            panic!("no bbbusdt frame: {msg:?}");
-        };
-        if t.starts_with("{\"stream\":\"bbbusdt@trade\"") {
-            break serde_json::from_str::<serde_json::Value>(&t).unwrap();
-        }
-    };
+    let (asked, first_bbb) = subscribe_and_await_first(&mut ws, "bbbusdt@trade").await;
     let got = tokio::time::Instant::now();
     let waited = got - asked;
     assert!(
@@ -616,7 +613,7 @@ async fn a_stream_subscribed_during_a_quiet_gap_starts_at_once_where_the_connect
     );
     // In captured ms: the connection was at least this far on when asked, at most this far
     // when the frame came (one BBB trade of leeway either side).
-    let at_ms = first_bbb["data"]["E"].as_u64().unwrap() - t0_ns / 1_000_000;
+    let at_ms = first_bbb["E"].as_u64().unwrap() - t0_ns / 1_000_000;
     let earliest = (asked - first_seen).as_millis() as u64 * 100;
     let latest = (got - connecting).as_millis() as u64 * 100;
     assert!(
