@@ -183,14 +183,14 @@ impl FrameSource {
     /// filters it.
     pub fn next_frame_by(&mut self, horizon_ns: u64) -> Result<Upcoming, CaptureError> {
         loop {
-            if let Some(line) = self.ready.pop_front() {
-                return Ok(Upcoming::Frame(line));
-            }
-            self.follow_subscription()?;
-            match self.merge.peek_ns()? {
+            // Frames built from a line already taken are never beyond the horizon.
+            match self.peek_ns()? {
                 None => return Ok(Upcoming::End),
                 Some(ns) if ns > horizon_ns => return Ok(Upcoming::After(ns)),
                 Some(_) => {}
+            }
+            if let Some(line) = self.ready.pop_front() {
+                return Ok(Upcoming::Frame(line));
             }
             let Some((group, line)) = self.merge.next_entry()? else {
                 return Ok(Upcoming::End);

@@ -475,18 +475,18 @@ where
     ping.tick().await;
     let mut last_pong = Instant::now();
     let mut ping_seq: u64 = 0;
-    let mut first_ns: Option<u64> = None;
     let mut pending = Batch::default();
     let mut capture_done = false;
     // Binance closes a connection that sends more than 5 messages in a second.
     let (mut rate_second, mut rate_count) = (0u64, 0u32);
+    // Every batch carries where the connection's captured time starts.
     let due_at = |ns: u64, first: u64| pace.due(ns, first).map(Instant::from_std);
 
     loop {
-        let due = match (pending.lines.front(), first_ns) {
-            (Some(line), Some(t0)) => due_at(line.local_ns, t0),
-            _ => None,
-        };
+        let due = pending
+            .lines
+            .front()
+            .and_then(|line| due_at(line.local_ns, pending.first_ns));
         tokio::select! {
             biased;
             msg = client_messages.recv() => {
@@ -524,10 +524,7 @@ where
                 sink.send(Message::Ping(ping_seq.to_be_bytes().to_vec().into())).await?;
             }
             batch = rx.recv(), if pending.lines.is_empty() && !capture_done => match batch {
-                Some(b) => {
-                    first_ns.get_or_insert(b.first_ns);
-                    pending = b;
-                }
+                Some(b) => pending = b,
                 None => {
                     capture_done = true;
                     sink.flush().await?;
@@ -542,8 +539,8 @@ where
                 // An UNSUBSCRIBE takes effect at once, not after the lines read ahead.
                 let changed = wanted.version() != pending.version;
                 while let Some(line) = pending.lines.front() {
-                    if let (Some(now), Some(t0)) = (now, first_ns) {
-                        if due_at(line.local_ns, t0).is_some_and(|d| d > now) {
+                    if let Some(now) = now {
+                        if due_at(line.local_ns, pending.first_ns).is_some_and(|d| d > now) {
                             break;
                         }
                     }
