@@ -270,3 +270,37 @@ fn synthetic_passes_follow_on_without_resyncs_or_gaps() {
     assert!(summary.contains(", 0 trade-ID gaps"), "{summary}");
     assert!(summary.contains("rejected {}"), "{summary}");
 }
+
+/// `synth` shares its symbols out over threads: the files and the configuration it writes
+/// are the same byte for byte whatever the number of threads.
+#[test]
+fn synthetic_captures_do_not_depend_on_how_many_threads_derive_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let derive = |jobs: &str| {
+        let out = tmp.path().join(format!("jobs{jobs}"));
+        let o = Command::new(BIN)
+            .args([
+                "synth",
+                "--symbols",
+                "3",
+                "--passes",
+                "2",
+                "--jobs",
+                jobs,
+                "--out",
+            ])
+            .arg(&out)
+            .current_dir(common::repo())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let (one, three) = (derive("1"), derive("3"));
+    let (a, b) = (files_under(&one), files_under(&three));
+    assert_eq!(a.len(), 7, "{:?}", a.keys().collect::<Vec<_>>());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(b[name] == *bytes, "{name} differs");
+    }
+}

@@ -5,6 +5,7 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{bail, Context};
 use bizra_risk::config::Config;
@@ -33,6 +34,9 @@ pub struct SynthArgs {
     /// and IDs to follow on from the one before (a longer replay for memory over time).
     #[arg(long, default_value_t = 1)]
     pub passes: u32,
+    /// Threads deriving symbols at once (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
@@ -42,56 +46,64 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     if !(1..=1_000).contains(&args.passes) {
         bail!("--passes must be in 1..=1000");
     }
+    if args.jobs == Some(0) {
+        bail!("--jobs must be at least 1");
+    }
     let files = expand_capture_paths(&[args.data.clone().unwrap_or_else(default_data_dir)])?;
     let defaults = Config::embedded()?;
     let sources: Vec<String> = defaults.symbols();
     let source_refs: Vec<&str> = sources.iter().map(String::as_str).collect();
     let data_dir = args.out.join("data");
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    let mut instruments = String::new();
-    for k in 0..args.symbols {
-        let symbol = SyntheticSymbol::nth(k, &source_refs);
-        let source_lower = symbol.source.to_lowercase();
-        let inst = defaults
-            .instruments
-            .iter()
-            .find(|i| i.symbol == symbol.source)
-            .with_context(|| format!("no instrument {} in the defaults", symbol.source))?;
-        instruments.push_str(&format!(
-            "[[instruments]]\nsymbol = \"{}\"\nposition_qty = {:?}\nvar_limit_usd = {:.4}\nlimit_cap_usd = {:.4}\n\n",
-            symbol.name,
-            inst.position_qty,
-            inst.var_limit_usd * symbol.price_scale,
-            inst.limit_cap_usd * symbol.price_scale
-        ));
-        // One derivation per source file, in day order, so the noise runs on across days.
-        let mut deriver = Deriver::new(symbol.clone());
-        let mut book = (args.passes > 1).then(|| PassBook::new(&symbol.name));
-        let mut sources: Vec<&PathBuf> = files
-            .iter()
-            .filter(|f| file_instrument(f) == source_lower)
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .clamp(1, args.symbols);
+    let job = SymbolJob {
+        files: &files,
+        defaults: &defaults,
+        sources: &source_refs,
+        data_dir: &data_dir,
+        passes: args.passes,
+    };
+    // Each symbol is derived on its own (its noise, IDs and book are its own), so the
+    // symbols are shared out over threads; the output does not depend on how.
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let sections = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<(usize, String)>> {
+                    let mut done = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= args.symbols {
+                            break;
+                        }
+                        match job.derive(k) {
+                            Ok(section) => done.push((k, section)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(done)
+                })
+            })
             .collect();
-        sources.sort();
-        let last_day = sources.len().saturating_sub(1);
-        for (day, source) in sources.into_iter().enumerate() {
-            let name = file_name(source).replacen(&source_lower, &symbol.name.to_lowercase(), 1);
-            let name = name
-                .trim_end_matches(".txt")
-                .trim_end_matches(".gz")
-                .to_string()
-                + ".gz";
-            let passes = if day == last_day { args.passes } else { 1 };
-            let target = data_dir.join(name);
-            write_derived(
-                source,
-                &target,
-                &mut deriver,
-                passes,
-                book.as_mut(),
-                day == last_day,
-            )?;
+        let mut sections = Vec::with_capacity(args.symbols);
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => sections.extend(done?),
+                Err(_) => bail!("a synth thread panicked"),
+            }
         }
-    }
+        Ok(sections)
+    })?;
+    let mut sections = sections;
+    sections.sort_by_key(|(k, _)| *k);
+    let instruments: String = sections.into_iter().map(|(_, s)| s).collect();
     let portfolio = defaults.portfolio.var_limit_usd * args.symbols as f64 / sources.len() as f64;
     let config = format!(
         "# {n} synthetic instruments derived from {src} (bizra-risk synth).\n\
@@ -111,6 +123,66 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         config_path.display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What deriving one synthetic symbol needs: the captures, the defaults its instrument is
+/// copied from, and where its files go.
+struct SymbolJob<'a> {
+    files: &'a [PathBuf],
+    defaults: &'a Config,
+    sources: &'a [&'a str],
+    data_dir: &'a Path,
+    passes: u32,
+}
+
+impl SymbolJob<'_> {
+    /// Writes symbol `k`'s capture files; returns its `[[instruments]]` section.
+    fn derive(&self, k: usize) -> anyhow::Result<String> {
+        let symbol = SyntheticSymbol::nth(k, self.sources);
+        let source_lower = symbol.source.to_lowercase();
+        let inst = self
+            .defaults
+            .instruments
+            .iter()
+            .find(|i| i.symbol == symbol.source)
+            .with_context(|| format!("no instrument {} in the defaults", symbol.source))?;
+        let section = format!(
+            "[[instruments]]\nsymbol = \"{}\"\nposition_qty = {:?}\nvar_limit_usd = {:.4}\nlimit_cap_usd = {:.4}\n\n",
+            symbol.name,
+            inst.position_qty,
+            inst.var_limit_usd * symbol.price_scale,
+            inst.limit_cap_usd * symbol.price_scale
+        );
+        // One derivation per source file, in day order, so the noise runs on across days.
+        let mut deriver = Deriver::new(symbol.clone());
+        let mut book = (self.passes > 1).then(|| PassBook::new(&symbol.name));
+        let mut sources: Vec<&PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| file_instrument(f) == source_lower)
+            .collect();
+        sources.sort();
+        let last_day = sources.len().saturating_sub(1);
+        for (day, source) in sources.into_iter().enumerate() {
+            let name = file_name(source).replacen(&source_lower, &symbol.name.to_lowercase(), 1);
+            let name = name
+                .trim_end_matches(".txt")
+                .trim_end_matches(".gz")
+                .to_string()
+                + ".gz";
+            let passes = if day == last_day { self.passes } else { 1 };
+            let target = self.data_dir.join(name);
+            write_derived(
+                source,
+                &target,
+                &mut deriver,
+                passes,
+                book.as_mut(),
+                day == last_day,
+            )?;
+        }
+        Ok(section)
+    }
 }
 
 fn file_name(p: &Path) -> String {
