@@ -21,8 +21,7 @@ pub use crate::trail::{record_files, RecordFile};
 /// Feed every record file of `paths` to `v`.
 pub fn push_paths(v: &mut Verifier, paths: &[PathBuf]) -> std::io::Result<()> {
     for f in record_files(paths)? {
-        let bytes = std::fs::read(&f.path)?;
-        f.push_to(v, &bytes);
+        f.push_file(v)?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! sequence, key rotations and Merkle checkpoints.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::BufRead;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Serialize;
@@ -811,33 +812,57 @@ impl Verifier {
     /// Like [`Self::push_stream`], for a file whose records must all name `chain` (a trail
     /// directory's `<chain>.jsonl` or `<chain>.checkpoints.jsonl`).
     pub fn push_chain_stream(&mut self, name: &str, chain: &str, bytes: &[u8]) {
-        self.flush_batch();
-        self.expected_chain = Some(chain.to_string());
-        self.push_stream(name, bytes);
-        self.expected_chain = None;
+        // Reading from memory cannot fail.
+        let _ = self.push_chain_reader(name, chain, bytes);
     }
 
     /// Check a whole byte stream of newline-terminated records.
     pub fn push_stream(&mut self, name: &str, bytes: &[u8]) {
+        // Reading from memory cannot fail.
+        let _ = self.push_reader(name, bytes);
+    }
+
+    /// As [`Self::push_chain_stream`], reading the records one line at a time.
+    pub fn push_chain_reader(
+        &mut self,
+        name: &str,
+        chain: &str,
+        reader: impl BufRead,
+    ) -> std::io::Result<()> {
+        self.flush_batch();
+        self.expected_chain = Some(chain.to_string());
+        let read = self.push_reader(name, reader);
+        self.expected_chain = None;
+        read
+    }
+
+    /// Check newline-terminated records read one line at a time, so that a trail file of
+    /// any length is verified in the memory of its longest record. A last line without its
+    /// newline is a truncated record.
+    pub fn push_reader(&mut self, name: &str, mut reader: impl BufRead) -> std::io::Result<()> {
+        let mut line = Vec::new();
         let mut line_no = 0usize;
-        let mut rest = bytes;
-        while !rest.is_empty() {
+        let read = loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
             line_no += 1;
             let position = format!("{name}:{line_no}");
-            match rest.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    self.push(&position, &rest[..i]);
-                    rest = &rest[i + 1..];
-                }
-                None => {
-                    self.flush_batch();
-                    self.records += 1;
-                    self.truncated(&position, rest.len());
-                    break;
-                }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                self.push(&position, &line);
+            } else {
+                self.flush_batch();
+                self.records += 1;
+                self.truncated(&position, line.len());
+                break Ok(());
             }
-        }
+        };
         self.flush_batch();
+        read
     }
 
     /// Each chain's checkpoints, in order, must link to one another and never overlap.
@@ -1300,5 +1325,30 @@ mod tests {
             &[events[0].clone(), b"\n".to_vec()].concat(),
         );
         assert_eq!(reasons(&v.finish()), [(FailureReason::WrongChain, Some(0))]);
+    }
+
+    #[test]
+    fn records_read_a_line_at_a_time_verify_as_the_whole_stream() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let vk = [key.verifying_key()];
+        let (events, cps) = trail(&key, 4, 10);
+        let mut bytes: Vec<u8> = cps
+            .iter()
+            .chain(&events)
+            .flat_map(|l| [l.as_slice(), b"\n"].concat())
+            .collect();
+        // A last record cut short, as a crash mid-write leaves it.
+        bytes.extend_from_slice(&events[0][..40]);
+        let mut whole = Verifier::new(&vk);
+        whole.push_stream("t", &bytes);
+        let whole = whole.finish();
+        assert_eq!(whole.chains["e.BTC"].checkpoints_verified, 3);
+        assert_eq!(whole.failures.len(), 1);
+        // A reader buffer smaller than a record: every line is split across reads.
+        let mut lines = Verifier::new(&vk);
+        lines
+            .push_reader("t", std::io::BufReader::with_capacity(7, bytes.as_slice()))
+            .unwrap();
+        assert_eq!(lines.finish(), whole);
     }
 }

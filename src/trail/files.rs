@@ -17,13 +17,31 @@ pub struct RecordFile {
 impl RecordFile {
     /// Feed this file's bytes to `v`.
     pub fn push_to(&self, v: &mut Verifier, bytes: &[u8]) {
+        // Reading from memory cannot fail.
+        let _ = self.push_from(v, bytes);
+    }
+
+    /// Feed this file to `v`, read from disk a line at a time (bounded memory whatever
+    /// the file's length).
+    pub fn push_file(&self, v: &mut Verifier) -> std::io::Result<()> {
+        let file = std::fs::File::open(&self.path)?;
+        self.push_from(
+            v,
+            std::io::BufReader::with_capacity(READ_BUFFER_BYTES, file),
+        )
+    }
+
+    fn push_from(&self, v: &mut Verifier, reader: impl std::io::BufRead) -> std::io::Result<()> {
         let name = self.path.display().to_string();
         match &self.chain {
-            Some(chain) => v.push_chain_stream(&name, chain, bytes),
-            None => v.push_stream(&name, bytes),
+            Some(chain) => v.push_chain_reader(&name, chain, reader),
+            None => v.push_reader(&name, reader),
         }
     }
 }
+
+/// Read size for a trail file being verified.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The `*.jsonl` files of `paths` (directories expanded), checkpoint files first so that
 /// the verifier knows them before it meets their events.
