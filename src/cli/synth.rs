@@ -70,7 +70,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
     // symbols are shared out over threads; the output does not depend on how.
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let sections = std::thread::scope(|scope| {
+    let mut sections = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<Vec<(usize, String)>> {
@@ -101,7 +101,6 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(sections)
     })?;
-    let mut sections = sections;
     sections.sort_by_key(|(k, _)| *k);
     let instruments: String = sections.into_iter().map(|(_, s)| s).collect();
     let portfolio = defaults.portfolio.var_limit_usd * args.symbols as f64 / sources.len() as f64;
