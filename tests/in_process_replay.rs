@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bizra_risk::replay::{in_process, spawn_in_thread, Inject, ReplayOptions, SkipTrades, Speed};
+use bizra_risk::replay::{
+    in_process, spawn_in_thread, DropDepth, Inject, ReplayOptions, SkipTrades, Speed,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bizra-risk");
 
@@ -150,6 +152,39 @@ fn faults_and_rest_backfill_give_the_same_bytes_in_process() {
     assert_same(
         &dir("sockets").join("events"),
         &dir("in-process").join("events"),
+    );
+}
+
+/// Diffs left out of the depth stream make the engine resynchronise its books mid-run. In
+/// process the server's books take the streamed diffs only when a snapshot is asked for, by
+/// reading the capture again: each snapshot must hold every diff streamed before it, so
+/// each resync bridges at its first snapshot (a stale one would be asked for again), every
+/// book ends in step, and a second run writes the same bytes.
+#[test]
+fn books_resynchronised_mid_run_in_process_bridge_at_their_first_snapshot() {
+    let files = common::capture_files_of_day("20240808");
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = common::new_key(key_dir.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let mut opts = ReplayOptions::new(files.clone(), Speed::Max);
+        opts.drop_depth = ["BTCUSDT:700", "ETHUSDT:400", "BTCUSDT:1200", "ETHUSDT:2500"]
+            .iter()
+            .map(|s| s.parse::<DropDepth>().unwrap())
+            .collect();
+        let config = common::test_config("ws://unused.invalid", &tmp.path().join(name), &key);
+        in_process::run(config, &opts).unwrap().0.ingest
+    };
+    let ingest = run("first");
+    assert!(ingest.depth_gaps >= 3, "{ingest:?}");
+    assert_eq!(ingest.depth_snapshots, 2 + ingest.depth_gaps, "{ingest:?}");
+    assert_eq!(ingest.depth_snapshot_failures, 0, "{ingest:?}");
+    assert!(ingest.books_out_of_sync.is_empty(), "{ingest:?}");
+    let again = run("second");
+    assert_eq!(again.depth_snapshots, ingest.depth_snapshots);
+    assert_same(
+        &tmp.path().join("first").join("events"),
+        &tmp.path().join("second").join("events"),
     );
 }
 

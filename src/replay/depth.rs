@@ -150,6 +150,14 @@ fn diff_of(json: &str) -> Option<DepthText<'_>> {
         .map(|line| line.data)
 }
 
+/// The instrument whose diff-depth stream carries this captured line (`btcusdt` of
+/// `{"stream":"btcusdt@depth@100ms",...`), or `None` for any other line. The streamed
+/// diffs that reach the books are exactly the lines this names, whoever notes them.
+pub(super) fn streamed_diff_instrument(json: &str) -> Option<&str> {
+    let (instrument, kind) = crate::market::capture::stream_of(json)?.split_once('@')?;
+    kind.starts_with("depth").then_some(instrument)
+}
+
 /// A history diff read but not yet applied: a capture file may hold its REST snapshot
 /// after diffs that bridge it, so a file's diffs are applied in update-ID order once the
 /// whole file is read (`finish_file`).
@@ -253,8 +261,14 @@ impl DepthIndex {
     /// stream by fault injection: snapshots from now on include it. Every client replays
     /// from the start, so the server's "now" is the furthest any client has got and a new
     /// client never pulls snapshots back in time.
+    ///
+    /// A diff moves the book its stream names (`streamed_diff_instrument`) and no other: a
+    /// line whose stream and data name different symbols is passed over.
     pub fn note_streamed(&self, json: &str) {
-        if let Some(d) = diff_of(json) {
+        let Some(instrument) = streamed_diff_instrument(json) else {
+            return;
+        };
+        if let Some(d) = diff_of(json).filter(|d| d.symbol.eq_ignore_ascii_case(instrument)) {
             self.with_book(d.symbol, |book| {
                 book.apply_diff(
                     d.first_update_id,

@@ -6,7 +6,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::Scope;
 use std::time::Instant;
 
 use super::depth_notes::DepthNotes;
@@ -309,11 +308,11 @@ impl FrameSource {
         )
     }
 
-    /// Apply the depth diffs noted from now on (this source's and `note_sent_depth`'s) on
-    /// a thread of `scope`, in the same order.
-    pub fn depth_on_a_thread<'scope>(&mut self, scope: &'scope Scope<'scope, '_>) {
-        self.depth_notes.caught_up();
-        self.depth_notes = DepthNotes::on_a_thread(scope, self.index.clone());
+    /// Count the depth diffs noted from now on (this source's and `note_sent_depth`'s)
+    /// and apply them only when a snapshot is asked for (`depth_caught_up`). Before the
+    /// first frame is taken, so that every diff is counted.
+    pub fn depth_on_request(&mut self) {
+        self.depth_notes = DepthNotes::on_request(self.index.clone());
     }
 
     /// A diff-depth frame of this source reached its client: the server's books take it
@@ -327,9 +326,10 @@ impl FrameSource {
         self.merge.recycle(line);
     }
 
-    /// Wait until the server's books hold every diff noted so far: before a REST answer.
-    pub fn depth_caught_up(&mut self) {
-        self.depth_notes.caught_up();
+    /// Bring the server's book of `symbol` up to every diff noted so far: before its
+    /// snapshot is answered.
+    pub fn depth_caught_up(&mut self, symbol: &str) -> Result<(), CaptureError> {
+        self.depth_notes.caught_up(symbol)
     }
 
     /// The subscription version the frames queued so far were filtered under; frames read

@@ -2,9 +2,9 @@
 //! the feed step, answers its REST requests from the capture exactly as the replay server
 //! would, hands the ticks to the engine and writes what it signs to the trail files. No
 //! socket and no clock but the capture's: for the same capture, key, configuration and seed
-//! it writes the same bytes as the socket pipeline. Three threads: the reader (capture,
-//! feed steps), the engine (on the caller's), and the server's depth books following the
-//! stream (`replay::depth_notes`).
+//! it writes the same bytes as the socket pipeline. Two threads: the reader (capture,
+//! feed steps; the server's depth books are brought up to date only when a snapshot is
+//! asked for, `replay::depth_reread`) and the engine (on the caller's).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ use crate::elf::KillSwitch;
 use crate::engine::{Engine, EngineError, EngineOutput, Stage, Stopwatch};
 use crate::fast_hash::FastMap;
 use crate::market::capture::{CaptureError, CaptureLine};
-use crate::market::feed::{FeedOutput, FeedStep, FeedTick, IngestReport};
+use crate::market::feed::{FeedOutput, FeedStep, FeedTick, FetchRequest, IngestReport};
 use crate::market::fetch;
 use crate::market::rest::{RestError, RestTransport};
 use crate::market::Symbol;
@@ -238,7 +238,7 @@ impl Reader {
             };
             lines += 1;
             timed_lines += u64::from(timed);
-            self.on_line(&line, timed, &mut feed_out, &mut batch);
+            self.on_line(&line, timed, &mut feed_out, &mut batch)?;
             self.frames.recycle(line);
             if batch.len() >= TICKS_PER_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(TICKS_PER_BATCH));
@@ -263,16 +263,16 @@ impl Reader {
         timed: bool,
         feed_out: &mut Vec<FeedOutput>,
         batch: &mut Vec<FeedTick>,
-    ) {
+    ) -> Result<(), CaptureError> {
         let Some(stream) = line.stream() else {
             if timed {
                 self.laps.read += self.laps.since_last();
             }
-            return;
+            return Ok(());
         };
         let (symbol, kind) = stream.split_once('@').unwrap_or((stream, ""));
         let Some(&shard) = self.shard_of.get(symbol) else {
-            return;
+            return Ok(());
         };
         if kind.starts_with("depth") {
             // The server's book has reached this update by the time the client reads it.
@@ -292,7 +292,7 @@ impl Reader {
             .on_parsed(&line.json, parsed, received_ms, feed_out)
             .is_err()
         {
-            return;
+            return Ok(());
         }
         // Carry out the step's outputs; answer each fetch before the next frame.
         loop {
@@ -316,13 +316,16 @@ impl Reader {
             let Some(request) = fetch else {
                 break;
             };
-            self.frames.depth_caught_up();
+            if let FetchRequest::DepthSnapshot { symbol, .. } = &request {
+                self.frames.depth_caught_up(symbol)?;
+            }
             let answer = fetch::answer(request, &self.rest);
             feed.on_fetched(answer, received_ms, feed_out);
         }
         if timed {
             self.laps.feed += self.laps.since_last();
         }
+        Ok(())
     }
 }
 
@@ -424,8 +427,11 @@ pub fn run(
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()
         .collect();
-    let mut reader = Reader {
-        frames: FrameSource::open(opts, index.clone(), wanted)?,
+    let mut frames = FrameSource::open(opts, index.clone(), wanted)?;
+    // The replay server's depth books take the streamed diffs only when a snapshot is asked.
+    frames.depth_on_request();
+    let reader = Reader {
+        frames,
         rest: LocalRest(index.clone()),
         feeds,
         shard_of,
@@ -443,8 +449,6 @@ pub fn run(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FeedTick>>(TICK_BATCHES_IN_FLIGHT);
     let mut laps = Laps::new();
     let (read_result, engine_result) = std::thread::scope(|scope| {
-        // The replay server's depth books follow the stream beside the reader.
-        reader.frames.depth_on_a_thread(scope);
         let reading = std::thread::Builder::new()
             .name("replay-read".into())
             .spawn_scoped(scope, move || reader.run(&tx));

@@ -6,6 +6,7 @@ pub mod conn;
 mod decimal_text;
 pub mod depth;
 mod depth_notes;
+mod depth_reread;
 mod faults;
 pub mod frames;
 pub mod in_process;

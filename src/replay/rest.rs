@@ -62,6 +62,9 @@ impl AggPoint {
 pub struct RestIndex {
     trades: HashMap<String, TradeLog>,
     pub depth: DepthIndex,
+    /// The streamed files holding each instrument's diffs (by the instrument its depth
+    /// stream names, lower case), for reading them again (`replay::depth_reread`).
+    diff_files: HashMap<Symbol, Vec<PathBuf>>,
 }
 
 /// An HTTP answer: status code and JSON body.
@@ -132,6 +135,13 @@ impl RestIndex {
         let mut index = Self::default();
         for part in parts {
             let part = part?;
+            for (instrument, files) in part.diff_files {
+                index
+                    .diff_files
+                    .entry(instrument)
+                    .or_default()
+                    .extend(files);
+            }
             let disjoint = index.depth.absorb(part.depth)
                 && part
                     .trades
@@ -174,6 +184,7 @@ impl RestIndex {
         let mut file_symbol: Option<String> = None;
         let mut unnamed_snapshot: Option<String> = None;
         let mut book_named = false;
+        let mut diff_instrument = Symbol::default();
         while let Some(line) = reader.next_line()? {
             let Some(stream) = line.stream() else {
                 match &file_symbol {
@@ -195,6 +206,9 @@ impl RestIndex {
                     self.depth.add_line(Some(&sym), &json, false, before_stream);
                 }
                 file_symbol = Some(sym);
+            }
+            if !before_stream {
+                self.note_diff_file(&line.json, path, &mut diff_instrument);
             }
             if stream.contains("@depth") {
                 // A streamed file's diffs are applied as they are streamed: the first one
@@ -222,6 +236,32 @@ impl RestIndex {
         }
         self.depth.finish_file();
         Ok(())
+    }
+
+    /// Record that the streamed file `path` holds a diff of the instrument `json`'s stream
+    /// names, if it is a diff; `last` is the instrument recorded last for this file.
+    fn note_diff_file(&mut self, json: &str, path: &Path, last: &mut Symbol) {
+        let Some(instrument) = super::depth::streamed_diff_instrument(json) else {
+            return;
+        };
+        if last.eq_ignore_ascii_case(instrument) {
+            return;
+        }
+        *last = Symbol::from(instrument.to_ascii_lowercase());
+        let files = self.diff_files.entry(last.clone()).or_default();
+        if !files.iter().any(|f| f == path) {
+            files.push(path.to_path_buf());
+        }
+    }
+
+    /// The streamed files holding the diffs of `instrument` (any case), grouped as the
+    /// replay merges them: read in that order, its diffs come in the order it streamed them.
+    pub fn diff_files(&self, instrument: &str) -> Vec<Vec<PathBuf>> {
+        let files = self
+            .diff_files
+            .get(instrument.to_ascii_lowercase().as_str())
+            .map_or(&[][..], Vec::as_slice);
+        crate::market::capture::group_by_instrument(files)
     }
 
     /// Seal the trades read so far into their symbols' logs (with what a log of the same
@@ -520,6 +560,7 @@ mod tests {
                 TradeLog::build(trades, &mut TradeStore::new().unwrap()).unwrap(),
             )]),
             depth: DepthIndex::default(),
+            diff_files: HashMap::new(),
         }
     }
 
