@@ -39,6 +39,15 @@ impl DepthNotes {
         }
     }
 
+    /// As `on_request`, judging reading again costlier after `lines` lines.
+    #[cfg(test)]
+    fn on_request_for(index: Arc<RestIndex>, lines: u64) -> Self {
+        Self {
+            reread: Some(DepthReread::new(index.clone()).with_free_lines(lines)),
+            index,
+        }
+    }
+
     /// A diff-depth frame (combined envelope) was streamed, or passed over: snapshots from
     /// now on include it.
     pub fn note(&mut self, json: &str) {
@@ -96,19 +105,22 @@ mod tests {
                 2 * k + 2,
                 &format!(r#"[["{}.00","{}.0"]]"#, 100 + k % 7, k % 3),
             ));
-            lines.push(trade(k));
+            // More lines between diffs than reading again may cost per diff (mode 2).
+            lines.extend((0..5).map(|j| trade(5 * k + j)));
         }
         let mut file = std::fs::File::create(&path).unwrap();
         for (k, line) in lines.iter().enumerate() {
             writeln!(file, "{} {line}", 1_000 + k).unwrap();
         }
         drop(file);
-        let answers = |on_request: bool| {
+        // At once; on request; on request until reading again turns costlier (at once
+        // from the first request on that reads more than four lines a diff noted).
+        let answers = |mode: u8| {
             let index = Arc::new(RestIndex::build(&[], std::slice::from_ref(&path)).unwrap());
-            let mut notes = if on_request {
-                DepthNotes::on_request(index.clone())
-            } else {
-                DepthNotes::at_once(index.clone())
+            let mut notes = match mode {
+                0 => DepthNotes::at_once(index.clone()),
+                1 => DepthNotes::on_request(index.clone()),
+                _ => DepthNotes::on_request_for(index.clone(), 0),
             };
             let mut seen = Vec::new();
             for (k, line) in lines.iter().enumerate() {
@@ -122,10 +134,11 @@ mod tests {
             }
             notes.caught_up("btcusdt").unwrap();
             seen.push(index.depth.snapshot_json("BTCUSDT", 10));
-            seen
+            (seen, notes.reread.is_some())
         };
-        let at_once = answers(false);
-        assert_eq!(answers(true), at_once);
+        let (at_once, _) = answers(0);
+        assert_eq!(answers(1), (at_once.clone(), true));
+        assert_eq!(answers(2), (at_once.clone(), false));
         assert!(at_once
             .last()
             .and_then(|s| s.as_deref())

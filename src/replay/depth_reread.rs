@@ -39,6 +39,7 @@ pub struct DepthReread {
     open: VecDeque<Rereader>,
     noted_total: u64,
     lines_read_again: u64,
+    free_lines: u64,
 }
 
 /// A reader of one instrument's files, and how many of its diffs it has passed.
@@ -57,6 +58,7 @@ impl DepthReread {
             open: VecDeque::new(),
             noted_total: 0,
             lines_read_again: 0,
+            free_lines: FREE_LINES,
         }
     }
 
@@ -82,19 +84,17 @@ impl DepthReread {
         if target <= done {
             return Ok(());
         }
-        let mut reader = match self.open.iter().position(|r| r.instrument == instrument) {
-            Some(at) => self.open.remove(at).filter(|r| r.passed == done),
-            None => None,
-        };
-        if reader.is_none() {
-            reader = Some(Rereader {
+        let kept = (self.open.iter())
+            .position(|r| r.instrument == instrument)
+            .and_then(|at| self.open.remove(at))
+            .filter(|r| r.passed == done);
+        let mut reader = match kept {
+            Some(reader) => reader,
+            None => Rereader {
                 merge: CaptureMerge::open(&self.index.diff_files(&instrument))?,
                 instrument: instrument.clone(),
                 passed: 0,
-            });
-        }
-        let Some(mut reader) = reader else {
-            return Ok(());
+            },
         };
         while reader.passed < target {
             let Some(line) = reader.merge.next_line()? else {
@@ -123,7 +123,14 @@ impl DepthReread {
     /// Whether reading again has cost more than applying each diff as it was noted would
     /// have.
     pub fn costlier_than_following(&self) -> bool {
-        self.lines_read_again > FREE_LINES + LINES_PER_DIFF * self.noted_total
+        self.lines_read_again > self.free_lines + LINES_PER_DIFF * self.noted_total
+    }
+
+    /// Judge reading again costlier after fewer lines than `FREE_LINES`.
+    #[cfg(test)]
+    pub fn with_free_lines(mut self, lines: u64) -> Self {
+        self.free_lines = lines;
+        self
     }
 
     /// Bring every book up to the diffs noted so far.
