@@ -207,10 +207,10 @@ impl RestIndex {
                 }
                 file_symbol = Some(sym);
             }
-            if !before_stream {
-                self.note_diff_file(&line.json, path, &mut diff_instrument);
-            }
             if stream.contains("@depth") {
+                if !before_stream {
+                    self.note_diff_file(&line.json, path, &mut diff_instrument);
+                }
                 // A streamed file's diffs are applied as they are streamed: the first one
                 // read names its book, the rest wait for the stream.
                 if before_stream || !book_named {
