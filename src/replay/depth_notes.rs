@@ -1,77 +1,211 @@
 //! How the streamed diffs reach the server's depth books (`replay::depth`, what
-//! `GET /api/v3/depth` is answered from): applied at once by whoever reads them, or, in the
-//! in-process replay, counted and applied only when a snapshot is asked for
-//! (`replay::depth_reread`). There, applying every diff is the replay server's work, not
-//! the engine's, and took about a seventh of the replay's CPU. Either way a snapshot
-//! answer holds every diff noted before it, applied in the order noted, so the answers are
-//! the same.
+//! `GET /api/v3/depth` is answered from). Every connection notes the diffs it streams or
+//! passes over; they are counted by instrument and applied only when a snapshot is asked
+//! for (`replay::depth_reread`): the engine asks for a book when it (re)synchronises its
+//! own, once per instrument in a capture without gaps, while applying every diff as it
+//! passed took about a seventh of the in-process replay's CPU and a quarter of the replay
+//! server's at hundreds of symbols. An instrument's count is the most diffs any one
+//! connection has noted of it (each connection replays from the start, and the server's
+//! "now" is the furthest any has got), so a snapshot holds what applying every diff as it
+//! was first noted would have made. Once reading again costs more than following would,
+//! the books are brought up to date and every diff is applied as it is noted.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::depth_reread::DepthReread;
-use super::rest::RestIndex;
+use super::depth::streamed_diff_instrument;
+use super::depth_reread::{instrument_key, DepthReread};
+use super::rest::{RestIndex, RestResponse};
+use crate::fast_hash::FastMap;
 use crate::market::capture::CaptureError;
+use crate::market::Symbol;
 
-/// The reader's end.
+/// The server's notes, shared by its connections and its REST answers.
 pub struct DepthNotes {
     index: Arc<RestIndex>,
-    /// Counting the diffs until a snapshot is asked for; `None` when each is applied as
-    /// it is noted.
-    reread: Option<DepthReread>,
+    next_connection: AtomicU64,
+    /// Reading again; taken before `counts` by whoever takes both.
+    reread: Mutex<DepthReread>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// Each diff applied as it is noted (the books follow the stream).
+    following: bool,
+    /// Diffs noted by each connection, by the instrument their stream names (lower case).
+    by_connection: FastMap<u64, FastMap<Symbol, u64>>,
+    /// The most noted of each instrument by connections since closed.
+    closed: FastMap<Symbol, u64>,
+    noted_total: u64,
 }
 
 impl DepthNotes {
     /// Every diff applied as it is noted.
-    pub fn at_once(index: Arc<RestIndex>) -> Self {
-        Self {
-            index,
-            reread: None,
-        }
+    #[cfg(test)]
+    pub fn at_once(index: Arc<RestIndex>) -> Arc<Self> {
+        Self::with(index.clone(), true, DepthReread::new(index))
     }
 
     /// The diffs counted as they are noted and applied when a snapshot is asked for
-    /// (`caught_up`), until reading them again costs more than applying them would: from
-    /// then on each is applied as it is noted.
-    pub fn on_request(index: Arc<RestIndex>) -> Self {
-        Self {
-            reread: Some(DepthReread::new(index.clone())),
-            index,
-        }
+    /// (`caught_up`), until reading them again costs more than applying them would.
+    pub fn on_request(index: Arc<RestIndex>) -> Arc<Self> {
+        Self::with(index.clone(), false, DepthReread::new(index))
     }
 
     /// As `on_request`, judging reading again costlier after `lines` lines.
     #[cfg(test)]
-    fn on_request_for(index: Arc<RestIndex>, lines: u64) -> Self {
-        Self {
-            reread: Some(DepthReread::new(index.clone()).with_free_lines(lines)),
+    fn on_request_for(index: Arc<RestIndex>, lines: u64) -> Arc<Self> {
+        let reread = DepthReread::new(index.clone()).with_free_lines(lines);
+        Self::with(index, false, reread)
+    }
+
+    fn with(index: Arc<RestIndex>, following: bool, reread: DepthReread) -> Arc<Self> {
+        Arc::new(Self {
             index,
-        }
+            next_connection: AtomicU64::new(0),
+            reread: Mutex::new(reread),
+            counts: Mutex::new(Counts {
+                following,
+                ..Counts::default()
+            }),
+        })
     }
 
-    /// A diff-depth frame (combined envelope) was streamed, or passed over: snapshots from
-    /// now on include it.
-    pub fn note(&mut self, json: &str) {
-        match &mut self.reread {
-            Some(reread) => reread.note(json),
-            None => self.index.depth.note_streamed(json),
-        }
+    /// The notes of one more connection (a WebSocket client, or the in-process reader).
+    pub fn connection(self: &Arc<Self>) -> ConnectionNotes {
+        ConnectionNotes(Arc::new(Connection {
+            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            notes: self.clone(),
+        }))
     }
 
-    /// Before a snapshot of `symbol` is answered: its book holds every diff of it noted so
-    /// far.
-    pub fn caught_up(&mut self, symbol: &str) -> Result<(), CaptureError> {
-        let Some(reread) = &mut self.reread else {
-            return Ok(());
+    /// Whether the books follow every diff as it is noted.
+    #[cfg(test)]
+    pub fn following(&self) -> bool {
+        self.lock_counts().following
+    }
+
+    fn note(&self, connection: u64, json: &str) {
+        let Some(instrument) = streamed_diff_instrument(json) else {
+            return;
         };
-        reread.catch_up(symbol)?;
-        if reread.costlier_than_following() {
-            reread.catch_up_all()?;
+        let mut counts = self.lock_counts();
+        if counts.following {
+            // Under the lock, so no diff passes one applied by the switch to following.
+            self.index.depth.note_streamed(json);
+            return;
+        }
+        let mine = counts.by_connection.entry(connection).or_default();
+        let n = match mine.get_mut(instrument) {
+            Some(n) => n,
+            None => mine.entry(instrument_key(instrument)).or_default(),
+        };
+        *n += 1;
+        counts.noted_total += 1;
+    }
+
+    /// Before a snapshot of `symbol` (any case) is answered: its book holds every diff of
+    /// it noted so far.
+    pub fn caught_up(&self, symbol: &str) -> Result<(), CaptureError> {
+        let mut reread = self.reread.lock().unwrap_or_else(|e| e.into_inner());
+        let instrument = instrument_key(symbol);
+        let target = {
+            let counts = self.lock_counts();
+            if counts.following {
+                return Ok(());
+            }
+            most_noted(&counts, &instrument)
+        };
+        reread.catch_up(&instrument, target)?;
+        let mut counts = self.lock_counts();
+        if reread.costlier_than_following(counts.noted_total) {
+            // Notes wait while every book is brought up to what they have counted.
+            let mut targets = std::mem::take(&mut counts.closed);
+            for mine in std::mem::take(&mut counts.by_connection).into_values() {
+                raise(&mut targets, mine);
+            }
+            for (instrument, target) in &targets {
+                reread.catch_up(instrument, *target)?;
+            }
+            counts.following = true;
             tracing::info!(
                 "depth snapshots are asked for often: the server's books now follow every diff"
             );
-            self.reread = None;
         }
         Ok(())
+    }
+
+    /// The answer to a REST request (`path?query`), the asked book brought up to date
+    /// first. A capture that cannot be read again leaves the book where it got to.
+    pub fn answer(&self, target: &str) -> RestResponse {
+        if let Some(symbol) = RestIndex::depth_symbol(target) {
+            if let Err(e) = self.caught_up(symbol) {
+                tracing::warn!(error = %e, symbol, "depth snapshot answered from a book behind the stream");
+            }
+        }
+        self.index.handle(target)
+    }
+
+    /// A connection closed: what it noted still counts.
+    fn forget(&self, connection: u64) {
+        let mut counts = self.lock_counts();
+        if let Some(mine) = counts.by_connection.remove(&connection) {
+            raise(&mut counts.closed, mine);
+        }
+    }
+
+    fn lock_counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The most diffs of `instrument` any connection has noted.
+fn most_noted(counts: &Counts, instrument: &str) -> u64 {
+    counts
+        .by_connection
+        .values()
+        .chain(std::iter::once(&counts.closed))
+        .filter_map(|mine| mine.get(instrument))
+        .copied()
+        .max()
+        .unwrap_or(0)
+}
+
+/// Each instrument of `into` raised to its count in `from`.
+fn raise(into: &mut FastMap<Symbol, u64>, from: FastMap<Symbol, u64>) {
+    for (instrument, n) in from {
+        let most = into.entry(instrument).or_default();
+        *most = (*most).max(n);
+    }
+}
+
+/// One connection's end of the notes; its clones are the same connection, forgotten when
+/// the last is dropped.
+#[derive(Clone)]
+pub struct ConnectionNotes(Arc<Connection>);
+
+struct Connection {
+    id: u64,
+    notes: Arc<DepthNotes>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.notes.forget(self.id);
+    }
+}
+
+impl ConnectionNotes {
+    /// A captured line was streamed to this connection's client, or passed over: if it is
+    /// a diff, snapshots from now on include it.
+    pub fn note(&self, json: &str) {
+        self.0.notes.note(self.0.id, json);
+    }
+
+    /// Before a snapshot of `symbol` is answered (a host without a server's REST).
+    pub fn caught_up(&self, symbol: &str) -> Result<(), CaptureError> {
+        self.0.notes.caught_up(symbol)
     }
 }
 
@@ -92,12 +226,10 @@ mod tests {
         )
     }
 
-    /// A book without a snapshot line applies whatever comes, so only which diffs it has
-    /// been given, and in what order, decides what it holds.
-    #[test]
-    fn snapshots_on_request_equal_those_of_every_diff_applied_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("btcusdt_20240809.txt");
+    /// A capture of 300 diffs of one book, five trades after each (more lines between
+    /// diffs than reading again may cost per diff), and its lines.
+    fn capture(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
+        let path = dir.join("btcusdt_20240809.txt");
         let mut lines = Vec::new();
         for k in 0..300u64 {
             lines.push(diff(
@@ -105,36 +237,44 @@ mod tests {
                 2 * k + 2,
                 &format!(r#"[["{}.00","{}.0"]]"#, 100 + k % 7, k % 3),
             ));
-            // More lines between diffs than reading again may cost per diff (mode 2).
             lines.extend((0..5).map(|j| trade(5 * k + j)));
         }
         let mut file = std::fs::File::create(&path).unwrap();
         for (k, line) in lines.iter().enumerate() {
             writeln!(file, "{} {line}", 1_000 + k).unwrap();
         }
-        drop(file);
+        (path, lines)
+    }
+
+    /// A book without a snapshot line applies whatever comes, so only which diffs it has
+    /// been given, and in what order, decides what it holds.
+    #[test]
+    fn snapshots_on_request_equal_those_of_every_diff_applied_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lines) = capture(dir.path());
         // At once; on request; on request until reading again turns costlier (at once
         // from the first request on that reads more than four lines a diff noted).
         let answers = |mode: u8| {
             let index = Arc::new(RestIndex::build(&[], std::slice::from_ref(&path)).unwrap());
-            let mut notes = match mode {
+            let notes = match mode {
                 0 => DepthNotes::at_once(index.clone()),
                 1 => DepthNotes::on_request(index.clone()),
                 _ => DepthNotes::on_request_for(index.clone(), 0),
             };
+            let conn = notes.connection();
             let mut seen = Vec::new();
             for (k, line) in lines.iter().enumerate() {
                 if line.contains("@depth") {
-                    notes.note(line);
+                    conn.note(line);
                 }
                 if k % 37 == 0 || (200..230).contains(&k) {
-                    notes.caught_up("BTCUSDT").unwrap();
+                    conn.caught_up("BTCUSDT").unwrap();
                     seen.push(index.depth.snapshot_json("BTCUSDT", 10));
                 }
             }
-            notes.caught_up("btcusdt").unwrap();
+            conn.caught_up("btcusdt").unwrap();
             seen.push(index.depth.snapshot_json("BTCUSDT", 10));
-            (seen, notes.reread.is_some())
+            (seen, !notes.following())
         };
         let (at_once, _) = answers(0);
         assert_eq!(answers(1), (at_once.clone(), true));
@@ -143,5 +283,39 @@ mod tests {
             .last()
             .and_then(|s| s.as_deref())
             .is_some_and(|s| s.contains("\"lastUpdateId\":600")));
+    }
+
+    /// Each connection replays from the start: a book holds the most diffs any one
+    /// connection has noted, a closed connection's included, not the sum of their notes.
+    #[test]
+    fn a_book_holds_the_most_any_connection_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lines) = capture(dir.path());
+        let diffs: Vec<&String> = lines.iter().filter(|l| l.contains("@depth")).collect();
+        let snapshot_after = |noted: usize| {
+            let index = Arc::new(RestIndex::build(&[], std::slice::from_ref(&path)).unwrap());
+            let notes = DepthNotes::at_once(index.clone());
+            let conn = notes.connection();
+            diffs[..noted].iter().for_each(|d| conn.note(d));
+            index.depth.snapshot_json("BTCUSDT", 10)
+        };
+        let index = Arc::new(RestIndex::build(&[], std::slice::from_ref(&path)).unwrap());
+        let notes = DepthNotes::on_request(index.clone());
+        let (a, b) = (notes.connection(), notes.connection());
+        diffs[..120].iter().for_each(|d| a.note(d));
+        diffs[..200].iter().for_each(|d| b.note(d));
+        drop(b);
+        let c = notes.connection();
+        diffs[..50].iter().for_each(|d| c.note(d));
+        c.caught_up("BTCUSDT").unwrap();
+        assert_eq!(
+            index.depth.snapshot_json("BTCUSDT", 10),
+            snapshot_after(200)
+        );
+        diffs[120..250].iter().for_each(|d| a.note(d));
+        a.caught_up("btcusdt").unwrap();
+        let at_250 = snapshot_after(250);
+        assert_eq!(index.depth.snapshot_json("BTCUSDT", 10), at_250);
+        assert_ne!(at_250, snapshot_after(200));
     }
 }

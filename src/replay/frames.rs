@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::depth_notes::DepthNotes;
+use super::depth_notes::ConnectionNotes;
 use super::faults::{agg_frame, skipped, DepthDropper, Injector};
 use super::rest::RestIndex;
 use super::ReplayOptions;
@@ -104,7 +104,7 @@ pub struct FrameSource {
     opts_skips: Vec<super::SkipTrades>,
     depth_drops: DepthDropper,
     /// Where the diffs this source passes over or leaves out reach the server's books.
-    depth_notes: DepthNotes,
+    depth_notes: ConnectionNotes,
     injector: Injector,
     ready: VecDeque<CaptureLine>,
     /// The `Wanted` version the parked groups were parked under ...
@@ -129,13 +129,16 @@ struct StreamWanted {
 }
 
 impl FrameSource {
-    /// The frames of `opts.files` for the streams `wanted` (e.g. `btcusdt@trade`).
+    /// The frames of `opts.files` for the streams `wanted` (e.g. `btcusdt@trade`); the
+    /// depth diffs it passes over or leaves out are noted in `depth_notes`, as are those
+    /// its host sends (`note_sent_depth`).
     pub fn open(
         opts: &ReplayOptions,
         index: Arc<RestIndex>,
         wanted: HashSet<String>,
+        depth_notes: ConnectionNotes,
     ) -> Result<Self, CaptureError> {
-        Self::open_shared(opts, index, Wanted::new(wanted))
+        Self::open_shared(opts, index, Wanted::new(wanted), depth_notes)
     }
 
     /// The frames for the streams `wanted` holds as each line is read.
@@ -143,6 +146,7 @@ impl FrameSource {
         opts: &ReplayOptions,
         index: Arc<RestIndex>,
         wanted: Wanted,
+        depth_notes: ConnectionNotes,
     ) -> Result<Self, CaptureError> {
         let groups = group_by_instrument(&opts.files);
         let injector = Injector::new(opts.inject.clone(), &wanted.snapshot());
@@ -154,7 +158,7 @@ impl FrameSource {
         })?;
         Ok(Self {
             merge,
-            depth_notes: DepthNotes::at_once(index.clone()),
+            depth_notes,
             index,
             injector,
             wanted,
@@ -203,7 +207,7 @@ impl FrameSource {
                 let wanted = *self.group_wanted[group]
                     .get_or_insert_with(|| serves(&self.wanted, &self.injector, prefix));
                 if !wanted {
-                    note_depth(&mut self.depth_notes, &line);
+                    note_depth(&self.depth_notes, &line);
                     self.merge.park_last();
                     if self.parked_instrument.len() <= group {
                         self.parked_instrument.resize(group + 1, None);
@@ -234,7 +238,7 @@ impl FrameSource {
                     self.ready.push_back(line);
                 }
             } else if !sent {
-                note_depth(&mut self.depth_notes, &line);
+                note_depth(&self.depth_notes, &line);
             }
             self.ready.extend(poison);
         }
@@ -288,7 +292,7 @@ impl FrameSource {
             Some(next) => next.min(self.connection_ns),
             None => self.connection_ns,
         };
-        let (depth, wanted, injector) = (&mut self.depth_notes, &self.wanted, &self.injector);
+        let (depth, wanted, injector) = (&self.depth_notes, &self.wanted, &self.injector);
         let parked = &mut self.parked_instrument;
         self.merge.resume_parked_where(
             |group| {
@@ -308,16 +312,9 @@ impl FrameSource {
         )
     }
 
-    /// Count the depth diffs noted from now on (this source's and `note_sent_depth`'s)
-    /// and apply them only when a snapshot is asked for (`depth_caught_up`). Before the
-    /// first frame is taken, so that every diff is counted.
-    pub fn depth_on_request(&mut self) {
-        self.depth_notes = DepthNotes::on_request(self.index.clone());
-    }
-
     /// A diff-depth frame of this source reached its client: the server's books take it
     /// (the server notes it as it sends; a host without a server, here).
-    pub fn note_sent_depth(&mut self, json: &str) {
+    pub fn note_sent_depth(&self, json: &str) {
         self.depth_notes.note(json);
     }
 
@@ -328,7 +325,7 @@ impl FrameSource {
 
     /// Bring the server's book of `symbol` up to every diff noted so far: before its
     /// snapshot is answered.
-    pub fn depth_caught_up(&mut self, symbol: &str) -> Result<(), CaptureError> {
+    pub fn depth_caught_up(&self, symbol: &str) -> Result<(), CaptureError> {
         self.depth_notes.caught_up(symbol)
     }
 
@@ -380,7 +377,7 @@ fn serves(wanted: &Wanted, injector: &Injector, prefix: &str) -> bool {
 /// A diff-depth line this source passes without sending (an instrument not subscribed
 /// yet): the server's books still move on with it, so a client that subscribes later
 /// gets snapshots its diffs follow on from.
-fn note_depth(depth: &mut DepthNotes, line: &CaptureLine) {
+fn note_depth(depth: &ConnectionNotes, line: &CaptureLine) {
     if line.stream().is_some_and(|s| s.contains("@depth")) {
         depth.note(&line.json);
     }

@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 
 pub use crate::optimizer::Percentiles;
 
+use super::depth_notes::DepthNotes;
 use super::frames::FrameSource;
 use super::rest::RestIndex;
 use super::ReplayOptions;
@@ -427,9 +428,9 @@ pub fn run(
     let wanted = stream_names(&symbols, &config.feed.streams)
         .into_iter()
         .collect();
-    let mut frames = FrameSource::open(opts, index.clone(), wanted)?;
     // The replay server's depth books take the streamed diffs only when a snapshot is asked.
-    frames.depth_on_request();
+    let depth_notes = DepthNotes::on_request(index.clone()).connection();
+    let frames = FrameSource::open(opts, index.clone(), wanted, depth_notes)?;
     let reader = Reader {
         frames,
         rest: LocalRest(index.clone()),

@@ -295,11 +295,7 @@ impl RestIndex {
 
     /// Answer `path?query`.
     pub fn handle(&self, target: &str) -> RestResponse {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let params: HashMap<&str, &str> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
+        let (path, params) = split_target(target);
         match path {
             "/api/v3/ping" => RestResponse {
                 status: 200,
@@ -457,6 +453,24 @@ impl RestIndex {
         body.push(']');
         RestResponse { status: 200, body }
     }
+
+    /// The symbol of a `GET /api/v3/depth` target, if it is one and names it.
+    pub fn depth_symbol(target: &str) -> Option<&str> {
+        let (path, params) = split_target(target);
+        (path == "/api/v3/depth")
+            .then(|| params.get("symbol").copied())
+            .flatten()
+    }
+}
+
+/// A request target's path and query parameters.
+fn split_target(target: &str) -> (&str, HashMap<&str, &str>) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    (path, params)
 }
 
 /// The page a Binance ID-paged endpoint answers: `symbol` (required), `limit` (default

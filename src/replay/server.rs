@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::conn::{is_websocket_upgrade, read_head, MAX_HEAD_BYTES};
+use super::depth_notes::{ConnectionNotes, DepthNotes};
 use super::faults::{DropDepth, Inject, SkipTrades};
 use super::frames::{FrameSource, Wanted};
 use super::read_ahead::{self, Batch, Pace};
@@ -258,6 +259,8 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
         }
     };
     let rest = Arc::new(rest);
+    // The books take the streamed diffs only when a snapshot is asked for.
+    let depth = DepthNotes::on_request(rest.clone());
     let opts = Arc::new(opts);
     let slots = Arc::new(Semaphore::new(opts.max_clients));
     loop {
@@ -274,20 +277,21 @@ pub async fn serve(listener: TcpListener, opts: ReplayOptions) {
         };
         let opts = opts.clone();
         let rest = rest.clone();
+        let depth = depth.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             match opts.tls.clone() {
                 Some(tls) => {
                     let accept = tokio_rustls::TlsAcceptor::from(tls).accept(tcp);
                     match tokio::time::timeout(HEAD_TIMEOUT, accept).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, &opts, rest).await,
+                        Ok(Ok(stream)) => serve_connection(stream, peer, &opts, rest, depth).await,
                         Ok(Err(e)) => {
                             tracing::info!(%peer, error = %e, "replay TLS handshake failed")
                         }
                         Err(_) => tracing::info!(%peer, "replay TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(tcp, peer, &opts, rest).await,
+                None => serve_connection(tcp, peer, &opts, rest, depth).await,
             }
             drop(permit);
         });
@@ -303,6 +307,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     opts: &ReplayOptions,
     rest: Arc<RestIndex>,
+    depth: Arc<DepthNotes>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -314,12 +319,12 @@ async fn serve_connection<S>(
         }
     };
     if !is_websocket_upgrade(stream.head()) {
-        if let Err(e) = serve_rest(stream, &rest, opts.rest_limit.as_deref()).await {
+        if let Err(e) = serve_rest(stream, &depth, opts.rest_limit.as_deref()).await {
             tracing::info!(%peer, error = %e, "replay REST client ended");
         }
         return;
     }
-    if let Err(e) = serve_client(stream, opts, rest).await {
+    if let Err(e) = serve_client(stream, opts, rest, depth.connection()).await {
         tracing::info!(%peer, error = %e, "replay client ended");
     }
 }
@@ -327,7 +332,7 @@ async fn serve_connection<S>(
 /// Answer one REST request (`GET <target> HTTP/1.1`) and close.
 async fn serve_rest<S>(
     mut tcp: S,
-    rest: &RestIndex,
+    rest: &Arc<DepthNotes>,
     limit: Option<&super::rest_limit::RestLimit>,
 ) -> std::io::Result<()>
 where
@@ -354,10 +359,10 @@ where
         (Some("GET"), Some(target)) => {
             let verdict = limit.map(|l| l.judge(target, crate::clock::system_now_ms()));
             match verdict {
-                None => rest.handle(target),
+                None => answer(rest, target).await,
                 Some(Verdict::Serve { used }) => {
                     extra = format!("X-MBX-USED-WEIGHT-1M: {used}\r\n");
-                    rest.handle(target)
+                    answer(rest, target).await
                 }
                 Some(
                     verdict @ (Verdict::TooMany {
@@ -406,6 +411,21 @@ where
     tcp.shutdown().await
 }
 
+/// A REST answer, off the connections' threads: a depth snapshot may first read capture
+/// files again to bring its book up to the stream (`replay::depth_notes`).
+async fn answer(rest: &Arc<DepthNotes>, target: &str) -> RestResponse {
+    let (rest, target) = (rest.clone(), target.to_string());
+    tokio::task::spawn_blocking(move || rest.answer(&target))
+        .await
+        .unwrap_or_else(|e| RestResponse {
+            status: 500,
+            body: format!(
+                "{{\"code\":-1000,\"msg\":\"{}\"}}",
+                e.to_string().replace('"', "'")
+            ),
+        })
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ClientError {
     #[error("websocket: {0}")]
@@ -422,6 +442,7 @@ async fn serve_client<S>(
     tcp: S,
     opts: &ReplayOptions,
     rest: Arc<RestIndex>,
+    depth: ConnectionNotes,
 ) -> Result<(), ClientError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -454,7 +475,7 @@ where
 
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
-    let frames = FrameSource::open_shared(opts, rest.clone(), wanted.clone())?;
+    let frames = FrameSource::open_shared(opts, rest, wanted.clone(), depth.clone())?;
     let pace = Pace::new(opts.speed);
     let mut rx = read_ahead::spawn(frames, pace);
 
@@ -548,7 +569,7 @@ where
                     let json = pending.json(&line);
                     let stream = stream_of(json);
                     if stream.is_some_and(|s| s.contains("@depth")) {
-                        rest.depth.note_streamed(json);
+                        depth.note(json);
                     }
                     if changed && stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
                         continue;
