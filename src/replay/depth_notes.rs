@@ -7,8 +7,11 @@
 //! server's at hundreds of symbols. An instrument's count is the most diffs any one
 //! connection has noted of it (each connection replays from the start, and the server's
 //! "now" is the furthest any has got), so a snapshot holds what applying every diff as it
-//! was first noted would have made. Once reading again costs more than following would,
-//! the books are brought up to date and every diff is applied as it is noted.
+//! was first noted would have made. (A connection's reader notes the diffs it leaves out
+//! as it reads ahead, a moment before the ones sent around them: the count then stands
+//! for the first diffs in capture order, which it will have sent a moment later.) Once
+//! reading again costs more than following would, the books are brought up to date and
+//! every diff is applied as it is noted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
