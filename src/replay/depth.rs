@@ -3,10 +3,11 @@
 //!
 //! Each symbol's book starts from its capture's REST snapshot line (or, for captures without
 //! one, from an empty book) with the history captures' diffs applied, and follows the
-//! stream: each diff update is applied when it is first streamed to a client (or left out
-//! of the stream by fault injection), so `lastUpdateId` and the levels match what a live
-//! snapshot would hold then. Only the books are kept, never the capture's diffs: memory is
-//! bounded by the books' sizes, not the capture's length.
+//! stream: the diffs streamed to clients (or left out of the stream by fault injection) are
+//! applied in the order they were streamed before a snapshot is answered
+//! (`replay::depth_notes`), so `lastUpdateId` and the levels match what a live snapshot
+//! would hold then. Only the books are kept, never the capture's diffs: memory is bounded
+//! by the books' sizes, not the capture's length.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -257,10 +258,9 @@ impl DepthIndex {
         }
     }
 
-    /// A diff-depth frame (combined envelope) was streamed to a client, or left out of the
-    /// stream by fault injection: snapshots from now on include it. Every client replays
-    /// from the start, so the server's "now" is the furthest any client has got and a new
-    /// client never pulls snapshots back in time.
+    /// Apply a streamed diff-depth frame (combined envelope): `replay::depth_notes` calls
+    /// this in the order the diffs were streamed, reading them again or as they pass. A
+    /// diff the book has already passed changes nothing.
     ///
     /// A diff moves the book its stream names (`streamed_diff_instrument`) and no other: a
     /// line whose stream and data name different symbols is passed over.

@@ -7,13 +7,13 @@
 //! server's at hundreds of symbols. An instrument's count is the most diffs any one
 //! connection has noted of it (each connection replays from the start, and the server's
 //! "now" is the furthest any has got), so a snapshot holds what applying every diff as it
-//! was first noted would have made. (A connection's reader notes the diffs it leaves out
-//! as it reads ahead, a moment before the ones sent around them: the count then stands
-//! for the first diffs in capture order, which it will have sent a moment later.) Once
-//! reading again costs more than following would, the books are brought up to date and
-//! every diff is applied as it is noted.
+//! was first noted would have made: a connection notes its diffs in capture order, those
+//! it passes over or leaves out in their turn with those it sends
+//! (`FrameSource::notes_in_turn`), so its count names its first diffs. Once reading again
+//! costs more than following would, the books are brought up to date and every diff is
+//! applied as it is noted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::depth::streamed_diff_instrument;
@@ -27,6 +27,8 @@ use crate::market::Symbol;
 pub struct DepthNotes {
     index: Arc<RestIndex>,
     next_connection: AtomicU64,
+    /// Set, once, when the switch to following is complete: notes then skip the counts.
+    following: AtomicBool,
     /// Reading again; taken before `counts` by whoever takes both.
     reread: Mutex<DepthReread>,
     counts: Mutex<Counts>,
@@ -67,6 +69,7 @@ impl DepthNotes {
         Arc::new(Self {
             index,
             next_connection: AtomicU64::new(0),
+            following: AtomicBool::new(following),
             reread: Mutex::new(reread),
             counts: Mutex::new(Counts {
                 following,
@@ -86,16 +89,21 @@ impl DepthNotes {
     /// Whether the books follow every diff as it is noted.
     #[cfg(test)]
     pub fn following(&self) -> bool {
-        self.lock_counts().following
+        self.following.load(Ordering::Acquire)
     }
 
     fn note(&self, connection: u64, json: &str) {
         let Some(instrument) = streamed_diff_instrument(json) else {
             return;
         };
+        if self.following.load(Ordering::Acquire) {
+            self.index.depth.note_streamed(json);
+            return;
+        }
         let mut counts = self.lock_counts();
         if counts.following {
-            // Under the lock, so no diff passes one applied by the switch to following.
+            // The switch ended while this note waited for the lock.
+            drop(counts);
             self.index.depth.note_streamed(json);
             return;
         }
@@ -121,22 +129,41 @@ impl DepthNotes {
             most_noted(&counts, &instrument)
         };
         reread.catch_up(&instrument, target)?;
-        let mut counts = self.lock_counts();
-        if reread.costlier_than_following(counts.noted_total) {
-            // Notes wait while every book is brought up to what they have counted.
-            let mut targets = std::mem::take(&mut counts.closed);
-            for mine in std::mem::take(&mut counts.by_connection).into_values() {
-                raise(&mut targets, mine);
-            }
-            for (instrument, target) in &targets {
-                reread.catch_up(instrument, *target)?;
-            }
-            counts.following = true;
-            tracing::info!(
-                "depth snapshots are asked for often: the server's books now follow every diff"
-            );
+        let noted = self.lock_counts().noted_total;
+        if reread.costlier_than_following(noted) {
+            self.switch_to_following(&mut reread);
         }
         Ok(())
+    }
+
+    /// Bring every book up to what has been noted, then apply each diff as it is noted.
+    /// The bulk of the reading is done while the connections go on counting; they wait
+    /// only while the readers, all kept open meanwhile, read the few lines noted since.
+    /// A capture that cannot be read again leaves its book where it got to.
+    fn switch_to_following(&self, reread: &mut DepthReread) {
+        reread.keep_every_reader(true);
+        let targets = all_noted(&self.lock_counts());
+        self.catch_up_to(reread, &targets);
+        let mut counts = self.lock_counts();
+        let targets = all_noted(&counts);
+        self.catch_up_to(reread, &targets);
+        counts.following = true;
+        counts.by_connection.clear();
+        counts.closed.clear();
+        self.following.store(true, Ordering::Release);
+        drop(counts);
+        reread.keep_every_reader(false);
+        tracing::info!(
+            "depth snapshots are asked for often: the server's books now follow every diff"
+        );
+    }
+
+    fn catch_up_to(&self, reread: &mut DepthReread, targets: &FastMap<Symbol, u64>) {
+        for (instrument, target) in targets {
+            if let Err(e) = reread.catch_up(instrument, *target) {
+                tracing::warn!(error = %e, %instrument, "depth book left behind the stream");
+            }
+        }
     }
 
     /// The answer to a REST request (`path?query`), the asked book brought up to date
@@ -173,6 +200,18 @@ fn most_noted(counts: &Counts, instrument: &str) -> u64 {
         .copied()
         .max()
         .unwrap_or(0)
+}
+
+/// The most diffs of each instrument any connection has noted.
+fn all_noted(counts: &Counts) -> FastMap<Symbol, u64> {
+    let mut most = counts.closed.clone();
+    for mine in counts.by_connection.values() {
+        for (instrument, n) in mine {
+            let m = most.entry(instrument.clone()).or_default();
+            *m = (*m).max(*n);
+        }
+    }
+    most
 }
 
 /// Each instrument of `into` raised to its count in `from`.

@@ -91,6 +91,9 @@ impl Wanted {
 /// What a source has next, up to a captured time.
 pub enum Upcoming {
     Frame(CaptureLine),
+    /// A depth diff passed over or left out of the stream, for the host to note in its
+    /// turn (`notes_in_turn`).
+    Passed(CaptureLine),
     /// No frame up to that time; the next line is at this captured time.
     After(u64),
     /// The capture is read.
@@ -103,10 +106,13 @@ pub struct FrameSource {
     wanted: Wanted,
     opts_skips: Vec<super::SkipTrades>,
     depth_drops: DepthDropper,
-    /// Where the diffs this source passes over or leaves out reach the server's books.
+    /// Where the diffs this source passes over or leaves out are noted for the server's
+    /// books.
     depth_notes: ConnectionNotes,
     injector: Injector,
-    ready: VecDeque<CaptureLine>,
+    ready: VecDeque<Queued>,
+    /// Passed-over diffs go to the host in their turn instead of being noted on reading.
+    notes_in_turn: bool,
     /// The `Wanted` version the parked groups were parked under ...
     parked_under: u64,
     /// ... and, under it, whether each capture group's instrument is wanted ...
@@ -132,7 +138,7 @@ impl FrameSource {
     /// The frames of `opts.files` for the streams `wanted` (e.g. `btcusdt@trade`); the
     /// depth diffs it passes over or leaves out are noted in `depth_notes`, as are those
     /// its host sends (`note_sent_depth`).
-    pub fn open(
+    pub(crate) fn open(
         opts: &ReplayOptions,
         index: Arc<RestIndex>,
         wanted: HashSet<String>,
@@ -142,7 +148,7 @@ impl FrameSource {
     }
 
     /// The frames for the streams `wanted` holds as each line is read.
-    pub fn open_shared(
+    pub(crate) fn open_shared(
         opts: &ReplayOptions,
         index: Arc<RestIndex>,
         wanted: Wanted,
@@ -165,6 +171,7 @@ impl FrameSource {
             opts_skips: opts.skip_trades.clone(),
             depth_drops: DepthDropper::new(opts.drop_depth.clone()),
             ready: VecDeque::new(),
+            notes_in_turn: false,
             parked_under: 0,
             group_wanted: Vec::new(),
             stream_wanted: Vec::new(),
@@ -175,10 +182,16 @@ impl FrameSource {
 
     /// The next frame (the combined-stream envelope as captured), or `None` at the end.
     pub fn next_frame(&mut self) -> Result<Option<CaptureLine>, CaptureError> {
-        Ok(match self.next_frame_by(u64::MAX)? {
-            Upcoming::Frame(line) => Some(line),
-            Upcoming::After(_) | Upcoming::End => None,
-        })
+        loop {
+            match self.next_frame_by(u64::MAX)? {
+                Upcoming::Frame(line) => return Ok(Some(line)),
+                Upcoming::Passed(line) => {
+                    self.depth_notes.note(&line.json);
+                    self.recycle(line);
+                }
+                Upcoming::After(_) | Upcoming::End => return Ok(None),
+            }
+        }
     }
 
     /// The next frame if it is read from the lines up to captured time `horizon_ns`; no
@@ -192,8 +205,10 @@ impl FrameSource {
                 Some(ns) if ns > horizon_ns => return Ok(Upcoming::After(ns)),
                 Some(_) => {}
             }
-            if let Some(line) = self.ready.pop_front() {
-                return Ok(Upcoming::Frame(line));
+            match self.ready.pop_front() {
+                Some(Queued::Frame(line)) => return Ok(Upcoming::Frame(line)),
+                Some(Queued::Passed(line)) => return Ok(Upcoming::Passed(line)),
+                None => {}
             }
             let Some((group, line)) = self.merge.next_entry()? else {
                 return Ok(Upcoming::End);
@@ -223,33 +238,43 @@ impl FrameSource {
             // Aggregate trades are built from the trades that complete them.
             if aggregates {
                 if let Some(agg) = agg_frame(&self.index, &self.opts_skips, &line) {
-                    self.ready.push_back(CaptureLine {
+                    self.ready.push_back(Queued::Frame(CaptureLine {
                         local_ns: line.local_ns,
                         json: agg,
-                    });
+                    }));
                 }
             }
             let poison = self.injector.after(&line);
             if sent && !skipped(&self.opts_skips, &line) {
                 if self.depth_drops.drops(&line) {
                     // Left out of the stream, not out of the server's book.
-                    self.depth_notes.note(&line.json);
+                    self.pass(line);
                 } else {
-                    self.ready.push_back(line);
+                    self.ready.push_back(Queued::Frame(line));
                 }
-            } else if !sent {
-                note_depth(&self.depth_notes, &line);
+            } else if !sent && is_depth(&line) {
+                self.pass(line);
             }
-            self.ready.extend(poison);
+            self.ready.extend(poison.into_iter().map(Queued::Frame));
         }
     }
 }
 
 impl FrameSource {
+    /// A diff passed over or left out: noted now, or queued for the host to note in turn.
+    fn pass(&mut self, line: CaptureLine) {
+        if self.notes_in_turn {
+            self.ready.push_back(Queued::Passed(line));
+        } else {
+            self.depth_notes.note(&line.json);
+            self.merge.recycle(line);
+        }
+    }
+
     /// The capture time of the next frame or of the next line read for one (`None` at the
     /// end), taking nothing.
     pub fn peek_ns(&mut self) -> Result<Option<u64>, CaptureError> {
-        if let Some(line) = self.ready.front() {
+        if let Some(Queued::Frame(line) | Queued::Passed(line)) = self.ready.front() {
             return Ok(Some(line.local_ns));
         }
         self.follow_subscription()?;
@@ -312,8 +337,17 @@ impl FrameSource {
         )
     }
 
-    /// A diff-depth frame of this source reached its client: the server's books take it
-    /// (the server notes it as it sends; a host without a server, here).
+    /// Hand the diffs this source passes over or leaves out to the host in their turn
+    /// (`Upcoming::Passed`), to be noted in capture order with those it sends: a host that
+    /// reads ahead of what it sends (the server's connections) would otherwise note them
+    /// early.
+    pub fn notes_in_turn(&mut self) {
+        self.notes_in_turn = true;
+    }
+
+    /// A diff-depth frame of this source reached its client, or was passed over: snapshots
+    /// from now on include it (the server notes it as it sends; a host without a server,
+    /// here).
     pub fn note_sent_depth(&self, json: &str) {
         self.depth_notes.note(json);
     }
@@ -375,10 +409,20 @@ fn serves(wanted: &Wanted, injector: &Injector, prefix: &str) -> bool {
 }
 
 /// A diff-depth line this source passes without sending (an instrument not subscribed
-/// yet): the server's books still move on with it, so a client that subscribes later
-/// gets snapshots its diffs follow on from.
+/// yet): it is noted all the same, so the server's books move on with it and a client that
+/// subscribes later gets snapshots its diffs follow on from.
 fn note_depth(depth: &ConnectionNotes, line: &CaptureLine) {
-    if line.stream().is_some_and(|s| s.contains("@depth")) {
+    if is_depth(line) {
         depth.note(&line.json);
     }
+}
+
+fn is_depth(line: &CaptureLine) -> bool {
+    line.stream().is_some_and(|s| s.contains("@depth"))
+}
+
+/// A line queued for the host.
+enum Queued {
+    Frame(CaptureLine),
+    Passed(CaptureLine),
 }

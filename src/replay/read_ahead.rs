@@ -184,6 +184,25 @@ pub(super) struct Batch {
 pub(super) struct BatchLine {
     pub(super) local_ns: u64,
     span: std::ops::Range<usize>,
+    /// A depth diff passed over or left out of the stream: noted in its turn, not sent.
+    pub(super) passed: bool,
+}
+
+fn push(
+    text: &mut String,
+    lines: &mut VecDeque<BatchLine>,
+    frames: &mut FrameSource,
+    line: crate::market::capture::CaptureLine,
+    passed: bool,
+) {
+    let start = text.len();
+    text.push_str(&line.json);
+    lines.push_back(BatchLine {
+        local_ns: line.local_ns,
+        span: start..text.len(),
+        passed,
+    });
+    frames.recycle(line);
 }
 
 impl Batch {
@@ -201,15 +220,8 @@ impl Batch {
         let mut then = Then::ReadOn;
         while lines.len() < BATCH_LINES {
             match frames.next_frame_by(horizon) {
-                Ok(Upcoming::Frame(line)) => {
-                    let start = text.len();
-                    text.push_str(&line.json);
-                    lines.push_back(BatchLine {
-                        local_ns: line.local_ns,
-                        span: start..text.len(),
-                    });
-                    frames.recycle(line);
-                }
+                Ok(Upcoming::Frame(line)) => push(&mut text, &mut lines, frames, line, false),
+                Ok(Upcoming::Passed(line)) => push(&mut text, &mut lines, frames, line, true),
                 Ok(Upcoming::After(ns)) => {
                     then = Then::WaitFor(ns);
                     break;
@@ -290,6 +302,7 @@ mod tests {
         let second = BatchLine {
             local_ns: 1,
             span: envelope.len()..2 * envelope.len(),
+            passed: false,
         };
         assert_eq!(batch.frame(&second, false).as_str(), r#"{"x":1}"#);
         assert_eq!(batch.frame(&second, true).as_str(), envelope);

@@ -417,12 +417,12 @@ async fn answer(rest: &Arc<DepthNotes>, target: &str) -> RestResponse {
     let (rest, target) = (rest.clone(), target.to_string());
     tokio::task::spawn_blocking(move || rest.answer(&target))
         .await
-        .unwrap_or_else(|e| RestResponse {
-            status: 500,
-            body: format!(
-                "{{\"code\":-1000,\"msg\":\"{}\"}}",
-                e.to_string().replace('"', "'")
-            ),
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "replay REST answer failed");
+            RestResponse {
+                status: 500,
+                body: "{\"code\":-1000,\"msg\":\"An unknown error occurred while processing the request.\"}".into(),
+            }
         })
 }
 
@@ -475,7 +475,9 @@ where
 
     let wanted = Wanted::new(subscription.streams.clone());
     let mut combined = subscription.combined;
-    let frames = FrameSource::open_shared(opts, rest, wanted.clone(), depth.clone())?;
+    let mut frames = FrameSource::open_shared(opts, rest, wanted.clone(), depth.clone())?;
+    // The diffs it passes over are noted here, in turn with those sent.
+    frames.notes_in_turn();
     let pace = Pace::new(opts.speed);
     let mut rx = read_ahead::spawn(frames, pace);
 
@@ -570,6 +572,9 @@ where
                     let stream = stream_of(json);
                     if stream.is_some_and(|s| s.contains("@depth")) {
                         depth.note(json);
+                    }
+                    if line.passed {
+                        continue;
                     }
                     if changed && stream.is_some_and(|s| !wanted.contains(s)) && !is_agg_or_poison(stream) {
                         continue;
