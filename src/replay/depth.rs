@@ -183,8 +183,8 @@ impl DepthIndex {
 
     /// Take one capture line of a file holding `symbol` (REST snapshot lines carry none);
     /// `true` if it was read. Diffs of the history (`before_stream`) are applied now; those
-    /// of the streamed captures when they are streamed (`note_streamed`): here they only
-    /// name the book.
+    /// of the streamed captures later, in the order streamed (`note_streamed`, through
+    /// `replay::depth_notes`): here they only name the book.
     pub fn add_line(
         &mut self,
         symbol: Option<&str>,

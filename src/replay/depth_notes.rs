@@ -7,9 +7,11 @@
 //! server's at hundreds of symbols. An instrument's count is the most diffs any one
 //! connection has noted of it (each connection replays from the start, and the server's
 //! "now" is the furthest any has got), so a snapshot holds what applying every diff as it
-//! was first noted would have made: a connection notes its diffs in capture order, those
-//! it passes over or leaves out in their turn with those it sends
-//! (`FrameSource::notes_in_turn`), so its count names its first diffs. Once reading again
+//! was first noted would have made, once a connection has noted every diff before it: its
+//! reader hands the diffs it leaves out (`--drop-depth`) or passes over to the sender in
+//! their turn (`FrameSource::notes_in_turn`). Only the diffs of an instrument a client
+//! stops and starts again may be counted a moment before those still on their way to it.
+//! In the in-process replay, which notes each diff as it reads it, once reading again
 //! costs more than following would, the books are brought up to date and every diff is
 //! applied as it is noted.
 
@@ -27,6 +29,9 @@ use crate::market::Symbol;
 pub struct DepthNotes {
     index: Arc<RestIndex>,
     next_connection: AtomicU64,
+    /// Whether the books may switch to following every diff once reading again costs more
+    /// (`on_request_in_order`).
+    may_follow: bool,
     /// Set, once, when the switch to following is complete: notes then skip the counts.
     following: AtomicBool,
     /// Reading again; taken before `counts` by whoever takes both.
@@ -49,26 +54,42 @@ impl DepthNotes {
     /// Every diff applied as it is noted.
     #[cfg(test)]
     pub fn at_once(index: Arc<RestIndex>) -> Arc<Self> {
-        Self::with(index.clone(), true, DepthReread::new(index))
+        Self::with(index.clone(), true, true, DepthReread::new(index))
     }
 
     /// The diffs counted as they are noted and applied when a snapshot is asked for
-    /// (`caught_up`), until reading them again costs more than applying them would.
+    /// (`caught_up`): the replay server, whose connections read ahead of what they send.
+    /// A book brought up to date reads on from where it stopped if its reader is among the
+    /// last few kept open, else from the start of its files.
     pub fn on_request(index: Arc<RestIndex>) -> Arc<Self> {
-        Self::with(index.clone(), false, DepthReread::new(index))
+        Self::with(index.clone(), false, false, DepthReread::new(index))
     }
 
-    /// As `on_request`, judging reading again costlier after `lines` lines.
+    /// As `on_request`, for a host that notes every diff as it reads it, in capture order
+    /// (the in-process replay): once reading again has cost more than applying every diff
+    /// would have, every book is brought up to date and each diff is applied as it is
+    /// noted from then on.
+    pub fn on_request_in_order(index: Arc<RestIndex>) -> Arc<Self> {
+        Self::with(index.clone(), false, true, DepthReread::new(index))
+    }
+
+    /// As `on_request_in_order`, judging reading again costlier after `lines` lines.
     #[cfg(test)]
-    fn on_request_for(index: Arc<RestIndex>, lines: u64) -> Arc<Self> {
+    fn on_request_in_order_for(index: Arc<RestIndex>, lines: u64) -> Arc<Self> {
         let reread = DepthReread::new(index.clone()).with_free_lines(lines);
-        Self::with(index, false, reread)
+        Self::with(index, false, true, reread)
     }
 
-    fn with(index: Arc<RestIndex>, following: bool, reread: DepthReread) -> Arc<Self> {
+    fn with(
+        index: Arc<RestIndex>,
+        following: bool,
+        may_follow: bool,
+        reread: DepthReread,
+    ) -> Arc<Self> {
         Arc::new(Self {
             index,
             next_connection: AtomicU64::new(0),
+            may_follow,
             following: AtomicBool::new(following),
             reread: Mutex::new(reread),
             counts: Mutex::new(Counts {
@@ -129,41 +150,23 @@ impl DepthNotes {
             most_noted(&counts, &instrument)
         };
         reread.catch_up(&instrument, target)?;
-        let noted = self.lock_counts().noted_total;
-        if reread.costlier_than_following(noted) {
-            self.switch_to_following(&mut reread);
-        }
-        Ok(())
-    }
-
-    /// Bring every book up to what has been noted, then apply each diff as it is noted.
-    /// The bulk of the reading is done while the connections go on counting; they wait
-    /// only while the readers, all kept open meanwhile, read the few lines noted since.
-    /// A capture that cannot be read again leaves its book where it got to.
-    fn switch_to_following(&self, reread: &mut DepthReread) {
-        reread.keep_every_reader(true);
-        let targets = all_noted(&self.lock_counts());
-        self.catch_up_to(reread, &targets);
-        let mut counts = self.lock_counts();
-        let targets = all_noted(&counts);
-        self.catch_up_to(reread, &targets);
-        counts.following = true;
-        counts.by_connection.clear();
-        counts.closed.clear();
-        self.following.store(true, Ordering::Release);
-        drop(counts);
-        reread.keep_every_reader(false);
-        tracing::info!(
-            "depth snapshots are asked for often: the server's books now follow every diff"
-        );
-    }
-
-    fn catch_up_to(&self, reread: &mut DepthReread, targets: &FastMap<Symbol, u64>) {
-        for (instrument, target) in targets {
-            if let Err(e) = reread.catch_up(instrument, *target) {
-                tracing::warn!(error = %e, %instrument, "depth book left behind the stream");
+        if self.may_follow {
+            let mut counts = self.lock_counts();
+            if reread.costlier_than_following(counts.noted_total) {
+                // The notes come in order from the thread asking: none can pass the switch.
+                for (instrument, target) in &all_noted(&counts) {
+                    reread.catch_up(instrument, *target)?;
+                }
+                counts.following = true;
+                counts.by_connection.clear();
+                counts.closed.clear();
+                self.following.store(true, Ordering::Release);
+                tracing::info!(
+                    "depth snapshots are asked for often: the books now follow every diff"
+                );
             }
         }
+        Ok(())
     }
 
     /// The answer to a REST request (`path?query`), the asked book brought up to date
@@ -300,8 +303,8 @@ mod tests {
             let index = Arc::new(RestIndex::build(&[], std::slice::from_ref(&path)).unwrap());
             let notes = match mode {
                 0 => DepthNotes::at_once(index.clone()),
-                1 => DepthNotes::on_request(index.clone()),
-                _ => DepthNotes::on_request_for(index.clone(), 0),
+                1 => DepthNotes::on_request_in_order(index.clone()),
+                _ => DepthNotes::on_request_in_order_for(index.clone(), 0),
             };
             let conn = notes.connection();
             let mut seen = Vec::new();

@@ -33,8 +33,6 @@ pub struct DepthReread {
     /// Diffs applied to the books, by the instrument their stream names.
     applied: FastMap<Symbol, u64>,
     open: VecDeque<Rereader>,
-    /// Every reader kept open, not only the last few.
-    keep_all: bool,
     lines_read_again: u64,
     free_lines: u64,
 }
@@ -52,7 +50,6 @@ impl DepthReread {
             index,
             applied: FastMap::default(),
             open: VecDeque::new(),
-            keep_all: false,
             lines_read_again: 0,
             free_lines: FREE_LINES,
         }
@@ -94,22 +91,11 @@ impl DepthReread {
         }
         // A file cut short since it was first read leaves the book where it got to.
         self.applied.insert(instrument.clone(), target);
-        self.open.push_back(reader);
-        self.close_surplus();
-        Ok(())
-    }
-
-    /// Keep every reader open (while every book is brought up to date, twice over), or
-    /// again only the last few.
-    pub fn keep_every_reader(&mut self, keep: bool) {
-        self.keep_all = keep;
-        self.close_surplus();
-    }
-
-    fn close_surplus(&mut self) {
-        while !self.keep_all && self.open.len() > OPEN_READERS {
+        if self.open.len() >= OPEN_READERS {
             self.open.pop_front();
         }
+        self.open.push_back(reader);
+        Ok(())
     }
 
     /// Whether reading again has cost more than applying each of `noted` diffs as it was

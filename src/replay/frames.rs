@@ -136,8 +136,8 @@ struct StreamWanted {
 
 impl FrameSource {
     /// The frames of `opts.files` for the streams `wanted` (e.g. `btcusdt@trade`); the
-    /// depth diffs it passes over or leaves out are noted in `depth_notes`, as are those
-    /// its host sends (`note_sent_depth`).
+    /// depth diffs it passes over or leaves out are noted in `depth_notes` (by the host in
+    /// their turn, after `notes_in_turn`), as are those its host sends (`note_sent_depth`).
     pub(crate) fn open(
         opts: &ReplayOptions,
         index: Arc<RestIndex>,

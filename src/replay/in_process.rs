@@ -429,7 +429,7 @@ pub fn run(
         .into_iter()
         .collect();
     // The replay server's depth books take the streamed diffs only when a snapshot is asked.
-    let depth_notes = DepthNotes::on_request(index.clone()).connection();
+    let depth_notes = DepthNotes::on_request_in_order(index.clone()).connection();
     let frames = FrameSource::open(opts, index.clone(), wanted, depth_notes)?;
     let reader = Reader {
         frames,
