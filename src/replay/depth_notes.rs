@@ -32,7 +32,9 @@ pub struct DepthNotes {
     /// Whether the books may switch to following every diff once reading again costs more
     /// (`on_request_in_order`).
     may_follow: bool,
-    /// Set, once, when the switch to following is complete: notes then skip the counts.
+    /// Each diff applied as it is noted (the books follow the stream). Set once, with
+    /// `counts` held, when the switch to following is complete: a note that waited for
+    /// `counts` meanwhile sees it.
     following: AtomicBool,
     /// Reading again; taken before `counts` by whoever takes both.
     reread: Mutex<DepthReread>,
@@ -41,8 +43,6 @@ pub struct DepthNotes {
 
 #[derive(Default)]
 struct Counts {
-    /// Each diff applied as it is noted (the books follow the stream).
-    following: bool,
     /// Diffs noted by each connection, by the instrument their stream names (lower case).
     by_connection: FastMap<u64, FastMap<Symbol, u64>>,
     /// The most noted of each instrument by connections since closed.
@@ -92,10 +92,7 @@ impl DepthNotes {
             may_follow,
             following: AtomicBool::new(following),
             reread: Mutex::new(reread),
-            counts: Mutex::new(Counts {
-                following,
-                ..Counts::default()
-            }),
+            counts: Mutex::new(Counts::default()),
         })
     }
 
@@ -122,7 +119,7 @@ impl DepthNotes {
             return;
         }
         let mut counts = self.lock_counts();
-        if counts.following {
+        if self.following.load(Ordering::Acquire) {
             // The switch ended while this note waited for the lock.
             drop(counts);
             self.index.depth.note_streamed(json);
@@ -144,7 +141,7 @@ impl DepthNotes {
         let instrument = instrument_key(symbol);
         let target = {
             let counts = self.lock_counts();
-            if counts.following {
+            if self.following.load(Ordering::Acquire) {
                 return Ok(());
             }
             most_noted(&counts, &instrument)
@@ -157,7 +154,6 @@ impl DepthNotes {
                 for (instrument, target) in &all_noted(&counts) {
                     reread.catch_up(instrument, *target)?;
                 }
-                counts.following = true;
                 counts.by_connection.clear();
                 counts.closed.clear();
                 self.following.store(true, Ordering::Release);
@@ -209,16 +205,13 @@ fn most_noted(counts: &Counts, instrument: &str) -> u64 {
 fn all_noted(counts: &Counts) -> FastMap<Symbol, u64> {
     let mut most = counts.closed.clone();
     for mine in counts.by_connection.values() {
-        for (instrument, n) in mine {
-            let m = most.entry(instrument.clone()).or_default();
-            *m = (*m).max(*n);
-        }
+        raise(&mut most, mine.iter().map(|(i, n)| (i.clone(), *n)));
     }
     most
 }
 
 /// Each instrument of `into` raised to its count in `from`.
-fn raise(into: &mut FastMap<Symbol, u64>, from: FastMap<Symbol, u64>) {
+fn raise(into: &mut FastMap<Symbol, u64>, from: impl IntoIterator<Item = (Symbol, u64)>) {
     for (instrument, n) in from {
         let most = into.entry(instrument).or_default();
         *most = (*most).max(n);
